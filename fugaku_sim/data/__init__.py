@@ -1,0 +1,1 @@
+"""fugaku_sim.data"""
