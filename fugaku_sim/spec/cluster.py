@@ -1,0 +1,231 @@
+"""ClusterSpec: the hardware ("where") — nodes, interconnect, allocation, scheduler.
+
+All figures carry their unit in the field name and are converted once, by the properties at
+the bottom of each class (bytes per second, seconds, FLOP/s). Hardware numbers live in
+``clusters/*.yaml`` with their sources; nothing here hard-codes a machine.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from fugaku_sim.spec.base import SpecModel
+
+Precision = Literal["fp64", "fp32", "fp16", "bf16"]
+
+
+class PeakTFLOPs(SpecModel):
+    """Peak arithmetic rate of one node, TFLOP/s, per precision."""
+
+    fp64: float = Field(gt=0)
+    fp32: float = Field(gt=0)
+    fp16: float = Field(gt=0)
+    bf16: float = Field(gt=0)
+
+
+class GemmPoint(SpecModel):
+    """One point of the GEMM efficiency curve: the fraction of peak reached by a GEMM whose
+    smallest dimension (min of m, n, k) is ``min_dim``."""
+
+    min_dim: int = Field(gt=0)
+    efficiency: float = Field(gt=0, le=1)
+
+
+class NodeSpec(SpecModel):
+    """One compute node. Rates and capacities are per node; a process gets its share."""
+
+    cores: int = Field(gt=0)
+    clock_GHz: float = Field(gt=0)
+    peak_TFLOPs: PeakTFLOPs
+    mem_GiB: float = Field(gt=0, description="memory capacity of the node (all devices)")
+    mem_bw_GBps: float = Field(gt=0, description="memory bandwidth of the node, 1e9 B/s")
+    gemm_efficiency: list[GemmPoint] = Field(min_length=1)
+    op_overhead_us: float = Field(ge=0, description="fixed cost of launching one operation")
+    processes_per_node: int = Field(default=1, gt=0)
+    devices_per_node: int = Field(default=1, gt=0, description="accelerators (1 for a CPU node)")
+    power_W: float = Field(gt=0, description="average power of a node under load")
+    mem_reserved_GiB: float = Field(
+        default=0.0, ge=0, description="memory the OS and runtime keep from the job"
+    )
+
+    @model_validator(mode="after")
+    def _curve_sorted(self) -> NodeSpec:
+        dims = [p.min_dim for p in self.gemm_efficiency]
+        if dims != sorted(set(dims)):
+            raise ValueError("gemm_efficiency: min_dim values must be strictly increasing")
+        return self
+
+    def gemm_efficiency_at(self, min_dim: float) -> float:
+        """Fraction of peak for a GEMM whose smallest dimension is ``min_dim``.
+
+        Piecewise-linear in log2(min_dim) between the profile's points, flat beyond the ends.
+        """
+        pts = self.gemm_efficiency
+        if min_dim <= pts[0].min_dim:
+            return pts[0].efficiency
+        if min_dim >= pts[-1].min_dim:
+            return pts[-1].efficiency
+        x = math.log2(min_dim)
+        for lo, hi in zip(pts, pts[1:]):
+            if min_dim <= hi.min_dim:
+                x0, x1 = math.log2(lo.min_dim), math.log2(hi.min_dim)
+                t = (x - x0) / (x1 - x0)
+                return lo.efficiency + t * (hi.efficiency - lo.efficiency)
+        return pts[-1].efficiency  # pragma: no cover - loop always returns
+
+    def peak_flops(self, precision: Precision) -> float:
+        """Peak FLOP/s of the whole node at ``precision``."""
+        return float(getattr(self.peak_TFLOPs, precision)) * 1e12
+
+    @property
+    def mem_bytes(self) -> float:
+        return self.mem_GiB * 2**30
+
+    @property
+    def usable_mem_bytes(self) -> float:
+        return (self.mem_GiB - self.mem_reserved_GiB) * 2**30
+
+    @property
+    def mem_bw_Bps(self) -> float:
+        return self.mem_bw_GBps * 1e9
+
+
+class TorusDim(SpecModel):
+    """One physical dimension of a torus or mesh."""
+
+    name: str = Field(min_length=1)
+    size: int = Field(gt=0)
+    wrap: bool = True
+
+
+class TorusInterconnect(SpecModel):
+    """A direct N-dimensional torus/mesh network (Tofu Interconnect D and the like)."""
+
+    kind: Literal["torus"]
+    dims: list[TorusDim] = Field(min_length=1)
+    link_bw_GBps: float = Field(gt=0, description="per link, per direction")
+    hop_latency_us: float = Field(ge=0, description="added by each router hop")
+    injection_latency_us: float = Field(ge=0, description="end-to-end latency of a short put")
+    injection_engines: int = Field(gt=0, description="network interfaces (TNIs) per node")
+    injection_bw_GBps: float = Field(gt=0, description="total a node can inject at once")
+    intra_node_bw_GBps: float = Field(
+        default=50.0, gt=0, description="between processes on one node (shared memory)"
+    )
+
+    @model_validator(mode="after")
+    def _names_unique(self) -> TorusInterconnect:
+        names = [d.name for d in self.dims]
+        if len(set(names)) != len(names):
+            raise ValueError(f"dims: dimension names must be unique, got {names}")
+        return self
+
+    @property
+    def nodes(self) -> int:
+        return math.prod(d.size for d in self.dims)
+
+    def dim_index(self, name: str) -> int:
+        return [d.name for d in self.dims].index(name)
+
+    @property
+    def link_bw_Bps(self) -> float:
+        return self.link_bw_GBps * 1e9
+
+
+class SwitchLevel(SpecModel):
+    """One level of a switched network: bandwidth per endpoint and latency."""
+
+    bw_GBps: float = Field(gt=0, description="per endpoint, per direction")
+    latency_us: float = Field(ge=0)
+    links_per_node: int = Field(default=1, gt=0, description="rails or ports per node")
+
+
+class SwitchedInterconnect(SpecModel):
+    """Accelerators on an intra-node switch (NVSwitch) joined by a fat tree (InfiniBand)."""
+
+    kind: Literal["switched"]
+    nodes: int = Field(gt=0, description="nodes the fabric connects")
+    intra_node: SwitchLevel
+    inter_node: SwitchLevel
+    oversubscription: float = Field(default=1.0, ge=1.0, description="fat-tree taper")
+
+
+Interconnect = Annotated[TorusInterconnect | SwitchedInterconnect, Field(discriminator="kind")]
+
+
+class AllocationSpec(SpecModel):
+    """How jobs are carved out of the machine.
+
+    ``virtual_axes`` lists, for each axis of a requested job shape, the physical dimensions it
+    folds (Fugaku: the 3-D shape ``48x6x48`` folds (X, a), (Y, b), (Z, c)). ``unit_shape`` is
+    the allocation granule along each virtual axis (Fugaku: the Tofu unit a x b x c = 2x3x2).
+    """
+
+    max_nodes: int = Field(gt=0, description="largest job the machine accepts")
+    virtual_axes: list[list[str]] = Field(default_factory=list)
+    unit_shape: list[int] = Field(default_factory=list)
+    shape_dims_allowed: list[int] = Field(default_factory=lambda: [1])
+
+    @model_validator(mode="after")
+    def _unit_matches(self) -> AllocationSpec:
+        if self.unit_shape and len(self.unit_shape) != len(self.virtual_axes):
+            raise ValueError("unit_shape: needs one entry per virtual axis")
+        if any(u <= 0 for u in self.unit_shape):
+            raise ValueError("unit_shape: entries must be positive")
+        return self
+
+
+class SchedulerSpec(SpecModel):
+    """The batch system that runs jobs, with the defaults its job scripts need."""
+
+    kind: Literal["pjm", "slurm", "local"]
+    resource_group: str | None = None
+    partition: str | None = None
+    account: str | None = None
+    max_elapse_h: float = Field(default=24.0, gt=0)
+
+
+class ClusterSpec(SpecModel):
+    """A machine: its nodes, network, allocation rules and scheduler."""
+
+    name: str = Field(min_length=1)
+    description: str = ""
+    node: NodeSpec
+    interconnect: Interconnect
+    allocation: AllocationSpec
+    scheduler: SchedulerSpec
+    mtbf_node_h: float = Field(
+        default=1.0e6, gt=0, description="mean time between failures of one node, hours"
+    )
+    checkpoint_write_GBps: float = Field(
+        default=100.0, gt=0, description="aggregate file-system write rate for checkpoints"
+    )
+
+    @model_validator(mode="after")
+    def _allocation_fits(self) -> ClusterSpec:
+        ic = self.interconnect
+        total = ic.nodes
+        if self.allocation.max_nodes > total:
+            raise ValueError(
+                f"allocation.max_nodes: {self.allocation.max_nodes} exceeds the "
+                f"{total} nodes of the interconnect"
+            )
+        if isinstance(ic, TorusInterconnect):
+            names = {d.name for d in ic.dims}
+            for i, axis in enumerate(self.allocation.virtual_axes):
+                unknown = [a for a in axis if a not in names]
+                if unknown:
+                    raise ValueError(
+                        f"allocation.virtual_axes.{i}: unknown dimension {unknown[0]!r}"
+                    )
+        return self
+
+    def virtual_axis_limits(self) -> list[int]:
+        """Largest extent of each virtual job axis (product of the physical sizes it folds)."""
+        ic = self.interconnect
+        if not isinstance(ic, TorusInterconnect):
+            return []
+        sizes = {d.name: d.size for d in ic.dims}
+        return [math.prod(sizes[a] for a in axis) for axis in self.allocation.virtual_axes]

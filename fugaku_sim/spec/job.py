@@ -1,0 +1,153 @@
+"""Job: a cluster, a model, training settings and a layout, checked against each other.
+
+The single-section rules live on each model; the rules that span sections live here and name
+the dotted path of the field to fix (``layout.tp: 5 does not divide model.heads (36)``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from fugaku_sim.errors import SpecError
+from fugaku_sim.spec.cluster import ClusterSpec, SwitchedInterconnect
+from fugaku_sim.spec.layout import Layout
+from fugaku_sim.spec.model import ModelSpec
+from fugaku_sim.spec.train import TrainSpec
+
+
+@dataclass(frozen=True)
+class Job:
+    """A validated combination; build it with :func:`make_job`."""
+
+    cluster: ClusterSpec
+    model: ModelSpec
+    train: TrainSpec
+    layout: Layout
+
+    @property
+    def processes_per_node(self) -> int:
+        return self.layout.processes_per_node or self.cluster.node.processes_per_node
+
+    @property
+    def nodes(self) -> int:
+        return self.layout.world // self.processes_per_node
+
+    @property
+    def micro_batches(self) -> int:
+        """Micro-batches per pipeline per step (gradient-accumulation steps)."""
+        return self.train.global_batch // (self.train.micro_batch * self.layout.dp)
+
+    @property
+    def global_batch_tokens(self) -> int:
+        return self.train.global_batch * self.model.seq_len
+
+    @property
+    def recompute_stages(self) -> frozenset[int]:
+        return self.train.recompute_stage_set(self.layout.pp)
+
+    def steps_for_tokens(self) -> int | None:
+        """Optimizer steps needed for ``train.tokens`` (rounded up), or ``train.steps``."""
+        if self.train.tokens is not None:
+            return math.ceil(self.train.tokens / self.global_batch_tokens)
+        return self.train.steps
+
+
+def make_job(cluster: ClusterSpec, model: ModelSpec, train: TrainSpec, layout: Layout) -> Job:
+    """Check the cross-section rules and return the :class:`Job`.
+
+    Raises:
+        SpecError: naming the dotted field path and what is wrong.
+    """
+    _check_model_split(model, layout)
+    _check_batch(train, layout)
+    job = Job(cluster, model, train, layout)
+    _check_nodes(job)
+    if layout.job_shape is not None:
+        check_job_shape(cluster, layout.job_shape, job.nodes)
+    return job
+
+
+def _check_model_split(model: ModelSpec, layout: Layout) -> None:
+    if model.heads % layout.tp:
+        raise SpecError(f"layout.tp: {layout.tp} does not divide model.heads ({model.heads})")
+    if model.ffn % layout.tp:
+        raise SpecError(f"layout.tp: {layout.tp} does not divide model.ffn_hidden ({model.ffn})")
+    chunks = layout.pp * layout.virtual_stages
+    if model.layers % chunks:
+        what = "layout.pp" if layout.virtual_stages == 1 else "layout.pp x layout.virtual_stages"
+        raise SpecError(f"{what}: {chunks} does not divide model.layers ({model.layers})")
+    if layout.schedule == "interleaved" and layout.pp < 2:
+        raise SpecError("layout.schedule: interleaved needs layout.pp >= 2")
+
+
+def _check_batch(train: TrainSpec, layout: Layout) -> None:
+    per_step = train.micro_batch * layout.dp
+    if train.global_batch % per_step:
+        raise SpecError(
+            f"train.global_batch: {train.global_batch} is not a multiple of "
+            f"train.micro_batch x layout.dp ({train.micro_batch} x {layout.dp} = {per_step})"
+        )
+    bad = [s for s in train.recompute_stages if s >= layout.pp]
+    if bad:
+        raise SpecError(
+            f"train.recompute_stages: stage {bad[0]} does not exist with layout.pp = {layout.pp}"
+        )
+    m = train.global_batch // per_step
+    if layout.schedule == "interleaved" and m % layout.pp:
+        raise SpecError(
+            f"train.global_batch: the interleaved schedule needs the {m} micro-batches per "
+            f"pipeline to be a multiple of layout.pp ({layout.pp})"
+        )
+
+
+def _check_nodes(job: Job) -> None:
+    ppn = job.processes_per_node
+    world = job.layout.world
+    if world % ppn:
+        raise SpecError(
+            f"layout: tp x pp x dp = {world} ranks is not a multiple of "
+            f"{ppn} processes per node (cluster.node.processes_per_node)"
+        )
+    limit = job.cluster.allocation.max_nodes
+    if job.nodes > limit:
+        raise SpecError(
+            f"layout: tp x pp x dp needs {job.nodes} nodes; "
+            f"cluster.allocation.max_nodes is {limit}"
+        )
+    ic = job.cluster.interconnect
+    if isinstance(ic, SwitchedInterconnect) and job.nodes > ic.nodes:
+        raise SpecError(f"layout: needs {job.nodes} nodes; the fabric has {ic.nodes}")
+
+
+def check_job_shape(cluster: ClusterSpec, shape: list[int], nodes: int) -> None:
+    """Check a requested job shape against the machine and the node count.
+
+    Raises:
+        SpecError: the shape has the wrong number of axes, the wrong node count, exceeds an
+            axis of the machine, or is not a whole number of allocation units.
+    """
+    text = "x".join(map(str, shape))
+    alloc = cluster.allocation
+    if len(shape) not in alloc.shape_dims_allowed:
+        raise SpecError(
+            f"layout.job_shape: {text} has {len(shape)} axes; {cluster.name} accepts "
+            f"{' or '.join(map(str, alloc.shape_dims_allowed))}"
+        )
+    if math.prod(shape) != nodes:
+        raise SpecError(
+            f"layout.job_shape: {text} holds {math.prod(shape)} nodes but the layout needs {nodes}"
+        )
+    limits = cluster.virtual_axis_limits()
+    if len(shape) == len(limits):
+        for i, (extent, limit) in enumerate(zip(shape, limits)):
+            if extent > limit:
+                raise SpecError(
+                    f"layout.job_shape: axis {i} is {extent} but the machine's is at most {limit}"
+                )
+        for i, (extent, unit) in enumerate(zip(shape, alloc.unit_shape)):
+            if extent % unit:
+                raise SpecError(
+                    f"layout.job_shape: axis {i} ({extent}) is not a multiple of the "
+                    f"allocation unit ({unit}) on that axis"
+                )

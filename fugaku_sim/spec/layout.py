@@ -1,0 +1,59 @@
+"""Layout: the parallel plan ("how") — degrees, schedule, rank order and placement."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from fugaku_sim.spec.base import SpecModel
+
+AXES = ("tp", "dp", "pp")
+RANK_ORDERS = tuple("-".join(p) for p in itertools.permutations(AXES))
+
+
+class Layout(SpecModel):
+    """How ranks split the work: tensor (tp), pipeline (pp) and data (dp) parallel degrees.
+
+    ``rank_order`` lists the axes fastest-varying first; Megatron's default is ``tp-dp-pp``
+    (tensor-parallel peers on consecutive ranks). ``placement`` maps ranks onto the job's
+    node coordinates: ``linear`` in rank order, or ``topology`` (tensor groups on rings of
+    neighbouring nodes, pipeline neighbours adjacent, data-parallel rings along torus axes).
+    ``job_shape`` is the requested virtual shape (``[48, 6, 48]`` for ``node=48x6x48``).
+    """
+
+    tp: int = Field(default=1, gt=0)
+    pp: int = Field(default=1, gt=0)
+    dp: int = Field(default=1, gt=0)
+    schedule: Literal["1f1b", "gpipe", "interleaved"] = "1f1b"
+    virtual_stages: int = Field(default=1, gt=0, description="model chunks per stage")
+    rank_order: str = "tp-dp-pp"
+    placement: Literal["linear", "topology"] = "topology"
+    job_shape: list[int] | None = None
+    processes_per_node: int | None = Field(default=None, gt=0)
+
+    @field_validator("rank_order")
+    @classmethod
+    def _known_order(cls, value: str) -> str:
+        if value not in RANK_ORDERS:
+            raise ValueError(f"{value!r} is not one of {', '.join(RANK_ORDERS)}")
+        return value
+
+    @field_validator("job_shape")
+    @classmethod
+    def _positive_shape(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and (not value or any(v <= 0 for v in value)):
+            raise ValueError("every extent must be a positive integer")
+        return value
+
+    @model_validator(mode="after")
+    def _schedule_chunks(self) -> Layout:
+        if self.schedule != "interleaved" and self.virtual_stages != 1:
+            raise ValueError("virtual_stages: only the interleaved schedule uses model chunks")
+        return self
+
+    @property
+    def world(self) -> int:
+        """Number of ranks (MPI processes)."""
+        return self.tp * self.pp * self.dp

@@ -1,0 +1,69 @@
+"""TrainSpec: how the model is trained — batch, tokens, precision, optimizer, memory savers."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from fugaku_sim.spec.base import SpecModel
+
+RecomputeMode = Literal["none", "all", "first-half", "stages"]
+
+
+class TrainSpec(SpecModel):
+    """Training settings shared by the simulator and the trainer.
+
+    Recomputation (full activation checkpointing of each transformer layer) is chosen per
+    pipeline stage: ``none``, ``all``, ``first-half`` (stages 0 .. pp/2-1, which hold the most
+    micro-batches in flight under 1F1B; Fugaku-LLM recomputed stages 0-3 of 8), or ``stages``
+    with an explicit ``recompute_stages`` list.
+    """
+
+    global_batch: int = Field(gt=0, description="sequences per optimizer step")
+    micro_batch: int = Field(default=1, gt=0, description="sequences per micro-batch")
+    tokens: float | None = Field(default=None, gt=0, description="tokens to train on in all")
+    steps: int | None = Field(default=None, gt=0, description="optimizer steps (trainer)")
+    precision: Literal["fp32", "fp16", "bf16"] = "fp32"
+    optimizer: Literal["adam", "adamw", "sgd"] = "adamw"
+    zero_stage: Literal[0, 1] = 0
+    recompute: RecomputeMode = "none"
+    recompute_stages: list[int] = Field(default_factory=list)
+    overlap_grad_reduce: bool = False
+    grad_bucket_MB: float = Field(default=25.0, gt=0)
+    lr: float = Field(default=6e-4, gt=0)
+    min_lr: float = Field(default=6e-5, ge=0)
+    warmup_steps: int = Field(default=10, ge=0)
+    weight_decay: float = Field(default=0.1, ge=0)
+    beta1: float = Field(default=0.9, ge=0, lt=1)
+    beta2: float = Field(default=0.95, ge=0, lt=1)
+    eps: float = Field(default=1e-8, gt=0)
+    grad_clip: float = Field(default=1.0, ge=0, description="0 disables clipping")
+    seed: int = Field(default=1234, ge=0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrainSpec:
+        if self.global_batch % self.micro_batch:
+            raise ValueError(
+                f"global_batch: {self.global_batch} is not a multiple of "
+                f"micro_batch ({self.micro_batch})"
+            )
+        if self.recompute == "stages" and not self.recompute_stages:
+            raise ValueError("recompute_stages: give at least one stage when recompute is 'stages'")
+        if self.recompute != "stages" and self.recompute_stages:
+            raise ValueError("recompute_stages: only used when recompute is 'stages'")
+        if any(s < 0 for s in self.recompute_stages):
+            raise ValueError("recompute_stages: stage numbers must be >= 0")
+        if self.min_lr > self.lr:
+            raise ValueError(f"min_lr: {self.min_lr} is above lr ({self.lr})")
+        return self
+
+    def recompute_stage_set(self, pp: int) -> frozenset[int]:
+        """The pipeline stages (0-based, of ``pp``) that recompute activations."""
+        if self.recompute == "none":
+            return frozenset()
+        if self.recompute == "all":
+            return frozenset(range(pp))
+        if self.recompute == "first-half":
+            return frozenset(range(max(1, pp // 2))) if pp > 1 else frozenset({0})
+        return frozenset(self.recompute_stages)
