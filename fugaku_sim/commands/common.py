@@ -1,0 +1,174 @@
+"""Options shared by the verbs that take a job: cluster, model, training settings, layout.
+
+A model preset may carry reference training settings and a layout (Fugaku-LLM's); options
+given on the command line override single fields of them, and the result is validated as a
+whole (``make_job``), so every error names the field to fix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from fugaku_sim.errors import SpecError
+from fugaku_sim.spec import (
+    Job,
+    Layout,
+    ModelSpec,
+    TrainSpec,
+    load_cluster,
+    load_model_preset,
+    make_job,
+    read_yaml,
+    validate_section,
+)
+
+# command-line option -> (section, field)
+_TRAIN_OPTIONS = {
+    "global_batch": "global_batch",
+    "micro_batch": "micro_batch",
+    "tokens": "tokens",
+    "steps": "steps",
+    "precision": "precision",
+    "optimizer": "optimizer",
+    "zero": "zero_stage",
+    "recompute": "recompute",
+    "overlap_grad_reduce": "overlap_grad_reduce",
+    "lr": "lr",
+    "seed": "seed",
+}
+_LAYOUT_OPTIONS = {
+    "tp": "tp",
+    "pp": "pp",
+    "dp": "dp",
+    "schedule": "schedule",
+    "virtual_stages": "virtual_stages",
+    "rank_order": "rank_order",
+    "placement": "placement",
+    "job_shape": "job_shape",
+    "processes_per_node": "processes_per_node",
+}
+
+
+def parse_shape(text: str) -> list[int]:
+    """``48x6x48`` -> [48, 6, 48]."""
+    try:
+        shape = [int(part) for part in text.lower().split("x")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a shape like 48x6x48") from None
+    if any(v <= 0 for v in shape):
+        raise argparse.ArgumentTypeError(f"{text!r}: extents must be positive")
+    return shape
+
+
+def parse_stages(text: str) -> list[int]:
+    """``0-3`` or ``0,2,5`` -> stage list."""
+    stages: list[int] = []
+    try:
+        for part in text.split(","):
+            lo, _, hi = part.partition("-")
+            stages += range(int(lo), int(hi or lo) + 1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a stage list like 0-3 or 0,2") from None
+    return stages
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, cluster: bool = True) -> None:
+    if cluster:
+        parser.add_argument("--cluster", default="fugaku", help="preset name or YAML path")
+    parser.add_argument("--model", default="fugaku-llm-13b", help="preset name or YAML path")
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("training settings (override the model preset's)")
+    g.add_argument("--train-config", metavar="YAML", help="a TrainSpec mapping to start from")
+    g.add_argument("--global-batch", type=int, help="sequences per step")
+    g.add_argument("--micro-batch", type=int, help="sequences per micro-batch")
+    g.add_argument("--tokens", type=float, help="tokens to train on (e.g. 380e9)")
+    g.add_argument("--steps", type=int, help="optimizer steps")
+    g.add_argument("--precision", choices=["fp32", "fp16", "bf16"])
+    g.add_argument("--optimizer", choices=["adam", "adamw", "sgd"])
+    g.add_argument("--zero", type=int, choices=[0, 1], help="ZeRO stage")
+    g.add_argument("--recompute", choices=["none", "all", "first-half", "stages"])
+    g.add_argument("--recompute-stages", type=parse_stages, metavar="0-3")
+    g.add_argument("--overlap-grad-reduce", action=argparse.BooleanOptionalAction, default=None)
+    g.add_argument("--lr", type=float, help="peak learning rate")
+    g.add_argument("--seed", type=int)
+
+
+def add_layout_arguments(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("layout (overrides the model preset's)")
+    g.add_argument("--tp", type=int, help="tensor-parallel degree")
+    g.add_argument("--pp", type=int, help="pipeline-parallel degree")
+    g.add_argument("--dp", type=int, help="data-parallel degree")
+    g.add_argument("--schedule", choices=["1f1b", "gpipe", "interleaved"])
+    g.add_argument("--virtual-stages", type=int, help="model chunks per stage (interleaved)")
+    g.add_argument("--rank-order", help="axes fastest first, e.g. tp-dp-pp")
+    g.add_argument("--placement", choices=["linear", "topology"])
+    g.add_argument("--job-shape", type=parse_shape, metavar="AxBxC")
+    g.add_argument("--processes-per-node", type=int)
+
+
+def add_job_arguments(parser: argparse.ArgumentParser, cluster: bool = True) -> None:
+    """--cluster, --model, the training settings and the layout."""
+    add_model_arguments(parser, cluster=cluster)
+    add_train_arguments(parser)
+    add_layout_arguments(parser)
+
+
+def _overrides(args: argparse.Namespace, options: dict[str, str]) -> dict[str, Any]:
+    out = {}
+    for option, field in options.items():
+        value = getattr(args, option, None)
+        if value is not None:
+            out[field] = value
+    return out
+
+
+def resolve_specs(args: argparse.Namespace) -> tuple[ModelSpec, TrainSpec, Layout]:
+    """Model preset + optional --train-config + command-line overrides -> specs.
+
+    Raises:
+        SpecError: naming the field (``train.global_batch``, ``layout.tp`` ...).
+    """
+    preset = load_model_preset(args.model)
+    train: dict[str, Any] = dict(preset.train)
+    if getattr(args, "train_config", None):
+        train.update(read_yaml(_path(args.train_config)))
+    train.update(_overrides(args, _TRAIN_OPTIONS))
+    if getattr(args, "recompute_stages", None) is not None:
+        train["recompute_stages"] = args.recompute_stages
+        train.setdefault("recompute", "stages")
+        if train["recompute"] != "stages" and args.recompute is None:
+            train["recompute"] = "stages"
+    if train.get("recompute") != "stages":
+        train.pop("recompute_stages", None)
+    layout = dict(preset.layout)
+    explicit = _overrides(args, _LAYOUT_OPTIONS)
+    if {"tp", "pp", "dp"} & explicit.keys():
+        # a new parallel split: the preset's job shape no longer applies unless given again
+        layout.pop("job_shape", None)
+    layout.update(explicit)
+    if "global_batch" not in train:
+        raise SpecError(f"train.global_batch: not set by model {args.model!r}; pass --global-batch")
+    train_spec = validate_section(TrainSpec, train, "train settings", "train")
+    layout_spec = validate_section(Layout, layout, "layout", "layout")
+    return preset.model, train_spec, layout_spec
+
+
+def _path(text: str) -> Any:
+    from pathlib import Path
+
+    return Path(text)
+
+
+def job_from_args(args: argparse.Namespace) -> Job:
+    """Build and validate the :class:`Job` the options describe."""
+    cluster = load_cluster(args.cluster)
+    model, train, layout = resolve_specs(args)
+    return make_job(cluster, model, train, layout)
+
+
+def print_json(obj: Any) -> None:
+    print(json.dumps(obj, indent=2, sort_keys=False))

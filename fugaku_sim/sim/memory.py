@@ -1,0 +1,129 @@
+"""Memory per rank: weights, gradients, optimizer states, activations, workspace.
+
+Sources:
+- Rajbhandari et al., "ZeRO", SC20: mixed-precision Adam keeps 2 + 2 + 12 bytes per
+  parameter (fp16 weights and gradients; fp32 master weights, momentum and variance); ZeRO
+  stage 1 shards the optimizer states over the data-parallel group.
+- Korthikanti et al., "Reducing Activation Recomputation in Large Transformer Models", 2022,
+  eq. 2: with tensor parallelism and 16-bit activations one layer stores
+  s b h (10 + 24/t + 5 a s/(h t)) bytes; with full recomputation only its 2 s b h byte input.
+  The byte counts scale with the activation element size (x2 for fp32).
+- Under 1F1B, stage s of p holds the activations of min(p - s, m) micro-batches
+  (Narayanan et al., SC21); under GPipe all m. Both are read off the shared schedule.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from fugaku_sim.parallel.schedule import max_in_flight, pipeline_schedule
+from fugaku_sim.sim.flops import stage_parameters
+from fugaku_sim.spec.job import Job
+
+GiB = 2**30
+
+#: bytes per parameter of (weights, gradients, optimizer states) by precision and optimizer
+_PARAM_BYTES = {
+    ("fp32", "adam"): (4, 4, 8),
+    ("fp32", "adamw"): (4, 4, 8),
+    ("fp32", "sgd"): (4, 4, 0),
+    ("fp16", "adam"): (2, 2, 12),
+    ("fp16", "adamw"): (2, 2, 12),
+    ("fp16", "sgd"): (2, 2, 4),
+    ("bf16", "adam"): (2, 2, 12),
+    ("bf16", "adamw"): (2, 2, 12),
+    ("bf16", "sgd"): (2, 2, 4),
+}
+
+
+@dataclass(frozen=True)
+class StageMemory:
+    """Bytes one rank of a pipeline stage needs, by kind."""
+
+    stage: int
+    weights: float
+    gradients: float
+    optimizer: float
+    activations: float
+    workspace: float
+    micro_batches_in_flight: int
+    recompute: bool
+
+    @property
+    def total(self) -> float:
+        return self.weights + self.gradients + self.optimizer + self.activations + self.workspace
+
+    def as_GiB(self) -> dict[str, float | int | bool]:
+        out: dict[str, float | int | bool] = {
+            k: (v / GiB if isinstance(v, float) else v) for k, v in asdict(self).items()
+        }
+        out["total"] = self.total / GiB
+        return out
+
+
+def activation_bytes_per_layer(job: Job, recompute: bool) -> float:
+    """Activation bytes one transformer layer keeps for one micro-batch (Korthikanti eq. 2)."""
+    m, t = job.model, job.layout.tp
+    s, b, h, a = m.seq_len, job.train.micro_batch, m.hidden, m.heads
+    scale = 2.0 if job.train.precision == "fp32" else 1.0
+    if recompute:
+        return 2.0 * s * b * h * scale
+    return s * b * h * (10 + 24 / t + 5 * a * s / (h * t)) * scale
+
+
+def in_flight(job: Job, stage: int) -> int:
+    """Micro-batches whose activations ``stage`` holds at once, from the shared schedule."""
+    lay = job.layout
+    ops = pipeline_schedule(lay.schedule, lay.pp, stage, job.micro_batches, lay.virtual_stages)
+    return max_in_flight(ops)
+
+
+def stage_memory(job: Job, stage: int) -> StageMemory:
+    """Memory of one rank of ``stage`` (bytes)."""
+    model, train, lay = job.model, job.train, job.layout
+    params = stage_parameters(model, lay.pp, stage, lay.tp)
+    w, g, o = _PARAM_BYTES[(train.precision, train.optimizer)]
+    optimizer = params * o / (lay.dp if train.zero_stage >= 1 else 1)
+    recompute = stage in job.recompute_stages
+    layers = model.layers // lay.pp
+    flights = in_flight(job, stage)
+    per_mb = layers * activation_bytes_per_layer(job, recompute)
+    if lay.virtual_stages > 1:
+        per_mb /= lay.virtual_stages  # in_flight counts chunk passes, each 1/v of the layers
+    act_bytes = 4 if train.precision == "fp32" else 2
+    tokens = model.seq_len * train.micro_batch
+    if recompute:
+        # the layer being recomputed needs its full activations during its backward
+        per_layer_full = activation_bytes_per_layer(job, recompute=False)
+    else:
+        per_layer_full = 0.0
+    logits = 0.0
+    if stage == lay.pp - 1:
+        # logits and their gradient for the micro-batch in its backward
+        logits = 2.0 * tokens * model.vocab / lay.tp * act_bytes
+    workspace = per_layer_full + logits + 4.0 * tokens * model.ffn / lay.tp * act_bytes
+    return StageMemory(
+        stage=stage,
+        weights=float(params * w),
+        gradients=float(params * g),
+        optimizer=float(optimizer),
+        activations=float(flights * per_mb),
+        workspace=float(workspace),
+        micro_batches_in_flight=flights,
+        recompute=recompute,
+    )
+
+
+def memory_by_stage(job: Job) -> list[StageMemory]:
+    """Memory of one rank of every pipeline stage."""
+    return [stage_memory(job, s) for s in range(job.layout.pp)]
+
+
+def peak_memory_per_node(job: Job) -> float:
+    """Bytes the fullest node needs: the largest stage times processes per node."""
+    return max(m.total for m in memory_by_stage(job)) * job.processes_per_node
+
+
+def fits_memory(job: Job) -> bool:
+    """Whether the fullest node fits in the node's usable memory."""
+    return peak_memory_per_node(job) <= job.cluster.node.usable_mem_bytes
