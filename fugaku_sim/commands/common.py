@@ -152,8 +152,8 @@ def resolve_specs(args: argparse.Namespace) -> tuple[ModelSpec, TrainSpec, Layou
     layout.update(explicit)
     if "global_batch" not in train:
         raise SpecError(f"train.global_batch: not set by model {args.model!r}; pass --global-batch")
-    train_spec = validate_section(TrainSpec, train, "train settings", "train")
-    layout_spec = validate_section(Layout, layout, "layout", "layout")
+    train_spec = validate_section(TrainSpec, train, "", "train")
+    layout_spec = validate_section(Layout, layout, "", "layout")
     return preset.model, train_spec, layout_spec
 
 

@@ -62,19 +62,28 @@ def read_yaml(path: Path) -> dict[str, Any]:
 
 
 def validation_message(exc: ValidationError, source: str, prefix: str = "") -> str:
-    """Turn pydantic's error into one line: ``source: dotted.path: what is wrong``."""
-    err = exc.errors()[0]
+    """Turn pydantic's error into one line: ``source: dotted.path: what is wrong``.
+
+    An unknown key is reported before anything else: a misspelt key also makes the right
+    key look missing, and the misspelling is what the user has to fix.
+    """
+    errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
+    err = errors[0]
     loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-"))
-    path = ".".join(p for p in (prefix, loc) if p)
     msg = str(err["msg"]).removeprefix("Value error, ")
+    field, sep, rest = msg.partition(": ")
+    if not loc and sep and field.replace(".", "").replace("_", "").isalnum():
+        loc, msg = field, rest  # a model validator that names its field
+    path = ".".join(p for p in (prefix, loc) if p)
     if err["type"] == "extra_forbidden":
         msg = "unknown key (misspelt?)"
     elif err["type"] == "missing":
         msg = "missing required key"
     elif "input" in err and not isinstance(err["input"], dict | list):
         msg += f" (got {err['input']!r})"
-    more = f" (+{len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
-    return f"{source}: {path or '(top level)'}: {msg}{more}"
+    more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+    head = f"{source}: " if source else ""
+    return f"{head}{path or '(top level)'}: {msg}{more}"
 
 
 def validate_section(model: type[M], data: Any, source: str, prefix: str = "") -> M:

@@ -1,0 +1,107 @@
+"""``fugaku-sim check``: is this layout valid for this model on this cluster, and what does it
+need? Prints parameters, FLOPs, batch figures and memory per node by pipeline stage."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from fugaku_sim.commands.common import add_job_arguments, job_from_args, print_json
+from fugaku_sim.sim.flops import (
+    megatron_flops_per_step,
+    megatron_parameter_count,
+    model_flops_per_token,
+    parameter_count,
+)
+from fugaku_sim.sim.memory import GiB, fits_memory, memory_by_stage, peak_memory_per_node
+from fugaku_sim.spec.job import Job
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_job_arguments(parser)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def derived_figures(job: Job) -> dict[str, Any]:
+    """The figures ``check`` reports, as a JSON-ready mapping."""
+    model, train, lay = job.model, job.train, job.layout
+    recompute_any = bool(job.recompute_stages)
+    stages = memory_by_stage(job)
+    peak = peak_memory_per_node(job)
+    return {
+        "valid": True,
+        "cluster": job.cluster.name,
+        "model": model.name,
+        "nodes": job.nodes,
+        "ranks": lay.world,
+        "processes_per_node": job.processes_per_node,
+        "tp": lay.tp,
+        "pp": lay.pp,
+        "dp": lay.dp,
+        "schedule": lay.schedule,
+        "micro_batch": train.micro_batch,
+        "global_batch": train.global_batch,
+        "global_batch_tokens": job.global_batch_tokens,
+        "grad_accum": job.micro_batches,
+        "recompute_stages": sorted(job.recompute_stages),
+        "parameters": parameter_count(model),
+        "parameters_megatron_formula": round(megatron_parameter_count(model)),
+        "model_flops_per_token": model_flops_per_token(model),
+        "model_flops_per_step": model_flops_per_token(model) * job.global_batch_tokens,
+        "megatron_flops_per_step": megatron_flops_per_step(
+            model, train.global_batch, recompute=recompute_any
+        ),
+        "steps": job.steps_for_tokens(),
+        "memory_per_node_GiB": peak / GiB,
+        "usable_memory_per_node_GiB": job.cluster.node.usable_mem_bytes / GiB,
+        "fits_memory": fits_memory(job),
+        "memory_by_stage_GiB": [s.as_GiB() for s in stages],
+    }
+
+
+def _print_table(fig: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    summary = Table(title=f"{fig['model']} on {fig['cluster']}: layout is valid", show_header=False)
+    summary.add_column(style="bold")
+    summary.add_column(justify="right")
+    rows = [
+        ("nodes x processes", f"{fig['nodes']:,} x {fig['processes_per_node']}"),
+        ("tp x pp x dp", f"{fig['tp']} x {fig['pp']} x {fig['dp']} ({fig['schedule']})"),
+        ("parameters", f"{fig['parameters'] / 1e9:,.3f} B"),
+        ("  Megatron formula", f"{fig['parameters_megatron_formula'] / 1e9:,.3f} B"),
+        ("model FLOPs per token", f"{fig['model_flops_per_token'] / 1e9:,.2f} GFLOP"),
+        ("model FLOPs per step", f"{fig['model_flops_per_step'] / 1e15:,.2f} PFLOP"),
+        ("global batch", f"{fig['global_batch']} seq = {fig['global_batch_tokens']:,} tokens"),
+        ("micro-batch x grad accum", f"{fig['micro_batch']} x {fig['grad_accum']}"),
+        ("recompute stages", ", ".join(map(str, fig["recompute_stages"])) or "none"),
+        ("steps", f"{fig['steps']:,}" if fig["steps"] else "-"),
+        ("memory per node", f"{fig['memory_per_node_GiB']:.2f} GiB of "
+         f"{fig['usable_memory_per_node_GiB']:.1f} GiB usable"),
+        ("fits memory", "yes" if fig["fits_memory"] else "[red]NO[/red]"),
+    ]
+    for key, value in rows:
+        summary.add_row(key, value)
+    console.print(summary)
+    mem = Table(title="memory per rank by pipeline stage (GiB)")
+    for col in ("stage", "weights", "grads", "optim", "activ", "work", "total",
+                "m held", "recomp"):
+        mem.add_column(col, justify="right")
+    for s in fig["memory_by_stage_GiB"]:
+        mem.add_row(
+            str(s["stage"]), *(f"{s[k]:.2f}" for k in ("weights", "gradients", "optimizer",
+                                                       "activations", "workspace", "total")),
+            str(s["micro_batches_in_flight"]), "yes" if s["recompute"] else "no",
+        )
+    console.print(mem)
+
+
+def run(args: argparse.Namespace) -> int:
+    fig = derived_figures(job_from_args(args))
+    if args.json:
+        print_json(fig)
+    else:
+        _print_table(fig)
+    return 0
