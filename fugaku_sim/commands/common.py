@@ -99,6 +99,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_layout_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("layout (overrides the model preset's)")
+    g.add_argument(
+        "--layout-from", metavar="JSON",
+        help="take tp, pp, dp (and micro-batch, schedule, recompute, placement when present) "
+        "from a predict JSON object or the best entry of a plan JSON list",
+    )
     g.add_argument("--tp", type=int, help="tensor-parallel degree")
     g.add_argument("--pp", type=int, help="pipeline-parallel degree")
     g.add_argument("--dp", type=int, help="data-parallel degree")
@@ -136,6 +141,12 @@ def resolve_specs(args: argparse.Namespace) -> tuple[ModelSpec, TrainSpec, Layou
     train: dict[str, Any] = dict(preset.train)
     if getattr(args, "train_config", None):
         train.update(read_yaml(_path(args.train_config)))
+    layout = dict(preset.layout)
+    if getattr(args, "layout_from", None):
+        from_layout, from_train = read_layout_from(args.layout_from)
+        layout.pop("job_shape", None)
+        layout.update(from_layout)
+        train.update(from_train)
     train.update(_overrides(args, _TRAIN_OPTIONS))
     if getattr(args, "recompute_stages", None) is not None:
         train["recompute_stages"] = args.recompute_stages
@@ -144,7 +155,6 @@ def resolve_specs(args: argparse.Namespace) -> tuple[ModelSpec, TrainSpec, Layou
             train["recompute"] = "stages"
     if train.get("recompute") != "stages":
         train.pop("recompute_stages", None)
-    layout = dict(preset.layout)
     explicit = _overrides(args, _LAYOUT_OPTIONS)
     if {"tp", "pp", "dp"} & explicit.keys():
         # a new parallel split: the preset's job shape no longer applies unless given again
@@ -155,6 +165,33 @@ def resolve_specs(args: argparse.Namespace) -> tuple[ModelSpec, TrainSpec, Layou
     train_spec = validate_section(TrainSpec, train, "", "train")
     layout_spec = validate_section(Layout, layout, "", "layout")
     return preset.model, train_spec, layout_spec
+
+
+_FROM_LAYOUT = ("tp", "pp", "dp", "schedule", "virtual_stages", "rank_order", "placement")
+_FROM_TRAIN = ("micro_batch", "recompute", "recompute_stages")
+
+
+def read_layout_from(path: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(layout fields, train fields) from a predict JSON object or a plan JSON list.
+
+    Raises:
+        SpecError: the file is missing, not JSON, or holds no layout.
+    """
+    try:
+        data = json.loads(_path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SpecError(f"--layout-from {path}: no such file") from None
+    except (OSError, ValueError) as exc:
+        raise SpecError(f"--layout-from {path}: not a JSON file ({exc})") from None
+    if isinstance(data, list):
+        data = data[0] if data else None
+    if not isinstance(data, dict) or not {"tp", "pp", "dp"} <= data.keys():
+        raise SpecError(f"--layout-from {path}: expected an object (or list of them) with tp, pp, dp")
+    layout = {k: data[k] for k in _FROM_LAYOUT if data.get(k) is not None}
+    train = {k: data[k] for k in _FROM_TRAIN if data.get(k) is not None}
+    if train.get("recompute") in ("none", "all", "first-half"):
+        train.pop("recompute_stages", None)
+    return layout, train
 
 
 def _path(text: str) -> Any:

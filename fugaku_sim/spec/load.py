@@ -72,8 +72,8 @@ def validation_message(exc: ValidationError, source: str, prefix: str = "") -> s
     loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-"))
     msg = str(err["msg"]).removeprefix("Value error, ")
     field, sep, rest = msg.partition(": ")
-    if not loc and sep and field.replace(".", "").replace("_", "").isalnum():
-        loc, msg = field, rest  # a model validator that names its field
+    if err["type"] == "value_error" and sep and field.replace(".", "").replace("_", "").isalnum():
+        loc, msg = ".".join(p for p in (loc, field) if p), rest  # a validator naming its field
     path = ".".join(p for p in (prefix, loc) if p)
     if err["type"] == "extra_forbidden":
         msg = "unknown key (misspelt?)"

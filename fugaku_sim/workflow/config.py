@@ -1,0 +1,131 @@
+"""The workflow's configuration: one pydantic model, the source of the JSON schema.
+
+``workflows/config/schema.json`` is generated from :class:`WorkflowConfig`
+(``python -m fugaku_sim.workflow.config --write-schema``); a test fails when the two drift.
+The Snakefile validates the config against the schema before any job runs, then against the
+model itself (cross-field rules such as "the layout uses as many ranks as the run has").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, create_model, model_validator
+
+from fugaku_sim.data.config import DataConfig
+from fugaku_sim.errors import SpecError
+from fugaku_sim.spec.base import SpecModel
+from fugaku_sim.spec.layout import Layout
+from fugaku_sim.spec.load import validation_message
+from fugaku_sim.spec.train import TrainSpec
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflows" / "config" / "schema.json"
+
+# Every TrainSpec field, optional: the workflow overrides only what it names, the rest comes
+# from the model preset. Generated, so the schema follows TrainSpec without a second copy.
+TrainOverrides = create_model(  # type: ignore[call-overload]
+    "TrainOverrides",
+    __base__=SpecModel,
+    **{
+        name: (field.annotation | None, Field(default=None, description=field.description))
+        for name, field in TrainSpec.model_fields.items()
+    },
+)
+
+
+class TrainSection(SpecModel):
+    """The real training run."""
+
+    model: str = Field(default="gpt-tiny", description="model preset name or YAML path")
+    cluster: str = Field(default="local", description="cluster profile the run is planned on")
+    ranks: int = Field(default=2, gt=0, description="MPI processes")
+    layout: Literal["auto"] | Layout = Field(
+        default="auto", description="'auto' takes the layout the plan ranks fastest"
+    )
+    settings: TrainOverrides = Field(default_factory=TrainOverrides)  # type: ignore[valid-type]
+    checkpoint_every: int = Field(default=50, gt=0, description="steps between checkpoints")
+    eval_every: int = Field(default=50, gt=0, description="steps between validation losses")
+    mpi_launcher: str = Field(
+        default="mpiexec", description="'mpiexec' (the environment's), 'srun', or a command"
+    )
+
+    @model_validator(mode="after")
+    def _ranks_match(self) -> TrainSection:
+        if isinstance(self.layout, Layout) and self.layout.world != self.ranks:
+            raise ValueError(
+                f"layout: tp x pp x dp = {self.layout.world} but train.ranks is {self.ranks}"
+            )
+        return self
+
+
+class EvaluateSection(SpecModel):
+    max_docs: int = Field(default=200, gt=0, description="held-out documents per domain")
+    seed: int = 0
+
+
+class PlanSection(SpecModel):
+    """The capacity plan for the reference job (Fugaku-LLM on 13,824 Fugaku nodes)."""
+
+    cluster: str = "fugaku"
+    model: str = "fugaku-llm-13b"
+    nodes: int = Field(default=13_824, gt=0)
+    global_batch: int = Field(default=2016, gt=0)
+    tokens: float = Field(default=380e9, gt=0)
+    top: int = Field(default=20, gt=0)
+
+
+class CompareSection(SpecModel):
+    """Predicted vs measured: calibrate this machine, run a few short layouts, compare."""
+
+    calibrate_quick: bool = Field(default=True, description="seconds-long microbenchmarks")
+    validate_steps: int = Field(default=6, gt=0, description="steps of each short run")
+
+
+class WorkflowConfig(SpecModel):
+    """Everything the Snakefile needs; defaults give the built-in build."""
+
+    run_name: str = Field(default="fugaku-sim-tiny", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    data: DataConfig = Field(default_factory=DataConfig)
+    train: TrainSection = Field(default_factory=TrainSection)
+    evaluate: EvaluateSection = Field(default_factory=EvaluateSection)
+    plan: PlanSection = Field(default_factory=PlanSection)
+    compare: CompareSection = Field(default_factory=CompareSection)
+
+
+def load_workflow_config(data: dict[str, Any], source: str = "config") -> WorkflowConfig:
+    """Validate a config mapping (what Snakemake loaded).
+
+    Raises:
+        SpecError: one line naming the dotted field path.
+    """
+    try:
+        return WorkflowConfig.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(validation_message(exc, source)) from None
+
+
+def workflow_schema() -> dict[str, Any]:
+    """The JSON schema of :class:`WorkflowConfig`."""
+    schema = WorkflowConfig.model_json_schema()
+    schema["$schema"] = "http://json-schema.org/draft-07/schema#"
+    return schema
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Write or check the workflow config schema.")
+    parser.add_argument("--write-schema", action="store_true")
+    args = parser.parse_args(argv)
+    text = json.dumps(workflow_schema(), indent=2, sort_keys=True) + "\n"
+    if args.write_schema:
+        SCHEMA_PATH.write_text(text)
+        return 0
+    sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
