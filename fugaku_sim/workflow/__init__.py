@@ -1,0 +1,1 @@
+"""Glue between the Snakemake workflow and the machines it runs on (job managers, launchers)."""
