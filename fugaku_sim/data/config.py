@@ -135,7 +135,7 @@ class CleanConfig(_Model):
         description="longer texts are cut into documents at paragraph breaks",
     )
     min_ja_letter_share: float = Field(
-        default=0.3, ge=0.0, le=1.0,
+        default=0.15, ge=0.0, le=1.0,
         description="share of letters that are kana or kanji for a document to count as ja",
     )
     max_ja_letter_share_en: float = Field(

@@ -89,6 +89,21 @@ class IndexedDatasetWriter:
         self._sizes.append(int(arr.shape[0]))
         self.num_tokens += int(arr.shape[0])
 
+    def add_dataset(self, prefix: str | Path) -> None:
+        """Append every document of another dataset with the same dtype (bulk byte copy).
+
+        Raises:
+            UserError: the other dataset is corrupt or has a different dtype.
+        """
+        other = IndexedDataset(prefix)
+        if other.dtype != self.dtype:
+            raise UserError(f"{prefix}.idx: dtype {other.dtype} differs from {self.dtype}")
+        with open(f"{prefix}.bin", "rb") as f:
+            while block := f.read(1 << 22):
+                self._bin.write(block)
+        self._sizes.extend(int(n) for n in other.sizes)
+        self.num_tokens += other.num_tokens
+
     def finalize(self) -> None:
         """Write the index and rename ``.bin`` and ``.idx`` into place."""
         self._bin.close()
