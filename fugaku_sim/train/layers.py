@@ -1,0 +1,334 @@
+"""GPT-2 layers as forward/backward pairs on numpy arrays (nanoGPT / llm.c style).
+
+Shape key: B batch, T sequence, C channels (hidden), V vocabulary, H attention heads,
+D head dimension (C = H D), F MLP width, N = B T tokens. Under tensor parallelism the same
+functions run on a rank's shard: ``Cl`` = local attention channels (H/tp heads), ``Fl`` = F/tp,
+``Vl`` = V/tp.
+
+Conventions:
+
+- ``<layer>_forward(inputs..., params...) -> (out, cache)``; the cache is a named tuple
+  holding what the backward needs (layer norm keeps ``xhat`` and ``rstd``).
+- ``<layer>_backward(dout, cache) -> (d<inputs>..., d<params>...)`` returns the gradients in
+  the forward's argument order.
+- Every function is dtype-generic: FP32 in training, FP64 in the finite-difference tests.
+- Weights use the Hugging Face ``Conv1D`` layout (in x out), so ``y = x @ w + b``.
+- Reductions that cross tensor-parallel ranks (the vocabulary-parallel cross-entropy) take
+  an ``allreduce(array, op)`` callable; the default is the identity (one rank).
+
+Sources: GPT-2 (Radford et al., 2019) as implemented by Hugging Face ``modeling_gpt2.py``
+(``GPT2Attention``, ``GPT2MLP``, activation ``gelu_new``); backward formulas follow
+karpathy/llm.c ``train_gpt2.c``; the vocabulary-parallel cross-entropy follows Megatron-LM
+``megatron/core/tensor_parallel/cross_entropy.py``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import NamedTuple
+
+import numpy as np
+
+LN_EPS = 1e-5  # Hugging Face GPT2Config.layer_norm_epsilon
+GELU_C = math.sqrt(2.0 / math.pi)  # gelu_new: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+
+AllReduce = Callable[[np.ndarray, str], np.ndarray]
+
+
+def no_allreduce(x: np.ndarray, op: str) -> np.ndarray:
+    """The reduction over one rank: the identity."""
+    return x
+
+
+# --------------------------------------------------------------------------- layer norm
+
+
+class LayerNormCache(NamedTuple):
+    xhat: np.ndarray  # [..., C] normalised input
+    rstd: np.ndarray  # [..., 1] 1 / sqrt(var + eps)
+    weight: np.ndarray  # [C]
+
+
+def layernorm_forward(
+    x: np.ndarray, weight: np.ndarray, bias: np.ndarray
+) -> tuple[np.ndarray, LayerNormCache]:
+    """y = (x - mean) / sqrt(var + 1e-5) * weight + bias over the last axis. x [..., C]."""
+    mean = x.mean(axis=-1, keepdims=True)  # [..., 1]
+    xc = x - mean
+    var = np.einsum("...c,...c->...", xc, xc)[..., None] / x.shape[-1]  # [..., 1], biased
+    rstd = 1.0 / np.sqrt(var + LN_EPS)
+    xhat = xc * rstd  # [..., C]
+    out = xhat * weight + bias
+    return out, LayerNormCache(xhat, rstd, weight)
+
+
+def layernorm_backward(
+    dout: np.ndarray, cache: LayerNormCache
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gradients (dx, dweight, dbias) of :func:`layernorm_forward`."""
+    xhat, rstd, weight = cache
+    c = dout.shape[-1]
+    d2 = dout.reshape(-1, c)  # [N, C]
+    dweight = np.einsum("nc,nc->c", d2, xhat.reshape(-1, c))
+    dbias = d2.sum(axis=0)
+    dxhat = dout * weight  # [..., C]
+    mean_d = dxhat.mean(axis=-1, keepdims=True)
+    mean_dx = np.einsum("...c,...c->...", dxhat, xhat)[..., None] / c
+    dx = (dxhat - mean_d - xhat * mean_dx) * rstd
+    return dx, dweight, dbias
+
+
+# --------------------------------------------------------------------------- linear
+
+
+class LinearCache(NamedTuple):
+    x: np.ndarray  # [..., in]
+    weight: np.ndarray  # [in, out]
+    has_bias: bool
+
+
+def linear_forward(
+    x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None
+) -> tuple[np.ndarray, LinearCache]:
+    """y = x @ weight (+ bias). x [..., in], weight [in, out] -> y [..., out].
+
+    Computed as one 2-D GEMM over the flattened leading axes.
+    """
+    lead = x.shape[:-1]
+    y = x.reshape(-1, x.shape[-1]) @ weight  # [N, out]
+    if bias is not None:
+        y += bias
+    return y.reshape(*lead, weight.shape[1]), LinearCache(x, weight, bias is not None)
+
+
+def linear_backward(
+    dout: np.ndarray, cache: LinearCache
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Gradients (dx, dweight, dbias or None) of :func:`linear_forward`."""
+    x, weight, has_bias = cache
+    d2 = dout.reshape(-1, dout.shape[-1])  # [N, out]
+    x2 = x.reshape(-1, x.shape[-1])  # [N, in]
+    dx = (d2 @ weight.T).reshape(x.shape)
+    dweight = x2.T @ d2  # [in, out]
+    dbias = d2.sum(axis=0) if has_bias else None
+    return dx, dweight, dbias
+
+
+# --------------------------------------------------------------------------- GELU
+
+
+class GeluCache(NamedTuple):
+    x: np.ndarray
+    tanh: np.ndarray  # tanh(sqrt(2/pi) (x + 0.044715 x^3))
+
+
+def gelu_forward(x: np.ndarray) -> tuple[np.ndarray, GeluCache]:
+    """GELU, tanh approximation (Hendrycks & Gimpel 2016; Hugging Face ``gelu_new``)."""
+    inner = x * x
+    inner *= 0.044715
+    inner += 1.0
+    inner *= x
+    inner *= GELU_C  # sqrt(2/pi) (x + 0.044715 x^3)
+    t = np.tanh(inner, out=inner)
+    out = t + 1.0
+    out *= x
+    out *= 0.5
+    return out, GeluCache(x, t)
+
+
+def gelu_backward(dout: np.ndarray, cache: GeluCache) -> tuple[np.ndarray]:
+    """Gradient (dx,) of :func:`gelu_forward`.
+
+    d/dx = 0.5 (1 + t) + 0.5 x (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 x^2), t = tanh(...).
+    """
+    x, t = cache
+    sech2 = 1.0 - t * t
+    dinner = x * x
+    dinner *= 3.0 * 0.044715
+    dinner += 1.0
+    dinner *= GELU_C
+    dinner *= sech2
+    dinner *= x
+    dinner += t
+    dinner += 1.0
+    dinner *= 0.5  # local derivative
+    dinner *= dout
+    return (dinner,)
+
+
+# --------------------------------------------------------------------------- attention
+
+
+class AttentionCache(NamedTuple):
+    q: np.ndarray  # [B, H, T, D]
+    k: np.ndarray  # [B, H, T, D]
+    v: np.ndarray  # [B, H, T, D]
+    att: np.ndarray  # [B, H, T, T] softmax probabilities (causal)
+
+
+def _causal_mask(t: int) -> np.ndarray:
+    return np.triu(np.ones((t, t), dtype=bool), k=1)  # True above the diagonal (future)
+
+
+def attention_forward(qkv: np.ndarray, heads: int) -> tuple[np.ndarray, AttentionCache]:
+    """Causal multi-head self-attention of a fused QKV tensor.
+
+    qkv [B, T, 3 Cl] holds [q | k | v], each Cl = heads x D channels, head-major within a
+    block (Hugging Face ``GPT2Attention._split_heads``). Returns y [B, T, Cl].
+    Scores are scaled by 1/sqrt(D); masked positions get -inf before the softmax.
+    """
+    b, t, three_c = qkv.shape
+    cl = three_c // 3
+    d = cl // heads
+    # [B, T, 3, H, D] -> [3, B, H, T, D]
+    q, k, v = qkv.reshape(b, t, 3, heads, d).transpose(2, 0, 3, 1, 4)
+    q = np.ascontiguousarray(q)
+    k = np.ascontiguousarray(k)
+    v = np.ascontiguousarray(v)
+    att = q @ k.transpose(0, 1, 3, 2)  # [B, H, T, T]
+    att *= 1.0 / math.sqrt(d)
+    att[..., _causal_mask(t)] = -np.inf
+    att -= att.max(axis=-1, keepdims=True)
+    np.exp(att, out=att)
+    att /= att.sum(axis=-1, keepdims=True)
+    y = att @ v  # [B, H, T, D]
+    y = y.transpose(0, 2, 1, 3).reshape(b, t, cl)  # [B, T, Cl]
+    return y, AttentionCache(q, k, v, att)
+
+
+def attention_backward(dout: np.ndarray, cache: AttentionCache) -> tuple[np.ndarray]:
+    """Gradient (dqkv,) of :func:`attention_forward`; dout [B, T, Cl] -> dqkv [B, T, 3 Cl]."""
+    q, k, v, att = cache
+    b, h, t, d = q.shape
+    dy = dout.reshape(b, t, h, d).transpose(0, 2, 1, 3)  # [B, H, T, D]
+    dv = att.transpose(0, 1, 3, 2) @ dy  # [B, H, T, D]
+    datt = dy @ v.transpose(0, 1, 3, 2)  # [B, H, T, T]
+    # softmax backward: dS = P * (dP - sum(dP * P)); masked entries have P = 0
+    datt -= np.einsum("bhij,bhij->bhi", datt, att)[..., None]
+    datt *= att
+    datt *= 1.0 / math.sqrt(d)
+    dq = datt @ k  # [B, H, T, D]
+    dk = datt.transpose(0, 1, 3, 2) @ q
+    dqkv = np.empty((b, t, 3, h, d), dtype=dout.dtype)
+    dqkv[:, :, 0] = dq.transpose(0, 2, 1, 3)
+    dqkv[:, :, 1] = dk.transpose(0, 2, 1, 3)
+    dqkv[:, :, 2] = dv.transpose(0, 2, 1, 3)
+    return (dqkv.reshape(b, t, 3 * h * d),)
+
+
+# --------------------------------------------------------------------------- embeddings
+
+
+class EmbeddingCache(NamedTuple):
+    tokens: np.ndarray  # [B, T] global token ids
+    vocab_start: int
+    vocab_rows: int  # Vl, rows of the local table
+
+
+def embedding_forward(
+    tokens: np.ndarray, wte: np.ndarray, vocab_start: int = 0
+) -> tuple[np.ndarray, EmbeddingCache]:
+    """Token embedding with a vocabulary-parallel table (Megatron ``VocabParallelEmbedding``).
+
+    tokens [B, T] global ids; wte [Vl, C] holds rows vocab_start .. vocab_start + Vl of the
+    table. Returns the local part x [B, T, C]: rows of tokens outside the shard are zero, so
+    the sum over tensor-parallel ranks is the full embedding.
+    """
+    local = tokens - vocab_start
+    inside = (local >= 0) & (local < wte.shape[0])
+    x = wte[np.where(inside, local, 0)]  # [B, T, C], a copy
+    x[~inside] = 0.0
+    return x, EmbeddingCache(tokens, vocab_start, wte.shape[0])
+
+
+def embedding_backward(
+    dout: np.ndarray, cache: EmbeddingCache
+) -> tuple[None, np.ndarray]:
+    """Gradients (None for the tokens, dwte [Vl, C]) of :func:`embedding_forward`.
+
+    Rows of dwte are sums over the positions holding that token, computed by sorting the
+    ids and ``np.add.reduceat`` (deterministic, no scatter-add loop).
+    """
+    tokens, vocab_start, rows = cache
+    c = dout.shape[-1]
+    flat = (tokens - vocab_start).reshape(-1)  # [N]
+    d2 = dout.reshape(-1, c)  # [N, C]
+    dwte = np.zeros((rows, c), dtype=dout.dtype)
+    keep = np.flatnonzero((flat >= 0) & (flat < rows))
+    if keep.size:
+        order = keep[np.argsort(flat[keep], kind="stable")]
+        ids = flat[order]
+        starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+        dwte[ids[starts]] = np.add.reduceat(d2[order], starts, axis=0)
+    return None, dwte
+
+
+def position_forward(x: np.ndarray, wpe: np.ndarray) -> tuple[np.ndarray, int]:
+    """x + wpe[:T] (learned absolute positions). x [B, T, C], wpe [T', C], T' >= T.
+
+    The cache is T. In place on ``x``.
+    """
+    t = x.shape[1]
+    x += wpe[:t]
+    return x, t
+
+
+def position_backward(dout: np.ndarray, cache: int) -> tuple[np.ndarray, np.ndarray]:
+    """Gradients (dx, dwpe [T, C]) of :func:`position_forward`."""
+    return dout, dout.sum(axis=0)
+
+
+# --------------------------------------------------------------------------- cross-entropy
+
+
+class CrossEntropyCache(NamedTuple):
+    probs: np.ndarray  # [N, Vl] softmax probabilities of the local vocabulary shard
+    target_local: np.ndarray  # [N] target id within the shard (clipped)
+    target_inside: np.ndarray  # [N] bool, the target lies in this shard
+    shape: tuple[int, ...]  # shape of the logits
+
+
+def cross_entropy_forward(
+    logits: np.ndarray,
+    targets: np.ndarray,
+    vocab_start: int = 0,
+    allreduce: AllReduce = no_allreduce,
+) -> tuple[float, CrossEntropyCache]:
+    """Mean cross-entropy (nats per token) of logits [B, T, Vl] against targets [B, T].
+
+    Vocabulary-parallel (Megatron ``_VocabParallelCrossEntropy``): each rank holds the
+    logits of its vocabulary shard; the maximum, the sum of exponentials and the target
+    logit are combined with ``allreduce`` ("max" then "sum"), three reductions of N values
+    instead of gathering N x V logits. The softmax is kept for the backward.
+    """
+    vl = logits.shape[-1]
+    z = logits.reshape(-1, vl)  # [N, Vl]
+    zmax = allreduce(z.max(axis=1), "max")  # [N]
+    probs = z - zmax[:, None]
+    local = targets.reshape(-1) - vocab_start
+    inside = (local >= 0) & (local < vl)
+    local = np.where(inside, local, 0)
+    rows = np.arange(z.shape[0])
+    picked = np.where(inside, probs[rows, local], 0.0).astype(z.dtype)  # [N]
+    np.exp(probs, out=probs)
+    sums = np.empty((2, z.shape[0]), dtype=z.dtype)
+    sums[0] = probs.sum(axis=1)
+    sums[1] = picked
+    sums = allreduce(sums, "sum")  # one reduction for both [N] vectors
+    probs /= sums[0][:, None]
+    loss = float(np.mean(np.log(sums[0]) - sums[1]))
+    return loss, CrossEntropyCache(probs, local, inside, logits.shape)
+
+
+def cross_entropy_backward(dloss: float, cache: CrossEntropyCache) -> tuple[np.ndarray]:
+    """Gradient (dlogits [B, T, Vl],) of the mean loss scaled by ``dloss``.
+
+    dlogits = (softmax - onehot(target)) * dloss / N; overwrites the cached softmax.
+    """
+    probs, local, inside, shape = cache
+    n = probs.shape[0]
+    rows = np.flatnonzero(inside)
+    probs[rows, local[rows]] -= 1.0
+    probs *= dloss / n
+    return (probs.reshape(shape),)

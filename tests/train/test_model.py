@@ -1,0 +1,164 @@
+"""The whole model: finite differences, tensor-parallel shards, initialisation, and Hugging
+Face GPT-2 (torch) as the golden reference when it is installed."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from fugaku_sim.spec import ModelSpec
+from fugaku_sim.train import model as M
+from fugaku_sim.train.sharding import LM_HEAD, WTE, global_shapes, shard, split_kind, unshard
+
+from .helpers import run_ranks
+from .test_layers import assert_close, numeric_grad
+
+TINY = ModelSpec(name="t", layers=2, hidden=8, heads=2, seq_len=6, vocab=12)
+
+
+def tiny_batch(spec: ModelSpec, b: int = 2, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    seq = rng.integers(0, spec.vocab, size=(b, spec.seq_len + 1))
+    return seq[:, :-1], seq[:, 1:]
+
+
+def params64(spec: ModelSpec, seed: int = 3) -> M.Params:
+    params = {k: v.astype(np.float64) for k, v in M.init_params(spec, seed).items()}
+    rng = np.random.default_rng(seed)
+    for k in params:  # perturb biases and norms too, so that every gradient is exercised
+        params[k] += 0.1 * rng.standard_normal(params[k].shape)
+    return params
+
+
+def test_whole_model_finite_differences() -> None:
+    params = params64(TINY)
+    tokens, targets = tiny_batch(TINY)
+    _, grads = M.loss_and_grads(params, TINY, tokens, targets)
+
+    def f() -> float:
+        return M.loss_and_grads(params, TINY, tokens, targets)[0]
+
+    for name in params:
+        assert_close(grads[name], numeric_grad(f, params[name], eps=1e-5), rtol=1e-6)
+
+
+def test_forward_logits_agrees_with_loss() -> None:
+    params = params64(TINY)
+    tokens, targets = tiny_batch(TINY)
+    logits = M.forward_logits(params, TINY, tokens)
+    assert logits.shape == (2, TINY.seq_len, TINY.vocab)
+    z = logits.reshape(-1, TINY.vocab)
+    lse = np.log(np.exp(z - z.max(1, keepdims=True)).sum(1)) + z.max(1)
+    ref = float(np.mean(lse - z[np.arange(z.shape[0]), targets.reshape(-1)]))
+    assert M.loss_and_grads(params, TINY, tokens, targets)[0] == pytest.approx(ref, rel=1e-12)
+
+
+def test_forward_logits_rejects_bad_tokens() -> None:
+    params = M.init_params(TINY, 0)
+    with pytest.raises(ValueError, match="token ids"):
+        M.forward_logits(params, TINY, np.array([[TINY.vocab]]))
+    with pytest.raises(ValueError, match="seq_len|T <="):
+        M.forward_logits(params, TINY, np.zeros((1, TINY.seq_len + 1), dtype=np.int64))
+
+
+def test_initialisation_follows_gpt2() -> None:
+    spec = ModelSpec(name="t", layers=4, hidden=64, heads=4, seq_len=32, vocab=256)
+    params = M.init_params(spec, 7)
+    assert set(params) == set(global_shapes(spec))
+    assert all(p.dtype == np.float32 for p in params.values())
+    assert params[WTE].std() == pytest.approx(0.02, rel=0.05)
+    proj = params["transformer.h.0.mlp.c_proj.weight"]
+    assert proj.std() == pytest.approx(0.02 / math.sqrt(2 * spec.layers), rel=0.05)
+    assert (params["transformer.h.1.ln_2.weight"] == 1).all()
+    assert (params["transformer.h.1.attn.c_attn.bias"] == 0).all()
+    again = M.init_params(spec, 7)
+    assert all(np.array_equal(params[k], again[k]) for k in params)
+    np.testing.assert_array_equal(M.init_param(LM_HEAD, spec, 7), params[WTE])
+
+
+@pytest.mark.parametrize("name", list(global_shapes(TINY)))
+def test_shard_round_trip(name: str) -> None:
+    full = np.arange(math.prod(global_shapes(TINY)[name]), dtype=np.float64)
+    full = full.reshape(global_shapes(TINY)[name])
+    parts = [shard(name, full, 2, i) for i in range(2)]
+    np.testing.assert_array_equal(unshard(name, parts), full)
+    if split_kind(name) == "qkv":  # rank 0 holds head 0 of q, k and v
+        c = TINY.hidden
+        cols = list(range(0, c // 2)) + list(range(c, c + c // 2)) + list(range(2 * c, 2 * c + c // 2))
+        np.testing.assert_array_equal(parts[0], full[..., cols])
+
+
+def test_tensor_parallel_model_equals_single_rank() -> None:
+    """tp = 2 (threads sharing an all-reduce) gives the loss and the gradients of tp = 1."""
+    spec = ModelSpec(name="t", layers=2, hidden=8, heads=2, seq_len=6, vocab=12, ffn_hidden=16)
+    params = params64(spec)
+    tokens, targets = tiny_batch(spec)
+    loss, grads = M.loss_and_grads(params, spec, tokens, targets)
+
+    def rank(i: int, allreduce: M.L.AllReduce) -> tuple[float, M.Params]:
+        p = {k: shard(k, v, 2, i) for k, v in params.items()}
+        g = {k: np.zeros_like(v) for k, v in p.items()}
+        v0 = i * spec.vocab // 2
+        x, c_emb = M.embed_forward(p, tokens, v0, allreduce)
+        caches = []
+        for layer in range(spec.layers):
+            x, c = M.block_forward(p, layer, x, spec.heads // 2, allreduce)
+            caches.append(c)
+        loss, c_head = M.head_forward(p, x, targets, v0, allreduce)
+        dx = M.head_backward(1.0, c_head, g, p, allreduce)
+        for layer in reversed(range(spec.layers)):
+            dx = M.block_backward(dx, caches[layer], g, layer, allreduce)
+        M.embed_backward(dx, c_emb, g)
+        return loss, g
+
+    results = run_ranks(2, rank)
+    for name in params:
+        assert results[0][0] == pytest.approx(loss, rel=1e-12)
+        got = unshard(name, [results[0][1][name], results[1][1][name]])
+        np.testing.assert_allclose(got, grads[name], rtol=1e-9, atol=1e-12, err_msg=name)
+
+
+# --------------------------------------------------------------------------- golden reference
+
+
+def hf_model(spec: ModelSpec, params: M.Params, dtype: str):  # type: ignore[no-untyped-def]
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    config = transformers.GPT2Config(
+        vocab_size=spec.vocab, n_positions=spec.seq_len, n_embd=spec.hidden,
+        n_layer=spec.layers, n_head=spec.heads, n_inner=spec.ffn,
+        activation_function="gelu_new", resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+        layer_norm_epsilon=1e-5, tie_word_embeddings=True,
+    )
+    model = transformers.GPT2LMHeadModel(config).to(getattr(torch, dtype)).eval()
+    state = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in params.items()}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    assert not unexpected
+    assert {m for m in missing if not m.endswith(".attn.bias")} <= {"lm_head.weight"}
+    return torch, model
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_matches_hugging_face_gpt2(dtype: str) -> None:
+    """Logits, loss and every gradient against transformers' GPT2LMHeadModel."""
+    spec = ModelSpec(name="t", layers=2, hidden=16, heads=4, seq_len=8, vocab=32)
+    params = {k: v.astype(dtype) for k, v in params64(spec).items()}
+    tokens, targets = tiny_batch(spec, b=3)
+    torch, model = hf_model(spec, params, dtype)
+    tol = {"float64": 1e-10, "float32": 1e-4}[dtype]
+    out = model(torch.from_numpy(tokens))
+    np.testing.assert_allclose(M.forward_logits(params, spec, tokens),
+                               out.logits.detach().numpy(), rtol=tol, atol=tol)
+    loss, grads = M.loss_and_grads(params, spec, tokens, targets)
+    ref = torch.nn.functional.cross_entropy(out.logits.reshape(-1, spec.vocab),
+                                            torch.from_numpy(targets.reshape(-1)))
+    ref.backward()
+    assert loss == pytest.approx(ref.item(), rel=tol)
+    named = dict(model.named_parameters())
+    for name, g in grads.items():
+        torch_grad = named[name].grad.numpy()
+        scale = max(np.abs(torch_grad).max(), 1e-6)
+        np.testing.assert_allclose(g / scale, torch_grad / scale, atol=tol, err_msg=name)
