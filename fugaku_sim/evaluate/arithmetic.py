@@ -1,0 +1,58 @@
+"""Arithmetic exact match with greedy decoding on the held-out problems.
+
+Each prompt (``"(12 + 7) * 3 ="``) follows an EOD, as a document starts in training; the
+model continues greedily until it emits a newline or EOD, or ``max_new_tokens`` tokens.
+The completion's first line, stripped of white space, must equal the answer exactly
+(the training worksheets write ``prompt answer`` per line).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from fugaku_sim.evaluate.generation import Sampling, generate
+from fugaku_sim.evaluate.lm import LanguageModel
+from fugaku_sim.evaluate.tokenizer import Tokenizer
+
+
+def first_line(text: str) -> str:
+    """The completion as an answer: the text before its first newline, stripped."""
+    return text.split("\n", 1)[0].strip()
+
+
+def is_exact_match(completion: str, answer: str) -> bool:
+    """True when the completion's first line equals ``answer`` (both stripped)."""
+    return first_line(completion) == answer.strip()
+
+
+def solve(model: LanguageModel, tokenizer: Tokenizer, prompt: str,
+          max_new_tokens: int) -> str:
+    """The model's greedy completion of ``prompt``: decoded text up to a newline or EOD."""
+    ids = [tokenizer.eod_id] + tokenizer.encode(prompt)
+    new = generate(model, ids, max_new_tokens, Sampling(), np.random.default_rng(0),
+                   stop_ids=frozenset({tokenizer.eod_id}),
+                   stop_when=lambda got: "\n" in tokenizer.decode(got))
+    return tokenizer.decode([t for t in new if t != tokenizer.eod_id])
+
+
+def evaluate_arithmetic(model: LanguageModel, tokenizer: Tokenizer,
+                        problems: list[tuple[str, str]], max_new_tokens: int = 12,
+                        examples: int = 5) -> dict[str, Any]:
+    """Exact-match accuracy over ``problems`` (prompt, answer) and a few worked examples.
+
+    Raises:
+        ValueError: no problems.
+    """
+    if not problems:
+        raise ValueError("no problems to score")
+    results = []
+    for prompt, answer in problems:
+        completion = solve(model, tokenizer, prompt, max_new_tokens)
+        results.append((prompt, answer, completion, is_exact_match(completion, answer)))
+    correct = sum(r[3] for r in results)
+    return {"problems": len(results), "correct": correct,
+            "exact_match": correct / len(results),
+            "examples": [{"prompt": p, "answer": a, "completion": first_line(c), "correct": ok}
+                         for p, a, c, ok in results[:examples]]}

@@ -1,0 +1,129 @@
+"""A tiny data directory in the data stage's format and random GPT-2 weights, for tests and
+smoke runs of ``evaluate`` and ``release`` before (or without) the real data and trainer.
+
+The text is generated from a few templates (Japanese, English, code, maths) with a seeded
+generator; the tokenizer is a real sentencepiece model trained on it (byte fallback, ids as
+the data stage uses: unk 0, bos 1, eos 2 = EOD). Nothing here is a result: it is input.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from fugaku_sim.spec import ModelSpec
+
+_JA_SUBJECTS = ["富岳", "研究者", "学生", "計算機", "言語モデル", "猫", "先生", "東京の町"]
+_JA_PREDICATES = ["は大きな計算を行います", "は日本語の文章を学びます", "は毎日本を読みます",
+                  "は新しい方法を考えました", "は静かに動いています", "は山の上にあります",
+                  "は速く走ります", "は友達と話しました"]
+_EN_SUBJECTS = ["The machine", "A student", "The model", "Our team", "The cat", "A teacher",
+                "The network", "Every node"]
+_EN_PREDICATES = ["computes the answer", "reads a long book", "learns new words",
+                  "sends a message", "sleeps in the sun", "writes a short story",
+                  "runs very fast", "talks with a friend"]
+
+
+def _ja_doc(rng: np.random.Generator) -> str:
+    n = int(rng.integers(3, 7))
+    return "".join(f"{_JA_SUBJECTS[rng.integers(8)]}{_JA_PREDICATES[rng.integers(8)]}。"
+                   for _ in range(n))
+
+
+def _en_doc(rng: np.random.Generator) -> str:
+    n = int(rng.integers(3, 7))
+    return " ".join(f"{_EN_SUBJECTS[rng.integers(8)]} {_EN_PREDICATES[rng.integers(8)]}."
+                    for _ in range(n))
+
+
+def _code_doc(rng: np.random.Generator) -> str:
+    a, b = (int(x) for x in rng.integers(1, 50, size=2))
+    return f"def f(x):\n    return x * {a} + {b}\n\nprint(f({a}))\n"
+
+
+def _maths_doc(rng: np.random.Generator) -> str:
+    lines = []
+    for _ in range(int(rng.integers(3, 6))):
+        a, b = (int(x) for x in rng.integers(0, 30, size=2))
+        lines.append(f"{a} + {b} = {a + b}\n")
+    return "".join(lines)
+
+
+_MAKERS = {"ja": _ja_doc, "en": _en_doc, "code": _code_doc, "maths": _maths_doc}
+
+
+def synthetic_texts(seed: int, docs_per_domain: int) -> dict[str, list[str]]:
+    """``docs_per_domain`` generated documents for each of ja, en, code, maths."""
+    rng = np.random.default_rng(seed)
+    return {d: [make(rng) for _ in range(docs_per_domain)] for d, make in _MAKERS.items()}
+
+
+def train_tokenizer(texts: list[str], prefix: Path, vocab_size: int) -> Path:
+    """Train a small sentencepiece model (byte fallback, unk 0 / bos 1 / eos 2)."""
+    import sentencepiece as spm
+
+    sample = prefix.with_suffix(".txt")
+    sample.write_text("\n".join(t.replace("\n", " ") for t in texts) + "\n", encoding="utf-8")
+    spm.SentencePieceTrainer.train(
+        input=str(sample), model_prefix=str(prefix), model_type="unigram",
+        vocab_size=vocab_size, character_coverage=0.98, byte_fallback=True, unk_id=0, bos_id=1,
+        eos_id=2, pad_id=-1, normalization_rule_name="identity", remove_extra_whitespaces=False,
+        split_digits=True, hard_vocab_limit=False, minloglevel=2, num_threads=1)
+    sample.unlink()
+    return prefix.with_suffix(".model")
+
+
+def write_data_dir(root: str | Path, seed: int = 0, docs_per_domain: int = 40,
+                   vocab_size: int = 400) -> Path:
+    """Write a data directory (tokenizer, test shards, blend, held-out, maths, manifest)."""
+    from fugaku_sim.data.indexed import IndexedDatasetWriter
+    from fugaku_sim.evaluate.tokenizer import Tokenizer
+
+    root = Path(root)
+    (root / "heldout").mkdir(parents=True, exist_ok=True)
+    (root / "shards").mkdir(exist_ok=True)
+    texts = synthetic_texts(seed, docs_per_domain)
+    train_tokenizer([t for ts in texts.values() for t in ts], root / "tokenizer", vocab_size)
+    tok = Tokenizer(root / "tokenizer.model")
+    tests = []
+    for domain, docs in texts.items():
+        with open(root / "heldout" / f"{domain}.jsonl", "w", encoding="utf-8") as f:
+            f.writelines(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in docs)
+        with IndexedDatasetWriter(root / "shards" / f"{domain}_test", np.uint16) as w:
+            for t in docs:
+                w.add_document(np.asarray(tok.encode(t) + [tok.eod_id]))
+        tests.append({"domain": domain, "prefix": f"shards/{domain}_test", "weight": 1.0})
+    blend = {"tokenizer": "tokenizer.model", "eod_id": tok.eod_id,
+             "vocab_size": tok.vocab_size, "splits": {"test": tests}}
+    (root / "blend.json").write_text(json.dumps(blend, indent=2), encoding="utf-8")
+    rng = np.random.default_rng([seed, 7])
+    with open(root / "maths_eval.jsonl", "w", encoding="utf-8") as f:
+        for _ in range(10):
+            a, b = (int(x) for x in rng.integers(30, 60, size=2))
+            f.write(json.dumps({"prompt": f"{a} + {b} =", "answer": str(a + b)}) + "\n")
+    manifest = {"mixture": {d: {"target_share": s, "achieved_share": s}
+                            for d, s in (("ja", 0.6), ("en", 0.2), ("code", 0.1),
+                                         ("maths", 0.1))},
+                "note": "synthetic data directory (fugaku_sim.evaluate.synthetic)"}
+    (root / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    return root
+
+
+def random_params(spec: ModelSpec, seed: int) -> dict[str, np.ndarray]:
+    """GPT-2-style random weights (normal, std 0.02; layer norms perturbed around 1 and 0 so
+    that tests exercise them), float32, with the checkpoint's names and shapes."""
+    from fugaku_sim.evaluate.checkpoint import expected_shapes
+
+    rng = np.random.default_rng(seed)
+    params: dict[str, np.ndarray] = {}
+    for name, shape in expected_shapes(spec).items():
+        if ".ln_" in name and name.endswith(".weight"):
+            arr = 1.0 + 0.1 * rng.standard_normal(shape)
+        elif name.endswith(".bias"):
+            arr = 0.02 * rng.standard_normal(shape)
+        else:
+            arr = 0.02 * rng.standard_normal(shape)
+        params[name] = arr.astype(np.float32)
+    return params
