@@ -1,0 +1,274 @@
+"""Microbenchmarks run under MPI: ``mpiexec -n N python -m fugaku_sim.calibrate.bench SUITE``.
+
+Suites (each prints nothing but writes one JSON file from rank 0):
+
+``compute``  float32 GEMMs over the transformer's shapes, one float64 GEMM, STREAM-like
+             bandwidth over array sizes (in place and allocating a new result, as numpy
+             expressions do), and the cost of tiny operations. Every rank runs the same
+             work at the same time, so a rate is what one process gets with all ranks busy.
+``share``    one GEMM with every rank busy, then with half the ranks computing while the
+             other half wait in ``Recv`` (do waiting MPI ranks give their core away?).
+``comm``     ping-pong between ranks 0 and 1 and ``Allreduce`` over message sizes.
+
+Style of mpi4py's demos: warm up, ``Barrier`` before timing, ``MPI.Wtime``, report from rank 0.
+Set ``OPENBLAS_NUM_THREADS=1`` per rank (the launcher in :mod:`fugaku_sim.calibrate.launch`
+does), so that a rank is one core's worth of work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+# Smallest GEMM dimension of each measured family (full and quick runs).
+GEMM_DIMS = (8, 16, 32, 64, 128, 256, 512, 1024)
+GEMM_DIMS_QUICK = (16, 64, 256)
+STREAM_WORDS = tuple(4**k for k in range(6, 13))  # 4096 .. 16.8M float32 (16 KB .. 64 MB)
+STREAM_WORDS_QUICK = (4**6, 4**9, 4**11)
+MESSAGE_BYTES = tuple(8 * 4**k for k in range(0, 12))  # 8 B .. 32 MB
+MESSAGE_BYTES_QUICK = (8, 8 * 4**4, 8 * 4**8)
+
+
+def gemm_shapes(min_dim: int, quick: bool = False) -> list[tuple[int, int, int]]:
+    """(m, k, n) shapes whose smallest side is ``min_dim``, as a transformer layer has them.
+
+    With ``a`` = 4 x min_dim capped at 2048: ``(a, d, a)`` is a forward projection of ``a``
+    tokens from ``d`` channels, ``(d, a, a)`` a weight gradient (the token dimension is
+    reduced), ``(a, a, d)`` an input gradient. Quick runs keep only the forward shape.
+
+    >>> gemm_shapes(64)
+    [(256, 64, 256), (64, 256, 256), (256, 256, 64)]
+    """
+    a = min(4 * min_dim, 2048) if min_dim < 2048 else min_dim
+    shapes = [(a, min_dim, a), (min_dim, a, a), (a, a, min_dim)]
+    return shapes[:1] if quick else shapes
+
+
+def time_op_s(comm: Any, op: Callable[[], object], budget_s: float, trials: int = 3) -> float:
+    """Seconds per call of ``op`` with every rank running it at once: the median of
+    ``trials`` timed loops, each sized to about ``budget_s / trials`` (mpi4py demo style)."""
+    from mpi4py import MPI
+
+    op()  # warm-up (first call pays page faults and BLAS set-up)
+    comm.Barrier()
+    t0 = MPI.Wtime()
+    op()
+    once = max(MPI.Wtime() - t0, 1e-7)
+    # every rank must loop the same number of times: agree on the slowest estimate
+    once = comm.allreduce(once, op=MPI.MAX)
+    reps = max(1, int(budget_s / trials / once))
+    samples = []
+    for _ in range(trials):
+        comm.Barrier()
+        t0 = MPI.Wtime()
+        for _ in range(reps):
+            op()
+        samples.append((MPI.Wtime() - t0) / reps)
+    return statistics.median(samples)
+
+
+def gather_rates(comm: Any, seconds: float) -> list[float]:
+    """Every rank's seconds per call, gathered to all."""
+    return [float(s) for s in comm.allgather(seconds)]
+
+
+def bench_gemm(comm: Any, quick: bool, budget_s: float) -> list[dict[str, Any]]:
+    """float32 GEMMs over :func:`gemm_shapes` of every dimension, plus one float64 GEMM."""
+    rng = np.random.default_rng(comm.Get_rank())
+    rows = []
+    dims = GEMM_DIMS_QUICK if quick else GEMM_DIMS
+    cases = [(d, s, np.float32) for d in dims for s in gemm_shapes(d, quick)]
+    cases.append((512, (512, 512, 512), np.float64))
+    for min_dim, (m, k, n), dtype in cases:
+        a = rng.standard_normal((m, k)).astype(dtype)  # (m, k)
+        b = rng.standard_normal((k, n)).astype(dtype)  # (k, n)
+        out = np.empty((m, n), dtype)  # (m, n)
+        op = functools.partial(np.matmul, a, b, out=out)
+        per_rank = gather_rates(comm, time_op_s(comm, op, budget_s))
+        rows.append({
+            "m": m, "k": k, "n": n, "min_dim": min_dim, "dtype": np.dtype(dtype).name,
+            "flops": 2.0 * m * k * n, "seconds": statistics.median(per_rank),
+            "seconds_per_rank": per_rank,
+        })
+    return rows
+
+
+def bench_stream(comm: Any, quick: bool, budget_s: float) -> list[dict[str, Any]]:
+    """STREAM-like ``c = a + b`` (12 bytes a float32 element): ``inplace`` into a reused
+    array, and ``alloc`` into a fresh one, as a numpy expression does."""
+    rows = []
+    for words in STREAM_WORDS_QUICK if quick else STREAM_WORDS:
+        a = np.ones(words, np.float32)
+        b = np.ones(words, np.float32)
+        c = np.empty(words, np.float32)
+        ops: dict[str, Callable[[], object]] = {
+            "inplace": functools.partial(np.add, a, b, out=c),
+            "alloc": functools.partial(np.add, a, b),  # a fresh result array, as a + b
+        }
+        for kind, op in ops.items():
+            per_rank = gather_rates(comm, time_op_s(comm, op, budget_s))
+            rows.append({
+                "kind": kind, "bytes": 12.0 * words, "array_bytes": 4.0 * words,
+                "seconds": statistics.median(per_rank), "seconds_per_rank": per_rank,
+            })
+    return rows
+
+
+def bench_tiny_ops(comm: Any, budget_s: float) -> list[dict[str, Any]]:
+    """Seconds per call of operations on 8-element arrays: what any numpy call costs."""
+    x = np.ones(8, np.float32)
+    y = np.empty(8, np.float32)
+    w = np.ones((8, 8), np.float32)
+    ops: dict[str, Callable[[], object]] = {
+        "add_out": lambda: np.add(x, x, out=y),
+        "add_new": lambda: x + x,
+        "multiply_new": lambda: x * x,
+        "exp_new": lambda: np.exp(x),
+        "sum": lambda: x.sum(),
+        "matmul_8": lambda: w @ w,
+        "reshape_transpose": lambda: w.reshape(2, 4, 8).transpose(1, 0, 2),
+    }
+    rows = []
+    for name, op in ops.items():
+        per_rank = gather_rates(comm, time_op_s(comm, op, budget_s))
+        rows.append({"op": name, "seconds": statistics.median(per_rank)})
+    return rows
+
+
+SHARE_SHAPE = (512, 256, 512)  # ~134 MFLOP: long enough that call overhead is negligible
+
+
+def bench_share(comm: Any, budget_s: float) -> dict[str, Any]:
+    """Per-process GEMM time with all ranks computing, then with the lower half computing
+    while the upper half block in ``Recv`` (MPICH polls while it waits: a waiting rank may
+    keep its core busy, which matters when ranks outnumber cores)."""
+    m, k, n = SHARE_SHAPE
+    a = np.ones((m, k), np.float32)
+    b = np.ones((k, n), np.float32)
+    out = np.empty((m, n), np.float32)
+    op = functools.partial(np.matmul, a, b, out=out)
+    all_busy = gather_rates(comm, time_op_s(comm, op, budget_s))
+    rank, size = comm.Get_rank(), comm.Get_size()
+    half = size // 2
+    busy = rank < max(half, 1)
+    sub = comm.Split(0 if busy else 1, rank)
+    waiting_s = float("nan")
+    if busy:
+        waiting_s = time_op_s(sub, op, budget_s)
+        if rank + half < size and half:
+            comm.send(None, dest=rank + half, tag=7)
+    elif half:
+        comm.recv(source=rank - half, tag=7)
+    sub.Free()
+    half_busy = [s for s in comm.allgather(waiting_s) if s == s]
+    return {
+        "m": m, "k": k, "n": n, "flops": 2.0 * m * k * n, "ranks": size,
+        # the slowest rank: synchronous work finishes when the last rank does
+        "all_busy_seconds": max(all_busy),
+        "half_busy_seconds": max(half_busy),
+    }
+
+
+def bench_pingpong(comm: Any, quick: bool, budget_s: float) -> list[dict[str, Any]]:
+    """One-way time of a message between ranks 0 and 1 (half the round trip)."""
+    from mpi4py import MPI
+
+    rank = comm.Get_rank()
+    pair = comm.Split(0 if rank < 2 else 1, rank)
+    rows = []
+    for nbytes in MESSAGE_BYTES_QUICK if quick else MESSAGE_BYTES:
+        buf = np.zeros(max(nbytes // 4, 1), np.float32)
+        if rank < 2:
+            peer = 1 - rank
+
+            def trip(reps: int, buf: np.ndarray = buf, peer: int = peer) -> float:
+                pair.Barrier()
+                t0 = MPI.Wtime()
+                for _ in range(reps):
+                    if rank == 0:
+                        pair.Send(buf, dest=peer)
+                        pair.Recv(buf, source=peer)
+                    else:
+                        pair.Recv(buf, source=peer)
+                        pair.Send(buf, dest=peer)
+                return (MPI.Wtime() - t0) / (2 * reps)
+
+            trip(2)
+            once = pair.allreduce(trip(1), op=MPI.MAX)
+            reps = max(2, int(budget_s / 3 / (2 * once)))
+            one_way = statistics.median(pair.allreduce(trip(reps), op=MPI.MAX) for _ in range(3))
+            rows.append({"bytes": float(buf.nbytes), "seconds": one_way})
+        comm.Barrier()
+    pair.Free()
+    return rows
+
+
+def bench_allreduce(comm: Any, quick: bool, budget_s: float) -> list[dict[str, Any]]:
+    """``Allreduce`` (sum) of float32 buffers over sizes; the slowest rank's time."""
+    rows = []
+    for nbytes in MESSAGE_BYTES_QUICK if quick else MESSAGE_BYTES:
+        send = np.ones(max(nbytes // 4, 1), np.float32)
+        recv = np.empty_like(send)
+        op = functools.partial(comm.Allreduce, send, recv)
+        per_rank = gather_rates(comm, time_op_s(comm, op, budget_s))
+        rows.append({"bytes": float(send.nbytes), "ranks": comm.Get_size(),
+                     "seconds": max(per_rank)})
+    return rows
+
+
+def run_suite(suite: str, quick: bool) -> dict[str, Any]:
+    """Run one suite on ``COMM_WORLD``; every rank returns the same mapping."""
+    import mpi4py
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    budget = 0.04 if quick else 0.25  # seconds of timed work per measurement
+    started = time.time()
+    out: dict[str, Any] = {
+        "suite": suite, "ranks": comm.Get_size(), "quick": quick,
+        "mpi_library": MPI.Get_library_version().splitlines()[0].strip(),
+        "mpi4py": mpi4py.__version__,
+    }
+    if suite == "compute":
+        out["gemm"] = bench_gemm(comm, quick, budget)
+        out["stream"] = bench_stream(comm, quick, budget)
+        out["tiny_ops"] = bench_tiny_ops(comm, budget / 2)
+    elif suite == "share":
+        out["share"] = bench_share(comm, budget * 2)
+    elif suite == "comm":
+        if comm.Get_size() >= 2:
+            out["pingpong"] = bench_pingpong(comm, quick, budget)
+        out["allreduce"] = bench_allreduce(comm, quick, budget)
+    else:
+        raise ValueError(f"unknown suite {suite!r}")
+    out["wall_s"] = time.time() - started
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("suite", choices=["compute", "share", "comm"])
+    parser.add_argument("--out", type=Path, required=True, help="JSON file rank 0 writes")
+    parser.add_argument("--quick", action="store_true", help="few sizes, short timings (CI)")
+    args = parser.parse_args(argv)
+    from mpi4py import MPI
+
+    result = run_suite(args.suite, args.quick)
+    if MPI.COMM_WORLD.Get_rank() == 0:
+        tmp = args.out.with_name(f".{args.out.name}.tmp")
+        tmp.write_text(json.dumps(result, indent=1), encoding="utf-8")
+        tmp.replace(args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,182 @@
+"""Fit cluster-profile parameters to microbenchmark measurements (pure functions, no MPI).
+
+Each function takes the raw rows a suite of :mod:`fugaku_sim.calibrate.bench` wrote and
+returns the parameter the simulator uses, with the residual that says how well it fits:
+
+- :func:`fit_op_overhead_s` — fixed seconds per operation (the median tiny numpy call);
+- :func:`fit_gemm_curve` — the best per-process GEMM rate and the efficiency curve over the
+  smallest GEMM dimension, after the fixed per-call cost is taken off;
+- :func:`bandwidth_Bps_at` — STREAM-like bandwidth at an array size (log-log interpolation);
+- :func:`fit_alpha_beta` — latency and bandwidth of a message-passing cost
+  ``t = a(n) alpha + b(n) bytes / beta`` by least squares on relative error (Hockney's
+  alpha-beta model; the per-algorithm factors a, b follow Thakur, Rabenseifner and Gropp,
+  "Optimization of Collective Communication Operations in MPICH", IJHPCA 2005);
+- :func:`compute_share` — the fraction of a core one process gets when ranks outnumber cores.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class AlphaBeta:
+    """A fitted latency (s) and bandwidth (bytes/s), with the RMS relative residual."""
+
+    latency_s: float
+    bw_Bps: float
+    rms_rel_error: float
+    points: int
+
+
+def p2p_factors(ranks: int) -> tuple[float, float]:
+    """(latency, bandwidth) factors of one point-to-point message: t = alpha + bytes/beta."""
+    return 1.0, 1.0
+
+
+def ring_allreduce_factors(ranks: int) -> tuple[float, float]:
+    """Ring all-reduce (reduce-scatter then all-gather): 2(n-1) steps, each moving bytes/n,
+    so t = 2(n-1) alpha + 2(n-1)/n bytes/beta (Thakur et al. 2005, section 4.4)."""
+    n = max(ranks, 1)
+    return 2.0 * (n - 1), 2.0 * (n - 1) / n
+
+
+Factors = Callable[[int], tuple[float, float]]
+
+
+def fit_alpha_beta(
+    rows: Iterable[Mapping[str, Any]], factors: Factors = p2p_factors
+) -> AlphaBeta:
+    """Least-squares latency and bandwidth of rows ``{bytes, seconds[, ranks]}``.
+
+    Minimises the relative residual (each equation divided by its measured time), so that
+    8-byte and 32-MB messages weigh alike. A negative latency is clamped to zero and the
+    bandwidth refitted alone.
+
+    Raises:
+        ValueError: fewer than two rows, or no positive bandwidth fits.
+    """
+    data = [(float(r["bytes"]), float(r["seconds"]), int(r.get("ranks", 2))) for r in rows]
+    if len(data) < 2:
+        raise ValueError("fit_alpha_beta: need at least two measurements")
+    a = np.array([[factors(n)[0], factors(n)[1] * b] for b, _, n in data])  # (rows, 2)
+    t = np.array([s for _, s, _ in data])
+    w = 1.0 / t
+    coef, *_ = np.linalg.lstsq(a * w[:, None], t * w, rcond=None)
+    alpha, inv_beta = float(coef[0]), float(coef[1])
+    if alpha < 0:
+        alpha = 0.0
+        col = a[:, 1] * w
+        inv_beta = float(col @ (t * w) / (col @ col))
+    if inv_beta <= 0:
+        raise ValueError("fit_alpha_beta: no positive bandwidth fits these times")
+    pred = a @ np.array([alpha, inv_beta])
+    rms = float(np.sqrt(np.mean(((pred - t) / t) ** 2)))
+    return AlphaBeta(alpha, 1.0 / inv_beta, rms, len(data))
+
+
+def fit_op_overhead_s(tiny_ops: Iterable[Mapping[str, Any]]) -> float:
+    """Fixed cost of one operation: the median seconds per call of operations on 8-element
+    arrays (their arithmetic is negligible, so the time is dispatch and allocation)."""
+    times = [float(r["seconds"]) for r in tiny_ops]
+    if not times:
+        raise ValueError("fit_op_overhead_s: no tiny-operation measurements")
+    return statistics.median(times)
+
+
+@dataclass(frozen=True)
+class GemmCurve:
+    """Best per-process GEMM rate (FLOP/s) and efficiency relative to it by ``min_dim``."""
+
+    peak_flops: float
+    points: list[tuple[int, float]]  # (min_dim, efficiency), min_dim increasing
+    rms_rel_error: float  # of the curve + overhead model against every measured shape
+
+
+def gemm_time_s(flops: float, min_dim: float, curve: GemmCurve, overhead_s: float) -> float:
+    """The simulator's compute model for one GEMM: overhead + FLOPs / (peak x efficiency),
+    efficiency piecewise linear in log2(min_dim), flat beyond the ends."""
+    return overhead_s + flops / (curve.peak_flops * efficiency_at(curve.points, min_dim))
+
+
+def efficiency_at(points: Sequence[tuple[int, float]], min_dim: float) -> float:
+    """Piecewise-linear interpolation in log2(min_dim) (as ``NodeSpec.gemm_efficiency_at``)."""
+    xs = [math.log2(d) for d, _ in points]
+    ys = [e for _, e in points]
+    return float(np.interp(math.log2(max(min_dim, 1e-9)), xs, ys))
+
+
+def fit_gemm_curve(
+    rows: Iterable[Mapping[str, Any]], overhead_s: float, dtype: str = "float32"
+) -> GemmCurve:
+    """Efficiency curve from GEMM rows ``{m, k, n, min_dim, flops, seconds, dtype}``.
+
+    The rate of each shape is FLOPs / (seconds - overhead_s); a dimension's rate is the
+    median over its shapes; the peak is the best dimension's rate (the highest rate this
+    library sustains here, not a datasheet figure), and each point's efficiency is its rate
+    over that peak. Time floors at 5% of the measured time so a tiny GEMM whose time is
+    mostly overhead does not blow up.
+
+    Raises:
+        ValueError: no rows of ``dtype``.
+    """
+    by_dim: dict[int, list[float]] = defaultdict(list)
+    kept = [r for r in rows if r.get("dtype", "float32") == dtype]
+    if not kept:
+        raise ValueError(f"fit_gemm_curve: no {dtype} GEMM measurements")
+    for r in kept:
+        t = float(r["seconds"])
+        by_dim[int(r["min_dim"])].append(float(r["flops"]) / max(t - overhead_s, 0.05 * t))
+    rates = {d: statistics.median(v) for d, v in sorted(by_dim.items())}
+    peak = max(rates.values())
+    points = [(d, min(1.0, max(rate / peak, 1e-4))) for d, rate in rates.items()]
+    curve = GemmCurve(peak, points, 0.0)
+    errs = [
+        gemm_time_s(float(r["flops"]), min(r["m"], r["k"], r["n"]), curve, overhead_s)
+        / float(r["seconds"]) - 1.0
+        for r in kept
+    ]
+    return GemmCurve(peak, points, float(np.sqrt(np.mean(np.square(errs)))))
+
+
+def best_rate(rows: Iterable[Mapping[str, Any]], dtype: str) -> float:
+    """Highest FLOP/s among the GEMM rows of ``dtype`` (0 if none)."""
+    rates = [float(r["flops"]) / float(r["seconds"]) for r in rows if r.get("dtype") == dtype]
+    return max(rates, default=0.0)
+
+
+def bandwidth_Bps_at(
+    rows: Iterable[Mapping[str, Any]], array_bytes: float, kind: str = "alloc"
+) -> float:
+    """Bandwidth (bytes/s moved) of STREAM-like rows of ``kind`` at ``array_bytes`` per array,
+    interpolated in log(size) - log(bandwidth), flat beyond the measured sizes.
+
+    Raises:
+        ValueError: no rows of ``kind``.
+    """
+    pts = sorted(
+        (float(r["array_bytes"]), float(r["bytes"]) / float(r["seconds"]))
+        for r in rows
+        if r["kind"] == kind
+    )
+    if not pts:
+        raise ValueError(f"bandwidth_Bps_at: no {kind!r} stream measurements")
+    xs = np.log([p[0] for p in pts])
+    ys = np.log([p[1] for p in pts])
+    return float(np.exp(np.interp(math.log(array_bytes), xs, ys)))
+
+
+def compute_share(seconds_at_cores: float, seconds_oversubscribed: float) -> float:
+    """Fraction of its own core a process gets when oversubscribed: the time of the same
+    GEMM with ranks = cores over its time with more ranks (0.5 at twice as many ranks if the
+    cores are shared fairly)."""
+    if seconds_at_cores <= 0 or seconds_oversubscribed <= 0:
+        raise ValueError("compute_share: times must be positive")
+    return seconds_at_cores / seconds_oversubscribed

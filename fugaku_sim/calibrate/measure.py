@@ -1,0 +1,74 @@
+"""Run the microbenchmark suites on the machine at hand and collect their raw rows.
+
+One call of :func:`measure_machine` launches, each as its own MPI job:
+
+1. ``compute`` on ``ranks`` ranks (one per core: the per-process share with all cores busy);
+2. ``share`` on ``ranks`` and on ``2 x ranks`` ranks (what oversubscribing the cores costs,
+   and whether ranks that wait in MPI keep their core busy);
+3. ``comm`` on ``ranks`` and ``2 x ranks`` ranks (ping-pong and all-reduce over sizes and
+   two rank counts).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from fugaku_sim.calibrate.launch import Launcher, python_module, run_mpi
+
+BENCH_MODULE = "fugaku_sim.calibrate.bench"
+
+Progress = Callable[[str], None]
+
+
+def planned_runs(ranks: int) -> list[tuple[str, int]]:
+    """(suite, ranks) of every launch, in order.
+
+    >>> planned_runs(2)
+    [('compute', 2), ('share', 2), ('share', 4), ('comm', 2), ('comm', 4)]
+    """
+    over = 2 * ranks
+    return [("compute", ranks), ("share", ranks), ("share", over), ("comm", ranks), ("comm", over)]
+
+
+def run_suite(
+    launcher: Launcher, suite: str, ranks: int, quick: bool, workdir: Path, timeout_s: float
+) -> dict[str, Any]:
+    """Launch one suite and return the JSON its rank 0 wrote.
+
+    Raises:
+        UserError: the launch fails (from :func:`run_mpi`).
+    """
+    out = workdir / f"{suite}-{ranks}.json"
+    argv = python_module(BENCH_MODULE, suite, "--out", str(out), *(["--quick"] if quick else []))
+    run_mpi(launcher, ranks, argv, timeout_s, f"calibrate: {suite} benchmark",
+            log=workdir / f"{suite}-{ranks}.log")
+    return dict(json.loads(out.read_text(encoding="utf-8")))
+
+
+def measure_machine(
+    launcher: Launcher,
+    ranks: int,
+    quick: bool,
+    progress: Progress | None = None,
+    timeout_s: float = 300.0,
+) -> dict[str, Any]:
+    """All suites; returns ``{"compute": {...}, "share": [..], "comm": [..]}``.
+
+    Raises:
+        UserError: a launch fails.
+    """
+    result: dict[str, Any] = {"ranks": ranks, "quick": quick, "share": [], "comm": []}
+    with tempfile.TemporaryDirectory(prefix="fugaku-calibrate-") as tmp:
+        for suite, n in planned_runs(ranks):
+            if progress:
+                progress(f"{suite} on {n} ranks")
+            rows = run_suite(launcher, suite, n, quick, Path(tmp), timeout_s)
+            if suite == "compute":
+                result["compute"] = rows
+            else:
+                result[suite].append(rows)
+    return result

@@ -1,0 +1,215 @@
+"""Turn raw measurements into a calibrated ``ClusterSpec`` and write it with its provenance.
+
+What is measured replaces the base profile's figure; what is not measurable from inside a
+process (power, the OS's reserved memory, the scheduler) is kept from the base profile and
+the header says so. ``ClusterSpec`` forbids unknown keys, so provenance is carried twice:
+
+- as a comment header at the top of the YAML (date, host, CPU, versions, load, command, the
+  fitted figures and their residuals), readable next to the numbers;
+- in full, with every raw measurement, in a sidecar JSON ``<profile>.measurements.json``
+  beside the YAML (written first; the YAML names it).
+
+Per-process figures (each of ``ranks`` single-threaded processes measured while all of them
+ran at once) become node figures by multiplying by ``ranks``, and ``processes_per_node`` is
+``ranks``: one process per core fills the node.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fugaku_sim.calibrate.fit import (
+    AlphaBeta,
+    GemmCurve,
+    bandwidth_Bps_at,
+    best_rate,
+    compute_share,
+    fit_alpha_beta,
+    fit_gemm_curve,
+    fit_op_overhead_s,
+    p2p_factors,
+    ring_allreduce_factors,
+)
+from fugaku_sim.data.atomic import atomic_path
+from fugaku_sim.errors import UserError
+from fugaku_sim.spec import ClusterSpec
+from fugaku_sim.spec.cluster import SwitchedInterconnect
+from fugaku_sim.spec.load import dump_yaml, validate_section
+
+DEFAULT_ARRAY_BYTES = 4 * 2**20  # bandwidth quoted at 4 MiB arrays (see fit_calibration)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Fitted figures, per process unless named ``node``."""
+
+    ranks: int
+    op_overhead_s: float
+    gemm: GemmCurve
+    fp64_flops: float
+    mem_bw_Bps: float
+    mem_array_bytes: float
+    p2p: AlphaBeta
+    allreduce: AlphaBeta
+    oversubscribed_share: float  # compute share of a process at 2 x ranks (1 = no loss)
+    waiting_rank_share: float  # share when half of the 2 x ranks wait in MPI instead
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def fit_calibration(
+    measurements: dict[str, Any], array_bytes: float = DEFAULT_ARRAY_BYTES
+) -> Calibration:
+    """Fit every profile figure from :func:`~fugaku_sim.calibrate.measure.measure_machine`'s
+    output.
+
+    Memory bandwidth is the *allocating* STREAM rate (``c = a + b`` into a new array, as the
+    numpy trainer's expressions do) at ``array_bytes`` per array; the whole curve over sizes
+    stays in the measurements. The intra-node link is fitted to the all-reduce times at
+    every rank count with the ring model (the collective the trainer spends its
+    communication time in); the ping-pong fit is kept beside it for comparison.
+
+    Raises:
+        UserError: a suite's rows are missing or cannot be fitted.
+    """
+    try:
+        compute = measurements["compute"]
+        ranks = int(measurements["ranks"])
+        overhead = fit_op_overhead_s(compute["tiny_ops"])
+        gemm = fit_gemm_curve(compute["gemm"], overhead)
+        fp64 = best_rate(compute["gemm"], "float64") or gemm.peak_flops / 2
+        bw = bandwidth_Bps_at(compute["stream"], array_bytes, "alloc")
+        comm = measurements["comm"]
+        pingpong = [r for c in comm if c["ranks"] == ranks for r in c.get("pingpong", [])]
+        allreduce = [r for c in comm for r in c["allreduce"]]
+        p2p = fit_alpha_beta(pingpong, p2p_factors)
+        ring = fit_alpha_beta(allreduce, ring_allreduce_factors)
+        shares = {s["ranks"]: s["share"] for s in measurements["share"]}
+        base, over = shares[ranks], shares[2 * ranks]
+    except (KeyError, ValueError, IndexError) as exc:
+        raise UserError(f"calibrate: cannot fit the measurements ({exc})") from None
+    return Calibration(
+        ranks=ranks,
+        op_overhead_s=overhead,
+        gemm=gemm,
+        fp64_flops=fp64,
+        mem_bw_Bps=bw,
+        mem_array_bytes=array_bytes,
+        p2p=p2p,
+        allreduce=ring,
+        oversubscribed_share=compute_share(base["all_busy_seconds"], over["all_busy_seconds"]),
+        waiting_rank_share=compute_share(base["all_busy_seconds"], over["half_busy_seconds"]),
+    )
+
+
+def calibrated_cluster(
+    base: ClusterSpec, name: str, cal: Calibration, clock_GHz: float | None,
+    mem_GiB: float | None,
+) -> ClusterSpec:
+    """``base`` with every measured figure replaced by ``cal``'s (node = ranks x process).
+
+    Raises:
+        UserError: ``base`` is not a single-node switched profile.
+    """
+    if not isinstance(base.interconnect, SwitchedInterconnect):
+        raise UserError(f"--base: {base.name} has a {base.interconnect.kind} interconnect; "
+                        "calibrate measures one machine: use a switched profile (local)")
+    n = cal.ranks
+    fp32_T = cal.gemm.peak_flops * n / 1e12
+    data = base.model_dump(mode="json")
+    data["name"] = name
+    data["description"] = f"{base.description} (calibrated by fugaku-sim calibrate)".strip()
+    node = data["node"]
+    node.update(
+        cores=n,
+        processes_per_node=n,
+        peak_TFLOPs={"fp64": cal.fp64_flops * n / 1e12, "fp32": fp32_T,
+                     "fp16": fp32_T, "bf16": fp32_T},
+        mem_bw_GBps=cal.mem_bw_Bps * n / 1e9,
+        gemm_efficiency=[{"min_dim": d, "efficiency": e} for d, e in cal.gemm.points],
+        op_overhead_us=cal.op_overhead_s * 1e6,
+    )
+    if clock_GHz:
+        node["clock_GHz"] = clock_GHz
+    if mem_GiB:
+        node["mem_GiB"] = mem_GiB
+    data["interconnect"]["intra_node"].update(
+        bw_GBps=cal.allreduce.bw_Bps / 1e9, latency_us=cal.allreduce.latency_s * 1e6
+    )
+    return validate_section(ClusterSpec, _rounded(data), f"calibrated profile {name}")
+
+
+def _rounded(value: Any) -> Any:
+    """Floats to 4 significant digits, so the YAML stays readable."""
+    if isinstance(value, float):
+        return float(f"{value:.4g}")
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    return value
+
+
+def sidecar_path(profile: Path) -> Path:
+    """``clusters/x.yaml`` -> ``clusters/x.measurements.json``."""
+    return profile.with_name(f"{profile.stem}.measurements.json")
+
+
+def header_lines(spec: ClusterSpec, cal: Calibration, prov: dict[str, Any], base: str,
+                 sidecar: Path) -> list[str]:
+    """The YAML's comment header: provenance and each fitted figure with its residual."""
+    g = cal.gemm
+    curve = ", ".join(f"{d}:{e:.2f}" for d, e in g.points)
+    return [
+        f"Calibrated by `fugaku-sim calibrate` on {prov['host']} at {prov['date_utc']}.",
+        f"Command: {prov['command']}",
+        f"CPU: {prov['cpu_model']}, {prov['cores']} cores; Python {prov['python']}, "
+        f"numpy {prov['numpy']} ({prov['blas']}); {prov.get('mpi_library', '?')}, "
+        f"mpi4py {prov.get('mpi4py', '?')}.",
+        f"Load average at start {prov['load_average_start']}, at end "
+        f"{prov.get('load_average_end')} (a shared machine disturbs the figures).",
+        f"Raw measurements and fits: {sidecar.name} (beside this file).",
+        f"Measured with {cal.ranks} single-threaded ranks running at once; node figures = "
+        f"{cal.ranks} x the per-process figure.",
+        f"- peak_TFLOPs.fp32: best float32 GEMM rate {g.peak_flops / 1e9:.1f} GFLOP/s per "
+        "process (numpy/OpenBLAS, not the datasheet); fp16/bf16 not measured (= fp32);",
+        f"  fp64 best float64 GEMM {cal.fp64_flops / 1e9:.1f} GFLOP/s per process.",
+        f"- gemm_efficiency (min_dim:eff) {curve}; model rms error {g.rms_rel_error:.1%} "
+        "over all shapes.",
+        f"- op_overhead_us: median tiny numpy call {cal.op_overhead_s * 1e6:.2f} us.",
+        f"- mem_bw_GBps: allocating STREAM add at {cal.mem_array_bytes / 2**20:.0f} MiB arrays, "
+        f"{cal.mem_bw_Bps / 1e9:.1f} GB/s per process.",
+        f"- intra_node: ring all-reduce fit over sizes and rank counts: latency "
+        f"{cal.allreduce.latency_s * 1e6:.2f} us, {cal.allreduce.bw_Bps / 1e9:.2f} GB/s "
+        f"(rms {cal.allreduce.rms_rel_error:.0%}); ping-pong fit {cal.p2p.latency_s * 1e6:.2f} "
+        f"us, {cal.p2p.bw_Bps / 1e9:.2f} GB/s (rms {cal.p2p.rms_rel_error:.0%}).",
+        f"- ranks beyond cores: at {2 * cal.ranks} ranks a process gets "
+        f"{cal.oversubscribed_share:.2f} of its core-rate; with half of them waiting in MPI "
+        f"{cal.waiting_rank_share:.2f} (waiting MPICH ranks poll and keep their core).",
+        f"Not measured, kept from {base}: power_W, mem_reserved_GiB, inter_node, allocation, "
+        "scheduler, mtbf_node_h, checkpoint_write_GBps.",
+    ]
+
+
+def write_profile(
+    spec: ClusterSpec, cal: Calibration, prov: dict[str, Any], measurements: dict[str, Any],
+    out: Path, base: str,
+) -> Path:
+    """Write the sidecar JSON, then the YAML (each atomically); returns the sidecar path."""
+    sidecar = sidecar_path(out)
+    payload = {"provenance": prov, "fit": cal.as_dict(), "measurements": measurements}
+    with atomic_path(sidecar) as tmp:
+        tmp.write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
+    header = "\n".join(f"# {line}" for line in header_lines(spec, cal, prov, base, sidecar))
+    text = f"{header}\n{dump_yaml(spec)}"
+    yaml.safe_load(text)  # never write a file that does not parse
+    with atomic_path(out) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return sidecar
+

@@ -1,0 +1,103 @@
+"""``fugaku-sim calibrate``: measure this machine with MPI microbenchmarks and write a
+calibrated cluster profile (YAML) with its provenance and raw measurements.
+
+Run it as an ordinary command (not under mpiexec): it launches each benchmark suite itself
+with ``--launcher`` (default: the venv's ``mpiexec -n {ranks}``; inside a Slurm allocation
+``--launcher "srun --mpi=pmi2 -n {ranks}"``). ``--ranks`` is the number of single-threaded
+ranks that fill the node (default: the usable cores); the suites also run at twice that
+to measure oversubscription. ``--quick`` takes seconds (for CI); the full run about a minute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--name", default="local-calibrated", help="name of the new profile")
+    parser.add_argument("--out", type=Path, help="YAML to write (default clusters/<name>.yaml)")
+    parser.add_argument("--base", default="local",
+                        help="profile whose unmeasured figures (power, scheduler) are kept")
+    parser.add_argument("--ranks", type=int, help="ranks that fill the node (default: cores)")
+    parser.add_argument("--quick", action="store_true", help="few sizes, short timings (CI)")
+    parser.add_argument("--array-MB", type=float, default=4.0, dest="array_MB",
+                        help="array size at which memory bandwidth is quoted (default 4)")
+    parser.add_argument("--launcher", help="MPI launcher template with {ranks}")
+    parser.add_argument("--timeout", type=float, default=300.0,
+                        help="seconds allowed per benchmark launch")
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from fugaku_sim.calibrate.launch import parse_launcher
+    from fugaku_sim.calibrate.measure import measure_machine, planned_runs
+    from fugaku_sim.calibrate.profile import calibrated_cluster, fit_calibration, write_profile
+    from fugaku_sim.calibrate.provenance import (
+        cpu_clock_GHz,
+        load_average,
+        mem_total_GiB,
+        provenance,
+        usable_cores,
+    )
+    from fugaku_sim.errors import UserError
+    from fugaku_sim.spec import load_cluster
+
+    ranks = args.ranks or usable_cores()
+    if ranks < 2:
+        raise UserError(f"--ranks: need at least 2 (point-to-point needs a pair), got {ranks}")
+    if args.array_MB <= 0:
+        raise UserError(f"--array-MB: must be positive, got {args.array_MB}")
+    base = load_cluster(args.base)
+    launcher = parse_launcher(args.launcher)
+    out = args.out or Path("clusters") / f"{args.name}.yaml"
+    console = Console(stderr=True)
+    prov = provenance(["fugaku-sim", *sys.argv[1:]] if sys.argv[1:2] == ["calibrate"] else None)
+    prov["launcher"] = launcher.describe()
+    steps = len(planned_runs(ranks))
+    done = [0]
+
+    def progress(text: str) -> None:
+        done[0] += 1
+        console.log(f"[{done[0]}/{steps}] {text}")
+
+    with console.status("calibrating"):
+        raw = measure_machine(launcher, ranks, args.quick, progress, args.timeout)
+    prov["load_average_end"] = load_average()
+    prov["mpi_library"] = raw["compute"].get("mpi_library")
+    prov["mpi4py"] = raw["compute"].get("mpi4py")
+    cal = fit_calibration(raw, args.array_MB * 2**20)
+    spec = calibrated_cluster(base, args.name, cal, cpu_clock_GHz(), mem_total_GiB())
+    sidecar = write_profile(spec, cal, prov, raw, out, args.base)
+    _print_summary(console, spec, cal, out, sidecar)
+    return 0
+
+
+def _print_summary(console, spec, cal, out: Path, sidecar: Path) -> None:  # type: ignore[no-untyped-def]
+    from rich.table import Table
+
+    node = spec.node
+    ic = spec.interconnect
+    table = Table(title=f"{spec.name}: calibrated figures (node = {cal.ranks} processes)")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_column("how")
+    table.add_row("peak fp32", f"{node.peak_TFLOPs.fp32 * 1e3:.1f} GFLOP/s", "best SGEMM x ranks")
+    table.add_row("peak fp64", f"{node.peak_TFLOPs.fp64 * 1e3:.1f} GFLOP/s", "DGEMM 512^3 x ranks")
+    table.add_row("GEMM efficiency", ", ".join(f"{p.min_dim}:{p.efficiency:.2f}"
+                                             for p in node.gemm_efficiency),
+                  f"rms {cal.gemm.rms_rel_error:.0%}")
+    table.add_row("memory bandwidth", f"{node.mem_bw_GBps:.1f} GB/s",
+                  f"alloc STREAM at {cal.mem_array_bytes / 2**20:.0f} MiB x ranks")
+    table.add_row("op overhead", f"{node.op_overhead_us:.2f} us", "median tiny numpy call")
+    table.add_row("intra-node link", f"{ic.intra_node.bw_GBps:.2f} GB/s, "  # type: ignore[union-attr]
+                  f"{ic.intra_node.latency_us:.2f} us",  # type: ignore[union-attr]
+                  f"ring all-reduce fit, rms {cal.allreduce.rms_rel_error:.0%}")
+    table.add_row("ping-pong", f"{cal.p2p.bw_Bps / 1e9:.2f} GB/s, {cal.p2p.latency_s * 1e6:.2f} us",
+                  f"rms {cal.p2p.rms_rel_error:.0%} (kept in the sidecar)")
+    table.add_row(f"share at {2 * cal.ranks} ranks", f"{cal.oversubscribed_share:.2f}",
+                  f"half waiting in MPI: {cal.waiting_rank_share:.2f}")
+    console.print(table)
+    print(f"wrote {out} and {sidecar}")
