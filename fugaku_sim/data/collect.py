@@ -112,7 +112,7 @@ def collect_maths(source: MathsSource, cfg: DataConfig, out: TextIO,
     for problem in held:
         eval_out.write(json.dumps({"prompt": problem.prompt, "answer": problem.answer}) + "\n")
         stats["eval_problems"] += 1
-    report = {"kind": source.kind, "domain": source_domain(source),
+    report: dict[str, Any] = {"kind": source.kind, "domain": source_domain(source),
               "licence": "generated (no third-party text)", "sha256": None,
               "origin": f"seeded generator (seed {source.seed}, max operand "
                         f"{source.max_operand})", "capped_at_bytes": cap, "skipped": {},

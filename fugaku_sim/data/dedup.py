@@ -178,7 +178,9 @@ def iter_lines(docs: list[Doc]) -> Iterator[str]:
     handles: dict[str, Any] = {}
     try:
         for doc in docs:
-            f = handles.get(doc.file) or handles.setdefault(doc.file, open(doc.file, "rb"))
+            if doc.file not in handles:
+                handles[doc.file] = open(doc.file, "rb")  # noqa: SIM115  (closed below)
+            f = handles[doc.file]
             f.seek(doc.offset)
             yield f.readline().decode("utf-8")
     finally:

@@ -87,7 +87,7 @@ def blend_entries(shard_dir: Path, split: str, cfg: DataConfig) -> list[dict[str
     """Blend entries of one split: train weights are token fractions (the mixture realised
     in the shards); valid/test weights are target shares over domains with documents."""
     shares = cfg.mixture.shares()
-    rows = []
+    rows: list[dict[str, Any]] = []
     for d in DOMAINS:
         ds = IndexedDataset(shard_dir / f"{d}_{split}")
         if ds.num_tokens > 0 and shares[d] > 0:

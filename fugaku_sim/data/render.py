@@ -116,10 +116,10 @@ def strip_roff(source: str) -> str:
                 out.append(arg.strip('"'))
             elif req in ("BR", "RB", "IR", "RI", "BI", "IB") and arg:
                 out.append("".join(w.strip('"') for w in re.findall(r'"[^"]*"|\S+', arg)))
-            elif req in ("PP", "LP", "P", "TP", "IP", "sp", "br"):
-                out.append("" if req in ("PP", "LP", "P", "sp") else out[-1:] and "")
-                if req == "IP" and arg:
-                    out.append(arg.split('"')[1] if arg.startswith('"') else arg.split()[0])
+            elif req in ("PP", "LP", "P", "sp"):
+                out.append("")
+            elif req == "IP" and arg:
+                out.append(arg.split('"')[1] if arg.startswith('"') else arg.split()[0])
             continue
         line = _ROFF_FONT.sub("", line)
         out.append(_ROFF_ESCAPE.sub(_roff_escape, line))

@@ -95,7 +95,8 @@ def check_round_trip(model: Path, dedup_dir: Path, max_docs: int = 50) -> dict[s
     sp = spm.SentencePieceProcessor(model_file=str(model))
     result: dict[str, Any] = {}
     for domain in DOMAINS:
-        stats = {"documents": 0, "exact": 0, "characters": 0, "tokens": 0, "unk": 0}
+        stats: dict[str, Any] = {"documents": 0, "exact": 0, "characters": 0, "tokens": 0,
+                                 "unk": 0}
         for split in ("test", "valid"):
             path = dedup_dir / f"{domain}_{split}.jsonl"
             with open(path, encoding="utf-8") as f:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from fugaku_sim.data.langid import identify_language
 from data_corpus import EN_SENTENCES, JA_SENTENCES
+
+from fugaku_sim.data.langid import identify_language
 
 
 def test_japanese_and_english() -> None:
