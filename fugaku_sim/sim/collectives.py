@@ -1,0 +1,112 @@
+"""Collective algorithms as pure cost formulas (seconds from bytes, ranks, bandwidth, latency).
+
+Sources:
+- Thakur, Rabenseifner and Gropp, "Optimization of Collective Communication Operations in
+  MPICH", IJHPCA 2005: ring reduce-scatter and all-gather take n - 1 steps of nbytes / n each;
+  a ring all-reduce is one then the other, 2 (n - 1) steps, moving 2 (n - 1) / n of the
+  message per rank. Alpha-beta model: a step costs latency + bytes / bandwidth.
+- Patarasuk and Yuan, "Bandwidth optimal all-reduce algorithms for clusters of
+  workstations", JPDC 2009: the pipelined ring is bandwidth-optimal.
+- Per-dimension (multi-dimensional) torus all-reduce: reduce-scatter along each torus
+  dimension in turn on the shrinking share, then all-gather back (Jain and Sabharwal,
+  "Optimal bucket algorithms for large MPI collectives on torus interconnects", ICS 2010);
+  the same decomposition over (node switch, fabric) is the hierarchical all-reduce of
+  NCCL/Horovod. Its bytes per rank telescope to the ring's, 2 (1 - 1/N) of the message,
+  in sum_k 2 (n_k - 1) steps instead of 2 (N - 1).
+- A ring may run both ways at once (two counter-rotating rings, half the message each),
+  which is how full-duplex torus links are used by Fujitsu MPI's and NCCL's rings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+def p2p_time_s(nbytes: float, bw_Bps: float, latency_s: float) -> float:
+    """One point-to-point message: latency + nbytes / bandwidth."""
+    return latency_s + nbytes / bw_Bps if nbytes > 0 else 0.0
+
+
+def ring_reduce_scatter_time_s(nbytes: float, ranks: int, bw_Bps: float, latency_s: float) -> float:
+    """Ring reduce-scatter (or all-gather): n - 1 steps of nbytes / n (Thakur et al. 2005)."""
+    if ranks <= 1 or nbytes <= 0:
+        return 0.0
+    return (ranks - 1) * (latency_s + nbytes / ranks / bw_Bps)
+
+
+def ring_allreduce_time_s(nbytes: float, ranks: int, bw_Bps: float, latency_s: float) -> float:
+    """Ring all-reduce: 2 (n - 1) steps of nbytes / n (Thakur et al. 2005).
+
+    >>> round(ring_allreduce_time_s(4e9, 4, 1e9, 0.0), 6)
+    6.0
+    """
+    return 2.0 * ring_reduce_scatter_time_s(nbytes, ranks, bw_Bps, latency_s)
+
+
+def torus_allreduce_time_s(
+    nbytes: float, dims: list[int], bw_Bps: list[float], latency_s: list[float]
+) -> float:
+    """Per-dimension all-reduce over a grid of ``dims`` rings (Jain and Sabharwal 2010):
+    phase k all-reduces the share nbytes / (n_0 ... n_{k-1}) around rings of n_k ranks."""
+    total, share = 0.0, float(nbytes)
+    for n, bw, lat in zip(dims, bw_Bps, latency_s):
+        total += ring_allreduce_time_s(share, n, bw, lat)
+        share /= n
+    return total
+
+
+@dataclass(frozen=True)
+class RingPhase:
+    """One ring stage of a collective, with contention already priced in.
+
+    ``share`` of the message enters the phase; ``seconds_per_byte`` is what one flow (one
+    direction of one ring edge) sees when every concurrent flow of the phase runs;
+    ``directions`` is 2 for counter-rotating rings; ``latency_s`` is one step's latency.
+    """
+
+    ranks: int
+    share: float
+    seconds_per_byte: float
+    latency_s: float
+    directions: int = 2
+
+    def allreduce_time_s(self, nbytes: float) -> float:
+        if self.ranks <= 1 or nbytes <= 0:
+            return 0.0
+        per_flow = nbytes * self.share / self.directions
+        return ring_allreduce_time_s(
+            per_flow, self.ranks, 1.0 / self.seconds_per_byte, self.latency_s
+        )
+
+
+@dataclass(frozen=True)
+class AllReducePlan:
+    """Candidate algorithms (each a sequence of ring phases); the fastest one is used, as an
+    MPI library picks its algorithm by message size."""
+
+    algorithms: tuple[tuple[RingPhase, ...], ...]
+    names: tuple[str, ...]
+
+    def time_s(self, nbytes: float) -> float:
+        return min(self.timed(nbytes).values()) if self.algorithms else 0.0
+
+    def timed(self, nbytes: float) -> dict[str, float]:
+        return {
+            name: sum(p.allreduce_time_s(nbytes) for p in phases)
+            for name, phases in zip(self.names, self.algorithms)
+        }
+
+    def best(self, nbytes: float) -> str:
+        timed = self.timed(nbytes)
+        return min(timed, key=lambda k: timed[k]) if timed else "none"
+
+
+@dataclass(frozen=True)
+class P2PPlan:
+    """Concurrent point-to-point transfers (one per tensor rank of each pipeline replica)."""
+
+    seconds_per_byte: float
+    latency_s: float
+
+    def time_s(self, nbytes: float) -> float:
+        return p2p_time_s(nbytes, 1.0 / self.seconds_per_byte, self.latency_s) if nbytes else 0.0

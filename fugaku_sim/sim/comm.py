@@ -1,0 +1,188 @@
+"""Communication of a placed job: which flows each collective makes, and what they cost.
+
+The tensor-, data- and pipeline-parallel groups come from :class:`RankGrid`; where their
+ranks sit comes from :mod:`fugaku_sim.parallel.placement`; the network prices the flows.
+
+Concurrency (what contends with what): all groups of one kind *on one pipeline stage* run
+their collective at the same moment (data-parallel replicas run identical timelines), so
+their flows are priced together; collectives of different stages, and traffic of different
+kinds, are staggered in time by the pipeline and are priced apart. The detailed mode
+(:mod:`fugaku_sim.sim.detailed`) drops this assumption and shares links among whatever flows
+are live, which is how the assumption is tested.
+
+A group that forms a grid over (node slot, virtual axes) -- every combination of its
+distinct coordinates present -- gets two candidate all-reduce algorithms: one ring through the
+grid in snake order, and the per-dimension (hierarchical) all-reduce along each level in turn,
+intra-node first. Any other group gets a ring in group order. All rings run both ways.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from fugaku_sim.parallel.groups import RankGrid
+from fugaku_sim.parallel.placement import Placement, grid_indices
+from fugaku_sim.sim.collectives import AllReducePlan, P2PPlan, RingPhase
+from fugaku_sim.sim.topology import Flows, Network, snake
+
+
+@dataclass(frozen=True)
+class RingSet:
+    """Concurrent rings (R, n) of ranks that carry ``share`` of each group's message."""
+
+    rings: np.ndarray
+    share: float
+
+
+def rank_array(grid: RankGrid) -> np.ndarray:
+    """Rank at each (tp, pp, dp) coordinate, shape (tp, pp, dp)."""
+    idx = grid_indices(grid)
+    out = np.empty((grid.tp, grid.pp, grid.dp), dtype=np.int64)
+    out[idx["tp"], idx["pp"], idx["dp"]] = np.arange(grid.world)
+    return out
+
+
+def _levels(members: np.ndarray, placement: Placement) -> list[np.ndarray]:
+    """Coordinates (G, n) of each member at each level: node slot, then each virtual axis."""
+    coords = placement.node_coords(members.reshape(-1)).reshape(*members.shape, -1)
+    return [placement.slot[members]] + [coords[..., a] for a in range(coords.shape[-1])]
+
+
+def _distinct(values: np.ndarray) -> np.ndarray:
+    s = np.sort(values, axis=1)
+    return 1 + (np.diff(s, axis=1) != 0).sum(axis=1)
+
+
+def grid_view(members: np.ndarray, placement: Placement) -> tuple[np.ndarray, list[int]] | None:
+    """Members (G, n) arranged as (G, n_k, ..., n_1) by level coordinates, with counts
+    [n_1, ..., n_k] of the levels that vary; None if some group is not a full grid."""
+    levels = _levels(members, placement)
+    varying, counts = [], []
+    for values in levels:
+        d = _distinct(values)
+        if (d != d[0]).any():
+            return None
+        if d[0] > 1:
+            varying.append(values)
+            counts.append(int(d[0]))
+    if int(np.prod(counts)) != members.shape[1]:
+        return None
+    g = members.shape[0]
+    keys = [v.reshape(-1) for v in varying] + [np.repeat(np.arange(g), members.shape[1])]
+    order = np.lexsort(keys)
+    arranged = members.reshape(-1)[order].reshape(g, *reversed(counts))
+    return arranged, counts
+
+
+def ring_algorithms(members: np.ndarray, placement: Placement) -> dict[str, list[RingSet]]:
+    """Candidate all-reduce algorithms of concurrent groups ``members`` (G, n)."""
+    n = members.shape[1]
+    if n <= 1:
+        return {}
+    view = grid_view(members, placement)
+    if view is None:
+        return {"ring": [RingSet(members, 1.0)]}
+    arranged, counts = view
+    g = members.shape[0]
+    path = snake(counts)  # (n, k) level indices, level 1 fastest
+    strides = np.cumprod([1] + counts[:-1])
+    flat = arranged.reshape(g, -1)  # C order: level 1 fastest
+    out = {"ring": [RingSet(flat[:, path @ strides], 1.0)]}
+    if len(counts) > 1:
+        phases, share = [], 1.0
+        k = len(counts)
+        for level in range(k):
+            axis = k - level  # level 1 is the last array axis
+            rings = np.moveaxis(arranged, axis, -1).reshape(-1, counts[level])
+            phases.append(RingSet(rings, share))
+            share /= counts[level]
+        out["per-dimension"] = phases
+    return out
+
+
+def ring_flows(rings: np.ndarray, placement: Placement, directions: int = 2) -> Flows:
+    """Flows of one step of ``rings``: each rank to its successor (and predecessor)."""
+    src = rings.reshape(-1)
+    dst = np.roll(rings, -1, axis=1).reshape(-1)
+    if directions == 2:
+        src, dst = np.concatenate([src, dst]), np.concatenate([dst, src])
+    return pair_flows(src, dst, placement)
+
+
+def pair_flows(src: np.ndarray, dst: np.ndarray, placement: Placement) -> Flows:
+    return Flows(placement.node[src], placement.slot[src], placement.node[dst], placement.slot[dst])
+
+
+def price_rings(
+    ring_sets: list[RingSet], placement: Placement, network: Network
+) -> tuple[RingPhase, ...]:
+    """Price each ring phase with all its concurrent flows."""
+    phases = []
+    for rs in ring_sets:
+        flows = ring_flows(rs.rings, placement)
+        phases.append(
+            RingPhase(
+                ranks=rs.rings.shape[1],
+                share=rs.share,
+                seconds_per_byte=network.seconds_per_byte(flows),
+                latency_s=network.step_latency_s(flows),
+            )
+        )
+    return tuple(phases)
+
+
+class CommModel:
+    """Collective plans of one placed job, per pipeline stage, priced on its network."""
+
+    def __init__(self, grid: RankGrid, placement: Placement, network: Network):
+        self.grid, self.placement, self.network = grid, placement, network
+        self._cache: dict[tuple[str, int, int], object] = {}
+
+    @cached_property
+    def ranks(self) -> np.ndarray:
+        return rank_array(self.grid)
+
+    def tp_groups(self, stage: int) -> np.ndarray:
+        """Tensor groups of ``stage``: (dp, tp) ranks."""
+        return self.ranks[:, stage, :].T
+
+    def dp_groups(self, stage: int) -> np.ndarray:
+        """Data-parallel groups of ``stage``: (tp, dp) ranks."""
+        return self.ranks[:, stage, :]
+
+    def embedding_groups(self) -> np.ndarray:
+        """First and last stage pairs that all-reduce tied embedding gradients: (tp x dp, 2)."""
+        first = self.ranks[:, 0, :].reshape(-1)
+        last = self.ranks[:, -1, :].reshape(-1)
+        return np.stack([first, last], axis=1)
+
+    def _allreduce(self, key: tuple[str, int, int], members: np.ndarray) -> AllReducePlan:
+        if key not in self._cache:
+            algos = ring_algorithms(members, self.placement)
+            priced = tuple(price_rings(v, self.placement, self.network) for v in algos.values())
+            self._cache[key] = AllReducePlan(priced, tuple(algos))
+        return self._cache[key]  # type: ignore[return-value]
+
+    def tp_plan(self, stage: int) -> AllReducePlan:
+        return self._allreduce(("tp", stage, 0), self.tp_groups(stage))
+
+    def dp_plan(self, stage: int) -> AllReducePlan:
+        return self._allreduce(("dp", stage, 0), self.dp_groups(stage))
+
+    def embedding_plan(self) -> AllReducePlan:
+        return self._allreduce(("emb", 0, 0), self.embedding_groups())
+
+    def p2p_plan(self, src_stage: int, dst_stage: int) -> P2PPlan:
+        """All tensor ranks of all replicas send from ``src_stage`` to ``dst_stage`` at once."""
+        key = ("p2p", src_stage, dst_stage)
+        if key not in self._cache:
+            src = self.ranks[:, src_stage, :].reshape(-1)
+            dst = self.ranks[:, dst_stage, :].reshape(-1)
+            flows = pair_flows(src, dst, self.placement)
+            self._cache[key] = P2PPlan(
+                self.network.seconds_per_byte(flows), self.network.step_latency_s(flows)
+            )
+        return self._cache[key]  # type: ignore[return-value]

@@ -1,0 +1,215 @@
+"""Compute: FLOPs, bytes and time of every operation of a GPT block on one rank.
+
+Shape key (nanoGPT's): B micro-batch, T sequence, C hidden, F MLP width, A heads, D = C / A
+head size, V vocabulary, t tensor-parallel degree, e bytes per element. Tensor parallelism is
+Megatron's (Shoeybi et al., 2019): QKV and fc1 split by columns, projection and fc2 by rows,
+heads split over t, so each rank does 1/t of every GEMM and attention head.
+
+An operation takes the slower of its arithmetic and its memory traffic, plus a fixed cost
+(roofline with launch overhead; Williams et al., CACM 2009)::
+
+    time = max(flops / (peak x gemm_efficiency(min_dim)), bytes / mem_bw) + op_overhead
+
+Non-GEMM operations (norms, softmax, GELU, dropout, residual adds) run at the node's peak for
+their few FLOPs and are memory-bound in practice. The backward pass of a GEMM is two GEMMs of
+the same shape class (input gradient and weight gradient), twice the forward FLOPs
+(Narayanan et al., SC21, appendix); elementwise backwards read about twice what the forward
+did. Peak, memory bandwidth and the GEMM efficiency curve are per node in the profile and
+divided among the node's processes.
+
+A layer is a list of :class:`Segment` items in execution order: compute runs, and the two
+tensor-parallel all-reduces (after the attention projection and after fc2 in the forward;
+at the inputs of fc1 and QKV in the backward).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from fugaku_sim.spec.job import Job
+
+
+@dataclass(frozen=True)
+class OpCost:
+    """One operation on one rank. ``min_dim`` is the smallest GEMM dimension (0: not a GEMM)."""
+
+    name: str
+    flops: float
+    bytes: float
+    min_dim: int = 0
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A run of compute (``seconds``) or a tensor-parallel all-reduce (``nbytes``)."""
+
+    kind: Literal["compute", "tp"]
+    seconds: float = 0.0
+    nbytes: float = 0.0
+
+
+def element_bytes(precision: str) -> int:
+    """Bytes of one activation element."""
+    return 4 if precision in ("fp32", "fp64") else 2
+
+
+def gemm(name: str, m: int, n: int, k: int, e: int, batch: int = 1) -> OpCost:
+    """A (batched) GEMM C[m, n] = A[m, k] B[k, n]: 2 m n k FLOPs, reads A, B, writes C."""
+    return OpCost(
+        name, 2.0 * m * n * k * batch, float(e * batch * (m * k + k * n + m * n)), min(m, n, k)
+    )
+
+
+def elementwise(name: str, elements: float, e: int, flops_per: float, passes: float) -> OpCost:
+    """An elementwise op touching ``elements`` values ``passes`` times (reads + writes)."""
+    return OpCost(name, flops_per * elements, passes * elements * e)
+
+
+def attention_ops(job: Job) -> list[OpCost]:
+    """Forward ops of the attention half of a block, up to the projection."""
+    m, t, e = job.model, job.layout.tp, element_bytes(job.train.precision)
+    b, s, c = job.train.micro_batch, m.seq_len, m.hidden
+    tokens, heads = b * s, m.heads // t
+    return [
+        elementwise("layernorm1", tokens * c, e, 8, 2),
+        gemm("qkv", tokens, 3 * c // t, c, e),
+        gemm("scores", s, s, m.head_dim, e, batch=b * heads),
+        elementwise("softmax", b * heads * s * s, e, 5, 3),  # scale+mask, softmax, dropout
+        gemm("attn_values", s, m.head_dim, s, e, batch=b * heads),
+        gemm("projection", tokens, c, c // t, e),
+    ]
+
+
+def mlp_ops(job: Job) -> list[OpCost]:
+    """Forward ops of the MLP half of a block (after the first all-reduce)."""
+    m, t, e = job.model, job.layout.tp, element_bytes(job.train.precision)
+    tokens, c, f = job.train.micro_batch * m.seq_len, m.hidden, m.ffn
+    return [
+        elementwise("dropout_residual1", tokens * c, e, 2, 3),
+        elementwise("layernorm2", tokens * c, e, 8, 2),
+        gemm("fc1", tokens, f // t, c, e),
+        elementwise("gelu", tokens * f // t, e, 8, 2),
+        gemm("fc2", tokens, c, f // t, e),
+    ]
+
+
+def residual_op(job: Job) -> OpCost:
+    tokens, e = job.train.micro_batch * job.model.seq_len, element_bytes(job.train.precision)
+    return elementwise("dropout_residual2", tokens * job.model.hidden, e, 2, 3)
+
+
+def backward_of(op: OpCost) -> OpCost:
+    """The backward of ``op``: two GEMMs for a GEMM, twice the traffic for the rest."""
+    return OpCost(op.name + "_bwd", 2.0 * op.flops, 2.0 * op.bytes, op.min_dim)
+
+
+def op_time_s(op: OpCost, job: Job) -> float:
+    """Roofline time of one op on one process (see the module docstring)."""
+    node, ppn = job.cluster.node, job.processes_per_node
+    peak = node.peak_flops(job.train.precision) / ppn
+    efficiency = node.gemm_efficiency_at(op.min_dim) if op.min_dim else 1.0
+    mem_bw = node.mem_bw_Bps / ppn
+    return max(op.flops / (peak * efficiency), op.bytes / mem_bw) + node.op_overhead_us * 1e-6
+
+
+def _run(ops: list[OpCost], job: Job) -> Segment:
+    return Segment("compute", seconds=sum(op_time_s(op, job) for op in ops))
+
+
+def activation_message_bytes(job: Job) -> float:
+    """Bytes of one micro-batch's hidden states [B, T, C] (all-reduce and p2p payload)."""
+    m = job.model
+    return float(job.train.micro_batch * m.seq_len * m.hidden * element_bytes(job.train.precision))
+
+
+def layer_forward(job: Job) -> list[Segment]:
+    """Forward of one block: attention, all-reduce, MLP, all-reduce, residual."""
+    msg = activation_message_bytes(job)
+    tp = job.layout.tp > 1
+    out = [_run(attention_ops(job), job)]
+    out += [Segment("tp", nbytes=msg)] if tp else []
+    out += [_run(mlp_ops(job), job)]
+    out += [Segment("tp", nbytes=msg)] if tp else []
+    out += [_run([residual_op(job)], job)]
+    return out
+
+
+def layer_backward(job: Job) -> list[Segment]:
+    """Backward of one block in reverse order; all-reduces at the inputs of fc1 and QKV."""
+    msg = activation_message_bytes(job)
+    tp = job.layout.tp > 1
+    mlp = [backward_of(op) for op in reversed(mlp_ops(job))]
+    attn = [backward_of(op) for op in reversed(attention_ops(job))]
+    out = [_run([backward_of(residual_op(job))] + mlp[:-2], job)]  # up to fc1's input grad
+    out += [Segment("tp", nbytes=msg)] if tp else []
+    out += [_run(mlp[-2:] + attn[:-1], job)]  # layernorm2, residual1 ... qkv
+    out += [Segment("tp", nbytes=msg)] if tp else []
+    out += [_run(attn[-1:], job)]  # layernorm1
+    return out
+
+
+def embedding_forward_ops(job: Job) -> list[OpCost]:
+    """Token + position embedding lookup and dropout (first stage)."""
+    e = element_bytes(job.train.precision)
+    n = job.train.micro_batch * job.model.seq_len * job.model.hidden
+    return [elementwise("embedding", n, e, 1, 3), elementwise("embedding_dropout", n, e, 1, 2)]
+
+
+def head_forward_ops(job: Job) -> list[OpCost]:
+    """Final layer norm, logits over the vocabulary shard, cross-entropy (last stage)."""
+    m, t, e = job.model, job.layout.tp, element_bytes(job.train.precision)
+    tokens = job.train.micro_batch * m.seq_len
+    return [
+        elementwise("final_layernorm", tokens * m.hidden, e, 8, 2),
+        gemm("lm_head", tokens, m.vocab // t, m.hidden, e),
+        elementwise("cross_entropy", tokens * m.vocab / t, e, 5, 3),
+    ]
+
+
+def head_forward(job: Job) -> list[Segment]:
+    """LM head forward; vocabulary-parallel cross-entropy all-reduces 3 per-token values."""
+    out = [_run(head_forward_ops(job), job)]
+    if job.layout.tp > 1:
+        tokens = job.train.micro_batch * job.model.seq_len
+        out += [Segment("tp", nbytes=3.0 * tokens * 4)]
+    return out
+
+
+def head_backward(job: Job) -> list[Segment]:
+    """LM head backward; the input gradient of the vocabulary-parallel head is all-reduced."""
+    out = [_run([backward_of(op) for op in reversed(head_forward_ops(job))], job)]
+    if job.layout.tp > 1:
+        out += [Segment("tp", nbytes=activation_message_bytes(job))]
+    return out
+
+
+def stage_segments(
+    job: Job, stage: int, kind: Literal["F", "B"], chunk_layers: int, first: bool, last: bool
+) -> list[Segment]:
+    """Segments of one forward or backward pass of ``chunk_layers`` layers on a stage;
+    ``first``/``last`` mark the model chunks holding the embedding and the LM head."""
+    if kind == "F":
+        out = [_run(embedding_forward_ops(job), job)] if first else []
+        for _ in range(chunk_layers):
+            out += layer_forward(job)
+        return out + (head_forward(job) if last else [])
+    out = head_backward(job) if last else []
+    for _ in range(chunk_layers):
+        out += layer_backward(job)
+    if first:
+        out += [_run([backward_of(op) for op in embedding_forward_ops(job)], job)]
+    return out
+
+
+def optimizer_time_s(job: Job, params: int) -> float:
+    """One optimizer step over ``params`` local parameters: memory-bound streaming of
+    weights, gradients and states (Adam reads w, g, m, v and writes w, m, v: 7 fp32 arrays),
+    one fused op per tensor (12 tensors per layer)."""
+    node, ppn = job.cluster.node, job.processes_per_node
+    arrays = {"adam": 7, "adamw": 7, "sgd": 3}[job.train.optimizer]
+    if job.train.zero_stage >= 1:
+        params = params // job.layout.dp
+    bytes_moved = params * 4.0 * arrays
+    tensors = 12 * job.model.layers // job.layout.pp
+    return bytes_moved / (node.mem_bw_Bps / ppn) + tensors * node.op_overhead_us * 1e-6

@@ -1,0 +1,219 @@
+"""PipelineEngine: simpy processes, one per pipeline stage (per replica in detailed mode),
+running the shared schedule (:func:`fugaku_sim.parallel.pipeline_schedule`) with real
+dependencies. Time unit: seconds.
+
+A stage's forward of micro-batch i on virtual stage v waits for the activation of v - 1 to
+*arrive*; its backward waits for the gradient of v + 1. After an op the stage sends its
+output to the neighbour (a blocking send, as Megatron's and DeepSpeed's 1F1B do) and the
+receiver's arrival event fires when the transfer ends. A stage that recomputes runs the
+forward of its layers again right before each backward. After the last backward it
+synchronises gradients (data-parallel all-reduce, then the tied-embedding all-reduce on the
+first and last stage) -- or, with ``overlap_grad_reduce``, starts the data-parallel all-reduce
+when its last backward starts and waits only for what is left -- then steps the optimizer.
+The bubble is not a formula: it is the idle time this leaves.
+
+Every stage keeps a :class:`Ledger` of where its time went.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from typing import Any
+
+import simpy
+
+from fugaku_sim.parallel.schedule import PipelineOp, pipeline_schedule
+from fugaku_sim.sim.compute import (
+    Segment,
+    activation_message_bytes,
+    optimizer_time_s,
+    stage_segments,
+)
+from fugaku_sim.sim.flops import stage_parameters
+from fugaku_sim.spec.job import Job
+
+CATEGORIES = ("compute", "recompute", "tp_comm", "pp_comm", "dp_comm", "optimizer")
+
+
+@dataclass
+class Ledger:
+    """Seconds one stage replica spent per category, and when it finished."""
+
+    seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(CATEGORIES, 0.0))
+    end: float = 0.0
+
+    def add(self, category: str, seconds: float) -> None:
+        self.seconds[category] += seconds
+
+
+@dataclass(frozen=True)
+class TraceEvent:
+    """One slice of the timeline: ``lane`` is 'compute' or 'comm' of ``stage``."""
+
+    name: str
+    category: str
+    replica: int
+    stage: int
+    lane: str
+    start: float
+    duration: float
+
+
+@dataclass
+class EngineResult:
+    ledgers: dict[tuple[int, int], Ledger]
+    trace: list[TraceEvent]
+
+    @property
+    def step_time_s(self) -> float:
+        return max(led.end for led in self.ledgers.values())
+
+    @property
+    def critical(self) -> tuple[int, int]:
+        """(replica, stage) that finished last (lowest stage on ties)."""
+        return max(self.ledgers, key=lambda k: (self.ledgers[k].end, -k[1], -k[0]))
+
+
+Proc = Generator[simpy.Event, Any, None]
+
+
+class PipelineEngine:
+    """Runs one training step of ``replicas`` pipeline replicas over ``transport``."""
+
+    def __init__(self, job: Job, transport: Any, replicas: int = 1, trace: bool = False):
+        self.job, self.transport, self.env = job, transport, transport.env
+        self.replicas, self.tracing = replicas, trace
+        lay = job.layout
+        self.pp, self.chunks = lay.pp, lay.virtual_stages
+        self.virtual = self.pp * self.chunks
+        self.layers_per_chunk = job.model.layers // self.virtual
+        self.recompute = job.recompute_stages
+        self.msg = activation_message_bytes(job)
+        self._segments: dict[tuple[int, int, str], list[Segment]] = {}
+        self._arrivals: dict[tuple[int, str, int, int], simpy.Event] = {}
+        self.ledgers = {(r, s): Ledger() for r in range(replicas) for s in range(self.pp)}
+        self.events: list[TraceEvent] = []
+
+    def run(self) -> EngineResult:
+        for r in range(self.replicas):
+            for s in range(self.pp):
+                self.env.process(self._stage(r, s))
+        self.env.run()
+        return EngineResult(self.ledgers, self.events)
+
+    def segments(self, stage: int, chunk: int, kind: str) -> list[Segment]:
+        key = (stage, chunk, kind)
+        if key not in self._segments:
+            v = chunk * self.pp + stage
+            self._segments[key] = stage_segments(
+                self.job,
+                stage,
+                "F" if kind == "F" else "B",
+                self.layers_per_chunk,
+                first=v == 0,
+                last=v == self.virtual - 1,
+            )
+        return self._segments[key]
+
+    def _arrival(self, r: int, kind: str, v: int, mb: int) -> simpy.Event:
+        key = (r, kind, v, mb)
+        if key not in self._arrivals:
+            self._arrivals[key] = self.env.event()
+        return self._arrivals[key]
+
+    def _stage(self, r: int, s: int) -> Proc:
+        lay = self.job.layout
+        ops = pipeline_schedule(lay.schedule, self.pp, s, self.job.micro_batches, self.chunks)
+        sync = None
+        for i, op in enumerate(ops):
+            v = op.chunk * self.pp + s
+            if op.kind == "F" and v > 0:
+                yield self._arrival(r, "F", v - 1, op.micro_batch)
+            if op.kind == "B" and v < self.virtual - 1:
+                yield self._arrival(r, "B", v + 1, op.micro_batch)
+            if i == len(ops) - 1 and self.job.train.overlap_grad_reduce:
+                sync = self.env.process(self.transport.grad_sync(r, s))
+            if op.kind == "B" and s in self.recompute:
+                yield from self._run(r, s, self.segments(s, op.chunk, "F"), "recompute", f"R{op}")
+            yield from self._run(r, s, self.segments(s, op.chunk, op.kind), "compute", str(op))
+            yield from self._send(r, s, v, op)
+        yield from self._finish(r, s, sync)
+
+    def _finish(self, r: int, s: int, sync: simpy.Process | None) -> Proc:
+        book, t0 = self.ledgers[(r, s)], self.env.now
+        if sync is None:
+            yield from self.transport.grad_sync(r, s)
+        else:
+            yield sync
+        if self.job.model.tied_embeddings and self.pp > 1 and s in (0, self.pp - 1):
+            yield from self.transport.embedding_sync(r, s)
+        book.add("dp_comm", self.env.now - t0)
+        self._trace(r, s, "comm", "grad sync", "dp_comm", t0, self.env.now - t0)
+        params = stage_parameters(self.job.model, self.pp, s, self.job.layout.tp)
+        t1 = self.env.now
+        yield self.env.timeout(optimizer_time_s(self.job, params))
+        book.add("optimizer", self.env.now - t1)
+        self._trace(r, s, "compute", "optimizer", "optimizer", t1, self.env.now - t1)
+        book.end = self.env.now
+
+    def _send(self, r: int, s: int, v: int, op: PipelineOp) -> Proc:
+        if op.kind == "F" and v < self.virtual - 1:
+            target, kind = v + 1, "F"
+        elif op.kind == "B" and v > 0:
+            target, kind = v - 1, "B"
+        else:
+            return
+        t0 = self.env.now
+        yield from self.transport.p2p(r, s, target % self.pp, self.msg)
+        self.ledgers[(r, s)].add("pp_comm", self.env.now - t0)
+        self._trace(r, s, "comm", f"send {op}", "pp_comm", t0, self.env.now - t0)
+        self._arrival(r, kind, v, op.micro_batch).succeed()
+
+    def _run(self, r: int, s: int, segs: list[Segment], category: str, name: str) -> Proc:
+        """Run compute segments and tensor all-reduces; one timeout per op in fast mode."""
+        book = self.ledgers[(r, s)]
+        if self.transport.analytic:
+            t0 = self.env.now
+            pieces = [
+                (g, g.seconds if g.kind == "compute" else self.transport.tp_time_s(s, g.nbytes))
+                for g in segs
+            ]
+            yield self.env.timeout(sum(d for _, d in pieces))
+            at = t0
+            for g, d in pieces:
+                book.add(category if g.kind == "compute" else "tp_comm", d)
+                self._trace(
+                    r,
+                    s,
+                    "compute" if g.kind == "compute" else "comm",
+                    name if g.kind == "compute" else f"tp {name}",
+                    category if g.kind == "compute" else "tp_comm",
+                    at,
+                    d,
+                )
+                at += d
+            return
+        for g in segs:
+            t0 = self.env.now
+            if g.kind == "compute":
+                yield self.env.timeout(g.seconds)
+                book.add(category, g.seconds)
+            else:
+                yield from self.transport.tp_allreduce(r, s, g.nbytes)
+                book.add("tp_comm", self.env.now - t0)
+            self._trace(
+                r,
+                s,
+                "compute" if g.kind == "compute" else "comm",
+                name if g.kind == "compute" else f"tp {name}",
+                category if g.kind == "compute" else "tp_comm",
+                t0,
+                self.env.now - t0,
+            )
+
+    def _trace(
+        self, r: int, s: int, lane: str, name: str, cat: str, start: float, dur: float
+    ) -> None:
+        if self.tracing and r == 0 and dur > 0:
+            self.events.append(TraceEvent(name, cat, r, s, lane, start, dur))

@@ -1,0 +1,263 @@
+"""Predict one training step of a job, and what the whole run costs.
+
+``predict(job, mode="fast"|"detailed") -> Prediction``; ``Prediction.to_json()`` gives the
+command-line contract's fields (shared/DESIGN.md).
+
+Modes: ``fast`` simulates one representative pipeline (every data-parallel replica runs the
+same timeline) with collectives priced on their actual placed groups, all groups of a stage
+contending (:mod:`fugaku_sim.sim.comm`). ``detailed`` simulates every replica of every stage
+and sends every flow over a max-min fair network of every link (:mod:`fugaku_sim.sim.network`);
+it is for small tori and for checking the fast mode.
+
+How the breakdown partitions the step time. The step ends when the last stage replica has
+stepped its optimizer; that one is the *critical stage*. Its timeline is cut into:
+``compute`` (forward and backward arithmetic), ``recompute`` (forward arithmetic re-run before
+backward), ``tp_comm`` (tensor all-reduces, those of recomputation included), ``pp_comm``
+(its blocking sends to pipeline neighbours), ``dp_comm`` (gradient all-reduce and tied
+embedding all-reduce not hidden behind backward), ``optimizer``; and ``bubble``, the rest: the
+time it sat waiting for a neighbour's activation or gradient. The seven terms sum to
+``step_time_s`` exactly.
+
+Throughput figures: model FLOPs per token are 3 x forward FLOPs without recomputation
+(:func:`fugaku_sim.sim.flops.model_flops_per_token`); MFU is model FLOP/s over the job's peak
+at the training precision (Chowdhery et al., "PaLM", 2022, appendix B). ``hw_tflops_per_node``
+also counts recomputed FLOPs (the figure Narayanan et al., SC21, report).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import simpy
+
+from fugaku_sim.errors import SpecError
+from fugaku_sim.parallel.groups import RankGrid
+from fugaku_sim.parallel.placement import Placement, job_shapes, node_split, place_ranks
+from fugaku_sim.sim.comm import CommModel
+from fugaku_sim.sim.engine import CATEGORIES, EngineResult, PipelineEngine
+from fugaku_sim.sim.flops import layer_forward_flops, model_flops_per_token, parameter_count
+from fugaku_sim.sim.memory import _PARAM_BYTES, GiB, memory_by_stage
+from fugaku_sim.sim.reliability import FailurePlan, plan_failures
+from fugaku_sim.sim.topology import Network, build_network, fold_extents
+from fugaku_sim.sim.transport import AnalyticTransport, NetworkTransport
+from fugaku_sim.spec.cluster import ClusterSpec, TorusInterconnect
+from fugaku_sim.spec.job import Job
+
+Mode = Literal["fast", "detailed"]
+
+
+@dataclass(frozen=True)
+class Setup:
+    """The placed job: shape, rank placement, network, and its priced communication."""
+
+    shape: list[int]
+    placement: Placement
+    network: Network
+    comm: CommModel
+
+
+def shape_score(cluster: ClusterSpec, shape: list[int], tp_nodes: int) -> tuple[int, int, int]:
+    """Lower is better: a tensor group fills an axis, then a small physical diameter, then a
+    compact shape."""
+    fit = 0 if tp_nodes in shape else 1 if any(e % tp_nodes == 0 for e in shape) else 2
+    ic = cluster.interconnect
+    diameter = sum(shape)
+    if isinstance(ic, TorusInterconnect) and cluster.allocation.virtual_axes:
+        diameter = 0
+        for extent, axis in zip(shape, cluster.allocation.virtual_axes):
+            dims = [ic.dims[ic.dim_index(n)] for n in axis]
+            for d, e in zip(dims, fold_extents(extent, [d.size for d in dims])):
+                diameter += e // 2 if d.wrap and e == d.size and e > 2 else e - 1
+    return fit, diameter, sum(shape)
+
+
+def choose_job_shape(job: Job) -> list[int]:
+    """The job's virtual shape: the layout's, or the best-scoring valid one (torus), or the
+    node count (switched).
+
+    Raises:
+        SpecError: no shape of the node count fits the machine's axes and allocation units.
+    """
+    if job.layout.job_shape is not None:
+        return list(job.layout.job_shape)
+    cluster, nodes = job.cluster, job.nodes
+    ic = cluster.interconnect
+    if not isinstance(ic, TorusInterconnect):
+        return [nodes]
+    limits = cluster.virtual_axis_limits() or [d.size for d in ic.dims]
+    units = cluster.allocation.unit_shape or [1] * len(limits)
+    shapes = job_shapes(nodes, limits, units)
+    if not shapes:
+        raise SpecError(
+            f"layout: no job shape of {nodes} nodes fits {cluster.name} (axes at most "
+            f"{'x'.join(map(str, limits))}, multiples of {'x'.join(map(str, units))})"
+        )
+    grid = RankGrid(job.layout.tp, job.layout.pp, job.layout.dp, job.layout.rank_order)
+    tp_nodes = job.layout.tp // node_split(grid, job.processes_per_node)["tp"]
+    return min(shapes, key=lambda s: (shape_score(cluster, s, tp_nodes), s))
+
+
+def prepare(job: Job) -> Setup:
+    """Place the job's ranks on its shape and build its network and communication model."""
+    lay = job.layout
+    shape = choose_job_shape(job)
+    grid = RankGrid(lay.tp, lay.pp, lay.dp, lay.rank_order)
+    placement = place_ranks(grid, shape, job.processes_per_node, lay.placement)
+    network = build_network(job.cluster, shape, job.processes_per_node)
+    return Setup(shape, placement, network, CommModel(grid, placement, network))
+
+
+def run_engine(job: Job, setup: Setup, mode: Mode, trace: bool = False) -> EngineResult:
+    """Simulate one step; fast mode runs one replica, detailed mode all of them."""
+    env = simpy.Environment()
+    if mode == "fast":
+        transport: Any = AnalyticTransport(env, job, setup.comm)
+        replicas = 1
+    elif mode == "detailed":
+        transport = NetworkTransport(env, job, setup.comm)
+        replicas = job.layout.dp
+    else:
+        raise ValueError(f"unknown mode {mode!r}")
+    return PipelineEngine(job, transport, replicas=replicas, trace=trace).run()
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A simulated step of ``job`` and the cost of its whole run."""
+
+    job: Job
+    mode: str
+    shape: list[int]
+    result: EngineResult
+    failures: FailurePlan | None
+    steps: int | None
+
+    @property
+    def step_time_s(self) -> float:
+        return self.result.step_time_s
+
+    @property
+    def critical_stage(self) -> int:
+        return self.result.critical[1]
+
+    @property
+    def breakdown_s(self) -> dict[str, float]:
+        """The critical stage's time by category; ``bubble`` is the rest (sums exactly)."""
+        ledger = self.result.ledgers[self.result.critical]
+        out = {k: ledger.seconds[k] for k in CATEGORIES}
+        out["bubble"] = max(0.0, self.step_time_s - sum(out.values()))
+        order = ("compute", "recompute", "tp_comm", "pp_comm", "dp_comm", "bubble", "optimizer")
+        return {k: out[k] for k in order}
+
+    @property
+    def model_flops_per_step(self) -> float:
+        return model_flops_per_token(self.job.model) * self.job.global_batch_tokens
+
+    @property
+    def hardware_flops_per_step(self) -> float:
+        """Model FLOPs plus the forward FLOPs recomputed on recomputing stages."""
+        job = self.job
+        share = len(job.recompute_stages) / job.layout.pp
+        tokens = job.global_batch_tokens
+        return self.model_flops_per_step + share * job.model.layers * layer_forward_flops(
+            job.model, tokens
+        )
+
+    @property
+    def mfu(self) -> float:
+        peak = self.job.cluster.node.peak_flops(self.job.train.precision) * self.job.nodes
+        return self.model_flops_per_step / self.step_time_s / peak
+
+    @property
+    def bubble_fraction(self) -> float:
+        return self.breakdown_s["bubble"] / self.step_time_s
+
+    def to_json(self) -> dict[str, Any]:
+        """The contract's fields (plus a few more), JSON-ready."""
+        job, lay, step = self.job, self.job.layout, self.step_time_s
+        mem = memory_by_stage(job)
+        peak_mem = max(m.total for m in mem) * job.processes_per_node
+        out: dict[str, Any] = {
+            "cluster": job.cluster.name,
+            "model": job.model.name,
+            "mode": self.mode,
+            "nodes": job.nodes,
+            "tp": lay.tp,
+            "pp": lay.pp,
+            "dp": lay.dp,
+            "micro_batch": job.train.micro_batch,
+            "global_batch": job.train.global_batch,
+            "grad_accum": job.micro_batches,
+            "schedule": lay.schedule,
+            "virtual_stages": lay.virtual_stages,
+            "placement": lay.placement,
+            "rank_order": lay.rank_order,
+            "job_shape": "x".join(map(str, self.shape)),
+            "recompute_stages": sorted(job.recompute_stages),
+            "overlap_grad_reduce": job.train.overlap_grad_reduce,
+            "step_time_s": step,
+            "tokens_per_s": job.global_batch_tokens / step,
+            "tflops_per_node": self.model_flops_per_step / step / job.nodes / 1e12,
+            "hw_tflops_per_node": self.hardware_flops_per_step / step / job.nodes / 1e12,
+            "mfu": self.mfu,
+            "memory_per_node_GiB": peak_mem / GiB,
+            "fits_memory": peak_mem <= job.cluster.node.usable_mem_bytes,
+            "usable_memory_per_node_GiB": job.cluster.node.usable_mem_bytes / GiB,
+            "breakdown_s": self.breakdown_s,
+            "critical_stage": self.critical_stage,
+            "bubble_fraction": self.bubble_fraction,
+            "parameters": parameter_count(job.model),
+        }
+        out.update(self._run_fields())
+        return out
+
+    def _run_fields(self) -> dict[str, Any]:
+        f, job = self.failures, self.job
+        if f is None or self.steps is None:
+            return {
+                "steps": None,
+                "time_to_train_days": None,
+                "node_hours": None,
+                "energy_MWh": None,
+            }
+        node_hours = job.nodes * f.wall_s / 3600.0
+        return {
+            "tokens": job.train.tokens,
+            "steps": self.steps,
+            "time_to_train_days": f.wall_s / 86400.0,
+            "failure_free_days": f.solve_s / 86400.0,
+            "node_hours": node_hours,
+            "energy_MWh": node_hours * job.cluster.node.power_W / 1e6,
+            "checkpoint_interval_s": f.interval_s,
+            "checkpoint_write_s": f.checkpoint_s,
+            "system_mtbf_h": f.mtbf_s / 3600.0,
+            "failure_overhead": f.overhead,
+        }
+
+
+def checkpoint_bytes(job: Job) -> float:
+    """Weights and optimizer states of the whole model (what a restart needs)."""
+    w, _g, o = _PARAM_BYTES[(job.train.precision, job.train.optimizer)]
+    return float(parameter_count(job.model) * (w + o))
+
+
+def predict(
+    job: Job, mode: Mode = "fast", trace: bool = False, setup: Setup | None = None
+) -> Prediction:
+    """Simulate one step of ``job`` and cost its run (when tokens or steps are set)."""
+    setup = setup or prepare(job)
+    result = run_engine(job, setup, mode, trace)
+    steps = job.steps_for_tokens()
+    failures = None
+    if steps is not None and math.isfinite(result.step_time_s):
+        c = job.cluster
+        failures = plan_failures(
+            steps * result.step_time_s,
+            checkpoint_bytes(job),
+            c.checkpoint_write_GBps * 1e9,
+            c.mtbf_node_h,
+            job.nodes,
+        )
+    return Prediction(job, mode, setup.shape, result, failures, steps)
