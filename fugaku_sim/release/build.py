@@ -1,0 +1,159 @@
+"""Build ``results/release/<name>/`` and ``results/release/<name>.tar.gz``.
+
+The directory is written under a temporary name, verified (:func:`verify_release`), then
+renamed into place; the archive likewise. Contents: ``model.safetensors`` (Hugging Face
+GPT-2 names, metadata ``format: pt`` and the ``model_spec``), ``config.json``,
+``generation_config.json``, ``tokenizer.model``, ``README.md``, ``eval.json``, ``SHA256SUMS``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fugaku_sim.errors import UserError
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+CONTENT_FILES = ("model.safetensors", "config.json", "generation_config.json",
+                 "tokenizer.model", "README.md", "eval.json")
+
+
+@dataclass(frozen=True)
+class ReleaseInputs:
+    """Paths a release is built from; optional ones are None."""
+
+    checkpoint: Path
+    data_dir: Path
+    eval_json: Path
+    out_dir: Path
+    train_dir: Path | None = None
+    prediction: Path | None = None
+    compare: Path | None = None
+    name: str | None = None
+    license: str = "apache-2.0"
+
+
+def read_json_input(path: Path, what: str) -> Any:
+    """A JSON input file. Raises UserError naming ``what`` when missing or unreadable."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{path}: {what} not found") from None
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path}: {what} is not readable JSON ({exc})") from None
+
+
+def _optional_json(path: Path | None, what: str, notes: list[str]) -> Any:
+    if path is None or not path.is_file():
+        notes.append(f"{what} not provided" + (f" ({path} absent)" if path else ""))
+        return None
+    return read_json_input(path, what)
+
+
+def check_eval(ev: Any, digest: str, path: Path) -> dict[str, Any]:
+    """The eval.json object, checked to describe these weights.
+
+    Raises:
+        UserError: not an eval.json of this package, or computed on other weights.
+    """
+    from fugaku_sim.evaluate.runner import SCHEMA
+
+    if not isinstance(ev, dict) or ev.get("schema") != SCHEMA:
+        raise UserError(f"{path}: not an eval.json written by `fugaku-sim evaluate`")
+    if (ev.get("model") or {}).get("weights_sha256") != digest:
+        raise UserError(f"{path}: was computed on other weights than the checkpoint; rerun "
+                        "`fugaku-sim evaluate` on it")
+    return ev
+
+
+def _archive(directory: Path, tarball: Path) -> None:
+    """A gzip tar of ``directory`` (entries under its name), sorted, fixed owner and mtime."""
+    from fugaku_sim.data.atomic import atomic_path
+
+    def clean(info: tarfile.TarInfo) -> tarfile.TarInfo:
+        info.uid = info.gid = 0
+        info.uname = info.gname = ""
+        info.mtime = 0
+        return info
+
+    with atomic_path(tarball) as tmp, tarfile.open(tmp, "w:gz") as tar:
+        tar.add(directory, arcname=directory.name, recursive=False, filter=clean)
+        for path in sorted(directory.iterdir()):
+            tar.add(path, arcname=f"{directory.name}/{path.name}", filter=clean)
+
+
+def _write_files(tmp: Path, inputs: ReleaseInputs, spec: Any, params: Any, tokenizer: Any,
+                 card: Any, eval_bytes: bytes) -> None:
+    from fugaku_sim.evaluate.checkpoint import save_checkpoint
+    from fugaku_sim.release.card import render_card
+    from fugaku_sim.release.checksums import SUMS_NAME, write_checksums
+    from fugaku_sim.release.hf_config import generation_config, gpt2_config
+
+    save_checkpoint(tmp / "model.safetensors", spec, params, {"format": "pt"})
+    cfg = gpt2_config(spec, tokenizer.bos_id, tokenizer.eod_id)
+    (tmp / "config.json").write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
+    gen = generation_config(tokenizer.bos_id, tokenizer.eod_id)
+    (tmp / "generation_config.json").write_text(json.dumps(gen, indent=2) + "\n",
+                                                encoding="utf-8")
+    shutil.copyfile(tokenizer.path, tmp / "tokenizer.model")
+    (tmp / "eval.json").write_bytes(eval_bytes)
+    (tmp / "README.md").write_text(render_card(card, [*CONTENT_FILES, SUMS_NAME]),
+                                   encoding="utf-8")
+    write_checksums(tmp, list(CONTENT_FILES))
+    for path in tmp.iterdir():  # temporary files are created private; a release is public
+        path.chmod(0o644)
+
+
+def build_release(inputs: ReleaseInputs) -> tuple[Path, Path, list[str]]:
+    """Write the release directory and its archive; return both paths and notes about
+    inputs that were not provided.
+
+    Raises:
+        UserError: a bad name, an unreadable or mismatched checkpoint, a missing data
+            directory or eval.json, an eval.json of other weights, a tokenizer that does not
+            fit the model.
+    """
+    from fugaku_sim.data.atomic import atomic_dir
+    from fugaku_sim.evaluate.checkpoint import load_checkpoint
+    from fugaku_sim.evaluate.heldout import DataDir
+    from fugaku_sim.evaluate.runner import weights_digest
+    from fugaku_sim.evaluate.tokenizer import Tokenizer
+    from fugaku_sim.release.card import CardInputs
+    from fugaku_sim.release.verify import verify_release
+
+    spec, params = load_checkpoint(inputs.checkpoint)
+    name = inputs.name or spec.name
+    if not NAME_PATTERN.match(name):
+        raise UserError(f"release name {name!r}: use letters, digits, '.', '_' and '-'")
+    data = DataDir.open(inputs.data_dir)
+    tokenizer = Tokenizer(data.path / "tokenizer.model", eod_id=data.eod_id)
+    if tokenizer.vocab_size > spec.vocab:
+        raise UserError(f"{tokenizer.path}: {tokenizer.vocab_size} tokens do not fit the "
+                        f"model's vocabulary of {spec.vocab}")
+    eval_bytes = inputs.eval_json.read_bytes() if inputs.eval_json.is_file() else b""
+    ev = check_eval(read_json_input(inputs.eval_json, "eval.json (run `fugaku-sim "
+                                    "evaluate` first)"), weights_digest(params),
+                    inputs.eval_json)
+    notes: list[str] = []
+    summary = _optional_json(inputs.train_dir / "summary.json" if inputs.train_dir else None,
+                             "training summary", notes)
+    card = CardInputs(
+        name=name, spec=spec, parameters=int(sum(v.size for v in params.values())),
+        license=inputs.license, eval_result=ev, manifest=data.manifest(), summary=summary,
+        prediction=_optional_json(inputs.prediction, "simulator prediction", notes),
+        compare=_optional_json(inputs.compare, "predicted-vs-measured comparison", notes),
+        tokenizer_vocab=tokenizer.vocab_size, eod_id=tokenizer.eod_id)
+    if card.manifest is None:
+        notes.append(f"{data.path / 'manifest.json'} absent or unreadable: no mixture table")
+    final = inputs.out_dir / name
+    with atomic_dir(final) as tmp:
+        _write_files(tmp, inputs, spec, params, tokenizer, card, eval_bytes)
+        verify_release(tmp)
+    tarball = inputs.out_dir / f"{name}.tar.gz"
+    _archive(final, tarball)
+    return final, tarball, notes

@@ -1,0 +1,223 @@
+"""The model card: README.md with Hugging Face YAML metadata and an honest body.
+
+Front matter keys follow the Hub's model card spec (``language``, ``license``,
+``library_name``, ``tags``, ``datasets``, ``model-index`` with results as
+task / dataset / metrics). The body reports what the inputs hold and says "not provided"
+where an input is absent; files from other stages (manifest, training summary, prediction,
+comparison) are read defensively and shown as tables of their scalar fields.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from fugaku_sim.spec import ModelSpec
+
+NOT_PROVIDED = "_Not provided._"
+
+
+@dataclass(frozen=True)
+class CardInputs:
+    """Everything the card shows. Optional inputs are None when not provided."""
+
+    name: str
+    spec: ModelSpec
+    parameters: int
+    license: str
+    eval_result: dict[str, Any]
+    manifest: dict[str, Any] | None
+    summary: dict[str, Any] | None
+    prediction: dict[str, Any] | None
+    compare: Any | None
+    tokenizer_vocab: int
+    eod_id: int
+
+
+def _scalar(v: Any) -> bool:
+    return isinstance(v, (str, int, float, bool)) or v is None
+
+
+def _cell(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return "" if v is None else str(v).replace("|", "\\|").replace("\n", " ")
+
+
+def flatten(obj: dict[str, Any], prefix: str = "", depth: int = 2) -> list[tuple[str, Any]]:
+    """Scalar leaves of nested dicts as (dotted key, value), down to ``depth`` levels."""
+    rows: list[tuple[str, Any]] = []
+    for k, v in obj.items():
+        key = f"{prefix}{k}"
+        if _scalar(v):
+            rows.append((key, v))
+        elif isinstance(v, dict) and depth > 1:
+            rows += flatten(v, key + ".", depth - 1)
+    return rows
+
+
+def table_of(obj: Any, first: str = "name") -> list[str]:
+    """Markdown table of a JSON value: a list of objects (one row each), an object of objects
+    (the key becomes column ``first``), or an object (two columns: field, value)."""
+    rows: list[dict[str, Any]] = []
+    if isinstance(obj, list) and obj and all(isinstance(r, dict) for r in obj):
+        rows = [dict(flatten(r, depth=1)) for r in obj]
+    elif isinstance(obj, dict) and obj and all(isinstance(v, dict) for v in obj.values()):
+        rows = [{first: k, **dict(flatten(v, depth=1))} for k, v in obj.items()]
+    elif isinstance(obj, dict):
+        pairs = flatten(obj)
+        if not pairs:
+            return [NOT_PROVIDED]
+        return (["| field | value |", "| --- | --- |"]
+                + [f"| {k} | {_cell(v)} |" for k, v in pairs])
+    if not rows:
+        return [NOT_PROVIDED]
+    cols: list[str] = []
+    for r in rows:
+        cols += [c for c in r if c not in cols]
+    return ([f"| {' | '.join(cols)} |", f"|{' --- |' * len(cols)}"]
+            + [f"| {' | '.join(_cell(r.get(c)) for c in cols)} |" for r in rows])
+
+
+def mixture_of(manifest: dict[str, Any] | None) -> Any:
+    """The manifest's mixture table (target vs achieved shares), wherever it sits."""
+    if not manifest:
+        return None
+    for key in ("mixture", "mix", "shares", "domains"):
+        if key in manifest:
+            return manifest[key]
+    return None
+
+
+def front_matter(c: CardInputs) -> dict[str, Any]:
+    """The YAML metadata block as a dict (model-index built from eval.json)."""
+    from fugaku_sim.release.model_index import model_index
+
+    sources = (c.manifest or {}).get("sources")
+    names: list[str] = []
+    if isinstance(sources, list):
+        names = [str(s.get("name")) for s in sources if isinstance(s, dict) and s.get("name")]
+    elif isinstance(sources, dict):
+        names = [str(k) for k in sources]
+    meta: dict[str, Any] = {
+        "language": ["ja", "en"], "license": c.license, "library_name": "transformers",
+        "pipeline_tag": "text-generation",
+        "tags": ["gpt2", "causal-lm", "japanese", "fugaku-sim", "safetensors"]}
+    if names:
+        meta["datasets"] = names
+    meta["model-index"] = model_index(c.name, c.eval_result)
+    return meta
+
+
+def _usage(c: CardInputs) -> list[str]:
+    return [
+        "## How to use", "",
+        "With Hugging Face transformers (weights) and sentencepiece (text). The tokenizer is a "
+        "sentencepiece model, not a `tokenizer.json`, so load it with sentencepiece:", "",
+        "```python",
+        "import sentencepiece as spm",
+        "import torch",
+        "from transformers import GPT2LMHeadModel", "",
+        'model = GPT2LMHeadModel.from_pretrained("PATH/TO/RELEASE")',
+        'sp = spm.SentencePieceProcessor(model_file="PATH/TO/RELEASE/tokenizer.model")',
+        f'ids = [{c.eod_id}] + sp.encode("富岳は")  # a prompt starts after an end-of-document',
+        "out = model.generate(torch.tensor([ids]), max_new_tokens=32, do_sample=True, top_k=40)",
+        "print(sp.decode(out[0, 1:].tolist()))",
+        "```", "",
+        "Without torch, with this project's numpy implementation (KV-cached decoding):", "",
+        "```python",
+        "from fugaku_sim.release.load import load_release",
+        "from fugaku_sim.evaluate.gpt import GPT", "",
+        'spec, params, tokenizer = load_release("PATH/TO/RELEASE")',
+        "model = GPT(spec, params)",
+        "```", "",
+        f"Tokenizer: sentencepiece, {c.tokenizer_vocab} pieces with byte fallback; ids "
+        f"`<unk>` 0, `<s>` 1, `</s>` {c.eod_id} = end of document (EOD). Documents were "
+        "trained as `tokens + [EOD]`, back to back; no BOS is added.", ""]
+
+
+def _training(c: CardInputs) -> list[str]:
+    lines = ["## Training data", "", "Mixture (from the data stage's manifest):", ""]
+    lines += table_of(mixture_of(c.manifest), first="domain")
+    sources = (c.manifest or {}).get("sources")
+    if sources is not None:
+        lines += ["", "Sources:", "", *table_of(sources)]
+    lines += ["", "## Training layout and measured throughput", "",
+              "From the trainer's `summary.json`:", ""]
+    lines += table_of(c.summary) if c.summary else [NOT_PROVIDED]
+    lines += ["", "## Simulator prediction for the same layout", ""]
+    lines += table_of(c.prediction) if c.prediction else [NOT_PROVIDED]
+    warn = layout_mismatch(c.summary, c.prediction)
+    if warn:
+        lines += ["", f"**Warning:** {warn}"]
+    lines += ["", "## Predicted vs measured", ""]
+    lines += table_of(c.compare, first="quantity") if c.compare else [NOT_PROVIDED]
+    return lines + [""]
+
+
+def layout_mismatch(summary: dict[str, Any] | None, prediction: dict[str, Any] | None) -> str:
+    """A sentence when both name tp/pp/dp and they differ, else ''."""
+    if not summary or not prediction:
+        return ""
+    measured = dict(flatten(summary, depth=3))
+    diffs = []
+    for key in ("tp", "pp", "dp"):
+        got = [v for k, v in measured.items() if k.split(".")[-1] == key]
+        if key in prediction and got and got[0] != prediction[key]:
+            diffs.append(f"{key} {prediction[key]} predicted vs {got[0]} trained")
+    return f"the prediction is for another layout ({', '.join(diffs)})." if diffs else ""
+
+
+def _evaluation(c: CardInputs) -> list[str]:
+    from fugaku_sim.evaluate.report import perplexity_table, task_table
+
+    ev = c.eval_result
+    lines = ["## Evaluation", "", "Held-out perplexity:", "", *perplexity_table(ev), "",
+             f"Definition: {ev['perplexity']['definition']}.", "",
+             "Tasks (chance level beside each score):", "", *task_table(ev), "",
+             f"Multiple choice: {ev['multiple_choice']['definition']}.", "",
+             f"Arithmetic: {ev['arithmetic']['definition']}.", ""]
+    samples = ev.get("samples") or []
+    if samples:
+        lines += ["Samples:", ""]
+        lines += [f"- **{s['language']}** `{s['prompt']}` → "
+                  f"{_cell(s['completion'])}" for s in samples]
+        lines.append("")
+    return lines
+
+
+def _limitations(c: CardInputs) -> list[str]:
+    return [
+        "## Limitations", "",
+        f"- A {c.parameters:,}-parameter model with a {c.spec.seq_len}-token context, trained "
+        "at workstation scale to exercise the Fugaku-LLM build end to end. It is not the "
+        "13B Fugaku-LLM and its text is not expected to be fluent or factual.",
+        "- The tasks are built from held-out documents of the same sources as the training "
+        "data (in-distribution) and are not standard benchmarks; the scores are not "
+        "comparable with published results. Read each score against its chance level.",
+        "- Perplexity depends on the tokenizer; bits per byte is the figure to compare "
+        "across tokenizers.",
+        "- The training text carries the biases and licences of its sources (see the "
+        "manifest); do not deploy this model to users.", ""]
+
+
+def render_card(c: CardInputs, files: list[str]) -> str:
+    """README.md text: YAML front matter then the body."""
+    import yaml
+
+    meta = yaml.safe_dump(front_matter(c), allow_unicode=True, sort_keys=False, width=100)
+    s = c.spec
+    head = [
+        "---", meta.rstrip("\n"), "---", "", f"# {c.name}", "",
+        f"A GPT-2-style causal language model trained with fugaku-sim, a small-scale, "
+        f"checkable reproduction of the Fugaku-LLM pre-training build (mostly Japanese text). "
+        f"{s.layers} layers, hidden {s.hidden}, {s.heads} heads, MLP {s.ffn}, context "
+        f"{s.seq_len}, vocabulary {s.vocab}; {c.parameters:,} parameters in FP32 "
+        f"(`model.safetensors`, Hugging Face GPT-2 names, LM head tied to the embedding).", ""]
+    files_section = [
+        "## Files", "", *[f"- `{f}`" for f in files], "",
+        "Check them with `fugaku-sim release verify DIR` (checksums, required files, weights "
+        "against `config.json`) or `sha256sum -c SHA256SUMS` inside the directory.", ""]
+    body = (head + _usage(c) + _training(c) + _evaluation(c) + _limitations(c)
+            + files_section)
+    return "\n".join(body)

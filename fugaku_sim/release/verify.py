@@ -1,0 +1,85 @@
+"""``fugaku-sim release verify DIR``: is this release intact and loadable?
+
+Checks, in order: the directory and every required file exist; every line of SHA256SUMS
+matches its file and no file is unlisted; no pickle-format file is present; ``config.json``
+is a GPT-2 config this package can run; ``model.safetensors`` loads with safetensors (never
+pickle) and holds exactly the tensors and shapes ``config.json`` implies, finite; the
+tokenizer loads and fits the vocabulary; ``eval.json`` describes these weights; README.md
+starts with YAML front matter that has a ``model-index``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from fugaku_sim.errors import UserError
+
+REQUIRED_FILES = ("model.safetensors", "config.json", "generation_config.json",
+                  "tokenizer.model", "README.md", "eval.json", "SHA256SUMS")
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".npy", ".npz")
+
+
+def check_card(path: Path) -> dict[str, Any]:
+    """The model card's YAML front matter.
+
+    Raises:
+        UserError: no front matter, invalid YAML, or no ``model-index``.
+    """
+    import yaml
+
+    text = path.read_text(encoding="utf-8")
+    if not text.startswith("---\n") or "\n---\n" not in text[4:]:
+        raise UserError(f"{path}: no YAML front matter (--- ... ---) at the top")
+    try:
+        meta = yaml.safe_load(text[4:text.index("\n---\n", 4)])
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path}: front matter is not valid YAML ({exc})") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("model-index"), list):
+        raise UserError(f"{path}: front matter has no model-index")
+    return meta
+
+
+def verify_release(directory: str | Path) -> dict[str, Any]:
+    """Verify a release directory; return {name, files, parameters}.
+
+    Raises:
+        UserError: the first problem found, in one line naming the file.
+    """
+    from fugaku_sim.evaluate.checkpoint import check_params, read_safetensors
+    from fugaku_sim.evaluate.runner import weights_digest
+    from fugaku_sim.evaluate.tokenizer import Tokenizer
+    from fugaku_sim.release.checksums import verify_checksums
+    from fugaku_sim.release.load import release_spec
+
+    root = Path(directory)
+    if not root.is_dir():
+        raise UserError(f"{root}: release directory not found")
+    for name in REQUIRED_FILES:
+        if not (root / name).is_file():
+            raise UserError(f"{root / name}: required release file missing")
+    sums = verify_checksums(root)
+    unlisted = [n for n in REQUIRED_FILES[:-1] if n not in sums]
+    if unlisted:
+        raise UserError(f"{root / 'SHA256SUMS'}: does not list {unlisted[0]}")
+    risky = [n for n in sums if n.lower().endswith(PICKLE_SUFFIXES)]
+    if risky:
+        raise UserError(f"{root / risky[0]}: pickle-capable format; releases hold safetensors "
+                        "only")
+    spec = release_spec(root)
+    _, tensors = read_safetensors(root / "model.safetensors")
+    check_params(spec, tensors, str(root / "model.safetensors"))
+    tokenizer = Tokenizer(root / "tokenizer.model")
+    if tokenizer.vocab_size > spec.vocab:
+        raise UserError(f"{root / 'tokenizer.model'}: {tokenizer.vocab_size} pieces exceed "
+                        f"config.json's vocab_size {spec.vocab}")
+    try:
+        ev = json.loads((root / "eval.json").read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise UserError(f"{root / 'eval.json'}: not valid JSON ({exc})") from None
+    if (ev.get("model") or {}).get("weights_sha256") != weights_digest(tensors):
+        raise UserError(f"{root / 'eval.json'}: describes other weights than model.safetensors")
+    check_card(root / "README.md")
+    return {"name": root.name, "files": len(sums),
+            "parameters": int(sum(v.size for v in tensors.values()))}

@@ -1,0 +1,124 @@
+"""Building a release: contents, checksums, archive, model card, and refusing bad input."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fugaku_sim.errors import UserError
+from fugaku_sim.release.build import ReleaseInputs, build_release
+from fugaku_sim.release.checksums import read_checksums, sha256_file
+from fugaku_sim.release.verify import REQUIRED_FILES, verify_release
+
+
+def _front_matter(readme: Path) -> dict:
+    text = readme.read_text(encoding="utf-8")
+    return yaml.safe_load(text[4:text.index("\n---\n", 4)])
+
+
+def test_release_has_every_file_listed_and_verifies(built_release):
+    names = sorted(p.name for p in built_release.iterdir())
+    assert names == sorted(REQUIRED_FILES)
+    sums = read_checksums(built_release / "SHA256SUMS")
+    assert set(sums) == set(REQUIRED_FILES) - {"SHA256SUMS"}
+    assert all(sha256_file(built_release / n) == d for n, d in sums.items())
+    report = verify_release(built_release)
+    assert report["files"] == 6 and report["name"] == "tiny-release"
+
+
+def test_config_fields_are_gpt2config_fields(built_release, rel_spec):
+    cfg = json.loads((built_release / "config.json").read_text())
+    assert cfg["model_type"] == "gpt2" and cfg["architectures"] == ["GPT2LMHeadModel"]
+    assert (cfg["n_layer"], cfg["n_embd"], cfg["n_head"], cfg["n_positions"],
+            cfg["vocab_size"], cfg["n_inner"]) == (2, 32, 4, 32, 400, 128)
+    assert cfg["activation_function"] == "gelu_new" and cfg["layer_norm_epsilon"] == 1e-5
+    assert cfg["tie_word_embeddings"] is True
+    assert cfg["resid_pdrop"] == cfg["embd_pdrop"] == cfg["attn_pdrop"] == 0.0
+    assert (cfg["bos_token_id"], cfg["eos_token_id"]) == (1, 2)
+    gen = json.loads((built_release / "generation_config.json").read_text())
+    assert gen["eos_token_id"] == 2
+
+
+def test_archive_holds_the_directory(built_release):
+    tarball = built_release.parent / f"{built_release.name}.tar.gz"
+    with tarfile.open(tarball) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+        for name in REQUIRED_FILES:
+            member = members[f"{built_release.name}/{name}"]
+            data = tar.extractfile(member).read()  # type: ignore[union-attr]
+            assert data == (built_release / name).read_bytes()
+    assert not list(built_release.parent.glob(".*tmp*"))  # no temporaries left behind
+
+
+def test_model_card_metadata_and_honest_body(built_release, rel_inputs):
+    meta = _front_matter(built_release / "README.md")
+    assert meta["language"] == ["ja", "en"] and meta["library_name"] == "transformers"
+    assert meta["license"] == "apache-2.0"
+    results = meta["model-index"][0]["results"]
+    ev = json.loads(rel_inputs["eval"].read_text())
+    ppl = {r["dataset"]["config"]: r["metrics"][0]["value"] for r in results
+           if r["metrics"][0]["type"] == "perplexity"}
+    assert ppl["ja"] == pytest.approx(ev["perplexity"]["domains"]["ja"]["perplexity"], rel=1e-4)
+    body = (built_release / "README.md").read_text(encoding="utf-8")
+    for heading in ("## Training data", "## Training layout and measured throughput",
+                    "## Simulator prediction for the same layout", "## Predicted vs measured",
+                    "## Evaluation", "## Limitations", "## How to use"):
+        assert heading in body
+    assert body.count("_Not provided._") == 3  # summary, prediction, comparison
+    assert "| ja | 0.6 | 0.6 |" in body  # the manifest's mixture table
+
+
+def test_card_shows_summary_prediction_and_comparison(rel_inputs, tmp_path):
+    train = tmp_path / "train"
+    train.mkdir()
+    (train / "summary.json").write_text(json.dumps(
+        {"layout": {"tp": 1, "pp": 2, "dp": 1}, "world_size": 2, "steps": 30,
+         "mean_tokens_per_s": 1234.5, "breakdown_s": {"compute": 0.1, "pp_comm": 0.01}}))
+    pred = tmp_path / "prediction.json"
+    pred.write_text(json.dumps({"tp": 1, "pp": 4, "dp": 1, "step_time_s": 0.2,
+                                "tokens_per_s": 1500.0, "breakdown_s": {"compute": 0.09}}))
+    comp = tmp_path / "compare.json"
+    comp.write_text(json.dumps([{"quantity": "step_time_s", "predicted": 0.2,
+                                 "measured": 0.25, "ratio": 0.8}]))
+    directory, _, notes = build_release(ReleaseInputs(
+        checkpoint=rel_inputs["checkpoint"], data_dir=rel_inputs["data"],
+        eval_json=rel_inputs["eval"], out_dir=tmp_path / "rel", train_dir=train,
+        prediction=pred, compare=comp, name="with-extras"))
+    body = (directory / "README.md").read_text(encoding="utf-8")
+    assert notes == []
+    assert "| mean_tokens_per_s | 1234 |" in body.replace("1234.5", "1234")
+    assert "| breakdown_s.compute | 0.09 |" in body
+    assert "| step_time_s | 0.2 | 0.25 | 0.8 |" in body
+    assert "prediction is for another layout (pp 4 predicted vs 2 trained)" in body
+    verify_release(directory)
+
+
+def test_eval_of_other_weights_is_refused(rel_inputs, tmp_path):
+    ev = json.loads(rel_inputs["eval"].read_text())
+    ev["model"]["weights_sha256"] = "0" * 64
+    other = tmp_path / "eval.json"
+    other.write_text(json.dumps(ev))
+    with pytest.raises(UserError, match="other weights"):
+        build_release(ReleaseInputs(checkpoint=rel_inputs["checkpoint"],
+                                    data_dir=rel_inputs["data"], eval_json=other,
+                                    out_dir=tmp_path / "rel"))
+    assert not (tmp_path / "rel" / "tiny-release").exists()
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"data_dir": Path("/nonexistent/data")}, "data directory not found"),
+    ({"eval_json": Path("/nonexistent/eval.json")}, "eval.json"),
+    ({"checkpoint": Path("/nonexistent/model.safetensors")}, "checkpoint not found"),
+    ({"name": "../escape"}, "release name"),
+])
+def test_bad_inputs_are_one_line_user_errors(rel_inputs, tmp_path, change, message):
+    base = {"checkpoint": rel_inputs["checkpoint"], "data_dir": rel_inputs["data"],
+            "eval_json": rel_inputs["eval"], "out_dir": tmp_path / "rel"}
+    with pytest.raises(UserError, match=message) as info:
+        build_release(ReleaseInputs(**{**base, **change}))
+    assert "\n" not in str(info.value)
+    assert not (tmp_path / "rel").exists() or not any((tmp_path / "rel").iterdir())

@@ -1,0 +1,82 @@
+"""`release verify`: a tampered, missing, extra or mis-shaped file fails in one line, exit 2."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from fugaku_sim.release.checksums import write_checksums
+
+
+def _fails(run_cli, directory, message):
+    status, out, err = run_cli("release", "verify", str(directory))
+    assert status == 2, (out, err)
+    assert err.count("\n") == 1 and err.startswith("fugaku-sim: error:")
+    assert message in err
+    return err
+
+
+def test_verify_accepts_the_built_release(run_cli, built_release):
+    status, out, err = run_cli("release", "verify", str(built_release))
+    assert status == 0, err
+    assert "OK (6 files checked" in out
+
+
+def test_tampered_file_fails(run_cli, release_copy):
+    cfg = release_copy / "generation_config.json"
+    cfg.write_text(cfg.read_text().replace("0.8", "0.9"))
+    _fails(run_cli, release_copy, "generation_config.json: checksum mismatch")
+
+
+def test_tampered_weights_fail(run_cli, release_copy):
+    data = bytearray((release_copy / "model.safetensors").read_bytes())
+    data[-1] ^= 0x01
+    (release_copy / "model.safetensors").write_bytes(bytes(data))
+    _fails(run_cli, release_copy, "model.safetensors: checksum mismatch")
+
+
+@pytest.mark.parametrize("name", ["README.md", "tokenizer.model", "SHA256SUMS"])
+def test_missing_file_fails(run_cli, release_copy, name):
+    (release_copy / name).unlink()
+    _fails(run_cli, release_copy, f"{name}: required release file missing")
+
+
+def test_extra_unlisted_file_fails(run_cli, release_copy):
+    (release_copy / "notes.txt").write_text("hello")
+    _fails(run_cli, release_copy, "notes.txt: not listed in SHA256SUMS")
+
+
+def test_listed_pickle_file_fails(run_cli, release_copy):
+    (release_copy / "pytorch_model.bin").write_bytes(b"\x80\x04N.")
+    names = [p.name for p in release_copy.iterdir() if p.name != "SHA256SUMS"]
+    write_checksums(release_copy, names)
+    _fails(run_cli, release_copy, "pickle-capable format")
+
+
+def test_weights_of_another_shape_than_config_fail(run_cli, release_copy):
+    cfg = json.loads((release_copy / "config.json").read_text())
+    cfg["n_embd"] = 64  # the weights are hidden 32
+    (release_copy / "config.json").write_text(json.dumps(cfg))
+    names = [p.name for p in release_copy.iterdir() if p.name != "SHA256SUMS"]
+    write_checksums(release_copy, names)  # consistent checksums: the shape check must catch it
+    _fails(run_cli, release_copy, "does not match model")
+
+
+def test_malformed_checksum_line_fails(run_cli, release_copy):
+    (release_copy / "SHA256SUMS").write_text("not a checksum line\n")
+    _fails(run_cli, release_copy, "SHA256SUMS:1: not a sha256sum line")
+
+
+def test_verify_missing_directory(run_cli, tmp_path):
+    _fails(run_cli, tmp_path / "nope", "release directory not found")
+
+
+def test_weights_are_read_without_pickle(built_release):
+    """The weights file is safetensors: a JSON header then raw little-endian floats."""
+    raw = (built_release / "model.safetensors").read_bytes()
+    header_len = int(np.frombuffer(raw[:8], dtype="<u8")[0])
+    header = json.loads(raw[8:8 + header_len])
+    assert header["__metadata__"]["format"] == "pt"
+    assert header["transformer.wte.weight"]["dtype"] == "F32"
