@@ -144,6 +144,64 @@ def bench_tiny_ops(comm: Any, budget_s: float) -> list[dict[str, Any]]:
     return rows
 
 
+# Non-GEMM kernels of the trainer (fugaku_sim.train.layers), timed at a tiny shape (their
+# fixed cost per call) and at working shapes (their memory traffic). (tokens, C, F = 4C, V).
+KERNEL_SHAPES = ((8, 8, 32, 32), (256, 64, 256, 4096), (1024, 64, 256, 4096),
+                 (1024, 256, 1024, 4096))
+KERNEL_SHAPES_QUICK = ((8, 8, 32, 32), (1024, 64, 256, 4096))
+
+
+def kernel_ops(tokens: int, c: int, f: int, v: int) -> dict[str, Callable[[], object]]:
+    """The trainer's layer norm, GELU and cross-entropy, forward and backward, on arrays of
+    [tokens, C], [tokens, F] and [tokens, V]; plus attention and a linear layer (tiny only
+    matters for them: their time is GEMMs otherwise)."""
+    from fugaku_sim.train import layers as L
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, tokens, c), dtype=np.float32)  # [B, T, C]
+    w, b = np.ones(c, np.float32), np.zeros(c, np.float32)
+    h = rng.standard_normal((1, tokens, f), dtype=np.float32)  # [B, T, F]
+    logits = rng.standard_normal((1, tokens, v), dtype=np.float32)  # [B, T, V]
+    targets = rng.integers(0, v, (1, tokens))
+    _, ln_cache = L.layernorm_forward(x, w, b)
+    _, gelu_cache = L.gelu_forward(h)
+
+    def ce_backward() -> object:
+        _, cache = L.cross_entropy_forward(logits, targets)
+        return L.cross_entropy_backward(1.0, cache)
+
+    ops: dict[str, Callable[[], object]] = {
+        "layernorm_fwd": functools.partial(L.layernorm_forward, x, w, b),
+        "layernorm_bwd": functools.partial(L.layernorm_backward, x, ln_cache),
+        "gelu_fwd": functools.partial(L.gelu_forward, h),
+        "gelu_bwd": functools.partial(L.gelu_backward, h, gelu_cache),
+        "cross_entropy_fwd": functools.partial(L.cross_entropy_forward, logits, targets),
+        "cross_entropy_fwd_bwd": ce_backward,
+    }
+    if tokens <= 8:
+        heads = 2
+        qkv = rng.standard_normal((1, tokens, 3 * c), dtype=np.float32)
+        wl = rng.standard_normal((c, c), dtype=np.float32)
+        ops["attention_fwd"] = functools.partial(L.attention_forward, qkv, heads)
+        ops["linear_fwd"] = functools.partial(L.linear_forward, x, wl, b)
+    return ops
+
+
+def bench_kernels(comm: Any, quick: bool, budget_s: float) -> list[dict[str, Any]]:
+    """Seconds per call of :func:`kernel_ops` at each shape (empty without the trainer)."""
+    try:
+        kernel_ops(8, 8, 32, 32)
+    except ImportError:
+        return []
+    rows = []
+    for tokens, c, f, v in KERNEL_SHAPES_QUICK if quick else KERNEL_SHAPES:
+        for name, op in kernel_ops(tokens, c, f, v).items():
+            per_rank = gather_rates(comm, time_op_s(comm, op, budget_s))
+            rows.append({"kernel": name, "tokens": tokens, "C": c, "F": f, "V": v,
+                         "seconds": statistics.median(per_rank)})
+    return rows
+
+
 SHARE_SHAPE = (512, 256, 512)  # ~134 MFLOP: long enough that call overhead is negligible
 
 
@@ -242,6 +300,7 @@ def run_suite(suite: str, quick: bool) -> dict[str, Any]:
         out["gemm"] = bench_gemm(comm, quick, budget)
         out["stream"] = bench_stream(comm, quick, budget)
         out["tiny_ops"] = bench_tiny_ops(comm, budget / 2)
+        out["kernels"] = bench_kernels(comm, quick, budget / 2)
     elif suite == "share":
         out["share"] = bench_share(comm, budget * 2)
     elif suite == "comm":

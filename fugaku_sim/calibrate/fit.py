@@ -180,3 +180,64 @@ def compute_share(seconds_at_cores: float, seconds_oversubscribed: float) -> flo
     if seconds_at_cores <= 0 or seconds_oversubscribed <= 0:
         raise ValueError("compute_share: times must be positive")
     return seconds_at_cores / seconds_oversubscribed
+
+
+# Simulated operations each timed kernel stands for (fugaku_sim.sim.compute's op lists):
+# attention is scores GEMM + softmax + values GEMM; the cross-entropy fwd+bwd is two ops.
+KERNEL_OPS = {"attention_fwd": 3, "cross_entropy_fwd_bwd": 2}
+
+
+def tiny_kernel_rows(rows: Iterable[Mapping[str, Any]]) -> dict[str, float]:
+    """Seconds per call of each kernel at its smallest measured shape."""
+    best: dict[str, tuple[int, float]] = {}
+    for r in rows:
+        k, tokens = str(r["kernel"]), int(r["tokens"])
+        if k not in best or tokens < best[k][0]:
+            best[k] = (tokens, float(r["seconds"]))
+    return {k: v[1] for k, v in best.items()}
+
+
+def fit_kernel_overhead_s(rows: Iterable[Mapping[str, Any]]) -> float:
+    """Fixed cost of one simulated operation: the median over the trainer's kernels, at a
+    tiny shape where arithmetic and traffic are negligible, of seconds per simulated op.
+
+    Raises:
+        ValueError: no kernel rows.
+    """
+    tiny = tiny_kernel_rows(rows)
+    if not tiny:
+        raise ValueError("fit_kernel_overhead_s: no kernel measurements")
+    return statistics.median(t / KERNEL_OPS.get(k, 1) for k, t in tiny.items())
+
+
+def fit_effective_bw(
+    rows: Iterable[Mapping[str, Any]], modelled_bytes: Callable[[Mapping[str, Any]], float | None]
+) -> tuple[float, float]:
+    """Bandwidth (bytes/s) at which the simulator's byte count of each non-GEMM kernel,
+    ``modelled_bytes(row)``, matches its measured time net of its tiny-shape time; least
+    squares on relative error over every working-shape row. Returns (bw, rms relative error).
+
+    Rows whose ``modelled_bytes`` is None (no simulated counterpart) are left out.
+
+    Raises:
+        ValueError: no usable rows.
+    """
+    rows = list(rows)
+    tiny = tiny_kernel_rows(rows)
+    xs, ys = [], []
+    for r in rows:
+        nbytes = modelled_bytes(r)
+        t = float(r["seconds"])
+        base = tiny.get(str(r["kernel"]), 0.0)
+        if nbytes is None or t <= base or t == base:
+            continue
+        if int(r["tokens"]) == min(int(q["tokens"]) for q in rows if q["kernel"] == r["kernel"]):
+            continue  # the tiny shape itself
+        xs.append(nbytes / t)
+        ys.append((t - base) / t)
+    if not xs:
+        raise ValueError("fit_effective_bw: no working-shape kernel measurements")
+    x, y = np.array(xs), np.array(ys)
+    inv_bw = float(x @ y / (x @ x))
+    rms = float(np.sqrt(np.mean((x * inv_bw - y) ** 2)))
+    return 1.0 / inv_bw, rms

@@ -16,7 +16,9 @@ ran at once) become node figures by multiplying by ``ranks``, and ``processes_pe
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +32,9 @@ from fugaku_sim.calibrate.fit import (
     best_rate,
     compute_share,
     fit_alpha_beta,
+    fit_effective_bw,
     fit_gemm_curve,
+    fit_kernel_overhead_s,
     fit_op_overhead_s,
     p2p_factors,
     ring_allreduce_factors,
@@ -50,9 +54,14 @@ class Calibration:
 
     ranks: int
     op_overhead_s: float
+    op_overhead_method: str
     gemm: GemmCurve
+    gemm_call_overhead_s: float
     fp64_flops: float
     mem_bw_Bps: float
+    mem_bw_method: str
+    mem_bw_rms_rel_error: float
+    stream_bw_Bps: float
     mem_array_bytes: float
     p2p: AlphaBeta
     allreduce: AlphaBeta
@@ -69,9 +78,16 @@ def fit_calibration(
     """Fit every profile figure from :func:`~fugaku_sim.calibrate.measure.measure_machine`'s
     output.
 
-    Memory bandwidth is the *allocating* STREAM rate (``c = a + b`` into a new array, as the
-    numpy trainer's expressions do) at ``array_bytes`` per array; the whole curve over sizes
-    stays in the measurements. The intra-node link is fitted to the all-reduce times at
+    The simulator prices a non-GEMM operation as ``bytes / mem_bw + op_overhead`` with its
+    own byte count. When the trainer's kernels were timed, ``op_overhead`` is their median
+    fixed cost per simulated operation (tiny shapes) and ``mem_bw`` the bandwidth at which
+    the simulator's byte counts reproduce their time at working shapes: an *effective*
+    bandwidth of this software on this machine (numpy evaluates tanh and exp and allocates
+    temporaries; the hardware's STREAM rate is far higher and is kept beside it). Without
+    the trainer, they fall back to the median tiny numpy call and the allocating STREAM
+    rate at ``array_bytes``. GEMMs are fitted net of numpy's own matmul call cost.
+
+    The intra-node link is fitted to the all-reduce times at
     every rank count with the ring model (the collective the trainer spends its
     communication time in); the ping-pong fit is kept beside it for comparison.
 
@@ -81,10 +97,12 @@ def fit_calibration(
     try:
         compute = measurements["compute"]
         ranks = int(measurements["ranks"])
-        overhead = fit_op_overhead_s(compute["tiny_ops"])
-        gemm = fit_gemm_curve(compute["gemm"], overhead)
+        call = {r["op"]: float(r["seconds"]) for r in compute["tiny_ops"]}
+        gemm_call = call.get("matmul_8", fit_op_overhead_s(compute["tiny_ops"]))
+        gemm = fit_gemm_curve(compute["gemm"], gemm_call)
         fp64 = best_rate(compute["gemm"], "float64") or gemm.peak_flops / 2
-        bw = bandwidth_Bps_at(compute["stream"], array_bytes, "alloc")
+        stream = bandwidth_Bps_at(compute["stream"], array_bytes, "alloc")
+        overhead, overhead_how, bw, bw_how, bw_rms = _elementwise_model(compute, stream)
         comm = measurements["comm"]
         pingpong = [r for c in comm if c["ranks"] == ranks for r in c.get("pingpong", [])]
         allreduce = [r for c in comm for r in c["allreduce"]]
@@ -97,15 +115,70 @@ def fit_calibration(
     return Calibration(
         ranks=ranks,
         op_overhead_s=overhead,
+        op_overhead_method=overhead_how,
         gemm=gemm,
+        gemm_call_overhead_s=gemm_call,
         fp64_flops=fp64,
         mem_bw_Bps=bw,
+        mem_bw_method=bw_how,
+        mem_bw_rms_rel_error=bw_rms,
+        stream_bw_Bps=stream,
         mem_array_bytes=array_bytes,
         p2p=p2p,
         allreduce=ring,
         oversubscribed_share=compute_share(base["all_busy_seconds"], over["all_busy_seconds"]),
         waiting_rank_share=compute_share(base["all_busy_seconds"], over["half_busy_seconds"]),
     )
+
+
+def _elementwise_model(
+    compute: dict[str, Any], stream_Bps: float
+) -> tuple[float, str, float, str, float]:
+    """(op_overhead_s, how, mem_bw_Bps, how, rms) from the trainer's kernels, or fallbacks."""
+    kernels = compute.get("kernels") or []
+    numpy_call = fit_op_overhead_s(compute["tiny_ops"])
+    if not kernels:
+        return (numpy_call, "median tiny numpy call (trainer kernels not timed)", stream_Bps,
+                "allocating STREAM (trainer kernels not timed)", float("nan"))
+    overhead = fit_kernel_overhead_s(kernels)
+    how = "median per simulated op of the trainer's kernels at a tiny shape"
+    try:
+        bw, rms = fit_effective_bw(kernels, simulated_kernel_bytes)
+    except (ImportError, ValueError) as exc:
+        return overhead, how, stream_Bps, f"allocating STREAM ({exc})", float("nan")
+    return (overhead, how, bw, "effective: simulator's bytes / trainer's kernel time", rms)
+
+
+def simulated_kernel_bytes(row: Mapping[str, Any]) -> float | None:
+    """The simulator's byte count (``fugaku_sim.sim.compute``) of the operation a timed
+    kernel row stands for, at the row's shape; None for kernels it prices as GEMMs."""
+    from fugaku_sim.sim import compute as sim
+
+    ops = _simulated_ops(int(row["tokens"]), int(row["C"]), int(row["F"]), int(row["V"]))
+    name = str(row["kernel"])
+    base, _, direction = name.rpartition("_")
+    op = ops.get({"layernorm": "layernorm2", "gelu": "gelu",
+                  "cross_entropy_fwd": "cross_entropy", "cross_entropy": "cross_entropy"}
+                 .get(base, ""))
+    if op is None:
+        return None
+    if direction == "fwd":
+        return float(op.bytes)
+    if direction == "bwd" and base == "cross_entropy_fwd":
+        return float(op.bytes + sim.backward_of(op).bytes)
+    return float(sim.backward_of(op).bytes)
+
+
+@functools.lru_cache(maxsize=32)
+def _simulated_ops(tokens: int, c: int, f: int, v: int) -> dict[str, Any]:
+    from fugaku_sim.sim import compute as sim
+    from fugaku_sim.spec import Layout, ModelSpec, TrainSpec, load_cluster, make_job
+
+    model = ModelSpec(name="kernel", layers=1, hidden=c, heads=1, ffn_hidden=f,
+                      seq_len=tokens, vocab=v)
+    job = make_job(load_cluster("local"), model, TrainSpec(global_batch=1, micro_batch=1),
+                   Layout(processes_per_node=1))
+    return {op.name: op for op in sim.mlp_ops(job) + sim.head_forward_ops(job)}
 
 
 def calibrated_cluster(
@@ -182,9 +255,11 @@ def header_lines(spec: ClusterSpec, cal: Calibration, prov: dict[str, Any], base
         f"  fp64 best float64 GEMM {cal.fp64_flops / 1e9:.1f} GFLOP/s per process.",
         f"- gemm_efficiency (min_dim:eff) {curve}; model rms error {g.rms_rel_error:.1%} "
         "over all shapes.",
-        f"- op_overhead_us: median tiny numpy call {cal.op_overhead_s * 1e6:.2f} us.",
-        f"- mem_bw_GBps: allocating STREAM add at {cal.mem_array_bytes / 2**20:.0f} MiB arrays, "
-        f"{cal.mem_bw_Bps / 1e9:.1f} GB/s per process.",
+        f"  GEMMs fitted net of numpy's matmul call cost {cal.gemm_call_overhead_s * 1e6:.2f} us.",
+        f"- op_overhead_us: {cal.op_overhead_method}: {cal.op_overhead_s * 1e6:.2f} us.",
+        f"- mem_bw_GBps: {cal.mem_bw_method}: {cal.mem_bw_Bps / 1e9:.2f} GB/s per process "
+        f"(rms {cal.mem_bw_rms_rel_error:.0%}); hardware STREAM (allocating add, "
+        f"{cal.mem_array_bytes / 2**20:.0f} MiB arrays) {cal.stream_bw_Bps / 1e9:.1f} GB/s.",
         f"- intra_node: ring all-reduce fit over sizes and rank counts: latency "
         f"{cal.allreduce.latency_s * 1e6:.2f} us, {cal.allreduce.bw_Bps / 1e9:.2f} GB/s "
         f"(rms {cal.allreduce.rms_rel_error:.0%}); ping-pong fit {cal.p2p.latency_s * 1e6:.2f} "

@@ -89,9 +89,10 @@ def _print_summary(console, spec, cal, out: Path, sidecar: Path) -> None:  # typ
     table.add_row("GEMM efficiency", ", ".join(f"{p.min_dim}:{p.efficiency:.2f}"
                                              for p in node.gemm_efficiency),
                   f"rms {cal.gemm.rms_rel_error:.0%}")
-    table.add_row("memory bandwidth", f"{node.mem_bw_GBps:.1f} GB/s",
-                  f"alloc STREAM at {cal.mem_array_bytes / 2**20:.0f} MiB x ranks")
-    table.add_row("op overhead", f"{node.op_overhead_us:.2f} us", "median tiny numpy call")
+    table.add_row("memory bandwidth", f"{node.mem_bw_GBps:.2f} GB/s", cal.mem_bw_method)
+    table.add_row("STREAM", f"{cal.stream_bw_Bps * cal.ranks / 1e9:.1f} GB/s",
+                  f"allocating add at {cal.mem_array_bytes / 2**20:.0f} MiB x ranks (sidecar)")
+    table.add_row("op overhead", f"{node.op_overhead_us:.2f} us", cal.op_overhead_method)
     table.add_row("intra-node link", f"{ic.intra_node.bw_GBps:.2f} GB/s, "  # type: ignore[union-attr]
                   f"{ic.intra_node.latency_us:.2f} us",  # type: ignore[union-attr]
                   f"ring all-reduce fit, rms {cal.allreduce.rms_rel_error:.0%}")
