@@ -9,8 +9,9 @@ pre-layer-norm blocks (eps 1e-5), learned absolute positions, causal self-attent
 tied to the token embedding unless the spec says otherwise. Weights use the Hugging Face
 GPT-2 names and Conv1D layouts (``[in, out]``), so ``y = x @ W + b``.
 
-Inference only: the trainer's layers (``fugaku_sim.train.layers``) keep backward caches that
-are not needed here; the two must agree, which the tests check through transformers.
+Layer norm and GELU come from the trainer's layers (``fugaku_sim.train.layers``); attention
+is written here because decoding with a cache needs queries and keys of different lengths.
+The tests check this forward against the trainer's ``forward_logits`` and transformers.
 """
 
 from __future__ import annotations
@@ -21,25 +22,21 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fugaku_sim.spec import ModelSpec
+from fugaku_sim.train.layers import LN_EPS, gelu_forward, layernorm_forward
 
-LAYER_NORM_EPS = 1e-5
-_GELU_C = math.sqrt(2.0 / math.pi)
+# layer norm and GELU are the trainer's (one implementation of the math); their backward
+# caches are dropped here
+LAYER_NORM_EPS = LN_EPS
 
 
-def layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray,
-               eps: float = LAYER_NORM_EPS) -> np.ndarray:
-    """Layer norm over the last axis: ``(x - mean) / sqrt(var + eps) * weight + bias``.
-
-    ``x`` [..., C], ``weight`` and ``bias`` [C]; biased variance as in ``torch.nn.LayerNorm``.
-    """
-    mean = x.mean(axis=-1, keepdims=True)
-    var = ((x - mean) ** 2).mean(axis=-1, keepdims=True)
-    return (x - mean) / np.sqrt(var + eps) * weight + bias
+def layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """Layer norm over the last axis (eps 1e-5, biased variance). ``x`` [..., C]."""
+    return layernorm_forward(x, weight, bias)[0]
 
 
 def gelu_new(x: np.ndarray) -> np.ndarray:
     """GELU, tanh approximation (Hendrycks & Gimpel 2016; GPT-2's and HF's ``gelu_new``)."""
-    return 0.5 * x * (1.0 + np.tanh(_GELU_C * (x + 0.044715 * x ** 3)))
+    return gelu_forward(x)[0]
 
 
 @dataclass

@@ -87,3 +87,13 @@ def test_top_k_one_is_greedy(model):
 def test_too_many_positions_is_an_error(model):
     with pytest.raises(ValueError, match="seq_len"):
         model.logits(np.zeros((1, model.seq_len + 1), dtype=np.int64))
+
+
+def test_full_forward_equals_the_trainers_forward(tiny_spec):
+    """One model math: the inference forward and the trainer's forward_logits agree."""
+    from fugaku_sim.train.model import forward_logits
+
+    params = random_params(tiny_spec, seed=4)
+    tokens = np.random.default_rng(2).integers(0, tiny_spec.vocab, size=(2, tiny_spec.seq_len))
+    ours = GPT(tiny_spec, params).logits(tokens)
+    np.testing.assert_allclose(ours, forward_logits(params, tiny_spec, tokens), atol=1e-5, rtol=0)

@@ -1,0 +1,138 @@
+"""`fugaku-sim evaluate` end to end on a tiny data directory, and its bad-input errors."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fugaku_sim.evaluate.checkpoint import load_checkpoint, save_checkpoint
+from fugaku_sim.evaluate.synthetic import random_params
+
+FAST = ["--max-docs", "10", "--choice-items", "5", "--max-problems", "3",
+        "--max-new-tokens", "5", "--seed", "1"]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tiny_spec, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("ckpt") / "model.safetensors"
+    save_checkpoint(path, tiny_spec, random_params(tiny_spec, seed=9))
+    return path
+
+
+def _evaluate(run_cli, *args: str) -> tuple[str, str]:
+    status, out, err = run_cli("evaluate", *args, *FAST)
+    assert status == 0, err
+    return out, err
+
+
+def test_evaluate_writes_json_and_markdown(run_cli, checkpoint, tiny_data, tmp_path):
+    out, _ = _evaluate(run_cli, "--checkpoint", str(checkpoint), "--data", str(tiny_data),
+                       "--out", str(tmp_path / "eval"))
+    assert "perplexity: ja" in out and "chance 0.250" in out
+    result = json.loads((tmp_path / "eval" / "eval.json").read_text(encoding="utf-8"))
+    assert result["schema"] == "fugaku-sim/eval/1"
+    for domain in ("ja", "en", "code", "maths"):
+        r = result["perplexity"]["domains"][domain]
+        assert r["documents"] == 10 and r["source"].startswith("shards")
+        assert r["perplexity"] == pytest.approx(math.exp(r["nll_nats"] / r["tokens"]))
+    assert result["arithmetic"]["problems"] == 3
+    for task in ("ja_continuation", "en_continuation"):
+        assert result["multiple_choice"]["tasks"][task]["chance"] == 0.25
+    assert [s["language"] for s in result["samples"]] == ["ja", "ja", "en", "en"]
+    md = (tmp_path / "eval" / "eval.md").read_text(encoding="utf-8")
+    assert "| ja_continuation | acc |" in md and "| 0.250 |" in md
+
+
+def test_same_seed_same_results(run_cli, checkpoint, tiny_data, tmp_path):
+    results = []
+    for run in ("a", "b"):
+        _evaluate(run_cli, "--checkpoint", str(checkpoint), "--data", str(tiny_data),
+                  "--out", str(tmp_path / run), "--prompt", "ja:富岳は")
+        r = json.loads((tmp_path / run / "eval.json").read_text(encoding="utf-8"))
+        r.pop("seconds")
+        r["data"].pop("dir")
+        results.append(r)
+    assert results[0] == results[1]
+
+
+def test_evaluate_a_release_gives_the_checkpoints_numbers(run_cli, checkpoint, tiny_data,
+                                                          tmp_path):
+    from fugaku_sim.release.build import ReleaseInputs, build_release
+
+    _evaluate(run_cli, "--checkpoint", str(checkpoint), "--data", str(tiny_data),
+              "--out", str(tmp_path / "ev1"))
+    rel, _, _ = build_release(ReleaseInputs(
+        checkpoint=checkpoint, data_dir=tiny_data, eval_json=tmp_path / "ev1" / "eval.json",
+        out_dir=tmp_path / "rel"))
+    _evaluate(run_cli, "--release", str(rel), "--data", str(tiny_data),
+              "--out", str(tmp_path / "ev2"))
+    one, two = (json.loads((tmp_path / d / "eval.json").read_text(encoding="utf-8"))
+                for d in ("ev1", "ev2"))
+    assert one["model"]["weights_sha256"] == two["model"]["weights_sha256"]
+    assert one["perplexity"] == two["perplexity"]
+    assert one["multiple_choice"] == two["multiple_choice"]
+
+
+def _fails(run_cli, *args: str, message: str) -> None:
+    status, out, err = run_cli("evaluate", *args)
+    assert status == 2, (out, err)
+    assert err.count("\n") == 1 and message in err, err
+
+
+def test_missing_data_dir(run_cli, checkpoint, tmp_path):
+    _fails(run_cli, "--checkpoint", str(checkpoint), "--data", str(tmp_path / "none"),
+           message="data directory not found")
+
+
+def test_missing_checkpoint(run_cli, tiny_data, tmp_path):
+    _fails(run_cli, "--checkpoint", str(tmp_path / "x.safetensors"), "--data", str(tiny_data),
+           message="checkpoint not found")
+
+
+def test_checkpoint_of_another_shape_than_its_spec(run_cli, tiny_spec, tiny_data, tmp_path):
+    from safetensors.numpy import save_file
+
+    params = random_params(tiny_spec, seed=0)
+    params["transformer.h.1.mlp.c_fc.weight"] = np.zeros((32, 64), np.float32)
+    save_file(params, str(tmp_path / "bad.safetensors"),
+              metadata={"model_spec": tiny_spec.model_dump_json()})
+    _fails(run_cli, "--checkpoint", str(tmp_path / "bad.safetensors"), "--data",
+           str(tiny_data), message="transformer.h.1.mlp.c_fc.weight has shape [32, 64]")
+
+
+def test_checkpoint_without_spec_or_not_safetensors(run_cli, tiny_spec, tiny_data, tmp_path):
+    from safetensors.numpy import save_file
+
+    save_file(random_params(tiny_spec, seed=0), str(tmp_path / "nospec.safetensors"))
+    _fails(run_cli, "--checkpoint", str(tmp_path / "nospec.safetensors"), "--data",
+           str(tiny_data), message="no 'model_spec'")
+    (tmp_path / "junk.safetensors").write_bytes(b"\x80\x04junk")
+    _fails(run_cli, "--checkpoint", str(tmp_path / "junk.safetensors"), "--data",
+           str(tiny_data), message="not a readable safetensors file")
+
+
+def test_tokenizer_larger_than_the_model_vocabulary(run_cli, tiny_data, tmp_path):
+    from fugaku_sim.spec import ModelSpec
+
+    small = ModelSpec(name="small-vocab", layers=1, hidden=16, heads=2, seq_len=16, vocab=100)
+    save_checkpoint(tmp_path / "m.safetensors", small, random_params(small, seed=0))
+    _fails(run_cli, "--checkpoint", str(tmp_path / "m.safetensors"), "--data", str(tiny_data),
+           message="do not fit the model's vocabulary of 100")
+
+
+def test_stride_longer_than_seq_len(run_cli, checkpoint, tiny_data):
+    _fails(run_cli, "--checkpoint", str(checkpoint), "--data", str(tiny_data),
+           "--stride", "999", message="--stride 999 exceeds")
+
+
+def test_trainers_loader_reads_our_checkpoint_format(checkpoint):
+    """One file format: the trainer's consolidated loader reads what save_checkpoint writes."""
+    train_ckpt = pytest.importorskip("fugaku_sim.train.checkpoint")
+    spec, params = train_ckpt.load_consolidated(checkpoint)
+    our_spec, ours = load_checkpoint(checkpoint)
+    assert spec == our_spec and set(params) == set(ours)
+    assert all(np.array_equal(params[k], ours[k]) for k in ours)
