@@ -20,6 +20,7 @@ from fugaku_sim.errors import UserError
 # keep heavy imports (matplotlib, snakemake, mpi4py) inside functions.
 VERBS: dict[str, tuple[str, str]] = {
     "check": ("fugaku_sim.commands.check", "validate a job and print its derived figures"),
+    "train": ("fugaku_sim.commands.train", "train a GPT over MPI with tensor, pipeline and data parallelism"),
     "evaluate": ("fugaku_sim.commands.evaluate", "held-out perplexity, tasks and samples"),
     "release": ("fugaku_sim.commands.release", "build or verify a Hugging Face release"),
     "data": ("fugaku_sim.commands.data", "collect, clean, deduplicate, tokenize and mix text corpora"),

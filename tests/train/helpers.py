@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -53,3 +55,58 @@ def run_ranks(n: int, fn: Callable[[int, AllReduce], R]) -> list[R]:
     if errors:
         raise errors[0]
     return results
+
+
+# --------------------------------------------------------------------------- tiny data, model
+
+MICRO_MODEL_YAML = """\
+model:
+  name: test-micro
+  layers: {layers}
+  hidden: 16
+  heads: 2
+  seq_len: 8
+  vocab: 64
+train:
+  global_batch: 8
+  micro_batch: 2
+  steps: 5
+  lr: 3.0e-3
+  min_lr: 3.0e-4
+  warmup_steps: 2
+"""
+
+
+def write_model(path: Path, layers: int = 4) -> Path:
+    """A tiny model preset (layers divisible by 4 keeps pp=2 interleaving possible)."""
+    path.write_text(MICRO_MODEL_YAML.format(layers=layers), encoding="utf-8")
+    return path
+
+
+def write_shard(prefix: Path, docs: list[np.ndarray]) -> None:
+    """A Megatron indexed shard (.bin/.idx) via the data stage's writer."""
+    from fugaku_sim.data.indexed import IndexedDatasetWriter
+
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    with IndexedDatasetWriter(prefix, np.uint16) as w:
+        for d in docs:
+            w.add_document(d)
+
+
+def write_data(root: Path, vocab: int = 64, seed: int = 0, docs: int = 40) -> Path:
+    """A data directory like the data stage's: two domains, train and valid splits."""
+    rng = np.random.default_rng(seed)
+    splits: dict[str, list[dict[str, Any]]] = {}
+    for split, n in (("train", docs), ("valid", docs // 4)):
+        entries = []
+        for domain, weight in (("ja", 0.6), ("en", 0.4)):
+            prefix = f"shards/{domain}_{split}"
+            # documents of varied length ending in the end-of-document id 2
+            ds = [np.r_[rng.integers(3, vocab, size=rng.integers(3, 30)), 2] for _ in range(n)]
+            write_shard(root / prefix, ds)
+            entries.append({"domain": domain, "prefix": prefix, "weight": weight,
+                            "tokens": int(sum(len(d) for d in ds))})
+        splits[split] = entries
+    blend = {"tokenizer": "tokenizer.model", "eod_id": 2, "vocab_size": vocab, "splits": splits}
+    (root / "blend.json").write_text(json.dumps(blend), encoding="utf-8")
+    return root

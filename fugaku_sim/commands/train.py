@@ -1,0 +1,112 @@
+"""``fugaku-sim train``: train a GPT over MPI with tensor, pipeline and data parallelism.
+
+Launch with ``mpiexec -n N python -m fugaku_sim.cli train ...`` (or ``srun``) with
+N = tp x pp x dp. Every rank checks the options; if any rank finds a problem, rank 0 prints
+it on one line and every rank exits 2 before anything is written. Once training runs, a rank
+that fails prints one line and calls ``MPI_Abort``, which ends every rank of the job (never a
+hang); the exit status is then non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from fugaku_sim.commands.common import add_job_arguments, resolve_specs
+from fugaku_sim.errors import UserError
+
+# TrainSpec fields the shared job options do not cover: option -> field
+_EXTRA_TRAIN = {
+    "min_lr": "min_lr",
+    "warmup_steps": "warmup_steps",
+    "weight_decay": "weight_decay",
+    "grad_clip": "grad_clip",
+    "grad_bucket_mb": "grad_bucket_MB",
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_job_arguments(parser, cluster=False)
+    parser.set_defaults(model="gpt-tiny")
+    g = parser.add_argument_group("more training settings")
+    g.add_argument("--min-lr", type=float, help="learning rate at the end of the cosine")
+    g.add_argument("--warmup-steps", type=int, help="linear warm-up steps")
+    g.add_argument("--weight-decay", type=float)
+    g.add_argument("--grad-clip", type=float, help="global gradient norm limit (0: off)")
+    g.add_argument("--grad-bucket-mb", type=float, help="data-parallel bucket size, MB")
+    r = parser.add_argument_group("run")
+    r.add_argument("--data", default="results/data", type=Path,
+                   help="data directory with blend.json and the shards")
+    r.add_argument("--out", default="results/train", type=Path, help="output directory")
+    r.add_argument("--checkpoint-every", type=int, metavar="N", help="checkpoint every N steps")
+    r.add_argument("--eval-every", type=int, metavar="N",
+                   help="validation loss every N steps (and at the end)")
+    r.add_argument("--eval-iters", type=int, default=1,
+                   help="global batches of the valid split per validation")
+    r.add_argument("--resume", choices=["auto", "never"], default="auto",
+                   help="auto: continue from the newest intact checkpoint in --out")
+    r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    f = parser.add_argument_group("fault injection (tests)")
+    f.add_argument("--fail-at-step", type=int, metavar="K", help="fail when step K starts")
+    f.add_argument("--fail-rank", type=int, help="the rank that fails (default: the last)")
+    f.add_argument("--fail-mode", choices=["raise", "exit"], default="raise",
+                   help="raise an exception, or exit at once without a word")
+
+
+def build_plan(args: argparse.Namespace, world: int):  # type: ignore[no-untyped-def]
+    """Specs from the options, checked into a :class:`fugaku_sim.train.setup.Plan`.
+
+    Raises:
+        UserError: any bad input (names the field or option).
+    """
+    from fugaku_sim.spec import TrainSpec, validate_section
+    from fugaku_sim.train.setup import RunOptions, plan_run
+
+    model, train, layout = resolve_specs(args)
+    extra = {field: getattr(args, opt) for opt, field in _EXTRA_TRAIN.items()
+             if getattr(args, opt) is not None}
+    if extra:
+        train = validate_section(TrainSpec, {**train.model_dump(), **extra},
+                                 "train settings", "train")
+    opts = RunOptions(
+        data=args.data, out=args.out, checkpoint_every=args.checkpoint_every,
+        eval_every=args.eval_every, eval_iters=args.eval_iters, resume=args.resume,
+        fail_at_step=args.fail_at_step, fail_rank=args.fail_rank, fail_mode=args.fail_mode,
+        progress=not args.no_progress)
+    return plan_run(model, train, layout, opts, world)
+
+
+def run(args: argparse.Namespace) -> int:
+    from mpi4py import MPI
+
+    world = MPI.COMM_WORLD
+    plan, error = None, None
+    try:
+        plan = build_plan(args, world.size)
+    except UserError as exc:
+        error = str(exc)
+    errors = world.allgather(error)
+    first = next((e for e in errors if e), None)
+    if first is not None:
+        if world.rank == 0:
+            raise UserError(first)
+        return 2
+    assert plan is not None
+    if plan.resume.skipped and world.rank == 0:
+        print(f"fugaku-sim: warning: skipped corrupt checkpoint(s) {'; '.join(plan.resume.skipped)}"
+              f"; resuming from {plan.resume.directory.name if plan.resume.directory else '-'}",
+              file=sys.stderr, flush=True)
+    try:
+        from fugaku_sim.train.trainer import Trainer
+
+        summary = Trainer(plan, world).run()
+    except BaseException as exc:  # any failure on any rank ends the whole job
+        print(f"fugaku-sim: error: rank {world.rank}: {type(exc).__name__}: {exc}",
+              file=sys.stderr, flush=True)
+        world.Abort(1)
+        return 1
+    if world.rank == 0:
+        print(f"trained {summary['steps']} steps: loss {summary['final_train_loss']}, "
+              f"{summary['tokens_per_s_mean']:.0f} tokens/s -> {plan.opts.out}")
+    return 0

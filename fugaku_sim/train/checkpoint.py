@@ -1,0 +1,302 @@
+"""Sharded checkpoints that re-shard on load, and the consolidated Hugging Face file.
+
+Layout of ``<out>/checkpoints/step_0000042/`` (42 optimizer steps done):
+
+- ``rank_tp{t}_pp{p}_dp{d}.safetensors``, one per rank that has something to save: the
+  rank's part of every tensor (``param/<name>``, data-parallel rank 0 only) and its range of
+  the flat optimizer states (``exp_avg``, ``exp_avg_sq``: its ZeRO-1 shard, or the whole
+  buffer from data-parallel rank 0). The safetensors metadata ``flat`` lists the flat buffer
+  (name, start, end, local shape) and ``owned`` the range saved.
+- ``index.json``: format, step, model, train settings, layout, and the sha256 and size of
+  every file.
+
+A checkpoint is written into a hidden temporary directory and renamed into place when the
+index is complete, so a crash leaves either the whole checkpoint or none. Loading checks every
+sha256 first; it reassembles full tensors from the shards, so a run can resume under another
+layout (every rank reads every file: fine at the sizes trained here, not at 13B).
+Safetensors only: loading never executes code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fugaku_sim.errors import UserError
+from fugaku_sim.spec import ModelSpec
+from fugaku_sim.train.sharding import LM_HEAD, WTE, global_shapes, shard, unshard
+
+FORMAT = "fugaku-sim-checkpoint"
+CONSOLIDATED_FORMAT = "huggingface-gpt2"
+VERSION = 1
+
+
+def step_dir(out: Path, step: int) -> Path:
+    return out / "checkpoints" / f"step_{step:07d}"
+
+
+def rank_file(tp: int, pp: int, dp: int) -> str:
+    return f"rank_tp{tp}_pp{pp}_dp{dp}.safetensors"
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass
+class RankState:
+    """What one rank saves: its coordinates, flat layout, tensors and optimizer range."""
+
+    tp: int
+    pp: int
+    dp: int
+    flat: list[tuple[str, int, int, tuple[int, ...]]]
+    padded: int
+    params: dict[str, np.ndarray]  # local parts (empty off data-parallel rank 0)
+    owned: tuple[int, int]
+    exp_avg: np.ndarray | None
+    exp_avg_sq: np.ndarray | None
+
+
+def write_rank_file(directory: Path, state: RankState) -> tuple[str, dict[str, Any]] | None:
+    """Write this rank's file into ``directory``; returns (name, {sha256, bytes}) or None."""
+    from safetensors.numpy import save_file
+
+    tensors = {f"param/{k}": np.ascontiguousarray(v) for k, v in state.params.items()
+               if k != LM_HEAD}
+    if state.exp_avg is not None and state.exp_avg_sq is not None:
+        tensors["exp_avg"] = np.ascontiguousarray(state.exp_avg)
+        tensors["exp_avg_sq"] = np.ascontiguousarray(state.exp_avg_sq)
+    if not tensors:
+        return None
+    meta = {
+        "coords": json.dumps([state.tp, state.pp, state.dp]),
+        "flat": json.dumps([[n, s, e, list(sh)] for n, s, e, sh in state.flat]),
+        "padded": str(state.padded),
+        "owned": json.dumps(list(state.owned)),
+    }
+    name = rank_file(state.tp, state.pp, state.dp)
+    path = directory / name
+    save_file(tensors, str(path), metadata=meta)
+    return name, {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+
+
+def write_index(directory: Path, header: dict[str, Any], files: dict[str, Any]) -> None:
+    index = {"format": FORMAT, "version": VERSION, **header, "files": files}
+    (directory / "index.json").write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
+
+
+def publish(tmp: Path, final: Path) -> None:
+    """Rename the finished temporary directory into place (replacing an older one)."""
+    if final.exists():
+        old = final.with_name(f".{final.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+
+
+# --------------------------------------------------------------------------- finding, checking
+
+
+def list_checkpoints(out: Path) -> list[Path]:
+    """Checkpoint directories under ``out``, newest step first."""
+    root = out / "checkpoints"
+    if not root.is_dir():
+        return []
+    dirs = [d for d in root.iterdir() if d.is_dir() and d.name.startswith("step_")
+            and d.name[5:].isdigit()]
+    return sorted(dirs, key=lambda d: int(d.name[5:]), reverse=True)
+
+
+def read_index(directory: Path) -> dict[str, Any]:
+    """The parsed ``index.json``.
+
+    Raises:
+        UserError: missing, unreadable or not a checkpoint index.
+    """
+    try:
+        index = json.loads((directory / "index.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{directory}: unreadable checkpoint index ({exc})") from None
+    if not isinstance(index, dict) or index.get("format") != FORMAT:
+        raise UserError(f"{directory}: not a fugaku-sim checkpoint")
+    return index
+
+
+def verify(directory: Path) -> str | None:
+    """None if every file matches its sha256 and size; else what is wrong, in a few words."""
+    try:
+        index = read_index(directory)
+    except UserError as exc:
+        return str(exc)
+    for name, info in index.get("files", {}).items():
+        path = directory / name
+        if not path.is_file():
+            return f"{name} is missing"
+        if path.stat().st_size != info.get("bytes") or sha256_file(path) != info.get("sha256"):
+            return f"{name} fails its sha256 check"
+    return None
+
+
+def check_model(index: dict[str, Any], model: ModelSpec, directory: Path) -> None:
+    """Raises UserError unless the checkpoint holds ``model``."""
+    saved = index.get("model", {})
+    if saved != model.model_dump(mode="json"):
+        differs = sorted(k for k in set(saved) | set(model.model_dump(mode="json"))
+                         if saved.get(k) != model.model_dump(mode="json").get(k))
+        raise UserError(
+            f"{directory}: checkpoint is of model {saved.get('name')!r}, not {model.name!r} "
+            f"(differs in {', '.join(differs)}); use another --out or --resume never")
+
+
+@dataclass
+class Selection:
+    """The checkpoint to resume from (None: start afresh) and what was skipped, and why."""
+
+    directory: Path | None
+    skipped: list[str] = field(default_factory=list)
+
+
+def select_checkpoint(out: Path, model: ModelSpec) -> Selection:
+    """The newest checkpoint under ``out`` whose files pass their checksums.
+
+    Raises:
+        UserError: the newest valid checkpoint is of another model, or checkpoints exist
+            but none is intact.
+    """
+    found = list_checkpoints(out)
+    skipped: list[str] = []
+    for directory in found:
+        problem = verify(directory)
+        if problem is None:
+            check_model(read_index(directory), model, directory)
+            return Selection(directory, skipped)
+        skipped.append(f"{directory.name}: {problem}")
+    if found:
+        raise UserError(f"{out}: no intact checkpoint ({'; '.join(skipped)}); "
+                        "use --resume never to start afresh")
+    return Selection(None)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+@dataclass
+class GlobalState:
+    """Full tensors and optimizer states of a checkpoint, layout-independent."""
+
+    step: int
+    params: dict[str, np.ndarray]
+    exp_avg: dict[str, np.ndarray]
+    exp_avg_sq: dict[str, np.ndarray]
+
+
+def _read_rank_files(directory: Path, index: dict[str, Any]) -> list[tuple[dict, dict]]:
+    from safetensors import safe_open
+
+    out = []
+    for name in sorted(index["files"]):
+        with safe_open(str(directory / name), framework="np") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+        out.append((meta, tensors))
+    return out
+
+
+def read_global_state(directory: Path, optimizer: bool = True) -> GlobalState:
+    """Reassemble the full tensors (and optimizer states) of a checkpoint.
+
+    Raises:
+        UserError: an unreadable index or a shard missing from it.
+    """
+    index = read_index(directory)
+    parts: dict[str, dict[int, np.ndarray]] = {}
+    flats: dict[tuple[int, int], dict[str, Any]] = {}
+    for meta, tensors in _read_rank_files(directory, index):
+        tp, pp, _ = json.loads(meta["coords"])
+        for key, value in tensors.items():
+            if key.startswith("param/"):
+                parts.setdefault(key[6:], {})[tp] = value
+        if optimizer and "exp_avg" in tensors:
+            group = flats.setdefault((tp, pp), {
+                "flat": json.loads(meta["flat"]), "m": np.zeros(int(meta["padded"]), np.float32),
+                "v": np.zeros(int(meta["padded"]), np.float32)})
+            a, b = json.loads(meta["owned"])
+            group["m"][a:b] = tensors["exp_avg"]
+            group["v"][a:b] = tensors["exp_avg_sq"]
+    params = {n: unshard(n, [p[t] for t in sorted(p)]) for n, p in parts.items()}
+    m_parts: dict[str, dict[int, np.ndarray]] = {}
+    v_parts: dict[str, dict[int, np.ndarray]] = {}
+    for (tp, _), group in flats.items():
+        for name, start, end, shape in group["flat"]:
+            if name == LM_HEAD:
+                continue
+            m_parts.setdefault(name, {})[tp] = group["m"][start:end].reshape(shape)
+            v_parts.setdefault(name, {})[tp] = group["v"][start:end].reshape(shape)
+    exp_avg = {n: unshard(n, [p[t] for t in sorted(p)]) for n, p in m_parts.items()}
+    exp_avg_sq = {n: unshard(n, [p[t] for t in sorted(p)]) for n, p in v_parts.items()}
+    return GlobalState(int(index["step"]), params, exp_avg, exp_avg_sq)
+
+
+def local_part(name: str, full: dict[str, np.ndarray], tp: int, tp_rank: int) -> np.ndarray:
+    """This tensor rank's part of ``name`` (the tied copy reads the token embedding)."""
+    return shard(name, full[WTE if name == LM_HEAD else name], tp, tp_rank)
+
+
+# --------------------------------------------------------------------------- consolidated
+
+
+def write_consolidated(directory: Path, path: Path, model: ModelSpec) -> None:
+    """One safetensors file of the checkpoint's full tensors in Hugging Face GPT-2 names and
+    layouts (``lm_head`` omitted: tied), with the ModelSpec as JSON in its metadata. Written
+    to a temporary name and renamed."""
+    from safetensors.numpy import save_file
+
+    state = read_global_state(directory, optimizer=False)
+    order = list(global_shapes(model))
+    tensors = {n: np.ascontiguousarray(state.params[n], dtype=np.float32) for n in order}
+    meta = {"format": CONSOLIDATED_FORMAT, "model_spec": model.model_dump_json(),
+            "step": str(state.step)}
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file(tensors, str(tmp), metadata=meta)
+    os.replace(tmp, path)
+
+
+def load_consolidated(path: str | Path) -> tuple[ModelSpec, dict[str, np.ndarray]]:
+    """The ModelSpec and full tensors (Hugging Face names, FP32) of a consolidated file.
+
+    Raises:
+        UserError: missing or unreadable file, no model spec in its metadata, or tensors
+            that do not match the spec.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="np") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    except (OSError, SafetensorError) as exc:
+        raise UserError(f"{path}: cannot read consolidated checkpoint ({exc})") from None
+    if "model_spec" not in meta:
+        raise UserError(f"{path}: no model_spec in the safetensors metadata")
+    spec = ModelSpec.model_validate_json(meta["model_spec"])
+    expected = global_shapes(spec)
+    bad = [n for n, s in expected.items() if n not in tensors or tuple(tensors[n].shape) != s]
+    if bad:
+        raise UserError(f"{path}: tensor {bad[0]} missing or misshapen for the model spec")
+    return spec, tensors

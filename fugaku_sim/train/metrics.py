@@ -1,0 +1,105 @@
+"""Per-step metrics (JSON lines), the run summary and the progress bar (rank 0 only).
+
+One line of ``metrics.jsonl`` per optimizer step::
+
+    {"step": 12, "loss": 6.93, "lr": 0.0012, "grad_norm": 0.81, "tokens": 24576,
+     "tokens_per_s": 10520.3, "step_time_s": 0.195,
+     "breakdown_s": {"compute": ..., "recompute": ..., "tp_comm": ..., "pp_comm": ...,
+                     "dp_comm": ..., "bubble": ..., "optimizer": ...},
+     "val_loss": 6.88}          # only on steps with a validation
+
+``step`` counts completed optimizer steps from 1; ``loss`` is the mean cross-entropy (nats per
+token) of the step's global batch; ``step_time_s`` the slowest rank's wall time of the step
+(``MPI.Wtime``; validation excluded); ``breakdown_s`` the mean over ranks of each rank's
+measured split (see :mod:`fugaku_sim.train.timers`).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from fugaku_sim.train.timers import BREAKDOWN_KEYS
+
+
+class MetricsLog:
+    """Append-only ``metrics.jsonl``; on resume, lines after the resumed step are dropped."""
+
+    def __init__(self, path: Path, resume_step: int) -> None:
+        self.path = path
+        kept = []
+        if path.exists():
+            for line in path.read_text(encoding="utf-8").splitlines():
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(record, dict) and record.get("step", 0) <= resume_step:
+                    kept.append(record)
+        self.records: list[dict[str, Any]] = kept
+        path.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
+        self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115  (closed in close())
+
+    def write(self, record: dict[str, Any]) -> None:
+        self.records.append(record)
+        self._file.write(json.dumps(record) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def summarize(records: list[dict[str, Any]], skip: int) -> dict[str, Any]:
+    """Means of tokens/s, step time and breakdown over the steps after the first ``skip``
+    (timing warm-up), and the last train and validation losses."""
+    timed = [r for r in records if r["step"] > skip] or records
+    n = max(len(timed), 1)
+    vals = [r["val_loss"] for r in records if "val_loss" in r]
+    return {
+        "steps_timed": len(timed),
+        "tokens_per_s_mean": sum(r["tokens_per_s"] for r in timed) / n,
+        "step_time_s_mean": sum(r["step_time_s"] for r in timed) / n,
+        "breakdown_s_mean": {k: sum(r["breakdown_s"][k] for r in timed) / n
+                             for k in BREAKDOWN_KEYS},
+        "final_train_loss": records[-1]["loss"] if records else None,
+        "final_valid_loss": vals[-1] if vals else None,
+    }
+
+
+class Progress:
+    """A rich progress bar on stderr when it is a terminal; else a line every ~10 %."""
+
+    def __init__(self, total: int, start: int, enabled: bool) -> None:
+        self.total, self.enabled = total, enabled
+        self._bar: Any = None
+        self._last_line = start
+        if not enabled:
+            return
+        from rich.console import Console
+
+        console = Console(stderr=True)
+        if console.is_terminal:
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+            from rich.progress import Progress as Bar
+
+            self._bar = Bar(TextColumn("train"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[info]}"), TimeRemainingColumn(),
+                            console=console)
+            self._task = self._bar.add_task("train", total=total, completed=start, info="")
+            self._bar.start()
+
+    def update(self, step: int, loss: float, tokens_per_s: float) -> None:
+        if not self.enabled:
+            return
+        info = f"loss {loss:.4f}  {tokens_per_s:,.0f} tok/s"
+        if self._bar is not None:
+            self._bar.update(self._task, completed=step, info=info)
+        elif step == self.total or step - self._last_line >= max(1, self.total // 10):
+            self._last_line = step
+            print(f"train: step {step}/{self.total}  {info}", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()

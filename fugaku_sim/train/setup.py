@@ -1,0 +1,128 @@
+"""What a training run needs before it starts: its options, checked, and the data opened.
+
+Everything a user can get wrong is checked here, before any file is written, and reported as
+one :class:`UserError` naming what to fix: a layout that does not match the number of ranks,
+a model that does not split over tp or pp, a batch that does not split over micro-batches,
+a missing blend file or shard, a checkpoint of another model.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from fugaku_sim.errors import UserError
+from fugaku_sim.spec import Layout, ModelSpec, TrainSpec
+from fugaku_sim.spec.job import _check_batch, _check_model_split
+from fugaku_sim.train.checkpoint import Selection, select_checkpoint
+from fugaku_sim.train.loader import Blend, read_blend
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Options of a run that are not part of the shared spec."""
+
+    data: Path
+    out: Path
+    checkpoint_every: int | None = None  # steps; a checkpoint is also written at the end
+    eval_every: int | None = None  # steps; validation also runs at the end
+    eval_iters: int = 1  # global batches of the valid split per validation
+    resume: Literal["auto", "never"] = "auto"
+    fail_at_step: int | None = None  # fault injection: fail when step K starts
+    fail_rank: int | None = None  # which rank fails (default: the last)
+    fail_mode: Literal["raise", "exit"] = "raise"
+    progress: bool = True
+    warmup_timing_steps: int = 2  # steps left out of the summary's means
+
+
+def check_layout(model: ModelSpec, train: TrainSpec, layout: Layout, world: int) -> None:
+    """The spec rules the simulator applies, plus the trainer's own.
+
+    Raises:
+        UserError: naming the field (``layout.tp``, ``model.vocab``, ...).
+    """
+    _check_model_split(model, layout)  # the same rules as ``check``/``predict``
+    _check_batch(train, layout)
+    if model.vocab % layout.tp:
+        raise UserError(f"layout.tp: {layout.tp} does not divide model.vocab ({model.vocab}); "
+                        "the vocabulary-parallel embedding needs equal shards")
+    if train.precision != "fp32":
+        raise UserError(f"train.precision: the numpy trainer computes in fp32, not "
+                        f"{train.precision}")
+    if layout.world != world:
+        raise UserError(f"layout: tp x pp x dp = {layout.tp} x {layout.pp} x {layout.dp} = "
+                        f"{layout.world} ranks, but the job has {world} "
+                        f"(launch with mpiexec -n {layout.world})")
+
+
+def total_steps(model: ModelSpec, train: TrainSpec) -> int:
+    """Optimizer steps: ``train.steps``, or enough global batches for ``train.tokens``.
+
+    Raises:
+        UserError: neither is set.
+    """
+    if train.steps is not None:
+        return train.steps
+    if train.tokens is not None:
+        return max(1, math.ceil(train.tokens / (train.global_batch * model.seq_len)))
+    raise UserError("train.steps: not set by the model preset; pass --steps or --tokens")
+
+
+def check_blend(blend: Blend, model: ModelSpec) -> None:
+    """Raises UserError if the data cannot feed ``model``."""
+    if not blend.splits.get("train"):
+        raise UserError("--data: the blend file lists no train shards")
+    if blend.vocab_size > model.vocab:
+        raise UserError(f"--data: the tokenizer's vocabulary ({blend.vocab_size}) exceeds "
+                        f"model.vocab ({model.vocab})")
+
+
+def check_options(opts: RunOptions, world: int) -> None:
+    for name in ("checkpoint_every", "eval_every", "fail_at_step"):
+        value = getattr(opts, name)
+        if value is not None and value < 1:
+            raise UserError(f"--{name.replace('_', '-')}: must be >= 1 (got {value})")
+    if opts.eval_iters < 1:
+        raise UserError(f"--eval-iters: must be >= 1 (got {opts.eval_iters})")
+    if opts.fail_rank is not None and not 0 <= opts.fail_rank < world:
+        raise UserError(f"--fail-rank: {opts.fail_rank} is not a rank of {world}")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A checked run: the specs, the step count, the blend and where to resume from."""
+
+    model: ModelSpec
+    train: TrainSpec
+    layout: Layout
+    opts: RunOptions
+    steps: int
+    blend: Blend
+    resume: Selection
+
+
+def plan_run(model: ModelSpec, train: TrainSpec, layout: Layout, opts: RunOptions,
+             world: int, open_data: bool = True) -> Plan:
+    """Check everything and pick the checkpoint to resume from (reads, never writes).
+
+    With ``open_data`` the shards are opened too (a missing one is reported here).
+
+    Raises:
+        UserError: the first problem found.
+    """
+    check_layout(model, train, layout, world)
+    check_options(opts, world)
+    steps = total_steps(model, train)
+    blend = read_blend(opts.data)
+    check_blend(blend, model)
+    if open_data:
+        from fugaku_sim.train.loader import open_split
+
+        for split in ("train", "valid"):
+            open_split(blend, split, model.seq_len, train.seed, 1, model.vocab)
+    selection = Selection(None)
+    if opts.resume == "auto":
+        selection = select_checkpoint(opts.out, model)
+    return Plan(model, train, layout, opts, steps, blend, selection)

@@ -1,0 +1,315 @@
+"""The training loop of one rank: set up from a checked plan, step, validate, checkpoint.
+
+Per step (every rank, collective where it says so):
+
+1. zero the gradient buffer; the first and last stage read their micro-batches;
+2. run the stage's ops in schedule order (:class:`PipelineRunner`); the loss of each
+   micro-batch is weighted 1 / (micro-batches x dp), so that summing over data-parallel ranks
+   gives the gradient of the global batch's mean loss;
+3. reduce the gradients (tied embedding between stages, then buckets over dp);
+4. global gradient norm (every parameter counted once, all-reduce over the world), clip,
+   optimizer update of this rank's range, ZeRO-1 all-gather of the parameters;
+5. loss, slowest step time and mean breakdown over ranks; rank 0 writes the metrics line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fugaku_sim.train import checkpoint as ckpt
+from fugaku_sim.train.buffers import FlatParams
+from fugaku_sim.train.comm import PipelineLinks, TensorAllReduce, build_comms
+from fugaku_sim.train.grad_reduce import GradReducer
+from fugaku_sim.train.loader import BlendedSamples, open_split, rank_micro_batches
+from fugaku_sim.train.lr_schedule import learning_rate
+from fugaku_sim.train.metrics import MetricsLog, Progress, summarize
+from fugaku_sim.train.model import init_param
+from fugaku_sim.train.optimizer import Optimizer
+from fugaku_sim.train.pipeline import MicroBatch, PipelineRunner
+from fugaku_sim.train.setup import Plan
+from fugaku_sim.train.sharding import LM_HEAD, WTE, shard
+from fugaku_sim.train.stage import (
+    StageModel,
+    decay_names,
+    local_entries,
+    norm_names,
+    stage_chunks,
+    stage_tensor_names,
+)
+from fugaku_sim.train.timers import BREAKDOWN_KEYS, Timers
+
+
+class InjectedFault(RuntimeError):
+    """Raised by ``--fail-at-step`` to test that a failing rank takes the job down."""
+
+
+class Trainer:
+    """One rank's share of a training run described by a checked :class:`Plan`."""
+
+    def __init__(self, plan: Plan, world: Any) -> None:
+        from mpi4py import MPI
+
+        self.plan, self.world = plan, world
+        model, train, layout = plan.model, plan.train, plan.layout
+        self.comms = c = build_comms(world, layout)
+        self.timers = Timers(MPI.Wtime)
+        self.stage, self.tp_rank, self.dp_rank = c.coords.pp, c.coords.tp, c.coords.dp
+        self.m = train.global_batch // (train.micro_batch * layout.dp)
+        names = stage_tensor_names(model, stage_chunks(model, layout, self.stage))
+        self.flat = FlatParams(local_entries(model, names, layout.tp), pad_to=layout.dp)
+        recompute = self.stage in train.recompute_stage_set(layout.pp)
+        allreduce = TensorAllReduce(c.tp, self.timers)
+        self.sm = StageModel(model, layout, self.stage, self.tp_rank, self.flat, recompute,
+                             self.timers, allreduce)
+        self.runner = PipelineRunner(model, layout, self.stage, c.pipeline_ranks, self.sm,
+                                     PipelineLinks(world, self.timers), self.timers, self.m)
+        tied = frozenset({WTE, LM_HEAD} & set(names)) if layout.pp > 1 else frozenset()
+        self.reducer = GradReducer(self.flat, c.dp, c.embed, train.zero_stage,
+                                   train.overlap_grad_reduce, train.grad_bucket_MB * 2**20,
+                                   tied, self.timers)
+        self.sharded = bool(train.zero_stage) and layout.dp > 1
+        a, b = self.reducer.owned
+        self.update_range = (a, b) if self.sharded else (0, self.flat.padded)
+        self.optimizer = Optimizer(train, self.update_range[1] - self.update_range[0])
+        self.decay = self.flat.mask(decay_names(names))
+        self.norm_mask = self.flat.mask(norm_names(names, self.tp_rank, tied_copy=True))
+        self.is_first = any(ch.first for ch in self.sm.chunks)
+        self.is_last = any(ch.last for ch in self.sm.chunks)
+        self.step = 0
+        self.train_set: BlendedSamples | None = None
+        self.valid_set: BlendedSamples | None = None
+
+    # ------------------------------------------------------------------ state
+
+    def init_params(self) -> None:
+        """GPT-2 initialisation of this rank's parts (layout-independent values)."""
+        p = self.plan
+        for name in self.flat.names:
+            full = init_param(name, p.model, p.train.seed)
+            self.flat.params[name][...] = shard(name, full, p.layout.tp, self.tp_rank)
+
+    def load(self, directory: Path) -> None:
+        """Resume from a checkpoint of any layout (re-sharding its full tensors)."""
+        state = ckpt.read_global_state(directory, optimizer=self.optimizer.exp_avg.size > 0)
+        tp = self.plan.layout.tp
+        for name in self.flat.names:
+            self.flat.params[name][...] = ckpt.local_part(name, state.params, tp, self.tp_rank)
+        a, b = self.update_range
+        for full, target in ((state.exp_avg, self.optimizer.exp_avg),
+                             (state.exp_avg_sq, self.optimizer.exp_avg_sq)):
+            if target.size == 0 or not full:
+                continue
+            local = np.zeros(self.flat.padded, dtype=np.float32)
+            for name in self.flat.names:
+                s, e = self.flat.offsets[name]
+                local[s:e] = ckpt.local_part(name, full, tp, self.tp_rank).ravel()
+            target[...] = local[a:b]
+        self.step = state.step
+
+    def rank_state(self) -> ckpt.RankState:
+        a, b = self.update_range
+        keep_opt = self.sharded or self.dp_rank == 0
+        flat = [(n, *self.flat.offsets[n], self.flat.shapes[n]) for n in self.flat.names]
+        opt = self.optimizer
+        return ckpt.RankState(
+            self.tp_rank, self.stage, self.dp_rank, flat, self.flat.padded,
+            dict(self.flat.params) if self.dp_rank == 0 else {}, (a, b),
+            opt.exp_avg if keep_opt and opt.exp_avg.size else None,
+            opt.exp_avg_sq if keep_opt and opt.exp_avg_sq.size else None)
+
+    def save_checkpoint(self) -> Path:
+        """Write the checkpoint of the current step (collective); returns its directory."""
+        final = ckpt.step_dir(self.plan.opts.out, self.step)
+        tmp = final.with_name(f".{final.name}.tmp")
+        if self.world.rank == 0:
+            if tmp.exists():
+                import shutil
+
+                shutil.rmtree(tmp)
+            tmp.mkdir(parents=True)
+        self.world.Barrier()
+        infos = self.world.gather(ckpt.write_rank_file(tmp, self.rank_state()), root=0)
+        if self.world.rank == 0:
+            files = dict(i for i in infos if i is not None)
+            p = self.plan
+            header = {"step": self.step, "model": p.model.model_dump(mode="json"),
+                      "train": p.train.model_dump(mode="json"),
+                      "layout": p.layout.model_dump(mode="json"), "world": self.world.size}
+            ckpt.write_index(tmp, header, files)
+            ckpt.publish(tmp, final)
+        self.world.Barrier()
+        return final
+
+    # ------------------------------------------------------------------ data
+
+    def open_data(self) -> None:
+        p = self.plan
+        model, train = p.model, p.train
+        if self.is_first or self.is_last:
+            self.train_set = open_split(p.blend, "train", model.seq_len, train.seed,
+                                        p.steps * train.global_batch, model.vocab)
+            self.valid_set = open_split(p.blend, "valid", model.seq_len, train.seed,
+                                        p.opts.eval_iters * train.global_batch, model.vocab)
+        flag = np.array([1 if self.valid_set is not None else 0], dtype=np.int64)
+        from mpi4py import MPI
+
+        self.world.Allreduce(MPI.IN_PLACE, flag, op=MPI.MAX)
+        self.has_valid = bool(flag[0])
+
+    def _batches(self, samples: BlendedSamples | None, start: int) -> list[MicroBatch] | None:
+        if samples is None:
+            return None
+        gb, dp = self.plan.train.global_batch, self.plan.layout.dp
+        share = gb // dp
+        rows = samples.batch(start + self.dp_rank * share, share)
+        if rows.max() >= self.plan.model.vocab:
+            raise ValueError(f"token id {rows.max()} is outside model.vocab")
+        return rank_micro_batches(rows, 1, 0, self.plan.train.micro_batch)
+
+    # ------------------------------------------------------------------ step
+
+    def train_step(self) -> dict[str, Any]:
+        """One optimizer step (collective); returns its metrics record."""
+        from mpi4py import MPI
+
+        p, t0 = self.plan, MPI.Wtime()
+        self.timers.reset()
+        self.flat.zero_grad()
+        batches = self._batches(self.train_set, self.step * p.train.global_batch)
+        dloss = 1.0 / (self.m * p.layout.dp)
+        loss_sum = self.runner.train_step(batches, p.train.micro_batch, dloss, self.reducer)
+        self.reducer.finish()
+        lr = learning_rate(self.step, p.train, p.steps)
+        with self.timers.region("optimizer"):
+            norm = self.clip_and_update(lr)
+        if self.sharded:
+            with self.timers.region("dp_comm"):
+                self.comms.dp.Allgather(MPI.IN_PLACE, self.flat.data)
+        step_time = MPI.Wtime() - t0
+        self.step += 1
+        return self._record(loss_sum, norm, lr, step_time)
+
+    def clip_and_update(self, lr: float) -> float:
+        """Global gradient norm (each parameter once), clipping, update; returns the norm."""
+        from mpi4py import MPI
+
+        a, b = self.reducer.owned
+        g = self.reducer.owned_grad
+        sq = np.array([np.dot(g * self.norm_mask[a:b], g)], dtype=np.float64)
+        self.world.Allreduce(MPI.IN_PLACE, sq, op=MPI.SUM)
+        norm = float(np.sqrt(sq[0]))
+        clip = self.plan.train.grad_clip
+        s, e = self.update_range
+        grad = g if self.sharded else self.flat.grad
+        if clip > 0 and norm > clip:
+            grad *= np.float32(clip / (norm + 1e-6))
+        self.optimizer.step(self.flat.data[s:e], grad, self.decay[s:e], lr, self.step + 1)
+        return norm
+
+    def _record(self, loss_sum: float, norm: float, lr: float, step_time: float
+                ) -> dict[str, Any]:
+        from mpi4py import MPI
+
+        p = self.plan
+        counts_loss = self.is_last and self.tp_rank == 0
+        times = self.timers.reset()
+        sums = np.array([loss_sum if counts_loss else 0.0, *(times[k] for k in BREAKDOWN_KEYS)])
+        self.world.Allreduce(MPI.IN_PLACE, sums, op=MPI.SUM)
+        slowest = np.array([step_time])
+        self.world.Allreduce(MPI.IN_PLACE, slowest, op=MPI.MAX)
+        tokens = p.train.global_batch * p.model.seq_len
+        return {
+            "step": self.step, "loss": float(sums[0]) / (self.m * p.layout.dp),
+            "lr": lr, "grad_norm": norm, "tokens": tokens,
+            "tokens_per_s": tokens / float(slowest[0]), "step_time_s": float(slowest[0]),
+            "breakdown_s": {k: float(v) / self.world.size
+                            for k, v in zip(BREAKDOWN_KEYS, sums[1:])},
+        }
+
+    def validate(self) -> float:
+        """Mean loss over ``eval_iters`` global batches of the valid split (collective)."""
+        from mpi4py import MPI
+
+        p = self.plan
+        total, count = 0.0, 0
+        for i in range(p.opts.eval_iters):
+            batches = self._batches(self.valid_set, i * p.train.global_batch)
+            total += self.runner.evaluate(batches, p.train.micro_batch, self.m)
+            count += self.m * p.layout.dp
+        counts = self.is_last and self.tp_rank == 0
+        buf = np.array([total if counts else 0.0])
+        self.world.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
+        self.timers.reset()
+        return float(buf[0]) / count
+
+    # ------------------------------------------------------------------ run
+
+    def maybe_fail(self) -> None:
+        o = self.plan.opts
+        rank = o.fail_rank if o.fail_rank is not None else self.world.size - 1
+        if o.fail_at_step is not None and self.step + 1 == o.fail_at_step \
+                and self.world.rank == rank:
+            if o.fail_mode == "exit":
+                os._exit(17)  # a rank that dies without a word
+            raise InjectedFault(f"injected fault at step {o.fail_at_step} (--fail-at-step)")
+
+    def run(self) -> dict[str, Any]:
+        """Train to the plan's step count; returns the summary (rank 0; others get {})."""
+        p, rank0 = self.plan, self.world.rank == 0
+        if p.resume.directory is not None:
+            self.load(p.resume.directory)
+        else:
+            self.init_params()
+        start = self.step
+        if rank0:
+            p.opts.out.mkdir(parents=True, exist_ok=True)
+        self.world.Barrier()
+        self.open_data()
+        log = MetricsLog(p.opts.out / "metrics.jsonl", start) if rank0 else None
+        bar = Progress(p.steps, start, p.opts.progress and rank0)
+        saved_at = start if p.resume.directory is not None else -1
+        while self.step < p.steps:
+            self.maybe_fail()
+            record = self.train_step()
+            if self.has_valid and p.opts.eval_every and (
+                    self.step % p.opts.eval_every == 0 or self.step == p.steps):
+                record["val_loss"] = self.validate()
+            if log is not None:
+                log.write(record)
+            bar.update(self.step, record["loss"], record["tokens_per_s"])
+            if p.opts.checkpoint_every and self.step % p.opts.checkpoint_every == 0:
+                self.save_checkpoint()
+                saved_at = self.step
+        bar.close()
+        final = ckpt.step_dir(p.opts.out, self.step) if saved_at == self.step \
+            else self.save_checkpoint()
+        return self.finish(final, log, start) if rank0 else {}
+
+    def finish(self, final: Path, log: MetricsLog | None, start: int) -> dict[str, Any]:
+        """Rank 0: consolidated Hugging Face file and summary.json."""
+        p = self.plan
+        ckpt.write_consolidated(final, p.opts.out / "model.safetensors", p.model)
+        records = log.records if log is not None else []
+        if log is not None:
+            log.close()
+        summary = {
+            "model": p.model.model_dump(mode="json"),
+            "train": p.train.model_dump(mode="json"),
+            "layout": p.layout.model_dump(mode="json"),
+            "world": self.world.size, "steps": self.step,
+            "tokens": self.step * p.train.global_batch * p.model.seq_len,
+            "resumed_from_step": start if p.resume.directory is not None else None,
+            "checkpoint": str(final), "consolidated": str(p.opts.out / "model.safetensors"),
+            **summarize(records, p.opts.warmup_timing_steps),
+            "breakdown_aggregation": "mean over ranks per step, then mean over steps",
+        }
+        tmp = p.opts.out / ".summary.json.tmp"
+        tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, p.opts.out / "summary.json")
+        return summary
+
