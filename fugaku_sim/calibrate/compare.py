@@ -1,0 +1,226 @@
+"""Predicted vs measured: read a training run's metrics, predict the same job, line them up.
+
+A measured run directory holds the trainer's ``summary.json`` (model, train settings and
+layout of the run) and ``metrics.jsonl`` (one line per step). The measured step time is the
+mean over the steps after ``warmup`` (the trainer's own ``step_time_s``: the slowest rank's
+wall time of the step); the measured breakdown is the trainer's (mean over ranks).
+
+The prediction is ``fugaku_sim.sim.predict.predict(job, "fast")`` for the same model, train
+settings and layout, with every rank on one node of the calibrated cluster.
+
+A rank is one single-threaded process. A node profile sized for P such processes
+(``node.processes_per_node``) gives each of them 1/P of the node's rates; a job of fewer
+ranks leaves cores idle, so :func:`occupied_cluster` hands the simulator the part of the
+node the job occupies (ranks/P of its rates, ``processes_per_node`` = ranks). With more
+ranks than P the simulator already divides the node among them (``layout.processes_per_node``
+= ranks), which is what the calibration measured (a process gets about P/ranks of a core).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fugaku_sim.errors import UserError
+from fugaku_sim.spec import ClusterSpec, Job, Layout, ModelSpec, TrainSpec, make_job
+from fugaku_sim.spec.load import validate_section
+
+BREAKDOWN_KEYS = ("compute", "recompute", "tp_comm", "pp_comm", "dp_comm", "bubble", "optimizer")
+
+
+@dataclass(frozen=True)
+class Measured:
+    """A finished run: its specs and mean timed step."""
+
+    source: str
+    model: ModelSpec
+    train: TrainSpec
+    layout: Layout
+    step_time_s: float
+    step_time_spread: float  # (max - min) / mean over the timed steps
+    steps_timed: int
+    breakdown_s: dict[str, float]
+
+
+def _timed_records(metrics: Path, warmup: int) -> list[dict[str, Any]]:
+    records = []
+    for line in metrics.read_text(encoding="utf-8").splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rec, dict) and "step_time_s" in rec:
+            records.append(rec)
+    timed = [r for r in records if int(r.get("step", 0)) > warmup]
+    return timed or records[-1:]
+
+
+def read_measured(path: Path, warmup: int = 2) -> Measured:
+    """A run directory (or its ``summary.json``) -> :class:`Measured`.
+
+    Raises:
+        UserError: no summary, or a summary without the run's specs or timings.
+    """
+    run_dir = path.parent if path.name == "summary.json" else path
+    summary_path = run_dir / "summary.json"
+    try:
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"--from-metrics: {summary_path} not found (not a finished run)") from None
+    except (OSError, ValueError) as exc:
+        raise UserError(f"--from-metrics: {summary_path}: unreadable ({exc})") from None
+    for key in ("model", "train", "layout"):
+        if not isinstance(summary.get(key), dict):
+            raise UserError(f"--from-metrics: {summary_path}: no {key!r} section")
+    src = str(summary_path)
+    model = validate_section(ModelSpec, summary["model"], src, "model")
+    train = validate_section(TrainSpec, summary["train"], src, "train")
+    layout = validate_section(Layout, summary["layout"], src, "layout")
+    metrics = run_dir / "metrics.jsonl"
+    if metrics.is_file() and (timed := _timed_records(metrics, warmup)):
+        times = [float(r["step_time_s"]) for r in timed]
+        mean = statistics.fmean(times)
+        breakdown = {k: statistics.fmean(float(r["breakdown_s"].get(k, 0.0)) for r in timed)
+                     for k in BREAKDOWN_KEYS}
+        spread = (max(times) - min(times)) / mean if mean > 0 else 0.0
+        return Measured(str(run_dir), model, train, layout, mean, spread, len(times), breakdown)
+    if "step_time_s_mean" not in summary:
+        raise UserError(f"--from-metrics: {run_dir}: neither metrics.jsonl nor step_time_s_mean")
+    bd = summary.get("breakdown_s_mean") or {}
+    return Measured(str(run_dir), model, train, layout, float(summary["step_time_s_mean"]),
+                    float("nan"), int(summary.get("steps_timed", 0)),
+                    {k: float(bd.get(k, 0.0)) for k in BREAKDOWN_KEYS})
+
+
+def occupied_cluster(cluster: ClusterSpec, ranks: int) -> ClusterSpec:
+    """The part of a node that ``ranks`` single-threaded processes occupy when the node is
+    sized for more (``node.processes_per_node`` > ranks): its rates scaled by
+    ranks / processes_per_node; unchanged otherwise."""
+    node = cluster.node
+    per_node = node.processes_per_node
+    if ranks >= per_node:
+        return cluster
+    f = ranks / per_node
+    peak = {k: v * f for k, v in node.peak_TFLOPs.model_dump().items()}
+    new_node = node.model_copy(update={
+        "peak_TFLOPs": node.peak_TFLOPs.model_copy(update=peak),
+        "mem_bw_GBps": node.mem_bw_GBps * f,
+        "cores": max(1, math.ceil(node.cores * f)),
+        "processes_per_node": ranks,
+    })
+    return cluster.model_copy(update={"node": new_node})
+
+
+def job_on_one_node(cluster: ClusterSpec, measured: Measured) -> Job:
+    """The measured run as a job with all its ranks on one node of ``cluster``.
+
+    Raises:
+        SpecError: the run does not fit the cluster.
+    """
+    ranks = measured.layout.world
+    layout = measured.layout.model_copy(update={"processes_per_node": ranks,
+                                                "job_shape": None})
+    return make_job(occupied_cluster(cluster, ranks), measured.model, measured.train, layout)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One run: measured and predicted step time and breakdown."""
+
+    label: str
+    model: str
+    ranks: int
+    tp: int
+    pp: int
+    dp: int
+    micro_batch: int
+    global_batch: int
+    measured_step_s: float
+    predicted_step_s: float
+    measured_breakdown_s: dict[str, float]
+    predicted_breakdown_s: dict[str, float]
+    steps_timed: int
+    measured_spread: float
+    source: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def error(self) -> float:
+        """Relative error of the predicted step time: predicted / measured - 1."""
+        return self.predicted_step_s / self.measured_step_s - 1.0
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["error"] = self.error
+        return out
+
+
+def run_label(m: Measured) -> str:
+    lay = m.layout
+    return f"{m.model.name} tp{lay.tp} pp{lay.pp} dp{lay.dp} mb{m.train.micro_batch}"
+
+
+def compare_run(cluster: ClusterSpec, measured: Measured, mode: str = "fast") -> Row:
+    """Predict ``measured``'s job on ``cluster`` and pair the two."""
+    from fugaku_sim.sim.predict import predict
+
+    pred = predict(job_on_one_node(cluster, measured), mode=mode)  # type: ignore[arg-type]
+    data = pred.to_json()
+    lay = measured.layout
+    return Row(
+        label=run_label(measured), model=measured.model.name, ranks=lay.world,
+        tp=lay.tp, pp=lay.pp, dp=lay.dp, micro_batch=measured.train.micro_batch,
+        global_batch=measured.train.global_batch, measured_step_s=measured.step_time_s,
+        predicted_step_s=float(data["step_time_s"]),
+        measured_breakdown_s=dict(measured.breakdown_s),
+        predicted_breakdown_s={k: float(data["breakdown_s"].get(k, 0.0)) for k in BREAKDOWN_KEYS},
+        steps_timed=measured.steps_timed, measured_spread=measured.step_time_spread,
+        source=measured.source,
+        extra={"mfu_predicted": data.get("mfu"), "critical_stage": data.get("critical_stage")},
+    )
+
+
+def fastest_agreement(rows: list[Row], key: str) -> list[dict[str, Any]]:
+    """For each group of rows (``key`` = ``model`` or ``model+ranks``) with two or more runs
+    at one global batch: the predicted-fastest and measured-fastest run and whether they
+    agree, with the measured margin of the winner over the runner-up."""
+    groups: dict[tuple[Any, ...], list[Row]] = {}
+    for r in rows:
+        k = (r.model, r.global_batch) + ((r.ranks,) if key == "model+ranks" else ())
+        groups.setdefault(k, []).append(r)
+    out = []
+    for k, group in sorted(groups.items()):
+        if len(group) < 2:
+            continue
+        meas = sorted(group, key=lambda r: r.measured_step_s)
+        pred = min(group, key=lambda r: r.predicted_step_s)
+        margin = meas[1].measured_step_s / meas[0].measured_step_s - 1.0
+        out.append({"group": " ".join(str(x) for x in k), "runs": len(group),
+                    "measured_fastest": meas[0].label, "predicted_fastest": pred.label,
+                    "agree": meas[0].label == pred.label, "measured_margin": margin})
+    return out
+
+
+def summarize_rows(rows: list[Row]) -> dict[str, Any]:
+    """Median and worst absolute step-time error, and fastest-layout agreement."""
+    if not rows:
+        raise UserError("validate: no runs to compare")
+    errs = [abs(r.error) for r in rows]
+    worst = max(rows, key=lambda r: abs(r.error))
+    by_model = fastest_agreement(rows, "model")
+    by_ranks = fastest_agreement(rows, "model+ranks")
+    return {
+        "runs": len(rows),
+        "median_abs_error": statistics.median(errs),
+        "mean_abs_error": statistics.fmean(errs),
+        "worst_abs_error": abs(worst.error),
+        "worst_run": worst.label,
+        "all_finite": all(math.isfinite(r.error) for r in rows),
+        "fastest_by_model": by_model,
+        "fastest_by_model_and_ranks": by_ranks,
+        "fastest_agreed": all(g["agree"] for g in by_model) if by_model else None,
+    }

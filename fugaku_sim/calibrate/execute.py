@@ -1,0 +1,68 @@
+"""Run the real trainer for each validation run (``mpiexec -n N fugaku-sim train ...``).
+
+Each run trains on synthetic tokens (:mod:`fugaku_sim.calibrate.synthetic`) into its own
+fresh directory ``<runs_dir>/<run slug>`` (``--resume never``), so an older run never
+leaks into a new measurement. Runs go one after another: they would disturb each other.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from fugaku_sim.calibrate.launch import Launcher, python_module, run_mpi
+from fugaku_sim.calibrate.runs import RunSpec
+from fugaku_sim.calibrate.synthetic import write_synthetic_data
+from fugaku_sim.spec import load_model
+
+
+def train_argv(run: RunSpec, data: Path, out: Path) -> list[str]:
+    """The trainer's command line for ``run`` (after the launcher)."""
+    return python_module(
+        "fugaku_sim.cli", "train", "--model", run.model, "--data", str(data),
+        "--tp", str(run.tp), "--pp", str(run.pp), "--dp", str(run.dp),
+        "--micro-batch", str(run.micro_batch), "--global-batch", str(run.global_batch),
+        "--steps", str(run.steps), "--out", str(out), "--resume", "never", "--no-progress",
+    )
+
+
+def prepare_data(runs: list[RunSpec], data_dir: Path) -> Path:
+    """A synthetic data directory large enough for every run (vocabulary and tokens)."""
+    vocab = max(load_model(r.model).vocab for r in runs)
+    tokens = max(r.steps * r.global_batch * (load_model(r.model).seq_len + 1) for r in runs)
+    return write_synthetic_data(data_dir, vocab, 2 * tokens + 4096)
+
+
+def execute_runs(
+    runs: list[RunSpec], launcher: Launcher, runs_dir: Path, data_dir: Path,
+    timeout_s: float, progress: Callable[[str], None] | None = None,
+) -> list[Path]:
+    """Train every run; returns their directories.
+
+    Raises:
+        UserError: a run fails (the message names it and the last error line).
+    """
+    data = prepare_data(runs, data_dir)
+    dirs = []
+    for i, run in enumerate(runs, 1):
+        out = runs_dir / run.slug
+        if out.exists():
+            shutil.rmtree(out)
+        out.mkdir(parents=True)
+        (out / "run.json").write_text(run.model_dump_json(indent=1) + "\n", encoding="utf-8")
+        if progress:
+            progress(f"[{i}/{len(runs)}] {run.label} on {run.ranks} ranks, {run.steps} steps")
+        run_mpi(launcher, run.ranks, train_argv(run, data, out), timeout_s,
+                f"validate: training run {run.label}", log=out / "launch.log")
+        dirs.append(out)
+    return dirs
+
+
+def warmup_of(run_dir: Path, default: int) -> int:
+    """The warm-up steps recorded in ``run.json`` beside a run (else ``default``)."""
+    try:
+        return int(json.loads((run_dir / "run.json").read_text(encoding="utf-8"))["warmup_steps"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return default

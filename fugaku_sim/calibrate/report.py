@@ -1,0 +1,151 @@
+"""Predicted-vs-measured outputs: a rich table, and compare.{json,csv,md,png}."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from fugaku_sim.calibrate.compare import BREAKDOWN_KEYS, Row
+from fugaku_sim.data.atomic import atomic_path
+
+SHORT = {"compute": "comp", "recompute": "recomp", "tp_comm": "tp", "pp_comm": "pp",
+         "dp_comm": "dp", "bubble": "bub", "optimizer": "opt"}
+TARGETS = {"median_abs_error": 0.10, "worst_abs_error": 0.25}
+
+
+def _ms(x: float) -> str:
+    return f"{x * 1e3:.1f}"
+
+
+def _pct(x: float) -> str:
+    return f"{x:+.1%}"
+
+
+def breakdown_text(measured: dict[str, float], predicted: dict[str, float]) -> str:
+    """``comp 120/131 tp 4/3 ...`` (ms, measured/predicted), the non-zero terms only."""
+    parts = [f"{SHORT[k]} {_ms(measured.get(k, 0.0))}/{_ms(predicted.get(k, 0.0))}"
+             for k in BREAKDOWN_KEYS
+             if max(measured.get(k, 0.0), predicted.get(k, 0.0)) >= 5e-5]
+    return " ".join(parts)
+
+
+def rich_table(rows: list[Row], summary: dict[str, Any], title: str) -> Any:
+    """The side-by-side table (rich ``Table``)."""
+    from rich.table import Table
+
+    table = Table(title=title, caption=caption(summary))
+    for name, justify in (("run", "left"), ("ranks", "right"), ("measured ms", "right"),
+                          ("predicted ms", "right"), ("error", "right"),
+                          ("breakdown ms (measured/predicted)", "left")):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for r in rows:
+        style = "red" if abs(r.error) > TARGETS["worst_abs_error"] else None
+        table.add_row(r.label, str(r.ranks), _ms(r.measured_step_s), _ms(r.predicted_step_s),
+                      _pct(r.error), breakdown_text(r.measured_breakdown_s,
+                                                    r.predicted_breakdown_s), style=style)
+    return table
+
+
+def caption(summary: dict[str, Any]) -> str:
+    agreed = summary.get("fastest_agreed")
+    return (f"median |error| {summary['median_abs_error']:.1%} (target <= 10%), worst "
+            f"{summary['worst_abs_error']:.1%} ({summary['worst_run']}; target <= 25%), "
+            f"fastest layout agreed: {'n/a' if agreed is None else 'yes' if agreed else 'no'}")
+
+
+def csv_text(rows: list[Row]) -> str:
+    buf = io.StringIO()
+    cols = ["label", "model", "ranks", "tp", "pp", "dp", "micro_batch", "global_batch",
+            "measured_step_s", "predicted_step_s", "error", "steps_timed"]
+    cols += [f"measured_{k}_s" for k in BREAKDOWN_KEYS] + [f"predicted_{k}_s" for k in BREAKDOWN_KEYS]
+    w = csv.writer(buf)
+    w.writerow(cols)
+    for r in rows:
+        d = r.as_dict()
+        w.writerow([d[c] for c in cols[:12]]
+                   + [r.measured_breakdown_s[k] for k in BREAKDOWN_KEYS]
+                   + [r.predicted_breakdown_s[k] for k in BREAKDOWN_KEYS])
+    return buf.getvalue()
+
+
+def markdown_text(rows: list[Row], summary: dict[str, Any], header: str) -> str:
+    lines = [f"# Predicted vs measured step time\n\n{header}\n",
+             "| run | ranks | measured ms | predicted ms | error | breakdown ms (measured/predicted) |",
+             "|---|---:|---:|---:|---:|---|"]
+    for r in rows:
+        lines.append(f"| {r.label} | {r.ranks} | {_ms(r.measured_step_s)} | "
+                     f"{_ms(r.predicted_step_s)} | {_pct(r.error)} | "
+                     f"{breakdown_text(r.measured_breakdown_s, r.predicted_breakdown_s)} |")
+    lines += ["", caption(summary) + ".", ""]
+    groups = summary.get("fastest_by_model", []) + summary.get("fastest_by_model_and_ranks", [])
+    if groups:
+        lines += ["| group | runs | measured fastest | predicted fastest | agree | margin |",
+                  "|---|---:|---|---|---|---:|"]
+        lines += [f"| {g['group']} | {g['runs']} | {g['measured_fastest']} | "
+                  f"{g['predicted_fastest']} | {'yes' if g['agree'] else 'no'} | "
+                  f"{g['measured_margin']:.1%} |" for g in groups]
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: list[Row], path: Path, title: str) -> None:
+    """Scatter of predicted vs measured step time (log-log, y = x and +-25% bands) beside
+    per-run bars of the error."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 5), gridspec_kw={"width_ratios": [1, 1.4]})
+    meas = [r.measured_step_s * 1e3 for r in rows]
+    pred = [r.predicted_step_s * 1e3 for r in rows]
+    models = sorted({r.model for r in rows})
+    for i, m in enumerate(models):
+        xs = [a for a, r in zip(meas, rows) if r.model == m]
+        ys = [b for b, r in zip(pred, rows) if r.model == m]
+        ax.scatter(xs, ys, label=m, marker="os^D"[i % 4], zorder=3)
+    lo, hi = min(meas + pred) * 0.7, max(meas + pred) * 1.4
+    ax.plot([lo, hi], [lo, hi], "k-", lw=1, label="predicted = measured")
+    for f, style in ((1.1, ":"), (1.25, "--")):
+        ax.plot([lo, hi], [lo * f, hi * f], "k" + style, lw=0.7)
+        ax.plot([lo, hi], [lo / f, hi / f], "k" + style, lw=0.7)
+    ax.set(xscale="log", yscale="log", xlim=(lo, hi), ylim=(lo, hi),
+           xlabel="measured step time (ms)", ylabel="predicted step time (ms)",
+           title="step time (dotted +-10%, dashed +-25%)")
+    ax.legend(fontsize=8)
+    errs = [r.error * 100 for r in rows]
+    bx.barh(range(len(rows)), errs, color=["tab:red" if abs(e) > 25 else "tab:blue" for e in errs])
+    bx.set_yticks(range(len(rows)), [r.label for r in rows], fontsize=7)
+    bx.invert_yaxis()
+    for x in (-25, -10, 10, 25):
+        bx.axvline(x, color="k", ls="--" if abs(x) == 25 else ":", lw=0.7)
+    bx.axvline(0, color="k", lw=1)
+    bx.set(xlabel="error: predicted / measured - 1 (%)", title="error per run")
+    fig.suptitle(title)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+
+
+def write_outputs(rows: list[Row], summary: dict[str, Any], meta: dict[str, Any],
+                  out_dir: Path) -> list[Path]:
+    """compare.json, compare.csv, compare.md and compare.png under ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    header = (f"Cluster profile `{meta.get('cluster')}`; {len(rows)} runs; load average "
+              f"{meta.get('load_average_start')} -> {meta.get('load_average_end')}.")
+    files = {
+        "compare.json": json.dumps({"meta": meta, "summary": summary,
+                                    "runs": [r.as_dict() for r in rows]}, indent=1) + "\n",
+        "compare.csv": csv_text(rows),
+        "compare.md": markdown_text(rows, summary, header),
+    }
+    paths = []
+    for name, text in files.items():
+        with atomic_path(out_dir / name) as tmp:
+            tmp.write_text(text, encoding="utf-8")
+        paths.append(out_dir / name)
+    plot(rows, out_dir / "compare.png", f"{meta.get('cluster')}: {caption(summary)}")
+    return paths + [out_dir / "compare.png"]

@@ -1,0 +1,90 @@
+"""``fugaku-sim validate``: run (or read) short real training runs, predict each with the
+simulator on a cluster profile, and show predicted vs measured step time side by side.
+
+Two ways to use it:
+
+- ``fugaku-sim validate --cluster clusters/local-calibrated.yaml [--runs default|quick|FILE]
+  [--out results/compare]`` trains every run of the set with ``--launcher`` (one after
+  another, synthetic tokens, fresh directories under ``<out>/runs``), then compares.
+- ``fugaku-sim validate --cluster C --from-metrics DIR [DIR ...] --out results/compare``
+  trains nothing: it reads finished runs (each a trainer ``--out`` directory, or its
+  ``summary.json``, which names the model, train settings and layout) and compares them.
+  With one directory this is the workflow's compare rule: predicted vs measured for that run.
+
+Writes ``compare.json``, ``compare.csv``, ``compare.md`` and ``compare.png`` under ``--out``
+and prints the table. Exit status 0 whatever the errors; ``--check-targets`` makes it exit 1
+when the median |error| > 10%, the worst > 25%, or the fastest layouts disagree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cluster", default="local-calibrated",
+                        help="calibrated profile (preset name or YAML path)")
+    parser.add_argument("--runs", default="default",
+                        help="run set: default, quick, or a YAML file with a 'runs:' list")
+    parser.add_argument("--from-metrics", nargs="+", type=Path, metavar="DIR",
+                        help="compare these finished runs instead of training")
+    parser.add_argument("--out", type=Path, default=Path("results/compare"),
+                        help="output directory (default results/compare)")
+    parser.add_argument("--data", type=Path,
+                        help="data directory for the runs (default: synthetic, <out>/data)")
+    parser.add_argument("--warmup", type=int, default=None,
+                        help="steps left out of the timing of --from-metrics runs (default 2)")
+    parser.add_argument("--mode", choices=["fast", "detailed"], default="fast",
+                        help="simulator mode")
+    parser.add_argument("--launcher", help="MPI launcher template with {ranks}")
+    parser.add_argument("--timeout", type=float, default=900.0, help="seconds per run")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument("--check-targets", action="store_true",
+                        help="exit 1 unless the error targets are met")
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from fugaku_sim.calibrate.compare import compare_run, read_measured, summarize_rows
+    from fugaku_sim.calibrate.execute import execute_runs, warmup_of
+    from fugaku_sim.calibrate.launch import parse_launcher
+    from fugaku_sim.calibrate.provenance import load_average, provenance
+    from fugaku_sim.calibrate.report import TARGETS, rich_table, write_outputs
+    from fugaku_sim.calibrate.runs import load_runs
+    from fugaku_sim.spec import load_cluster
+    from fugaku_sim.spec.load import resolve_cluster_path
+
+    cluster = load_cluster(args.cluster)
+    console = Console(stderr=True)
+    meta = {"cluster": cluster.name, "cluster_file": str(resolve_cluster_path(args.cluster)),
+            "mode": args.mode, **provenance()}
+    if args.from_metrics:
+        dirs = list(args.from_metrics)
+        warm = {d: args.warmup if args.warmup is not None else warmup_of(d, 2) for d in dirs}
+    else:
+        runs = load_runs(args.runs)
+        launcher = parse_launcher(args.launcher)
+        meta["launcher"] = launcher.describe()
+        meta["runs"] = args.runs
+        with console.status("training"):
+            dirs = execute_runs(runs, launcher, args.out / "runs", args.data or args.out / "data",
+                                args.timeout, console.log)
+        warm = {d: r.warmup_steps for d, r in zip(dirs, runs)}
+    meta["load_average_end"] = load_average()
+    rows = [compare_run(cluster, read_measured(d, warm[d]), args.mode) for d in dirs]
+    summary = summarize_rows(rows)
+    summary["targets"] = TARGETS
+    summary["targets_met"] = bool(
+        summary["median_abs_error"] <= TARGETS["median_abs_error"]
+        and summary["worst_abs_error"] <= TARGETS["worst_abs_error"]
+        and summary["fastest_agreed"] is not False
+    )
+    paths = write_outputs(rows, summary, meta, args.out)
+    Console().print(rich_table(rows, summary, f"predicted vs measured on {cluster.name}"))
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    console.log("wrote " + ", ".join(str(p) for p in paths))
+    return 1 if args.check_targets and not summary["targets_met"] else 0
