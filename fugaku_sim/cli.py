@@ -23,6 +23,8 @@ VERBS: dict[str, tuple[str, str]] = {
     "train": ("fugaku_sim.commands.train", "train a GPT over MPI with tensor, pipeline and data parallelism"),
     "evaluate": ("fugaku_sim.commands.evaluate", "held-out perplexity, tasks and samples"),
     "release": ("fugaku_sim.commands.release", "build or verify a Hugging Face release"),
+    "calibrate": ("fugaku_sim.commands.calibrate", "measure this machine and write a calibrated cluster profile"),
+    "validate": ("fugaku_sim.commands.validate", "predicted vs measured step time of real training runs"),
     "data": ("fugaku_sim.commands.data", "collect, clean, deduplicate, tokenize and mix text corpora"),
 }
 
