@@ -20,6 +20,9 @@ from fugaku_sim.errors import UserError
 # keep heavy imports (matplotlib, snakemake, mpi4py) inside functions.
 VERBS: dict[str, tuple[str, str]] = {
     "check": ("fugaku_sim.commands.check", "validate a job and print its derived figures"),
+    "predict": ("fugaku_sim.commands.predict", "simulate one training step and cost the run"),
+    "plan": ("fugaku_sim.commands.plan", "rank every valid layout for a node count"),
+    "sweep": ("fugaku_sim.commands.sweep", "vary one quantity and write CSV plus a plot"),
     "train": ("fugaku_sim.commands.train", "train a GPT over MPI with tensor, pipeline and data parallelism"),
     "evaluate": ("fugaku_sim.commands.evaluate", "held-out perplexity, tasks and samples"),
     "release": ("fugaku_sim.commands.release", "build or verify a Hugging Face release"),

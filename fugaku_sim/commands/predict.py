@@ -1,0 +1,105 @@
+"""``fugaku-sim predict``: simulate one training step of a layout and cost the whole run.
+
+Prints the contract's JSON (``--json``) or a table; ``--trace FILE`` writes the simulated step
+as Chrome trace-event JSON (open it in https://ui.perfetto.dev)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from fugaku_sim.commands.common import add_job_arguments, job_from_args, print_json
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_job_arguments(parser)
+    parser.add_argument(
+        "--mode",
+        choices=["fast", "detailed"],
+        default="fast",
+        help="fast: one representative pipeline; detailed: every rank and link",
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--trace", metavar="FILE", help="write Chrome trace-event JSON of one step")
+
+
+def _hours(h: float | None) -> str:
+    return "-" if h is None else f"{h:,.0f}"
+
+
+def print_prediction(d: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    t = Table(
+        title=f"{d['model']} on {d['nodes']:,} nodes of {d['cluster']} ({d['mode']} mode)",
+        show_header=False,
+    )
+    t.add_column(style="bold")
+    t.add_column(justify="right")
+    rows = [
+        ("tp x pp x dp", f"{d['tp']} x {d['pp']} x {d['dp']} ({d['schedule']}, {d['placement']})"),
+        ("job shape", d["job_shape"]),
+        (
+            "micro-batch x grad accum",
+            f"{d['micro_batch']} x {d['grad_accum']} (global batch {d['global_batch']})",
+        ),
+        ("recompute stages", ", ".join(map(str, d["recompute_stages"])) or "none"),
+        ("step time", f"{d['step_time_s']:.3f} s"),
+        ("throughput", f"{d['tokens_per_s']:,.0f} tokens/s"),
+        (
+            "model TFLOP/s per node",
+            f"{d['tflops_per_node']:.3f} (hardware {d['hw_tflops_per_node']:.3f})",
+        ),
+        ("MFU", f"{d['mfu']:.3f}"),
+        (
+            "memory per node",
+            f"{d['memory_per_node_GiB']:.2f} GiB of {d['usable_memory_per_node_GiB']:.1f} usable",
+        ),
+        ("fits memory", "yes" if d["fits_memory"] else "[red]NO[/red]"),
+    ]
+    if d.get("time_to_train_days") is not None:
+        rows += [
+            ("steps", f"{d['steps']:,}"),
+            (
+                "time to train",
+                f"{d['time_to_train_days']:.2f} days "
+                f"({d['failure_overhead'] * 100:.2f}% for failures)",
+            ),
+            ("node-hours", _hours(d["node_hours"])),
+            ("energy", f"{d['energy_MWh']:,.1f} MWh"),
+            (
+                "checkpoint every",
+                f"{d['checkpoint_interval_s']:.0f} s (MTBF {d['system_mtbf_h']:.1f} h)",
+            ),
+        ]
+    for k, v in rows:
+        t.add_row(k, v)
+    console.print(t)
+    b = Table(title=f"step time breakdown (critical stage {d['critical_stage']})")
+    b.add_column("term")
+    b.add_column("seconds", justify="right")
+    b.add_column("share", justify="right")
+    for k, v in d["breakdown_s"].items():
+        b.add_row(k, f"{v:.4f}", f"{v / d['step_time_s'] * 100:.1f}%")
+    b.add_row("[bold]step[/bold]", f"{d['step_time_s']:.4f}", "100.0%")
+    console.print(b)
+
+
+def run(args: argparse.Namespace) -> int:
+    from fugaku_sim.sim.predict import predict
+
+    job = job_from_args(args)
+    pred = predict(job, mode=args.mode, trace=bool(args.trace))
+    fields = pred.to_json()
+    if args.trace:
+        from fugaku_sim.sim.trace import write_trace
+
+        write_trace(Path(args.trace), pred.result.trace, job.layout.pp, fields)
+    if args.json:
+        print_json(fields)
+    else:
+        print_prediction(fields)
+    return 0

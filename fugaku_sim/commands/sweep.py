@@ -1,0 +1,62 @@
+"""``fugaku-sim sweep``: vary one quantity of a job (nodes, link bandwidth, GEMM efficiency,
+global batch, ...) and write the predictions as CSV plus a plot."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+
+from fugaku_sim.commands.common import add_job_arguments, job_from_args, print_json
+from fugaku_sim.errors import UserError
+
+VARIABLES = (
+    "nodes",
+    "dp",
+    "global_batch",
+    "micro_batch",
+    "link_bw",
+    "hop_latency",
+    "gemm_efficiency",
+    "mem_bw",
+    "mtbf_node_h",
+    "checkpoint_write",
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_job_arguments(parser)
+    parser.add_argument("--vary", required=True, choices=VARIABLES, help="the quantity to vary")
+    parser.add_argument("--values", required=True, type=float, nargs="+", help="its values")
+    parser.add_argument("--out", required=True, metavar="DIR", help="writes sweep-<vary>.csv/.png")
+    parser.add_argument("--json", action="store_true", help="also print the rows as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    from fugaku_sim.sim.plots import plot_sweep
+    from fugaku_sim.sim.sweep import csv_rows, sweep
+
+    job = job_from_args(args)
+    rows = sweep(job, args.vary, list(args.values))
+    if all("error" in r for r in rows):
+        raise UserError(f"--values: no valid variant ({rows[0]['error']})")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    header, cells = csv_rows(rows)
+    with (out / f"sweep-{args.vary}.csv").open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        writer.writerows(cells)
+    title = f"{job.model.name} on {job.cluster.name}: varying {args.vary}"
+    plot_sweep(rows, args.vary, out / f"sweep-{args.vary}.png", title)
+    if args.json:
+        print_json(rows)
+    else:
+        for r in rows:
+            msg = r.get("error") or (
+                f"step {r['step_time_s']:.3f} s, {r['tokens_per_s']:,.0f} "
+                f"tokens/s, MFU {r['mfu']:.3f}"
+            )
+            print(f"{args.vary}={r['value']:g}: {msg}")
+        print(f"wrote {out / f'sweep-{args.vary}.csv'} and {out / f'sweep-{args.vary}.png'}")
+    return 0

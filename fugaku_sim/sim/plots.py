@@ -1,0 +1,106 @@
+"""Plots (matplotlib, Agg backend): plan throughput per layout, sweep curves.
+
+matplotlib is imported inside the functions so the command line starts fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+BREAKDOWN = ("compute", "recompute", "tp_comm", "pp_comm", "dp_comm", "bubble", "optimizer")
+COLOURS = ("#4477aa", "#66ccee", "#228833", "#ccbb44", "#ee6677", "#bbbbbb", "#aa3377")
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def layout_label(row: dict[str, Any]) -> str:
+    rec = "+".join(map(str, row["recompute_stages"])) if row["recompute_stages"] else "-"
+    rec = "all" if len(row["recompute_stages"]) == row["pp"] and row["pp"] > 1 else rec
+    return (
+        f"tp{row['tp']} pp{row['pp']} dp{row['dp']} mb{row['micro_batch']} "
+        f"rc:{rec} {row['placement'][:4]}"
+    )
+
+
+def plot_plan(rows: list[dict[str, Any]], path: Path, title: str) -> None:
+    """Horizontal bars: tokens/s of each layout (best on top), step-time breakdown beside."""
+    plt = _pyplot()
+    rows = rows[::-1]
+    labels = [layout_label(r) for r in rows]
+    height = max(3.0, 0.28 * len(rows) + 1.5)
+    fig, (ax1, ax2) = plt.subplots(
+        1, 2, figsize=(13, height), sharey=True, gridspec_kw={"width_ratios": [1, 1.2]}
+    )
+    y = list(range(len(rows)))
+    ax1.barh(y, [r["tokens_per_s"] / 1e3 for r in rows], color="#4477aa")
+    for yi, r in zip(y, rows):
+        ax1.text(r["tokens_per_s"] / 1e3, yi, f" MFU {r['mfu']:.2f}", va="center", fontsize=7)
+    ax1.set_yticks(y, labels, fontsize=7)
+    ax1.set_xlabel("throughput (thousand tokens/s)")
+    ax1.set_title("throughput")
+    left = [0.0] * len(rows)
+    for key, colour in zip(BREAKDOWN, COLOURS):
+        vals = [r["breakdown_s"][key] for r in rows]
+        ax2.barh(y, vals, left=left, color=colour, label=key)
+        left = [a + b for a, b in zip(left, vals)]
+    ax2.set_xlabel("step time (s)")
+    ax2.set_title("step time breakdown (critical stage)")
+    ax2.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=4)
+    fig.suptitle(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_sweep(rows: list[dict[str, Any]], vary: str, path: Path, title: str) -> None:
+    """Left: tokens/s and MFU against the varied quantity; right: step-time breakdown."""
+    plt = _pyplot()
+    ok = [r for r in rows if r.get("step_time_s") is not None]
+    x = [r["value"] for r in ok]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    ax1.plot(x, [r["tokens_per_s"] / 1e3 for r in ok], "o-", color="#4477aa", label="tokens/s")
+    if vary == "nodes" and ok:
+        base = ok[0]
+        ideal = [base["tokens_per_s"] / 1e3 * v / base["value"] for v in x]
+        ax1.plot(x, ideal, "--", color="#999999", label="linear scaling")
+    ax1.set_xlabel(vary)
+    ax1.set_ylabel("thousand tokens/s")
+    twin = ax1.twinx()
+    twin.plot(x, [r["mfu"] for r in ok], "s:", color="#ee6677", label="MFU")
+    twin.set_ylabel("MFU")
+    twin.set_ylim(0, max([r["mfu"] for r in ok] + [0.01]) * 1.2)
+    lines = ax1.get_legend_handles_labels()
+    lines2 = twin.get_legend_handles_labels()
+    ax1.legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize=8, loc="best")
+    ax1.set_title("throughput")
+    bottom = [0.0] * len(ok)
+    width = _bar_width(x)
+    for key, colour in zip(BREAKDOWN, COLOURS):
+        vals = [r["breakdown_s"][key] for r in ok]
+        ax2.bar(x, vals, bottom=bottom, color=colour, label=key, width=width)
+        bottom = [a + b for a, b in zip(bottom, vals)]
+    ax2.set_xlabel(vary)
+    ax2.set_ylabel("step time (s)")
+    ax2.set_title("step time breakdown")
+    ax2.legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _bar_width(x: list[float]) -> float:
+    if len(x) < 2:
+        return 0.8 * (abs(x[0]) if x else 1.0) or 0.8
+    gaps = [b - a for a, b in zip(sorted(x), sorted(x)[1:]) if b > a]
+    return 0.6 * min(gaps) if gaps else 0.8
