@@ -101,8 +101,15 @@ def write_data(root: Path, vocab: int = 64, seed: int = 0, docs: int = 40) -> Pa
         entries = []
         for domain, weight in (("ja", 0.6), ("en", 0.4)):
             prefix = f"shards/{domain}_{split}"
-            # documents of varied length ending in the end-of-document id 2
-            ds = [np.r_[rng.integers(3, vocab, size=rng.integers(3, 30)), 2] for _ in range(n)]
+            # learnable documents of varied length: counting runs (a, a+1, ...) with an
+            # occasional random token, ending in the end-of-document id 2
+            ds = []
+            for _ in range(n):
+                k = int(rng.integers(3, 30))
+                doc = 3 + (int(rng.integers(0, vocab)) + np.arange(k)) % (vocab - 3)
+                noise = rng.random(k) < 0.1
+                doc[noise] = rng.integers(3, vocab, size=int(noise.sum()))
+                ds.append(np.r_[doc, 2])
             write_shard(root / prefix, ds)
             entries.append({"domain": domain, "prefix": prefix, "weight": weight,
                             "tokens": int(sum(len(d) for d in ds))})
