@@ -5,11 +5,11 @@ is scored by ``sum ln p(continuation tokens | context)``; the prediction is the 
 (``acc``), or the highest score divided by the continuation's length in characters
 (``acc_norm``, the harness's length normalisation). Chance is ``1 / choices``.
 
-Tasks here are built from held-out text (``build_continuation_items``): the context is the
-first ``context_tokens`` tokens of a document (after an EOD, as a document starts in
-training), the true continuation the next ``continuation_tokens`` tokens, and the distractors
-the tokens at the same offsets of other held-out documents of the same language, drawn with a
-seeded generator. Working in token space keeps every choice exactly as long in tokens and
+Tasks here are built from held-out text (``build_continuation_items``): the context is
+``context_tokens`` tokens of a document (after an EOD when they open it, as a document starts
+in training), the true continuation the next ``continuation_tokens`` tokens, and the
+distractors continuation spans cut the same way from other held-out documents of the same
+language, drawn with a seeded generator. Working in token space keeps every choice exactly as long in tokens and
 avoids tokenising a continuation apart from its context.
 """
 
@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from fugaku_sim.evaluate.lm import LanguageModel, continuation_logprob
+from fugaku_sim.evaluate.lm import LanguageModel, choices_logprob
 
 
 @dataclass(frozen=True)
@@ -35,36 +35,51 @@ class ChoiceItem:
     choice_chars: list[int]
 
 
+def segments_of(docs: list[list[int]], length: int) -> list[tuple[int, int]]:
+    """(document, start) of every non-overlapping ``length``-token segment, in order."""
+    return [(d, start) for d, doc in enumerate(docs)
+            for start in range(0, len(doc) - length + 1, length)]
+
+
 def build_continuation_items(docs: list[list[int]], decode: Any, eod_id: int,
                              context_tokens: int, continuation_tokens: int, n_choices: int,
                              max_items: int, seed: int) -> list[ChoiceItem]:
     """Items from token lists of held-out documents (without EOD), seeded.
 
-    Documents shorter than ``context_tokens + continuation_tokens`` are skipped; an item
-    needs ``n_choices - 1`` other documents whose span differs from the true one, so fewer
-    than ``n_choices`` usable documents give no items.
+    Each document is cut into non-overlapping segments of ``context_tokens +
+    continuation_tokens`` tokens; an item's context is a segment's first part (after an EOD
+    when the segment opens its document) and the true choice the rest. Distractors are the
+    continuation spans of segments of *other* documents, distinct from each other and from the
+    true one; fewer than ``n_choices`` documents with a segment give no items.
     """
     need = context_tokens + continuation_tokens
-    usable = [d for d in docs if len(d) >= need]
-    if len(usable) < n_choices:
+    segs = segments_of(docs, need)
+    if len({d for d, _ in segs}) < n_choices:
         return []
     rng = np.random.default_rng(seed)
-    spans = [list(d[context_tokens:need]) for d in usable]
+
+    def span(k: int) -> list[int]:
+        d, start = segs[k]
+        return list(docs[d][start + context_tokens:start + need])
+
     items: list[ChoiceItem] = []
-    for i in rng.permutation(len(usable))[:max_items]:
-        true = spans[int(i)]
-        others = [int(j) for j in rng.permutation(len(usable)) if j != i and spans[j] != true]
+    for k in rng.permutation(len(segs)):
+        if len(items) == max_items:
+            break
+        d, start = segs[int(k)]
+        true = span(int(k))
         picked: list[list[int]] = []
-        for j in others:
-            if spans[j] not in picked:
-                picked.append(spans[j])
-            if len(picked) == n_choices - 1:
-                break
+        for j in rng.permutation(len(segs)):
+            cand = span(int(j))
+            if segs[int(j)][0] != d and cand != true and cand not in picked:
+                picked.append(cand)
+                if len(picked) == n_choices - 1:
+                    break
         if len(picked) < n_choices - 1:
             continue
         label = int(rng.integers(0, n_choices))
         choices = picked[:label] + [true] + picked[label:]
-        context = [eod_id] + list(usable[int(i)][:context_tokens])
+        context = ([eod_id] if start == 0 else []) + list(docs[d][start:start + context_tokens])
         items.append(ChoiceItem(context, choices, label,
                                 [max(1, len(decode(c))) for c in choices]))
     return items
@@ -86,7 +101,7 @@ def score_items(model: LanguageModel, items: list[ChoiceItem]) -> dict[str, Any]
         raise ValueError("every item must have the same number of choices")
     preds: list[tuple[int, int, int]] = []
     for it in items:
-        ll = np.array([continuation_logprob(model, it.context, c) for c in it.choices])
+        ll = choices_logprob(model, it.context, it.choices)  # [N]
         norm = ll / np.array(it.choice_chars, dtype=np.float64)
         preds.append((it.label, int(np.argmax(ll)), int(np.argmax(norm))))
     n = len(items)

@@ -39,13 +39,17 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def target_logprobs(model: LanguageModel, inputs: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """``log p(targets[b, t] | inputs[b, :t+1])`` [B,T] in nats, from one forward pass.
+    """``log p(targets[b, t] | inputs[b, :t+1])`` [B,T] in nats (float64), one forward pass.
 
     ``inputs`` and ``targets`` are [B,T] int arrays; ``targets`` is ``inputs`` shifted left
-    by one in every use here.
+    by one in every use here. Only the target's log-probability is formed:
+    ``logit[target] - logsumexp(logits)``, in the logits' precision.
     """
-    logp = log_softmax(model.logits(inputs))  # [B,T,V]
-    return np.take_along_axis(logp, targets[..., None].astype(np.int64), axis=-1)[..., 0]
+    logits = model.logits(inputs)  # [B,T,V]
+    top = logits.max(axis=-1, keepdims=True)  # [B,T,1]
+    lse = top[..., 0] + np.log(np.exp(logits - top).sum(axis=-1))  # [B,T]
+    picked = np.take_along_axis(logits, targets[..., None].astype(np.int64), axis=-1)[..., 0]
+    return (picked - lse).astype(np.float64)
 
 
 def continuation_logprob(model: LanguageModel, context: list[int],
@@ -66,3 +70,21 @@ def continuation_logprob(model: LanguageModel, context: list[int],
     arr = np.asarray(whole, dtype=np.int64)[None, :]
     logp = target_logprobs(model, arr[:, :-1], arr[:, 1:])[0]  # [len(whole)-1]
     return float(logp[-len(continuation):].sum())
+
+
+def choices_logprob(model: LanguageModel, context: list[int],
+                    choices: list[list[int]]) -> np.ndarray:
+    """:func:`continuation_logprob` of every choice [N] (nats); choices of equal length run as
+    one batch (the context is cut the same way for each)."""
+    out = np.empty(len(choices))
+    by_len: dict[int, list[int]] = {}
+    for i, c in enumerate(choices):
+        by_len.setdefault(len(c), []).append(i)
+    for n, idx in by_len.items():
+        if not context or n == 0 or n > model.seq_len:
+            raise ValueError("context and choices must be non-empty and fit seq_len")
+        rows = np.asarray([(list(context) + list(choices[i]))[-(model.seq_len + 1):]
+                           for i in idx], dtype=np.int64)  # [B, <= seq_len + 1]
+        logp = target_logprobs(model, rows[:, :-1], rows[:, 1:])  # [B, T]
+        out[idx] = logp[:, -n:].sum(axis=1)
+    return out

@@ -65,11 +65,12 @@ def plan_windows(targets: int, seq_len: int, stride: int) -> list[Window]:
 
 
 def stream_nll(model: LanguageModel, stream: np.ndarray, stride: int,
-               batch: int = 8) -> tuple[float, int]:
+               batch: int | None = None) -> tuple[float, int]:
     """Summed negative log-likelihood (nats) of ``stream[1:]`` and the number of targets.
 
-    Windows of equal length are run ``batch`` at a time.
+    Windows of equal length are run ``batch`` at a time (default: about 4096 tokens).
     """
+    batch = batch or max(1, 4096 // model.seq_len)
     windows = plan_windows(len(stream) - 1, model.seq_len, stride)
     total = 0.0
     i = 0

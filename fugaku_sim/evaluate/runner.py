@@ -30,9 +30,11 @@ DEFAULT_PROMPTS: tuple[tuple[str, str], ...] = (
     ("ja", "富岳は"), ("ja", "日本の研究者は"), ("en", "The supercomputer"),
     ("en", "Once upon a time"))
 CHOICE_DEFINITION = (
-    "context = an EOD then the first `context_tokens` tokens of a held-out document; choices = "
-    "its next `continuation_tokens` tokens and the tokens at the same offsets of other held-out "
-    "documents of the language (seeded); score = sum of ln p(choice tokens | context) "
+    "held-out documents cut into non-overlapping segments of context_tokens + "
+    "continuation_tokens tokens; context = a segment's first context_tokens tokens (after an "
+    "EOD when the segment opens its document); choices = the segment's last "
+    "continuation_tokens tokens and continuation spans of segments of other held-out "
+    "documents of the same language (seeded); score = sum of ln p(choice tokens | context) "
     "(lm-evaluation-harness loglikelihood); acc = argmax score, acc_norm = argmax score / "
     "characters of the choice; chance = 1 / choices")
 ARITHMETIC_DEFINITION = (

@@ -103,10 +103,16 @@ def write_data_dir(root: str | Path, seed: int = 0, docs_per_domain: int = 40,
         for _ in range(10):
             a, b = (int(x) for x in rng.integers(30, 60, size=2))
             f.write(json.dumps({"prompt": f"{a} + {b} =", "answer": str(a + b)}) + "\n")
-    manifest = {"mixture": {d: {"target_share": s, "achieved_share": s}
-                            for d, s in (("ja", 0.6), ("en", 0.2), ("code", 0.1),
-                                         ("maths", 0.1))},
-                "note": "synthetic data directory (fugaku_sim.evaluate.synthetic)"}
+    # the data stage's manifest layout (fugaku_sim.data.manifest), with made-up shares
+    shares = {"ja": 0.6, "en": 0.2, "code": 0.1, "maths": 0.1}
+    manifest = {
+        "mixture": {"total_train_tokens": 0, "max_epochs": 1.0,
+                    "domains": {d: {"target_share": s, "achieved_share": s}
+                                for d, s in shares.items()}},
+        "sources": {f"synthetic-{d}": {"kind": "synthetic", "domain": d,
+                                       "licence": "CC0-1.0 (generated)", "documents": len(t)}
+                    for d, t in texts.items()},
+        "note": "synthetic data directory (fugaku_sim.evaluate.synthetic)"}
     (root / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     return root
 

@@ -79,14 +79,33 @@ def table_of(obj: Any, first: str = "name") -> list[str]:
             + [f"| {' | '.join(_cell(r.get(c)) for c in cols)} |" for r in rows])
 
 
-def mixture_of(manifest: dict[str, Any] | None) -> Any:
-    """The manifest's mixture table (target vs achieved shares), wherever it sits."""
-    if not manifest:
-        return None
-    for key in ("mixture", "mix", "shares", "domains"):
-        if key in manifest:
-            return manifest[key]
-    return None
+def mixture_of(manifest: dict[str, Any] | None) -> tuple[Any, list[tuple[str, Any]]]:
+    """The manifest's mixture table (target vs achieved shares per domain) and its scalar
+    fields (total tokens, warnings ...). The data stage writes
+    ``{"mixture": {"total_train_tokens": ..., "domains": {d: {...}}}}``; other shapes are
+    shown as they are."""
+    mixture = None
+    for key in ("mixture", "mix", "shares"):
+        if manifest and key in manifest:
+            mixture = manifest[key]
+            break
+    if isinstance(mixture, dict) and isinstance(mixture.get("domains"), dict):
+        return mixture["domains"], [(k, v) for k, v in mixture.items() if _scalar(v)]
+    return mixture, []
+
+
+SOURCE_COLUMNS = ("domain", "kind", "licence", "license", "documents", "characters", "tokens",
+                  "origin")
+
+
+def sources_table(sources: Any) -> list[str]:
+    """The manifest's sources, one row each, with the columns a reader needs (licence and
+    origin included; long checksums left to the manifest)."""
+    if isinstance(sources, dict) and all(isinstance(v, dict) for v in sources.values()):
+        rows = [{"name": k, **{c: v[c] for c in SOURCE_COLUMNS if c in v}}
+                for k, v in sources.items()]
+        return table_of(rows)
+    return table_of(sources)
 
 
 def front_matter(c: CardInputs) -> dict[str, Any]:
@@ -137,14 +156,17 @@ def _usage(c: CardInputs) -> list[str]:
 
 
 def _training(c: CardInputs) -> list[str]:
-    lines = ["## Training data", "", "Mixture (from the data stage's manifest):", ""]
-    lines += table_of(mixture_of(c.manifest), first="domain")
+    lines = ["## Training data", "", "Mixture of training tokens (from the data stage's "
+             "manifest: target vs achieved share per domain):", ""]
+    table, extras = mixture_of(c.manifest)
+    lines += table_of(table, first="domain") if table else [NOT_PROVIDED]
+    if extras:
+        lines += ["", "; ".join(f"{k}: {_cell(v)}" for k, v in extras)]
     sources = (c.manifest or {}).get("sources")
     if sources is not None:
-        lines += ["", "Sources:", "", *table_of(sources)]
-    lines += ["", "## Training layout and measured throughput", "",
-              "From the trainer's `summary.json`:", ""]
-    lines += table_of(c.summary) if c.summary else [NOT_PROVIDED]
+        lines += ["", "Sources:", "", *sources_table(sources)]
+    lines += ["", "## Training layout and measured throughput", ""]
+    lines += training_section(c.summary) if c.summary else [NOT_PROVIDED]
     lines += ["", "## Simulator prediction for the same layout", ""]
     lines += table_of(c.prediction) if c.prediction else [NOT_PROVIDED]
     warn = layout_mismatch(c.summary, c.prediction)
@@ -153,6 +175,38 @@ def _training(c: CardInputs) -> list[str]:
     lines += ["", "## Predicted vs measured", ""]
     lines += table_of(c.compare, first="quantity") if c.compare else [NOT_PROVIDED]
     return lines + [""]
+
+
+SKIP_SUMMARY = ("model.", "checkpoint", "consolidated")
+
+
+def _find(flat: dict[str, Any], *names: str) -> Any:
+    """The first value whose dotted key ends with one of ``names``, else None."""
+    for name in names:
+        for key, value in flat.items():
+            if key == name or key.endswith("." + name):
+                return value
+    return None
+
+
+def training_section(summary: dict[str, Any]) -> list[str]:
+    """A sentence with the measured throughput and layout, then the summary's fields
+    (without the model, already described, and local paths)."""
+    flat = dict(flatten(summary, depth=3))
+    tps, step = _find(flat, "tokens_per_s_mean", "tokens_per_s"), \
+        _find(flat, "step_time_s_mean", "step_time_s")
+    layout = {k: _find(flat, f"layout.{k}", k) for k in ("tp", "pp", "dp")}
+    lines = []
+    if isinstance(tps, (int, float)):
+        where = ", ".join(f"{k} {v}" for k, v in layout.items() if v is not None)
+        lines += [f"Measured throughput: **{tps:,.0f} tokens/s**"
+                  + (f", {step:.4g} s per step" if isinstance(step, (int, float)) else "")
+                  + (f" ({where}" + (f", {flat['world']} ranks)" if "world" in flat else ")")
+                     if where else "")
+                  + " — from the trainer's `summary.json`:", ""]
+    rows = [(k, v) for k, v in flat.items() if not k.startswith(SKIP_SUMMARY)]
+    return lines + ["| field | value |", "| --- | --- |"] + [f"| {k} | {_cell(v)} |"
+                                                          for k, v in rows]
 
 
 def layout_mismatch(summary: dict[str, Any] | None, prediction: dict[str, Any] | None) -> str:

@@ -7,7 +7,7 @@ import pytest
 
 from fugaku_sim.evaluate.arithmetic import evaluate_arithmetic, first_line, is_exact_match
 from fugaku_sim.evaluate.choice import ChoiceItem, build_continuation_items, score_items
-from fugaku_sim.evaluate.lm import continuation_logprob
+from fugaku_sim.evaluate.lm import choices_logprob, continuation_logprob
 from fugaku_sim.evaluate.tokenizer import Tokenizer
 
 
@@ -53,6 +53,9 @@ def test_continuation_logprob_is_sum_of_token_logprobs():
     p_other = 1 / (np.exp(10) + vocab - 1)
     assert continuation_logprob(model, [1, 2], [5, 4]) == pytest.approx(
         np.log(p_other) + np.log(1 / vocab))
+    batched = choices_logprob(model, [1, 2], [[3, 4], [5, 4], [3], [5]])
+    singles = [continuation_logprob(model, [1, 2], c) for c in ([3, 4], [5, 4], [3], [5])]
+    np.testing.assert_allclose(batched, singles, rtol=1e-12)
 
 
 def test_multiple_choice_known_answer_and_chance():
@@ -79,19 +82,23 @@ def test_length_normalisation_changes_the_pick():
 
 
 def test_built_items_hold_the_true_continuation_and_distinct_distractors():
-    docs = [list(range(100 * i, 100 * i + 30)) for i in range(8)]
+    docs = [list(range(100 * i, 100 * i + 30)) for i in range(8)]  # 2 segments of 15 each
     items = build_continuation_items(docs, lambda ids: "x" * len(ids), eod_id=2,
                                      context_tokens=10, continuation_tokens=5, n_choices=4,
-                                     max_items=8, seed=0)
-    assert len(items) == 8
+                                     max_items=12, seed=0)
+    assert len(items) == 12
     for it in items:
-        doc = next(d for d in docs if d[:10] == it.context[1:])
-        assert it.context[0] == 2
-        assert it.choices[it.label] == doc[10:15]
+        body = it.context[1:] if it.context[0] == 2 else it.context
+        doc = next(d for d in docs if body[0] in d)
+        start = doc.index(body[0])
+        assert start in (0, 15) and (it.context[0] == 2) == (start == 0)
+        assert body == doc[start:start + 10]
+        assert it.choices[it.label] == doc[start + 10:start + 15]
         assert len({tuple(c) for c in it.choices}) == 4
-    labels = {it.label for it in items}
-    assert len(labels) > 1  # the true answer's position is drawn, not fixed
-    again = build_continuation_items(docs, lambda ids: "x", 2, 10, 5, 4, 8, seed=0)
+        others = [c for i, c in enumerate(it.choices) if i != it.label]
+        assert all(c[0] not in doc for c in others)  # distractors come from other documents
+    assert len({it.label for it in items}) > 1  # the true answer's position is drawn
+    again = build_continuation_items(docs, lambda ids: "x", 2, 10, 5, 4, 12, seed=0)
     assert [i.choices for i in again] == [i.choices for i in items]
     # too few documents for 4 choices: no items
     assert build_continuation_items(docs[:3], str, 2, 10, 5, 4, 8, seed=0) == []

@@ -76,8 +76,10 @@ def test_card_shows_summary_prediction_and_comparison(rel_inputs, tmp_path):
     train = tmp_path / "train"
     train.mkdir()
     (train / "summary.json").write_text(json.dumps(
-        {"layout": {"tp": 1, "pp": 2, "dp": 1}, "world_size": 2, "steps": 30,
-         "mean_tokens_per_s": 1234.5, "breakdown_s": {"compute": 0.1, "pp_comm": 0.01}}))
+        {"model": {"name": "tiny-release"}, "layout": {"tp": 1, "pp": 2, "dp": 1}, "world": 2,
+         "steps": 30, "tokens_per_s_mean": 1234.4, "step_time_s_mean": 0.25,
+         "breakdown_s_mean": {"compute": 0.1, "pp_comm": 0.01}, "final_train_loss": 5.5,
+         "consolidated": "/somewhere/model.safetensors"}))
     pred = tmp_path / "prediction.json"
     pred.write_text(json.dumps({"tp": 1, "pp": 4, "dp": 1, "step_time_s": 0.2,
                                 "tokens_per_s": 1500.0, "breakdown_s": {"compute": 0.09}}))
@@ -90,7 +92,10 @@ def test_card_shows_summary_prediction_and_comparison(rel_inputs, tmp_path):
         prediction=pred, compare=comp, name="with-extras"))
     body = (directory / "README.md").read_text(encoding="utf-8")
     assert notes == []
-    assert "| mean_tokens_per_s | 1234 |" in body.replace("1234.5", "1234")
+    assert ("Measured throughput: **1,234 tokens/s**, 0.25 s per step (tp 1, pp 2, dp 1, "
+            "2 ranks)") in body
+    assert "| breakdown_s_mean.pp_comm | 0.01 |" in body and "| final_train_loss | 5.5 |" in body
+    assert "/somewhere" not in body  # local paths stay out of the card
     assert "| breakdown_s.compute | 0.09 |" in body
     assert "| step_time_s | 0.2 | 0.25 | 0.8 |" in body
     assert "prediction is for another layout (pp 4 predicted vs 2 trained)" in body
