@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     from fugaku_sim.release.checksums import sha256_file
 
     data = DataDir.open(args.data)
-    tokenizer = Tokenizer(data.path / "tokenizer.model", eod_id=data.eod_id)
+    tokenizer = Tokenizer(data.tokenizer_path, eod_id=data.eod_id)
     if args.release:
         from fugaku_sim.release.load import load_release
 

@@ -76,8 +76,6 @@ class DataDir:
         root = Path(path)
         if not root.is_dir():
             raise UserError(f"{root}: data directory not found; run `fugaku-sim data` first")
-        if not (root / "tokenizer.model").is_file():
-            raise UserError(f"{root}: no tokenizer.model; run `fugaku-sim data` first")
         blend: dict[str, Any] = {}
         if (root / "blend.json").is_file():
             try:
@@ -86,7 +84,18 @@ class DataDir:
                 raise UserError(f"{root / 'blend.json'}: unreadable JSON ({exc})") from None
             if not isinstance(blend, dict):
                 raise UserError(f"{root / 'blend.json'}: expected a JSON object")
-        return cls(root, blend)
+        data = cls(root, blend)
+        if not data.tokenizer_path.is_file():
+            raise UserError(f"{data.tokenizer_path}: tokenizer not found; run `fugaku-sim data` "
+                            "first")
+        return data
+
+    @property
+    def tokenizer_path(self) -> Path:
+        """The sentencepiece model: ``blend.json``'s ``tokenizer`` (relative to the
+        directory), else ``tokenizer.model``."""
+        name = self.blend.get("tokenizer")
+        return self.path / (name if isinstance(name, str) and name else "tokenizer.model")
 
     @property
     def eod_id(self) -> int | None:

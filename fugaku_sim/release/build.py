@@ -131,7 +131,7 @@ def build_release(inputs: ReleaseInputs) -> tuple[Path, Path, list[str]]:
     if not NAME_PATTERN.match(name):
         raise UserError(f"release name {name!r}: use letters, digits, '.', '_' and '-'")
     data = DataDir.open(inputs.data_dir)
-    tokenizer = Tokenizer(data.path / "tokenizer.model", eod_id=data.eod_id)
+    tokenizer = Tokenizer(data.tokenizer_path, eod_id=data.eod_id)
     if tokenizer.vocab_size > spec.vocab:
         raise UserError(f"{tokenizer.path}: {tokenizer.vocab_size} tokens do not fit the "
                         f"model's vocabulary of {spec.vocab}")

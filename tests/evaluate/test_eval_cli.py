@@ -86,6 +86,9 @@ def _fails(run_cli, *args: str, message: str) -> None:
 def test_missing_data_dir(run_cli, checkpoint, tmp_path):
     _fails(run_cli, "--checkpoint", str(checkpoint), "--data", str(tmp_path / "none"),
            message="data directory not found")
+    (tmp_path / "empty").mkdir()
+    _fails(run_cli, "--checkpoint", str(checkpoint), "--data", str(tmp_path / "empty"),
+           message="tokenizer not found")
 
 
 def test_missing_checkpoint(run_cli, tiny_data, tmp_path):
@@ -110,6 +113,10 @@ def test_checkpoint_without_spec_or_not_safetensors(run_cli, tiny_spec, tiny_dat
     save_file(random_params(tiny_spec, seed=0), str(tmp_path / "nospec.safetensors"))
     _fails(run_cli, "--checkpoint", str(tmp_path / "nospec.safetensors"), "--data",
            str(tiny_data), message="no 'model_spec'")
+    save_file(random_params(tiny_spec, seed=0), str(tmp_path / "badspec.safetensors"),
+              metadata={"model_spec": json.dumps({"name": "x", "layers": 0})})
+    _fails(run_cli, "--checkpoint", str(tmp_path / "badspec.safetensors"), "--data",
+           str(tiny_data), message="invalid 'model_spec' metadata")
     (tmp_path / "junk.safetensors").write_bytes(b"\x80\x04junk")
     _fails(run_cli, "--checkpoint", str(tmp_path / "junk.safetensors"), "--data",
            str(tiny_data), message="not a readable safetensors file")
