@@ -37,6 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="perplexity window stride in tokens (default: seq_len)")
     parser.add_argument("--max-problems", type=_positive, default=200,
                         help="arithmetic problems (seeded subset)")
+    parser.add_argument("--maths-shots", type=int, default=0,
+                        help="solved problems before each arithmetic prompt (few-shot)")
     parser.add_argument("--choice-items", type=_positive, default=100,
                         help="multiple-choice items per language")
     parser.add_argument("--choices", type=_positive, default=4, help="choices per item")
@@ -81,8 +83,10 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--stride {args.stride} exceeds the model's seq_len {spec.seq_len}")
     if args.temperature < 0:
         raise UserError(f"--temperature must be >= 0, got {args.temperature}")
+    if args.maths_shots < 0:
+        raise UserError(f"--maths-shots must be >= 0, got {args.maths_shots}")
     opts = EvalOptions(seed=args.seed, max_docs=args.max_docs, stride=args.stride,
-                       max_problems=args.max_problems, choice_items=args.choice_items,
+                       max_problems=args.max_problems, maths_shots=args.maths_shots, choice_items=args.choice_items,
                        n_choices=args.choices, temperature=args.temperature, top_k=args.top_k,
                        max_new_tokens=args.max_new_tokens,
                        prompts=tuple(args.prompt) if args.prompt else DEFAULT_PROMPTS)

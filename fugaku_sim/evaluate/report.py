@@ -32,7 +32,8 @@ def task_table(result: dict[str, Any]) -> list[str]:
             "| --- | --- | ---: | ---: | ---: | ---: |"]
     ar = result.get("arithmetic") or {}
     if "exact_match" in ar:
-        rows.append(f"| arithmetic | exact match (greedy) | {_fmt(ar['exact_match'])} | "
+        shots = ar.get("shots", 0)
+        rows.append(f"| arithmetic | exact match (greedy, {shots}-shot) | {_fmt(ar['exact_match'])} | "
                     f"{_fmt(ar.get('exact_match_stderr'))} | ~0 | {ar['problems']} |")
     for name, t in (result.get("multiple_choice") or {}).get("tasks", {}).items():
         if "skipped" in t:

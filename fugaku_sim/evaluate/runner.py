@@ -38,7 +38,8 @@ CHOICE_DEFINITION = (
     "(lm-evaluation-harness loglikelihood); acc = argmax score, acc_norm = argmax score / "
     "characters of the choice; chance = 1 / choices")
 ARITHMETIC_DEFINITION = (
-    "prompt after an EOD, greedy decoding until a newline or EOD (at most `max_new_tokens`); "
+    "prompt after an EOD and `shots` other solved problems of the set as worksheet lines "
+    "(`prompt answer` per line), greedy decoding until a newline or EOD (at most `max_new_tokens`); "
     "correct when the text before the first newline, stripped, equals the answer exactly")
 
 
@@ -51,6 +52,7 @@ class EvalOptions:
     stride: int | None = None  # perplexity window stride; None: seq_len (disjoint windows)
     max_problems: int | None = 200
     max_new_tokens_maths: int = 12
+    maths_shots: int = 0
     choice_items: int = 100
     n_choices: int = 4
     continuation_tokens: int = 12
@@ -122,7 +124,8 @@ def run_arithmetic(model: GPT, tokenizer: Tokenizer, data: DataDir,
     if not problems:
         return {**base, "skipped": "no maths_eval.jsonl in the data directory"}
     chosen = [problems[i] for i in pick(len(problems), opts.max_problems, opts.seed, "maths")]
-    r = evaluate_arithmetic(model, tokenizer, chosen, opts.max_new_tokens_maths)
+    r = evaluate_arithmetic(model, tokenizer, chosen, opts.max_new_tokens_maths,
+                            shots=opts.maths_shots, seed=opts.seed)
     em, n = r["exact_match"], r["problems"]
     stderr = math.sqrt(em * (1 - em) / (n - 1)) if n > 1 else None
     return {**base, "source": str(path), **r, "exact_match_stderr": stderr}

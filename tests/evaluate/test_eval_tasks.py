@@ -126,3 +126,22 @@ def test_arithmetic_exact_match_counts_only_right_answers(tiny_data):
     assert got["exact_match"] == 0.5
     assert [e["correct"] for e in got["examples"]] == [True, True, False, False]
     assert got["examples"][2]["completion"] == "41"
+
+
+def test_few_shot_context_holds_other_solved_problems_only(tiny_data):
+    from fugaku_sim.evaluate.arithmetic import shot_text
+
+    problems = [(f"{i} + 1 =", str(i + 1)) for i in range(6)]
+    text = shot_text(problems, 2, shots=3, seed=0)
+    lines = text.splitlines()
+    assert len(lines) == 3 and "2 + 1 = 3" not in lines
+    assert all(line in {f"{i} + 1 = {i + 1}" for i in range(6)} for line in lines)
+    assert shot_text(problems, 2, shots=3, seed=0) == text
+    assert shot_text(problems, 2, shots=0, seed=0) == ""
+    # a model that has learnt the worksheet continues the few-shot context correctly
+    tok = Tokenizer(tiny_data / "tokenizer.model")
+    ctx = shot_text(problems, 0, 2, seed=1) + "0 + 1 ="
+    known = [[tok.eod_id] + tok.encode(ctx) + tok.encode(ctx + " 1\n")[len(tok.encode(ctx)):]]
+    got = evaluate_arithmetic(LookupModel(known, tok.vocab_size, seq_len=128), tok,
+                              problems[:1] + problems[1:], max_new_tokens=4, shots=2, seed=1)
+    assert got["examples"][0]["correct"] and got["shots"] == 2
