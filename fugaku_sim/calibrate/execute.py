@@ -28,11 +28,16 @@ def train_argv(run: RunSpec, data: Path, out: Path) -> list[str]:
     )
 
 
-def prepare_data(runs: list[RunSpec], data_dir: Path) -> Path:
-    """A synthetic data directory large enough for every run (vocabulary and tokens)."""
-    vocab = max(load_model(r.model).vocab for r in runs)
-    tokens = max(r.steps * r.global_batch * (load_model(r.model).seq_len + 1) for r in runs)
-    return write_synthetic_data(data_dir, vocab, 2 * tokens + 4096)
+def prepare_data(runs: list[RunSpec], data_dir: Path) -> dict[str, Path]:
+    """A synthetic data directory per model (``<data_dir>/<model>``): its vocabulary (the
+    trainer rejects data with a larger one) and enough tokens for its longest run."""
+    out = {}
+    for name in sorted({r.model for r in runs}):
+        model = load_model(name)
+        tokens = max(r.steps * r.global_batch * (model.seq_len + 1)
+                     for r in runs if r.model == name)
+        out[name] = write_synthetic_data(data_dir / name, model.vocab, 2 * tokens + 4096)
+    return out
 
 
 def execute_runs(
@@ -54,14 +59,17 @@ def execute_runs(
         (out / "run.json").write_text(run.model_dump_json(indent=1) + "\n", encoding="utf-8")
         if progress:
             progress(f"[{i}/{len(runs)}] {run.label} on {run.ranks} ranks, {run.steps} steps")
-        run_mpi(launcher, run.ranks, train_argv(run, data, out), timeout_s,
+        run_mpi(launcher, run.ranks, train_argv(run, data[run.model], out), timeout_s,
                 f"validate: training run {run.label}", log=out / "launch.log")
         dirs.append(out)
     return dirs
 
 
 def warmup_of(run_dir: Path, default: int) -> int:
-    """The warm-up steps recorded in ``run.json`` beside a run (else ``default``)."""
+    """The warm-up steps recorded in ``run.json`` of a run directory (or beside its
+    ``summary.json``), else ``default``."""
+    if run_dir.name == "summary.json":
+        run_dir = run_dir.parent
     try:
         return int(json.loads((run_dir / "run.json").read_text(encoding="utf-8"))["warmup_steps"])
     except (OSError, ValueError, KeyError, TypeError):

@@ -1,0 +1,124 @@
+"""Pairing measured runs with predictions: job construction, errors, summaries, run sets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from fugaku_sim.calibrate.compare import (
+    BREAKDOWN_KEYS,
+    Row,
+    fastest_agreement,
+    job_on_one_node,
+    occupied_cluster,
+    read_measured,
+    summarize_rows,
+)
+from fugaku_sim.calibrate.runs import default_runs, load_runs, quick_runs
+from fugaku_sim.errors import UserError
+from fugaku_sim.spec import load_cluster, load_model_preset
+
+
+def _row(label: str, model: str, ranks: int, measured: float, predicted: float) -> Row:
+    zero = dict.fromkeys(BREAKDOWN_KEYS, 0.0)
+    return Row(label=label, model=model, ranks=ranks, tp=1, pp=1, dp=ranks, micro_batch=1,
+               global_batch=8, measured_step_s=measured, predicted_step_s=predicted,
+               measured_breakdown_s=zero, predicted_breakdown_s=zero, steps_timed=3,
+               measured_spread=0.0, source="")
+
+
+def test_occupied_cluster_gives_a_lone_rank_its_share() -> None:
+    local = load_cluster("local")  # processes_per_node 2
+    one = occupied_cluster(local, 1)
+    assert one.node.processes_per_node == 1
+    assert one.node.peak_TFLOPs.fp32 == pytest.approx(local.node.peak_TFLOPs.fp32 / 2)
+    assert one.node.mem_bw_GBps == pytest.approx(local.node.mem_bw_GBps / 2)
+    assert occupied_cluster(local, 2) is local
+    assert occupied_cluster(local, 4) is local
+
+
+def _write_run(tmp: Path, times: list[float], tp: int = 1, dp: int = 2) -> Path:
+    preset = load_model_preset("gpt-micro")
+    summary = {"model": preset.model.model_dump(mode="json"),
+               "train": {"global_batch": 8, "micro_batch": 2},
+               "layout": {"tp": tp, "pp": 1, "dp": dp}, "step_time_s_mean": 99.0}
+    (tmp / "summary.json").write_text(json.dumps(summary))
+    lines = [{"step": i + 1, "step_time_s": t,
+              "breakdown_s": {"compute": t * 0.9, "dp_comm": t * 0.1}}
+             for i, t in enumerate(times)]
+    (tmp / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    return tmp
+
+
+def test_read_measured_skips_warmup(tmp_path: Path) -> None:
+    m = read_measured(_write_run(tmp_path, [5.0, 3.0, 1.0, 2.0]), warmup=2)
+    assert m.step_time_s == pytest.approx(1.5)
+    assert m.steps_timed == 2
+    assert m.breakdown_s["compute"] == pytest.approx(1.35)
+    assert m.breakdown_s["bubble"] == 0.0
+    assert m.layout.dp == 2
+
+
+def test_read_measured_falls_back_to_the_summary(tmp_path: Path) -> None:
+    _write_run(tmp_path, [1.0])
+    (tmp_path / "metrics.jsonl").unlink()
+    assert read_measured(tmp_path / "summary.json").step_time_s == 99.0
+
+
+def test_read_measured_errors(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="not found"):
+        read_measured(tmp_path)
+    (tmp_path / "summary.json").write_text(json.dumps({"model": {}}))
+    with pytest.raises(UserError, match="'train'"):
+        read_measured(tmp_path)
+
+
+def test_job_puts_every_rank_on_one_node(tmp_path: Path) -> None:
+    m = read_measured(_write_run(tmp_path, [1.0, 1.0, 1.0], tp=2, dp=2))
+    job = job_on_one_node(load_cluster("local"), m)
+    assert job.nodes == 1 and job.processes_per_node == 4
+
+
+def test_summary_errors_and_fastest() -> None:
+    rows = [_row("a", "m", 2, 1.0, 1.05), _row("b", "m", 2, 2.0, 1.6),
+            _row("c", "m", 4, 0.8, 1.2), _row("d", "n", 1, 1.0, 1.0)]
+    s = summarize_rows(rows)
+    assert s["median_abs_error"] == pytest.approx((0.05 + 0.2) / 2)
+    assert s["worst_abs_error"] == pytest.approx(0.5) and s["worst_run"] == "c"
+    by_model = s["fastest_by_model"]
+    assert [(g["measured_fastest"], g["predicted_fastest"], g["agree"]) for g in by_model] == \
+        [("c", "a", False)]
+    assert s["fastest_agreed"] is False
+    by_ranks = fastest_agreement(rows, "model+ranks")
+    assert [(g["group"], g["agree"]) for g in by_ranks] == [("m 8 2", True)]
+    with pytest.raises(UserError):
+        summarize_rows([])
+
+
+def test_run_sets() -> None:
+    runs = default_runs()
+    assert len(runs) >= 6
+    assert {r.model for r in runs} == {"gpt-micro", "gpt-tiny"}
+    assert {r.ranks for r in runs} == {1, 2, 4}
+    assert any(r.tp > 1 and r.pp == 1 and r.dp == 1 for r in runs)
+    assert any(r.pp > 1 and r.tp == 1 and r.dp == 1 for r in runs)
+    assert any(r.dp > 1 and r.tp == 1 and r.pp == 1 for r in runs)
+    assert any(sum(x > 1 for x in (r.tp, r.pp, r.dp)) >= 2 for r in runs)
+    for model in ("gpt-micro", "gpt-tiny"):
+        assert len({r.global_batch for r in runs if r.model == model}) == 1
+    assert [r.ranks for r in quick_runs()] == [1, 2]
+    assert load_runs("quick") == quick_runs()
+
+
+def test_run_file(tmp_path: Path) -> None:
+    f = tmp_path / "runs.yaml"
+    f.write_text("runs:\n  - {model: gpt-micro, dp: 2, micro_batch: 2, global_batch: 8}\n")
+    (run,) = load_runs(str(f))
+    assert run.ranks == 2 and run.label == "gpt-micro tp1 pp1 dp2 mb2"
+    f.write_text("runs:\n  - {model: gpt-micro, micro_batch: 2, global_batch: 8, tpp: 2}\n")
+    with pytest.raises(UserError, match=r"runs\.0\.tpp"):
+        load_runs(str(f))
+    with pytest.raises(UserError, match="neither"):
+        load_runs("nope")

@@ -1,0 +1,155 @@
+"""Synthetic measurements -> calibrated ClusterSpec: known figures recovered, the YAML is a
+valid profile that round-trips, and the provenance sidecar holds the raw rows."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from fugaku_sim.calibrate.bench import MESSAGE_BYTES, STREAM_WORDS, gemm_shapes
+from fugaku_sim.calibrate.fit import ring_allreduce_factors
+from fugaku_sim.calibrate.profile import (
+    calibrated_cluster,
+    fit_calibration,
+    sidecar_path,
+    simulated_kernel_bytes,
+    write_profile,
+)
+from fugaku_sim.calibrate.provenance import provenance
+from fugaku_sim.errors import UserError
+from fugaku_sim.spec import load_cluster
+from fugaku_sim.spec.load import dump_yaml
+
+PEAK = 80e9  # FLOP/s per process
+EFF = {16: 0.5, 64: 0.8, 256: 1.0}
+CALL_S = 1e-6  # numpy matmul call
+OVERHEAD_S = 10e-6  # per simulated op
+EFFECTIVE_BW = 5e9  # bytes/s per process as the simulator counts bytes
+LAT_S, BW = 3e-6, 4e9
+
+
+def _kernel_rows() -> list[dict[str, Any]]:
+    rows = []
+    for tokens, c in ((8, 8), (1024, 64), (1024, 256)):
+        shape = {"tokens": tokens, "C": c, "F": 4 * c, "V": 4096 if tokens > 8 else 32}
+        for kernel in ("layernorm_fwd", "layernorm_bwd", "gelu_fwd", "gelu_bwd",
+                       "cross_entropy_fwd", "cross_entropy_fwd_bwd"):
+            row = {"kernel": kernel, **shape}
+            ops = 2 if kernel == "cross_entropy_fwd_bwd" else 1
+            nbytes = simulated_kernel_bytes(row) if tokens > 8 else 0.0
+            row["seconds"] = ops * OVERHEAD_S + (nbytes or 0.0) / EFFECTIVE_BW
+            rows.append(row)
+    return rows
+
+
+def synthetic_measurements(ranks: int = 2) -> dict[str, Any]:
+    gemm = []
+    for d, e in EFF.items():
+        for m, k, n in gemm_shapes(d):
+            f = 2.0 * m * k * n
+            gemm.append({"m": m, "k": k, "n": n, "min_dim": d, "dtype": "float32",
+                         "flops": f, "seconds": CALL_S + f / (PEAK * e)})
+    gemm.append({"m": 512, "k": 512, "n": 512, "min_dim": 512, "dtype": "float64",
+                 "flops": 2.0 * 512**3, "seconds": 2.0 * 512**3 / 30e9})
+    stream = [{"kind": kind, "bytes": 12.0 * w, "array_bytes": 4.0 * w,
+               "seconds": 12.0 * w / 40e9} for w in STREAM_WORDS for kind in ("inplace", "alloc")]
+    tiny = [{"op": "matmul_8", "seconds": CALL_S}, {"op": "add_new", "seconds": 0.3e-6}]
+    comm = []
+    for n in (ranks, 2 * ranks):
+        a, b = ring_allreduce_factors(n)
+        comm.append({"ranks": n,
+                     "pingpong": [{"bytes": m, "seconds": LAT_S + m / BW} for m in MESSAGE_BYTES],
+                     "allreduce": [{"bytes": m, "ranks": n, "seconds": a * LAT_S + b * m / BW}
+                                   for m in MESSAGE_BYTES]})
+    share = [{"ranks": n, "share": {"all_busy_seconds": 1e-3 * n / ranks,
+                                    "half_busy_seconds": 1e-3 * n / ranks}}
+             for n in (ranks, 2 * ranks)]
+    return {"ranks": ranks, "quick": False,
+            "compute": {"gemm": gemm, "stream": stream, "tiny_ops": tiny,
+                        "kernels": _kernel_rows(), "mpi_library": "MPICH test"},
+            "share": share, "comm": comm}
+
+
+def test_fit_recovers_every_figure() -> None:
+    cal = fit_calibration(synthetic_measurements())
+    assert cal.gemm.peak_flops == pytest.approx(PEAK, rel=1e-6)
+    assert dict(cal.gemm.points) == pytest.approx(EFF, rel=1e-6)
+    assert cal.gemm_call_overhead_s == CALL_S
+    assert cal.op_overhead_s == pytest.approx(OVERHEAD_S, rel=1e-6)
+    assert cal.mem_bw_Bps == pytest.approx(EFFECTIVE_BW, rel=1e-6)
+    assert cal.stream_bw_Bps == pytest.approx(40e9, rel=1e-6)
+    assert cal.allreduce.latency_s == pytest.approx(LAT_S, rel=1e-6)
+    assert cal.allreduce.bw_Bps == pytest.approx(BW, rel=1e-6)
+    assert cal.p2p.bw_Bps == pytest.approx(BW, rel=1e-6)
+    assert cal.oversubscribed_share == pytest.approx(0.5)
+    assert cal.fp64_flops == pytest.approx(30e9)
+
+
+def test_profile_scales_per_process_figures_to_the_node(tmp_path: Path) -> None:
+    cal = fit_calibration(synthetic_measurements(ranks=2))
+    spec = calibrated_cluster(load_cluster("local"), "t-cal", cal, 2.5, 16.0)
+    node = spec.node
+    assert node.processes_per_node == 2 and node.cores == 2
+    assert node.peak_TFLOPs.fp32 == pytest.approx(2 * PEAK / 1e12, rel=1e-3)
+    assert node.mem_bw_GBps == pytest.approx(2 * EFFECTIVE_BW / 1e9, rel=1e-3)
+    assert node.op_overhead_us == pytest.approx(OVERHEAD_S * 1e6, rel=1e-3)
+    assert node.gemm_efficiency_at(64) == pytest.approx(0.8, rel=1e-3)
+    assert spec.interconnect.intra_node.bw_GBps == pytest.approx(BW / 1e9, rel=1e-3)  # type: ignore[union-attr]
+    assert (node.clock_GHz, node.mem_GiB) == (2.5, 16.0)
+    assert node.power_W == load_cluster("local").node.power_W  # kept from the base
+
+
+def test_written_yaml_is_a_valid_profile_that_round_trips(tmp_path: Path) -> None:
+    raw = synthetic_measurements()
+    cal = fit_calibration(raw)
+    spec = calibrated_cluster(load_cluster("local"), "t-cal", cal, None, None)
+    out = tmp_path / "clusters" / "t-cal.yaml"
+    prov = {**provenance(["fugaku-sim", "calibrate"]), "load_average_end": [0.1, 0.1, 0.1]}
+    sidecar = write_profile(spec, cal, prov, raw, out, "local")
+    text = out.read_text(encoding="utf-8")
+    assert text.startswith("# Calibrated by `fugaku-sim calibrate`")
+    assert sidecar == sidecar_path(out) and sidecar.name == "t-cal.measurements.json"
+    assert sidecar.name in text
+    loaded = load_cluster(str(out))
+    assert loaded == spec
+    assert yaml.safe_load(dump_yaml(loaded)) == yaml.safe_load(text)
+    payload = json.loads(sidecar.read_text(encoding="utf-8"))
+    assert payload["measurements"]["comm"] == raw["comm"]
+    assert payload["provenance"]["command"] == "fugaku-sim calibrate"
+    assert {"date_utc", "host", "cpu_model", "numpy", "blas"} <= payload["provenance"].keys()
+    assert not list(tmp_path.glob("clusters/.*tmp*"))  # no temporaries left
+
+
+def test_torus_base_is_refused() -> None:
+    cal = fit_calibration(synthetic_measurements())
+    with pytest.raises(UserError, match="switched"):
+        calibrated_cluster(load_cluster("fugaku"), "x", cal, None, None)
+
+
+def test_missing_suite_is_one_line_error() -> None:
+    raw = synthetic_measurements()
+    del raw["comm"]
+    with pytest.raises(UserError, match="cannot fit"):
+        fit_calibration(raw)
+
+
+def test_fallbacks_without_the_trainer_kernels() -> None:
+    raw = synthetic_measurements()
+    raw["compute"]["kernels"] = []
+    cal = fit_calibration(raw, array_bytes=4 * 2**20)
+    assert cal.mem_bw_Bps == pytest.approx(40e9)
+    assert "STREAM" in cal.mem_bw_method
+    assert cal.op_overhead_s == pytest.approx((CALL_S + 0.3e-6) / 2)
+
+
+def test_shipped_calibrated_profile_loads(repo: Path) -> None:
+    path = repo / "clusters" / "local-calibrated.yaml"
+    if not path.exists():
+        pytest.skip("no calibrated profile committed yet")
+    spec = load_cluster(str(path))
+    assert spec.name == "local-calibrated"
+    assert sidecar_path(path).is_file()
