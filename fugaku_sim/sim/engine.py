@@ -91,6 +91,9 @@ class PipelineEngine:
         self.recompute = job.recompute_stages
         self.msg = activation_message_bytes(job)
         self._segments: dict[tuple[int, int, str], list[Segment]] = {}
+        self._timings: dict[
+            tuple[int, int, str], tuple[float, float, list[tuple[bool, float]]]
+        ] = {}
         self._arrivals: dict[tuple[int, str, int, int], simpy.Event] = {}
         self.ledgers = {(r, s): Ledger() for r in range(replicas) for s in range(self.pp)}
         self.events: list[TraceEvent] = []
@@ -135,8 +138,8 @@ class PipelineEngine:
             if i == len(ops) - 1 and self.job.train.overlap_grad_reduce:
                 sync = self.env.process(self.transport.grad_sync(r, s))
             if op.kind == "B" and s in self.recompute:
-                yield from self._run(r, s, self.segments(s, op.chunk, "F"), "recompute", f"R{op}")
-            yield from self._run(r, s, self.segments(s, op.chunk, op.kind), "compute", str(op))
+                yield from self._run(r, s, (op.chunk, "F"), "recompute", f"R{op}")
+            yield from self._run(r, s, (op.chunk, op.kind), "compute", str(op))
             yield from self._send(r, s, v, op)
         yield from self._finish(r, s, sync)
 
@@ -170,31 +173,41 @@ class PipelineEngine:
         self._trace(r, s, "comm", f"send {op}", "pp_comm", t0, self.env.now - t0)
         self._arrival(r, kind, v, op.micro_batch).succeed()
 
-    def _run(self, r: int, s: int, segs: list[Segment], category: str, name: str) -> Proc:
-        """Run compute segments and tensor all-reduces; one timeout per op in fast mode."""
+    def _timed(
+        self, s: int, which: tuple[int, str]
+    ) -> tuple[float, float, list[tuple[bool, float]]]:
+        """Fast mode: (compute seconds, tensor all-reduce seconds, pieces) of a pass, cached."""
+        key = (s, *which)
+        if key not in self._timings:
+            segs = self.segments(s, *which)
+            pieces = [
+                (
+                    g.kind == "compute",
+                    g.seconds if g.kind == "compute" else self.transport.tp_time_s(s, g.nbytes),
+                )
+                for g in segs
+            ]
+            compute = sum(d for c, d in pieces if c)
+            self._timings[key] = (compute, sum(d for c, d in pieces if not c), pieces)
+        return self._timings[key]
+
+    def _run(self, r: int, s: int, which: tuple[int, str], category: str, name: str) -> Proc:
+        """Run compute segments and tensor all-reduces; one timeout per pass in fast mode."""
         book = self.ledgers[(r, s)]
         if self.transport.analytic:
             t0 = self.env.now
-            pieces = [
-                (g, g.seconds if g.kind == "compute" else self.transport.tp_time_s(s, g.nbytes))
-                for g in segs
-            ]
-            yield self.env.timeout(sum(d for _, d in pieces))
-            at = t0
-            for g, d in pieces:
-                book.add(category if g.kind == "compute" else "tp_comm", d)
-                self._trace(
-                    r,
-                    s,
-                    "compute" if g.kind == "compute" else "comm",
-                    name if g.kind == "compute" else f"tp {name}",
-                    category if g.kind == "compute" else "tp_comm",
-                    at,
-                    d,
-                )
-                at += d
+            compute, tp, pieces = self._timed(s, which)
+            yield self.env.timeout(compute + tp)
+            book.add(category, compute)
+            book.add("tp_comm", tp)
+            if self.tracing and r == 0:
+                at = t0
+                for is_compute, d in pieces:
+                    lane, label = ("compute", name) if is_compute else ("comm", f"tp {name}")
+                    self._trace(r, s, lane, label, category if is_compute else "tp_comm", at, d)
+                    at += d
             return
-        for g in segs:
+        for g in self.segments(s, *which):
             t0 = self.env.now
             if g.kind == "compute":
                 yield self.env.timeout(g.seconds)

@@ -1,0 +1,38 @@
+"""Collective cost formulas."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fugaku_sim.sim.collectives import (
+    RingPhase,
+    p2p_time_s,
+    ring_allreduce_time_s,
+    ring_reduce_scatter_time_s,
+    torus_allreduce_time_s,
+)
+
+
+def test_ring_allreduce_moves_2_n_minus_1_over_n() -> None:
+    assert ring_allreduce_time_s(8e9, 8, 1e9, 0.0) == pytest.approx(2 * 7 / 8 * 8)
+    assert ring_allreduce_time_s(1e6, 1, 1e9, 1.0) == 0.0
+    assert ring_reduce_scatter_time_s(4e9, 4, 1e9, 1e-6) == pytest.approx(3 * (1e-6 + 1.0))
+    assert p2p_time_s(1e9, 1e9, 1e-6) == pytest.approx(1.000001)
+
+
+@given(st.lists(st.integers(2, 12), min_size=1, max_size=3))
+def test_per_dimension_bytes_telescope_to_the_ring(dims: list[int]) -> None:
+    """Bandwidth term of the per-dimension all-reduce equals the flat ring's: 2 (1 - 1/N)."""
+    n = 1
+    for d in dims:
+        n *= d
+    grid = torus_allreduce_time_s(1e9, dims, [1e9] * len(dims), [0.0] * len(dims))
+    assert grid == pytest.approx(ring_allreduce_time_s(1e9, n, 1e9, 0.0))
+
+
+def test_bidirectional_phase_halves_bandwidth_time() -> None:
+    one = RingPhase(4, 1.0, 1e-9, 0.0, directions=1).allreduce_time_s(4e9)
+    two = RingPhase(4, 1.0, 1e-9, 0.0, directions=2).allreduce_time_s(4e9)
+    assert two == pytest.approx(one / 2)

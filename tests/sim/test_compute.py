@@ -1,0 +1,45 @@
+"""Compute costs agree with the FLOP counts of fugaku_sim.sim.flops."""
+
+from __future__ import annotations
+
+import pytest
+
+from fugaku_sim.sim.compute import attention_ops, backward_of, mlp_ops, op_time_s
+from fugaku_sim.sim.flops import layer_forward_flops, parameter_count
+from fugaku_sim.spec import Layout, TrainSpec, load_cluster, load_model_preset, make_job
+
+
+def fugaku_llm(tp: int = 6):
+    preset = load_model_preset("fugaku-llm-13b")
+    layout = {**preset.layout, "tp": tp, "job_shape": None}
+    return make_job(
+        load_cluster("fugaku"), preset.model, TrainSpec(**preset.train), Layout(**layout)
+    )
+
+
+def test_published_parameter_count() -> None:
+    """Fugaku-LLM is published as a 13B model (13.2B); tolerance 2%."""
+    assert parameter_count(fugaku_llm().model) == pytest.approx(13.2e9, rel=0.02)
+
+
+@pytest.mark.parametrize("tp", [1, 6, 12])
+def test_gemm_flops_sum_to_layer_flops(tp: int) -> None:
+    job = fugaku_llm(tp)
+    gemms = [op for op in attention_ops(job) + mlp_ops(job) if op.min_dim]
+    tokens = job.model.seq_len * job.train.micro_batch
+    assert sum(op.flops for op in gemms) * tp == pytest.approx(
+        layer_forward_flops(job.model, tokens)
+    )
+
+
+def test_roofline_picks_the_slower_bound() -> None:
+    job = fugaku_llm()
+    qkv = attention_ops(job)[1]
+    softmax = attention_ops(job)[3]
+    node = job.cluster.node
+    overhead = node.op_overhead_us * 1e-6
+    assert op_time_s(qkv, job) == pytest.approx(
+        qkv.flops / (node.peak_flops("fp32") * node.gemm_efficiency_at(qkv.min_dim)) + overhead
+    )
+    assert op_time_s(softmax, job) == pytest.approx(softmax.bytes / node.mem_bw_Bps + overhead)
+    assert backward_of(qkv).flops == 2 * qkv.flops

@@ -1,0 +1,164 @@
+"""predict(): the contract, the breakdown, placement effects, fast vs detailed, properties."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fugaku_sim.sim.predict import predict
+from fugaku_sim.spec import Layout, TrainSpec, load_cluster, load_model_preset, make_job
+from fugaku_sim.spec.job import Job
+from tests.sim.small import small_job, small_torus
+
+CONTRACT = (
+    "nodes",
+    "tp",
+    "pp",
+    "dp",
+    "micro_batch",
+    "global_batch",
+    "grad_accum",
+    "step_time_s",
+    "tokens_per_s",
+    "tflops_per_node",
+    "mfu",
+    "memory_per_node_GiB",
+    "fits_memory",
+    "breakdown_s",
+    "time_to_train_days",
+    "node_hours",
+    "energy_MWh",
+)
+TERMS = {"compute", "recompute", "tp_comm", "pp_comm", "dp_comm", "bubble", "optimizer"}
+
+
+def fugaku_llm(**layout: Any) -> Job:
+    preset = load_model_preset("fugaku-llm-13b")
+    return make_job(
+        load_cluster("fugaku"),
+        preset.model,
+        TrainSpec(**preset.train),
+        Layout(**{**preset.layout, **layout}),
+    )
+
+
+def test_fugaku_llm_contract() -> None:
+    d = predict(fugaku_llm()).to_json()
+    assert set(CONTRACT) <= set(d)
+    assert set(d["breakdown_s"]) == TERMS
+    assert sum(d["breakdown_s"].values()) == pytest.approx(d["step_time_s"], rel=1e-12)
+    assert d["recompute_stages"] == [0, 1, 2, 3]
+    assert d["grad_accum"] == 7 and d["nodes"] == 13824 and d["job_shape"] == "48x6x48"
+    assert d["fits_memory"] and 0 < d["mfu"] < 1
+    assert d["tokens_per_s"] == pytest.approx(2016 * 2048 / d["step_time_s"])
+    assert d["node_hours"] == pytest.approx(13824 * d["time_to_train_days"] * 24)
+    assert d["breakdown_s"]["tp_comm"] > 0 and d["breakdown_s"]["dp_comm"] > 0
+
+
+def test_placement_changes_the_prediction() -> None:
+    topo = predict(fugaku_llm(placement="topology")).breakdown_s
+    linear = predict(fugaku_llm(placement="linear")).breakdown_s
+    assert (
+        linear["tp_comm"] > 1.5 * topo["tp_comm"]
+    )  # a 6-ring over consecutive nodes closes in 5 hops
+    assert linear["dp_comm"] > topo["dp_comm"]
+    assert linear["compute"] == pytest.approx(topo["compute"])
+
+
+def test_overlap_hides_gradient_all_reduce() -> None:
+    plain = predict(fugaku_llm())
+    overlapped = predict(
+        make_job(
+            plain.job.cluster,
+            plain.job.model,
+            plain.job.train.model_copy(update={"overlap_grad_reduce": True}),
+            plain.job.layout,
+        )
+    )
+    assert overlapped.breakdown_s["dp_comm"] < plain.breakdown_s["dp_comm"]
+    assert overlapped.step_time_s <= plain.step_time_s
+
+
+SMALL_CASES = [
+    dict(tp=4, pp=4, dp=4, placement="linear", rank_order="dp-tp-pp"),
+    dict(tp=2, pp=4, dp=8, placement="topology", recompute="first-half"),
+    dict(tp=2, pp=2, dp=16, placement="linear", overlap_grad_reduce=True),
+    dict(tp=4, pp=2, dp=8, placement="topology", schedule="interleaved", virtual_stages=2),
+    dict(tp=2, pp=8, dp=4, placement="linear", rank_order="dp-pp-tp"),
+    dict(tp=4, pp=4, dp=8, placement="topology", processes_per_node=2),
+]
+
+
+@pytest.mark.parametrize("case", SMALL_CASES, ids=lambda c: "-".join(map(str, c.values())))
+def test_fast_agrees_with_detailed_on_a_4x4x4_torus(case: dict[str, Any]) -> None:
+    case = dict(case)
+    tp, pp, dp = case.pop("tp"), case.pop("pp"), case.pop("dp")
+    job = small_job(small_torus(), tp, pp, dp, global_batch=8 * dp, **case)
+    fast, detailed = predict(job, "fast"), predict(job, "detailed")
+    assert detailed.step_time_s == pytest.approx(fast.step_time_s, rel=0.02)
+
+
+@st.composite
+def small_jobs(draw: st.DrawFn) -> Job:
+    dims = draw(st.sampled_from([(2, 2, 2), (4, 2, 2), (4, 4, 2)]))
+    nodes = dims[0] * dims[1] * dims[2]
+    tp = draw(st.sampled_from([t for t in (1, 2, 4, 8) if nodes % t == 0]))
+    pp = draw(st.sampled_from([p for p in (1, 2, 4, 8) if nodes % (tp * p) == 0]))
+    dp = nodes // (tp * pp)
+    m = draw(st.integers(1, 6))
+    b = draw(st.sampled_from([1, 2]))
+    layout = {
+        "placement": draw(st.sampled_from(["linear", "topology"])),
+        "schedule": draw(st.sampled_from(["1f1b", "gpipe"])),
+        "recompute": draw(st.sampled_from(["none", "all"])),
+        "rank_order": draw(st.sampled_from(["tp-dp-pp", "dp-tp-pp", "pp-dp-tp"])),
+    }
+    return small_job(
+        small_torus(dims), tp, pp, dp, micro_batch=b, global_batch=m * b * dp, **layout
+    )
+
+
+PROPERTY = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@PROPERTY
+@given(small_jobs())
+def test_mfu_at_most_one_and_step_covers_each_stage_compute(job: Job) -> None:
+    p = predict(job)
+    assert 0 < p.mfu <= 1
+    for ledger in p.result.ledgers.values():
+        assert ledger.seconds["compute"] + ledger.seconds["recompute"] <= p.step_time_s + 1e-12
+    assert sum(p.breakdown_s.values()) == pytest.approx(p.step_time_s, rel=1e-12)
+
+
+@PROPERTY
+@given(small_jobs())
+def test_halving_link_bandwidth_never_shortens_a_step(job: Job) -> None:
+    ic = job.cluster.interconnect
+    slower = job.cluster.model_copy(
+        update={"interconnect": ic.model_copy(update={"link_bw_GBps": ic.link_bw_GBps / 2})}  # type: ignore[union-attr]
+    )
+    half = make_job(slower, job.model, job.train, job.layout)
+    assert predict(half).step_time_s >= predict(job).step_time_s * (1 - 1e-12)
+
+
+@PROPERTY
+@given(small_jobs(), st.integers(1, 6))
+def test_more_micro_batches_never_raise_the_bubble_fraction(job: Job, extra: int) -> None:
+    t = job.train
+    more = t.model_copy(
+        update={"global_batch": t.global_batch + extra * t.micro_batch * job.layout.dp}
+    )
+    bigger = make_job(job.cluster, job.model, more, job.layout)
+    assert predict(bigger).bubble_fraction <= predict(job).bubble_fraction + 1e-9
+
+
+@pytest.mark.slow
+@settings(max_examples=8, deadline=None)
+@given(small_jobs())
+def test_fast_equals_detailed_on_random_small_tori(job: Job) -> None:
+    fast, detailed = predict(job, "fast"), predict(job, "detailed")
+    assert detailed.step_time_s == pytest.approx(fast.step_time_s, rel=0.02)
