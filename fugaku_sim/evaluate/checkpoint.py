@@ -22,7 +22,6 @@ executes anything (safetensors, no pickle).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -34,23 +33,13 @@ SPEC_METADATA_KEY = "model_spec"
 
 
 def expected_shapes(spec: ModelSpec) -> dict[str, tuple[int, ...]]:
-    """Every tensor name of ``spec``'s GPT-2 with its shape, in Hugging Face order."""
-    c, v, t, f = spec.hidden, spec.vocab, spec.seq_len, spec.ffn
-    shapes: dict[str, tuple[int, ...]] = {
-        "transformer.wte.weight": (v, c), "transformer.wpe.weight": (t, c)}
-    for i in range(spec.layers):
-        p = f"transformer.h.{i}"
-        shapes.update({
-            f"{p}.ln_1.weight": (c,), f"{p}.ln_1.bias": (c,),
-            f"{p}.attn.c_attn.weight": (c, 3 * c), f"{p}.attn.c_attn.bias": (3 * c,),
-            f"{p}.attn.c_proj.weight": (c, c), f"{p}.attn.c_proj.bias": (c,),
-            f"{p}.ln_2.weight": (c,), f"{p}.ln_2.bias": (c,),
-            f"{p}.mlp.c_fc.weight": (c, f), f"{p}.mlp.c_fc.bias": (f,),
-            f"{p}.mlp.c_proj.weight": (f, c), f"{p}.mlp.c_proj.bias": (c,)})
-    shapes["transformer.ln_f.weight"] = (c,)
-    shapes["transformer.ln_f.bias"] = (c,)
+    """Every tensor name of ``spec``'s GPT-2 with its shape, in Hugging Face order: the
+    trainer's ``global_shapes``, plus ``lm_head.weight`` when embeddings are not tied."""
+    from fugaku_sim.train.sharding import LM_HEAD, global_shapes
+
+    shapes = dict(global_shapes(spec))
     if not spec.tied_embeddings:
-        shapes["lm_head.weight"] = (v, c)
+        shapes[LM_HEAD] = (spec.vocab, spec.hidden)
     return shapes
 
 
@@ -105,33 +94,28 @@ def read_safetensors(path: str | Path) -> tuple[dict[str, str], dict[str, np.nda
     return metadata, tensors
 
 
-def spec_from_metadata(metadata: dict[str, str], source: str) -> ModelSpec:
-    """The :class:`ModelSpec` stored under ``model_spec`` in a checkpoint's metadata.
-
-    Raises:
-        UserError: the key is absent or does not hold a valid spec.
-    """
-    from pydantic import ValidationError
-
-    text = metadata.get(SPEC_METADATA_KEY)
-    if text is None:
-        raise UserError(f"{source}: no {SPEC_METADATA_KEY!r} in the safetensors metadata; "
-                        "is this a fugaku-sim consolidated checkpoint?")
-    try:
-        return ModelSpec.model_validate(json.loads(text))
-    except (ValueError, ValidationError) as exc:
-        first = str(exc).splitlines()[0]
-        raise UserError(f"{source}: invalid {SPEC_METADATA_KEY!r} metadata ({first})") from None
-
-
 def load_checkpoint(path: str | Path) -> tuple[ModelSpec, dict[str, np.ndarray]]:
     """Load a consolidated checkpoint: its spec and float32 weights, checked against each other.
+
+    Reading is the trainer's :func:`fugaku_sim.train.checkpoint.load_consolidated` (one
+    loader for the format); on top of it, unexpected, non-floating or non-finite tensors are
+    refused and an invalid ``model_spec`` is a user error.
 
     Raises:
         UserError: missing or unreadable file, no or bad spec, tensors that do not match it.
     """
-    metadata, tensors = read_safetensors(path)
-    spec = spec_from_metadata(metadata, str(path))
+    from pydantic import ValidationError
+
+    from fugaku_sim.train.checkpoint import load_consolidated
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: checkpoint not found")
+    try:
+        spec, tensors = load_consolidated(path)
+    except (ValidationError, ValueError) as exc:
+        first = str(exc).splitlines()[0]
+        raise UserError(f"{path}: invalid {SPEC_METADATA_KEY!r} metadata ({first})") from None
     check_params(spec, tensors, str(path))
     return spec, {k: np.asarray(v, dtype=np.float32) for k, v in tensors.items()}
 

@@ -104,7 +104,7 @@ def test_checkpoint_of_another_shape_than_its_spec(run_cli, tiny_spec, tiny_data
     save_file(params, str(tmp_path / "bad.safetensors"),
               metadata={"model_spec": tiny_spec.model_dump_json()})
     _fails(run_cli, "--checkpoint", str(tmp_path / "bad.safetensors"), "--data",
-           str(tiny_data), message="transformer.h.1.mlp.c_fc.weight has shape [32, 64]")
+           str(tiny_data), message="transformer.h.1.mlp.c_fc.weight")
 
 
 def test_checkpoint_without_spec_or_not_safetensors(run_cli, tiny_spec, tiny_data, tmp_path):
@@ -112,14 +112,14 @@ def test_checkpoint_without_spec_or_not_safetensors(run_cli, tiny_spec, tiny_dat
 
     save_file(random_params(tiny_spec, seed=0), str(tmp_path / "nospec.safetensors"))
     _fails(run_cli, "--checkpoint", str(tmp_path / "nospec.safetensors"), "--data",
-           str(tiny_data), message="no 'model_spec'")
+           str(tiny_data), message="no model_spec")
     save_file(random_params(tiny_spec, seed=0), str(tmp_path / "badspec.safetensors"),
               metadata={"model_spec": json.dumps({"name": "x", "layers": 0})})
     _fails(run_cli, "--checkpoint", str(tmp_path / "badspec.safetensors"), "--data",
            str(tiny_data), message="invalid 'model_spec' metadata")
     (tmp_path / "junk.safetensors").write_bytes(b"\x80\x04junk")
     _fails(run_cli, "--checkpoint", str(tmp_path / "junk.safetensors"), "--data",
-           str(tiny_data), message="not a readable safetensors file")
+           str(tiny_data), message="cannot read consolidated checkpoint")
 
 
 def test_tokenizer_larger_than_the_model_vocabulary(run_cli, tiny_data, tmp_path):
@@ -136,10 +136,21 @@ def test_stride_longer_than_seq_len(run_cli, checkpoint, tiny_data):
            "--stride", "999", message="--stride 999 exceeds")
 
 
+def test_extra_tensor_in_checkpoint(run_cli, tiny_spec, tiny_data, tmp_path):
+    from safetensors.numpy import save_file
+
+    params = {**random_params(tiny_spec, seed=0), "transformer.h.9.extra": np.zeros(3, "f4")}
+    save_file(params, str(tmp_path / "extra.safetensors"),
+              metadata={"model_spec": tiny_spec.model_dump_json()})
+    _fails(run_cli, "--checkpoint", str(tmp_path / "extra.safetensors"), "--data",
+           str(tiny_data), message="unexpected tensor transformer.h.9.extra")
+
+
 def test_trainers_loader_reads_our_checkpoint_format(checkpoint):
     """One file format: the trainer's consolidated loader reads what save_checkpoint writes."""
-    train_ckpt = pytest.importorskip("fugaku_sim.train.checkpoint")
-    spec, params = train_ckpt.load_consolidated(checkpoint)
+    from fugaku_sim.train.checkpoint import load_consolidated
+
+    spec, params = load_consolidated(checkpoint)
     our_spec, ours = load_checkpoint(checkpoint)
     assert spec == our_spec and set(params) == set(ours)
     assert all(np.array_equal(params[k], ours[k]) for k in ours)
