@@ -24,6 +24,7 @@ karpathy/llm.c ``train_gpt2.c``; the vocabulary-parallel cross-entropy follows M
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import NamedTuple
@@ -167,8 +168,13 @@ class AttentionCache(NamedTuple):
     att: np.ndarray  # [B, H, T, T] softmax probabilities (causal)
 
 
-def _causal_mask(t: int) -> np.ndarray:
-    return np.triu(np.ones((t, t), dtype=bool), k=1)  # True above the diagonal (future)
+@functools.lru_cache(maxsize=8)
+def _causal_bias(t: int, dtype: np.dtype) -> np.ndarray:
+    """[T, T]: 0 on and below the diagonal, -inf above it (the future)."""
+    bias = np.zeros((t, t), dtype=dtype)
+    bias[np.triu_indices(t, k=1)] = -np.inf
+    bias.setflags(write=False)
+    return bias
 
 
 def attention_forward(qkv: np.ndarray, heads: int) -> tuple[np.ndarray, AttentionCache]:
@@ -188,7 +194,7 @@ def attention_forward(qkv: np.ndarray, heads: int) -> tuple[np.ndarray, Attentio
     v = np.ascontiguousarray(v)
     att = q @ k.transpose(0, 1, 3, 2)  # [B, H, T, T]
     att *= 1.0 / math.sqrt(d)
-    att[..., _causal_mask(t)] = -np.inf
+    att += _causal_bias(t, att.dtype)
     att -= att.max(axis=-1, keepdims=True)
     np.exp(att, out=att)
     att /= att.sum(axis=-1, keepdims=True)
@@ -283,7 +289,8 @@ def position_backward(dout: np.ndarray, cache: int) -> tuple[np.ndarray, np.ndar
 
 
 class CrossEntropyCache(NamedTuple):
-    probs: np.ndarray  # [N, Vl] softmax probabilities of the local vocabulary shard
+    exp: np.ndarray  # [N, Vl] exp(z - max z) of the local vocabulary shard (unnormalised)
+    sumexp: np.ndarray  # [N] sum of exp over the whole vocabulary (all shards)
     target_local: np.ndarray  # [N] target id within the shard (clipped)
     target_inside: np.ndarray  # [N] bool, the target lies in this shard
     shape: tuple[int, ...]  # shape of the logits
@@ -294,41 +301,43 @@ def cross_entropy_forward(
     targets: np.ndarray,
     vocab_start: int = 0,
     allreduce: AllReduce = no_allreduce,
+    overwrite: bool = False,
 ) -> tuple[float, CrossEntropyCache]:
     """Mean cross-entropy (nats per token) of logits [B, T, Vl] against targets [B, T].
 
     Vocabulary-parallel (Megatron ``_VocabParallelCrossEntropy``): each rank holds the
     logits of its vocabulary shard; the maximum, the sum of exponentials and the target
-    logit are combined with ``allreduce`` ("max" then "sum"), three reductions of N values
-    instead of gathering N x V logits. The softmax is kept for the backward.
+    logit are combined with ``allreduce`` ("max" then "sum"), two reductions of N values
+    instead of gathering N x V logits. With ``overwrite`` the logits' memory is reused for
+    the exponentials that the backward needs (saves a [N, Vl] array).
     """
     vl = logits.shape[-1]
-    z = logits.reshape(-1, vl)  # [N, Vl]
+    z = logits.reshape(-1, vl) if overwrite else logits.reshape(-1, vl).copy()  # [N, Vl]
     zmax = allreduce(z.max(axis=1), "max")  # [N]
-    probs = z - zmax[:, None]
+    z -= zmax[:, None]
     local = targets.reshape(-1) - vocab_start
     inside = (local >= 0) & (local < vl)
     local = np.where(inside, local, 0)
     rows = np.arange(z.shape[0])
-    picked = np.where(inside, probs[rows, local], 0.0).astype(z.dtype)  # [N]
-    np.exp(probs, out=probs)
+    picked = np.where(inside, z[rows, local], 0.0).astype(z.dtype)  # [N]
+    np.exp(z, out=z)
     sums = np.empty((2, z.shape[0]), dtype=z.dtype)
-    sums[0] = probs.sum(axis=1)
+    sums[0] = z.sum(axis=1)
     sums[1] = picked
     sums = allreduce(sums, "sum")  # one reduction for both [N] vectors
-    probs /= sums[0][:, None]
     loss = float(np.mean(np.log(sums[0]) - sums[1]))
-    return loss, CrossEntropyCache(probs, local, inside, logits.shape)
+    return loss, CrossEntropyCache(z, sums[0], local, inside, logits.shape)
 
 
 def cross_entropy_backward(dloss: float, cache: CrossEntropyCache) -> tuple[np.ndarray]:
     """Gradient (dlogits [B, T, Vl],) of the mean loss scaled by ``dloss``.
 
-    dlogits = (softmax - onehot(target)) * dloss / N; overwrites the cached softmax.
+    dlogits = (softmax - onehot(target)) dloss / N, with the softmax's normalisation folded
+    into the same scaling; overwrites the cached exponentials.
     """
-    probs, local, inside, shape = cache
-    n = probs.shape[0]
+    exp, sumexp, local, inside, shape = cache
+    n = exp.shape[0]
+    exp *= ((dloss / n) / sumexp)[:, None]
     rows = np.flatnonzero(inside)
-    probs[rows, local[rows]] -= 1.0
-    probs *= dloss / n
-    return (probs.reshape(shape),)
+    exp[rows, local[rows]] -= dloss / n
+    return (exp.reshape(shape),)

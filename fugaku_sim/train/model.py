@@ -179,7 +179,8 @@ def head_forward(
     h, c_ln = L.layernorm_forward(x, p[LN_F[0]], p[LN_F[1]])
     h2 = h.reshape(-1, h.shape[-1])  # [N, C]
     logits = (h2 @ p[head].T).reshape(*x.shape[:2], -1)  # [B, T, Vl]
-    loss, c_ce = L.cross_entropy_forward(logits, targets, vocab_start, allreduce)
+    loss, c_ce = L.cross_entropy_forward(logits, targets, vocab_start, allreduce,
+                                         overwrite=True)
     return loss, HeadCache(c_ln, h2, c_ce, head)
 
 

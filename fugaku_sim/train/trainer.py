@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -268,6 +269,13 @@ class Trainer:
         start = self.step
         if rank0:
             p.opts.out.mkdir(parents=True, exist_ok=True)
+            stale = p.opts.out / "checkpoints"
+            if p.opts.resume == "never" and stale.exists():
+                import shutil
+
+                print(f"fugaku-sim: --resume never: removing old checkpoints in {stale}",
+                      file=sys.stderr, flush=True)
+                shutil.rmtree(stale)
         self.world.Barrier()
         self.open_data()
         log = MetricsLog(p.opts.out / "metrics.jsonl", start) if rank0 else None

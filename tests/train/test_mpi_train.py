@@ -40,6 +40,7 @@ LAYOUTS_2 = [
     (1, 1, 2, []),
     (1, 2, 1, ["--schedule", "gpipe", "--recompute", "first-half"]),
     (1, 1, 2, ["--zero", "1", "--overlap-grad-reduce", "--grad-bucket-mb", "0.002"]),
+    (1, 2, 1, ["--schedule", "interleaved", "--virtual-stages", "2"]),
 ]
 LAYOUTS_4 = [
     (2, 2, 1, []),
@@ -114,6 +115,30 @@ def check_equivalent(job: dict[str, Any], n: int, layouts: list[Any]) -> None:
         summary = json.loads((out / "summary.json").read_text())
         assert summary["world"] == n
         assert summary["final_valid_loss"] is not None
+        check_breakdown(out, *layout)
+
+
+def check_breakdown(out: Path, tp: int, pp: int, dp: int, extra: list[str]) -> None:
+    """Each kind of communication is measured where the layout has it, and only there."""
+    total = {k: 0.0 for k in ("tp_comm", "pp_comm", "dp_comm", "bubble", "recompute")}
+    for line in (out / "metrics.jsonl").read_text().splitlines():
+        for k in total:
+            total[k] += json.loads(line)["breakdown_s"][k]
+    assert (total["tp_comm"] > 0) == (tp > 1)
+    assert (total["bubble"] > 0) == (pp > 1)
+    assert (total["dp_comm"] > 0) == (dp > 1)
+    assert (total["recompute"] > 0) == ("--recompute" in extra)
+    if "--zero" in extra:  # optimizer states sharded: every data-parallel rank saves a half
+        from safetensors import safe_open
+
+        final = sorted((out / "checkpoints").iterdir())[-1]
+        sizes = set()
+        for d in range(dp):
+            with safe_open(str(final / f"rank_tp0_pp0_dp{d}.safetensors"), "np") as f:
+                meta = f.metadata()
+                sizes.add(f.get_slice("exp_avg").get_shape()[0])
+                assert int(meta["padded"]) == dp * f.get_slice("exp_avg").get_shape()[0]
+        assert len(sizes) == 1
 
 
 def test_single_rank_run_writes_the_contract(job: dict[str, Any]) -> None:
@@ -139,7 +164,6 @@ def test_layouts_of_two_ranks_match_one(job: dict[str, Any]) -> None:
     check_equivalent(job, 2, LAYOUTS_2)
 
 
-@pytest.mark.slow
 def test_layouts_of_four_ranks_match_one(job: dict[str, Any]) -> None:
     check_equivalent(job, 4, LAYOUTS_4)
 

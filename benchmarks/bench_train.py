@@ -1,0 +1,154 @@
+"""Benchmark of the numpy/MPI trainer on this machine; prints one JSON object.
+
+Figures (issue 5):
+
+- tokens/s of the workflow's default model (gpt-tiny) on 1 rank and on 2 ranks (dp = 2),
+  from ``summary.json`` (mean over the steps after the timing warm-up);
+- achieved FLOP/s per rank (tokens/s x model FLOPs per token from
+  :func:`fugaku_sim.sim.flops.model_flops_per_token` / ranks) as a fraction of the numpy
+  SGEMM rate measured in the same run (goal >= 0.5);
+- 2-rank data-parallel efficiency, tokens/s(2) / (2 tokens/s(1)) (goal >= 0.8);
+- if torch is importable, Hugging Face GPT-2 of the same size trained in torch on one thread
+  with the same batch, micro-batching and AdamW: our step time / torch's (goal <= 1.5).
+
+Every rank and torch run with one BLAS thread (OPENBLAS_NUM_THREADS=1,
+torch.set_num_threads(1)). The machine is shared, so each timing is the best of a few runs
+where that makes sense (SGEMM) and a mean over steps for training.
+
+Usage: ``python benchmarks/bench_train.py [--steps 12] [--data DIR] [--model gpt-tiny]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def sgemm_gflops(n: int = 1024, reps: int = 5) -> float:
+    """Best-of-``reps`` float32 n x n x n matmul rate of numpy here, GFLOP/s."""
+    a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
+    a @ a  # warm-up
+    best = float("inf")
+    for _ in range(reps):
+        t = time.perf_counter()
+        a @ a
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best / 1e9
+
+
+def synthetic_data(root: Path, vocab: int, docs: int = 2000) -> Path:
+    """A data directory in the data stage's format with random documents (for timing)."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from train.helpers import write_data  # type: ignore[import-not-found]
+
+    return write_data(root, vocab=vocab, docs=docs)
+
+
+def run_train(ranks: int, model: str, data: Path, out: Path, steps: int) -> dict[str, Any]:
+    """``mpiexec -n ranks fugaku-sim train`` with dp = ranks; returns its summary.json."""
+    mpiexec = Path(sys.executable).with_name("mpiexec")
+    cmd = [str(mpiexec), "-n", str(ranks), sys.executable, "-m", "fugaku_sim.cli", "train",
+           "--model", model, "--data", str(data), "--out", str(out), "--steps", str(steps),
+           "--dp", str(ranks), "--resume", "never", "--no-progress"]
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
+    if r.returncode:
+        raise SystemExit(f"training on {ranks} rank(s) failed:\n{r.stderr[-2000:]}")
+    summary: dict[str, Any] = json.loads((out / "summary.json").read_text())
+    return summary
+
+
+def torch_step_time(model_name: str, steps: int) -> float | None:
+    """Mean step time (s) of the same model, batch and optimizer in torch on one thread."""
+    try:
+        import torch
+        import transformers
+    except ImportError:
+        return None
+    from fugaku_sim.commands.common import resolve_specs
+
+    spec, train, _ = resolve_specs(argparse.Namespace(model=model_name))
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(
+        vocab_size=spec.vocab, n_positions=spec.seq_len, n_embd=spec.hidden,
+        n_layer=spec.layers, n_head=spec.heads, activation_function="gelu_new",
+        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=None,
+        eos_token_id=None)
+    model = transformers.GPT2LMHeadModel(config)
+    opt = torch.optim.AdamW(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
+    micro = train.global_batch // train.micro_batch
+    data = torch.randint(0, spec.vocab, (micro, train.micro_batch, spec.seq_len + 1))
+    times = []
+    for _ in range(steps):
+        t = time.perf_counter()
+        opt.zero_grad()
+        for mb in range(micro):
+            x = data[mb]
+            logits = model(x[:, :-1]).logits
+            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, spec.vocab),
+                                                     x[:, 1:].reshape(-1)) / micro
+            loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), train.grad_clip)
+        opt.step()
+        times.append(time.perf_counter() - t)
+    skip = min(2, len(times) - 1)
+    return float(np.mean(times[skip:]))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="gpt-tiny")
+    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--data", type=Path, help="data directory (default: synthetic)")
+    args = parser.parse_args()
+    os.environ["OPENBLAS_NUM_THREADS"] = "1"
+    from fugaku_sim.sim.flops import model_flops_per_token
+    from fugaku_sim.spec import load_model
+
+    spec = load_model(args.model)
+    flops_per_token = model_flops_per_token(spec)
+    with tempfile.TemporaryDirectory() as tmp:
+        data = args.data or synthetic_data(Path(tmp) / "data", spec.vocab)
+        sgemm_before = sgemm_gflops()
+        one = run_train(1, args.model, data, Path(tmp) / "r1", args.steps)
+        two = run_train(2, args.model, data, Path(tmp) / "r2", args.steps)
+        sgemm_after = sgemm_gflops()
+    sgemm = max(sgemm_before, sgemm_after)
+    tps1, tps2 = one["tokens_per_s_mean"], two["tokens_per_s_mean"]
+    result: dict[str, Any] = {
+        "model": args.model, "steps": args.steps,
+        "model_flops_per_token": flops_per_token,
+        "sgemm_gflops": {"before": sgemm_before, "after": sgemm_after},
+        "tokens_per_s": {"1_rank": tps1, "2_ranks_dp": tps2},
+        "gflops_per_rank": {"1_rank": tps1 * flops_per_token / 1e9,
+                            "2_ranks_dp": tps2 * flops_per_token / 2 / 1e9},
+        "fraction_of_sgemm": {"1_rank": tps1 * flops_per_token / 1e9 / sgemm,
+                              "2_ranks_dp": tps2 * flops_per_token / 2 / 1e9 / sgemm},
+        "dp_efficiency_2_ranks": tps2 / (2 * tps1),
+        "step_time_s": {"1_rank": one["step_time_s_mean"], "2_ranks_dp": two["step_time_s_mean"]},
+        "breakdown_s": {"1_rank": one["breakdown_s_mean"], "2_ranks_dp": two["breakdown_s_mean"]},
+        "final_loss": {"1_rank": one["final_train_loss"], "2_ranks_dp": two["final_train_loss"]},
+        "load_average": os.getloadavg(),
+    }
+    torch_time = torch_step_time(args.model, args.steps)
+    if torch_time is not None:
+        result["torch_step_time_s"] = torch_time
+        result["step_time_ratio_vs_torch"] = one["step_time_s_mean"] / torch_time
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
