@@ -284,8 +284,8 @@ class Trainer:
         while self.step < p.steps:
             self.maybe_fail()
             record = self.train_step()
-            if self.has_valid and p.opts.eval_every and (
-                    self.step % p.opts.eval_every == 0 or self.step == p.steps):
+            every = p.opts.eval_every
+            if self.has_valid and (self.step == p.steps or (every and self.step % every == 0)):
                 record["val_loss"] = self.validate()
             if log is not None:
                 log.write(record)
