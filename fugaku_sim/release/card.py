@@ -173,11 +173,32 @@ def _training(c: CardInputs) -> list[str]:
     if warn:
         lines += ["", f"**Warning:** {warn}"]
     lines += ["", "## Predicted vs measured", ""]
-    lines += table_of(c.compare, first="quantity") if c.compare else [NOT_PROVIDED]
+    lines += compare_section(c.compare) if c.compare else [NOT_PROVIDED]
     return lines + [""]
 
 
 SKIP_SUMMARY = ("model.", "checkpoint", "consolidated")
+
+
+def compare_section(compare: Any) -> list[str]:
+    """The predicted-vs-measured input: every list of objects in it as a table (the validate
+    stage's ``compare.json`` holds ``runs``), then its remaining scalar fields (``summary``,
+    ``meta``); any other JSON value as :func:`table_of` shows it."""
+    if not isinstance(compare, dict):
+        return table_of(compare, first="quantity")
+    lists = {k: v for k, v in compare.items()
+             if isinstance(v, list) and v and all(isinstance(r, dict) for r in v)}
+    if not lists:
+        return table_of(compare, first="quantity")
+    lines: list[str] = []
+    for key, rows in lists.items():
+        lines += [f"`{key}`:", "", *table_of(rows), ""]
+    rest = {k: v for k, v in compare.items() if k not in lists}
+    pairs = flatten(rest)
+    if pairs:
+        lines += ["| field | value |", "| --- | --- |"] + [f"| {k} | {_cell(v)} |"
+                                                         for k, v in pairs]
+    return lines
 
 
 def _find(flat: dict[str, Any], *names: str) -> Any:
@@ -201,7 +222,7 @@ def training_section(summary: dict[str, Any]) -> list[str]:
         where = ", ".join(f"{k} {v}" for k, v in layout.items() if v is not None)
         lines += [f"Measured throughput: **{tps:,.0f} tokens/s**"
                   + (f", {step:.4g} s per step" if isinstance(step, (int, float)) else "")
-                  + (f" ({where}" + (f", {flat['world']} ranks)" if "world" in flat else ")")
+                  + (f" ({where}" + (f"; world size {flat['world']})" if "world" in flat else ")")
                      if where else "")
                   + " — from the trainer's `summary.json`:", ""]
     rows = [(k, v) for k, v in flat.items() if not k.startswith(SKIP_SUMMARY)]

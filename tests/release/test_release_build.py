@@ -84,20 +84,25 @@ def test_card_shows_summary_prediction_and_comparison(rel_inputs, tmp_path):
     pred.write_text(json.dumps({"tp": 1, "pp": 4, "dp": 1, "step_time_s": 0.2,
                                 "tokens_per_s": 1500.0, "breakdown_s": {"compute": 0.09}}))
     comp = tmp_path / "compare.json"
-    comp.write_text(json.dumps([{"quantity": "step_time_s", "predicted": 0.2,
-                                 "measured": 0.25, "ratio": 0.8}]))
+    comp.write_text(json.dumps({  # the validate stage's compare.json layout
+        "meta": {"cluster": "local-calibrated"}, "summary": {"median_abs_error": 0.2},
+        "runs": [{"label": "tiny tp1 pp2 dp1", "tp": 1, "pp": 2, "dp": 1,
+                  "measured_step_s": 0.25, "predicted_step_s": 0.2, "error": -0.2,
+                  "measured_breakdown_s": {"compute": 0.1}}]}))
     directory, _, notes = build_release(ReleaseInputs(
         checkpoint=rel_inputs["checkpoint"], data_dir=rel_inputs["data"],
         eval_json=rel_inputs["eval"], out_dir=tmp_path / "rel", train_dir=train,
         prediction=pred, compare=comp, name="with-extras"))
     body = (directory / "README.md").read_text(encoding="utf-8")
     assert notes == []
-    assert ("Measured throughput: **1,234 tokens/s**, 0.25 s per step (tp 1, pp 2, dp 1, "
-            "2 ranks)") in body
+    assert ("Measured throughput: **1,234 tokens/s**, 0.25 s per step (tp 1, pp 2, dp 1; "
+            "world size 2)") in body
     assert "| breakdown_s_mean.pp_comm | 0.01 |" in body and "| final_train_loss | 5.5 |" in body
     assert "/somewhere" not in body  # local paths stay out of the card
     assert "| breakdown_s.compute | 0.09 |" in body
-    assert "| step_time_s | 0.2 | 0.25 | 0.8 |" in body
+    assert "| label | tp | pp | dp | measured_step_s | predicted_step_s | error |" in body
+    assert "| tiny tp1 pp2 dp1 | 1 | 2 | 1 | 0.25 | 0.2 | -0.2 |" in body
+    assert "| summary.median_abs_error | 0.2 |" in body
     assert "prediction is for another layout (pp 4 predicted vs 2 trained)" in body
     verify_release(directory)
 
