@@ -15,7 +15,7 @@ tp = 2, pp = 2, dp = 2::
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 Axis = Literal["tp", "pp", "dp"]
 
@@ -50,7 +50,7 @@ class RankGrid:
 
     @property
     def axes(self) -> tuple[Axis, ...]:
-        return tuple(self.order.split("-"))  # type: ignore[return-value]
+        return cast(tuple[Axis, ...], tuple(self.order.split("-")))
 
     def size(self, axis: Axis) -> int:
         return int(getattr(self, axis))

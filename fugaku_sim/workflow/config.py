@@ -31,7 +31,7 @@ TrainOverrides = create_model(  # type: ignore[call-overload]
     "TrainOverrides",
     __base__=SpecModel,
     **{
-        name: (field.annotation | None, Field(default=None, description=field.description))
+        name: (field.annotation | None, Field(default=None, description=field.description))  # type: ignore[operator]
         for name, field in TrainSpec.model_fields.items()
     },
 )
