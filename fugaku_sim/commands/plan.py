@@ -23,6 +23,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser)
     add_train_arguments(parser)
     parser.add_argument("--nodes", type=int, required=True, help="node count to plan for")
+    parser.add_argument(
+        "--processes-per-node", type=int, metavar="K",
+        help="MPI processes per node (default: the cluster profile's)",
+    )
     parser.add_argument("--top", type=int, help="show only the best K layouts")
     parser.add_argument(
         "--interleaved",
@@ -87,6 +91,11 @@ def run(args: argparse.Namespace) -> int:
     if args.nodes <= 0:
         raise UserError(f"--nodes: must be positive, got {args.nodes}")
     cluster = load_cluster(args.cluster)
+    if args.processes_per_node is not None:
+        if args.processes_per_node <= 0:
+            raise UserError(f"--processes-per-node: must be positive, got {args.processes_per_node}")
+        node = cluster.node.model_copy(update={"processes_per_node": args.processes_per_node})
+        cluster = cluster.model_copy(update={"node": node})
     args.tp = args.pp = args.dp = None  # the plan chooses the layout
     model, train, _layout = resolve_specs(args)
     result = plan_layouts(cluster, model, train, args.nodes, interleaved=args.interleaved)

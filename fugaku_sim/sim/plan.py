@@ -67,6 +67,8 @@ def candidate_jobs(
 ) -> Iterator[Job | str]:
     """Every valid job for ``nodes``; a string names why a combination was invalid."""
     ppn = cluster.node.processes_per_node
+    # on one node every placement is the same: predict it once
+    placements = PLACEMENTS if nodes > 1 else ("topology",)
     for tp, pp, dp in parallel_degrees(model, nodes * ppn):
         if train.global_batch % dp:
             yield "global batch not divisible by dp"
@@ -75,7 +77,7 @@ def candidate_jobs(
         if interleaved and pp > 1 and model.layers % (2 * pp) == 0:
             schedules.append(("interleaved", 2))
         for b, rec, place, (sched, v) in itertools.product(
-            micro_batch_sizes(train.global_batch // dp), RECOMPUTE, PLACEMENTS, schedules
+            micro_batch_sizes(train.global_batch // dp), RECOMPUTE, placements, schedules
         ):
             if rec == "first-half" and pp == 1:
                 continue
