@@ -10,11 +10,16 @@ hang); the exit status is then non-zero.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fugaku_sim.commands.common import add_job_arguments, resolve_specs
 from fugaku_sim.errors import UserError
+
+if TYPE_CHECKING:
+    from fugaku_sim.train.setup import Plan
 
 # TrainSpec fields the shared job options do not cover: option -> field
 _EXTRA_TRAIN = {
@@ -54,8 +59,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="raise an exception, or exit at once without a word")
 
 
-def build_plan(args: argparse.Namespace, world: int):  # type: ignore[no-untyped-def]
-    """Specs from the options, checked into a :class:`fugaku_sim.train.setup.Plan`.
+def build_plan(args: argparse.Namespace, world: int, select: bool = True) -> Plan:
+    """Specs from the options, checked into a :class:`fugaku_sim.train.setup.Plan`
+    (``select``: also choose the checkpoint to resume from).
 
     Raises:
         UserError: any bad input (names the field or option).
@@ -74,7 +80,7 @@ def build_plan(args: argparse.Namespace, world: int):  # type: ignore[no-untyped
         eval_every=args.eval_every, eval_iters=args.eval_iters, resume=args.resume,
         fail_at_step=args.fail_at_step, fail_rank=args.fail_rank, fail_mode=args.fail_mode,
         progress=not args.no_progress)
-    return plan_run(model, train, layout, opts, world)
+    return plan_run(model, train, layout, opts, world, select=select)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -82,8 +88,8 @@ def run(args: argparse.Namespace) -> int:
 
     world = MPI.COMM_WORLD
     plan, error = None, None
-    try:
-        plan = build_plan(args, world.size)
+    try:  # every rank checks; rank 0 alone chooses the checkpoint and tells the others
+        plan = build_plan(args, world.size, select=world.rank == 0)
     except UserError as exc:
         error = str(exc)
     errors = world.allgather(error)
@@ -93,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(first)
         return 2
     assert plan is not None
+    plan = dataclasses.replace(plan, resume=world.bcast(plan.resume, root=0))
     if plan.resume.skipped and world.rank == 0:
         print(f"fugaku-sim: warning: skipped corrupt checkpoint(s) {'; '.join(plan.resume.skipped)}"
               f"; resuming from {plan.resume.directory.name if plan.resume.directory else '-'}",

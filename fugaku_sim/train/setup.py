@@ -104,10 +104,12 @@ class Plan:
 
 
 def plan_run(model: ModelSpec, train: TrainSpec, layout: Layout, opts: RunOptions,
-             world: int, open_data: bool = True) -> Plan:
+             world: int, open_data: bool = True, select: bool = True) -> Plan:
     """Check everything and pick the checkpoint to resume from (reads, never writes).
 
-    With ``open_data`` the shards are opened too (a missing one is reported here).
+    With ``open_data`` the shards are opened too (a missing one is reported here); with
+    ``select`` the checkpoints are checked and chosen (under MPI rank 0 does it and
+    broadcasts its choice, so that every rank resumes from the same one).
 
     Raises:
         UserError: the first problem found.
@@ -123,6 +125,6 @@ def plan_run(model: ModelSpec, train: TrainSpec, layout: Layout, opts: RunOption
         for split in ("train", "valid"):
             open_split(blend, split, model.seq_len, train.seed, 1, model.vocab)
     selection = Selection(None)
-    if opts.resume == "auto":
+    if opts.resume == "auto" and select:
         selection = select_checkpoint(opts.out, model)
     return Plan(model, train, layout, opts, steps, blend, selection)
