@@ -19,7 +19,7 @@ from fugaku_sim.commands.common import add_job_arguments, resolve_specs
 from fugaku_sim.errors import UserError
 
 if TYPE_CHECKING:
-    from fugaku_sim.train.setup import Plan
+    from fugaku_sim.train.run_plan import Plan
 
 # TrainSpec fields the shared job options do not cover: option -> field
 _EXTRA_TRAIN = {
@@ -60,14 +60,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build_plan(args: argparse.Namespace, world: int, select: bool = True) -> Plan:
-    """Specs from the options, checked into a :class:`fugaku_sim.train.setup.Plan`
+    """Specs from the options, checked into a :class:`fugaku_sim.train.run_plan.Plan`
     (``select``: also choose the checkpoint to resume from).
 
     Raises:
         UserError: any bad input (names the field or option).
     """
     from fugaku_sim.spec import TrainSpec, validate_section
-    from fugaku_sim.train.setup import RunOptions, plan_run
+    from fugaku_sim.train.run_plan import RunOptions, plan_run
 
     model, train, layout = resolve_specs(args)
     extra = {field: getattr(args, opt) for opt, field in _EXTRA_TRAIN.items()

@@ -16,5 +16,5 @@ Modules, one concept each:
 - ``loader``: blended Megatron-style samples from indexed shards;
 - ``checkpoint``: sharded checkpoints, re-sharding, the consolidated Hugging Face file;
 - ``timers``, ``metrics``: measured breakdown, metrics.jsonl, summary, progress bar;
-- ``setup``: checking a run before anything is written; ``trainer``: the loop.
+- ``run_plan``: checking a run before anything is written; ``trainer``: the loop.
 """

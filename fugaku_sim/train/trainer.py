@@ -32,7 +32,7 @@ from fugaku_sim.train.metrics import MetricsLog, Progress, summarize
 from fugaku_sim.train.model import init_param
 from fugaku_sim.train.optimizer import Optimizer
 from fugaku_sim.train.pipeline import MicroBatch, PipelineRunner
-from fugaku_sim.train.setup import Plan
+from fugaku_sim.train.run_plan import Plan
 from fugaku_sim.train.sharding import LM_HEAD, WTE, shard
 from fugaku_sim.train.stage import (
     StageModel,
