@@ -137,8 +137,7 @@ start_munged() {
   setpriv --reuid=munge --regid=munge --init-groups \
     /usr/sbin/munged --pid-file=/run/munge/munged.pid
   cp /run/munge/munged.pid "$STATE_DIR/munged.pid"  # marks it as started by us
-  local i
-  for i in $(seq 50); do
+  for _ in $(seq 50); do
     munge -n </dev/null 2>/dev/null | unmunge >/dev/null 2>&1 && return 0
     sleep 0.1
   done
@@ -166,11 +165,11 @@ wait_idle() {
 }
 
 stop_pidfile() {  # pidfile name
-  local file=$1 name=$2 pid i
+  local file=$1 name=$2 pid
   pid_alive "$file" || { rm -f "$file"; return 0; }
   pid=$(cat "$file")
   kill "$pid" 2>/dev/null || true
-  for i in $(seq 100); do
+  for _ in $(seq 100); do
     kill -0 "$pid" 2>/dev/null || { rm -f "$file"; return 0; }
     sleep 0.1
   done
