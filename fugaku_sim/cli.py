@@ -20,6 +20,7 @@ from fugaku_sim.errors import UserError
 # keep heavy imports (matplotlib, snakemake, mpi4py) inside functions.
 VERBS: dict[str, tuple[str, str]] = {
     "check": ("fugaku_sim.commands.check", "validate a job and print its derived figures"),
+    "workflow": ("fugaku_sim.commands.workflow", "steps between the workflow's stages"),
     "predict": ("fugaku_sim.commands.predict", "simulate one training step and cost the run"),
     "plan": ("fugaku_sim.commands.plan", "rank every valid layout for a node count"),
     "sweep": ("fugaku_sim.commands.sweep", "vary one quantity and write CSV plus a plot"),

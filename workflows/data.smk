@@ -11,17 +11,11 @@ rule data_config:
     log:
         "logs/data/config.log",
     params:
-        data=CFG.data.model_dump(mode="json"),
+        data=json_arg(CFG.data),
     conda:
         ENV
-    run:
-        import yaml
-
-        from fugaku_sim.data.atomic import write_text
-
-        write_text(output[0], yaml.safe_dump({"data": params.data}, allow_unicode=True))
-        with open(log[0], "w") as fh:
-            print(f"wrote {output[0]}", file=fh)
+    shell:
+        "{FS} workflow write --section data --json {params.data} --out {output} > {log} 2>&1"
 
 
 rule data_collect:

@@ -82,7 +82,9 @@ class CompareSection(SpecModel):
     """Predicted vs measured: calibrate this machine, run a few short layouts, compare."""
 
     calibrate_quick: bool = Field(default=True, description="seconds-long microbenchmarks")
-    validate_steps: int = Field(default=6, gt=0, description="steps of each short run")
+    runs: str = Field(
+        default="default", description="run set for validate: default, quick, or a YAML path"
+    )
 
 
 class WorkflowConfig(SpecModel):
@@ -108,10 +110,28 @@ def load_workflow_config(data: dict[str, Any], source: str = "config") -> Workfl
         raise SpecError(validation_message(exc, source)) from None
 
 
+def check_against_schema(data: dict[str, Any], source: str = "config") -> None:
+    """Validate a config mapping against ``workflows/config/schema.json`` (JSON Schema).
+
+    Raises:
+        SpecError: one line naming the dotted path of the most relevant error.
+    """
+    import jsonschema
+
+    schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    validator = jsonschema.Draft202012Validator(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(data))
+    if error is None:
+        return
+    path = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+    message = error.message if len(error.message) < 200 else error.message[:197] + "..."
+    raise SpecError(f"{source}: {path}: {message}")
+
+
 def workflow_schema() -> dict[str, Any]:
     """The JSON schema of :class:`WorkflowConfig`."""
     schema = WorkflowConfig.model_json_schema()
-    schema["$schema"] = "http://json-schema.org/draft-07/schema#"
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     return schema
 
 

@@ -1,0 +1,93 @@
+"""``fugaku-sim workflow``: the small steps between the workflow's stages.
+
+- ``write``: validate one section of the workflow config (passed as JSON by the Snakefile)
+  and write it where the next verb reads it, so a rule reruns only when its section changes;
+- ``pick-layout``: the fastest layout of a plan (or a fixed layout) as the run's layout;
+- ``loss-plot``: the loss curves of a run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from fugaku_sim.errors import UserError
+
+SECTIONS = ("data", "train-settings", "layout")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    w = sub.add_parser("write", help="validate a config section and write it as YAML/JSON")
+    w.add_argument("--section", choices=SECTIONS, required=True)
+    w.add_argument("--json", dest="payload", required=True, help="the section as JSON")
+    w.add_argument("--out", required=True, type=Path)
+    p = sub.add_parser("pick-layout", help="the fastest layout of a plan, as JSON")
+    p.add_argument("--plan", required=True, type=Path, help="plan JSON list or a layout object")
+    p.add_argument("--out", required=True, type=Path)
+    lp = sub.add_parser("loss-plot", help="plot the loss curves of metrics.jsonl")
+    lp.add_argument("--metrics", required=True, type=Path)
+    lp.add_argument("--vocab", type=int, help="draw ln(vocab), the loss of a uniform guess")
+    lp.add_argument("--title", default="training loss")
+    lp.add_argument("--out", required=True, type=Path)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def _validated(section: str, payload: Any) -> tuple[str, str]:
+    """(text, format) of a validated section."""
+    import yaml
+
+    from fugaku_sim.spec import Layout, validate_section
+    from fugaku_sim.workflow.config import TrainOverrides
+
+    if section == "data":
+        from fugaku_sim.data.config import DataConfig
+
+        spec = validate_section(DataConfig, payload, "", "data")
+        text = yaml.safe_dump({"data": spec.model_dump(mode="json")}, allow_unicode=True)
+        return text, "yaml"
+    if section == "train-settings":
+        over = validate_section(TrainOverrides, payload, "", "train.settings")
+        kept = {k: v for k, v in over.model_dump(mode="json").items() if v is not None}
+        return yaml.safe_dump(kept), "yaml"
+    layout = validate_section(Layout, payload, "", "train.layout")
+    return json.dumps(layout.model_dump(mode="json"), indent=2) + "\n", "json"
+
+
+def _pick_layout(plan: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(plan.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{plan}: not a readable JSON file ({exc})") from None
+    if isinstance(data, list):
+        if not data:
+            raise UserError(f"{plan}: the plan holds no layout")
+        data = data[0]
+    if not isinstance(data, dict) or not {"tp", "pp", "dp"} <= data.keys():
+        raise UserError(f"{plan}: expected a plan list or an object with tp, pp, dp")
+    return data
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.action == "write":
+        try:
+            payload = json.loads(args.payload)
+        except ValueError as exc:
+            raise UserError(f"--json: not JSON ({exc})") from None
+        text, _ = _validated(args.section, payload)
+        _write_atomic(args.out, text)
+    elif args.action == "pick-layout":
+        _write_atomic(args.out, json.dumps(_pick_layout(args.plan), indent=2) + "\n")
+    else:
+        from fugaku_sim.workflow.curves import plot_loss, read_metrics
+
+        plot_loss(read_metrics(args.metrics), args.vocab, args.out, args.title)
+    return 0

@@ -1,0 +1,62 @@
+"""Loss curves of a training run, from its ``metrics.jsonl``, as a PNG."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from fugaku_sim.errors import UserError
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """The per-step records of ``metrics.jsonl``.
+
+    Raises:
+        UserError: the file is missing, holds a line that is not JSON, or holds no step.
+    """
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read ({exc.strerror})") from None
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            raise UserError(f"{path}:{number}: not a JSON line") from None
+    if not records:
+        raise UserError(f"{path}: no training steps recorded")
+    return records
+
+
+def plot_loss(records: list[dict[str, Any]], vocab: int | None, out: Path, title: str) -> None:
+    """Training loss per step, validation loss where measured, and ln(vocab) for reference."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [r["step"] for r in records]
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
+    ax.plot(steps, [r["loss"] for r in records], label="train loss", lw=1.2)
+    val = [(r["step"], r["val_loss"]) for r in records if r.get("val_loss") is not None]
+    if val:
+        ax.plot(*zip(*val), "o-", label="validation loss", ms=4)
+    if vocab:
+        ax.axhline(math.log(vocab), ls="--", c="grey", lw=1,
+                   label=f"ln(vocabulary) = {math.log(vocab):.2f}")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("cross-entropy (nats per token)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(out)

@@ -1,0 +1,80 @@
+# Close the loop.
+# - compare_run (part of `all`): the simulator's prediction for the layout the training run
+#   used, beside what the run measured.
+# - `snakemake compare`: calibrate this machine with microbenchmarks, run a set of short
+#   training runs (DP, TP, PP, mixed; oversubscribed ones included) and compare each with
+#   its prediction on the calibrated profile.
+
+COMPARE = "results/compare"
+
+
+rule compare_run:
+    input:
+        summary="results/train/summary.json",
+        metrics="results/train/metrics.jsonl",
+        prediction="results/plan/train_prediction.json",
+    output:
+        json=f"{COMPARE}/run/compare.json",
+        plot=report(f"{COMPARE}/run/compare.png", category="Predicted vs measured",
+                    caption="report/compare.rst"),
+        table=f"{COMPARE}/run/compare.md",
+    log:
+        "logs/compare/run.log",
+    params:
+        cluster=CFG.train.cluster,
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        ENV
+    shell:
+        "{FS} validate --cluster {params.cluster} --from-metrics results/train/run"
+        " --out {COMPARE}/run --json > {log} 2>&1"
+
+
+rule calibrate:
+    output:
+        f"{COMPARE}/calibrated.yaml",
+    log:
+        "logs/compare/calibrate.log",
+    params:
+        quick="--quick" if CFG.compare.calibrate_quick else "",
+        ranks=CFG.train.ranks,
+    threads: 2
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        ENV
+    shell:
+        "OPENBLAS_NUM_THREADS=1 {FS} calibrate --name calibrated --out {output}"
+        " --ranks {params.ranks} {params.quick} > {log} 2>&1"
+
+
+rule validate:
+    input:
+        f"{COMPARE}/calibrated.yaml",
+    output:
+        json=f"{COMPARE}/validate/compare.json",
+        plot=report(f"{COMPARE}/validate/compare.png", category="Predicted vs measured",
+                    caption="report/compare.rst"),
+        table=f"{COMPARE}/validate/compare.md",
+    log:
+        "logs/compare/validate.log",
+    params:
+        runs=CFG.compare.runs,
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        ENV
+    shell:
+        "OPENBLAS_NUM_THREADS=1 {FS} validate --cluster {input} --runs {params.runs}"
+        " --out {COMPARE}/validate --json > {log} 2>&1"
+
+
+rule compare:
+    input:
+        f"{COMPARE}/validate/compare.json",
+        f"{COMPARE}/run/compare.json",

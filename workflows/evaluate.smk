@@ -1,0 +1,24 @@
+# Held-out evaluation of the trained model.
+
+
+rule evaluate:
+    input:
+        model="results/train/model.safetensors",
+        blend="results/data/blend.json",
+    output:
+        json="results/eval/eval.json",
+        table=report("results/eval/eval.md", category="Evaluation", caption="report/eval.rst"),
+    log:
+        "logs/eval/evaluate.log",
+    params:
+        max_docs=CFG.evaluate.max_docs,
+        seed=CFG.evaluate.seed,
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        ENV
+    shell:
+        "OPENBLAS_NUM_THREADS=1 {FS} evaluate --checkpoint {input.model} --data results/data"
+        " --out results/eval --max-docs {params.max_docs} --seed {params.seed} > {log} 2>&1"

@@ -1,0 +1,118 @@
+# Plan before run: the capacity plan for the reference job (Fugaku-LLM on 13,824 Fugaku
+# nodes), the plan for this run's ranks on its cluster (which picks the layout when
+# train.layout is "auto"), and the simulator's prediction for the layout actually used.
+
+PLAN = "results/plan"
+
+
+rule plan_reference:
+    output:
+        plan=report(f"{PLAN}/plan.json", category="Plan", caption="report/plan.rst"),
+        plot=report(f"{PLAN}/plan.png", category="Plan", caption="report/plan.rst"),
+        job=directory(f"{PLAN}/job"),
+    log:
+        "logs/plan/reference.log",
+    params:
+        cluster=CFG.plan.cluster,
+        model=CFG.plan.model,
+        nodes=CFG.plan.nodes,
+        global_batch=CFG.plan.global_batch,
+        tokens=CFG.plan.tokens,
+        top=CFG.plan.top,
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        ENV
+    shell:
+        "{FS} plan --cluster {params.cluster} --model {params.model} --nodes {params.nodes}"
+        " --global-batch {params.global_batch} --tokens {params.tokens} --top {params.top}"
+        " --json --plot {output.plot} --emit-job {output.job} > {output.plan} 2> {log}"
+
+
+rule train_settings:
+    output:
+        f"{PLAN}/train_settings.yaml",
+    log:
+        "logs/plan/train_settings.log",
+    params:
+        settings=json_arg(CFG.train.settings),
+    conda:
+        ENV
+    shell:
+        "{FS} workflow write --section train-settings --json {params.settings} --out {output}"
+        " > {log} 2>&1"
+
+
+rule train_layout_fixed:
+    output:
+        f"{PLAN}/train_layout_fixed.json",
+    log:
+        "logs/plan/train_layout_fixed.log",
+    params:
+        layout=json_arg(FIXED_LAYOUT),
+    conda:
+        ENV
+    shell:
+        "{FS} workflow write --section layout --json {params.layout} --out {output} > {log} 2>&1"
+
+
+rule plan_train:
+    input:
+        settings=f"{PLAN}/train_settings.yaml",
+    output:
+        f"{PLAN}/train_plan.json",
+    log:
+        "logs/plan/train_plan.log",
+    params:
+        cluster=CFG.train.cluster,
+        model=CFG.train.model,
+        nodes=TRAIN_NODES,
+        ppn=TRAIN_PPN,
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        ENV
+    shell:
+        "{FS} plan --cluster {params.cluster} --model {params.model} --nodes {params.nodes}"
+        " --processes-per-node {params.ppn} --train-config {input.settings}"
+        " --json > {output} 2> {log}"
+
+
+rule train_layout:
+    input:
+        LAYOUT_SOURCE,
+    output:
+        f"{PLAN}/train_layout.json",
+    log:
+        "logs/plan/train_layout.log",
+    conda:
+        ENV
+    shell:
+        "{FS} workflow pick-layout --plan {input} --out {output} > {log} 2>&1"
+
+
+rule predict_train:
+    input:
+        settings=f"{PLAN}/train_settings.yaml",
+        layout=f"{PLAN}/train_layout.json",
+    output:
+        prediction=f"{PLAN}/train_prediction.json",
+        trace=f"{PLAN}/train_trace.json",
+    log:
+        "logs/plan/predict_train.log",
+    params:
+        cluster=CFG.train.cluster,
+        model=CFG.train.model,
+        ppn=TRAIN_PPN,
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        ENV
+    shell:
+        "{FS} predict --cluster {params.cluster} --model {params.model}"
+        " --train-config {input.settings} --layout-from {input.layout}"
+        " --processes-per-node {params.ppn} --json --trace {output.trace}"
+        " > {output.prediction} 2> {log}"
