@@ -9,11 +9,11 @@ The prediction is ``fugaku_sim.sim.predict.predict(job, "fast")`` for the same m
 settings and layout, with every rank on one node of the calibrated cluster.
 
 A rank is one single-threaded process. A node profile sized for P such processes
-(``node.processes_per_node``) gives each of them 1/P of the node's rates; a job of fewer
-ranks leaves cores idle, so :func:`occupied_cluster` hands the simulator the part of the
-node the job occupies (ranks/P of its rates, ``processes_per_node`` = ranks). With more
-ranks than P the simulator already divides the node among them (``layout.processes_per_node``
-= ranks), which is what the calibration measured (a process gets about P/ranks of a core).
+(``node.processes_per_node``) gives each of them 1/P of the node's rates. A ``ClusterSpec``
+cannot say how the node behaves for a job of fewer or more ranks than P, so the
+calibration measures it and keeps it in the sidecar's ``occupancy`` section, and
+:func:`occupied_cluster` hands the simulator the node as such a job sees it (see there).
+Nothing is fitted to the validation runs.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from typing import Any
 
 from fugaku_sim.errors import UserError
 from fugaku_sim.spec import ClusterSpec, Job, Layout, ModelSpec, TrainSpec, make_job
+from fugaku_sim.spec.cluster import SwitchedInterconnect
 from fugaku_sim.spec.load import validate_section
 
 BREAKDOWN_KEYS = ("compute", "recompute", "tp_comm", "pp_comm", "dp_comm", "bubble", "optimizer")
@@ -96,26 +97,61 @@ def read_measured(path: Path, warmup: int = 2) -> Measured:
                     {k: float(bd.get(k, 0.0)) for k in BREAKDOWN_KEYS})
 
 
-def occupied_cluster(cluster: ClusterSpec, ranks: int) -> ClusterSpec:
-    """The part of a node that ``ranks`` single-threaded processes occupy when the node is
-    sized for more (``node.processes_per_node`` > ranks): its rates scaled by
-    ranks / processes_per_node; unchanged otherwise."""
+def load_occupancy(cluster_file: Path) -> dict[str, Any] | None:
+    """The ``occupancy`` section of the calibration sidecar beside a profile, if any."""
+    sidecar = cluster_file.with_name(f"{cluster_file.stem}.measurements.json")
+    try:
+        data = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    occ = data.get("occupancy") if isinstance(data, dict) else None
+    return occ if isinstance(occ, dict) else None
+
+
+def occupied_cluster(
+    cluster: ClusterSpec, ranks: int, occupancy: dict[str, Any] | None = None
+) -> ClusterSpec:
+    """The node as a job of ``ranks`` single-threaded processes sees it.
+
+    - Fewer ranks than ``node.processes_per_node`` (P): the job occupies ranks/P of the
+      node's rates; with calibrated ``occupancy`` a lone process also runs at its measured
+      speed relative to one of P busy ones (shared caches, SMT, boost clock).
+    - More ranks than cores: the simulator already gives each process 1/ranks of the node
+      (``layout.processes_per_node`` = ranks); with calibrated ``occupancy`` every message
+      step between ranks also pays the measured intra-node latency and bandwidth of pairs
+      of ranks all-reducing while every core is oversubscribed (a peer that is not running
+      has to be scheduled first).
+    - Otherwise the profile unchanged.
+    """
     node = cluster.node
     per_node = node.processes_per_node
-    if ranks >= per_node:
-        return cluster
-    f = ranks / per_node
-    peak = {k: v * f for k, v in node.peak_TFLOPs.model_dump().items()}
-    new_node = node.model_copy(update={
-        "peak_TFLOPs": node.peak_TFLOPs.model_copy(update=peak),
-        "mem_bw_GBps": node.mem_bw_GBps * f,
-        "cores": max(1, math.ceil(node.cores * f)),
-        "processes_per_node": ranks,
-    })
-    return cluster.model_copy(update={"node": new_node})
+    if ranks < per_node:
+        lone = (occupancy or {}).get("lone_process") or {}
+        f = ranks / per_node
+        peak = {k: v * f * lone.get("peak_ratio", 1.0)
+                for k, v in node.peak_TFLOPs.model_dump().items()}
+        update: dict[str, Any] = {
+            "peak_TFLOPs": node.peak_TFLOPs.model_copy(update=peak),
+            "mem_bw_GBps": node.mem_bw_GBps * f * lone.get("mem_bw_ratio", 1.0),
+            "cores": max(1, math.ceil(node.cores * f)),
+            "processes_per_node": ranks,
+        }
+        if "op_overhead_us" in lone:
+            update["op_overhead_us"] = lone["op_overhead_us"]
+        return cluster.model_copy(update={"node": node.model_copy(update=update)})
+    over = (occupancy or {}).get("oversubscribed")
+    ic = cluster.interconnect
+    if ranks > node.cores and over and isinstance(ic, SwitchedInterconnect):
+        intra = ic.intra_node.model_copy(update={
+            "latency_us": over["intra_node_latency_us"], "bw_GBps": over["intra_node_bw_GBps"]})
+        return cluster.model_copy(
+            update={"interconnect": ic.model_copy(update={"intra_node": intra})})
+    return cluster
 
 
-def job_on_one_node(cluster: ClusterSpec, measured: Measured) -> Job:
+def job_on_one_node(
+    cluster: ClusterSpec, measured: Measured, occupancy: dict[str, Any] | None = None
+) -> Job:
     """The measured run as a job with all its ranks on one node of ``cluster``.
 
     Raises:
@@ -124,7 +160,8 @@ def job_on_one_node(cluster: ClusterSpec, measured: Measured) -> Job:
     ranks = measured.layout.world
     layout = measured.layout.model_copy(update={"processes_per_node": ranks,
                                                 "job_shape": None})
-    return make_job(occupied_cluster(cluster, ranks), measured.model, measured.train, layout)
+    return make_job(occupied_cluster(cluster, ranks, occupancy), measured.model,
+                    measured.train, layout)
 
 
 @dataclass(frozen=True)
@@ -164,11 +201,13 @@ def run_label(m: Measured) -> str:
     return f"{m.model.name} tp{lay.tp} pp{lay.pp} dp{lay.dp} mb{m.train.micro_batch}"
 
 
-def compare_run(cluster: ClusterSpec, measured: Measured, mode: str = "fast") -> Row:
+def compare_run(cluster: ClusterSpec, measured: Measured, mode: str = "fast",
+                occupancy: dict[str, Any] | None = None) -> Row:
     """Predict ``measured``'s job on ``cluster`` and pair the two."""
     from fugaku_sim.sim.predict import predict
 
-    pred = predict(job_on_one_node(cluster, measured), mode=mode)  # type: ignore[arg-type]
+    job = job_on_one_node(cluster, measured, occupancy)
+    pred = predict(job, mode=mode)  # type: ignore[arg-type]
     data = pred.to_json()
     lay = measured.layout
     return Row(

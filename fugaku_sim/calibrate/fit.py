@@ -49,12 +49,22 @@ def ring_allreduce_factors(ranks: int) -> tuple[float, float]:
 
 
 Factors = Callable[[int], tuple[float, float]]
+RowFactors = Callable[[Mapping[str, Any]], tuple[float, float]]
+
+
+def by_ranks(factors: Factors) -> RowFactors:
+    """Row factors from rank-count factors (a row's ``ranks``, 2 when absent)."""
+    return lambda row: factors(int(row.get("ranks", 2)))
 
 
 def fit_alpha_beta(
-    rows: Iterable[Mapping[str, Any]], factors: Factors = p2p_factors
+    rows: Iterable[Mapping[str, Any]], factors: Factors | None = None,
+    row_factors: RowFactors | None = None,
 ) -> AlphaBeta:
     """Least-squares latency and bandwidth of rows ``{bytes, seconds[, ranks]}``.
+
+    ``factors`` maps a row's rank count to its (latency, bandwidth) factors (default: one
+    point-to-point message); ``row_factors``, for mixed rows, maps the row itself.
 
     Minimises the relative residual (each equation divided by its measured time), so that
     8-byte and 32-MB messages weigh alike. A negative latency is clamped to zero and the
@@ -63,11 +73,16 @@ def fit_alpha_beta(
     Raises:
         ValueError: fewer than two rows, or no positive bandwidth fits.
     """
-    data = [(float(r["bytes"]), float(r["seconds"]), int(r.get("ranks", 2))) for r in rows]
-    if len(data) < 2:
+    rows = list(rows)
+    if len(rows) < 2:
         raise ValueError("fit_alpha_beta: need at least two measurements")
-    a = np.array([[factors(n)[0], factors(n)[1] * b] for b, _, n in data])  # (rows, 2)
-    t = np.array([s for _, s, _ in data])
+    rf = row_factors or by_ranks(factors or p2p_factors)
+    coeffs = []
+    for r in rows:
+        la, bf = rf(r)
+        coeffs.append([la, bf * float(r["bytes"])])
+    a = np.array(coeffs)  # (rows, 2)
+    t = np.array([float(r["seconds"]) for r in rows])
     w = 1.0 / t
     coef, *_ = np.linalg.lstsq(a * w[:, None], t * w, rcond=None)
     alpha, inv_beta = float(coef[0]), float(coef[1])
@@ -79,7 +94,7 @@ def fit_alpha_beta(
         raise ValueError("fit_alpha_beta: no positive bandwidth fits these times")
     pred = a @ np.array([alpha, inv_beta])
     rms = float(np.sqrt(np.mean(((pred - t) / t) ** 2)))
-    return AlphaBeta(alpha, 1.0 / inv_beta, rms, len(data))
+    return AlphaBeta(alpha, 1.0 / inv_beta, rms, len(rows))
 
 
 def fit_op_overhead_s(tiny_ops: Iterable[Mapping[str, Any]]) -> float:
@@ -184,7 +199,7 @@ def compute_share(seconds_at_cores: float, seconds_oversubscribed: float) -> flo
 
 # Simulated operations each timed kernel stands for (fugaku_sim.sim.compute's op lists):
 # attention is scores GEMM + softmax + values GEMM; the cross-entropy fwd+bwd is two ops.
-KERNEL_OPS = {"attention_fwd": 3, "cross_entropy_fwd_bwd": 2}
+KERNEL_OPS = {"attention_fwd": 3, "attention_bwd": 3, "cross_entropy_fwd_bwd": 2}
 
 
 def tiny_kernel_rows(rows: Iterable[Mapping[str, Any]]) -> dict[str, float]:
@@ -210,34 +225,40 @@ def fit_kernel_overhead_s(rows: Iterable[Mapping[str, Any]]) -> float:
     return statistics.median(t / KERNEL_OPS.get(k, 1) for k, t in tiny.items())
 
 
-def fit_effective_bw(
-    rows: Iterable[Mapping[str, Any]], modelled_bytes: Callable[[Mapping[str, Any]], float | None]
-) -> tuple[float, float]:
-    """Bandwidth (bytes/s) at which the simulator's byte count of each non-GEMM kernel,
-    ``modelled_bytes(row)``, matches its measured time net of its tiny-shape time; least
-    squares on relative error over every working-shape row. Returns (bw, rms relative error).
+# (seconds the model prices otherwise, e.g. GEMMs; bytes it prices at the bandwidth)
+Modelled = Callable[[Mapping[str, Any]], "tuple[float, float] | None"]
 
-    Rows whose ``modelled_bytes`` is None (no simulated counterpart) are left out.
+
+def fit_effective_bw(rows: Iterable[Mapping[str, Any]], modelled: Modelled) -> tuple[float, float]:
+    """Bandwidth (bytes/s) at which the simulator's byte counts reproduce the trainer's
+    kernels. For each working-shape row, ``modelled(row)`` gives (seconds the simulator
+    prices otherwise, bytes it prices at the bandwidth); the row's own tiny-shape time is its
+    fixed cost. Least squares on absolute time, so the kernels that take the time weigh the
+    most: t - tiny - other = bytes / bw. Returns (bw, time-weighted relative rms error).
+
+    Rows for which ``modelled`` is None (no simulated counterpart) are left out.
 
     Raises:
         ValueError: no usable rows.
     """
     rows = list(rows)
     tiny = tiny_kernel_rows(rows)
-    xs, ys = [], []
+    smallest = {k: min(int(q["tokens"]) for q in rows if q["kernel"] == k) for k in tiny}
+    xs, ys, ts = [], [], []
     for r in rows:
-        nbytes = modelled_bytes(r)
-        t = float(r["seconds"])
-        base = tiny.get(str(r["kernel"]), 0.0)
-        if nbytes is None or t <= base or t == base:
+        kernel = str(r["kernel"])
+        if int(r["tokens"]) == smallest.get(kernel) or (m := modelled(r)) is None:
             continue
-        if int(r["tokens"]) == min(int(q["tokens"]) for q in rows if q["kernel"] == r["kernel"]):
-            continue  # the tiny shape itself
-        xs.append(nbytes / t)
-        ys.append((t - base) / t)
+        other_s, nbytes = m
+        seconds = float(r["seconds"])
+        xs.append(nbytes)
+        ys.append(seconds - tiny[kernel] - other_s)
+        ts.append(seconds)
     if not xs:
         raise ValueError("fit_effective_bw: no working-shape kernel measurements")
-    x, y = np.array(xs), np.array(ys)
+    x, y, t = np.array(xs), np.array(ys), np.array(ts)
     inv_bw = float(x @ y / (x @ x))
-    rms = float(np.sqrt(np.mean((x * inv_bw - y) ** 2)))
+    if inv_bw <= 0:
+        raise ValueError("fit_effective_bw: the kernels take less than the model's other costs")
+    rms = float(np.sqrt(np.sum((x * inv_bw - y) ** 2) / np.sum(t**2)))
     return 1.0 / inv_bw, rms

@@ -2,7 +2,8 @@
 
 One call of :func:`measure_machine` launches, each as its own MPI job:
 
-1. ``compute`` on ``ranks`` ranks (one per core: the per-process share with all cores busy);
+1. ``compute`` on ``ranks`` ranks (one per core: the per-process share with all cores busy),
+   then on 1 rank (a lone process, which may run faster: shared caches, SMT, boost clock);
 2. ``share`` on ``ranks`` and on ``2 x ranks`` ranks (what oversubscribing the cores costs,
    and whether ranks that wait in MPI keep their core busy);
 3. ``comm`` on ``ranks`` and ``2 x ranks`` ranks (ping-pong and all-reduce over sizes and
@@ -28,10 +29,11 @@ def planned_runs(ranks: int) -> list[tuple[str, int]]:
     """(suite, ranks) of every launch, in order.
 
     >>> planned_runs(2)
-    [('compute', 2), ('share', 2), ('share', 4), ('comm', 2), ('comm', 4)]
+    [('compute', 2), ('compute', 1), ('share', 2), ('share', 4), ('comm', 2), ('comm', 4)]
     """
     over = 2 * ranks
-    return [("compute", ranks), ("share", ranks), ("share", over), ("comm", ranks), ("comm", over)]
+    return [("compute", ranks), ("compute", 1), ("share", ranks), ("share", over),
+            ("comm", ranks), ("comm", over)]
 
 
 def run_suite(
@@ -56,7 +58,8 @@ def measure_machine(
     progress: Progress | None = None,
     timeout_s: float = 300.0,
 ) -> dict[str, Any]:
-    """All suites; returns ``{"compute": {...}, "share": [..], "comm": [..]}``.
+    """All suites; returns ``{"compute": {...}, "compute_lone": {...}, "share": [..],
+    "comm": [..]}``.
 
     Raises:
         UserError: a launch fails.
@@ -68,7 +71,7 @@ def measure_machine(
                 progress(f"{suite} on {n} ranks")
             rows = run_suite(launcher, suite, n, quick, Path(tmp), timeout_s)
             if suite == "compute":
-                result["compute"] = rows
+                result["compute" if n == ranks else "compute_lone"] = rows
             else:
                 result[suite].append(rows)
     return result

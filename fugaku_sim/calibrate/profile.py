@@ -31,6 +31,7 @@ from fugaku_sim.calibrate.fit import (
     bandwidth_Bps_at,
     best_rate,
     compute_share,
+    efficiency_at,
     fit_alpha_beta,
     fit_effective_bw,
     fit_gemm_curve,
@@ -67,6 +68,8 @@ class Calibration:
     allreduce: AlphaBeta
     oversubscribed_share: float  # compute share of a process at 2 x ranks (1 = no loss)
     waiting_rank_share: float  # share when half of the 2 x ranks wait in MPI instead
+    oversubscribed_link: AlphaBeta | None  # pairs' all-reduce with 2 x ranks on the cores
+    lone: dict[str, float] | None  # a lone process vs one of ``ranks`` busy ones
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -102,12 +105,17 @@ def fit_calibration(
         gemm = fit_gemm_curve(compute["gemm"], gemm_call)
         fp64 = best_rate(compute["gemm"], "float64") or gemm.peak_flops / 2
         stream = bandwidth_Bps_at(compute["stream"], array_bytes, "alloc")
-        overhead, overhead_how, bw, bw_how, bw_rms = _elementwise_model(compute, stream)
+        overhead, overhead_how, bw, bw_how, bw_rms = _elementwise_model(compute, stream, gemm)
         comm = measurements["comm"]
         pingpong = [r for c in comm if c["ranks"] == ranks for r in c.get("pingpong", [])]
-        allreduce = [r for c in comm for r in c["allreduce"]]
+        allreduce = [r for c in comm if c["ranks"] == ranks for r in c["allreduce"]]
+        pairs = [r for c in comm if c["ranks"] > ranks for r in c.get("pair_allreduce", [])]
         p2p = fit_alpha_beta(pingpong, p2p_factors)
-        ring = fit_alpha_beta(allreduce, ring_allreduce_factors)
+        link = fit_alpha_beta([{**r, "kind": "p2p"} for r in pingpong]
+                              + [{**r, "kind": "allreduce"} for r in allreduce],
+                              row_factors=_link_factors)
+        over_link = fit_alpha_beta(pairs, ring_allreduce_factors) if len(pairs) >= 2 else None
+        lone = _lone_process(measurements.get("compute_lone"), gemm, bw)
         shares = {s["ranks"]: s["share"] for s in measurements["share"]}
         base, over = shares[ranks], shares[2 * ranks]
     except (KeyError, ValueError, IndexError) as exc:
@@ -125,14 +133,53 @@ def fit_calibration(
         stream_bw_Bps=stream,
         mem_array_bytes=array_bytes,
         p2p=p2p,
-        allreduce=ring,
+        allreduce=link,
         oversubscribed_share=compute_share(base["all_busy_seconds"], over["all_busy_seconds"]),
         waiting_rank_share=compute_share(base["all_busy_seconds"], over["half_busy_seconds"]),
+        oversubscribed_link=over_link,
+        lone=lone,
     )
 
 
+def _link_factors(row: Mapping[str, Any]) -> tuple[float, float]:
+    """The simulator's intra-node cost factors of a row: one message for ping-pong, the ring
+    for an all-reduce (``fugaku_sim.sim.collectives``; checked against it in the tests)."""
+    n = int(row.get("ranks", 2))
+    return p2p_factors(n) if row.get("kind") == "p2p" else ring_allreduce_factors(n)
+
+
+def _lone_process(
+    compute: dict[str, Any] | None, gemm: GemmCurve, bw: float
+) -> dict[str, float] | None:
+    """How a process alone on the node compares with one of ``ranks`` busy ones: ratios of
+    the best GEMM rate and of the effective bandwidth, and its own per-op overhead."""
+    if not compute:
+        return None
+    call = {r["op"]: float(r["seconds"]) for r in compute["tiny_ops"]}
+    lone_gemm = fit_gemm_curve(compute["gemm"], call.get("matmul_8", 0.0))
+    overhead, _, lone_bw, _, _ = _elementwise_model(compute, bw, lone_gemm)
+    return {"peak_ratio": lone_gemm.peak_flops / gemm.peak_flops,
+            "mem_bw_ratio": lone_bw / bw, "op_overhead_s": overhead}
+
+
+def occupancy(cal: Calibration) -> dict[str, Any]:
+    """What a job sees of the node when it runs fewer or more ranks than
+    ``processes_per_node`` (the sidecar's ``occupancy`` section, read by validate)."""
+    out: dict[str, Any] = {"processes_per_node": cal.ranks, "cores": cal.ranks}
+    if cal.lone:
+        out["lone_process"] = {"peak_ratio": cal.lone["peak_ratio"],
+                               "mem_bw_ratio": cal.lone["mem_bw_ratio"],
+                               "op_overhead_us": cal.lone["op_overhead_s"] * 1e6}
+    if cal.oversubscribed_link:
+        out["oversubscribed"] = {
+            "ranks": 2 * cal.ranks, "compute_share": cal.oversubscribed_share,
+            "intra_node_latency_us": cal.oversubscribed_link.latency_s * 1e6,
+            "intra_node_bw_GBps": cal.oversubscribed_link.bw_Bps / 1e9}
+    return out
+
+
 def _elementwise_model(
-    compute: dict[str, Any], stream_Bps: float
+    compute: dict[str, Any], stream_Bps: float, gemm: GemmCurve
 ) -> tuple[float, str, float, str, float]:
     """(op_overhead_s, how, mem_bw_Bps, how, rms) from the trainer's kernels, or fallbacks."""
     kernels = compute.get("kernels") or []
@@ -143,42 +190,56 @@ def _elementwise_model(
     overhead = fit_kernel_overhead_s(kernels)
     how = "median per simulated op of the trainer's kernels at a tiny shape"
     try:
-        bw, rms = fit_effective_bw(kernels, simulated_kernel_bytes)
+        bw, rms = fit_effective_bw(kernels, functools.partial(simulated_kernel_cost, gemm=gemm))
     except (ImportError, ValueError) as exc:
         return overhead, how, stream_Bps, f"allocating STREAM ({exc})", float("nan")
-    return (overhead, how, bw, "effective: simulator's bytes / trainer's kernel time", rms)
+    return (overhead, how, bw,
+            "effective: the simulator's bytes over the trainer's kernel times", rms)
 
 
-def simulated_kernel_bytes(row: Mapping[str, Any]) -> float | None:
-    """The simulator's byte count (``fugaku_sim.sim.compute``) of the operation a timed
-    kernel row stands for, at the row's shape; None for kernels it prices as GEMMs."""
+def simulated_kernel_cost(
+    row: Mapping[str, Any], gemm: GemmCurve
+) -> tuple[float, float] | None:
+    """How ``fugaku_sim.sim.compute`` prices the operations a timed kernel row stands for:
+    (seconds of its GEMMs on ``gemm``'s curve, bytes it moves at memory bandwidth). None for
+    kernels it prices as GEMMs only (linear layers)."""
     from fugaku_sim.sim import compute as sim
 
-    ops = _simulated_ops(int(row["tokens"]), int(row["C"]), int(row["F"]), int(row["V"]))
     name = str(row["kernel"])
     base, _, direction = name.rpartition("_")
-    op = ops.get({"layernorm": "layernorm2", "gelu": "gelu",
-                  "cross_entropy_fwd": "cross_entropy", "cross_entropy": "cross_entropy"}
-                 .get(base, ""))
-    if op is None:
-        return None
-    if direction == "fwd":
-        return float(op.bytes)
+    if base == "attention":
+        ops = _simulated_ops(int(row["B"]), int(row["T"]), int(row["C"]), 4 * int(row["C"]),
+                             2, int(row["heads"]))
+        parts = [ops["scores"], ops["softmax"], ops["attn_values"]]
+    else:
+        ops = _simulated_ops(1, int(row["tokens"]), int(row["C"]), int(row["F"]),
+                             int(row["V"]), 1)
+        key = {"layernorm": "layernorm2", "gelu": "gelu", "cross_entropy": "cross_entropy",
+               "cross_entropy_fwd": "cross_entropy"}.get(base)
+        if key is None:
+            return None
+        parts = [ops[key]]
     if direction == "bwd" and base == "cross_entropy_fwd":
-        return float(op.bytes + sim.backward_of(op).bytes)
-    return float(sim.backward_of(op).bytes)
+        parts = parts + [sim.backward_of(op) for op in parts]
+    elif direction == "bwd":
+        parts = [sim.backward_of(op) for op in parts]
+    seconds = sum(op.flops / (gemm.peak_flops * efficiency_at(gemm.points, op.min_dim))
+                  for op in parts if op.min_dim)
+    nbytes = sum(float(op.bytes) for op in parts if not op.min_dim)
+    return seconds, nbytes
 
 
-@functools.lru_cache(maxsize=32)
-def _simulated_ops(tokens: int, c: int, f: int, v: int) -> dict[str, Any]:
+@functools.lru_cache(maxsize=64)
+def _simulated_ops(b: int, t: int, c: int, f: int, v: int, heads: int) -> dict[str, Any]:
     from fugaku_sim.sim import compute as sim
     from fugaku_sim.spec import Layout, ModelSpec, TrainSpec, load_cluster, make_job
 
-    model = ModelSpec(name="kernel", layers=1, hidden=c, heads=1, ffn_hidden=f,
-                      seq_len=tokens, vocab=v)
-    job = make_job(load_cluster("local"), model, TrainSpec(global_batch=1, micro_batch=1),
+    model = ModelSpec(name="kernel", layers=1, hidden=c, heads=heads, ffn_hidden=f,
+                      seq_len=t, vocab=v)
+    job = make_job(load_cluster("local"), model, TrainSpec(global_batch=b, micro_batch=b),
                    Layout(processes_per_node=1))
-    return {op.name: op for op in sim.mlp_ops(job) + sim.head_forward_ops(job)}
+    ops = sim.attention_ops(job) + sim.mlp_ops(job) + sim.head_forward_ops(job)
+    return {op.name: op for op in ops}
 
 
 def calibrated_cluster(
@@ -260,13 +321,23 @@ def header_lines(spec: ClusterSpec, cal: Calibration, prov: dict[str, Any], base
         f"- mem_bw_GBps: {cal.mem_bw_method}: {cal.mem_bw_Bps / 1e9:.2f} GB/s per process "
         f"(rms {cal.mem_bw_rms_rel_error:.0%}); hardware STREAM (allocating add, "
         f"{cal.mem_array_bytes / 2**20:.0f} MiB arrays) {cal.stream_bw_Bps / 1e9:.1f} GB/s.",
-        f"- intra_node: ring all-reduce fit over sizes and rank counts: latency "
+        f"- intra_node: one link fitted to the ping-pong and all-reduce times on {cal.ranks} "
+        f"ranks (the simulator's message and ring formulas): latency "
         f"{cal.allreduce.latency_s * 1e6:.2f} us, {cal.allreduce.bw_Bps / 1e9:.2f} GB/s "
-        f"(rms {cal.allreduce.rms_rel_error:.0%}); ping-pong fit {cal.p2p.latency_s * 1e6:.2f} "
+        f"(rms {cal.allreduce.rms_rel_error:.0%}); ping-pong alone {cal.p2p.latency_s * 1e6:.2f} "
         f"us, {cal.p2p.bw_Bps / 1e9:.2f} GB/s (rms {cal.p2p.rms_rel_error:.0%}).",
-        f"- ranks beyond cores: at {2 * cal.ranks} ranks a process gets "
-        f"{cal.oversubscribed_share:.2f} of its core-rate; with half of them waiting in MPI "
-        f"{cal.waiting_rank_share:.2f} (waiting MPICH ranks poll and keep their core).",
+        f"- {2 * cal.ranks} ranks on {cal.ranks} cores: a process gets "
+        f"{cal.oversubscribed_share:.2f} of its core-rate ({cal.waiting_rank_share:.2f} with "
+        "half the ranks waiting in MPI: waiting MPICH ranks poll and keep their core);",
+        "  " + (f"pairs all-reducing at once: latency "
+                f"{cal.oversubscribed_link.latency_s * 1e6:.1f} us, "
+                f"{cal.oversubscribed_link.bw_Bps / 1e9:.2f} GB/s (a peer not running must be "
+                f"scheduled first)." if cal.oversubscribed_link else "pairs not measured."),
+        "  " + (f"A lone process: {cal.lone['peak_ratio']:.2f} x the GEMM rate, "
+                f"{cal.lone['mem_bw_ratio']:.2f} x the effective bandwidth of one of "
+                f"{cal.ranks} busy ones." if cal.lone else "Lone process not measured."),
+        "  ClusterSpec has no fields for these: they are in the sidecar's 'occupancy' section,",
+        "  which `fugaku-sim validate` applies to jobs of fewer or more ranks than cores.",
         f"Not measured, kept from {base}: power_W, mem_reserved_GiB, inter_node, allocation, "
         "scheduler, mtbf_node_h, checkpoint_write_GBps.",
     ]
@@ -278,7 +349,8 @@ def write_profile(
 ) -> Path:
     """Write the sidecar JSON, then the YAML (each atomically); returns the sidecar path."""
     sidecar = sidecar_path(out)
-    payload = {"provenance": prov, "fit": cal.as_dict(), "measurements": measurements}
+    payload = {"provenance": prov, "occupancy": occupancy(cal), "fit": cal.as_dict(),
+               "measurements": measurements}
     with atomic_path(sidecar) as tmp:
         tmp.write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
     header = "\n".join(f"# {line}" for line in header_lines(spec, cal, prov, base, sidecar))

@@ -95,10 +95,18 @@ def _print_summary(console, spec, cal, out: Path, sidecar: Path) -> None:  # typ
     table.add_row("op overhead", f"{node.op_overhead_us:.2f} us", cal.op_overhead_method)
     table.add_row("intra-node link", f"{ic.intra_node.bw_GBps:.2f} GB/s, "  # type: ignore[union-attr]
                   f"{ic.intra_node.latency_us:.2f} us",  # type: ignore[union-attr]
-                  f"ring all-reduce fit, rms {cal.allreduce.rms_rel_error:.0%}")
+                  f"ping-pong + all-reduce fit, rms {cal.allreduce.rms_rel_error:.0%}")
     table.add_row("ping-pong", f"{cal.p2p.bw_Bps / 1e9:.2f} GB/s, {cal.p2p.latency_s * 1e6:.2f} us",
                   f"rms {cal.p2p.rms_rel_error:.0%} (kept in the sidecar)")
     table.add_row(f"share at {2 * cal.ranks} ranks", f"{cal.oversubscribed_share:.2f}",
                   f"half waiting in MPI: {cal.waiting_rank_share:.2f}")
+    if cal.oversubscribed_link:
+        o = cal.oversubscribed_link
+        table.add_row(f"link at {2 * cal.ranks} ranks",
+                      f"{o.bw_Bps / 1e9:.2f} GB/s, {o.latency_s * 1e6:.1f} us",
+                      f"pairs all-reducing, rms {o.rms_rel_error:.0%} (sidecar)")
+    if cal.lone:
+        table.add_row("lone process", f"GEMM x{cal.lone['peak_ratio']:.2f}, "
+                      f"bw x{cal.lone['mem_bw_ratio']:.2f}", "vs one of the busy ranks (sidecar)")
     console.print(table)
     print(f"wrote {out} and {sidecar}")

@@ -48,7 +48,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from fugaku_sim.calibrate.compare import compare_run, read_measured, summarize_rows
+    from fugaku_sim.calibrate.compare import (
+        compare_run,
+        load_occupancy,
+        read_measured,
+        summarize_rows,
+    )
     from fugaku_sim.calibrate.execute import execute_runs, warmup_of
     from fugaku_sim.calibrate.launch import parse_launcher
     from fugaku_sim.calibrate.provenance import load_average, provenance
@@ -58,9 +63,11 @@ def run(args: argparse.Namespace) -> int:
     from fugaku_sim.spec.load import resolve_cluster_path
 
     cluster = load_cluster(args.cluster)
+    cluster_file = resolve_cluster_path(args.cluster)
+    occupancy = load_occupancy(cluster_file)
     console = Console(stderr=True)
-    meta = {"cluster": cluster.name, "cluster_file": str(resolve_cluster_path(args.cluster)),
-            "mode": args.mode, **provenance()}
+    meta = {"cluster": cluster.name, "cluster_file": str(cluster_file), "mode": args.mode,
+            "occupancy": occupancy, **provenance()}
     if args.from_metrics:
         dirs = list(args.from_metrics)
         warm = {d: args.warmup if args.warmup is not None else warmup_of(d, 2) for d in dirs}
@@ -74,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
                                 args.timeout, console.log)
         warm = {d: r.warmup_steps for d, r in zip(dirs, runs)}
     meta["load_average_end"] = load_average()
-    rows = [compare_run(cluster, read_measured(d, warm[d]), args.mode) for d in dirs]
+    rows = [compare_run(cluster, read_measured(d, warm[d]), args.mode, occupancy) for d in dirs]
     summary = summarize_rows(rows)
     summary["targets"] = TARGETS
     summary["targets_met"] = bool(

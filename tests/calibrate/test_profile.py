@@ -11,12 +11,12 @@ import pytest
 import yaml
 
 from fugaku_sim.calibrate.bench import MESSAGE_BYTES, STREAM_WORDS, gemm_shapes
-from fugaku_sim.calibrate.fit import ring_allreduce_factors
+from fugaku_sim.calibrate.fit import GemmCurve, ring_allreduce_factors
 from fugaku_sim.calibrate.profile import (
     calibrated_cluster,
     fit_calibration,
     sidecar_path,
-    simulated_kernel_bytes,
+    simulated_kernel_cost,
     write_profile,
 )
 from fugaku_sim.calibrate.provenance import provenance
@@ -30,6 +30,7 @@ CALL_S = 1e-6  # numpy matmul call
 OVERHEAD_S = 10e-6  # per simulated op
 EFFECTIVE_BW = 5e9  # bytes/s per process as the simulator counts bytes
 LAT_S, BW = 3e-6, 4e9
+CURVE = GemmCurve(PEAK, sorted(EFF.items()), 0.0)
 
 
 def _kernel_rows() -> list[dict[str, Any]]:
@@ -40,8 +41,14 @@ def _kernel_rows() -> list[dict[str, Any]]:
                        "cross_entropy_fwd", "cross_entropy_fwd_bwd"):
             row = {"kernel": kernel, **shape}
             ops = 2 if kernel == "cross_entropy_fwd_bwd" else 1
-            nbytes = simulated_kernel_bytes(row) if tokens > 8 else 0.0
-            row["seconds"] = ops * OVERHEAD_S + (nbytes or 0.0) / EFFECTIVE_BW
+            gemm_s, nbytes = simulated_kernel_cost(row, CURVE) if tokens > 8 else (0.0, 0.0)
+            row["seconds"] = ops * OVERHEAD_S + gemm_s + nbytes / EFFECTIVE_BW
+            rows.append(row)
+    for b, t, c, heads in ((1, 8, 8, 2), (4, 64, 64, 4), (4, 256, 128, 4)):
+        for kernel in ("attention_fwd", "attention_bwd"):
+            row = {"kernel": kernel, "tokens": b * t, "B": b, "T": t, "C": c, "heads": heads}
+            gemm_s, nbytes = simulated_kernel_cost(row, CURVE) if t > 8 else (0.0, 0.0)
+            row["seconds"] = 3 * OVERHEAD_S + gemm_s + nbytes / EFFECTIVE_BW
             rows.append(row)
     return rows
 
