@@ -1,1 +1,26 @@
-"""fugaku_sim.calibrate"""
+"""Close the loop: calibrate a cluster profile from microbenchmarks, and check predictions
+against measured training runs.
+
+Modules, in the order the loop uses them:
+
+- :mod:`~fugaku_sim.calibrate.bench` — mpi4py microbenchmarks run under ``mpiexec``
+  (suites ``compute``, ``share``, ``comm``), JSON from rank 0;
+- :mod:`~fugaku_sim.calibrate.launch` — start MPI subprocesses (``mpiexec``/``srun``
+  template, one BLAS thread per rank);
+- :mod:`~fugaku_sim.calibrate.measure` — which suite runs on how many ranks;
+- :mod:`~fugaku_sim.calibrate.fit` — pure fitting functions (alpha-beta, GEMM curve,
+  per-op overhead, effective bandwidth, compute share);
+- :mod:`~fugaku_sim.calibrate.profile` — measurements -> ``ClusterSpec`` YAML (comment
+  header with provenance) + ``<name>.measurements.json`` sidecar (provenance, the fits,
+  the ``occupancy`` section and every raw row);
+- :mod:`~fugaku_sim.calibrate.provenance` — date, host, CPU, versions, load, command;
+- :mod:`~fugaku_sim.calibrate.runs`, :mod:`~fugaku_sim.calibrate.synthetic`,
+  :mod:`~fugaku_sim.calibrate.execute` — the validation run set, synthetic tokens, and
+  running the real trainer;
+- :mod:`~fugaku_sim.calibrate.compare` — measured run + simulator prediction -> rows,
+  errors, fastest-layout agreement;
+- :mod:`~fugaku_sim.calibrate.report` — rich table, ``compare.{json,csv,md,png}``.
+
+Command line: ``fugaku-sim calibrate`` and ``fugaku-sim validate`` (see their modules in
+``fugaku_sim.commands``); ``benchmarks/bench_validate.py`` runs both and checks the targets.
+"""

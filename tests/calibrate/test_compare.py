@@ -122,3 +122,38 @@ def test_run_file(tmp_path: Path) -> None:
         load_runs(str(f))
     with pytest.raises(UserError, match="neither"):
         load_runs("nope")
+
+
+def test_occupancy_from_the_calibration() -> None:
+    local = load_cluster("local")  # 2 processes per node, 2 cores
+    occ = {"processes_per_node": 2,
+           "lone_process": {"peak_ratio": 1.5, "mem_bw_ratio": 1.2, "op_overhead_us": 7.0},
+           "oversubscribed": {"ranks": 4, "compute_share": 0.5,
+                              "intra_node_latency_us": 500.0, "intra_node_bw_GBps": 1.5}}
+    one = occupied_cluster(local, 1, occ)
+    assert one.node.peak_TFLOPs.fp32 == pytest.approx(local.node.peak_TFLOPs.fp32 / 2 * 1.5)
+    assert one.node.mem_bw_GBps == pytest.approx(local.node.mem_bw_GBps / 2 * 1.2)
+    assert one.node.op_overhead_us == 7.0
+    four = occupied_cluster(local, 4, occ)
+    assert four.interconnect.intra_node.latency_us == 500.0  # type: ignore[union-attr]
+    assert four.interconnect.intra_node.bw_GBps == 1.5  # type: ignore[union-attr]
+    assert four.node == local.node  # the simulator divides the node by 4 itself
+    assert occupied_cluster(local, 2, occ) is local
+
+
+@pytest.mark.parametrize("ranks", [2, 4])
+def test_fitted_factors_are_the_simulators(ranks: int) -> None:
+    """The intra-node link is fitted with the cost formulas the simulator prices it by."""
+    from fugaku_sim.calibrate.fit import ring_allreduce_factors
+    from fugaku_sim.sim.predict import prepare
+    from fugaku_sim.spec import Layout, TrainSpec, load_model, make_job
+
+    local = load_cluster("local")
+    ic = local.interconnect
+    lat_factor, bw_factor = ring_allreduce_factors(ranks)
+    for bw_GBps, lat_us, expect in ((1.0, 0.0, bw_factor * 1.0), (1e9, 1.0, lat_factor * 1e-6)):
+        intra = ic.intra_node.model_copy(update={"bw_GBps": bw_GBps, "latency_us": lat_us})  # type: ignore[union-attr]
+        cluster = local.model_copy(update={"interconnect": ic.model_copy(update={"intra_node": intra})})
+        job = make_job(cluster, load_model("gpt-micro"), TrainSpec(global_batch=8 * ranks),
+                       Layout(dp=ranks, processes_per_node=ranks))
+        assert prepare(job).comm.dp_plan(0).time_s(1e9) == pytest.approx(expect, rel=1e-3)
