@@ -59,8 +59,8 @@ def make_job(cluster: ClusterSpec, model: ModelSpec, train: TrainSpec, layout: L
     Raises:
         SpecError: naming the dotted field path and what is wrong.
     """
-    _check_model_split(model, layout)
-    _check_batch(train, layout)
+    check_model_split(model, layout)
+    check_batch(train, layout)
     job = Job(cluster, model, train, layout)
     _check_nodes(job)
     if layout.job_shape is not None:
@@ -68,7 +68,7 @@ def make_job(cluster: ClusterSpec, model: ModelSpec, train: TrainSpec, layout: L
     return job
 
 
-def _check_model_split(model: ModelSpec, layout: Layout) -> None:
+def check_model_split(model: ModelSpec, layout: Layout) -> None:
     if model.heads % layout.tp:
         raise SpecError(f"layout.tp: {layout.tp} does not divide model.heads ({model.heads})")
     if model.ffn % layout.tp:
@@ -81,7 +81,7 @@ def _check_model_split(model: ModelSpec, layout: Layout) -> None:
         raise SpecError("layout.schedule: interleaved needs layout.pp >= 2")
 
 
-def _check_batch(train: TrainSpec, layout: Layout) -> None:
+def check_batch(train: TrainSpec, layout: Layout) -> None:
     per_step = train.micro_batch * layout.dp
     if train.global_batch % per_step:
         raise SpecError(

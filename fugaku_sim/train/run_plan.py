@@ -15,7 +15,7 @@ from typing import Literal
 
 from fugaku_sim.errors import UserError
 from fugaku_sim.spec import Layout, ModelSpec, TrainSpec
-from fugaku_sim.spec.job import _check_batch, _check_model_split
+from fugaku_sim.spec.job import check_batch, check_model_split
 from fugaku_sim.train.checkpoint import Selection, select_checkpoint
 from fugaku_sim.train.loader import Blend, read_blend
 
@@ -43,8 +43,8 @@ def check_layout(model: ModelSpec, train: TrainSpec, layout: Layout, world: int)
     Raises:
         UserError: naming the field (``layout.tp``, ``model.vocab``, ...).
     """
-    _check_model_split(model, layout)  # the same rules as ``check``/``predict``
-    _check_batch(train, layout)
+    check_model_split(model, layout)  # the same rules as ``check``/``predict``
+    check_batch(train, layout)
     if model.vocab % layout.tp:
         raise UserError(f"layout.tp: {layout.tp} does not divide model.vocab ({model.vocab}); "
                         "the vocabulary-parallel embedding needs equal shards")
