@@ -15,21 +15,29 @@ rule compare_run:
         prediction="results/plan/train_prediction.json",
     output:
         json=f"{COMPARE}/run/compare.json",
-        plot=report(f"{COMPARE}/run/compare.png", category="Predicted vs measured",
-                    caption="report/compare.rst"),
+        plot=report(
+            f"{COMPARE}/run/compare.png",
+            category="Predicted vs measured",
+            caption="report/compare.rst",
+        ),
         table=f"{COMPARE}/run/compare.md",
     log:
         "logs/compare/run.log",
     params:
+        fs=FS,
         cluster=CFG.train.cluster,
+        # the trainer's work folder beside the declared copies (see train.smk)
+        run=lambda wildcards, input: os.path.join(os.path.dirname(input.summary), "run"),
+        out=folder_of("output.json"),
+    threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
     conda:
         ENV
     shell:
-        "{FS} validate --cluster {params.cluster} --from-metrics results/train/run"
-        " --out {COMPARE}/run --json > {log} 2>&1"
+        "{params.fs} validate --cluster {params.cluster} --from-metrics {params.run}"
+        " --out {params.out} --json > {log} 2>&1"
 
 
 rule calibrate:
@@ -38,6 +46,7 @@ rule calibrate:
     log:
         "logs/compare/calibrate.log",
     params:
+        fs=FS,
         quick="--quick" if CFG.compare.calibrate_quick else "",
         ranks=CFG.train.ranks,
     threads: 2
@@ -47,7 +56,7 @@ rule calibrate:
     conda:
         ENV
     shell:
-        "OPENBLAS_NUM_THREADS=1 {FS} calibrate --name calibrated --out {output}"
+        "OPENBLAS_NUM_THREADS=1 {params.fs} calibrate --name calibrated --out {output}"
         " --ranks {params.ranks} {params.quick} > {log} 2>&1"
 
 
@@ -56,13 +65,18 @@ rule validate:
         f"{COMPARE}/calibrated.yaml",
     output:
         json=f"{COMPARE}/validate/compare.json",
-        plot=report(f"{COMPARE}/validate/compare.png", category="Predicted vs measured",
-                    caption="report/compare.rst"),
+        plot=report(
+            f"{COMPARE}/validate/compare.png",
+            category="Predicted vs measured",
+            caption="report/compare.rst",
+        ),
         table=f"{COMPARE}/validate/compare.md",
     log:
         "logs/compare/validate.log",
     params:
+        fs=FS,
         runs=CFG.compare.runs,
+        out=folder_of("output.json"),
     threads: 2
     resources:
         mem_mb=4000,
@@ -70,8 +84,8 @@ rule validate:
     conda:
         ENV
     shell:
-        "OPENBLAS_NUM_THREADS=1 {FS} validate --cluster {input} --runs {params.runs}"
-        " --out {COMPARE}/validate --json > {log} 2>&1"
+        "OPENBLAS_NUM_THREADS=1 {params.fs} validate --cluster {input} --runs {params.runs}"
+        " --out {params.out} --json > {log} 2>&1"
 
 
 rule compare:

@@ -1,6 +1,8 @@
 # Data stage: real corpora -> cleaned, deduplicated, tokenized, mixed Megatron shards.
-# Each rule is one `fugaku-sim data <stage>`; each stage writes its folder under a temporary
-# name and renames it at the end, so a failed rule leaves nothing half-written.
+# Each rule is one `fugaku-sim data <stage>` reading the config that data_config wrote and
+# writing its folder under results/data/ (the folder of that config); each stage writes its
+# folder under a temporary name and renames it at the end, so a failed rule leaves nothing
+# half-written.
 
 DATA = "results/data"
 
@@ -11,20 +13,29 @@ rule data_config:
     log:
         "logs/data/config.log",
     params:
+        fs=FS,
         data=json_arg(CFG.data),
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
     conda:
         ENV
     shell:
-        "{FS} workflow write --section data --json {params.data} --out {output} > {log} 2>&1"
+        "{params.fs} workflow write --section data --json {params.data} --out {output}"
+        " > {log} 2>&1"
 
 
 rule data_collect:
     input:
-        f"{DATA}/config.yaml",
+        config=f"{DATA}/config.yaml",
     output:
         f"{DATA}/raw/report.json",
     log:
         "logs/data/collect.log",
+    params:
+        fs=FS,
+        out=folder_of("input.config"),
     threads: 2
     resources:
         mem_mb=2000,
@@ -32,7 +43,8 @@ rule data_collect:
     conda:
         ENV
     shell:
-        "{FS} data collect --config {input} --out {DATA} --workers {threads} --quiet > {log} 2>&1"
+        "{params.fs} data collect --config {input.config} --out {params.out}"
+        " --workers {threads} --quiet > {log} 2>&1"
 
 
 rule data_clean:
@@ -43,6 +55,9 @@ rule data_clean:
         f"{DATA}/clean/report.json",
     log:
         "logs/data/clean.log",
+    params:
+        fs=FS,
+        out=folder_of("input.config"),
     threads: 2
     resources:
         mem_mb=2000,
@@ -50,7 +65,8 @@ rule data_clean:
     conda:
         ENV
     shell:
-        "{FS} data clean --config {input.config} --out {DATA} --workers {threads} --quiet > {log} 2>&1"
+        "{params.fs} data clean --config {input.config} --out {params.out}"
+        " --workers {threads} --quiet > {log} 2>&1"
 
 
 rule data_dedup:
@@ -61,6 +77,9 @@ rule data_dedup:
         f"{DATA}/dedup/report.json",
     log:
         "logs/data/dedup.log",
+    params:
+        fs=FS,
+        out=folder_of("input.config"),
     threads: 2
     resources:
         mem_mb=2000,
@@ -68,7 +87,8 @@ rule data_dedup:
     conda:
         ENV
     shell:
-        "{FS} data dedup --config {input.config} --out {DATA} --workers {threads} --quiet > {log} 2>&1"
+        "{params.fs} data dedup --config {input.config} --out {params.out}"
+        " --workers {threads} --quiet > {log} 2>&1"
 
 
 rule data_tokenizer:
@@ -80,6 +100,9 @@ rule data_tokenizer:
         report=f"{DATA}/tokenizer/report.json",
     log:
         "logs/data/tokenizer.log",
+    params:
+        fs=FS,
+        out=folder_of("input.config"),
     threads: 2
     resources:
         mem_mb=2000,
@@ -87,7 +110,8 @@ rule data_tokenizer:
     conda:
         ENV
     shell:
-        "{FS} data tokenizer --config {input.config} --out {DATA} --workers {threads} --quiet > {log} 2>&1"
+        "{params.fs} data tokenizer --config {input.config} --out {params.out}"
+        " --workers {threads} --quiet > {log} 2>&1"
 
 
 rule data_tokenize:
@@ -98,6 +122,9 @@ rule data_tokenize:
         f"{DATA}/tokenized/report.json",
     log:
         "logs/data/tokenize.log",
+    params:
+        fs=FS,
+        out=folder_of("input.config"),
     threads: 2
     resources:
         mem_mb=2000,
@@ -105,7 +132,8 @@ rule data_tokenize:
     conda:
         ENV
     shell:
-        "{FS} data tokenize --config {input.config} --out {DATA} --workers {threads} --quiet > {log} 2>&1"
+        "{params.fs} data tokenize --config {input.config} --out {params.out}"
+        " --workers {threads} --quiet > {log} 2>&1"
 
 
 rule data_mix:
@@ -123,6 +151,9 @@ rule data_mix:
         maths=f"{DATA}/maths_eval.jsonl",
     log:
         "logs/data/mix.log",
+    params:
+        fs=FS,
+        out=folder_of("input.config"),
     threads: 2
     resources:
         mem_mb=2000,
@@ -130,4 +161,5 @@ rule data_mix:
     conda:
         ENV
     shell:
-        "{FS} data mix --config {input.config} --out {DATA} --workers {threads} --quiet > {log} 2>&1"
+        "{params.fs} data mix --config {input.config} --out {params.out}"
+        " --workers {threads} --quiet > {log} 2>&1"

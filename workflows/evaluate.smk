@@ -11,6 +11,9 @@ rule evaluate:
     log:
         "logs/eval/evaluate.log",
     params:
+        fs=FS,
+        data=folder_of("input.blend"),
+        out=folder_of("output.json"),
         max_docs=CFG.evaluate.max_docs,
         seed=CFG.evaluate.seed,
     threads: 1
@@ -20,5 +23,6 @@ rule evaluate:
     conda:
         ENV
     shell:
-        "OPENBLAS_NUM_THREADS=1 {FS} evaluate --checkpoint {input.model} --data results/data"
-        " --out results/eval --max-docs {params.max_docs} --seed {params.seed} > {log} 2>&1"
+        "OPENBLAS_NUM_THREADS=1 {params.fs} evaluate --checkpoint {input.model}"
+        " --data {params.data} --out {params.out} --max-docs {params.max_docs}"
+        " --seed {params.seed} > {log} 2>&1"

@@ -1,6 +1,8 @@
 # Plan before run: the capacity plan for the reference job (Fugaku-LLM on 13,824 Fugaku
 # nodes), the plan for this run's ranks on its cluster (which picks the layout when
 # train.layout is "auto"), and the simulator's prediction for the layout actually used.
+# Verbs that print JSON write it straight into the declared output: if they fail, Snakemake
+# removes the partial file.
 
 PLAN = "results/plan"
 
@@ -13,21 +15,24 @@ rule plan_reference:
     log:
         "logs/plan/reference.log",
     params:
+        fs=FS,
         cluster=CFG.plan.cluster,
         model=CFG.plan.model,
         nodes=CFG.plan.nodes,
         global_batch=CFG.plan.global_batch,
         tokens=CFG.plan.tokens,
         top=CFG.plan.top,
+    threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
     conda:
         ENV
     shell:
-        "{FS} plan --cluster {params.cluster} --model {params.model} --nodes {params.nodes}"
-        " --global-batch {params.global_batch} --tokens {params.tokens} --top {params.top}"
-        " --json --plot {output.plot} --emit-job {output.job} > {output.plan} 2> {log}"
+        "{params.fs} plan --cluster {params.cluster} --model {params.model}"
+        " --nodes {params.nodes} --global-batch {params.global_batch} --tokens {params.tokens}"
+        " --top {params.top} --json --plot {output.plot} --emit-job {output.job}"
+        " > {output.plan} 2> {log}"
 
 
 rule train_settings:
@@ -36,12 +41,17 @@ rule train_settings:
     log:
         "logs/plan/train_settings.log",
     params:
+        fs=FS,
         settings=json_arg(CFG.train.settings),
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
     conda:
         ENV
     shell:
-        "{FS} workflow write --section train-settings --json {params.settings} --out {output}"
-        " > {log} 2>&1"
+        "{params.fs} workflow write --section train-settings --json {params.settings}"
+        " --out {output} > {log} 2>&1"
 
 
 rule train_layout_fixed:
@@ -50,11 +60,17 @@ rule train_layout_fixed:
     log:
         "logs/plan/train_layout_fixed.log",
     params:
+        fs=FS,
         layout=json_arg(FIXED_LAYOUT),
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
     conda:
         ENV
     shell:
-        "{FS} workflow write --section layout --json {params.layout} --out {output} > {log} 2>&1"
+        "{params.fs} workflow write --section layout --json {params.layout} --out {output}"
+        " > {log} 2>&1"
 
 
 rule plan_train:
@@ -65,19 +81,21 @@ rule plan_train:
     log:
         "logs/plan/train_plan.log",
     params:
+        fs=FS,
         cluster=CFG.train.cluster,
         model=CFG.train.model,
         nodes=TRAIN_NODES,
         ppn=TRAIN_PPN,
+    threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
     conda:
         ENV
     shell:
-        "{FS} plan --cluster {params.cluster} --model {params.model} --nodes {params.nodes}"
-        " --processes-per-node {params.ppn} --train-config {input.settings}"
-        " --json > {output} 2> {log}"
+        "{params.fs} plan --cluster {params.cluster} --model {params.model}"
+        " --nodes {params.nodes} --processes-per-node {params.ppn}"
+        " --train-config {input.settings} --json > {output} 2> {log}"
 
 
 rule train_layout:
@@ -87,10 +105,16 @@ rule train_layout:
         f"{PLAN}/train_layout.json",
     log:
         "logs/plan/train_layout.log",
+    params:
+        fs=FS,
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
     conda:
         ENV
     shell:
-        "{FS} workflow pick-layout --plan {input} --out {output} > {log} 2>&1"
+        "{params.fs} workflow pick-layout --plan {input} --out {output} > {log} 2>&1"
 
 
 rule predict_train:
@@ -103,16 +127,18 @@ rule predict_train:
     log:
         "logs/plan/predict_train.log",
     params:
+        fs=FS,
         cluster=CFG.train.cluster,
         model=CFG.train.model,
         ppn=TRAIN_PPN,
+    threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
     conda:
         ENV
     shell:
-        "{FS} predict --cluster {params.cluster} --model {params.model}"
+        "{params.fs} predict --cluster {params.cluster} --model {params.model}"
         " --train-config {input.settings} --layout-from {input.layout}"
         " --processes-per-node {params.ppn} --json --trace {output.trace}"
         " > {output.prediction} 2> {log}"

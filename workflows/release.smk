@@ -1,5 +1,7 @@
 # The release: Hugging Face-loadable weights, tokenizer, model card, checksums, tarball;
-# then an independent verification of what was written.
+# then an independent verification of what was written. `release build` writes the folder
+# under a temporary name and renames it into place with SHA256SUMS inside; if anything after
+# that fails (the tarball), the rule removes the folder, so a failed release leaves nothing.
 
 
 rule release:
@@ -16,28 +18,40 @@ rule release:
     log:
         "logs/release/release.log",
     params:
+        fs=FS,
         name=RUN,
+        data=folder_of("input.manifest"),
+        train=lambda wildcards, input: os.path.join(os.path.dirname(input.summary), "run"),
+        folder=folder_of("output.sums"),
+        out=folder_of("output.sums", up=2),
+    threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
     conda:
         ENV
     shell:
-        "OPENBLAS_NUM_THREADS=1 {FS} release build --checkpoint {input.model} --data results/data"
-        " --eval {input.eval} --train results/train/run --prediction {input.prediction}"
-        " --compare {input.compare} --name {params.name} --out results/release > {log} 2>&1"
+        "OPENBLAS_NUM_THREADS=1 {params.fs} release build --checkpoint {input.model}"
+        " --data {params.data} --eval {input.eval} --train {params.train}"
+        " --prediction {input.prediction} --compare {input.compare} --name {params.name}"
+        " --out {params.out} > {log} 2>&1 || {{ rm -rf {params.folder}; exit 1; }}"
 
 
 rule release_verify:
     input:
-        f"results/release/{RUN}/SHA256SUMS",
+        sums=f"results/release/{RUN}/SHA256SUMS",
     output:
         f"results/release/{RUN}.verified",
     log:
         "logs/release/verify.log",
     params:
-        folder=f"results/release/{RUN}",
+        fs=FS,
+        folder=folder_of("input.sums"),
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
     conda:
         ENV
     shell:
-        "{FS} release verify {params.folder} > {log} 2>&1 && cp {log} {output}"
+        "{params.fs} release verify {params.folder} > {log} 2>&1 && cp {log} {output}"

@@ -1,7 +1,9 @@
 # Training over MPI. The run works in results/train/run/ (checkpoints, metrics as they
 # grow), which is not a declared output: when a killed run is rerun
 # (`--rerun-incomplete`), Snakemake removes only the declared copies below and the trainer
-# resumes from its newest valid checkpoint instead of starting over.
+# resumes from its newest valid checkpoint instead of starting over. `workflow run-dir`
+# first checks that the folder's checkpoints come from the same inputs (data, tokenizer,
+# settings, layout, model); a folder of another run is moved aside and the run starts fresh.
 
 TRAIN = "results/train"
 
@@ -19,26 +21,34 @@ rule train:
     log:
         "logs/train/train.log",
     params:
+        fs=FS,
         mpi=mpi_launcher,
         model=CFG.train.model,
+        data=folder_of("input.blend"),
         work=f"{TRAIN}/run",
         checkpoint_every=CFG.train.checkpoint_every,
         eval_every=CFG.train.eval_every,
+    # Locally `threads` reserves one core per rank (Snakemake does not count `tasks` against
+    # --cores). On a cluster threads are per rank (Slurm's --cpus-per-task, PJM's
+    # OMP_NUM_THREADS): the slurm and fugaku profiles set them to 1 with set-threads.
     threads: CFG.train.ranks
     resources:
-        tasks=CFG.train.ranks,
         mem_mb=4000,
         runtime=120,
+        tasks=CFG.train.ranks,
         nodes=TRAIN_NODES,
-        mpi="mpiexec",
+        # train.mpi_launcher, unless the profile sets it (the slurm profile: srun --mpi=pmi2)
+        mpi=CFG.train.mpi_launcher,
     conda:
         ENV
     shell:
-        "OPENBLAS_NUM_THREADS=1 {params.mpi} -n {resources.tasks} {FS} train"
-        " --model {params.model} --data results/data"
+        "({params.fs} workflow run-dir --work {params.work} --arg model={params.model}"
+        " --inputs {input.blend} {input.tokenizer} {input.settings} {input.layout}"
+        " && OPENBLAS_NUM_THREADS=1 {params.mpi} -n {resources.tasks} {params.fs} train"
+        " --model {params.model} --data {params.data}"
         " --train-config {input.settings} --layout-from {input.layout}"
         " --out {params.work} --checkpoint-every {params.checkpoint_every}"
-        " --eval-every {params.eval_every} --resume auto --no-progress > {log} 2>&1"
+        " --eval-every {params.eval_every} --resume auto --no-progress) > {log} 2>&1"
         " && cp {params.work}/model.safetensors {output.model}"
         " && cp {params.work}/summary.json {output.summary}"
         " && cp {params.work}/metrics.jsonl {output.metrics}"
@@ -52,10 +62,15 @@ rule loss_plot:
     log:
         "logs/train/loss_plot.log",
     params:
+        fs=FS,
         vocab=TRAIN_VOCAB,
-        title=f"{CFG.train.model}: {RUN}",
+        title=shlex.quote(f"{CFG.train.model}: {RUN}"),
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
     conda:
         ENV
     shell:
-        "{FS} workflow loss-plot --metrics {input} --vocab {params.vocab}"
-        " --title '{params.title}' --out {output} > {log} 2>&1"
+        "{params.fs} workflow loss-plot --metrics {input} --vocab {params.vocab}"
+        " --title {params.title} --out {output} > {log} 2>&1"

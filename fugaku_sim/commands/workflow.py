@@ -3,7 +3,8 @@
 - ``write``: validate one section of the workflow config (passed as JSON by the Snakefile)
   and write it where the next verb reads it, so a rule reruns only when its section changes;
 - ``pick-layout``: the fastest layout of a plan (or a fixed layout) as the run's layout;
-- ``loss-plot``: the loss curves of a run.
+- ``loss-plot``: the loss curves of a run;
+- ``run-dir``: make a training work folder this run's own before the trainer resumes from it.
 """
 
 from __future__ import annotations
@@ -32,6 +33,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     lp.add_argument("--vocab", type=int, help="draw ln(vocab), the loss of a uniform guess")
     lp.add_argument("--title", default="training loss")
     lp.add_argument("--out", required=True, type=Path)
+    r = sub.add_parser("run-dir", help="keep a work folder's checkpoints only if its inputs match")
+    r.add_argument("--work", required=True, type=Path, help="the trainer's --out folder")
+    r.add_argument("--inputs", nargs="+", required=True, type=Path,
+                   help="files whose bytes key the run (blend, tokenizer, settings, layout)")
+    r.add_argument("--arg", action="append", default=[], metavar="NAME=VALUE",
+                   help="a setting that keys the run too (e.g. model=gpt-tiny)")
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -76,6 +83,13 @@ def _pick_layout(plan: Path) -> dict[str, Any]:
     return data
 
 
+def _name_value(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise UserError(f"--arg: expected NAME=VALUE, got {text!r}")
+    return name, value
+
+
 def run(args: argparse.Namespace) -> int:
     if args.action == "write":
         try:
@@ -86,6 +100,16 @@ def run(args: argparse.Namespace) -> int:
         _write_atomic(args.out, text)
     elif args.action == "pick-layout":
         _write_atomic(args.out, json.dumps(_pick_layout(args.plan), indent=2) + "\n")
+    elif args.action == "run-dir":
+        from fugaku_sim.workflow.rundir import prepare_run_dir, run_key
+
+        extra = dict(_name_value(a) for a in args.arg)
+        action = prepare_run_dir(args.work, run_key(args.inputs, extra))
+        print(f"fugaku-sim workflow: {args.work}: " + {
+            "resume": "same inputs as its checkpoints: the trainer resumes from them",
+            "fresh": "new run",
+            "replaced": f"another run's files moved to {args.work.name}.replaced; new run",
+        }[action])
     else:
         from fugaku_sim.workflow.curves import plot_loss, read_metrics
 

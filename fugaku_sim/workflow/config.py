@@ -123,9 +123,18 @@ def check_against_schema(data: dict[str, Any], source: str = "config") -> None:
     error = jsonschema.exceptions.best_match(validator.iter_errors(data))
     if error is None:
         return
-    path = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+    parts = [str(p) for p in error.absolute_path]
     message = error.message if len(error.message) < 200 else error.message[:197] + "..."
-    raise SpecError(f"{source}: {path}: {message}")
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        # name the misspelt key itself, as the pydantic check does
+        allowed = set(error.schema.get("properties", {}))
+        unknown = sorted(k for k in error.instance if k not in allowed)
+        if unknown:
+            parts.append(str(unknown[0]))
+            message = "unknown key (misspelt?)"
+    path = ".".join(parts) or "(top level)"
+    head = f"{source}: " if source else ""
+    raise SpecError(f"{head}{path}: {message}")
 
 
 def workflow_schema() -> dict[str, Any]:

@@ -61,3 +61,33 @@ def workdir(tmp_path: Path) -> Path:
     path = tmp_path / "work"
     path.mkdir()
     return path
+
+
+# The main workflow (the top-level Snakefile) and its configs.
+MAIN = REPO / "Snakefile"
+CONFIGS = REPO / "workflows" / "config"
+
+
+def workflow_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """This process's environment without the venv on PATH or Snakemake's own variables."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SNAKEMAKE", "VIRTUAL_ENV"))}
+    env.update({"PATH": BARE_PATH, "OPENBLAS_NUM_THREADS": "1"})
+    env.update(extra or {})
+    return env
+
+
+def main_command(workdir: Path, *args: str, profile: str | None = None,
+                 timeout_s: int = 300) -> list[str]:
+    """``snakemake`` on the main workflow in ``workdir``, under ``timeout -k 10``."""
+    chosen = ["--profile", str(PROFILES / profile)] if profile else []
+    return ["timeout", "-k", "10", str(timeout_s), str(SNAKEMAKE), "-s", str(MAIN),
+            "-d", str(workdir), *chosen, "--nocolor", *args]
+
+
+def run_main(workdir: Path, *args: str, profile: str | None = None,
+             env: dict[str, str] | None = None, timeout_s: int = 300) -> Run:
+    """Run the main workflow in ``workdir`` (see :func:`main_command`); never raises on failure."""
+    start = time.monotonic()
+    done = subprocess.run(main_command(workdir, *args, profile=profile, timeout_s=timeout_s),
+                          cwd=workdir, env=workflow_env(env), capture_output=True, text=True)
+    return Run(done.returncode, done.stdout + done.stderr, time.monotonic() - start)

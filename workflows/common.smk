@@ -1,0 +1,77 @@
+# Shared by every rules file: the validated config, what follows from it, and the helpers
+# the rules call. Nothing here runs a job.
+
+import json
+import os
+import shlex
+import sys
+
+from fugaku_sim.errors import UserError
+from fugaku_sim.spec import load_cluster, load_model
+from fugaku_sim.workflow.config import check_against_schema, load_workflow_config
+from fugaku_sim.workflow.launch import cli_command, resolve_launcher
+
+
+def config_error(message):
+    """Stop before any job runs, with one line naming the field (no traceback)."""
+    print(f"fugaku-sim workflow: config error: {message}", file=sys.stderr)
+    raise SystemExit(1)
+
+
+try:
+    check_against_schema(config, "")
+    CFG = load_workflow_config(config, "")
+except UserError as exc:
+    config_error(exc)
+
+FS = cli_command()  # `<this venv's python> -m fugaku_sim.cli`: works without the venv on PATH
+RUN = CFG.run_name
+ENV = "envs/fugaku-sim.yaml"  # relative to workflows/, where the rules live
+
+for field, load in (("cluster", load_cluster), ("model", load_model)):
+    try:
+        load(getattr(CFG.train, field))
+    except UserError as exc:  # the loaders name their command-line option: name the key
+        config_error(f"train.{field}: {str(exc).removeprefix(f'--{field}: ')}")
+TRAIN_CLUSTER = load_cluster(CFG.train.cluster)
+TRAIN_VOCAB = load_model(CFG.train.model).vocab
+if TRAIN_CLUSTER.allocation.max_nodes == 1:
+    # one machine: every rank on it, however many cores it has
+    TRAIN_NODES, TRAIN_PPN = 1, CFG.train.ranks
+else:
+    TRAIN_PPN = TRAIN_CLUSTER.node.processes_per_node
+    TRAIN_NODES = -(-CFG.train.ranks // TRAIN_PPN)
+AUTO_LAYOUT = CFG.train.layout == "auto"
+FIXED_LAYOUT = {} if AUTO_LAYOUT else CFG.train.layout
+LAYOUT_SOURCE = (
+    "results/plan/train_plan.json" if AUTO_LAYOUT else "results/plan/train_layout_fixed.json"
+)
+
+
+def json_arg(section):
+    """A config section as one shell-quoted JSON argument (a rule reruns when it changes)."""
+    payload = section if isinstance(section, dict) else section.model_dump(mode="json")
+    return shlex.quote(json.dumps(payload, sort_keys=True, ensure_ascii=False))
+
+
+def mpi_launcher(wildcards, resources):
+    """The profile's MPI launcher, a bare mpiexec made absolute (the venv need not be on PATH)."""
+    return resolve_launcher(str(resources.mpi))
+
+
+def folder_of(name, up=1):
+    """A params function: the folder `up` levels above input/output `name` (e.g. "output.json").
+
+    Rules pass folders derived from their declared files rather than hard-coded prefixes, so
+    the paths follow the files (and `snakemake --lint` is satisfied).
+    """
+    kind, _, key = name.partition(".")
+
+    def folder(wildcards, input, output):
+        files = input if kind == "input" else output
+        path = getattr(files, key) if key else files[0]
+        for _ in range(up):
+            path = os.path.dirname(path)
+        return path
+
+    return folder
