@@ -12,7 +12,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, create_model, model_validator
 
@@ -25,13 +25,26 @@ from fugaku_sim.spec.train import TrainSpec
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflows" / "config" / "schema.json"
 
+
+def _constrained(annotation: Any, metadata: list[Any]) -> Any:
+    """``annotation`` with a field's constraints (``Annotated`` needs at least one)."""
+    if not metadata:
+        return annotation
+    params = (annotation, *metadata)
+    return Annotated[params]  # a tuple subscript: Annotated[annotation, *metadata]
+
+
 # Every TrainSpec field, optional: the workflow overrides only what it names, the rest comes
 # from the model preset. Generated, so the schema follows TrainSpec without a second copy.
 TrainOverrides = create_model(  # type: ignore[call-overload]
     "TrainOverrides",
     __base__=SpecModel,
     **{
-        name: (field.annotation | None, Field(default=None, description=field.description))  # type: ignore[operator]
+        # the field's constraints (gt=0, ...) kept on the value, None allowed beside it
+        name: (
+            _constrained(field.annotation, field.metadata) | None,
+            Field(default=None, description=field.description),
+        )
         for name, field in TrainSpec.model_fields.items()
     },
 )
