@@ -191,7 +191,23 @@ def kernel_ops(tokens: int, c: int, f: int, v: int) -> dict[str, Callable[[], ob
     if tokens <= 8:
         wl = rng.standard_normal((c, c), dtype=np.float32)
         ops["linear_fwd"] = functools.partial(L.linear_forward, x, wl, b)
+        ops.update(block_ops(tokens, c))
     return ops
+
+
+def block_ops(tokens: int, c: int) -> dict[str, Callable[[], object]]:
+    """The trainer's whole transformer block, forward and backward (with the gradient
+    accumulation into its parameters), on [1, tokens, C] with two heads."""
+    from fugaku_sim.spec import ModelSpec
+    from fugaku_sim.train import model as M
+
+    spec = ModelSpec(name="bench", layers=1, hidden=c, heads=2, seq_len=tokens, vocab=32)
+    params = M.init_params(spec, 0)
+    grads = {k: np.zeros_like(v) for k, v in params.items()}
+    x = np.random.default_rng(0).standard_normal((1, tokens, c), dtype=np.float32)
+    y, cache = M.block_forward(params, 0, x, 2)
+    return {"block_fwd": functools.partial(M.block_forward, params, 0, x, 2),
+            "block_bwd": functools.partial(M.block_backward, y, cache, grads, 0)}
 
 
 def attention_ops(b: int, t: int, c: int, heads: int) -> dict[str, Callable[[], object]]:

@@ -45,6 +45,7 @@ class Measured:
     step_time_spread: float  # (max - min) / mean over the timed steps
     steps_timed: int
     breakdown_s: dict[str, float]
+    step_time_stats: dict[str, float] = field(default_factory=dict)  # mean, median, min
 
 
 def _timed_records(metrics: Path, warmup: int) -> list[dict[str, Any]]:
@@ -60,8 +61,16 @@ def _timed_records(metrics: Path, warmup: int) -> list[dict[str, Any]]:
     return timed or records[-1:]
 
 
-def read_measured(path: Path, warmup: int = 2) -> Measured:
+STATISTICS = ("median", "mean", "min")
+
+
+def read_measured(path: Path, warmup: int = 2, statistic: str = "median") -> Measured:
     """A run directory (or its ``summary.json``) -> :class:`Measured`.
+
+    The measured step time is the ``statistic`` of the timed steps: the median by default
+    (a shared machine disturbs some steps; the median ignores a few), or the mean (the
+    trainer's summary) or the minimum (the undisturbed step, as the calibration takes the
+    best of its trials).
 
     Raises:
         UserError: no summary, or a summary without the run's specs or timings.
@@ -84,11 +93,13 @@ def read_measured(path: Path, warmup: int = 2) -> Measured:
     metrics = run_dir / "metrics.jsonl"
     if metrics.is_file() and (timed := _timed_records(metrics, warmup)):
         times = [float(r["step_time_s"]) for r in timed]
-        mean = statistics.fmean(times)
+        stats = {"mean": statistics.fmean(times), "median": statistics.median(times),
+                 "min": min(times)}
         breakdown = {k: statistics.fmean(float(r["breakdown_s"].get(k, 0.0)) for r in timed)
                      for k in BREAKDOWN_KEYS}
-        spread = (max(times) - min(times)) / mean if mean > 0 else 0.0
-        return Measured(str(run_dir), model, train, layout, mean, spread, len(times), breakdown)
+        spread = (max(times) - min(times)) / stats["mean"] if stats["mean"] > 0 else 0.0
+        return Measured(str(run_dir), model, train, layout, stats[statistic], spread,
+                        len(times), breakdown, stats)
     if "step_time_s_mean" not in summary:
         raise UserError(f"--from-metrics: {run_dir}: neither metrics.jsonl nor step_time_s_mean")
     bd = summary.get("breakdown_s_mean") or {}
@@ -219,7 +230,8 @@ def compare_run(cluster: ClusterSpec, measured: Measured, mode: str = "fast",
         predicted_breakdown_s={k: float(data["breakdown_s"].get(k, 0.0)) for k in BREAKDOWN_KEYS},
         steps_timed=measured.steps_timed, measured_spread=measured.step_time_spread,
         source=measured.source,
-        extra={"mfu_predicted": data.get("mfu"), "critical_stage": data.get("critical_stage")},
+        extra={"mfu_predicted": data.get("mfu"), "critical_stage": data.get("critical_stage"),
+               "measured_step_time_stats": measured.step_time_stats},
     )
 
 

@@ -42,7 +42,7 @@ def prepare_data(runs: list[RunSpec], data_dir: Path) -> dict[str, Path]:
 
 def execute_runs(
     runs: list[RunSpec], launcher: Launcher, runs_dir: Path, data_dir: Path,
-    timeout_s: float, progress: Callable[[str], None] | None = None,
+    timeout_s: float, progress: Callable[[str], None] | None = None, allocator: str = "kept",
 ) -> list[Path]:
     """Train every run; returns their directories.
 
@@ -60,7 +60,8 @@ def execute_runs(
         if progress:
             progress(f"[{i}/{len(runs)}] {run.label} on {run.ranks} ranks, {run.steps} steps")
         run_mpi(launcher, run.ranks, train_argv(run, data[run.model], out), timeout_s,
-                f"validate: training run {run.label}", log=out / "launch.log")
+                f"validate: training run {run.label}", log=out / "launch.log",
+                allocator=allocator)
         dirs.append(out)
     return dirs
 

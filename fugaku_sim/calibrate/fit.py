@@ -212,9 +212,12 @@ def tiny_kernel_rows(rows: Iterable[Mapping[str, Any]]) -> dict[str, float]:
     return {k: v[1] for k, v in best.items()}
 
 
-def fit_kernel_overhead_s(rows: Iterable[Mapping[str, Any]]) -> float:
-    """Fixed cost of one simulated operation: the median over the trainer's kernels, at a
-    tiny shape where arithmetic and traffic are negligible, of seconds per simulated op.
+def fit_kernel_overhead_s(rows: Iterable[Mapping[str, Any]], ops_per_block: int = 0) -> float:
+    """Fixed cost of one simulated operation, from the trainer's kernels at a tiny shape
+    (where arithmetic and traffic are negligible): the whole block's forward plus backward
+    over the ``ops_per_block`` operations the simulator counts for them (the glue between
+    kernels, bias adds, residuals and gradient accumulation included); without block rows,
+    the median over the kernels of seconds per simulated op.
 
     Raises:
         ValueError: no kernel rows.
@@ -222,21 +225,30 @@ def fit_kernel_overhead_s(rows: Iterable[Mapping[str, Any]]) -> float:
     tiny = tiny_kernel_rows(rows)
     if not tiny:
         raise ValueError("fit_kernel_overhead_s: no kernel measurements")
-    return statistics.median(t / KERNEL_OPS.get(k, 1) for k, t in tiny.items())
+    if ops_per_block > 0 and {"block_fwd", "block_bwd"} <= tiny.keys():
+        return (tiny["block_fwd"] + tiny["block_bwd"]) / ops_per_block
+    return statistics.median(t / KERNEL_OPS.get(k, 1) for k, t in tiny.items()
+                             if not k.startswith("block_"))
 
 
 # (seconds the model prices otherwise, e.g. GEMMs; bytes it prices at the bandwidth)
 Modelled = Callable[[Mapping[str, Any]], "tuple[float, float] | None"]
 
 
+# Kernels timed for information only: the cross-entropy forward is inside the fwd+bwd row.
+FIT_EXCLUDED_KERNELS = frozenset({"cross_entropy_fwd"})
+
+
 def fit_effective_bw(rows: Iterable[Mapping[str, Any]], modelled: Modelled) -> tuple[float, float]:
     """Bandwidth (bytes/s) at which the simulator's byte counts reproduce the trainer's
     kernels. For each working-shape row, ``modelled(row)`` gives (seconds the simulator
     prices otherwise, bytes it prices at the bandwidth); the row's own tiny-shape time is its
-    fixed cost. Least squares on absolute time, so the kernels that take the time weigh the
-    most: t - tiny - other = bytes / bw. Returns (bw, time-weighted relative rms error).
+    fixed cost: t = tiny + other + bytes / bw. Least squares on the relative error, every
+    kernel and shape weighing alike (the ladder of shapes is arbitrary; a typical operation
+    should come out right). Returns (bw, rms relative error).
 
-    Rows for which ``modelled`` is None (no simulated counterpart) are left out.
+    Rows for which ``modelled`` is None (no simulated counterpart) and the kernels of
+    :data:`FIT_EXCLUDED_KERNELS` are left out.
 
     Raises:
         ValueError: no usable rows.
@@ -244,21 +256,22 @@ def fit_effective_bw(rows: Iterable[Mapping[str, Any]], modelled: Modelled) -> t
     rows = list(rows)
     tiny = tiny_kernel_rows(rows)
     smallest = {k: min(int(q["tokens"]) for q in rows if q["kernel"] == k) for k in tiny}
-    xs, ys, ts = [], [], []
+    xs, ys = [], []
     for r in rows:
         kernel = str(r["kernel"])
-        if int(r["tokens"]) == smallest.get(kernel) or (m := modelled(r)) is None:
+        if kernel in FIT_EXCLUDED_KERNELS or int(r["tokens"]) == smallest.get(kernel):
+            continue
+        if (m := modelled(r)) is None:
             continue
         other_s, nbytes = m
         seconds = float(r["seconds"])
-        xs.append(nbytes)
-        ys.append(seconds - tiny[kernel] - other_s)
-        ts.append(seconds)
+        xs.append(nbytes / seconds)
+        ys.append((seconds - tiny[kernel] - other_s) / seconds)
     if not xs:
         raise ValueError("fit_effective_bw: no working-shape kernel measurements")
-    x, y, t = np.array(xs), np.array(ys), np.array(ts)
+    x, y = np.array(xs), np.array(ys)
     inv_bw = float(x @ y / (x @ x))
     if inv_bw <= 0:
         raise ValueError("fit_effective_bw: the kernels take less than the model's other costs")
-    rms = float(np.sqrt(np.sum((x * inv_bw - y) ** 2) / np.sum(t**2)))
+    rms = float(np.sqrt(np.mean((x * inv_bw - y) ** 2)))
     return 1.0 / inv_bw, rms

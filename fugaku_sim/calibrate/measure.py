@@ -37,7 +37,8 @@ def planned_runs(ranks: int) -> list[tuple[str, int]]:
 
 
 def run_suite(
-    launcher: Launcher, suite: str, ranks: int, quick: bool, workdir: Path, timeout_s: float
+    launcher: Launcher, suite: str, ranks: int, quick: bool, workdir: Path, timeout_s: float,
+    allocator: str = "kept",
 ) -> dict[str, Any]:
     """Launch one suite and return the JSON its rank 0 wrote.
 
@@ -47,7 +48,7 @@ def run_suite(
     out = workdir / f"{suite}-{ranks}.json"
     argv = python_module(BENCH_MODULE, suite, "--out", str(out), *(["--quick"] if quick else []))
     run_mpi(launcher, ranks, argv, timeout_s, f"calibrate: {suite} benchmark",
-            log=workdir / f"{suite}-{ranks}.log")
+            log=workdir / f"{suite}-{ranks}.log", allocator=allocator)
     return dict(json.loads(out.read_text(encoding="utf-8")))
 
 
@@ -57,6 +58,7 @@ def measure_machine(
     quick: bool,
     progress: Progress | None = None,
     timeout_s: float = 300.0,
+    allocator: str = "kept",
 ) -> dict[str, Any]:
     """All suites; returns ``{"compute": {...}, "compute_lone": {...}, "share": [..],
     "comm": [..]}``.
@@ -64,12 +66,13 @@ def measure_machine(
     Raises:
         UserError: a launch fails.
     """
-    result: dict[str, Any] = {"ranks": ranks, "quick": quick, "share": [], "comm": []}
+    result: dict[str, Any] = {"ranks": ranks, "quick": quick, "allocator": allocator,
+                              "share": [], "comm": []}
     with tempfile.TemporaryDirectory(prefix="fugaku-calibrate-") as tmp:
         for suite, n in planned_runs(ranks):
             if progress:
                 progress(f"{suite} on {n} ranks")
-            rows = run_suite(launcher, suite, n, quick, Path(tmp), timeout_s)
+            rows = run_suite(launcher, suite, n, quick, Path(tmp), timeout_s, allocator)
             if suite == "compute":
                 result["compute" if n == ranks else "compute_lone"] = rows
             else:

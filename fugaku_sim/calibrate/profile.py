@@ -187,8 +187,13 @@ def _elementwise_model(
     if not kernels:
         return (numpy_call, "median tiny numpy call (trainer kernels not timed)", stream_Bps,
                 "allocating STREAM (trainer kernels not timed)", float("nan"))
-    overhead = fit_kernel_overhead_s(kernels)
-    how = "median per simulated op of the trainer's kernels at a tiny shape"
+    try:
+        per_block = simulated_ops_per_block()
+    except ImportError:
+        per_block = 0
+    overhead = fit_kernel_overhead_s(kernels, per_block)
+    how = (f"trainer's block fwd+bwd at a tiny shape / {per_block} simulated ops" if per_block
+           else "median per simulated op of the trainer's kernels at a tiny shape")
     try:
         bw, rms = fit_effective_bw(kernels, functools.partial(simulated_kernel_cost, gemm=gemm))
     except (ImportError, ValueError) as exc:
@@ -229,15 +234,29 @@ def simulated_kernel_cost(
     return seconds, nbytes
 
 
-@functools.lru_cache(maxsize=64)
-def _simulated_ops(b: int, t: int, c: int, f: int, v: int, heads: int) -> dict[str, Any]:
+def simulated_ops_per_block() -> int:
+    """Operations ``fugaku_sim.sim.compute`` prices for one block forward plus backward
+    (attention and MLP halves and the second residual, each way)."""
     from fugaku_sim.sim import compute as sim
+
+    job = _kernel_job(1, 8, 8, 32, 32, 2)
+    return 2 * (len(sim.attention_ops(job)) + len(sim.mlp_ops(job)) + 1)
+
+
+def _kernel_job(b: int, t: int, c: int, f: int, v: int, heads: int) -> Any:
     from fugaku_sim.spec import Layout, ModelSpec, TrainSpec, load_cluster, make_job
 
     model = ModelSpec(name="kernel", layers=1, hidden=c, heads=heads, ffn_hidden=f,
                       seq_len=t, vocab=v)
-    job = make_job(load_cluster("local"), model, TrainSpec(global_batch=b, micro_batch=b),
-                   Layout(processes_per_node=1))
+    return make_job(load_cluster("local"), model, TrainSpec(global_batch=b, micro_batch=b),
+                    Layout(processes_per_node=1))
+
+
+@functools.lru_cache(maxsize=64)
+def _simulated_ops(b: int, t: int, c: int, f: int, v: int, heads: int) -> dict[str, Any]:
+    from fugaku_sim.sim import compute as sim
+
+    job = _kernel_job(b, t, c, f, v, heads)
     ops = sim.attention_ops(job) + sim.mlp_ops(job) + sim.head_forward_ops(job)
     return {op.name: op for op in ops}
 

@@ -25,6 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--array-MB", type=float, default=4.0, dest="array_MB",
                         help="array size at which memory bandwidth is quoted (default 4)")
     parser.add_argument("--launcher", help="MPI launcher template with {ranks}")
+    parser.add_argument("--allocator", choices=["kept", "default"], default="kept",
+                        help="glibc allocator of every rank: kept (freed memory reused, the "
+                             "default) or default (returned to the OS, page faults)")
     parser.add_argument("--timeout", type=float, default=300.0,
                         help="seconds allowed per benchmark launch")
 
@@ -56,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     prov = provenance(["fugaku-sim", *sys.argv[1:]] if sys.argv[1:2] == ["calibrate"] else None)
     prov["launcher"] = launcher.describe()
+    prov["allocator"] = args.allocator
     steps = len(planned_runs(ranks))
     done = [0]
 
@@ -64,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
         console.log(f"[{done[0]}/{steps}] {text}")
 
     with console.status("calibrating"):
-        raw = measure_machine(launcher, ranks, args.quick, progress, args.timeout)
+        raw = measure_machine(launcher, ranks, args.quick, progress, args.timeout,
+                              args.allocator)
     prov["load_average_end"] = load_average()
     prov["mpi_library"] = raw["compute"].get("mpi_library")
     prov["mpi4py"] = raw["compute"].get("mpi4py")

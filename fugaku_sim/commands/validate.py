@@ -36,9 +36,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="data directory for the runs (default: synthetic, <out>/data)")
     parser.add_argument("--warmup", type=int, default=None,
                         help="steps left out of the timing of --from-metrics runs (default 2)")
+    parser.add_argument("--statistic", choices=["median", "mean", "min"], default="median",
+                        help="measured step time: this statistic of the timed steps")
     parser.add_argument("--mode", choices=["fast", "detailed"], default="fast",
                         help="simulator mode")
     parser.add_argument("--launcher", help="MPI launcher template with {ranks}")
+    parser.add_argument("--allocator", choices=["kept", "default"], default="kept",
+                        help="glibc allocator of every rank: kept (freed memory reused, the "
+                             "default) or default (returned to the OS, page faults)")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per run")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument("--check-targets", action="store_true",
@@ -76,12 +81,15 @@ def run(args: argparse.Namespace) -> int:
         launcher = parse_launcher(args.launcher)
         meta["launcher"] = launcher.describe()
         meta["runs"] = args.runs
+        meta["allocator"] = args.allocator
         with console.status("training"):
             dirs = execute_runs(runs, launcher, args.out / "runs", args.data or args.out / "data",
-                                args.timeout, console.log)
+                                args.timeout, console.log, args.allocator)
         warm = {d: r.warmup_steps for d, r in zip(dirs, runs)}
     meta["load_average_end"] = load_average()
-    rows = [compare_run(cluster, read_measured(d, warm[d]), args.mode, occupancy) for d in dirs]
+    meta["statistic"] = args.statistic
+    rows = [compare_run(cluster, read_measured(d, warm[d], args.statistic), args.mode, occupancy)
+            for d in dirs]
     summary = summarize_rows(rows)
     summary["targets"] = TARGETS
     summary["targets_met"] = bool(

@@ -146,3 +146,16 @@ def test_compute_share() -> None:
     assert compute_share(1.0, 2.0) == 0.5
     with pytest.raises(ValueError):
         compute_share(0.0, 1.0)
+
+
+def test_kernel_overhead_from_the_whole_block() -> None:
+    from fugaku_sim.calibrate.fit import fit_kernel_overhead_s
+
+    rows = [{"kernel": "block_fwd", "tokens": 8, "seconds": 100e-6},
+            {"kernel": "block_bwd", "tokens": 8, "seconds": 140e-6},
+            {"kernel": "gelu_fwd", "tokens": 8, "seconds": 4e-6},
+            {"kernel": "gelu_fwd", "tokens": 1024, "seconds": 400e-6},
+            {"kernel": "attention_fwd", "tokens": 8, "seconds": 30e-6}]
+    assert fit_kernel_overhead_s(rows, ops_per_block=24) == pytest.approx(10e-6)
+    # without the block: the median of seconds per simulated op (attention is three)
+    assert fit_kernel_overhead_s(rows[2:]) == pytest.approx(7e-6)
