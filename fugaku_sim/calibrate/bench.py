@@ -150,11 +150,10 @@ def bench_tiny_ops(comm: Any, budget_s: float) -> list[dict[str, Any]]:
 
 # Kernels of the trainer (fugaku_sim.train.layers) other than its linear layers, timed at a
 # tiny shape (their fixed cost per call) and at working shapes (tokens, C, F = 4C, V).
-KERNEL_SHAPES = ((8, 8, 32, 32), (256, 64, 256, 4096), (1024, 64, 256, 4096),
-                 (1024, 256, 1024, 4096))
+KERNEL_SHAPES = ((8, 8, 32, 32), (256, 64, 256, 4096), (1024, 256, 1024, 4096))
 KERNEL_SHAPES_QUICK = ((8, 8, 32, 32), (1024, 64, 256, 4096))
 # Attention (B, T, C, heads): tiny, then working shapes.
-ATTENTION_SHAPES = ((1, 8, 8, 2), (4, 64, 64, 4), (4, 256, 128, 4))
+ATTENTION_SHAPES = ((1, 8, 8, 2), (4, 256, 128, 4))
 ATTENTION_SHAPES_QUICK = ((1, 8, 8, 2), (4, 64, 64, 4))
 
 
@@ -191,23 +190,42 @@ def kernel_ops(tokens: int, c: int, f: int, v: int) -> dict[str, Callable[[], ob
     if tokens <= 8:
         wl = rng.standard_normal((c, c), dtype=np.float32)
         ops["linear_fwd"] = functools.partial(L.linear_forward, x, wl, b)
-        ops.update(block_ops(tokens, c))
     return ops
 
 
-def block_ops(tokens: int, c: int) -> dict[str, Callable[[], object]]:
+def block_ops(tokens: int, c: int, b: int = 1, heads: int = 2) -> dict[str, Callable[[], object]]:
     """The trainer's whole transformer block, forward and backward (with the gradient
-    accumulation into its parameters), on [1, tokens, C] with two heads."""
+    accumulation into its parameters), on [B, T = tokens, C]."""
     from fugaku_sim.spec import ModelSpec
     from fugaku_sim.train import model as M
 
-    spec = ModelSpec(name="bench", layers=1, hidden=c, heads=2, seq_len=tokens, vocab=32)
+    spec = ModelSpec(name="bench", layers=1, hidden=c, heads=heads, seq_len=tokens, vocab=32)
     params = M.init_params(spec, 0)
     grads = {k: np.zeros_like(v) for k, v in params.items()}
-    x = np.random.default_rng(0).standard_normal((1, tokens, c), dtype=np.float32)
-    y, cache = M.block_forward(params, 0, x, 2)
-    return {"block_fwd": functools.partial(M.block_forward, params, 0, x, 2),
+    x = np.random.default_rng(0).standard_normal((b, tokens, c), dtype=np.float32)
+    y, cache = M.block_forward(params, 0, x, heads)
+    return {"block_fwd": functools.partial(M.block_forward, params, 0, x, heads),
             "block_bwd": functools.partial(M.block_backward, y, cache, grads, 0)}
+
+
+def head_ops(tokens: int, c: int, v: int) -> dict[str, Callable[[], object]]:
+    """The trainer's final layer norm, tied LM head and cross-entropy, forward then
+    backward, on [1, tokens, C] over a vocabulary of V."""
+    from fugaku_sim.spec import ModelSpec
+    from fugaku_sim.train import model as M
+
+    spec = ModelSpec(name="bench", layers=1, hidden=c, heads=1, seq_len=tokens, vocab=v)
+    params = M.init_params(spec, 0)
+    grads = {k: np.zeros_like(w) for k, w in params.items()}
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, tokens, c), dtype=np.float32)
+    targets = rng.integers(0, v, (1, tokens))
+
+    def forward_backward() -> object:
+        _, cache = M.head_forward(params, x, targets)
+        return M.head_backward(1.0, cache, grads, params)
+
+    return {"head_fwd_bwd": forward_backward}
 
 
 def attention_ops(b: int, t: int, c: int, heads: int) -> dict[str, Callable[[], object]]:
@@ -221,9 +239,18 @@ def attention_ops(b: int, t: int, c: int, heads: int) -> dict[str, Callable[[], 
             "attention_bwd": functools.partial(L.attention_backward, y, cache)}
 
 
+# Whole blocks (B, T, C, heads) and heads (tokens, C, V) at a ladder of working shapes; the
+# tiny shape comes first. The ladder is generic, not the validation models' shapes.
+BLOCK_SHAPES = ((1, 8, 8, 2), (1, 64, 32, 2), (4, 96, 96, 4), (2, 256, 160, 4),
+                (8, 128, 256, 8))
+BLOCK_SHAPES_QUICK = ((1, 8, 8, 2), (4, 96, 96, 4))
+HEAD_SHAPES = ((8, 8, 32), (64, 32, 1024), (384, 96, 4096), (512, 160, 12288))
+HEAD_SHAPES_QUICK = ((8, 8, 32), (384, 96, 4096))
+
+
 def bench_kernels(comm: Any, quick: bool, budget_s: float) -> list[dict[str, Any]]:
-    """Seconds per call of :func:`kernel_ops` and :func:`attention_ops` at each shape
-    (empty without the trainer)."""
+    """Seconds per call of :func:`kernel_ops`, :func:`attention_ops`, :func:`block_ops` and
+    :func:`head_ops` at each shape (empty without the trainer)."""
     try:
         kernel_ops(8, 8, 32, 32)
     except ImportError:
@@ -239,6 +266,16 @@ def bench_kernels(comm: Any, quick: bool, budget_s: float) -> list[dict[str, Any
             per_rank = gather_rates(comm, time_op_s(comm, op, budget_s))
             rows.append({"kernel": name, "tokens": b * t, "B": b, "T": t, "C": c,
                          "heads": heads, "seconds": statistics.median(per_rank)})
+    for b, t, c, heads in BLOCK_SHAPES_QUICK if quick else BLOCK_SHAPES:
+        for name, op in block_ops(t, c, b, heads).items():
+            per_rank = gather_rates(comm, time_op_s(comm, op, budget_s))
+            rows.append({"kernel": name, "tokens": b * t, "B": b, "T": t, "C": c,
+                         "heads": heads, "seconds": statistics.median(per_rank)})
+    for tokens, c, v in HEAD_SHAPES_QUICK if quick else HEAD_SHAPES:
+        for name, op in head_ops(tokens, c, v).items():
+            per_rank = gather_rates(comm, time_op_s(comm, op, budget_s))
+            rows.append({"kernel": name, "tokens": tokens, "C": c, "V": v,
+                         "seconds": statistics.median(per_rank)})
     return rows
 
 

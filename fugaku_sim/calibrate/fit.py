@@ -134,23 +134,27 @@ def fit_gemm_curve(
     """Efficiency curve from GEMM rows ``{m, k, n, min_dim, flops, seconds, dtype}``.
 
     The rate of each shape is FLOPs / (seconds - overhead_s); a dimension's rate is the
-    median over its shapes; the peak is the best dimension's rate (the highest rate this
-    library sustains here, not a datasheet figure), and each point's efficiency is its rate
-    over that peak. Time floors at 5% of the measured time so a tiny GEMM whose time is
-    mostly overhead does not blow up.
+    median over its shapes; the peak is the best rate among dimensions whose GEMMs take at
+    least twice the call cost (the highest rate this library sustains here, not a datasheet
+    figure), and each point's efficiency is its rate over that peak, at most 1. Time floors
+    at 5% of the measured time so a tiny GEMM whose time is mostly overhead does not blow up.
 
     Raises:
         ValueError: no rows of ``dtype``.
     """
     by_dim: dict[int, list[float]] = defaultdict(list)
+    time_by_dim: dict[int, list[float]] = defaultdict(list)
     kept = [r for r in rows if r.get("dtype", "float32") == dtype]
     if not kept:
         raise ValueError(f"fit_gemm_curve: no {dtype} GEMM measurements")
     for r in kept:
         t = float(r["seconds"])
         by_dim[int(r["min_dim"])].append(float(r["flops"]) / max(t - overhead_s, 0.05 * t))
+        time_by_dim[int(r["min_dim"])].append(t)
     rates = {d: statistics.median(v) for d, v in sorted(by_dim.items())}
-    peak = max(rates.values())
+    # the peak from GEMMs long enough that the call cost is at most half their time
+    solid = [rates[d] for d in rates if statistics.median(time_by_dim[d]) >= 2 * overhead_s]
+    peak = max(solid or rates.values())
     points = [(d, min(1.0, max(rate / peak, 1e-4))) for d, rate in rates.items()]
     curve = GemmCurve(peak, points, 0.0)
     errs = [
@@ -235,20 +239,23 @@ def fit_kernel_overhead_s(rows: Iterable[Mapping[str, Any]], ops_per_block: int 
 Modelled = Callable[[Mapping[str, Any]], "tuple[float, float] | None"]
 
 
-# Kernels timed for information only: the cross-entropy forward is inside the fwd+bwd row.
-FIT_EXCLUDED_KERNELS = frozenset({"cross_entropy_fwd"})
+# The trainer's units the bandwidth is fitted to: a whole transformer block each way and the
+# LM head with its loss, where the kernels occur in the mix and with the glue a step has.
+# The single kernels are timed for information (the sidecar shows how each fits).
+FIT_KERNELS = frozenset({"block_fwd", "block_bwd", "head_fwd_bwd"})
 
 
-def fit_effective_bw(rows: Iterable[Mapping[str, Any]], modelled: Modelled) -> tuple[float, float]:
+def fit_effective_bw(
+    rows: Iterable[Mapping[str, Any]], modelled: Modelled, kernels: frozenset[str] = FIT_KERNELS
+) -> tuple[float, float]:
     """Bandwidth (bytes/s) at which the simulator's byte counts reproduce the trainer's
-    kernels. For each working-shape row, ``modelled(row)`` gives (seconds the simulator
-    prices otherwise, bytes it prices at the bandwidth); the row's own tiny-shape time is its
-    fixed cost: t = tiny + other + bytes / bw. Least squares on the relative error, every
-    kernel and shape weighing alike (the ladder of shapes is arbitrary; a typical operation
-    should come out right). Returns (bw, rms relative error).
+    units. For each working-shape row, ``modelled(row)`` gives (seconds the simulator
+    prices otherwise, i.e. its GEMMs; bytes it prices at the bandwidth); the row's own
+    tiny-shape time is its fixed cost: t = tiny + other + bytes / bw. Least squares on the
+    relative error, every row weighing alike. Returns (bw, rms relative error).
 
-    Rows for which ``modelled`` is None (no simulated counterpart) and the kernels of
-    :data:`FIT_EXCLUDED_KERNELS` are left out.
+    Only rows of ``kernels`` with a simulated counterpart (``modelled`` not None) count;
+    without any, every kernel row does.
 
     Raises:
         ValueError: no usable rows.
@@ -256,10 +263,12 @@ def fit_effective_bw(rows: Iterable[Mapping[str, Any]], modelled: Modelled) -> t
     rows = list(rows)
     tiny = tiny_kernel_rows(rows)
     smallest = {k: min(int(q["tokens"]) for q in rows if q["kernel"] == k) for k in tiny}
+    if not any(r["kernel"] in kernels for r in rows):
+        kernels = frozenset(tiny) - {"cross_entropy_fwd"}  # inside the fwd+bwd row
     xs, ys = [], []
     for r in rows:
         kernel = str(r["kernel"])
-        if kernel in FIT_EXCLUDED_KERNELS or int(r["tokens"]) == smallest.get(kernel):
+        if kernel not in kernels or int(r["tokens"]) == smallest.get(kernel):
             continue
         if (m := modelled(r)) is None:
             continue

@@ -199,23 +199,32 @@ def _elementwise_model(
     except (ImportError, ValueError) as exc:
         return overhead, how, stream_Bps, f"allocating STREAM ({exc})", float("nan")
     return (overhead, how, bw,
-            "effective: the simulator's bytes over the trainer's kernel times", rms)
+            "effective: the simulator's bytes over the trainer's block and head times", rms)
 
 
 def simulated_kernel_cost(
     row: Mapping[str, Any], gemm: GemmCurve
 ) -> tuple[float, float] | None:
-    """How ``fugaku_sim.sim.compute`` prices the operations a timed kernel row stands for:
-    (seconds of its GEMMs on ``gemm``'s curve, bytes it moves at memory bandwidth). None for
-    kernels it prices as GEMMs only (linear layers)."""
+    """How ``fugaku_sim.sim.compute`` prices what a timed kernel row stands for: (seconds of
+    its GEMMs on ``gemm``'s curve, bytes it moves at memory bandwidth). None for kernels it
+    prices as GEMMs only (linear layers)."""
     from fugaku_sim.sim import compute as sim
 
     name = str(row["kernel"])
     base, _, direction = name.rpartition("_")
-    if base == "attention":
-        ops = _simulated_ops(int(row["B"]), int(row["T"]), int(row["C"]), 4 * int(row["C"]),
-                             2, int(row["heads"]))
-        parts = [ops["scores"], ops["softmax"], ops["attn_values"]]
+    if base in ("block", "attention"):
+        job = _kernel_job(int(row["B"]), int(row["T"]), int(row["C"]), 4 * int(row["C"]), 32,
+                          int(row["heads"]))
+        if base == "block":
+            parts = sim.attention_ops(job) + sim.mlp_ops(job) + [sim.residual_op(job)]
+        else:
+            parts = [op for op in sim.attention_ops(job)
+                     if op.name in ("scores", "softmax", "attn_values")]
+    elif name == "head_fwd_bwd":
+        job = _kernel_job(1, int(row["tokens"]), int(row["C"]), 4 * int(row["C"]),
+                          int(row["V"]), 1)
+        parts = sim.head_forward_ops(job)
+        direction = "fwd_bwd"
     else:
         ops = _simulated_ops(1, int(row["tokens"]), int(row["C"]), int(row["F"]),
                              int(row["V"]), 1)
@@ -224,7 +233,9 @@ def simulated_kernel_cost(
         if key is None:
             return None
         parts = [ops[key]]
-    if direction == "bwd" and base == "cross_entropy_fwd":
+        if base == "cross_entropy_fwd" and direction == "bwd":
+            direction = "fwd_bwd"
+    if direction == "fwd_bwd":
         parts = parts + [sim.backward_of(op) for op in parts]
     elif direction == "bwd":
         parts = [sim.backward_of(op) for op in parts]
@@ -250,6 +261,11 @@ def _kernel_job(b: int, t: int, c: int, f: int, v: int, heads: int) -> Any:
                       seq_len=t, vocab=v)
     return make_job(load_cluster("local"), model, TrainSpec(global_batch=b, micro_batch=b),
                     Layout(processes_per_node=1))
+
+
+@functools.lru_cache(maxsize=64)
+def _kernel_job_cached(b: int, t: int, c: int, f: int, v: int, heads: int) -> Any:
+    return _kernel_job(b, t, c, f, v, heads)
 
 
 @functools.lru_cache(maxsize=64)

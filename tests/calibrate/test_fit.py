@@ -159,3 +159,14 @@ def test_kernel_overhead_from_the_whole_block() -> None:
     assert fit_kernel_overhead_s(rows, ops_per_block=24) == pytest.approx(10e-6)
     # without the block: the median of seconds per simulated op (attention is three)
     assert fit_kernel_overhead_s(rows[2:]) == pytest.approx(7e-6)
+
+
+def test_gemm_peak_ignores_overhead_dominated_shapes() -> None:
+    # a tiny GEMM whose time is nearly all call cost must not set the peak
+    rows = [{"m": 8, "k": 8, "n": 8, "min_dim": 8, "flops": 1024.0, "dtype": "float32",
+             "seconds": 1.05e-6},
+            {"m": 256, "k": 256, "n": 256, "min_dim": 256, "flops": 2.0 * 256**3,
+             "dtype": "float32", "seconds": 1e-6 + 2.0 * 256**3 / 50e9}]
+    fit = fit_gemm_curve(rows, 1e-6)
+    assert fit.peak_flops == pytest.approx(50e9)
+    assert 0 < dict(fit.points)[8] <= 1.0

@@ -10,7 +10,13 @@ from typing import Any
 import pytest
 import yaml
 
-from fugaku_sim.calibrate.bench import MESSAGE_BYTES, STREAM_WORDS, gemm_shapes
+from fugaku_sim.calibrate.bench import (
+    BLOCK_SHAPES,
+    HEAD_SHAPES,
+    MESSAGE_BYTES,
+    STREAM_WORDS,
+    gemm_shapes,
+)
 from fugaku_sim.calibrate.fit import GemmCurve, ring_allreduce_factors
 from fugaku_sim.calibrate.profile import (
     calibrated_cluster,
@@ -50,6 +56,17 @@ def _kernel_rows() -> list[dict[str, Any]]:
             gemm_s, nbytes = simulated_kernel_cost(row, CURVE) if t > 8 else (0.0, 0.0)
             row["seconds"] = 3 * OVERHEAD_S + gemm_s + nbytes / EFFECTIVE_BW
             rows.append(row)
+    for b, t, c, heads in BLOCK_SHAPES:
+        for kernel in ("block_fwd", "block_bwd"):
+            row = {"kernel": kernel, "tokens": b * t, "B": b, "T": t, "C": c, "heads": heads}
+            gemm_s, nbytes = simulated_kernel_cost(row, CURVE) if t > 8 else (0.0, 0.0)
+            row["seconds"] = 12 * OVERHEAD_S + gemm_s + nbytes / EFFECTIVE_BW
+            rows.append(row)
+    for tokens, c, v in HEAD_SHAPES:
+        row = {"kernel": "head_fwd_bwd", "tokens": tokens, "C": c, "V": v}
+        gemm_s, nbytes = simulated_kernel_cost(row, CURVE) if tokens > 8 else (0.0, 0.0)
+        row["seconds"] = 6 * OVERHEAD_S + gemm_s + nbytes / EFFECTIVE_BW
+        rows.append(row)
     return rows
 
 
@@ -87,7 +104,10 @@ def test_fit_recovers_every_figure() -> None:
     assert dict(cal.gemm.points) == pytest.approx(EFF, rel=1e-6)
     assert cal.gemm_call_overhead_s == CALL_S
     assert cal.op_overhead_s == pytest.approx(OVERHEAD_S, rel=1e-6)
+    assert "block" in cal.op_overhead_method
     assert cal.mem_bw_Bps == pytest.approx(EFFECTIVE_BW, rel=1e-6)
+    assert "block and head" in cal.mem_bw_method
+    assert cal.mem_bw_rms_rel_error == pytest.approx(0.0, abs=1e-9)
     assert cal.stream_bw_Bps == pytest.approx(40e9, rel=1e-6)
     assert cal.allreduce.latency_s == pytest.approx(LAT_S, rel=1e-6)
     assert cal.allreduce.bw_Bps == pytest.approx(BW, rel=1e-6)
