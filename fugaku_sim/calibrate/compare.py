@@ -201,9 +201,18 @@ class Row:
         """Relative error of the predicted step time: predicted / measured - 1."""
         return self.predicted_step_s / self.measured_step_s - 1.0
 
+    @property
+    def breakdown_error_s(self) -> dict[str, float]:
+        """Predicted minus measured seconds of each breakdown term. The trainer's terms are
+        the mean over ranks, the simulator's those of its critical stage, so with pipeline
+        stages of unequal work they split the same step differently (compute vs bubble)."""
+        return {k: self.predicted_breakdown_s[k] - self.measured_breakdown_s[k]
+                for k in BREAKDOWN_KEYS}
+
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["error"] = self.error
+        out["breakdown_error_s"] = self.breakdown_error_s
         return out
 
 

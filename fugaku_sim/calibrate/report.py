@@ -61,13 +61,15 @@ def csv_text(rows: list[Row]) -> str:
     cols = ["label", "model", "ranks", "tp", "pp", "dp", "micro_batch", "global_batch",
             "measured_step_s", "predicted_step_s", "error", "steps_timed"]
     cols += [f"measured_{k}_s" for k in BREAKDOWN_KEYS] + [f"predicted_{k}_s" for k in BREAKDOWN_KEYS]
+    cols += [f"error_{k}_s" for k in BREAKDOWN_KEYS]
     w = csv.writer(buf)
     w.writerow(cols)
     for r in rows:
         d = r.as_dict()
         w.writerow([d[c] for c in cols[:12]]
                    + [r.measured_breakdown_s[k] for k in BREAKDOWN_KEYS]
-                   + [r.predicted_breakdown_s[k] for k in BREAKDOWN_KEYS])
+                   + [r.predicted_breakdown_s[k] for k in BREAKDOWN_KEYS]
+                   + [r.breakdown_error_s[k] for k in BREAKDOWN_KEYS])
     return buf.getvalue()
 
 
@@ -79,7 +81,9 @@ def markdown_text(rows: list[Row], summary: dict[str, Any], header: str) -> str:
         lines.append(f"| {r.label} | {r.ranks} | {_ms(r.measured_step_s)} | "
                      f"{_ms(r.predicted_step_s)} | {_pct(r.error)} | "
                      f"{breakdown_text(r.measured_breakdown_s, r.predicted_breakdown_s)} |")
-    lines += ["", caption(summary) + ".", ""]
+    lines += ["", caption(summary) + ".", "",
+              "Breakdown terms: the trainer's are the mean over ranks, the simulator's those "
+              "of its critical pipeline stage; both sum to about the step time.", ""]
     groups = summary.get("fastest_by_model", []) + summary.get("fastest_by_model_and_ranks", [])
     if groups:
         lines += ["| group | runs | measured fastest | predicted fastest | agree | margin |",
