@@ -242,7 +242,26 @@ Modelled = Callable[[Mapping[str, Any]], "tuple[float, float] | None"]
 # The trainer's units the bandwidth is fitted to: a whole transformer block each way and the
 # LM head with its loss, where the kernels occur in the mix and with the glue a step has.
 # The single kernels are timed for information (the sidecar shows how each fits).
-FIT_KERNELS = frozenset({"block_fwd", "block_bwd", "head_fwd_bwd"})
+FIT_KERNELS = frozenset({"block_fwd_bwd", "head_fwd_bwd"})
+
+
+def combine_forward_backward(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Add a ``<unit>_fwd_bwd`` row for every shape at which both ``<unit>_fwd`` and
+    ``<unit>_bwd`` were timed (their times summed): a training step always runs a block
+    both ways, so that is the unit to fit."""
+    copied = [dict(r) for r in rows]
+    shape_keys = ("tokens", "B", "T", "C", "F", "V", "heads")
+    by_key: dict[tuple[Any, ...], dict[str, dict[str, Any]]] = defaultdict(dict)
+    for r in copied:
+        unit, _, direction = str(r["kernel"]).rpartition("_")
+        if direction in ("fwd", "bwd") and unit and not unit.endswith("_fwd"):
+            by_key[(unit,) + tuple(r.get(k) for k in shape_keys)][direction] = r
+    out = list(copied)
+    for key, pair in by_key.items():
+        if {"fwd", "bwd"} <= pair.keys():
+            out.append({**pair["fwd"], "kernel": f"{key[0]}_fwd_bwd",
+                        "seconds": pair["fwd"]["seconds"] + pair["bwd"]["seconds"]})
+    return out
 
 
 def fit_effective_bw(

@@ -30,6 +30,7 @@ from fugaku_sim.calibrate.fit import (
     GemmCurve,
     bandwidth_Bps_at,
     best_rate,
+    combine_forward_backward,
     compute_share,
     efficiency_at,
     fit_alpha_beta,
@@ -195,11 +196,13 @@ def _elementwise_model(
     how = (f"trainer's block fwd+bwd at a tiny shape / {per_block} simulated ops" if per_block
            else "median per simulated op of the trainer's kernels at a tiny shape")
     try:
-        bw, rms = fit_effective_bw(kernels, functools.partial(simulated_kernel_cost, gemm=gemm))
+        bw, rms = fit_effective_bw(combine_forward_backward(kernels),
+                                   functools.partial(simulated_kernel_cost, gemm=gemm))
     except (ImportError, ValueError) as exc:
         return overhead, how, stream_Bps, f"allocating STREAM ({exc})", float("nan")
     return (overhead, how, bw,
-            "effective: the simulator's bytes over the trainer's block and head times", rms)
+            "effective: the simulator's bytes over the trainer's block (fwd+bwd) and head "
+            "times", rms)
 
 
 def simulated_kernel_cost(
@@ -220,6 +223,11 @@ def simulated_kernel_cost(
         else:
             parts = [op for op in sim.attention_ops(job)
                      if op.name in ("scores", "softmax", "attn_values")]
+    elif base == "block_fwd" and direction == "bwd":
+        job = _kernel_job(int(row["B"]), int(row["T"]), int(row["C"]), 4 * int(row["C"]), 32,
+                          int(row["heads"]))
+        parts = sim.attention_ops(job) + sim.mlp_ops(job) + [sim.residual_op(job)]
+        direction = "fwd_bwd"
     elif name == "head_fwd_bwd":
         job = _kernel_job(1, int(row["tokens"]), int(row["C"]), 4 * int(row["C"]),
                           int(row["V"]), 1)

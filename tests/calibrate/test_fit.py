@@ -170,3 +170,16 @@ def test_gemm_peak_ignores_overhead_dominated_shapes() -> None:
     fit = fit_gemm_curve(rows, 1e-6)
     assert fit.peak_flops == pytest.approx(50e9)
     assert 0 < dict(fit.points)[8] <= 1.0
+
+
+def test_combine_forward_backward() -> None:
+    from fugaku_sim.calibrate.fit import combine_forward_backward
+
+    rows = [{"kernel": "block_fwd", "tokens": 64, "C": 32, "seconds": 1.0},
+            {"kernel": "block_bwd", "tokens": 64, "C": 32, "seconds": 2.0},
+            {"kernel": "block_fwd", "tokens": 128, "C": 32, "seconds": 5.0},
+            {"kernel": "cross_entropy_fwd", "tokens": 64, "seconds": 1.0},
+            {"kernel": "cross_entropy_fwd_bwd", "tokens": 64, "seconds": 1.5}]
+    out = combine_forward_backward(rows)
+    added = out[len(rows):]
+    assert added == [{"kernel": "block_fwd_bwd", "tokens": 64, "C": 32, "seconds": 3.0}]

@@ -106,7 +106,7 @@ def test_fit_recovers_every_figure() -> None:
     assert cal.op_overhead_s == pytest.approx(OVERHEAD_S, rel=1e-6)
     assert "block" in cal.op_overhead_method
     assert cal.mem_bw_Bps == pytest.approx(EFFECTIVE_BW, rel=1e-6)
-    assert "block and head" in cal.mem_bw_method
+    assert "block (fwd+bwd) and head" in cal.mem_bw_method
     assert cal.mem_bw_rms_rel_error == pytest.approx(0.0, abs=1e-9)
     assert cal.stream_bw_Bps == pytest.approx(40e9, rel=1e-6)
     assert cal.allreduce.latency_s == pytest.approx(LAT_S, rel=1e-6)
