@@ -20,6 +20,7 @@ The machine may be shared: run it when ``uptime`` shows the lowest load, and quo
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -44,15 +45,17 @@ def main(argv: list[str] | None = None) -> int:
     report: dict = {"load_average_start": [round(x, 2) for x in os.getloadavg()]}
     if not args.skip_calibrate:
         t0 = time.perf_counter()
-        status = cli(["calibrate", "--name", args.profile.stem, "--out", str(args.profile)])
+        with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the JSON
+            status = cli(["calibrate", "--name", args.profile.stem, "--out", str(args.profile)])
         report["calibrate_s"] = round(time.perf_counter() - t0, 1)
         report["calibrate_within_2_min"] = report["calibrate_s"] <= CALIBRATE_LIMIT_S
         if status:
             print(json.dumps({**report, "error": f"calibrate exited {status}"}))
             return 1
     t0 = time.perf_counter()
-    status = cli(["validate", "--cluster", str(args.profile), "--runs", args.runs,
-                  "--out", str(args.out)])
+    with contextlib.redirect_stdout(sys.stderr):
+        status = cli(["validate", "--cluster", str(args.profile), "--runs", args.runs,
+                      "--out", str(args.out)])
     report["validate_s"] = round(time.perf_counter() - t0, 1)
     if status:
         print(json.dumps({**report, "error": f"validate exited {status}"}))

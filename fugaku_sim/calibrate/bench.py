@@ -380,14 +380,18 @@ def bench_pair_allreduce(comm: Any, quick: bool, budget_s: float) -> list[dict[s
 SYNC_GEMM = (256, 256, 256)  # one call ~0.25 ms of a core
 SYNC_CHUNKS = (1, 4, 16)  # GEMM calls of compute between two synchronisations
 SYNC_CHUNKS_QUICK = (1, 4)
+SYNC_BYTES = (8, 32768, 262144, 1048576)  # all-reduced message sizes
+SYNC_BYTES_QUICK = (8, 262144)
 
 
 def bench_sync_after_compute(comm: Any, quick: bool, budget_s: float) -> list[dict[str, Any]]:
-    """What a small all-reduce between pairs of ranks costs when each rank computes between
-    them, as tensor parallelism does: per iteration, ``calls`` GEMMs then an 8-byte
-    ``Allreduce`` in the pair, against the same GEMMs without it. With more ranks than
-    cores a rank reaching the all-reduce may find its partner descheduled in mid-compute;
-    the wait is a fraction of the scheduler's time slice, not the link's latency."""
+    """What an all-reduce between pairs of ranks costs when each rank computes between
+    them, as tensor parallelism does: per iteration, ``calls`` GEMMs then an ``Allreduce``
+    of ``bytes`` in the pair, against the same GEMMs without it (the slowest rank's time per
+    iteration). With more ranks than cores a rank reaching the all-reduce may find its
+    partner descheduled in mid-compute, and a message larger than MPICH's shared-memory
+    cells needs both ranks running for every hand-over: the cost is set by the scheduler's
+    time slices more than by the link."""
     from mpi4py import MPI
 
     pair = comm.Split(comm.Get_rank() // 2, comm.Get_rank())
@@ -395,32 +399,35 @@ def bench_sync_after_compute(comm: Any, quick: bool, budget_s: float) -> list[di
     a = np.ones((m, k), np.float32)
     b = np.ones((k, n), np.float32)
     out = np.empty((m, n), np.float32)
-    one = np.ones(2, np.float32)
-    red = np.empty_like(one)
     rows = []
-    for calls in SYNC_CHUNKS_QUICK if quick else SYNC_CHUNKS:
-        def work(sync: bool, calls: int = calls) -> None:
-            for _ in range(calls):
-                np.matmul(a, b, out=out)
-            if sync:
-                pair.Allreduce(one, red)
+    for nbytes in SYNC_BYTES_QUICK if quick else SYNC_BYTES:
+        one = np.ones(max(nbytes // 4, 1), np.float32)
+        red = np.empty_like(one)
+        for calls in SYNC_CHUNKS_QUICK if quick else SYNC_CHUNKS:
+            def work(sync: bool, calls: int = calls, one: np.ndarray = one,
+                     red: np.ndarray = red) -> None:
+                for _ in range(calls):
+                    np.matmul(a, b, out=out)
+                if sync:
+                    pair.Allreduce(one, red)
 
-        times = {}
-        for sync in (False, True):
-            work(sync)
-            comm.Barrier()
-            t0 = MPI.Wtime()
-            work(sync)
-            once = comm.allreduce(max(MPI.Wtime() - t0, 1e-6), op=MPI.MAX)
-            reps = max(3, int(budget_s / once))
-            comm.Barrier()
-            t0 = MPI.Wtime()
-            for _ in range(reps):
+            times = {}
+            for sync in (False, True):
                 work(sync)
-            times[sync] = comm.allreduce((MPI.Wtime() - t0) / reps, op=MPI.MAX)
-        rows.append({"gemm_calls": calls, "ranks": comm.Get_size(),
-                     "compute_seconds": times[False], "with_sync_seconds": times[True],
-                     "sync_seconds": max(times[True] - times[False], 0.0)})
+                comm.Barrier()
+                t0 = MPI.Wtime()
+                work(sync)
+                once = comm.allreduce(max(MPI.Wtime() - t0, 1e-6), op=MPI.MAX)
+                reps = max(5, int(budget_s / once))
+                comm.Barrier()
+                t0 = MPI.Wtime()
+                for _ in range(reps):
+                    work(sync)
+                times[sync] = comm.allreduce((MPI.Wtime() - t0) / reps, op=MPI.MAX)
+            rows.append({"bytes": float(one.nbytes), "gemm_calls": calls, "ranks": 2,
+                         "concurrent_groups": comm.Get_size() // 2,
+                         "compute_seconds": times[False], "with_sync_seconds": times[True],
+                         "seconds": max(times[True] - times[False], 0.0)})
     pair.Free()
     return rows
 

@@ -69,7 +69,7 @@ class Calibration:
     allreduce: AlphaBeta
     oversubscribed_share: float  # compute share of a process at 2 x ranks (1 = no loss)
     waiting_rank_share: float  # share when half of the 2 x ranks wait in MPI instead
-    oversubscribed_link: AlphaBeta | None  # pairs' all-reduce with 2 x ranks on the cores
+    oversubscribed_link: AlphaBeta | None  # pairs' all-reduce between compute, 2 x ranks
     lone: dict[str, float] | None  # a lone process vs one of ``ranks`` busy ones
 
     def as_dict(self) -> dict[str, Any]:
@@ -110,7 +110,9 @@ def fit_calibration(
         comm = measurements["comm"]
         pingpong = [r for c in comm if c["ranks"] == ranks for r in c.get("pingpong", [])]
         allreduce = [r for c in comm if c["ranks"] == ranks for r in c["allreduce"]]
-        pairs = [r for c in comm if c["ranks"] > ranks for r in c.get("pair_allreduce", [])]
+        # the all-reduce a pair pays between compute phases, every core oversubscribed
+        pairs = [r for c in comm if c["ranks"] > ranks for r in c.get("sync_after_compute", [])
+                 if r["seconds"] > 0]
         p2p = fit_alpha_beta(pingpong, p2p_factors)
         link = fit_alpha_beta([{**r, "kind": "p2p"} for r in pingpong]
                               + [{**r, "kind": "allreduce"} for r in allreduce],
@@ -372,7 +374,7 @@ def header_lines(spec: ClusterSpec, cal: Calibration, prov: dict[str, Any], base
         f"- {2 * cal.ranks} ranks on {cal.ranks} cores: a process gets "
         f"{cal.oversubscribed_share:.2f} of its core-rate ({cal.waiting_rank_share:.2f} with "
         "half the ranks waiting in MPI: waiting MPICH ranks poll and keep their core);",
-        "  " + (f"pairs all-reducing at once: latency "
+        "  " + (f"pairs all-reducing between compute phases: latency "
                 f"{cal.oversubscribed_link.latency_s * 1e6:.1f} us, "
                 f"{cal.oversubscribed_link.bw_Bps / 1e9:.2f} GB/s (a peer not running must be "
                 f"scheduled first)." if cal.oversubscribed_link else "pairs not measured."),

@@ -109,7 +109,8 @@ def _print_summary(console, spec, cal, out: Path, sidecar: Path) -> None:  # typ
         o = cal.oversubscribed_link
         table.add_row(f"link at {2 * cal.ranks} ranks",
                       f"{o.bw_Bps / 1e9:.2f} GB/s, {o.latency_s * 1e6:.1f} us",
-                      f"pairs all-reducing, rms {o.rms_rel_error:.0%} (sidecar)")
+                      f"pairs all-reducing between compute, rms {o.rms_rel_error:.0%} "
+                      "(sidecar)")
     if cal.lone:
         table.add_row("lone process", f"GEMM x{cal.lone['peak_ratio']:.2f}, "
                       f"bw x{cal.lone['mem_bw_ratio']:.2f}", "vs one of the busy ranks (sidecar)")

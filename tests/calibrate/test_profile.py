@@ -37,6 +37,7 @@ OVERHEAD_S = 10e-6  # per simulated op
 EFFECTIVE_BW = 5e9  # bytes/s per process as the simulator counts bytes
 LAT_S, BW = 3e-6, 4e9
 CURVE = GemmCurve(PEAK, sorted(EFF.items()), 0.0)
+OVER_LAT_S, OVER_BW = 150e-6, 1e9
 
 
 def _kernel_rows() -> list[dict[str, Any]]:
@@ -89,6 +90,9 @@ def synthetic_measurements(ranks: int = 2) -> dict[str, Any]:
                      "pingpong": [{"bytes": m, "seconds": LAT_S + m / BW} for m in MESSAGE_BYTES],
                      "allreduce": [{"bytes": m, "ranks": n, "seconds": a * LAT_S + b * m / BW}
                                    for m in MESSAGE_BYTES]})
+    comm[-1]["sync_after_compute"] = [  # pairs between compute phases, 2 x ranks
+        {"bytes": m, "ranks": 2, "gemm_calls": c, "seconds": 2 * OVER_LAT_S + m / OVER_BW}
+        for m in (8.0, 32768.0, 262144.0) for c in (1, 4)]
     share = [{"ranks": n, "share": {"all_busy_seconds": 1e-3 * n / ranks,
                                     "half_busy_seconds": 1e-3 * n / ranks}}
              for n in (ranks, 2 * ranks)]
@@ -113,6 +117,9 @@ def test_fit_recovers_every_figure() -> None:
     assert cal.allreduce.bw_Bps == pytest.approx(BW, rel=1e-6)
     assert cal.p2p.bw_Bps == pytest.approx(BW, rel=1e-6)
     assert cal.oversubscribed_share == pytest.approx(0.5)
+    assert cal.oversubscribed_link is not None
+    assert cal.oversubscribed_link.latency_s == pytest.approx(OVER_LAT_S, rel=1e-6)
+    assert cal.oversubscribed_link.bw_Bps == pytest.approx(OVER_BW, rel=1e-6)
     assert cal.fp64_flops == pytest.approx(30e9)
 
 
