@@ -42,6 +42,9 @@ BATCH_RULES = {"data_collect", "data_clean", "data_dedup", "data_tokenizer", "da
                "data_mix", "plan_reference", "plan_train", "predict_train", "train", "evaluate",
                "compare_run", "release"}
 CI_JOBS = len(LOCAL_RULES | BATCH_RULES) + 1  # + all
+# The slurm and fugaku profiles group the data stages and the post-training rules: the batch
+# jobs of a cluster build, by rule or group name.
+CLUSTER_JOBS = {"data", "plan_reference", "plan_train", "predict_train", "train", "post"}
 
 
 def assert_ci_outputs(workdir: Path) -> None:
@@ -301,10 +304,10 @@ def test_ci_build_through_fugaku_profile_with_pjm_standins(tmp_path: Path) -> No
     assert run.returncode == 0, run.output[-4000:]
     assert_ci_outputs(work)
     jobs = recorded_jobs(work)
-    assert set(jobs) == BATCH_RULES  # the bookkeeping rules ran beside Snakemake
+    assert set(jobs) == CLUSTER_JOBS  # the bookkeeping rules ran beside Snakemake
     assert all(j["state"] == "EXT" and j["exit_code"] == 0 for j in jobs.values())
     train = options(jobs["train"])
-    assert ("--mpi", "proc=2") in train  # tasks = train.ranks
+    assert ("--mpi", "proc=2,max-proc-per-node=2") in train  # tasks = train.ranks, one node
     assert ("-L", "elapse=02:00:00") in train  # runtime=120 minutes
     assert ("-L", "node=1") in train  # one node: the ci run's cluster is this machine
     assert ("-x", "OMP_NUM_THREADS=1,OPENBLAS_NUM_THREADS=1") in train  # set-threads train=1
@@ -313,14 +316,47 @@ def test_ci_build_through_fugaku_profile_with_pjm_standins(tmp_path: Path) -> No
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not slurm_answers(),
-                    reason="no Slurm answers `sinfo`; start one with workflows/scripts/slurm-local.sh up")
 def test_ci_build_through_slurm_profile(tmp_path: Path) -> None:
+    if not slurm_answers():
+        why = "no Slurm answers `sinfo`; start one with workflows/scripts/slurm-local.sh up"
+        if os.environ.get("FUGAKU_SIM_REQUIRE_SLURM") == "1":  # CI: Slurm must be there
+            pytest.fail(why)
+        pytest.skip(why)
     work = tmp_path / "work"
     work.mkdir()
     run = run_main(work, "--configfile", str(CI), profile="slurm", timeout_s=600)
     assert run.returncode == 0, run.output[-4000:]
     assert_ci_outputs(work)
     assert "srun --mpi=pmi2 -n 2 " in run.output
-    assert run.output.count("has been submitted with SLURM jobid") == len(BATCH_RULES)
+    assert run.output.count("has been submitted with SLURM jobid") == len(CLUSTER_JOBS)
     print(f"ci build, slurm profile: {run.seconds:.1f} s")
+
+
+# --- the train rule's work folder (fugaku_sim.workflow.rundir) ------------------------------
+
+
+def test_run_dir_is_resumed_only_by_the_run_with_the_same_inputs(tmp_path: Path) -> None:
+    from fugaku_sim.workflow.rundir import KEY_FILE, prepare_run_dir, run_key
+
+    settings = tmp_path / "train_settings.yaml"
+    settings.write_text("steps: 30\n")
+    work = tmp_path / "run"
+    key = run_key([settings], {"model": "gpt-micro"})
+    assert prepare_run_dir(work, key) == "fresh" and (work / KEY_FILE).is_file()
+    (work / "checkpoints").mkdir()
+    assert prepare_run_dir(work, run_key([settings], {"model": "gpt-micro"})) == "resume"
+    assert (work / "checkpoints").is_dir()
+
+    settings.write_text("steps: 60\n")  # other settings: the old checkpoints must not be used
+    assert prepare_run_dir(work, run_key([settings], {"model": "gpt-micro"})) == "replaced"
+    assert (tmp_path / "run.replaced/checkpoints").is_dir()
+    assert sorted(p.name for p in work.iterdir()) == [KEY_FILE]
+    assert prepare_run_dir(work, run_key([settings], {"model": "gpt-tiny"})) == "replaced"
+
+
+def test_run_dir_verb_names_an_unreadable_input(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "fugaku_sim.cli", "workflow", "run-dir",
+                           "--work", str(tmp_path / "run"), "--inputs", str(tmp_path / "nope")],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert "nope: cannot read" in done.stderr and "Traceback" not in done.stderr
