@@ -37,6 +37,7 @@ include: "workflows/compare.smk"
 localrules:
     all,
     data_config,
+    plan_table,
     train_settings,
     train_layout_fixed,
     train_layout,
@@ -49,6 +50,7 @@ rule all:
         "results/data/manifest.json",
         "results/plan/plan.json",
         "results/plan/plan.png",
+        "results/plan/plan.md",
         "results/plan/train_prediction.json",
         "results/train/metrics.jsonl",
         "results/train/loss.png",

@@ -20,7 +20,11 @@ rule compare_run:
             category="Predicted vs measured",
             caption="report/compare.rst",
         ),
-        table=f"{COMPARE}/run/compare.md",
+        table=report(
+            f"{COMPARE}/run/compare.md",
+            category="Predicted vs measured",
+            caption="report/compare.rst",
+        ),
     log:
         "logs/compare/run.log",
     params:

@@ -35,6 +35,25 @@ rule plan_reference:
         " > {output.plan} 2> {log}"
 
 
+rule plan_table:
+    input:
+        f"{PLAN}/plan.json",
+    output:
+        report(f"{PLAN}/plan.md", category="Plan", caption="report/plan.rst"),
+    log:
+        "logs/plan/table.log",
+    params:
+        fs=FS,
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        ENV
+    shell:
+        "{params.fs} workflow plan-table --plan {input} --out {output} > {log} 2>&1"
+
+
 rule train_settings:
     output:
         f"{PLAN}/train_settings.yaml",

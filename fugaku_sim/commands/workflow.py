@@ -4,7 +4,8 @@
   and write it where the next verb reads it, so a rule reruns only when its section changes;
 - ``pick-layout``: the fastest layout of a plan (or a fixed layout) as the run's layout;
 - ``loss-plot``: the loss curves of a run;
-- ``run-dir``: make a training work folder this run's own before the trainer resumes from it.
+- ``run-dir``: make a training work folder this run's own before the trainer resumes from it;
+- ``plan-table``: a plan's layouts as a Markdown table (for the report).
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     lp.add_argument("--vocab", type=int, help="draw ln(vocab), the loss of a uniform guess")
     lp.add_argument("--title", default="training loss")
     lp.add_argument("--out", required=True, type=Path)
+    t = sub.add_parser("plan-table", help="a plan JSON list as a Markdown table")
+    t.add_argument("--plan", required=True, type=Path)
+    t.add_argument("--out", required=True, type=Path)
     r = sub.add_parser("run-dir", help="keep a work folder's checkpoints only if its inputs match")
     r.add_argument("--work", required=True, type=Path, help="the trainer's --out folder")
     r.add_argument("--inputs", nargs="+", required=True, type=Path,
@@ -83,6 +87,45 @@ def _pick_layout(plan: Path) -> dict[str, Any]:
     return data
 
 
+# (plan key, column heading, format) of the plan table
+PLAN_COLUMNS = (
+    ("tp", "TP", "{}"), ("pp", "PP", "{}"), ("dp", "DP", "{}"),
+    ("micro_batch", "micro batch", "{}"), ("schedule", "schedule", "{}"),
+    ("job_shape", "node shape", "{}"), ("step_time_s", "step s", "{:.3f}"),
+    ("tokens_per_s", "tokens/s", "{:,.0f}"), ("mfu", "MFU", "{:.1%}"),
+    ("memory_per_node_GiB", "memory GiB/node", "{:.1f}"),
+    ("time_to_train_days", "days to train", "{:.1f}"), ("node_hours", "node-hours", "{:,.0f}"),
+)
+
+
+def _plan_table(plan: Path) -> str:
+    """A plan's layouts, best first, as Markdown; columns the plan lacks are left out."""
+    try:
+        rows = json.loads(plan.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{plan}: not a readable JSON file ({exc})") from None
+    if not isinstance(rows, list) or not rows or not isinstance(rows[0], dict):
+        raise UserError(f"{plan}: expected a non-empty JSON list of layouts")
+    first = rows[0]
+    columns = [c for c in PLAN_COLUMNS if c[0] in first]
+    title = f"# Plan: {first.get('model', '?')} on {first.get('nodes', '?')} {first.get('cluster', '?')} nodes"
+    lines = [title, "", "| rank | " + " | ".join(c[1] for c in columns) + " |",
+             "|---:|" + "---:|" * len(columns)]
+    for number, row in enumerate(rows, 1):
+        cells = [_cell(row.get(key), fmt) for key, _, fmt in columns]
+        lines.append(f"| {number} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _cell(value: Any, fmt: str) -> str:
+    if value is None:
+        return "-"
+    try:
+        return fmt.format(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
 def _name_value(text: str) -> tuple[str, str]:
     name, sep, value = text.partition("=")
     if not sep or not name:
@@ -100,6 +143,8 @@ def run(args: argparse.Namespace) -> int:
         _write_atomic(args.out, text)
     elif args.action == "pick-layout":
         _write_atomic(args.out, json.dumps(_pick_layout(args.plan), indent=2) + "\n")
+    elif args.action == "plan-table":
+        _write_atomic(args.out, _plan_table(args.plan))
     elif args.action == "run-dir":
         from fugaku_sim.workflow.rundir import prepare_run_dir, run_key
 
