@@ -289,7 +289,7 @@ def _simulated_ops(b: int, t: int, c: int, f: int, v: int, heads: int) -> dict[s
 
 def calibrated_cluster(
     base: ClusterSpec, name: str, cal: Calibration, clock_GHz: float | None,
-    mem_GiB: float | None,
+    mem_GiB: float | None, cores: int | None = None,
 ) -> ClusterSpec:
     """``base`` with every measured figure replaced by ``cal``'s (node = ranks x process).
 
@@ -306,7 +306,7 @@ def calibrated_cluster(
     data["description"] = f"{base.description} (calibrated by fugaku-sim calibrate)".strip()
     node = data["node"]
     node.update(
-        cores=n,
+        cores=cores or n,
         processes_per_node=n,
         peak_TFLOPs={"fp64": cal.fp64_flops * n / 1e12, "fp32": fp32_T,
                      "fp16": fp32_T, "bf16": fp32_T},

@@ -74,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
     prov["mpi_library"] = raw["compute"].get("mpi_library")
     prov["mpi4py"] = raw["compute"].get("mpi4py")
     cal = fit_calibration(raw, args.array_MB * 2**20)
-    spec = calibrated_cluster(base, args.name, cal, cpu_clock_GHz(), mem_total_GiB())
+    spec = calibrated_cluster(base, args.name, cal, cpu_clock_GHz(), mem_total_GiB(),
+                              usable_cores())
     sidecar = write_profile(spec, cal, prov, raw, out, args.base)
     _print_summary(console, spec, cal, out, sidecar)
     return 0
