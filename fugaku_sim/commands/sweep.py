@@ -9,19 +9,7 @@ from pathlib import Path
 
 from fugaku_sim.commands.common import add_job_arguments, job_from_args, print_json
 from fugaku_sim.errors import UserError
-
-VARIABLES = (
-    "nodes",
-    "dp",
-    "global_batch",
-    "micro_batch",
-    "link_bw",
-    "hop_latency",
-    "gemm_efficiency",
-    "mem_bw",
-    "mtbf_node_h",
-    "checkpoint_write",
-)
+from fugaku_sim.sim.sweep import VARIABLES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -7,7 +7,6 @@ through pip, and URLs only from what the user configured (checked against its sh
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import subprocess
@@ -17,6 +16,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from fugaku_sim.checksum import sha256_file
 from fugaku_sim.data.atomic import atomic_dir, atomic_path
 from fugaku_sim.errors import UserError
 
@@ -31,13 +31,6 @@ def cache_dir() -> Path:
     return root
 
 
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _apt_download(package: str, dest: Path) -> None:

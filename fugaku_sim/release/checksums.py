@@ -6,23 +6,16 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 from pathlib import Path
 
+from fugaku_sim.checksum import sha256_file
 from fugaku_sim.errors import UserError
 
 SUMS_NAME = "SHA256SUMS"
 _LINE = re.compile(r"^([0-9a-f]{64}) [ *](.+)$")
 
 
-def sha256_file(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file's bytes, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk_bytes):
-            h.update(block)
-    return h.hexdigest()
 
 
 def write_checksums(directory: Path, names: list[str]) -> Path:

@@ -19,7 +19,6 @@ Safetensors only: loading never executes code.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -29,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from fugaku_sim.checksum import sha256_file
 from fugaku_sim.errors import UserError
 from fugaku_sim.spec import ModelSpec
 from fugaku_sim.train.sharding import LM_HEAD, WTE, global_shapes, shard, unshard
@@ -46,12 +46,6 @@ def rank_file(tp: int, pp: int, dp: int) -> str:
     return f"rank_tp{tp}_pp{pp}_dp{dp}.safetensors"
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclass
