@@ -36,10 +36,7 @@ rule data_collect:
     params:
         fs=FS,
         out=folder_of("input.config"),
-    # One worker: with a byte cap per source, `data collect` stops reading a source early,
-    # and leaving multiprocessing.Pool.imap early can hang for ever in Pool.terminate (a
-    # worker killed while holding the task queue's lock; seen under Slurm with ci.yaml).
-    threads: 1
+    threads: 2
     resources:
         mem_mb=2000,
         runtime=30,

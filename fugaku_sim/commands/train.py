@@ -45,6 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="data directory with blend.json and the shards")
     r.add_argument("--out", default="results/train", type=Path, help="output directory")
     r.add_argument("--checkpoint-every", type=int, metavar="N", help="checkpoint every N steps")
+    r.add_argument("--keep-checkpoints", type=int, default=3, metavar="K",
+                   help="keep the newest K checkpoints, delete older ones (default 3, min 2)")
     r.add_argument("--eval-every", type=int, metavar="N",
                    help="validation loss every N steps (and at the end)")
     r.add_argument("--eval-iters", type=int, default=1,
@@ -77,6 +79,7 @@ def build_plan(args: argparse.Namespace, world: int, select: bool = True) -> Pla
                                  "train settings", "train")
     opts = RunOptions(
         data=args.data, out=args.out, checkpoint_every=args.checkpoint_every,
+        keep_checkpoints=args.keep_checkpoints,
         eval_every=args.eval_every, eval_iters=args.eval_iters, resume=args.resume,
         fail_at_step=args.fail_at_step, fail_rank=args.fail_rank, fail_mode=args.fail_mode,
         progress=not args.no_progress)

@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import multiprocessing
 import random
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 from pathlib import Path
 from typing import Any, TextIO
@@ -35,8 +36,23 @@ def iter_loaded(items: list[Item], policy: str, workers: int) -> Iterator[Loaded
         for item in items:
             yield load_item(item, policy)
         return
-    with multiprocessing.Pool(workers) as pool:
-        yield from pool.imap(partial(load_item, policy=policy), items, chunksize=4)
+    # A bounded window of submitted items instead of Pool.imap: the consumer stops early when a
+    # source reaches its byte cap, and leaving Pool.imap early can hang in Pool.terminate. Here
+    # an early stop cancels what has not started and waits for the few items running.
+    load = partial(load_item, policy=policy)
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        pending = deque(pool.submit(load, item) for item in items[: 4 * workers])
+        following = iter(items[4 * workers :])
+        try:
+            while pending:
+                loaded = pending.popleft().result()
+                nxt = next(following, None)
+                if nxt is not None:
+                    pending.append(pool.submit(load, nxt))
+                yield loaded
+        finally:
+            for future in pending:
+                future.cancel()
 
 
 def _write_doc(out: TextIO, doc_id: str, source: Source, text: str) -> None:

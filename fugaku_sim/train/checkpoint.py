@@ -116,6 +116,16 @@ def list_checkpoints(out: Path) -> list[Path]:
     return sorted(dirs, key=lambda d: int(d.name[5:]), reverse=True)
 
 
+def prune_checkpoints(out: Path, keep: int) -> list[Path]:
+    """Delete all but the newest ``keep`` checkpoints under ``out``; return what was deleted."""
+    import shutil
+
+    old = list_checkpoints(out)[keep:]
+    for directory in old:
+        shutil.rmtree(directory, ignore_errors=True)
+    return old
+
+
 def read_index(directory: Path) -> dict[str, Any]:
     """The parsed ``index.json``.
 

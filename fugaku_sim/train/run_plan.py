@@ -27,6 +27,7 @@ class RunOptions:
     data: Path
     out: Path
     checkpoint_every: int | None = None  # steps; a checkpoint is also written at the end
+    keep_checkpoints: int = 3  # newest checkpoints kept; older ones are deleted (>= 2: fallback)
     eval_every: int | None = None  # steps; validation also runs at the end
     eval_iters: int = 1  # global batches of the valid split per validation
     resume: Literal["auto", "never"] = "auto"
@@ -84,6 +85,9 @@ def check_options(opts: RunOptions, world: int) -> None:
         value = getattr(opts, name)
         if value is not None and value < 1:
             raise UserError(f"--{name.replace('_', '-')}: must be >= 1 (got {value})")
+    if opts.keep_checkpoints < 2:
+        raise UserError(f"--keep-checkpoints: must be >= 2, so a corrupt newest checkpoint "
+                        f"has one to fall back to (got {opts.keep_checkpoints})")
     if opts.eval_iters < 1:
         raise UserError(f"--eval-iters: must be >= 1 (got {opts.eval_iters})")
     if opts.fail_rank is not None and not 0 <= opts.fail_rank < world:

@@ -143,6 +143,7 @@ class Trainer:
                       "layout": p.layout.model_dump(mode="json"), "world": self.world.size}
             ckpt.write_index(tmp, header, files)
             ckpt.publish(tmp, final)
+            ckpt.prune_checkpoints(p.opts.out, p.opts.keep_checkpoints)
         self.world.Barrier()
         return final
 

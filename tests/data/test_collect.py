@@ -52,6 +52,15 @@ def test_byte_cap_limits_a_source(tmp_path: Path) -> None:
     assert report["sources"]["local"]["documents"] == 4
 
 
+def test_byte_cap_stops_a_worker_pool_early_without_hanging(tmp_path: Path) -> None:
+    # 200 files and 2 workers: the cap is reached after 4 files, with many more submitted
+    for i in range(200):
+        (tmp_path / f"{i}.txt").write_text("x" * 1000)
+    cfg = files_config([str(tmp_path / "*.txt")], max_bytes_per_source=3500)
+    report = run_collect(cfg.model_copy(update={"workers": 2}), tmp_path / "out")
+    assert report["sources"]["local"]["documents"] == 4
+
+
 def test_undecodable_bytes_fail_by_default(tmp_path: Path) -> None:
     (tmp_path / "bad.txt").write_bytes("ok 日本".encode() + b"\xff\xfe tail")
     out = tmp_path / "out"

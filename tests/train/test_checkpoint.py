@@ -116,3 +116,11 @@ def test_consolidated_file_loads_into_transformers(tmp_path: Path) -> None:
     with torch.no_grad():
         ref = model(torch.from_numpy(tokens)).logits.numpy()
     np.testing.assert_allclose(forward_logits(tensors, spec, tokens), ref, atol=1e-4)
+
+
+def test_prune_keeps_the_newest_checkpoints(tmp_path: Path) -> None:
+    for step in (10, 20, 30, 40):
+        (tmp_path / "checkpoints" / f"step_{step:07d}").mkdir(parents=True)
+    deleted = ckpt.prune_checkpoints(tmp_path, keep=2)
+    assert sorted(d.name for d in deleted) == ["step_0000010", "step_0000020"]
+    assert [d.name for d in ckpt.list_checkpoints(tmp_path)] == ["step_0000040", "step_0000030"]
