@@ -89,6 +89,10 @@ def build_plan(args: argparse.Namespace, world: int, select: bool = True) -> Pla
 def run(args: argparse.Namespace) -> int:
     from mpi4py import MPI
 
+    from fugaku_sim.train.allocator import keep_freed_memory
+
+    keep_freed_memory()
+
     world = MPI.COMM_WORLD
     plan, error = None, None
     try:  # every rank checks; rank 0 alone chooses the checkpoint and tells the others
