@@ -54,7 +54,7 @@ class TrainSection(SpecModel):
     """The real training run."""
 
     model: str = Field(default="gpt-tiny", description="model preset name or YAML path")
-    cluster: str = Field(default="local", description="cluster profile the run is planned on")
+    cluster: str = Field(default="local-calibrated", description="cluster profile the run is planned on")
     ranks: int = Field(default=2, gt=0, description="MPI processes")
     layout: Literal["auto"] | Layout = Field(
         default="auto", description="'auto' takes the layout the plan ranks fastest"
