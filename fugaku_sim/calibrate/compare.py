@@ -126,7 +126,8 @@ def occupied_cluster(
 
     - Fewer ranks than ``node.processes_per_node`` (P): the job occupies ranks/P of the
       node's rates; with calibrated ``occupancy`` a lone process also runs at its measured
-      speed relative to one of P busy ones (shared caches, SMT, boost clock).
+      speed relative to one of P busy ones (shared caches, SMT, boost clock; the
+      effective-bandwidth ratio also scales the per-element rates of non-GEMM ops).
     - More ranks than cores: the simulator already gives each process 1/ranks of the node
       (``layout.processes_per_node`` = ranks); with calibrated ``occupancy`` every message
       step between ranks also pays the measured intra-node latency and bandwidth of pairs
@@ -144,6 +145,9 @@ def occupied_cluster(
         update: dict[str, Any] = {
             "peak_TFLOPs": node.peak_TFLOPs.model_copy(update=peak),
             "mem_bw_GBps": node.mem_bw_GBps * f * lone.get("mem_bw_ratio", 1.0),
+            "elementwise_Gelem_per_s": {
+                k: v * f * lone.get("mem_bw_ratio", 1.0)
+                for k, v in node.elementwise_Gelem_per_s.items()},
             "cores": max(1, math.ceil(node.cores * f)),
             "processes_per_node": ranks,
         }

@@ -303,3 +303,33 @@ def fit_effective_bw(
         raise ValueError("fit_effective_bw: the kernels take less than the model's other costs")
     rms = float(np.sqrt(np.mean((x * inv_bw - y) ** 2)))
     return 1.0 / inv_bw, rms
+
+
+def fit_seconds_per_element(points: Iterable[tuple[float, float, float]]) -> float:
+    """Seconds per element of ``t = fixed + other + elements x cost`` from points
+    ``(elements, seconds net of the fixed and other costs, measured seconds)``: least squares
+    through the origin on the relative error (every point weighs alike). A cost that comes
+    out non-positive (the other costs explain the whole time) is returned as 0.
+
+    Raises:
+        ValueError: no points.
+    """
+    pts = [(e / t, y / t) for e, y, t in points if e > 0 and t > 0]
+    if not pts:
+        raise ValueError("fit_seconds_per_element: no working-shape measurements")
+    x = np.array([p[0] for p in pts])
+    y = np.array([p[1] for p in pts])
+    return max(float(x @ y / (x @ x)), 0.0)
+
+
+def median_by_bytes(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One row per message size: the median ``seconds`` over the rows of that size (other
+    keys from the first). Used for the oversubscribed all-reduce between compute phases,
+    whose cost per size swings with whether the partner happens to be running when a rank
+    arrives: the median over the compute lengths is the typical cost, where a
+    relative-error fit to every row is pulled down to the luckiest one."""
+    by: dict[float, list[Mapping[str, Any]]] = defaultdict(list)
+    for r in rows:
+        by[float(r["bytes"])].append(r)
+    return [{**group[0], "seconds": statistics.median(float(r["seconds"]) for r in group)}
+            for _, group in sorted(by.items())]

@@ -19,10 +19,11 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from fugaku_sim.calibrate.fit import (
@@ -38,8 +39,11 @@ from fugaku_sim.calibrate.fit import (
     fit_gemm_curve,
     fit_kernel_overhead_s,
     fit_op_overhead_s,
+    fit_seconds_per_element,
+    median_by_bytes,
     p2p_factors,
     ring_allreduce_factors,
+    tiny_kernel_rows,
 )
 from fugaku_sim.data.atomic import atomic_path
 from fugaku_sim.errors import UserError
@@ -71,6 +75,10 @@ class Calibration:
     waiting_rank_share: float  # share when half of the 2 x ranks wait in MPI instead
     oversubscribed_link: AlphaBeta | None  # pairs' all-reduce between compute, 2 x ranks
     lone: dict[str, float] | None  # a lone process vs one of ``ranks`` busy ones
+    # seconds per element of each non-GEMM op kind and direction (empty: not measured)
+    elementwise_s_per_element: dict[str, float] = field(default_factory=dict)
+    # relative error of the simulator on the trainer's blocks and head with those costs
+    elementwise_check: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -107,17 +115,21 @@ def fit_calibration(
         fp64 = best_rate(compute["gemm"], "float64") or gemm.peak_flops / 2
         stream = bandwidth_Bps_at(compute["stream"], array_bytes, "alloc")
         overhead, overhead_how, bw, bw_how, bw_rms = _elementwise_model(compute, stream, gemm)
+        per_element, check = elementwise_costs(compute.get("kernels") or [], gemm, overhead)
         comm = measurements["comm"]
         pingpong = [r for c in comm if c["ranks"] == ranks for r in c.get("pingpong", [])]
         allreduce = [r for c in comm if c["ranks"] == ranks for r in c["allreduce"]]
-        # the all-reduce a pair pays between compute phases, every core oversubscribed
+        # the all-reduce a pair pays between compute phases, every core oversubscribed:
+        # the ring fitted to the median cost of each message size over the compute lengths
         pairs = [r for c in comm if c["ranks"] > ranks for r in c.get("sync_after_compute", [])
                  if r["seconds"] > 0]
         p2p = fit_alpha_beta(pingpong, p2p_factors)
         link = fit_alpha_beta([{**r, "kind": "p2p"} for r in pingpong]
                               + [{**r, "kind": "allreduce"} for r in allreduce],
                               row_factors=_link_factors)
-        over_link = fit_alpha_beta(pairs, ring_allreduce_factors) if len(pairs) >= 2 else None
+        typical = median_by_bytes(pairs)
+        over_link = (fit_alpha_beta(typical, ring_allreduce_factors) if len(typical) >= 2
+                     else None)
         lone = _lone_process(measurements.get("compute_lone"), gemm, bw)
         shares = {s["ranks"]: s["share"] for s in measurements["share"]}
         base, over = shares[ranks], shares[2 * ranks]
@@ -141,6 +153,8 @@ def fit_calibration(
         waiting_rank_share=compute_share(base["all_busy_seconds"], over["half_busy_seconds"]),
         oversubscribed_link=over_link,
         lone=lone,
+        elementwise_s_per_element=per_element,
+        elementwise_check=check,
     )
 
 
@@ -255,6 +269,121 @@ def simulated_kernel_cost(
     return seconds, nbytes
 
 
+def _gemm_seconds(ops: list[Any], gemm: GemmCurve) -> float:
+    return sum(op.flops / (gemm.peak_flops * efficiency_at(gemm.points, op.min_dim))
+               for op in ops if op.min_dim)
+
+
+def _unit_ops(row: Mapping[str, Any], backward: bool) -> list[Any]:
+    """The simulator's ops for a timed block (attention + MLP + residual) or attention row,
+    forward or backward (their backwards)."""
+    from fugaku_sim.sim import compute as sim
+
+    job = _kernel_job_cached(int(row["B"]), int(row["T"]), int(row["C"]), 4 * int(row["C"]),
+                             32, int(row["heads"]))
+    if str(row["kernel"]).startswith("block_"):
+        ops = sim.attention_ops(job) + sim.mlp_ops(job) + [sim.residual_op(job)]
+    else:
+        ops = [op for op in sim.attention_ops(job)
+               if op.name in ("scores", "softmax", "attn_values")]
+    return [sim.backward_of(op) for op in ops] if backward else ops
+
+
+def _head_ops(row: Mapping[str, Any]) -> list[Any]:
+    from fugaku_sim.sim import compute as sim
+
+    job = _kernel_job_cached(1, int(row["tokens"]), int(row["C"]), 4 * int(row["C"]),
+                             int(row["V"]), 1)
+    fwd = sim.head_forward_ops(job)
+    return fwd + [sim.backward_of(op) for op in fwd]
+
+
+def elementwise_costs(
+    kernels: list[dict[str, Any]], gemm: GemmCurve, op_overhead_s: float
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Seconds per element (per process, every rank busy) of each non-GEMM op kind and
+    direction the simulator counts, fitted to the trainer's own kernels at working shapes
+    (each net of the same kernel's time at the tiny shape, its fixed cost):
+
+    - ``layernorm``, ``gelu``: the kernels, over [tokens, C] and [tokens, F] elements;
+    - ``cross_entropy``: the forward over [tokens, V]; the backward is forward+backward
+      minus forward at the same shape;
+    - ``softmax``: the attention kernels net of their two GEMMs on the fitted GEMM curve,
+      over B x heads x T x T scores (scale, mask, exp, normalise, and their backward);
+    - ``residual``: what remains of a whole block each way once its GEMMs and the kinds
+      above are priced, over the block's residual elements (2 x tokens x C): the glue
+      between kernels (bias adds, head split and merge copies, residual adds, gradient
+      accumulation) scales with the hidden states.
+
+    Also returns a check: the rms relative error of the simulator's block forward, block
+    backward and head forward+backward against their timed rows with these costs (GEMMs on
+    the curve, ``op_overhead_s`` per op). Empty mappings without the trainer's kernels.
+    """
+    tiny = tiny_kernel_rows(kernels) if kernels else {}
+    if not tiny:
+        return {}, {}
+    smallest = {k: min(int(q["tokens"]) for q in kernels if q["kernel"] == k) for k in tiny}
+    work = [r for r in kernels if int(r["tokens"]) > smallest[str(r["kernel"])]]
+    cost: dict[str, float] = {}
+
+    def fit(key: str, points: list[tuple[float, float, float]]) -> None:
+        if points and (c := fit_seconds_per_element(points)) > 0:
+            cost[key] = c
+
+    for kind, dim in (("layernorm", "C"), ("gelu", "F")):
+        for d in ("fwd", "bwd"):
+            k = f"{kind}_{d}"
+            fit(k, [(float(r["tokens"]) * float(r[dim]), float(r["seconds"]) - tiny[k],
+                     float(r["seconds"])) for r in work if r["kernel"] == k])
+    ce_f = {(r["tokens"], r["V"]): float(r["seconds"]) for r in work
+            if r["kernel"] == "cross_entropy_fwd"}
+    ce_fb = {(r["tokens"], r["V"]): float(r["seconds"]) for r in work
+             if r["kernel"] == "cross_entropy_fwd_bwd"}
+    if "cross_entropy_fwd" in tiny:
+        fit("cross_entropy_fwd", [(float(t * v), s - tiny["cross_entropy_fwd"], s)
+                                  for (t, v), s in ce_f.items()])
+    if {"cross_entropy_fwd", "cross_entropy_fwd_bwd"} <= tiny.keys():
+        fixed = tiny["cross_entropy_fwd_bwd"] - tiny["cross_entropy_fwd"]
+        fit("cross_entropy_bwd", [(float(key[0] * key[1]), ce_fb[key] - ce_f[key] - fixed,
+                                   ce_fb[key] - ce_f[key]) for key in ce_f if key in ce_fb])
+    for d in ("fwd", "bwd"):
+        k = f"attention_{d}"
+        pts = []
+        for r in work:
+            if r["kernel"] == k:
+                ops = _unit_ops(r, d == "bwd")
+                el = sum(op.elements for op in ops if op.kind == "softmax")
+                s = float(r["seconds"])
+                pts.append((el, s - tiny[k] - _gemm_seconds(ops, gemm), s))
+        fit(f"softmax_{d}", pts)
+
+    def priced(ops: list[Any], skip: str = "") -> float:
+        return _gemm_seconds(ops, gemm) + sum(op.elements * cost.get(op.rate_key, 0.0)
+                                              for op in ops if op.kind and op.kind != skip)
+
+    for d in ("fwd", "bwd"):
+        k = f"block_{d}"
+        pts = []
+        for r in work:
+            if r["kernel"] == k:
+                ops = _unit_ops(r, d == "bwd")
+                el = sum(op.elements for op in ops if op.kind == "residual")
+                s = float(r["seconds"])
+                pts.append((el, s - tiny[k] - priced(ops, "residual"), s))
+        fit(f"residual_{d}", pts)
+    check: dict[str, float] = {}
+    for unit in ("block_fwd", "block_bwd", "head_fwd_bwd"):
+        errs = []
+        for r in work:
+            if r["kernel"] == unit:
+                ops = _head_ops(r) if unit == "head_fwd_bwd" else _unit_ops(r, unit == "block_bwd")
+                pred = priced(ops) + len(ops) * op_overhead_s
+                errs.append(pred / float(r["seconds"]) - 1.0)
+        if errs:
+            check[unit] = float(np.sqrt(np.mean(np.square(errs))))
+    return cost, check
+
+
 def simulated_ops_per_block() -> int:
     """Operations ``fugaku_sim.sim.compute`` prices for one block forward plus backward
     (attention and MLP halves and the second residual, each way)."""
@@ -313,6 +442,8 @@ def calibrated_cluster(
         mem_bw_GBps=cal.mem_bw_Bps * n / 1e9,
         gemm_efficiency=[{"min_dim": d, "efficiency": e} for d, e in cal.gemm.points],
         op_overhead_us=cal.op_overhead_s * 1e6,
+        elementwise_Gelem_per_s={k: n / c / 1e9
+                                 for k, c in sorted(cal.elementwise_s_per_element.items())},
     )
     if clock_GHz:
         node["clock_GHz"] = clock_GHz
@@ -366,6 +497,15 @@ def header_lines(spec: ClusterSpec, cal: Calibration, prov: dict[str, Any], base
         f"- mem_bw_GBps: {cal.mem_bw_method}: {cal.mem_bw_Bps / 1e9:.2f} GB/s per process "
         f"(rms {cal.mem_bw_rms_rel_error:.0%}); hardware STREAM (allocating add, "
         f"{cal.mem_array_bytes / 2**20:.0f} MiB arrays) {cal.stream_bw_Bps / 1e9:.1f} GB/s.",
+        "- elementwise_Gelem_per_s: " + (
+            "per-element cost of each non-GEMM op kind and direction, per process (ns): "
+            + ", ".join(f"{k} {v * 1e9:.2f}"
+                        for k, v in sorted(cal.elementwise_s_per_element.items()))
+            + "; from the trainer's layernorm, GELU, cross-entropy and attention kernels (net "
+            "of their GEMMs) and, for residual (the glue between kernels), what remains of a "
+            "whole block each way; the simulator's block fwd/bwd and head rms error with "
+            "them: " + ", ".join(f"{k} {v:.0%}" for k, v in cal.elementwise_check.items())
+            + "." if cal.elementwise_s_per_element else "not measured (ops priced by bytes)."),
         f"- intra_node: one link fitted to the ping-pong and all-reduce times on {cal.ranks} "
         f"ranks (the simulator's message and ring formulas): latency "
         f"{cal.allreduce.latency_s * 1e6:.2f} us, {cal.allreduce.bw_Bps / 1e9:.2f} GB/s "
@@ -376,8 +516,9 @@ def header_lines(spec: ClusterSpec, cal: Calibration, prov: dict[str, Any], base
         "half the ranks waiting in MPI: waiting MPICH ranks poll and keep their core);",
         "  " + (f"pairs all-reducing between compute phases: latency "
                 f"{cal.oversubscribed_link.latency_s * 1e6:.1f} us, "
-                f"{cal.oversubscribed_link.bw_Bps / 1e9:.2f} GB/s (a peer not running must be "
-                f"scheduled first)." if cal.oversubscribed_link else "pairs not measured."),
+                f"{cal.oversubscribed_link.bw_Bps / 1e9:.2f} GB/s (ring fitted to the median "
+                f"over compute lengths at each size; a peer not running must be scheduled "
+                f"first)." if cal.oversubscribed_link else "pairs not measured."),
         "  " + (f"A lone process: {cal.lone['peak_ratio']:.2f} x the GEMM rate, "
                 f"{cal.lone['mem_bw_ratio']:.2f} x the effective bandwidth of one of "
                 f"{cal.ranks} busy ones." if cal.lone else "Lone process not measured."),

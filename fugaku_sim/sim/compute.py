@@ -11,7 +11,12 @@ An operation takes the slower of its arithmetic and its memory traffic, plus a f
     time = max(flops / (peak x gemm_efficiency(min_dim)), bytes / mem_bw) + op_overhead
 
 Non-GEMM operations (norms, softmax, GELU, dropout, residual adds) run at the node's peak for
-their few FLOPs and are memory-bound in practice. The backward pass of a GEMM is two GEMMs of
+their few FLOPs and are memory-bound in practice. When the profile measures a per-element rate
+for an operation's kind and direction (``node.elementwise_Gelem_per_s``, e.g. ``gelu_fwd``;
+fitted by ``fugaku-sim calibrate`` from the trainer's kernels), that op instead takes
+``elements / rate + op_overhead``: software that evaluates tanh and exp elementwise and
+allocates temporaries (numpy) is not bound by the memory traffic alone, and its forward and
+backward costs differ by kind. The backward pass of a GEMM is two GEMMs of
 the same shape class (input gradient and weight gradient), twice the forward FLOPs
 (Narayanan et al., SC21, appendix); elementwise backwards read about twice what the forward
 did. Peak, memory bandwidth and the GEMM efficiency curve are per node in the profile and
@@ -32,12 +37,22 @@ from fugaku_sim.spec.job import Job
 
 @dataclass(frozen=True)
 class OpCost:
-    """One operation on one rank. ``min_dim`` is the smallest GEMM dimension (0: not a GEMM)."""
+    """One operation on one rank. ``min_dim`` is the smallest GEMM dimension (0: not a GEMM);
+    an elementwise op has a ``kind`` (layernorm, softmax, gelu, residual, embedding,
+    cross_entropy), its ``elements`` and whether it is a ``backward``."""
 
     name: str
     flops: float
     bytes: float
     min_dim: int = 0
+    kind: str = ""
+    elements: float = 0.0
+    backward: bool = False
+
+    @property
+    def rate_key(self) -> str:
+        """Key of the op's per-element rate in ``NodeSpec.elementwise_Gelem_per_s``."""
+        return f"{self.kind}_{'bwd' if self.backward else 'fwd'}" if self.kind else ""
 
 
 @dataclass(frozen=True)
@@ -61,9 +76,12 @@ def gemm(name: str, m: int, n: int, k: int, e: int, batch: int = 1) -> OpCost:
     )
 
 
-def elementwise(name: str, elements: float, e: int, flops_per: float, passes: float) -> OpCost:
-    """An elementwise op touching ``elements`` values ``passes`` times (reads + writes)."""
-    return OpCost(name, flops_per * elements, passes * elements * e)
+def elementwise(name: str, elements: float, e: int, flops_per: float, passes: float,
+                kind: str = "") -> OpCost:
+    """An elementwise op of ``kind`` touching ``elements`` values ``passes`` times (reads +
+    writes)."""
+    return OpCost(name, flops_per * elements, passes * elements * e, kind=kind,
+                  elements=float(elements))
 
 
 def attention_ops(job: Job) -> list[OpCost]:
@@ -72,10 +90,10 @@ def attention_ops(job: Job) -> list[OpCost]:
     b, s, c = job.train.micro_batch, m.seq_len, m.hidden
     tokens, heads = b * s, m.heads // t
     return [
-        elementwise("layernorm1", tokens * c, e, 8, 2),
+        elementwise("layernorm1", tokens * c, e, 8, 2, "layernorm"),
         gemm("qkv", tokens, 3 * c // t, c, e),
         gemm("scores", s, s, m.head_dim, e, batch=b * heads),
-        elementwise("softmax", b * heads * s * s, e, 5, 3),  # scale+mask, softmax, dropout
+        elementwise("softmax", b * heads * s * s, e, 5, 3, "softmax"),  # scale+mask, softmax, dropout
         gemm("attn_values", s, m.head_dim, s, e, batch=b * heads),
         gemm("projection", tokens, c, c // t, e),
     ]
@@ -86,27 +104,31 @@ def mlp_ops(job: Job) -> list[OpCost]:
     m, t, e = job.model, job.layout.tp, element_bytes(job.train.precision)
     tokens, c, f = job.train.micro_batch * m.seq_len, m.hidden, m.ffn
     return [
-        elementwise("dropout_residual1", tokens * c, e, 2, 3),
-        elementwise("layernorm2", tokens * c, e, 8, 2),
+        elementwise("dropout_residual1", tokens * c, e, 2, 3, "residual"),
+        elementwise("layernorm2", tokens * c, e, 8, 2, "layernorm"),
         gemm("fc1", tokens, f // t, c, e),
-        elementwise("gelu", tokens * f // t, e, 8, 2),
+        elementwise("gelu", tokens * f // t, e, 8, 2, "gelu"),
         gemm("fc2", tokens, c, f // t, e),
     ]
 
 
 def residual_op(job: Job) -> OpCost:
     tokens, e = job.train.micro_batch * job.model.seq_len, element_bytes(job.train.precision)
-    return elementwise("dropout_residual2", tokens * job.model.hidden, e, 2, 3)
+    return elementwise("dropout_residual2", tokens * job.model.hidden, e, 2, 3, "residual")
 
 
 def backward_of(op: OpCost) -> OpCost:
     """The backward of ``op``: two GEMMs for a GEMM, twice the traffic for the rest."""
-    return OpCost(op.name + "_bwd", 2.0 * op.flops, 2.0 * op.bytes, op.min_dim)
+    return OpCost(op.name + "_bwd", 2.0 * op.flops, 2.0 * op.bytes, op.min_dim, op.kind,
+                  op.elements, backward=True)
 
 
 def op_time_s(op: OpCost, job: Job) -> float:
     """Roofline time of one op on one process (see the module docstring)."""
     node, ppn = job.cluster.node, job.processes_per_node
+    rate = node.elementwise_Gelem_per_s.get(op.rate_key) if not op.min_dim else None
+    if rate:
+        return op.elements / (rate * 1e9 / ppn) + node.op_overhead_us * 1e-6
     peak = node.peak_flops(job.train.precision) / ppn
     efficiency = node.gemm_efficiency_at(op.min_dim) if op.min_dim else 1.0
     mem_bw = node.mem_bw_Bps / ppn
@@ -153,7 +175,8 @@ def embedding_forward_ops(job: Job) -> list[OpCost]:
     """Token + position embedding lookup and dropout (first stage)."""
     e = element_bytes(job.train.precision)
     n = job.train.micro_batch * job.model.seq_len * job.model.hidden
-    return [elementwise("embedding", n, e, 1, 3), elementwise("embedding_dropout", n, e, 1, 2)]
+    return [elementwise("embedding", n, e, 1, 3, "embedding"),
+            elementwise("embedding_dropout", n, e, 1, 2, "embedding")]
 
 
 def head_forward_ops(job: Job) -> list[OpCost]:
@@ -161,9 +184,9 @@ def head_forward_ops(job: Job) -> list[OpCost]:
     m, t, e = job.model, job.layout.tp, element_bytes(job.train.precision)
     tokens = job.train.micro_batch * m.seq_len
     return [
-        elementwise("final_layernorm", tokens * m.hidden, e, 8, 2),
+        elementwise("final_layernorm", tokens * m.hidden, e, 8, 2, "layernorm"),
         gemm("lm_head", tokens, m.vocab // t, m.hidden, e),
-        elementwise("cross_entropy", tokens * m.vocab / t, e, 5, 3),
+        elementwise("cross_entropy", tokens * m.vocab / t, e, 5, 3, "cross_entropy"),
     ]
 
 

@@ -50,12 +50,23 @@ class NodeSpec(SpecModel):
     mem_reserved_GiB: float = Field(
         default=0.0, ge=0, description="memory the OS and runtime keep from the job"
     )
+    elementwise_Gelem_per_s: dict[str, float] = Field(
+        default_factory=dict,
+        description="optional measured rates of non-GEMM operations, 1e9 elements/s per node, "
+        "by kind and direction (layernorm_fwd, layernorm_bwd, gelu_fwd, gelu_bwd, softmax_fwd, "
+        "softmax_bwd, residual_fwd, residual_bwd, cross_entropy_fwd, cross_entropy_bwd, "
+        "embedding_fwd, embedding_bwd); an op of a listed kind takes elements / rate instead of "
+        "its bytes / mem_bw (empty: every op is priced by its memory traffic)",
+    )
 
     @model_validator(mode="after")
     def _curve_sorted(self) -> NodeSpec:
         dims = [p.min_dim for p in self.gemm_efficiency]
         if dims != sorted(set(dims)):
             raise ValueError("gemm_efficiency: min_dim values must be strictly increasing")
+        bad = [k for k, v in self.elementwise_Gelem_per_s.items() if not v > 0]
+        if bad:
+            raise ValueError(f"elementwise_Gelem_per_s: {bad[0]}: rates must be positive")
         return self
 
     def gemm_efficiency_at(self, min_dim: float) -> float:

@@ -157,3 +157,11 @@ def test_fitted_factors_are_the_simulators(ranks: int) -> None:
         job = make_job(cluster, load_model("gpt-micro"), TrainSpec(global_batch=8 * ranks),
                        Layout(dp=ranks, processes_per_node=ranks))
         assert prepare(job).comm.dp_plan(0).time_s(1e9) == pytest.approx(expect, rel=1e-3)
+
+
+def test_occupied_cluster_scales_elementwise_rates() -> None:
+    local = load_cluster("local")
+    node = local.node.model_copy(update={"elementwise_Gelem_per_s": {"gelu_fwd": 4.0}})
+    cluster = local.model_copy(update={"node": node})
+    one = occupied_cluster(cluster, 1, {"lone_process": {"mem_bw_ratio": 1.5}})
+    assert one.node.elementwise_Gelem_per_s["gelu_fwd"] == pytest.approx(4.0 / 2 * 1.5)

@@ -183,3 +183,17 @@ def test_combine_forward_backward() -> None:
     out = combine_forward_backward(rows)
     added = out[len(rows):]
     assert added == [{"kernel": "block_fwd_bwd", "tokens": 64, "C": 32, "seconds": 3.0}]
+
+
+def test_seconds_per_element_and_median_by_bytes() -> None:
+    from fugaku_sim.calibrate.fit import fit_seconds_per_element, median_by_bytes
+
+    pts = [(e, e * 2e-9, e * 2e-9 + 1e-5) for e in (1e4, 1e5, 1e6)]
+    assert fit_seconds_per_element(pts) == pytest.approx(2e-9)
+    assert fit_seconds_per_element([(1e4, -1e-6, 1e-5)]) == 0.0
+    with pytest.raises(ValueError):
+        fit_seconds_per_element([])
+    rows = [{"bytes": 8.0, "seconds": s} for s in (1.0, 5.0, 2.0)]
+    rows.append({"bytes": 64.0, "seconds": 3.0})
+    assert [(r["bytes"], r["seconds"]) for r in median_by_bytes(rows)] == [(8.0, 2.0),
+                                                                          (64.0, 3.0)]

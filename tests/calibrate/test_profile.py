@@ -187,3 +187,49 @@ def test_shipped_calibrated_profile_loads(repo: Path) -> None:
     spec = load_cluster(str(path))
     assert spec.name == "local-calibrated"
     assert sidecar_path(path).is_file()
+
+
+def test_elementwise_costs_recover_per_kind_costs() -> None:
+    """Kernel rows built from known per-element costs give those costs back, the residual
+    (glue) from the whole blocks, and the block check is exact."""
+    from fugaku_sim.calibrate.profile import _head_ops, _unit_ops, elementwise_costs
+
+    true = {"layernorm_fwd": 1e-9, "layernorm_bwd": 2e-9, "gelu_fwd": 3e-9, "gelu_bwd": 4e-9,
+            "cross_entropy_fwd": 0.5e-9, "cross_entropy_bwd": 0.25e-9, "softmax_fwd": 1.5e-9,
+            "softmax_bwd": 1e-9, "residual_fwd": 2.5e-9, "residual_bwd": 3e-9}
+    fixed = 20e-6
+
+    def cost(ops: list[Any]) -> float:
+        gemm = sum(op.flops / PEAK for op in ops if op.min_dim)  # efficiency 1
+        return gemm + sum(op.elements * true[op.rate_key] for op in ops if op.kind)
+
+    rows: list[dict[str, Any]] = []
+    for tokens, c, v in ((8, 8, 32), (1024, 64, 4096), (512, 256, 4096)):
+        big = tokens > 8
+        for kind, dim in (("layernorm", c), ("gelu", 4 * c)):
+            for d in ("fwd", "bwd"):
+                rows.append({"kernel": f"{kind}_{d}", "tokens": tokens, "C": c, "F": 4 * c,
+                             "V": v, "seconds": fixed + big * tokens * dim * true[f"{kind}_{d}"]})
+        ce_f = big * tokens * v * true["cross_entropy_fwd"]
+        rows.append({"kernel": "cross_entropy_fwd", "tokens": tokens, "C": c, "F": 4 * c,
+                     "V": v, "seconds": fixed + ce_f})
+        rows.append({"kernel": "cross_entropy_fwd_bwd", "tokens": tokens, "C": c, "F": 4 * c,
+                     "V": v, "seconds": 2 * fixed + ce_f
+                     + big * tokens * v * true["cross_entropy_bwd"]})
+    for kernel, shapes in (("attention", ((1, 8, 8, 2), (4, 64, 64, 4))),
+                           ("block", ((1, 8, 8, 2), (4, 64, 64, 4), (2, 128, 128, 4)))):
+        for b, t, c, heads in shapes:
+            for d in ("fwd", "bwd"):
+                row = {"kernel": f"{kernel}_{d}", "tokens": b * t, "B": b, "T": t, "C": c,
+                       "heads": heads}
+                row["seconds"] = fixed + (cost(_unit_ops(row, d == "bwd")) if t > 8 else 0.0)
+                rows.append(row)
+    for tokens, c, v in ((8, 8, 32), (256, 64, 2048)):
+        row = {"kernel": "head_fwd_bwd", "tokens": tokens, "C": c, "V": v}
+        row["seconds"] = fixed + (cost(_head_ops(row)) if tokens > 8 else 0.0)
+        rows.append(row)
+    curve = GemmCurve(PEAK, [(1, 1.0)], 0.0)  # efficiency 1 at every size
+    got, check = elementwise_costs(rows, curve, fixed / 12)  # 12 simulated ops a block
+    assert got == pytest.approx(true, rel=1e-6)
+    assert check["block_fwd"] < 1e-6 and check["block_bwd"] < 1e-6
+    assert elementwise_costs([], curve, 0.0) == ({}, {})

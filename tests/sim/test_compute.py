@@ -43,3 +43,24 @@ def test_roofline_picks_the_slower_bound() -> None:
     )
     assert op_time_s(softmax, job) == pytest.approx(softmax.bytes / node.mem_bw_Bps + overhead)
     assert backward_of(qkv).flops == 2 * qkv.flops
+
+
+def test_measured_elementwise_rate_replaces_the_roofline() -> None:
+    """A kind and direction with a per-element rate in the profile takes elements / rate
+    (per process) + overhead; the others keep the memory-traffic roofline."""
+    from fugaku_sim.spec import load_model_preset
+
+    base = load_cluster("local")
+    node = base.node.model_copy(update={"elementwise_Gelem_per_s": {"gelu_fwd": 2.0}})
+    cluster = base.model_copy(update={"node": node})
+    preset = load_model_preset("gpt-micro")
+    job = make_job(cluster, preset.model, TrainSpec(global_batch=8, micro_batch=2),
+                   Layout(dp=2, processes_per_node=2))
+    plain = make_job(base, preset.model, TrainSpec(global_batch=8, micro_batch=2),
+                     Layout(dp=2, processes_per_node=2))
+    gelu = next(op for op in mlp_ops(job) if op.name == "gelu")
+    assert gelu.rate_key == "gelu_fwd" and backward_of(gelu).rate_key == "gelu_bwd"
+    overhead = node.op_overhead_us * 1e-6
+    assert op_time_s(gelu, job) == pytest.approx(gelu.elements / (2.0e9 / 2) + overhead)
+    assert op_time_s(backward_of(gelu), job) == op_time_s(backward_of(gelu), plain)
+    assert base.node.elementwise_Gelem_per_s == {}  # optional: absent means the roofline
