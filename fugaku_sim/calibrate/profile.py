@@ -306,8 +306,11 @@ def elementwise_costs(
     (each net of the same kernel's time at the tiny shape, its fixed cost):
 
     - ``layernorm``, ``gelu``: the kernels, over [tokens, C] and [tokens, F] elements;
-    - ``cross_entropy``: the forward over [tokens, V]; the backward is forward+backward
-      minus forward at the same shape;
+    - ``cross_entropy``: the forward over [tokens, V] and the backward (forward+backward
+      minus forward at the same shape) give the split; the level is what remains of the
+      trainer's whole head (forward+backward) once its GEMMs and layer norms are priced,
+      over its tokens x V logits (the head's GEMMs writing the whole logits run below the
+      GEMM curve, and that cost scales with the logits too);
     - ``softmax``: the attention kernels net of their two GEMMs on the fitted GEMM curve,
       over B x heads x T x T scores (scale, mask, exp, normalise, and their backward);
     - ``residual``: what remains of a whole block each way once its GEMMs and the kinds
@@ -371,6 +374,23 @@ def elementwise_costs(
                 s = float(r["seconds"])
                 pts.append((el, s - tiny[k] - priced(ops, "residual"), s))
         fit(f"residual_{d}", pts)
+    # the cross-entropy as the head runs it: what remains of the head (fwd+bwd) once its
+    # GEMMs and layer norms are priced, over its tokens x V logits, split between forward
+    # and backward as the single kernels split it (the head's GEMMs write the whole logits,
+    # which the GEMM curve's square-ish shapes do not)
+    if "head_fwd_bwd" in tiny and {"cross_entropy_fwd", "cross_entropy_bwd"} <= cost.keys():
+        pts = []
+        for r in work:
+            if r["kernel"] == "head_fwd_bwd":
+                ops = _head_ops(r)
+                el = sum(op.elements for op in ops if op.rate_key == "cross_entropy_fwd")
+                s = float(r["seconds"])
+                pts.append((el, s - tiny["head_fwd_bwd"] - priced(ops, "cross_entropy"), s))
+        if pts and (both := fit_seconds_per_element(pts)) > 0:
+            share = cost["cross_entropy_fwd"] / (cost["cross_entropy_fwd"]
+                                                 + cost["cross_entropy_bwd"])
+            cost["cross_entropy_fwd"] = both * share
+            cost["cross_entropy_bwd"] = both * (1.0 - share)
     check: dict[str, float] = {}
     for unit in ("block_fwd", "block_bwd", "head_fwd_bwd"):
         errs = []

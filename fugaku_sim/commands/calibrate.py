@@ -98,6 +98,11 @@ def _print_summary(console, spec, cal, out: Path, sidecar: Path) -> None:  # typ
     table.add_row("memory bandwidth", f"{node.mem_bw_GBps:.2f} GB/s", cal.mem_bw_method)
     table.add_row("STREAM", f"{cal.stream_bw_Bps * cal.ranks / 1e9:.1f} GB/s",
                   f"allocating add at {cal.mem_array_bytes / 2**20:.0f} MiB x ranks (sidecar)")
+    if node.elementwise_Gelem_per_s:
+        table.add_row("non-GEMM ops", ", ".join(f"{k} {v:.2g}" for k, v in
+                                                node.elementwise_Gelem_per_s.items()),
+                      "1e9 elements/s per node, from the trainer's kernels; block check "
+                      + ", ".join(f"{k} {v:.0%}" for k, v in cal.elementwise_check.items()))
     table.add_row("op overhead", f"{node.op_overhead_us:.2f} us", cal.op_overhead_method)
     table.add_row("intra-node link", f"{ic.intra_node.bw_GBps:.2f} GB/s, "  # type: ignore[union-attr]
                   f"{ic.intra_node.latency_us:.2f} us",  # type: ignore[union-attr]
