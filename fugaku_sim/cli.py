@@ -20,16 +20,16 @@ from fugaku_sim.errors import UserError
 # keep heavy imports (matplotlib, snakemake, mpi4py) inside functions.
 VERBS: dict[str, tuple[str, str]] = {
     "check": ("fugaku_sim.commands.check", "validate a job and print its derived figures"),
-    "workflow": ("fugaku_sim.commands.workflow", "steps between the workflow's stages"),
     "predict": ("fugaku_sim.commands.predict", "simulate one training step and cost the run"),
     "plan": ("fugaku_sim.commands.plan", "rank every valid layout for a node count"),
     "sweep": ("fugaku_sim.commands.sweep", "vary one quantity and write CSV plus a plot"),
+    "data": ("fugaku_sim.commands.data", "collect, clean, deduplicate, tokenize and mix text corpora"),
     "train": ("fugaku_sim.commands.train", "train a GPT over MPI with tensor, pipeline and data parallelism"),
     "evaluate": ("fugaku_sim.commands.evaluate", "held-out perplexity, tasks and samples"),
     "release": ("fugaku_sim.commands.release", "build or verify a Hugging Face release"),
     "calibrate": ("fugaku_sim.commands.calibrate", "measure this machine and write a calibrated cluster profile"),
     "validate": ("fugaku_sim.commands.validate", "predicted vs measured step time of real training runs"),
-    "data": ("fugaku_sim.commands.data", "collect, clean, deduplicate, tokenize and mix text corpora"),
+    "workflow": ("fugaku_sim.commands.workflow", "steps between the workflow's stages"),
 }
 
 
@@ -41,7 +41,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="fugaku-sim", description=__doc__.splitlines()[0])
+    parser = _Parser(
+        prog="fugaku-sim",
+        description="Plan, run and check large-language-model pre-training on torus supercomputers.",
+    )
     parser.add_argument("--version", action="version", version=f"fugaku-sim {__version__}")
     sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
     sub.required = True
