@@ -53,11 +53,11 @@ def plot_plan(rows: list[dict[str, Any]], path: Path, title: str) -> None:
         left = [a + b for a, b in zip(left, vals)]
     ax2.set_xlabel("step time (s)")
     ax2.set_title("step time breakdown (critical stage)")
-    ax2.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=4)
+    ax2.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=4)
     fig.suptitle(title)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -91,11 +91,11 @@ def plot_sweep(rows: list[dict[str, Any]], vary: str, path: Path, title: str) ->
     ax2.set_xlabel(vary)
     ax2.set_ylabel("step time (s)")
     ax2.set_title("step time breakdown")
-    ax2.legend(fontsize=7)
+    ax2.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.suptitle(title)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
 
 
