@@ -14,6 +14,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from fugaku_sim.calibrate.launch import add_launch_arguments
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", default="local-calibrated", help="name of the new profile")
@@ -24,12 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="few sizes, short timings (CI)")
     parser.add_argument("--array-MB", type=float, default=4.0, dest="array_MB",
                         help="array size at which memory bandwidth is quoted (default 4)")
-    parser.add_argument("--launcher", help="MPI launcher template with {ranks}")
-    parser.add_argument("--allocator", choices=["kept", "default"], default="kept",
-                        help="glibc allocator of every rank: kept (freed memory reused, the "
-                             "default) or default (returned to the OS, page faults)")
-    parser.add_argument("--timeout", type=float, default=300.0,
-                        help="seconds allowed per benchmark launch")
+    add_launch_arguments(parser, 300.0, "allowed per benchmark launch")
 
 
 def run(args: argparse.Namespace) -> int:

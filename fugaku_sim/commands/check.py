@@ -27,7 +27,7 @@ def derived_figures(job: Job) -> dict[str, Any]:
     model, train, lay = job.model, job.train, job.layout
     recompute_any = bool(job.recompute_stages)
     stages = memory_by_stage(job)
-    peak = peak_memory_per_node(job)
+    peak = peak_memory_per_node(job, stages)
     return {
         "valid": True,
         "cluster": job.cluster.name,
@@ -54,7 +54,7 @@ def derived_figures(job: Job) -> dict[str, Any]:
         "steps": job.steps_for_tokens(),
         "memory_per_node_GiB": peak / GiB,
         "usable_memory_per_node_GiB": job.cluster.node.usable_mem_bytes / GiB,
-        "fits_memory": fits_memory(job),
+        "fits_memory": fits_memory(job, peak),
         "memory_by_stage_GiB": [s.as_GiB() for s in stages],
     }
 

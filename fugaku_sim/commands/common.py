@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
 from fugaku_sim.errors import SpecError
@@ -36,6 +37,11 @@ _TRAIN_OPTIONS = {
     "recompute": "recompute",
     "overlap_grad_reduce": "overlap_grad_reduce",
     "lr": "lr",
+    "min_lr": "min_lr",
+    "warmup_steps": "warmup_steps",
+    "weight_decay": "weight_decay",
+    "grad_clip": "grad_clip",
+    "grad_bucket_mb": "grad_bucket_MB",
     "seed": "seed",
 }
 _LAYOUT_OPTIONS = {
@@ -94,6 +100,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--recompute-stages", type=parse_stages, metavar="0-3")
     g.add_argument("--overlap-grad-reduce", action=argparse.BooleanOptionalAction, default=None)
     g.add_argument("--lr", type=float, help="peak learning rate")
+    g.add_argument("--min-lr", type=float, help="learning rate at the end of the cosine")
+    g.add_argument("--warmup-steps", type=int, help="linear warm-up steps")
+    g.add_argument("--weight-decay", type=float)
+    g.add_argument("--grad-clip", type=float, help="global gradient norm limit (0: off)")
+    g.add_argument("--grad-bucket-mb", type=float, help="data-parallel bucket size, MB")
     g.add_argument("--seed", type=int)
 
 
@@ -140,7 +151,7 @@ def resolve_specs(args: argparse.Namespace) -> tuple[ModelSpec, TrainSpec, Layou
     preset = load_model_preset(args.model)
     train: dict[str, Any] = dict(preset.train)
     if getattr(args, "train_config", None):
-        train.update(read_yaml(_path(args.train_config)))
+        train.update(read_yaml(Path(args.train_config)))
     layout = dict(preset.layout)
     if getattr(args, "layout_from", None):
         from_layout, from_train = read_layout_from(args.layout_from)
@@ -171,33 +182,37 @@ _FROM_LAYOUT = ("tp", "pp", "dp", "schedule", "virtual_stages", "rank_order", "p
 _FROM_TRAIN = ("micro_batch", "recompute", "recompute_stages")
 
 
+def read_layout_record(path: Path, what: str) -> dict[str, Any]:
+    """The layout object of a predict JSON object, or the first (best) entry of a plan list.
+
+    Raises:
+        SpecError: ``what``-prefixed: the file is missing, not JSON, or holds no layout.
+    """
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SpecError(f"{what}: no such file") from None
+    except (OSError, ValueError) as exc:
+        raise SpecError(f"{what}: not a JSON file ({exc})") from None
+    if isinstance(data, list):
+        data = data[0] if data else None
+    if not isinstance(data, dict) or not {"tp", "pp", "dp"} <= data.keys():
+        raise SpecError(f"{what}: expected an object (or list of them) with tp, pp, dp")
+    return data
+
+
 def read_layout_from(path: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """(layout fields, train fields) from a predict JSON object or a plan JSON list.
 
     Raises:
         SpecError: the file is missing, not JSON, or holds no layout.
     """
-    try:
-        data = json.loads(_path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SpecError(f"--layout-from {path}: no such file") from None
-    except (OSError, ValueError) as exc:
-        raise SpecError(f"--layout-from {path}: not a JSON file ({exc})") from None
-    if isinstance(data, list):
-        data = data[0] if data else None
-    if not isinstance(data, dict) or not {"tp", "pp", "dp"} <= data.keys():
-        raise SpecError(f"--layout-from {path}: expected an object (or list of them) with tp, pp, dp")
+    data = read_layout_record(Path(path), f"--layout-from {path}")
     layout = {k: data[k] for k in _FROM_LAYOUT if data.get(k) is not None}
     train = {k: data[k] for k in _FROM_TRAIN if data.get(k) is not None}
     if train.get("recompute") in ("none", "all", "first-half"):
         train.pop("recompute_stages", None)
     return layout, train
-
-
-def _path(text: str) -> Any:
-    from pathlib import Path
-
-    return Path(text)
 
 
 def job_from_args(args: argparse.Namespace) -> Job:

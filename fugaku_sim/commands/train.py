@@ -22,24 +22,9 @@ if TYPE_CHECKING:
     from fugaku_sim.train.run_plan import Plan
 
 # TrainSpec fields the shared job options do not cover: option -> field
-_EXTRA_TRAIN = {
-    "min_lr": "min_lr",
-    "warmup_steps": "warmup_steps",
-    "weight_decay": "weight_decay",
-    "grad_clip": "grad_clip",
-    "grad_bucket_mb": "grad_bucket_MB",
-}
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_job_arguments(parser, cluster=False)
     parser.set_defaults(model="gpt-tiny")
-    g = parser.add_argument_group("more training settings")
-    g.add_argument("--min-lr", type=float, help="learning rate at the end of the cosine")
-    g.add_argument("--warmup-steps", type=int, help="linear warm-up steps")
-    g.add_argument("--weight-decay", type=float)
-    g.add_argument("--grad-clip", type=float, help="global gradient norm limit (0: off)")
-    g.add_argument("--grad-bucket-mb", type=float, help="data-parallel bucket size, MB")
     r = parser.add_argument_group("run")
     r.add_argument("--data", default="results/data", type=Path,
                    help="data directory with blend.json and the shards")
@@ -68,15 +53,9 @@ def build_plan(args: argparse.Namespace, world: int, select: bool = True) -> Pla
     Raises:
         UserError: any bad input (names the field or option).
     """
-    from fugaku_sim.spec import TrainSpec, validate_section
     from fugaku_sim.train.run_plan import RunOptions, plan_run
 
     model, train, layout = resolve_specs(args)
-    extra = {field: getattr(args, opt) for opt, field in _EXTRA_TRAIN.items()
-             if getattr(args, opt) is not None}
-    if extra:
-        train = validate_section(TrainSpec, {**train.model_dump(), **extra},
-                                 "train settings", "train")
     opts = RunOptions(
         data=args.data, out=args.out, checkpoint_every=args.checkpoint_every,
         keep_checkpoints=args.keep_checkpoints,

@@ -22,6 +22,8 @@ import argparse
 import json
 from pathlib import Path
 
+from fugaku_sim.calibrate.launch import add_launch_arguments
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cluster", default="local-calibrated",
@@ -40,11 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="measured step time: this statistic of the timed steps")
     parser.add_argument("--mode", choices=["fast", "detailed"], default="fast",
                         help="simulator mode")
-    parser.add_argument("--launcher", help="MPI launcher template with {ranks}")
-    parser.add_argument("--allocator", choices=["kept", "default"], default="kept",
-                        help="glibc allocator of every rank: kept (freed memory reused, the "
-                             "default) or default (returned to the OS, page faults)")
-    parser.add_argument("--timeout", type=float, default=900.0, help="seconds per run")
+    add_launch_arguments(parser, 900.0, "per run")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument("--check-targets", action="store_true",
                         help="exit 1 unless the error targets are met")

@@ -15,6 +15,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from fugaku_sim.commands.common import read_layout_record
+from fugaku_sim.data.atomic import write_text
 from fugaku_sim.errors import UserError
 
 SECTIONS = ("data", "train-settings", "layout")
@@ -45,13 +47,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="a setting that keys the run too (e.g. model=gpt-tiny)")
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-
-
 def _validated(section: str, payload: Any) -> tuple[str, str]:
     """(text, format) of a validated section."""
     import yaml
@@ -71,20 +66,6 @@ def _validated(section: str, payload: Any) -> tuple[str, str]:
         return yaml.safe_dump(kept), "yaml"
     layout = validate_section(Layout, payload, "", "train.layout")
     return json.dumps(layout.model_dump(mode="json"), indent=2) + "\n", "json"
-
-
-def _pick_layout(plan: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(plan.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{plan}: not a readable JSON file ({exc})") from None
-    if isinstance(data, list):
-        if not data:
-            raise UserError(f"{plan}: the plan holds no layout")
-        data = data[0]
-    if not isinstance(data, dict) or not {"tp", "pp", "dp"} <= data.keys():
-        raise UserError(f"{plan}: expected a plan list or an object with tp, pp, dp")
-    return data
 
 
 # (plan key, column heading, format) of the plan table
@@ -140,11 +121,12 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise UserError(f"--json: not JSON ({exc})") from None
         text, _ = _validated(args.section, payload)
-        _write_atomic(args.out, text)
+        write_text(args.out, text)
     elif args.action == "pick-layout":
-        _write_atomic(args.out, json.dumps(_pick_layout(args.plan), indent=2) + "\n")
+        best = read_layout_record(args.plan, str(args.plan))
+        write_text(args.out, json.dumps(best, indent=2) + "\n")
     elif args.action == "plan-table":
-        _write_atomic(args.out, _plan_table(args.plan))
+        write_text(args.out, _plan_table(args.plan))
     elif args.action == "run-dir":
         from fugaku_sim.workflow.rundir import prepare_run_dir, run_key
 

@@ -23,7 +23,7 @@ from fugaku_sim.spec.job import Job
 GiB = 2**30
 
 #: bytes per parameter of (weights, gradients, optimizer states) by precision and optimizer
-_PARAM_BYTES = {
+PARAM_BYTES = {
     ("fp32", "adam"): (4, 4, 8),
     ("fp32", "adamw"): (4, 4, 8),
     ("fp32", "sgd"): (4, 4, 0),
@@ -82,7 +82,7 @@ def stage_memory(job: Job, stage: int) -> StageMemory:
     """Memory of one rank of ``stage`` (bytes)."""
     model, train, lay = job.model, job.train, job.layout
     params = stage_parameters(model, lay.pp, stage, lay.tp)
-    w, g, o = _PARAM_BYTES[(train.precision, train.optimizer)]
+    w, g, o = PARAM_BYTES[(train.precision, train.optimizer)]
     optimizer = params * o / (lay.dp if train.zero_stage >= 1 else 1)
     recompute = stage in job.recompute_stages
     layers = model.layers // lay.pp
@@ -119,11 +119,15 @@ def memory_by_stage(job: Job) -> list[StageMemory]:
     return [stage_memory(job, s) for s in range(job.layout.pp)]
 
 
-def peak_memory_per_node(job: Job) -> float:
-    """Bytes the fullest node needs: the largest stage times processes per node."""
-    return max(m.total for m in memory_by_stage(job)) * job.processes_per_node
+def peak_memory_per_node(job: Job, stages: list[StageMemory] | None = None) -> float:
+    """Bytes the fullest node needs: the largest stage times processes per node
+    (``stages``: :func:`memory_by_stage` of ``job`` when already computed)."""
+    stages = stages if stages is not None else memory_by_stage(job)
+    return max(m.total for m in stages) * job.processes_per_node
 
 
-def fits_memory(job: Job) -> bool:
-    """Whether the fullest node fits in the node's usable memory."""
-    return peak_memory_per_node(job) <= job.cluster.node.usable_mem_bytes
+def fits_memory(job: Job, peak_bytes: float | None = None) -> bool:
+    """Whether the fullest node fits in the node's usable memory (``peak_bytes``:
+    :func:`peak_memory_per_node` of ``job`` when already computed)."""
+    peak = peak_bytes if peak_bytes is not None else peak_memory_per_node(job)
+    return peak <= job.cluster.node.usable_mem_bytes

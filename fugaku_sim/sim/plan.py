@@ -102,8 +102,9 @@ def plan_layouts(
         if isinstance(job, str):
             result.rejected[job] = result.rejected.get(job, 0) + 1
             continue
-        if not fits_memory(job):
-            result.too_big.append((peak_memory_per_node(job), job))
+        peak = peak_memory_per_node(job)
+        if not fits_memory(job, peak):
+            result.too_big.append((peak, job))
             continue
         lay = job.layout
         key = (lay.tp, lay.pp, lay.dp, lay.placement, lay.rank_order)

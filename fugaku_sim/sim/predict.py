@@ -38,7 +38,7 @@ from fugaku_sim.parallel.placement import Placement, job_shapes, node_split, pla
 from fugaku_sim.sim.comm import CommModel
 from fugaku_sim.sim.engine import CATEGORIES, EngineResult, PipelineEngine
 from fugaku_sim.sim.flops import layer_forward_flops, model_flops_per_token, parameter_count
-from fugaku_sim.sim.memory import _PARAM_BYTES, GiB, memory_by_stage
+from fugaku_sim.sim.memory import PARAM_BYTES, GiB, fits_memory, peak_memory_per_node
 from fugaku_sim.sim.reliability import FailurePlan, plan_failures
 from fugaku_sim.sim.topology import Network, build_network, fold_extents
 from fugaku_sim.sim.transport import AnalyticTransport, NetworkTransport
@@ -177,8 +177,7 @@ class Prediction:
     def to_json(self) -> dict[str, Any]:
         """The contract's fields (plus a few more), JSON-ready."""
         job, lay, step = self.job, self.job.layout, self.step_time_s
-        mem = memory_by_stage(job)
-        peak_mem = max(m.total for m in mem) * job.processes_per_node
+        peak_mem = peak_memory_per_node(job)
         out: dict[str, Any] = {
             "cluster": job.cluster.name,
             "model": job.model.name,
@@ -203,7 +202,7 @@ class Prediction:
             "hw_tflops_per_node": self.hardware_flops_per_step / step / job.nodes / 1e12,
             "mfu": self.mfu,
             "memory_per_node_GiB": peak_mem / GiB,
-            "fits_memory": peak_mem <= job.cluster.node.usable_mem_bytes,
+            "fits_memory": fits_memory(job, peak_mem),
             "usable_memory_per_node_GiB": job.cluster.node.usable_mem_bytes / GiB,
             "breakdown_s": self.breakdown_s,
             "critical_stage": self.critical_stage,
@@ -239,7 +238,7 @@ class Prediction:
 
 def checkpoint_bytes(job: Job) -> float:
     """Weights and optimizer states of the whole model (what a restart needs)."""
-    w, _g, o = _PARAM_BYTES[(job.train.precision, job.train.optimizer)]
+    w, _g, o = PARAM_BYTES[(job.train.precision, job.train.optimizer)]
     return float(parameter_count(job.model) * (w + o))
 
 

@@ -10,12 +10,12 @@ the work folder; a folder holding another key is moved aside (one generation is 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from fugaku_sim.checksum import sha256_file
 from fugaku_sim.errors import UserError
 
 KEY_FILE = "workflow-run-key.json"
@@ -30,7 +30,7 @@ def run_key(files: Sequence[Path], extra: Mapping[str, str]) -> dict[str, str]:
     key = {f"arg:{name}": value for name, value in sorted(extra.items())}
     for path in files:
         try:
-            key[f"file:{path.name}"] = hashlib.sha256(path.read_bytes()).hexdigest()
+            key[f"file:{path.name}"] = sha256_file(path)
         except OSError as exc:
             raise UserError(f"{path}: cannot read ({exc.strerror})") from None
     return key
