@@ -45,8 +45,8 @@ from fugaku_sim.calibrate.fit import (
     ring_allreduce_factors,
     tiny_kernel_rows,
 )
-from fugaku_sim.data.atomic import atomic_path
 from fugaku_sim.errors import UserError
+from fugaku_sim.io import atomic_path
 from fugaku_sim.spec import ClusterSpec
 from fugaku_sim.spec.cluster import SwitchedInterconnect
 from fugaku_sim.spec.load import dump_yaml, validate_section

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from fugaku_sim.calibrate.compare import BREAKDOWN_KEYS, Row
-from fugaku_sim.data.atomic import atomic_path
+from fugaku_sim.io import atomic_path
 
 SHORT = {"compute": "comp", "recompute": "recomp", "tp_comm": "tp", "pp_comm": "pp",
          "dp_comm": "dp", "bubble": "bub", "optimizer": "opt"}

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fugaku_sim.data.atomic import atomic_path
 from fugaku_sim.data.indexed import IndexedDatasetWriter, best_fitting_dtype
+from fugaku_sim.io import atomic_path
 
 DOC_TOKENS = 1024  # tokens per synthetic document
 

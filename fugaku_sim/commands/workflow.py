@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from fugaku_sim.commands.common import read_layout_record
-from fugaku_sim.data.atomic import write_text
 from fugaku_sim.errors import UserError
+from fugaku_sim.io import write_text
 
 SECTIONS = ("data", "train-settings", "layout")
 

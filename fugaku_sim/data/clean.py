@@ -21,11 +21,11 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from fugaku_sim.data.atomic import atomic_dir, read_json, write_json
 from fugaku_sim.data.collect import Progress, _no_progress
 from fugaku_sim.data.config import CleanConfig, DataConfig
 from fugaku_sim.data.langid import identify_language
 from fugaku_sim.data.normalize import normalize_text, split_document, strip_gutenberg
+from fugaku_sim.io import atomic_dir, read_json, write_json
 
 _LETTER = re.compile(r"[^\W\d_]")
 

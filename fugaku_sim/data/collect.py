@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from fugaku_sim.data import maths
-from fugaku_sim.data.atomic import atomic_dir, write_json
 from fugaku_sim.data.config import DataConfig, MathsSource, Source, source_domain
 from fugaku_sim.data.sources import Item, Loaded, load_item, plan_source
 from fugaku_sim.errors import UserError
+from fugaku_sim.io import atomic_dir, write_json
 
 Progress = Callable[[str, int, int], None]  # (task, done, total)
 

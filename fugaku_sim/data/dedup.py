@@ -33,9 +33,9 @@ from typing import Any
 
 import numpy as np
 
-from fugaku_sim.data.atomic import atomic_dir, read_json, write_json
 from fugaku_sim.data.collect import Progress, _no_progress
 from fugaku_sim.data.config import DOMAINS, SPLITS, DataConfig, DedupConfig, SplitConfig
+from fugaku_sim.io import atomic_dir, read_json, write_json
 
 _MERSENNE = np.uint64((1 << 61) - 1)
 _MASK32 = np.uint64(0xFFFFFFFF)

@@ -21,11 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from fugaku_sim.data.atomic import atomic_dir, read_json, write_json
 from fugaku_sim.data.collect import Progress, _no_progress
 from fugaku_sim.data.config import DOMAINS, SPLITS, DataConfig
 from fugaku_sim.data.indexed import IndexedDatasetWriter, best_fitting_dtype
 from fugaku_sim.data.tokenizer import EOS_ID
+from fugaku_sim.io import atomic_dir, read_json, write_json
 
 PART_BYTES = 4 << 20
 

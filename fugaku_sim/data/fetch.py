@@ -17,8 +17,8 @@ import urllib.request
 from pathlib import Path
 
 from fugaku_sim.checksum import sha256_file
-from fugaku_sim.data.atomic import atomic_dir, atomic_path
 from fugaku_sim.errors import UserError
+from fugaku_sim.io import atomic_dir, atomic_path
 
 FILES_HINT = ("or point the config at another corpus with a files source "
               "(kind: files, name: ..., paths: [corpus/*.txt], domain: ja)")

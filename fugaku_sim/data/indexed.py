@@ -33,8 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from fugaku_sim.data.atomic import temp_name
 from fugaku_sim.errors import UserError
+from fugaku_sim.io import temp_name
 
 INDEX_HEADER = b"MMIDIDX\x00\x00"
 INDEX_VERSION = 1

@@ -12,9 +12,9 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from fugaku_sim.data.atomic import atomic_path, read_json, write_json
 from fugaku_sim.data.config import DOMAINS, DataConfig
 from fugaku_sim.data.fetch import sha256_file
+from fugaku_sim.io import atomic_path, read_json, write_json
 
 
 def _source_rows(raw: dict, clean: dict, dedup: dict, tok: dict) -> dict[str, Any]:

@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from fugaku_sim.data.atomic import atomic_dir, atomic_path, read_json, write_json, write_text
 from fugaku_sim.data.config import DOMAINS, SPLITS, DataConfig
 from fugaku_sim.data.indexed import IndexedDataset, IndexedDatasetWriter
 from fugaku_sim.errors import UserError
+from fugaku_sim.io import atomic_dir, atomic_path, read_json, write_json, write_text
 
 
 def plan_tokens(available: dict[str, int], shares: dict[str, float],

@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from fugaku_sim.data.atomic import atomic_dir, read_json, write_json
 from fugaku_sim.data.config import DOMAINS, DataConfig
 from fugaku_sim.errors import UserError
+from fugaku_sim.io import atomic_dir, read_json, write_json
 
 UNK_ID, BOS_ID, EOS_ID, PAD_ID = 0, 1, 2, -1
 MAX_SENTENCE_BYTES = 8192

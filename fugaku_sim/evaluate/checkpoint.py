@@ -131,7 +131,7 @@ def save_checkpoint(path: str | Path, spec: ModelSpec, params: dict[str, np.ndar
     """
     from safetensors.numpy import save_file
 
-    from fugaku_sim.data.atomic import atomic_path
+    from fugaku_sim.io import atomic_path
 
     check_params(spec, params, str(path))
     metadata = {SPEC_METADATA_KEY: spec.model_dump_json(), **(extra_metadata or {})}

@@ -183,8 +183,8 @@ def evaluate_model(model: GPT, tokenizer: Tokenizer, data: DataDir, opts: EvalOp
 
 def write_results(result: dict[str, Any], out_dir: str | Path) -> tuple[Path, Path]:
     """Write ``eval.json`` and ``eval.md`` under ``out_dir`` (each atomically)."""
-    from fugaku_sim.data.atomic import write_json, write_text
     from fugaku_sim.evaluate.report import render_markdown
+    from fugaku_sim.io import write_json, write_text
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -73,7 +73,7 @@ def check_eval(ev: Any, digest: str, path: Path) -> dict[str, Any]:
 
 def _archive(directory: Path, tarball: Path) -> None:
     """A gzip tar of ``directory`` (entries under its name), sorted, fixed owner and mtime."""
-    from fugaku_sim.data.atomic import atomic_path
+    from fugaku_sim.io import atomic_path
 
     def clean(info: tarfile.TarInfo) -> tarfile.TarInfo:
         info.uid = info.gid = 0
@@ -118,11 +118,11 @@ def build_release(inputs: ReleaseInputs) -> tuple[Path, Path, list[str]]:
             directory or eval.json, an eval.json of other weights, a tokenizer that does not
             fit the model.
     """
-    from fugaku_sim.data.atomic import atomic_dir
     from fugaku_sim.evaluate.checkpoint import load_checkpoint
     from fugaku_sim.evaluate.heldout import DataDir
     from fugaku_sim.evaluate.runner import weights_digest
     from fugaku_sim.evaluate.tokenizer import Tokenizer
+    from fugaku_sim.io import atomic_dir
     from fugaku_sim.release.card import CardInputs
     from fugaku_sim.release.verify import verify_release
 

@@ -85,4 +85,6 @@ def test_disjoint_windows_equal_per_window_sum(tiny_spec):
         logp = log_softmax(model.logits(x[None, :-1]))[0]
         expect -= float(logp[np.arange(len(x) - 1), x[1:]].sum())
     assert n == len(stream) - 1
-    assert nll == pytest.approx(expect, rel=1e-9)
+    # float32 logits: a batch of 2 and a batch of 1 may take different BLAS kernels, whose
+    # sums round differently (seen: 4e-9 relative); a window counted twice or missed is >1e-2
+    assert nll == pytest.approx(expect, rel=1e-6)
