@@ -8,7 +8,13 @@ import sys
 
 from fugaku_sim.errors import UserError
 from fugaku_sim.spec import load_cluster, load_model
-from fugaku_sim.workflow.config import check_against_schema, load_workflow_config
+from fugaku_sim.workflow.config import (
+    check_against_schema,
+    fixed_layout,
+    load_workflow_config,
+    run_nodes,
+    run_processes_per_node,
+)
 from fugaku_sim.workflow.launch import cli_command, resolve_launcher
 
 
@@ -35,14 +41,10 @@ for field, load in (("cluster", load_cluster), ("model", load_model)):
         config_error(f"train.{field}: {str(exc).removeprefix(f'--{field}: ')}")
 TRAIN_CLUSTER = load_cluster(CFG.train.cluster)
 TRAIN_VOCAB = load_model(CFG.train.model).vocab
-if TRAIN_CLUSTER.allocation.max_nodes == 1:
-    # one machine: every rank on it, however many cores it has
-    TRAIN_NODES, TRAIN_PPN = 1, CFG.train.ranks
-else:
-    TRAIN_PPN = TRAIN_CLUSTER.node.processes_per_node
-    TRAIN_NODES = -(-CFG.train.ranks // TRAIN_PPN)
+TRAIN_PPN = run_processes_per_node(CFG.train, TRAIN_CLUSTER)
+TRAIN_NODES = run_nodes(CFG.train, TRAIN_CLUSTER)
 AUTO_LAYOUT = CFG.train.layout == "auto"
-FIXED_LAYOUT = {} if AUTO_LAYOUT else CFG.train.layout
+FIXED_LAYOUT = fixed_layout(CFG.train, TRAIN_CLUSTER)  # with its processes per node
 LAYOUT_SOURCE = (
     "results/plan/train_plan.json" if AUTO_LAYOUT else "results/plan/train_layout_fixed.json"
 )

@@ -27,10 +27,9 @@ from typing import Any
 
 from fugaku_sim.errors import UserError
 from fugaku_sim.spec import ClusterSpec, Job, Layout, ModelSpec, TrainSpec, make_job
+from fugaku_sim.spec.breakdown import BREAKDOWN_KEYS
 from fugaku_sim.spec.cluster import SwitchedInterconnect
 from fugaku_sim.spec.load import validate_section
-
-BREAKDOWN_KEYS = ("compute", "recompute", "tp_comm", "pp_comm", "dp_comm", "bubble", "optimizer")
 
 
 @dataclass(frozen=True)

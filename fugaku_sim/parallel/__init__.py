@@ -1,7 +1,12 @@
 """Pure parallel-layout arithmetic shared by the simulator and the trainer."""
 
 from fugaku_sim.parallel.groups import RankCoords, RankGrid
-from fugaku_sim.parallel.partition import shard_range, stage_layers, virtual_stage
+from fugaku_sim.parallel.partition import (
+    shard_range,
+    stage_layers,
+    stage_of_virtual,
+    virtual_stage,
+)
 from fugaku_sim.parallel.schedule import PipelineOp, max_in_flight, pipeline_schedule
 
 __all__ = [
@@ -12,5 +17,6 @@ __all__ = [
     "pipeline_schedule",
     "shard_range",
     "stage_layers",
+    "stage_of_virtual",
     "virtual_stage",
 ]

@@ -23,6 +23,7 @@ from typing import Any
 
 import simpy
 
+from fugaku_sim.parallel.partition import stage_of_virtual, virtual_stage
 from fugaku_sim.parallel.schedule import PipelineOp, pipeline_schedule
 from fugaku_sim.sim.compute import (
     Segment,
@@ -31,9 +32,11 @@ from fugaku_sim.sim.compute import (
     stage_segments,
 )
 from fugaku_sim.sim.flops import stage_parameters
+from fugaku_sim.spec.breakdown import CHARGED_KEYS
 from fugaku_sim.spec.job import Job
 
-CATEGORIES = ("compute", "recompute", "tp_comm", "pp_comm", "dp_comm", "optimizer")
+#: what a stage replica charges time to; the bubble is what is left of the step
+CATEGORIES = CHARGED_KEYS
 
 
 @dataclass
@@ -108,7 +111,7 @@ class PipelineEngine:
     def segments(self, stage: int, chunk: int, kind: str) -> list[Segment]:
         key = (stage, chunk, kind)
         if key not in self._segments:
-            v = chunk * self.pp + stage
+            v = virtual_stage(stage, chunk, self.pp)
             self._segments[key] = stage_segments(
                 self.job,
                 stage,
@@ -130,7 +133,7 @@ class PipelineEngine:
         ops = pipeline_schedule(lay.schedule, self.pp, s, self.job.micro_batches, self.chunks)
         sync = None
         for i, op in enumerate(ops):
-            v = op.chunk * self.pp + s
+            v = virtual_stage(s, op.chunk, self.pp)
             if op.kind == "F" and v > 0:
                 yield self._arrival(r, "F", v - 1, op.micro_batch)
             if op.kind == "B" and v < self.virtual - 1:
@@ -168,7 +171,7 @@ class PipelineEngine:
         else:
             return
         t0 = self.env.now
-        yield from self.transport.p2p(r, s, target % self.pp, self.msg)
+        yield from self.transport.p2p(r, s, stage_of_virtual(target, self.pp), self.msg)
         self.ledgers[(r, s)].add("pp_comm", self.env.now - t0)
         self._trace(r, s, "comm", f"send {op}", "pp_comm", t0, self.env.now - t0)
         self._arrival(r, kind, v, op.micro_batch).succeed()

@@ -33,17 +33,19 @@ from typing import Any, Literal
 import simpy
 
 from fugaku_sim.errors import SpecError
-from fugaku_sim.parallel.groups import RankGrid
 from fugaku_sim.parallel.placement import Placement, job_shapes, node_split, place_ranks
 from fugaku_sim.sim.comm import CommModel
 from fugaku_sim.sim.engine import CATEGORIES, EngineResult, PipelineEngine
 from fugaku_sim.sim.flops import layer_forward_flops, model_flops_per_token, parameter_count
-from fugaku_sim.sim.memory import PARAM_BYTES, GiB, fits_memory, peak_memory_per_node
+from fugaku_sim.sim.memory import GiB, fits_memory, parameter_bytes, peak_memory_per_node
 from fugaku_sim.sim.reliability import FailurePlan, plan_failures
-from fugaku_sim.sim.topology import Network, build_network, fold_extents
+from fugaku_sim.sim.topology import Network, build_network, diameter_hops, job_block
 from fugaku_sim.sim.transport import AnalyticTransport, NetworkTransport
+from fugaku_sim.spec.breakdown import BREAKDOWN_KEYS, BUBBLE
 from fugaku_sim.spec.cluster import ClusterSpec, TorusInterconnect
 from fugaku_sim.spec.job import Job
+from fugaku_sim.spec.layout import Layout
+from fugaku_sim.spec.record import LayoutRecord
 
 Mode = Literal["fast", "detailed"]
 
@@ -65,11 +67,7 @@ def shape_score(cluster: ClusterSpec, shape: list[int], tp_nodes: int) -> tuple[
     ic = cluster.interconnect
     diameter = sum(shape)
     if isinstance(ic, TorusInterconnect) and cluster.allocation.virtual_axes:
-        diameter = 0
-        for extent, axis in zip(shape, cluster.allocation.virtual_axes):
-            dims = [ic.dims[ic.dim_index(n)] for n in axis]
-            for d, e in zip(dims, fold_extents(extent, [d.size for d in dims])):
-                diameter += e // 2 if d.wrap and e == d.size and e > 2 else e - 1
+        diameter = diameter_hops(*job_block(ic, cluster.allocation, shape))
     return fit, diameter, sum(shape)
 
 
@@ -94,8 +92,7 @@ def choose_job_shape(job: Job) -> list[int]:
             f"layout: no job shape of {nodes} nodes fits {cluster.name} (axes at most "
             f"{'x'.join(map(str, limits))}, multiples of {'x'.join(map(str, units))})"
         )
-    grid = RankGrid(job.layout.tp, job.layout.pp, job.layout.dp, job.layout.rank_order)
-    tp_nodes = job.layout.tp // node_split(grid, job.processes_per_node)["tp"]
+    tp_nodes = job.layout.tp // node_split(job.layout.grid, job.processes_per_node)["tp"]
     return min(shapes, key=lambda s: (shape_score(cluster, s, tp_nodes), s))
 
 
@@ -103,7 +100,7 @@ def prepare(job: Job) -> Setup:
     """Place the job's ranks on its shape and build its network and communication model."""
     lay = job.layout
     shape = choose_job_shape(job)
-    grid = RankGrid(lay.tp, lay.pp, lay.dp, lay.rank_order)
+    grid = lay.grid
     placement = place_ranks(grid, shape, job.processes_per_node, lay.placement)
     network = build_network(job.cluster, shape, job.processes_per_node)
     return Setup(shape, placement, network, CommModel(grid, placement, network))
@@ -147,9 +144,8 @@ class Prediction:
         """The critical stage's time by category; ``bubble`` is the rest (sums exactly)."""
         ledger = self.result.ledgers[self.result.critical]
         out = {k: ledger.seconds[k] for k in CATEGORIES}
-        out["bubble"] = max(0.0, self.step_time_s - sum(out.values()))
-        order = ("compute", "recompute", "tp_comm", "pp_comm", "dp_comm", "bubble", "optimizer")
-        return {k: out[k] for k in order}
+        out[BUBBLE] = max(0.0, self.step_time_s - sum(out.values()))
+        return {k: out[k] for k in BREAKDOWN_KEYS}
 
     @property
     def model_flops_per_step(self) -> float:
@@ -172,10 +168,21 @@ class Prediction:
 
     @property
     def bubble_fraction(self) -> float:
-        return self.breakdown_s["bubble"] / self.step_time_s
+        return self.breakdown_s[BUBBLE] / self.step_time_s
+
+    @property
+    def record(self) -> LayoutRecord:
+        """The layout as it was simulated (its job shape and processes per node filled in)
+        and the training settings: what ``--layout-from`` reads to run this again."""
+        job = self.job
+        layout = job.layout.model_copy(
+            update={"job_shape": list(self.shape), "processes_per_node": job.processes_per_node}
+        )
+        return LayoutRecord(Layout.model_validate(layout.model_dump()), job.train)
 
     def to_json(self) -> dict[str, Any]:
-        """The contract's fields (plus a few more), JSON-ready."""
+        """The contract's flat fields (plus a few more) and the layout record
+        (``layout`` and ``train`` objects, :mod:`fugaku_sim.spec.record`), JSON-ready."""
         job, lay, step = self.job, self.job.layout, self.step_time_s
         peak_mem = peak_memory_per_node(job)
         out: dict[str, Any] = {
@@ -210,6 +217,7 @@ class Prediction:
             "parameters": parameter_count(job.model),
         }
         out.update(self._run_fields())
+        out.update(self.record.to_json())
         return out
 
     def _run_fields(self) -> dict[str, Any]:
@@ -238,7 +246,7 @@ class Prediction:
 
 def checkpoint_bytes(job: Job) -> float:
     """Weights and optimizer states of the whole model (what a restart needs)."""
-    w, _g, o = PARAM_BYTES[(job.train.precision, job.train.optimizer)]
+    w, _g, o = parameter_bytes(job.train)
     return float(parameter_count(job.model) * (w + o))
 
 
@@ -248,7 +256,7 @@ def predict(
     """Simulate one step of ``job`` and cost its run (when tokens or steps are set)."""
     setup = setup or prepare(job)
     result = run_engine(job, setup, mode, trace)
-    steps = job.steps_for_tokens()
+    steps = job.run_steps()
     failures = None
     if steps is not None and math.isfinite(result.step_time_s):
         c = job.cluster

@@ -25,10 +25,12 @@ import numpy as np
 import simpy
 
 from fugaku_sim.parallel.placement import Placement
+from fugaku_sim.sim.collectives import ring_allreduce_steps, ring_allreduce_volume
 from fugaku_sim.sim.comm import CommModel, RingSet, ring_algorithms
 from fugaku_sim.sim.flops import stage_parameters
 from fugaku_sim.sim.network import FlowNetwork
 from fugaku_sim.sim.topology import Torus
+from fugaku_sim.spec.figures import element_bytes
 from fugaku_sim.spec.job import Job
 
 Proc = Generator[simpy.Event, Any, None]
@@ -37,14 +39,14 @@ Proc = Generator[simpy.Event, Any, None]
 def grad_bytes(job: Job, stage: int) -> float:
     """Gradient bytes one rank of ``stage`` all-reduces (fp32 or 16-bit gradients)."""
     params = stage_parameters(job.model, job.layout.pp, stage, job.layout.tp)
-    return float(params * (4 if job.train.precision == "fp32" else 2))
+    return float(params * element_bytes(job.train.precision))
 
 
 def embedding_grad_bytes(job: Job) -> float:
     """Bytes of the tied word-embedding shard kept on both the first and last stage."""
     tied = job.model.tied_embeddings and job.layout.pp > 1
     shard = job.model.vocab * job.model.hidden / job.layout.tp
-    return shard * (4 if job.train.precision == "fp32" else 2) if tied else 0.0
+    return shard * element_bytes(job.train.precision) if tied else 0.0
 
 
 class AnalyticTransport:
@@ -124,12 +126,13 @@ class NetworkTransport:
         """The chosen algorithm's phases; each phase's latency, then its flows at once."""
         for rs in self._ring_phases(members, algorithm):
             n = rs.rings.shape[1]
-            per_flow = 2 * (n - 1) / n * nbytes * rs.share / 2
+            # two counter-rotating rings, half the message each
+            per_flow = ring_allreduce_volume(n) * nbytes * rs.share / 2
             src = rs.rings.reshape(-1)
             dst = np.roll(rs.rings, -1, axis=1).reshape(-1)
             pairs = list(zip(src.tolist(), dst.tolist())) + list(zip(dst.tolist(), src.tolist()))
             latency = self.net.step_latency_s(_flows(self.placement, pairs))
-            yield self.env.timeout(2 * (n - 1) * latency)
+            yield self.env.timeout(ring_allreduce_steps(n) * latency)
             yield self.env.all_of([self._send(a, b, per_flow) for a, b in pairs])
 
     def tp_allreduce(self, replica: int, stage: int, nbytes: float) -> Proc:

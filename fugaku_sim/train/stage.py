@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from fugaku_sim.parallel import stage_layers
+from fugaku_sim.parallel import stage_layers, virtual_stage
 from fugaku_sim.spec import Layout, ModelSpec
 from fugaku_sim.train import model as M
 from fugaku_sim.train.buffers import FlatParams
@@ -51,11 +51,11 @@ class Chunk:
 
 def stage_chunks(model: ModelSpec, layout: Layout, stage: int) -> list[Chunk]:
     """The chunks of ``stage`` (one unless the schedule is interleaved)."""
-    chunks = layout.virtual_stages if layout.schedule == "interleaved" else 1
+    chunks = layout.virtual_stages  # 1 unless the schedule is interleaved (Layout's rule)
     total = layout.pp * chunks
     out = []
     for c in range(chunks):
-        v = c * layout.pp + stage
+        v = virtual_stage(stage, c, layout.pp)
         out.append(Chunk(c, v, stage_layers(model.layers, layout.pp, stage, chunks, c),
                          v == 0, v == total - 1))
     return out

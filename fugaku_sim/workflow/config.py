@@ -19,6 +19,7 @@ from pydantic import Field, ValidationError, create_model, model_validator
 from fugaku_sim.data.config import DataConfig
 from fugaku_sim.errors import SpecError
 from fugaku_sim.spec.base import SpecModel
+from fugaku_sim.spec.cluster import ClusterSpec
 from fugaku_sim.spec.layout import Layout
 from fugaku_sim.spec.load import validation_message
 from fugaku_sim.spec.train import TrainSpec
@@ -109,6 +110,30 @@ class WorkflowConfig(SpecModel):
     evaluate: EvaluateSection = Field(default_factory=EvaluateSection)
     plan: PlanSection = Field(default_factory=PlanSection)
     compare: CompareSection = Field(default_factory=CompareSection)
+
+
+def run_processes_per_node(train: TrainSection, cluster: ClusterSpec) -> int:
+    """MPI processes per node of the real run: the fixed layout's when it names them, every
+    rank on the one machine of a one-node cluster, else the cluster profile's."""
+    if isinstance(train.layout, Layout) and train.layout.processes_per_node is not None:
+        return train.layout.processes_per_node
+    if cluster.allocation.max_nodes == 1:
+        return train.ranks
+    return cluster.node.processes_per_node
+
+
+def run_nodes(train: TrainSection, cluster: ClusterSpec) -> int:
+    """Nodes the real run occupies (its ranks over :func:`run_processes_per_node`)."""
+    return -(-train.ranks // run_processes_per_node(train, cluster))
+
+
+def fixed_layout(train: TrainSection, cluster: ClusterSpec) -> dict[str, Any]:
+    """The fixed layout as the run uses it, processes per node filled in (the record
+    ``workflow write --section layout`` writes); empty for ``auto`` (the plan decides)."""
+    if not isinstance(train.layout, Layout):
+        return {}
+    ppn = run_processes_per_node(train, cluster)
+    return train.layout.model_copy(update={"processes_per_node": ppn}).model_dump(mode="json")
 
 
 def load_workflow_config(data: dict[str, Any], source: str = "config") -> WorkflowConfig:

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fugaku_sim.parallel import RankGrid
-from fugaku_sim.spec.layout import RANK_ORDERS
+from fugaku_sim.parallel.groups import RANK_ORDERS
 
 
 def test_megatron_worked_example() -> None:
