@@ -24,6 +24,7 @@ import numpy as np
 
 from fugaku_sim.spec.breakdown import BREAKDOWN_KEYS
 from fugaku_sim.spec.figures import micro_batches_per_replica, tokens_per_step
+from fugaku_sim.spec.record import LayoutRecord
 from fugaku_sim.train import checkpoint as ckpt
 from fugaku_sim.train.buffers import FlatParams
 from fugaku_sim.train.comm import PipelineLinks, TensorAllReduce, build_comms
@@ -310,8 +311,7 @@ class Trainer:
             log.close()
         summary = {
             "model": p.model.model_dump(mode="json"),
-            "train": p.train.model_dump(mode="json"),
-            "layout": p.layout.model_dump(mode="json"),
+            **LayoutRecord(p.layout, p.train).to_json(),  # what --layout-from reads back
             "world": self.world.size, "steps": self.step,
             "tokens": self.step * tokens_per_step(p.train, p.model),
             "resumed_from_step": start if p.resume.directory is not None else None,
