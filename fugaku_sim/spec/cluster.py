@@ -243,8 +243,9 @@ class AllocationSpec(SpecModel):
                 out += [k for k in group.kinds if k not in out]
         return out
 
-    def resource_group_for(self, nodes: int, kind: AllocationKind) -> ResourceGroup | None:
-        """The first resource group that takes ``nodes`` nodes allocated as ``kind``."""
+    def resource_group_for(self, nodes: int, kind: str) -> ResourceGroup | None:
+        """The first resource group that takes ``nodes`` nodes allocated as ``kind`` (None
+        when none does, or the machine has no resource groups)."""
         for group in self.resource_groups:
             if group.min_nodes <= nodes <= group.max_nodes and kind in group.kinds:
                 return group

@@ -106,9 +106,11 @@ def _check_nodes(job: Job) -> None:
     ppn = job.processes_per_node
     world = job.layout.world
     if world % ppn:
+        where = ("layout.processes_per_node" if job.layout.processes_per_node
+                 else "cluster.node.processes_per_node")
         raise SpecError(
             f"layout: tp x pp x dp = {world} ranks is not a multiple of "
-            f"{ppn} processes per node (cluster.node.processes_per_node)"
+            f"{ppn} processes per node ({where})"
         )
     limit = job.cluster.allocation.max_nodes
     if job.nodes > limit:
