@@ -32,17 +32,16 @@ from typing import Any, Literal
 
 import simpy
 
-from fugaku_sim.errors import SpecError
-from fugaku_sim.parallel.placement import Placement, job_shapes, node_split, place_ranks
+from fugaku_sim.parallel.placement import Placement, place_ranks
+from fugaku_sim.sim.allocation import JobAllocation, allocation_network, resolve_allocation
 from fugaku_sim.sim.comm import CommModel
 from fugaku_sim.sim.engine import CATEGORIES, EngineResult, PipelineEngine
 from fugaku_sim.sim.flops import layer_forward_flops, model_flops_per_token, parameter_count
 from fugaku_sim.sim.memory import GiB, fits_memory, parameter_bytes, peak_memory_per_node
 from fugaku_sim.sim.reliability import FailurePlan, plan_failures
-from fugaku_sim.sim.topology import Network, build_network, diameter_hops, job_block
+from fugaku_sim.sim.topology import Network
 from fugaku_sim.sim.transport import AnalyticTransport, NetworkTransport
 from fugaku_sim.spec.breakdown import BREAKDOWN_KEYS, BUBBLE
-from fugaku_sim.spec.cluster import ClusterSpec, TorusInterconnect
 from fugaku_sim.spec.job import Job
 from fugaku_sim.spec.layout import Layout
 from fugaku_sim.spec.record import LayoutRecord
@@ -52,58 +51,24 @@ Mode = Literal["fast", "detailed"]
 
 @dataclass(frozen=True)
 class Setup:
-    """The placed job: shape, rank placement, network, and its priced communication."""
+    """The placed job: shape, rank placement, network, its priced communication, and how
+    its nodes were allocated."""
 
     shape: list[int]
     placement: Placement
     network: Network
     comm: CommModel
-
-
-def shape_score(cluster: ClusterSpec, shape: list[int], tp_nodes: int) -> tuple[int, int, int]:
-    """Lower is better: a tensor group fills an axis, then a small physical diameter, then a
-    compact shape."""
-    fit = 0 if tp_nodes in shape else 1 if any(e % tp_nodes == 0 for e in shape) else 2
-    ic = cluster.interconnect
-    diameter = sum(shape)
-    if isinstance(ic, TorusInterconnect) and cluster.allocation.virtual_axes:
-        diameter = diameter_hops(*job_block(ic, cluster.allocation, shape))
-    return fit, diameter, sum(shape)
-
-
-def choose_job_shape(job: Job) -> list[int]:
-    """The job's virtual shape: the layout's, or the best-scoring valid one (torus), or the
-    node count (switched).
-
-    Raises:
-        SpecError: no shape of the node count fits the machine's axes and allocation units.
-    """
-    if job.layout.job_shape is not None:
-        return list(job.layout.job_shape)
-    cluster, nodes = job.cluster, job.nodes
-    ic = cluster.interconnect
-    if not isinstance(ic, TorusInterconnect):
-        return [nodes]
-    limits = cluster.virtual_axis_limits() or [d.size for d in ic.dims]
-    units = cluster.allocation.unit_shape or [1] * len(limits)
-    shapes = job_shapes(nodes, limits, units)
-    if not shapes:
-        raise SpecError(
-            f"layout: no job shape of {nodes} nodes fits {cluster.name} (axes at most "
-            f"{'x'.join(map(str, limits))}, multiples of {'x'.join(map(str, units))})"
-        )
-    tp_nodes = job.layout.tp // node_split(job.layout.grid, job.processes_per_node)["tp"]
-    return min(shapes, key=lambda s: (shape_score(cluster, s, tp_nodes), s))
+    allocation: JobAllocation
 
 
 def prepare(job: Job) -> Setup:
-    """Place the job's ranks on its shape and build its network and communication model."""
+    """Place the job's ranks on its allocation and build its network and communication model."""
     lay = job.layout
-    shape = choose_job_shape(job)
+    alloc = resolve_allocation(job)
     grid = lay.grid
-    placement = place_ranks(grid, shape, job.processes_per_node, lay.placement)
-    network = build_network(job.cluster, shape, job.processes_per_node)
-    return Setup(shape, placement, network, CommModel(grid, placement, network))
+    placement = place_ranks(grid, alloc.shape, job.processes_per_node, lay.placement)
+    network = allocation_network(job.cluster, alloc, job.processes_per_node)
+    return Setup(alloc.shape, placement, network, CommModel(grid, placement, network), alloc)
 
 
 def run_engine(job: Job, setup: Setup, mode: Mode, trace: bool = False) -> EngineResult:
@@ -130,6 +95,7 @@ class Prediction:
     result: EngineResult
     failures: FailurePlan | None
     steps: int | None
+    allocation: JobAllocation
 
     @property
     def step_time_s(self) -> float:
@@ -172,13 +138,16 @@ class Prediction:
 
     @property
     def record(self) -> LayoutRecord:
-        """The layout as it was simulated (its job shape and processes per node filled in)
-        and the training settings: what ``--layout-from`` reads to run this again."""
-        job = self.job
-        layout = job.layout.model_copy(
-            update={"job_shape": list(self.shape), "processes_per_node": job.processes_per_node}
-        )
-        return LayoutRecord(Layout.model_validate(layout.model_dump()), job.train)
+        """The layout as it was simulated (its job shape, allocation kind and processes per
+        node filled in) and the training settings: what ``--layout-from`` reads to run this
+        again."""
+        job, kind = self.job, self.allocation.kind
+        resolved: dict[str, Any] = {
+            "job_shape": list(self.shape), "processes_per_node": job.processes_per_node}
+        if kind != "switched":  # a fat tree takes any nodes: nothing to ask for
+            resolved["allocation"] = kind
+        layout = job.layout.model_dump() | resolved
+        return LayoutRecord(Layout.model_validate(layout), job.train)
 
     def to_json(self) -> dict[str, Any]:
         """The contract's flat fields (plus a few more) and the layout record
@@ -201,6 +170,7 @@ class Prediction:
             "placement": lay.placement,
             "rank_order": lay.rank_order,
             "job_shape": "x".join(map(str, self.shape)),
+            "allocation": self.allocation.kind,
             "recompute_stages": sorted(job.recompute_stages),
             "overlap_grad_reduce": job.train.overlap_grad_reduce,
             "step_time_s": step,
@@ -267,4 +237,4 @@ def predict(
             c.mtbf_node_h,
             job.nodes,
         )
-    return Prediction(job, mode, setup.shape, result, failures, steps)
+    return Prediction(job, mode, setup.shape, result, failures, steps, setup.allocation)

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, field_validator, model_validator
 
 from fugaku_sim.parallel.groups import RANK_ORDERS, RankGrid
 from fugaku_sim.parallel.placement import Strategy
 from fugaku_sim.parallel.schedule import ScheduleKind
 from fugaku_sim.spec.base import SpecModel
+
+#: how a layout may ask the batch system for its nodes (unset: the tool chooses)
+RequestedAllocation = Literal["torus", "noncont"]
 
 
 class Layout(SpecModel):
@@ -18,6 +23,11 @@ class Layout(SpecModel):
     node coordinates: ``linear`` in rank order, or ``topology`` (tensor groups on rings of
     neighbouring nodes, pipeline neighbours adjacent, data-parallel rings along torus axes).
     ``job_shape`` is the requested virtual shape (``[48, 6, 48]`` for ``node=48x6x48``).
+    ``allocation`` is how the job asks the batch system for its nodes: ``torus``, a block of
+    whole allocation units in that shape (``node=48x6x48:torus``); ``noncont``, a node count
+    placed wherever nodes are free (``node=64:noncont``, Fugaku's small resource groups);
+    unset, the tool chooses: a torus shape when one of whole units fits the node count, else
+    ``noncont`` where the machine allows it, else a torus of the smallest whole-unit block.
     """
 
     tp: int = Field(default=1, gt=0)
@@ -28,6 +38,7 @@ class Layout(SpecModel):
     rank_order: str = "tp-dp-pp"
     placement: Strategy = "topology"
     job_shape: list[int] | None = None
+    allocation: RequestedAllocation | None = None
     processes_per_node: int | None = Field(default=None, gt=0)
 
     @field_validator("rank_order")

@@ -18,10 +18,14 @@ from fugaku_sim.spec.figures import run_steps
 from fugaku_sim.spec.train import OptimizerKind, RecomputeMode, TrainPrecision, ZeroStage
 from fugaku_sim.train.run_plan import total_steps
 
-# (cluster, options): a preset layout with its job shape on the torus, a GPU cluster, and two
-# ranks on one machine (processes per node from the command line)
+# (cluster, options): a preset layout with its job shape on the torus, a small scattered job
+# (64 nodes, noncont, 4 processes per node), a one-axis torus job (512 nodes in a padded
+# block), a GPU cluster, and two ranks on one machine
 JOBS = [
     ("fugaku", ["--model", "fugaku-llm-13b"]),
+    ("fugaku", ["--model", "gpt2-small", "--tp", "4", "--dp", "64", "--processes-per-node", "4",
+                "--global-batch", "1024"]),
+    ("fugaku", ["--model", "gpt2-small", "--dp", "512", "--global-batch", "512"]),
     ("dgx-a100", ["--model", "gpt2-xl", "--tp", "1", "--pp", "4", "--dp", "4",
                   "--global-batch", "64", "--recompute", "all"]),
     ("local-calibrated", ["--model", "gpt-tiny", "--tp", "2", "--processes-per-node", "2",
@@ -35,11 +39,14 @@ def _predict(run_cli, *argv: str) -> dict:
     return json.loads(out)
 
 
-@pytest.mark.parametrize(("cluster", "options"), JOBS, ids=[j[0] for j in JOBS])
+@pytest.mark.parametrize(("cluster", "options"), JOBS,
+                         ids=["fugaku-llm", "noncont", "one-axis", "dgx", "local"])
 def test_a_prediction_read_back_predicts_the_same_run(run_cli, tmp_path: Path, cluster: str,
                                                       options: list[str]) -> None:
     first = _predict(run_cli, "--cluster", cluster, *options)
     assert first["layout"]["job_shape"] == [int(e) for e in first["job_shape"].split("x")]
+    kind = first["allocation"]
+    assert first["layout"]["allocation"] == (None if kind == "switched" else kind)
     assert first["layout"]["processes_per_node"] * first["nodes"] == (
         first["tp"] * first["pp"] * first["dp"])
     path = tmp_path / "prediction.json"

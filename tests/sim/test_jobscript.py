@@ -12,19 +12,21 @@ import pytest
 from fugaku_sim.cli import build_parser
 from fugaku_sim.commands.common import resolve_specs
 from fugaku_sim.spec.record import read_layout_record
-from fugaku_sim.train.run_plan import check_layout
+from fugaku_sim.train.run_plan import check_layout, total_steps
 from tests.shell import cli_invocations, launched_ranks
 
-# (cluster, model, nodes, global batch, script): a PJM torus, a Slurm GPU cluster, one machine
+# (cluster, model, nodes, global batch, script): a PJM torus, a small PJM job (noncont), a
+# Slurm GPU cluster, one machine
 PLANS = [
     ("fugaku", "gpt2-small", "12", "24", "job.pjm.sh"),
+    ("fugaku", "gpt2-small", "4", "16", "job.pjm.sh"),
     ("dgx-a100", "gpt2-xl", "2", "64", "job.sbatch.sh"),
     ("local", "gpt-micro", "1", "8", "job.local.sh"),
 ]
 
 
 @pytest.mark.parametrize(("cluster", "model", "nodes", "batch", "name"), PLANS,
-                         ids=[p[0] for p in PLANS])
+                         ids=["fugaku", "fugaku-small", "dgx-a100", "local"])
 def test_every_command_of_an_emitted_script_parses_and_runs_the_plan(
     run_cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     cluster: str, model: str, nodes: str, batch: str, name: str,
@@ -48,5 +50,6 @@ def test_every_command_of_an_emitted_script_parses_and_runs_the_plan(
                 "train": train.model_dump(mode="json")} == {k: best[k] for k in ("layout", "train")}
         assert model_spec.name == model
         check_layout(model_spec, train, layout, launched_ranks(script))
+        assert total_steps(model_spec, train) == best["steps"]  # the run's length is known
     assert read_layout_record(job / "layout.json", "layout.json").to_json() == {
         k: best[k] for k in ("layout", "train")}
