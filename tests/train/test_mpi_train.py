@@ -94,9 +94,9 @@ def grad_norms(out: Path) -> list[float]:
 
 
 def weights(out: Path) -> dict[str, np.ndarray]:
-    from fugaku_sim.train.checkpoint import load_consolidated
+    from fugaku_sim.tensors.consolidated import read_consolidated
 
-    return load_consolidated(out / "model.safetensors")[1]
+    return read_consolidated(out / "model.safetensors")[1]
 
 
 def layout_args(tp: int, pp: int, dp: int) -> list[str]:
