@@ -95,8 +95,9 @@ def _print_table(fig: dict[str, Any]) -> None:
         mem.add_column(col, justify="right")
     for s, params in zip(fig["memory_by_stage_GiB"], fig["parameters_per_rank_by_stage"]):
         mem.add_row(
-            str(s["stage"]), f"{params / 1e6:.1f}", *(f"{s[k]:.2f}" for k in ("weights", "gradients", "optimizer",
-                                                       "activations", "workspace", "total")),
+            str(s["stage"]), f"{params / 1e6:.1f}",
+            *(f"{s[k]:.2f}" for k in ("weights", "gradients", "optimizer", "activations",
+                                      "workspace", "total")),
             str(s["micro_batches_in_flight"]), "yes" if s["recompute"] else "no",
         )
     console.print(mem)

@@ -4,8 +4,8 @@ Shape key: B batch, T sequence, C channels, V vocabulary, Cl/Fl/Vl the local sha
 attention channels, MLP width and vocabulary under tensor parallelism (tp).
 
 Parameters live in a dict keyed by the Hugging Face names of the tensor table
-(:mod:`fugaku_sim.tensors`; a rank holds its tensor-parallel part of each). Gradients accumulate into a dict of the same
-keys. Tensor parallelism follows Megatron-LM (Shoeybi et al. 2019, figure 3): in each block
+(:mod:`fugaku_sim.tensors`; a rank holds its tensor-parallel part of each). Gradients
+accumulate into a dict of the same keys. Tensor parallelism follows Megatron-LM (Shoeybi et al. 2019, figure 3): in each block
 the column-parallel QKV and MLP input layers need no communication in the forward, the
 row-parallel output layers end with an all-reduce ("g"), and the input gradients of the
 column-parallel layers are all-reduced in the backward ("f"). With tp = 1 the all-reduce
@@ -23,8 +23,8 @@ from typing import NamedTuple
 import numpy as np
 
 from fugaku_sim.spec import ModelSpec
-from fugaku_sim.train import layers as L
 from fugaku_sim.tensors import LM_HEAD, LN_F, WPE, WTE, layer_name, tensor_table
+from fugaku_sim.train import layers as L
 
 Params = dict[str, np.ndarray]
 INIT_STD = 0.02  # GPT-2 / Hugging Face GPT2Config.initializer_range

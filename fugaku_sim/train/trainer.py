@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from fugaku_sim.tensors import layout_chunks, tensor_table, tied_names
 from fugaku_sim.train import checkpoint as ckpt
 from fugaku_sim.train.buffers import FlatParams
 from fugaku_sim.train.comm import PipelineLinks, TensorAllReduce, build_comms
@@ -33,7 +34,6 @@ from fugaku_sim.train.model import init_param
 from fugaku_sim.train.optimizer import Optimizer
 from fugaku_sim.train.pipeline import MicroBatch, PipelineRunner
 from fugaku_sim.train.run_plan import Plan
-from fugaku_sim.tensors import layout_chunks, tensor_table, tied_names
 from fugaku_sim.train.stage import (
     StageModel,
     decay_names,

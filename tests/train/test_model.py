@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from fugaku_sim.spec import ModelSpec
-from fugaku_sim.train import model as M
 from fugaku_sim.tensors import LM_HEAD, WTE, tensor_table
+from fugaku_sim.train import model as M
 
 from .helpers import run_ranks
 from .test_layers import assert_close, numeric_grad

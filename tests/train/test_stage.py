@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from fugaku_sim.spec import Layout, ModelSpec
-from fugaku_sim.train.buffers import FlatParams
 from fugaku_sim.tensors import LM_HEAD, WPE, WTE, layout_chunks
+from fugaku_sim.train.buffers import FlatParams
 from fugaku_sim.train.model import init_params, loss_and_grads
 from fugaku_sim.train.stage import (
     StageModel,
