@@ -154,7 +154,8 @@ class PipelineEngine:
         book.add("dp_comm", self.env.now - t0)
         self._trace(r, s, "comm", "grad sync", "dp_comm", t0, self.env.now - t0)
         model, lay = self.job.model, self.job.layout
-        params, tensors = stage_parameters(model, lay, s), stage_tensor_count(model, lay, s)
+        params = stage_parameters(model, lay, s)
+        tensors = stage_tensor_count(model, lay, s, "block")  # fused ops: the blocks' tensors
         t1 = self.env.now
         yield self.env.timeout(optimizer_time_s(self.job, params, tensors))
         book.add("optimizer", self.env.now - t1)

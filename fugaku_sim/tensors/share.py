@@ -20,11 +20,12 @@ of stage 0 holds 2 x 99,520 + 540,672 = 739,712 and one of stage 1 holds 723,584
 
 from __future__ import annotations
 
+from collections import Counter
 from functools import lru_cache
 
 from fugaku_sim.parallel import ModelChunk, stage_chunks
 from fugaku_sim.spec import Layout, ModelSpec
-from fugaku_sim.tensors.table import TensorInfo, TensorTable, tensor_table
+from fugaku_sim.tensors.table import Part, TensorInfo, TensorTable, tensor_table
 
 
 def layout_chunks(model: ModelSpec, layout: Layout, stage: int) -> list[ModelChunk]:
@@ -52,14 +53,15 @@ def held_tensors(table: TensorTable, chunks: list[ModelChunk]) -> list[TensorInf
 
 @lru_cache(maxsize=4096)
 def _stage_sums(model: ModelSpec, tp: int, pp: int, chunks: int, stage: int
-                ) -> tuple[tuple[int, ...], int]:
-    """(parameters per chunk, tensors) of one rank of ``stage``."""
+                ) -> tuple[tuple[int, ...], dict[Part, int]]:
+    """(parameters per chunk, tensors by part) of one rank of ``stage``."""
     table = tensor_table(model)
     parts = stage_chunks(model.layers, pp, stage, chunks)
-    held = {r.name for r in held_tensors(table, parts)}
-    sizes = tuple(sum(r.local_size(tp) for r in chunk_tensors(table, c) if r.name in held)
+    held = held_tensors(table, parts)
+    names = {r.name for r in held}
+    sizes = tuple(sum(r.local_size(tp) for r in chunk_tensors(table, c) if r.name in names)
                   for c in parts)
-    return sizes, len(held)
+    return sizes, dict(Counter(r.part for r in held))
 
 
 def chunk_parameters(model: ModelSpec, layout: Layout, stage: int) -> list[int]:
@@ -72,9 +74,11 @@ def stage_parameters(model: ModelSpec, layout: Layout, stage: int) -> int:
     return sum(chunk_parameters(model, layout, stage))
 
 
-def stage_tensor_count(model: ModelSpec, layout: Layout, stage: int) -> int:
-    """Tensors one rank of ``stage`` holds."""
-    return _stage_sums(model, layout.tp, layout.pp, layout.virtual_stages, stage)[1]
+def stage_tensor_count(model: ModelSpec, layout: Layout, stage: int,
+                       part: Part | None = None) -> int:
+    """Tensors one rank of ``stage`` holds (of one ``part`` of the model, if given)."""
+    counts = _stage_sums(model, layout.tp, layout.pp, layout.virtual_stages, stage)[1]
+    return sum(counts.values()) if part is None else counts.get(part, 0)
 
 
 def parameters_by_stage(model: ModelSpec, layout: Layout) -> list[int]:

@@ -45,6 +45,8 @@ def test_one_stage_holds_the_model_and_no_copy() -> None:
     names = [r.name for r in held_tensors(tensor_table(TINY), layout_chunks(TINY, Layout(), 0))]
     assert LM_HEAD not in names and names.count(WTE) == 1
     assert stage_tensor_count(TINY, Layout(), 0) == 2 + 4 * 12 + 2
+    assert stage_tensor_count(TINY, Layout(pp=2), 1, "block") == 2 * 12
+    assert stage_tensor_count(TINY, Layout(pp=2), 1, "head") == 3  # ln_f and the tied copy
     assert tied_copy_parameters(TINY, Layout(pp=1)) == 0 and not tied_names(TINY, Layout())
 
 
