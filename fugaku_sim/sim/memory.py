@@ -1,5 +1,8 @@
 """Memory per rank: weights, gradients, optimizer states, activations, workspace.
 
+The parameters of one rank are those the trainer allocates: the sum of the local sizes of
+the tensors it holds (:func:`fugaku_sim.tensors.stage_parameters`).
+
 Sources:
 - Rajbhandari et al., "ZeRO", SC20: mixed-precision Adam keeps 2 + 2 + 12 bytes per
   parameter (fp16 weights and gradients; fp32 master weights, momentum and variance); ZeRO

@@ -215,8 +215,8 @@ def _check_tokens(model: ModelSpec, tokens: np.ndarray) -> None:
 def forward_logits(params: Params, model_spec: ModelSpec, tokens: np.ndarray) -> np.ndarray:
     """Logits [B, T, V] of the full model on one rank; params in Hugging Face names.
 
-    Pure numpy, no MPI: the evaluator's entry point (with
-    :func:`fugaku_sim.train.checkpoint.load_consolidated`). Computes in the params' dtype.
+    Pure numpy, no MPI (params as :func:`fugaku_sim.tensors.consolidated.read_consolidated`
+    gives them). Computes in the params' dtype.
 
     Raises:
         ValueError: tokens not [B, T] with T <= seq_len, or ids outside the vocabulary.
