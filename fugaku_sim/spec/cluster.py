@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from fugaku_sim.spec.base import SpecModel
+from fugaku_sim.spec.campaign import CampaignProfile
 
 Precision = Literal["fp64", "fp32", "fp16", "bf16"]
 
@@ -212,6 +213,10 @@ class ClusterSpec(SpecModel):
     )
     checkpoint_write_GBps: float = Field(
         default=100.0, gt=0, description="aggregate file-system write rate for checkpoints"
+    )
+    campaign: CampaignProfile = Field(
+        default_factory=CampaignProfile,
+        description="start-up, checkpoint read rate, failure shape and queue wait of a job chain",
     )
 
     @model_validator(mode="after")
