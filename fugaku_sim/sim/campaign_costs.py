@@ -180,6 +180,7 @@ def plan_campaign(
         queue=queue_wait(wait.p50_h, wait.p90_h) if queue else Fixed(0.0),
         failures=model if failures else NoFailures(),
         spare_nodes=settings.spare_nodes, shrink_dp_min=settings.shrink_dp_min,
-        shrink_factor=repredicted_shrink(pred) if shrink == "repredict" else None,
+        shrink_factor=repredicted_shrink(pred)
+        if shrink == "repredict" and settings.shrink_dp_min is not None else None,
     )
     return plan, interval

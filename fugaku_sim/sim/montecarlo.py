@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -24,7 +24,8 @@ METRICS = ("wall_days", "node_hours", "lost_h", "jobs", "failures", "step_s")
 
 def quantiles(values: np.ndarray) -> dict[str, float]:
     """p10, p50, p90 and the mean of ``values`` (inf stays inf)."""
-    method = "linear" if np.all(np.isfinite(values)) else "inverted_cdf"
+    method: Literal["linear", "inverted_cdf"] = (
+        "linear" if np.all(np.isfinite(values)) else "inverted_cdf")
     out = {k: float(np.quantile(values, q, method=method)) for k, q in QUANTILES.items()}
     out["mean"] = float(np.mean(values))
     return out

@@ -17,7 +17,6 @@ checkpoint at 74 (tests/sim/test_timeline.py).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 
@@ -80,21 +79,27 @@ class Run:
         return [*steps, self.total]
 
     def saved_by(self, t: float) -> int:
-        """The last step whose checkpoint is written by time ``t`` (``first`` if none)."""
+        """The last step whose checkpoint is written by time ``t`` (``first`` if none).
+
+        Starts from the checkpoint that the mean time per interval points to and walks to the
+        exact one (a step or two: evaluations fall unevenly between checkpoints).
+        """
         every = self.checkpoint_every
         if every is None:
             return self.total if self.finish <= t else self.first
         base = self.first // every
-        count = math.ceil(self.total / every) - base  # checkpoint steps after ``first``
-        lo, hi = 0, count  # invariant: the lo-th is safe by t (0: none), the (hi+1)-th is not
+        count = -(-self.total // every) - base  # checkpoint steps after ``first``
+        interval = every * self.step_s + self.write_s
+        if self.eval_every is not None:
+            interval += every / self.eval_every * self.eval_s
+        guess = (t - self.train_start) / interval if interval > 0 else count
+        i = min(max(int(guess), 0), count)
 
-        def step_of(i: int) -> int:
-            return min((base + i) * every, self.total)
+        def safe(i: int) -> bool:  # is the i-th checkpoint (1-based) written by t?
+            return self.safe_at(min((base + i) * every, self.total)) <= t
 
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            if self.safe_at(step_of(mid)) <= t:
-                lo = mid
-            else:
-                hi = mid - 1
-        return step_of(lo) if lo else self.first
+        while i < count and safe(i + 1):
+            i += 1
+        while i > 0 and not safe(i):
+            i -= 1
+        return min((base + i) * every, self.total) if i else self.first
