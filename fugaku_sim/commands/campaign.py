@@ -6,7 +6,16 @@ waits), runs the Monte Carlo and prints p10/p50/p90 of the wall time to the toke
 node-hours, work lost, jobs and failures (a table, or ``--json``). The model preset's
 ``campaign:`` section (Fugaku-LLM's production settings) is the starting point; the policy
 options override single fields of it. ``--plot`` draws one sampled campaign as a Gantt chart
-and the finish times of all seeds."""
+and the finish times of all seeds.
+
+``--json`` prints one object: the job (cluster, model, nodes, allocated_nodes, tp, pp, dp,
+tokens, steps), ``step_time_s`` (a number, or p10/p50/p90 when ``--step-time-s`` gives three),
+the resolved ``policy``, ``costs_s`` (startup, restore, checkpoint_write, evaluation),
+``system_mtbf_h``, ``failure_shape``, ``queue_wait_h``, ``failure_free_days`` and predict's
+``predict_time_to_train_days``; then, each as p10/p50/p90/mean (null when a campaign did not
+finish), ``wall_days``, ``node_hours``, ``lost_h``, ``jobs``, ``failures``, ``step_s``, with
+``mean_parts_h`` (queue, startup, train, eval, checkpoint, lost), ``seeds``,
+``finished_fraction`` and, with ``--start-date``, ``finish_date``."""
 
 from __future__ import annotations
 
@@ -15,10 +24,18 @@ import sys
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fugaku_sim.commands.common import add_job_arguments, job_from_args, print_json
 from fugaku_sim.errors import UserError
+from fugaku_sim.spec.campaign import CampaignSettings
+
+if TYPE_CHECKING:  # the simulator is imported when the verb runs, not when the CLI starts
+    from fugaku_sim.sim.campaign import CampaignPlan
+    from fugaku_sim.sim.campaign_costs import Interval
+    from fugaku_sim.sim.distributions import Duration
+    from fugaku_sim.sim.montecarlo import CampaignSummary
+    from fugaku_sim.sim.predict import Prediction
 
 
 def _whole(text: str, least: int) -> int:
@@ -113,21 +130,20 @@ POLICY = ("checkpoint_every", "eval_every", "eval_iters", "elapse_h", "spare_nod
           "shrink_dp_min")
 
 
-def resolve_settings(args: argparse.Namespace) -> Any:
+def resolve_settings(args: argparse.Namespace) -> CampaignSettings:
     """The preset's campaign section with the policy options given on top.
 
     Raises:
         SpecError: naming the ``campaign.`` field.
     """
     from fugaku_sim.spec import load_model_preset, validate_section
-    from fugaku_sim.spec.campaign import CampaignSettings
 
     settings = dict(load_model_preset(args.model).campaign)
     settings.update({k: getattr(args, k) for k in POLICY if hasattr(args, k)})  # given ones
     return validate_section(CampaignSettings, settings, "", "campaign")
 
 
-def step_distribution(values: list[float] | None) -> Any:
+def step_distribution(values: list[float] | None) -> Duration | None:
     """``--step-time-s``: one value (fixed) or three (p10 p50 p90)."""
     from fugaku_sim.sim.distributions import Fixed, Quantiles
 
@@ -145,18 +161,21 @@ def _quantile_dates(q: dict[str, float | None], start: datetime) -> dict[str, st
             for k, v in q.items() if k != "mean"}
 
 
-def campaign_json(pred: Any, settings: Any, plan: Any, interval: Any, summary: Any,
+def campaign_json(pred: Prediction, settings: CampaignSettings, plan: CampaignPlan,
+                  interval: Interval, summary: CampaignSummary,
                   start: datetime | None) -> dict[str, Any]:
     """The verb's JSON object: the job, the resolved policy, the costs, the spread."""
+    from fugaku_sim.sim.distributions import Quantiles
+
     job, lay = pred.job, pred.job.layout
-    step = plan.step
+    step, queue = plan.step, plan.queue
     out: dict[str, Any] = {
         "cluster": job.cluster.name, "model": job.model.name,
         "nodes": job.nodes, "allocated_nodes": plan.allocated_nodes,
         "tp": lay.tp, "pp": lay.pp, "dp": lay.dp,
         "tokens": job.train.tokens, "steps": plan.steps,
         "step_time_s": ({"p10": step.p10, "p50": step.p50, "p90": step.p90}
-                        if hasattr(step, "p10") else step.p50),
+                        if isinstance(step, Quantiles) else step.p50),
         "predicted_step_time_s": pred.step_time_s,
         "policy": {
             "checkpoint_every": interval.steps, "checkpoint_rule": interval.rule,
@@ -170,8 +189,8 @@ def campaign_json(pred: Any, settings: Any, plan: Any, interval: Any, summary: A
         },
         "system_mtbf_h": plan.failures.mean_s(job.nodes) / 3600.0,
         "failure_shape": job.cluster.campaign.failure_shape,
-        "queue_wait_h": {"p50": plan.queue.p50 / 3600.0,
-                         "p90": getattr(plan.queue, "p90", plan.queue.p50) / 3600.0},
+        "queue_wait_h": {"p50": queue.p50 / 3600.0,
+                         "p90": (queue.p90 if isinstance(queue, Quantiles) else queue.p50) / 3600},
         "failure_free_days": plan.steps * step.p50 / 86400.0,
         "predict_time_to_train_days": pred.to_json()["time_to_train_days"],
     }

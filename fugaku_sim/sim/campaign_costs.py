@@ -1,5 +1,12 @@
 """What a campaign pays outside the step, from a predicted job and its profile: the plan.
 
+Use (one layout; a search over node counts repeats it per predicted layout, a few ms each
+plus the seeds)::
+
+    plan, interval = plan_campaign(predict(job), settings)   # settings: CampaignSettings
+    summary = run_campaigns(plan, seeds=1000)                # fugaku_sim.sim.montecarlo
+    summary.quantiles("wall_days")["p90"], summary.quantiles("node_hours")["p50"]
+
 - Checkpoint write: the weights and optimizer states (``predict.checkpoint_bytes``) at the
   profile's aggregate write rate (``checkpoint_write_GBps``).
 - Restore: every data-parallel replica reads the weights of its stages, and the optimizer
