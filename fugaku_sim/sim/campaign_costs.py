@@ -98,6 +98,15 @@ def checkpoint_interval(
     return Interval(max(1, round(steps)), every)
 
 
+def default_elapse_h(pred: Prediction) -> float:
+    """The elapsed limit of the job's resource group, else the scheduler's, hours."""
+    cluster = pred.job.cluster
+    group = cluster.allocation.resource_group_for(pred.job.nodes, pred.allocation.kind)
+    if group is not None and group.max_elapse_h is not None:
+        return group.max_elapse_h
+    return cluster.scheduler.max_elapse_h
+
+
 def fit_steps(elapse_s: float, overhead_s: float, write_s: float, step_s: float) -> float:
     """The most steps one job can train and save after ``overhead_s`` of start-up/restore."""
     return math.floor((elapse_s - overhead_s - write_s) / step_s) if math.isfinite(
@@ -173,7 +182,7 @@ def plan_campaign(
     step_s = step.p50 * (1.0 + per_step)  # a step with its share of the evaluations
     write_s, restore = checkpoint_write_s(job), restore_cost(job)
     overhead = cluster.campaign.startup_s + restore.seconds(job.layout.dp)
-    elapse_s = (settings.elapse_h or cluster.scheduler.max_elapse_h) * 3600.0
+    elapse_s = (settings.elapse_h or default_elapse_h(pred)) * 3600.0
     model = NodeFailures(cluster.mtbf_node_h * 3600.0, cluster.campaign.failure_shape)
     fits = fit_steps(elapse_s, overhead, write_s, step_s)
     interval = checkpoint_interval(settings, write_s, model.mean_s(job.nodes), step_s, fits)

@@ -7,8 +7,8 @@ Two models:
   its checkpoint, the fixed start-up of every job, the shape of the time between failures and
   the queue wait. Three related facts stay where ``predict``'s Young/Daly term already reads
   them: the node MTBF (``ClusterSpec.mtbf_node_h``), the checkpoint write rate
-  (``ClusterSpec.checkpoint_write_GBps``) and the elapsed limit of the default resource group
-  (``ClusterSpec.scheduler.max_elapse_h``).
+  (``ClusterSpec.checkpoint_write_GBps``) and the elapsed limit of a job (its resource group's
+  ``allocation.resource_groups[].max_elapse_h``, else ``scheduler.max_elapse_h``).
 - :class:`CampaignSettings` (a model preset's ``campaign:`` section; the options of
   ``fugaku-sim campaign`` override single fields): evaluation and checkpoint intervals, the
   elapsed time asked per job, spare nodes, shrinking data parallelism after a failure.
@@ -88,7 +88,8 @@ class CampaignSettings(SpecModel):
     )
     elapse_h: float | None = Field(
         default=None, gt=0,
-        description="elapsed limit asked per job, hours (none: scheduler.max_elapse_h)",
+        description="elapsed limit asked per job, hours (none: the limit of the job's "
+        "resource group, else scheduler.max_elapse_h)",
     )
     spare_nodes: int = Field(
         default=0, ge=0,

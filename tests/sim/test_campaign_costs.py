@@ -10,6 +10,7 @@ from fugaku_sim.errors import UserError
 from fugaku_sim.sim.campaign_costs import (
     checkpoint_interval,
     checkpoint_write_s,
+    default_elapse_h,
     forward_share,
     plan_campaign,
     repredicted_shrink,
@@ -117,3 +118,17 @@ def test_repredicted_shrink_takes_the_busiest_replica(reference) -> None:
     assert factor(280) == slower  # still 8 micro-batches: cached, same answer
     assert factor(252) == slower  # 2016 / 252 = 8 exactly
     assert factor(251) > slower
+
+
+def test_elapsed_limit_of_the_resource_group(reference) -> None:
+    """Fugaku: a job of up to 384 nodes runs in 'small' (72 h), larger ones in 'large' (24 h);
+    the preset's 165 h (a dedicated group) overrides both."""
+    pred, settings = reference
+    assert default_elapse_h(pred) == 24.0
+    job = pred.job
+    small = make_job(job.cluster, job.model, job.train.model_copy(update={"global_batch": 14}),
+                     job.layout.model_copy(update={"dp": 2, "job_shape": None}))
+    small_pred = predict(small)
+    assert small.nodes == 96 and default_elapse_h(small_pred) == 72.0
+    plan, _ = plan_campaign(small_pred, settings.model_copy(update={"elapse_h": None}))
+    assert plan.elapse_s == 72 * 3600.0
