@@ -1,5 +1,6 @@
 # Plan before run: the capacity plan for the reference job (Fugaku-LLM on 13,824 Fugaku
-# nodes), the plan for this run's ranks on its cluster (which picks the layout when
+# nodes) and the campaign of its best layout (the chain of jobs with failures, queue waits
+# and the model preset's production settings), the plan for this run's ranks on its cluster (which picks the layout when
 # train.layout is "auto"), and the simulator's prediction for the layout actually used.
 # Verbs that print JSON write it straight into the declared output: if they fail, Snakemake
 # removes the partial file.
@@ -52,6 +53,32 @@ rule plan_table:
         ENV
     shell:
         "{params.fs} workflow plan-table --plan {input} --out {output} > {log} 2>&1"
+
+
+rule plan_campaign:
+    input:
+        f"{PLAN}/plan.json",
+    output:
+        campaign=report(f"{PLAN}/campaign.json", category="Plan", caption="report/campaign.rst"),
+        plot=report(f"{PLAN}/campaign.png", category="Plan", caption="report/campaign.rst"),
+    log:
+        "logs/plan/campaign.log",
+    params:
+        fs=FS,
+        cluster=CFG.plan.cluster,
+        model=CFG.plan.model,
+        global_batch=CFG.plan.global_batch,
+        tokens=CFG.plan.tokens,
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        ENV
+    shell:
+        "{params.fs} campaign --cluster {params.cluster} --model {params.model}"
+        " --layout-from {input} --global-batch {params.global_batch} --tokens {params.tokens}"
+        " --json --plot {output.plot} > {output.campaign} 2> {log}"
 
 
 rule train_settings:

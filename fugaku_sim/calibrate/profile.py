@@ -545,7 +545,7 @@ def header_lines(spec: ClusterSpec, cal: Calibration, prov: dict[str, Any], base
         "  ClusterSpec has no fields for these: they are in the sidecar's 'occupancy' section,",
         "  which `fugaku-sim validate` applies to jobs of fewer or more ranks than cores.",
         f"Not measured, kept from {base}: power_W, mem_reserved_GiB, inter_node, allocation, "
-        "scheduler, mtbf_node_h, checkpoint_write_GBps.",
+        "scheduler, mtbf_node_h, checkpoint_write_GBps, campaign.",
     ]
 
 

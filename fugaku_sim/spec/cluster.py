@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from fugaku_sim.spec.base import SpecModel
+from fugaku_sim.spec.campaign import CampaignProfile
 
 Precision = Literal["fp64", "fp32", "fp16", "bf16"]
 
@@ -180,6 +181,10 @@ class ResourceGroup(SpecModel):
     min_nodes: int = Field(gt=0)
     max_nodes: int = Field(gt=0)
     kinds: list[AllocationKind] = Field(min_length=1)
+    max_elapse_h: float | None = Field(
+        default=None, gt=0,
+        description="elapsed limit of a job in the group, hours (none: scheduler.max_elapse_h)",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> ResourceGroup:
@@ -280,6 +285,10 @@ class ClusterSpec(SpecModel):
     )
     checkpoint_write_GBps: float = Field(
         default=100.0, gt=0, description="aggregate file-system write rate for checkpoints"
+    )
+    campaign: CampaignProfile = Field(
+        default_factory=CampaignProfile,
+        description="start-up, checkpoint read rate, failure shape and queue wait of a job chain",
     )
 
     @model_validator(mode="after")

@@ -3,7 +3,8 @@
 Cluster profiles live in the repository's ``clusters/`` folder (or a folder named by
 ``FUGAKU_SIM_CLUSTERS``); model presets ship inside the package (``spec/presets``). A model
 preset may carry the reference training settings and layout of the model (Fugaku-LLM's
-recomputation on stages 0-3, say) that the command line starts from.
+recomputation on stages 0-3, say) and the settings of its production campaign (evaluation and
+checkpoint intervals, elapsed time per job) that the command line starts from.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from fugaku_sim.errors import SpecError
+from fugaku_sim.spec.campaign import CampaignSettings
 from fugaku_sim.spec.cluster import ClusterSpec
 from fugaku_sim.spec.layout import Layout
 from fugaku_sim.spec.model import ModelSpec
@@ -118,11 +120,12 @@ def load_cluster(ref: str) -> ClusterSpec:
 
 @dataclass(frozen=True)
 class ModelPreset:
-    """A model with the reference training settings and layout it ships with."""
+    """A model with the reference training settings, layout and campaign it ships with."""
 
     model: ModelSpec
     train: dict[str, Any] = field(default_factory=dict)
     layout: dict[str, Any] = field(default_factory=dict)
+    campaign: dict[str, Any] = field(default_factory=dict)
     source: str = ""
 
 
@@ -133,8 +136,8 @@ def model_preset_names() -> list[str]:
 def load_model_preset(ref: str) -> ModelPreset:
     """Load a model preset by name (``fugaku-llm-13b``) or path.
 
-    The file holds ``model:`` and optionally ``train:`` and ``layout:`` sections; the optional
-    sections are validated here (as complete specs where they are complete) and returned as
+    The file holds ``model:`` and optionally ``train:``, ``layout:`` and ``campaign:`` sections;
+    the optional sections are validated here (as complete specs where they are complete) and returned as
     plain mappings so the command line can override single fields.
     """
     if _is_path(ref):
@@ -145,7 +148,7 @@ def load_model_preset(ref: str) -> ModelPreset:
             known = ", ".join(model_preset_names())
             raise SpecError(f"--model: no model preset {ref!r}; known: {known}")
     data = read_yaml(path)
-    unknown = set(data) - {"model", "train", "layout"}
+    unknown = set(data) - {"model", "train", "layout", "campaign"}
     if unknown:
         raise SpecError(f"{path}: {sorted(unknown)[0]}: unknown section (misspelt?)")
     if "model" not in data:
@@ -153,13 +156,15 @@ def load_model_preset(ref: str) -> ModelPreset:
     model = validate_section(ModelSpec, data["model"], str(path), "model")
     train = data.get("train") or {}
     layout = data.get("layout") or {}
-    for name, section in (("train", train), ("layout", layout)):
+    campaign = data.get("campaign") or {}
+    for name, section in (("train", train), ("layout", layout), ("campaign", campaign)):
         if not isinstance(section, dict):
             raise SpecError(f"{path}: {name}: expected a mapping")
     validate_section(Layout, layout, str(path), "layout")
+    validate_section(CampaignSettings, campaign, str(path), "campaign")
     if "global_batch" in train:
         validate_section(TrainSpec, train, str(path), "train")
-    return ModelPreset(model, dict(train), dict(layout), str(path))
+    return ModelPreset(model, dict(train), dict(layout), dict(campaign), str(path))
 
 
 def load_model(ref: str) -> ModelSpec:

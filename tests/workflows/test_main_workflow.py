@@ -37,8 +37,8 @@ CONTRACT = [
     "results/compare/run/compare.json",
 ]
 # Rules of `all`; the ones in the Snakefile's `localrules` run beside Snakemake, not as jobs.
-LOCAL_RULES = {"data_config", "plan_table", "train_settings", "train_layout", "loss_plot",
-               "release_verify"}
+LOCAL_RULES = {"data_config", "plan_table", "plan_campaign", "train_settings", "train_layout",
+               "loss_plot", "release_verify"}
 BATCH_RULES = {"data_collect", "data_clean", "data_dedup", "data_tokenizer", "data_tokenize",
                "data_mix", "plan_reference", "plan_train", "predict_train", "train", "evaluate",
                "compare_run", "release"}
@@ -211,7 +211,7 @@ def test_report_holds_curves_tables_and_plots(ci_build: Build, tmp_path: Path) -
     assert run.returncode == 0, run.output[-3000:]
     html = report.read_text()
     for name in ("loss.png", "eval.md", "composition.png", "manifest.json", "plan.png",
-                 "plan.json", "plan.md", "compare.png", "compare.md"):
+                 "plan.json", "plan.md", "campaign.png", "compare.png", "compare.md"):
         assert name in html, name
     for category in ("Training", "Evaluation", "Data", "Plan", "Predicted vs measured"):
         assert category in html, category
