@@ -288,7 +288,7 @@ def check_spec_rules(run: MeasuredRun) -> None:
         SpecError: naming the field (``layout.tp: ...``, ``train.global_batch: ...``).
     """
     model = run_model(run)
-    train_fields = {"global_batch": run.global_batch, "micro_batch": run.micro_batch}
+    train_fields: dict[str, Any] = {"global_batch": run.global_batch, "micro_batch": run.micro_batch}
     if run.recompute not in UNMODELLED_RECOMPUTE:
         train_fields |= {"recompute": run.recompute, "recompute_stages": run.recompute_stages}
     layout = run_layout(run)

@@ -88,18 +88,11 @@ def _run_check(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(counts, indent=2))
         return 0
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="runs files")
-    for column in ("file", "rows", "with time", "representable", "repr. with time",
-                   "duplicates", "time quality"):
-        table.add_column(column, justify="left" if column in ("file", "time quality") else "right")
     for name, c in counts.items():
         quality = ", ".join(f"{k} {v}" for k, v in sorted(c["time_quality"].items()))
-        table.add_row(name, str(c["rows"]), str(c["with_time"]), str(c["representable"]),
-                      str(c["representable_with_time"]), str(c["duplicates"]), quality)
-    Console().print(table)
+        print(f"{name}: {c['rows']} rows, {c['with_time']} with a time ({quality}), "
+              f"{c['representable']} representable ({c['representable_with_time']} with a time), "
+              f"{c['duplicates']} duplicates; every representable row builds a job")
     return 0
 
 
