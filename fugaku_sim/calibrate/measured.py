@@ -427,17 +427,10 @@ def read_runs(path: str | Path) -> list[MeasuredRun]:
         UserError: the file is missing or unreadable, or any row is malformed (see
             :func:`parse_runs`).
     """
+    from fugaku_sim.io import read_text
+
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such runs file") from None
-    except IsADirectoryError:
-        raise UserError(f"{path}: is a directory, not a runs file") from None
-    except UnicodeDecodeError:
-        raise UserError(f"{path}: not UTF-8 text") from None
-    except OSError as exc:
-        raise UserError(f"{path}: cannot be read ({exc.strerror})") from None
+    text = read_text(path, str(path), kind="runs file")
     return parse_runs(text, path)
 
 

@@ -166,7 +166,7 @@ def test_empty_and_missing_files(tmp_path: Path) -> None:
         _parse("# only a comment")
     with pytest.raises(UserError, match="no runs after the header"):
         _parse(HEADER)
-    with pytest.raises(UserError, match="no such runs file"):
+    with pytest.raises(UserError, match="missing.csv: no such file"):
         read_runs(tmp_path / "missing.csv")
     (tmp_path / "bin.csv").write_bytes(b"\xff\xfe\x00")
     with pytest.raises(UserError, match="not UTF-8"):
