@@ -7,6 +7,7 @@ import argparse
 from typing import Any
 
 from fugaku_sim.commands.common import add_job_arguments, job_from_args, print_json
+from fugaku_sim.sim.allocation import resolve_allocation
 from fugaku_sim.sim.flops import (
     megatron_flops_per_step,
     megatron_parameter_count,
@@ -26,6 +27,7 @@ def derived_figures(job: Job) -> dict[str, Any]:
     """The figures ``check`` reports, as a JSON-ready mapping."""
     model, train, lay = job.model, job.train, job.layout
     recompute_any = bool(job.recompute_stages)
+    alloc = resolve_allocation(job)
     stages = memory_by_stage(job)
     peak = peak_memory_per_node(job, stages)
     return {
@@ -35,6 +37,8 @@ def derived_figures(job: Job) -> dict[str, Any]:
         "nodes": job.nodes,
         "ranks": lay.world,
         "processes_per_node": job.processes_per_node,
+        "allocation": alloc.kind,
+        "job_shape": "x".join(map(str, alloc.shape)),
         "tp": lay.tp,
         "pp": lay.pp,
         "dp": lay.dp,
@@ -69,6 +73,7 @@ def _print_table(fig: dict[str, Any]) -> None:
     summary.add_column(justify="right")
     rows = [
         ("nodes x processes", f"{fig['nodes']:,} x {fig['processes_per_node']}"),
+        ("allocation", f"{fig['job_shape']} ({fig['allocation']})"),
         ("tp x pp x dp", f"{fig['tp']} x {fig['pp']} x {fig['dp']} ({fig['schedule']})"),
         ("parameters", f"{fig['parameters'] / 1e9:,.3f} B"),
         ("  Megatron formula", f"{fig['parameters_megatron_formula'] / 1e9:,.3f} B"),
