@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 
 from fugaku_sim.errors import UserError
-from fugaku_sim.evaluate.checkpoint import check_params, read_safetensors
 from fugaku_sim.evaluate.tokenizer import Tokenizer
 from fugaku_sim.release.hf_config import spec_from_config
 from fugaku_sim.spec import ModelSpec
+from fugaku_sim.tensors.consolidated import check_params, read_safetensors
 
 
 def read_config(path: Path) -> dict[str, Any]:

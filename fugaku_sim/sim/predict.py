@@ -43,6 +43,7 @@ from fugaku_sim.sim.reliability import FailurePlan, plan_failures
 from fugaku_sim.sim.topology import Network
 from fugaku_sim.sim.transport import AnalyticTransport, NetworkTransport
 from fugaku_sim.spec.job import Job
+from fugaku_sim.tensors import model_parallel_parameters
 
 Mode = Literal["fast", "detailed"]
 
@@ -199,9 +200,11 @@ class Prediction:
 
 
 def checkpoint_bytes(job: Job) -> float:
-    """Weights and optimizer states of the whole model (what a restart needs)."""
+    """Weights and optimizer states the model-parallel ranks of one replica write (what a
+    restart needs): every rank's tensors, replicated ones and the tied copy included, as
+    Megatron-LM and DeepSpeed save them (:func:`fugaku_sim.tensors.model_parallel_parameters`)."""
     w, _g, o = PARAM_BYTES[(job.train.precision, job.train.optimizer)]
-    return float(parameter_count(job.model) * (w + o))
+    return float(model_parallel_parameters(job.model, job.layout) * (w + o))
 
 
 def predict(
