@@ -30,6 +30,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "release": ("fugaku_sim.commands.release", "build or verify a Hugging Face release"),
     "calibrate": ("fugaku_sim.commands.calibrate", "measure this machine and write a calibrated cluster profile"),
     "validate": ("fugaku_sim.commands.validate", "predicted vs measured step time of real training runs"),
+    "runs": ("fugaku_sim.commands.runs", "check runs files; import measured runs from training logs"),
     "workflow": ("fugaku_sim.commands.workflow", "steps between the workflow's stages"),
 }
 

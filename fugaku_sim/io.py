@@ -5,8 +5,8 @@ temporary name in the same directory (so the rename is atomic on POSIX) and is r
 place only when complete; on any exception the temporary is removed.
 
 Reading: a file a user hands over (or an earlier stage wrote) may be missing, unreadable,
-not UTF-8, not JSON, or JSON of the wrong shape. :func:`read_json_object` and
-:func:`read_json` turn each of these into a one-line :class:`~fugaku_sim.errors.UserError`
+not UTF-8, not JSON, or JSON of the wrong shape. :func:`read_text`, :func:`read_json_object`
+and :func:`read_json` turn each of these into a one-line :class:`~fugaku_sim.errors.UserError`
 that names the file and what to do.
 """
 
@@ -77,6 +77,30 @@ def write_text(path: str | Path, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
+def read_text(path: str | Path, what: str, hint: str = "", kind: str = "file") -> str:
+    """The UTF-8 text of the file at ``path``.
+
+    ``what`` names the file in the message, ``hint`` says what to do, ``kind`` what the file
+    should be (``a directory, not a JSON file``).
+
+    Raises:
+        UserError: the file is missing, a directory, unreadable or not UTF-8 (one line).
+    """
+    from fugaku_sim.errors import UserError
+
+    tail = f"; {hint}" if hint else ""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"{what}: no such file{tail}") from None
+    except IsADirectoryError:
+        raise UserError(f"{what}: is a directory, not a {kind}{tail}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{what}: not UTF-8 text{tail}") from None
+    except OSError as exc:
+        raise UserError(f"{what}: cannot be read ({exc.strerror}){tail}") from None
+
+
 def load_json(path: str | Path, what: str, hint: str = "") -> Any:
     """The JSON value in the file at ``path``.
 
@@ -88,19 +112,11 @@ def load_json(path: str | Path, what: str, hint: str = "") -> Any:
     """
     from fugaku_sim.errors import UserError
 
-    path = Path(path)
-    tail = f"; {hint}" if hint else ""
+    text = read_text(path, what, hint, "JSON file")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{what}: no such file{tail}") from None
-    except IsADirectoryError:
-        raise UserError(f"{what}: is a directory, not a JSON file{tail}") from None
-    except UnicodeDecodeError:
-        raise UserError(f"{what}: not UTF-8 text{tail}") from None
-    except OSError as exc:
-        raise UserError(f"{what}: cannot be read ({exc.strerror}){tail}") from None
+        return json.loads(text)
     except ValueError as exc:
+        tail = f"; {hint}" if hint else ""
         raise UserError(f"{what}: not valid JSON ({exc}){tail}") from None
 
 

@@ -19,8 +19,14 @@ Modules, in the order the loop uses them:
   running the real trainer;
 - :mod:`~fugaku_sim.calibrate.compare` — measured run + simulator prediction -> rows,
   errors, fastest-layout agreement;
-- :mod:`~fugaku_sim.calibrate.report` — rich table, ``compare.{json,csv,md,png}``.
+- :mod:`~fugaku_sim.calibrate.report` — rich table, ``compare.{json,csv,md,png}``;
+- :mod:`~fugaku_sim.calibrate.measured` — measured runs as data: the runs format (CSV, one
+  row per measured configuration with its source), reader, writer and each row's ``Job``;
+  :mod:`~fugaku_sim.calibrate.megatron_log` and :mod:`~fugaku_sim.calibrate.trainer_log`
+  import Megatron logs and this project's runs into it; :mod:`~fugaku_sim.calibrate.published`
+  turns published throughput into step time.
 
-Command line: ``fugaku-sim calibrate`` and ``fugaku-sim validate`` (see their modules in
-``fugaku_sim.commands``); ``benchmarks/bench_validate.py`` runs both and checks the targets.
+Command line: ``fugaku-sim calibrate``, ``fugaku-sim validate`` and ``fugaku-sim runs`` (see
+their modules in ``fugaku_sim.commands``); ``benchmarks/bench_validate.py`` runs the first two
+and checks the targets.
 """

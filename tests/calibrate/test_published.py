@@ -20,34 +20,31 @@ Table 1; we assume 1 (the Table 2 and section 5.3 setting) and the default (non-
 1F1B schedule, so the interleaved schedule's gains are not credited to the prediction.
 
 Tolerance: a prediction within 15% of the published figure. The profile
-(``clusters/dgx-a100.yaml``) was not fitted to these numbers.
+(``clusters/dgx-a100.yaml``) was not fitted to these numbers. The rows live in
+``clusters/runs/megatron-sc21.csv`` (with the step time derived from each published figure),
+so a fit of a software stack can use the same numbers.
 """
 
 from __future__ import annotations
 
+import doctest
+from pathlib import Path
+
 import pytest
 
+from fugaku_sim.calibrate import published
+from fugaku_sim.calibrate.measured import MeasuredRun, job_of, read_runs
+from fugaku_sim.calibrate.published import reported_flops_per_step, step_time_from_tflops_s
 from fugaku_sim.sim.flops import megatron_flops_per_step
 from fugaku_sim.sim.predict import predict
 from fugaku_sim.spec import Layout, ModelSpec, TrainSpec, load_cluster, load_model_preset, make_job
 
 TOLERANCE = 0.15
-
-# (parameters in billions, heads, hidden, layers, t, p, GPUs, global batch, teraFLOP/s per GPU)
-TABLE_1 = [
-    (1.7, 24, 2304, 24, 1, 1, 32, 512, 137),
-    (3.6, 32, 3072, 30, 2, 1, 64, 512, 138),
-    (7.5, 32, 4096, 36, 4, 1, 128, 512, 142),
-    (18.4, 48, 6144, 40, 8, 1, 256, 1024, 135),
-    (39.1, 64, 8192, 48, 8, 2, 512, 1536, 138),
-    (76.1, 80, 10240, 60, 8, 4, 1024, 1792, 140),
-    (145.6, 96, 12288, 80, 8, 8, 1536, 2304, 148),
-    (310.1, 128, 16384, 96, 8, 16, 1920, 2160, 155),
-    (529.6, 128, 20480, 105, 8, 35, 2520, 2520, 163),
-    (1008.0, 160, 25600, 128, 8, 64, 3072, 3072, 163),
-]
-# Table 2, PTD-P rows for GPT-3 175B: (GPUs, teraFLOP/s per GPU)
-TABLE_2_175B = [(384, 153), (768, 149), (1536, 141)]
+SC21 = Path(__file__).resolve().parents[2] / "clusters" / "runs" / "megatron-sc21.csv"
+# the paper's rows, as a runs file: Table 1 (weak scaling) and Table 2's 175B PTD-P rows
+ROWS = read_runs(SC21)
+TABLE_1 = [r for r in ROWS if r.id.startswith("sc21-table1-")]
+TABLE_2_175B = [r for r in ROWS if r.id.startswith("sc21-table2-175b-")]
 A100_PEAK_TFLOPS = 312  # BF16/FP16 dense, the paper's "theoretical peak"
 
 
@@ -59,32 +56,43 @@ def achieved_tflops_per_gpu(model: ModelSpec, train: TrainSpec, layout: Layout) 
     return flops / step_s / layout.world / 1e12
 
 
-def _train(global_batch: int) -> TrainSpec:
-    return TrainSpec(global_batch=global_batch, micro_batch=1, precision="fp16",
-                     optimizer="adam", recompute="all")
+def test_the_runs_file_holds_both_tables() -> None:
+    assert [r.nodes * r.processes_per_node for r in TABLE_1] == [
+        32, 64, 128, 256, 512, 1024, 1536, 1920, 2520, 3072]
+    assert [(r.nodes * r.processes_per_node, r.reported_tflops_per_rank)
+            for r in TABLE_2_175B] == [(384, 153), (768, 149), (1536, 141)]
 
 
-@pytest.mark.parametrize("row", TABLE_1, ids=[f"{r[0]}B" for r in TABLE_1])
-def test_table_1_weak_scaling(row: tuple[float, ...]) -> None:
-    billions, heads, hidden, layers, t, p, gpus, batch, published = row
-    model = ModelSpec(name=f"megatron-{billions}b", layers=int(layers), hidden=int(hidden),
-                      heads=int(heads), seq_len=2048, vocab=51200)
-    layout = Layout(tp=int(t), pp=int(p), dp=int(gpus) // int(t * p))
-    predicted = achieved_tflops_per_gpu(model, _train(int(batch)), layout)
-    assert predicted == pytest.approx(published, rel=TOLERANCE), (
-        f"{billions}B on {gpus} GPUs: predicted {predicted:.1f} TFLOP/s per GPU, "
-        f"published {published}")
+@pytest.mark.parametrize("row", TABLE_1, ids=[r.id for r in TABLE_1])
+def test_table_1_weak_scaling(row: MeasuredRun) -> None:
+    job = job_of(row)
+    predicted = achieved_tflops_per_gpu(job.model, job.train, job.layout)
+    assert predicted == pytest.approx(row.reported_tflops_per_rank, rel=TOLERANCE), (
+        f"{row.id} on {job.layout.world} GPUs: predicted {predicted:.1f} TFLOP/s per GPU, "
+        f"published {row.reported_tflops_per_rank}")
     assert predicted < A100_PEAK_TFLOPS
 
 
-@pytest.mark.parametrize(("gpus", "published"), TABLE_2_175B)
-def test_table_2_gpt3_175b(gpus: int, published: float) -> None:
+@pytest.mark.parametrize("row", TABLE_2_175B, ids=[r.id for r in TABLE_2_175B])
+def test_table_2_gpt3_175b(row: MeasuredRun) -> None:
     preset = load_model_preset("gpt3-175b")
-    layout = Layout(tp=8, pp=12, dp=gpus // 96)
     train = TrainSpec(**preset.train)
-    assert train.global_batch == 1536 and train.micro_batch == 1
-    predicted = achieved_tflops_per_gpu(preset.model, train, layout)
-    assert predicted == pytest.approx(published, rel=TOLERANCE)
+    assert train.global_batch == row.global_batch == 1536 and train.micro_batch == 1
+    job = job_of(row)
+    assert job.model == preset.model and (job.layout.tp, job.layout.pp) == (8, 12)
+    predicted = achieved_tflops_per_gpu(job.model, train, job.layout)
+    assert predicted == pytest.approx(row.reported_tflops_per_rank, rel=TOLERANCE)
+
+
+def test_published_throughput_and_step_time_invert_each_other() -> None:
+    model = load_model_preset("gpt3-175b").model
+    step_s = step_time_from_tflops_s(model, 1536, True, 153.0, 384)
+    flops = reported_flops_per_step(model, 1536, checkpointing=True)
+    assert flops == megatron_flops_per_step(model, 1536, recompute=True)
+    assert flops / step_s / 384 / 1e12 == pytest.approx(153.0)
+    # Megatron-DeepSpeed counts 3 instead of 4 passes without checkpointing
+    assert reported_flops_per_step(model, 1536, checkpointing=False) == pytest.approx(0.75 * flops)
+    assert doctest.testmod(published).failed == 0
 
 
 def test_presets_match_the_paper() -> None:
