@@ -153,9 +153,11 @@ class Trainer:
         p = self.plan
         model, train = p.model, p.train
         if self.is_first or self.is_last:
-            self.train_set = open_split(p.blend, "train", model.seq_len, train.seed,
+            self.train_set = open_split(p.blend.shards("train", p.opts.data), "train",
+                                        model.seq_len, train.seed,
                                         p.steps * train.global_batch, model.vocab)
-            self.valid_set = open_split(p.blend, "valid", model.seq_len, train.seed,
+            self.valid_set = open_split(p.blend.shards("valid", p.opts.data), "valid",
+                                        model.seq_len, train.seed,
                                         p.opts.eval_iters * train.global_batch, model.vocab)
         flag = np.array([1 if self.valid_set is not None else 0], dtype=np.int64)
         from mpi4py import MPI

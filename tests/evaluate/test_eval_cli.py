@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from fugaku_sim.evaluate.checkpoint import load_checkpoint, save_checkpoint
-from fugaku_sim.evaluate.synthetic import random_params
+from tests.evaluate.synthetic import random_params
 
 FAST = ["--max-docs", "10", "--choice-items", "5", "--max-problems", "3",
         "--max-new-tokens", "5", "--seed", "1"]
