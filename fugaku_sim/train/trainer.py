@@ -14,7 +14,6 @@ Per step (every rank, collective where it says so):
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from fugaku_sim.io import write_json
 from fugaku_sim.train import checkpoint as ckpt
 from fugaku_sim.train.buffers import FlatParams
 from fugaku_sim.train.comm import PipelineLinks, TensorAllReduce, build_comms
@@ -319,8 +319,6 @@ class Trainer:
             **summarize(records, p.opts.warmup_timing_steps),
             "breakdown_aggregation": "mean over ranks per step, then mean over steps",
         }
-        tmp = p.opts.out / ".summary.json.tmp"
-        tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, p.opts.out / "summary.json")
+        write_json(p.opts.out / "summary.json", summary)
         return summary
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from fugaku_sim.errors import UserError
+from fugaku_sim.io import atomic_path
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
@@ -55,8 +56,6 @@ def plot_loss(records: list[dict[str, Any]], vocab: int | None, out: Path, title
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp.png")
-    fig.savefig(tmp)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png")
     plt.close(fig)
-    tmp.replace(out)
