@@ -5,9 +5,9 @@ temporary name in the same directory (so the rename is atomic on POSIX) and is r
 place only when complete; on any exception the temporary is removed.
 
 Reading: a file a user hands over (or an earlier stage wrote) may be missing, unreadable,
-not UTF-8, not JSON, or JSON of the wrong shape. :func:`read_json_object` and
-:func:`read_json` turn each of these into a one-line :class:`~fugaku_sim.errors.UserError`
-that names the file and what to do.
+not UTF-8, not JSON, or JSON of the wrong shape. :func:`read_json_object`, :func:`read_json`
+and :func:`read_json_lines` turn each of these into a one-line
+:class:`~fugaku_sim.errors.UserError` that names the file and what to do.
 """
 
 from __future__ import annotations
@@ -88,10 +88,25 @@ def load_json(path: str | Path, what: str, hint: str = "") -> Any:
     """
     from fugaku_sim.errors import UserError
 
-    path = Path(path)
+    text = _read_text(Path(path), what, hint)
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        tail = f"; {hint}" if hint else ""
+        raise UserError(f"{what}: not valid JSON ({exc}){tail}") from None
+
+
+def _read_text(path: Path, what: str, hint: str) -> str:
+    """The UTF-8 text of ``path``.
+
+    Raises:
+        UserError: the file is missing, a directory, unreadable or not UTF-8 (one line).
+    """
+    from fugaku_sim.errors import UserError
+
     tail = f"; {hint}" if hint else ""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise UserError(f"{what}: no such file{tail}") from None
     except IsADirectoryError:
@@ -100,8 +115,6 @@ def load_json(path: str | Path, what: str, hint: str = "") -> Any:
         raise UserError(f"{what}: not UTF-8 text{tail}") from None
     except OSError as exc:
         raise UserError(f"{what}: cannot be read ({exc.strerror}){tail}") from None
-    except ValueError as exc:
-        raise UserError(f"{what}: not valid JSON ({exc}){tail}") from None
 
 
 def read_json_object(path: str | Path, what: str, hint: str = "") -> dict[str, Any]:
@@ -117,6 +130,35 @@ def read_json_object(path: str | Path, what: str, hint: str = "") -> dict[str, A
         tail = f"; {hint}" if hint else ""
         raise UserError(f"{what}: expected a JSON object, found {type(data).__name__}{tail}")
     return data
+
+
+def read_json_lines(path: str | Path, what: str, hint: str = "",
+                    skip_bad: bool = False) -> list[dict[str, Any]]:
+    """The JSON objects of a JSON-lines file, one per non-blank line.
+
+    With ``skip_bad`` a line that is not a JSON object is left out instead (a log that a
+    killed process may have cut short mid-line).
+
+    Raises:
+        UserError: as :func:`load_json`, or (without ``skip_bad``) a line that is not a JSON
+            object, named ``what:line``.
+    """
+    from fugaku_sim.errors import UserError
+
+    records = []
+    for number, line in enumerate(_read_text(Path(path), what, hint).splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if isinstance(record, dict):
+            records.append(record)
+        elif not skip_bad:
+            tail = f"; {hint}" if hint else ""
+            raise UserError(f"{what}:{number}: not a JSON object{tail}")
+    return records
 
 
 def read_json(path: str | Path, what: str) -> Any:

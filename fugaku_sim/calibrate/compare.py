@@ -18,7 +18,6 @@ Nothing is fitted to the validation runs.
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 from dataclasses import asdict, dataclass, field
@@ -30,6 +29,7 @@ from fugaku_sim.io import read_json_object
 from fugaku_sim.spec import ClusterSpec, Job, Layout, ModelSpec, TrainSpec, make_job
 from fugaku_sim.spec.cluster import SwitchedInterconnect
 from fugaku_sim.spec.load import validate_section
+from fugaku_sim.train.metrics import read_metrics
 
 BREAKDOWN_KEYS = ("compute", "recompute", "tp_comm", "pp_comm", "dp_comm", "bubble", "optimizer")
 
@@ -50,15 +50,9 @@ class Measured:
 
 
 def _timed_records(metrics: Path, warmup: int) -> list[dict[str, Any]]:
-    records = []
-    for line in metrics.read_text(encoding="utf-8").splitlines():
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(rec, dict) and "step_time_s" in rec:
-            records.append(rec)
-    timed = [r for r in records if int(r.get("step", 0)) > warmup]
+    """The timed steps of a run (after ``warmup``), else its last step."""
+    records = [r for r in read_metrics(metrics, skip_bad=True) if "step_time_s" in r]
+    timed = [r for r in records if r["step"] > warmup]
     return timed or records[-1:]
 
 
