@@ -77,17 +77,19 @@ def fit_calibration(
     output.
 
     The simulator prices a non-GEMM operation as ``bytes / mem_bw + op_overhead`` with its
-    own byte count. When the trainer's kernels were timed, ``op_overhead`` is their median
-    fixed cost per simulated operation (tiny shapes) and ``mem_bw`` the bandwidth at which
-    the simulator's byte counts reproduce their time at working shapes: an *effective*
+    own byte count. When the trainer's kernels were timed, ``op_overhead`` is their fixed
+    cost per simulated operation (the whole block's forward and backward at a tiny shape over
+    the operations the simulator counts for it; without block rows the median over the
+    kernels) and ``mem_bw`` the bandwidth at which the simulator's byte counts reproduce
+    their time at working shapes: an *effective*
     bandwidth of this software on this machine (numpy evaluates tanh and exp and allocates
     temporaries; the hardware's STREAM rate is far higher and is kept beside it). Without
     the trainer, they fall back to the median tiny numpy call and the allocating STREAM
     rate at ``array_bytes``. GEMMs are fitted net of numpy's own matmul call cost.
 
-    The intra-node link is fitted to the all-reduce times at
-    every rank count with the ring model (the collective the trainer spends its
-    communication time in); the ping-pong fit is kept beside it for comparison.
+    The intra-node link is one latency and bandwidth fitted to the ping-pong and the
+    all-reduce times on ``ranks`` ranks together, each priced the way the simulator prices
+    it (one message; the ring); the ping-pong fit alone is kept beside it for comparison.
 
     Raises:
         UserError: a suite's rows are missing or cannot be fitted.
@@ -102,20 +104,7 @@ def fit_calibration(
         stream = bandwidth_Bps_at(compute["stream"], array_bytes, "alloc")
         overhead, overhead_how, bw, bw_how, bw_rms = _elementwise_model(compute, stream, gemm)
         per_element, check = elementwise_costs(compute.get("kernels") or [], gemm, overhead)
-        comm = measurements["comm"]
-        pingpong = [r for c in comm if c["ranks"] == ranks for r in c.get("pingpong", [])]
-        allreduce = [r for c in comm if c["ranks"] == ranks for r in c["allreduce"]]
-        # the all-reduce a pair pays between compute phases, every core oversubscribed:
-        # the ring fitted to the median cost of each message size over the compute lengths
-        pairs = [r for c in comm if c["ranks"] > ranks for r in c.get("sync_after_compute", [])
-                 if r["seconds"] > 0]
-        p2p = fit_alpha_beta(pingpong, p2p_factors)
-        link = fit_alpha_beta([{**r, "kind": "p2p"} for r in pingpong]
-                              + [{**r, "kind": "allreduce"} for r in allreduce],
-                              row_factors=_link_factors)
-        typical = median_by_bytes(pairs)
-        over_link = (fit_alpha_beta(typical, ring_allreduce_factors) if len(typical) >= 2
-                     else None)
+        p2p, link, over_link = _fit_links(measurements["comm"], ranks)
         lone = _lone_process(measurements.get("compute_lone"), gemm, bw)
         shares = {s["ranks"]: s["share"] for s in measurements["share"]}
         base, over = shares[ranks], shares[2 * ranks]
@@ -142,6 +131,28 @@ def fit_calibration(
         elementwise_s_per_element=per_element,
         elementwise_check=check,
     )
+
+
+def _fit_links(
+    comm: list[dict[str, Any]], ranks: int
+) -> tuple[AlphaBeta, AlphaBeta, AlphaBeta | None]:
+    """(ping-pong alone, the intra-node link, the oversubscribed pairs' link or None) from
+    the ``comm`` suite's rows.
+
+    Raises:
+        KeyError, ValueError: rows are missing or too few to fit.
+    """
+    pingpong = [r for c in comm if c["ranks"] == ranks for r in c.get("pingpong", [])]
+    allreduce = [r for c in comm if c["ranks"] == ranks for r in c["allreduce"]]
+    link = fit_alpha_beta([{**r, "kind": "p2p"} for r in pingpong]
+                          + [{**r, "kind": "allreduce"} for r in allreduce],
+                          row_factors=_link_factors)
+    # the all-reduce a pair pays between compute phases, every core oversubscribed:
+    # the ring fitted to the median cost of each message size over the compute lengths
+    typical = median_by_bytes([r for c in comm if c["ranks"] > ranks
+                               for r in c.get("sync_after_compute", []) if r["seconds"] > 0])
+    over = fit_alpha_beta(typical, ring_allreduce_factors) if len(typical) >= 2 else None
+    return fit_alpha_beta(pingpong, p2p_factors), link, over
 
 
 def _link_factors(row: Mapping[str, Any]) -> tuple[float, float]:
