@@ -1,5 +1,7 @@
 """``fugaku-sim check``: is this layout valid for this model on this cluster, and what does it
-need? Prints parameters, FLOPs, batch figures and memory per node by pipeline stage."""
+need? Prints parameters (in all, and held by one rank of each pipeline stage: the sum of its
+tensors' local sizes, to hold against a trainer's shard files), FLOPs, batch figures and
+memory per node by pipeline stage."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import argparse
 from typing import Any
 
 from fugaku_sim.commands.common import add_job_arguments, job_from_args, print_json
+from fugaku_sim.sim.allocation import resolve_allocation
 from fugaku_sim.sim.flops import (
     megatron_flops_per_step,
     megatron_parameter_count,
@@ -15,6 +18,7 @@ from fugaku_sim.sim.flops import (
 )
 from fugaku_sim.sim.memory import GiB, fits_memory, memory_by_stage, peak_memory_per_node
 from fugaku_sim.spec.job import Job
+from fugaku_sim.tensors import parameters_by_stage
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,6 +30,7 @@ def derived_figures(job: Job) -> dict[str, Any]:
     """The figures ``check`` reports, as a JSON-ready mapping."""
     model, train, lay = job.model, job.train, job.layout
     recompute_any = bool(job.recompute_stages)
+    alloc = resolve_allocation(job)
     stages = memory_by_stage(job)
     peak = peak_memory_per_node(job, stages)
     return {
@@ -35,6 +40,8 @@ def derived_figures(job: Job) -> dict[str, Any]:
         "nodes": job.nodes,
         "ranks": lay.world,
         "processes_per_node": job.processes_per_node,
+        "allocation": alloc.kind,
+        "job_shape": "x".join(map(str, alloc.shape)),
         "tp": lay.tp,
         "pp": lay.pp,
         "dp": lay.dp,
@@ -46,6 +53,7 @@ def derived_figures(job: Job) -> dict[str, Any]:
         "recompute_stages": sorted(job.recompute_stages),
         "parameters": parameter_count(model),
         "parameters_megatron_formula": round(megatron_parameter_count(model)),
+        "parameters_per_rank_by_stage": parameters_by_stage(model, lay),
         "model_flops_per_token": model_flops_per_token(model),
         "model_flops_per_step": model_flops_per_token(model) * job.global_batch_tokens,
         "megatron_flops_per_step": megatron_flops_per_step(
@@ -69,6 +77,7 @@ def _print_table(fig: dict[str, Any]) -> None:
     summary.add_column(justify="right")
     rows = [
         ("nodes x processes", f"{fig['nodes']:,} x {fig['processes_per_node']}"),
+        ("allocation", f"{fig['job_shape']} ({fig['allocation']})"),
         ("tp x pp x dp", f"{fig['tp']} x {fig['pp']} x {fig['dp']} ({fig['schedule']})"),
         ("parameters", f"{fig['parameters'] / 1e9:,.3f} B"),
         ("  Megatron formula", f"{fig['parameters_megatron_formula'] / 1e9:,.3f} B"),
@@ -85,14 +94,15 @@ def _print_table(fig: dict[str, Any]) -> None:
     for key, value in rows:
         summary.add_row(key, value)
     console.print(summary)
-    mem = Table(title="memory per rank by pipeline stage (GiB)")
-    for col in ("stage", "weights", "grads", "optim", "activ", "work", "total",
+    mem = Table(title="parameters and memory (GiB) per rank by pipeline stage")
+    for col in ("stage", "Mparam", "weights", "grads", "optim", "activ", "work", "total",
                 "m held", "recomp"):
         mem.add_column(col, justify="right")
-    for s in fig["memory_by_stage_GiB"]:
+    for s, params in zip(fig["memory_by_stage_GiB"], fig["parameters_per_rank_by_stage"]):
         mem.add_row(
-            str(s["stage"]), *(f"{s[k]:.2f}" for k in ("weights", "gradients", "optimizer",
-                                                       "activations", "workspace", "total")),
+            str(s["stage"]), f"{params / 1e6:.1f}",
+            *(f"{s[k]:.2f}" for k in ("weights", "gradients", "optimizer", "activations",
+                                      "workspace", "total")),
             str(s["micro_batches_in_flight"]), "yes" if s["recompute"] else "no",
         )
     console.print(mem)

@@ -53,6 +53,7 @@ _LAYOUT_OPTIONS = {
     "rank_order": "rank_order",
     "placement": "placement",
     "job_shape": "job_shape",
+    "allocation": "allocation",
     "processes_per_node": "processes_per_node",
 }
 
@@ -122,8 +123,13 @@ def add_layout_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--virtual-stages", type=int, help="model chunks per stage (interleaved)")
     g.add_argument("--rank-order", help="axes fastest first, e.g. tp-dp-pp")
     g.add_argument("--placement", choices=["linear", "topology"])
-    g.add_argument("--job-shape", type=parse_shape, metavar="AxBxC")
-    g.add_argument("--processes-per-node", type=int)
+    g.add_argument("--job-shape", type=parse_shape, metavar="AxBxC",
+                   help="virtual job shape (pjsub node=AxBxC), or a node count")
+    g.add_argument("--allocation", choices=["torus", "noncont"],
+                   help="torus: a block of whole units; noncont: nodes wherever free (small "
+                   "jobs); default: a torus shape if one fits, else what the machine allows")
+    g.add_argument("--processes-per-node", type=int,
+                   help="MPI processes per node (default: the cluster profile's)")
 
 
 def add_job_arguments(parser: argparse.ArgumentParser, cluster: bool = True) -> None:

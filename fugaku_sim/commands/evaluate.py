@@ -51,7 +51,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from fugaku_sim.errors import UserError
-    from fugaku_sim.evaluate.checkpoint import load_checkpoint
     from fugaku_sim.evaluate.gpt import GPT
     from fugaku_sim.evaluate.heldout import DataDir
     from fugaku_sim.evaluate.runner import (
@@ -62,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
     )
     from fugaku_sim.evaluate.tokenizer import Tokenizer
     from fugaku_sim.release.checksums import sha256_file
+    from fugaku_sim.tensors.consolidated import read_consolidated
 
     data = DataDir.open(args.data)
     tokenizer = Tokenizer(data.tokenizer_path, eod_id=data.eod_id)
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
                             "release with the data directory it was trained on")
         source = str(args.release)
     else:
-        spec, params = load_checkpoint(args.checkpoint)
+        spec, params = read_consolidated(args.checkpoint)
         source = str(args.checkpoint)
     if tokenizer.vocab_size > spec.vocab:
         raise UserError(f"{tokenizer.path}: {tokenizer.vocab_size} tokens do not fit the "

@@ -41,7 +41,7 @@ def print_prediction(d: dict[str, Any]) -> None:
     t.add_column(justify="right")
     rows = [
         ("tp x pp x dp", f"{d['tp']} x {d['pp']} x {d['dp']} ({d['schedule']}, {d['placement']})"),
-        ("job shape", d["job_shape"]),
+        ("job shape", f"{d['job_shape']} ({d['allocation']})"),
         (
             "micro-batch x grad accum",
             f"{d['micro_batch']} x {d['grad_accum']} (global batch {d['global_batch']})",

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fugaku_sim.spec import ModelSpec
+from fugaku_sim.tensors import LM_HEAD, LN_F, WPE, WTE, tensor_table
 from fugaku_sim.train.layers import LN_EPS, gelu_forward, layernorm_forward
 
 # layer norm and GELU are the trainer's (one implementation of the math); their backward
@@ -123,15 +124,14 @@ def forward_logits(params: dict[str, np.ndarray], spec: ModelSpec, tokens: np.nd
         raise ValueError(f"{past + t} positions exceed the model's seq_len {spec.seq_len}")
     if tokens.size and (tokens.min() < 0 or tokens.max() >= spec.vocab):
         raise ValueError(f"token ids must lie in [0, {spec.vocab})")
-    wte = params["transformer.wte.weight"]  # [V,C]
-    x = wte[tokens] + params["transformer.wpe.weight"][past:past + t]  # [B,T,C]
+    x = params[WTE][tokens] + params[WPE][past:past + t]  # [B,T,C]
     x = x.astype(np.float32, copy=False)
     for layer in range(spec.layers):
         x = block(x, params, spec, layer, cache)
     if cache is not None:
         cache.length += t
-    x = layer_norm(x, params["transformer.ln_f.weight"], params["transformer.ln_f.bias"])
-    head = wte if spec.tied_embeddings else params["lm_head.weight"]  # [V,C]
+    x = layer_norm(x, params[LN_F[0]], params[LN_F[1]])
+    head = params[tensor_table(spec).source(LM_HEAD)]  # [V,C]: wte when tied
     return np.asarray(x @ head.T, dtype=np.float32)
 
 

@@ -1,6 +1,12 @@
-"""How layers split over pipeline stages and how a dimension splits over tensor ranks."""
+"""How layers split over pipeline stages and how a dimension splits over tensor ranks.
+
+One definition of the layer split, used by the trainer (which chunks a rank runs), the
+simulator's engine (which passes it times) and the tensor table (which tensors a rank holds).
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 
 def shard_range(n: int, parts: int, index: int) -> range:
@@ -37,3 +43,33 @@ def stage_layers(layers: int, stages: int, stage: int, chunks: int = 1, chunk: i
     range(6, 8)
     """
     return shard_range(layers, stages * chunks, virtual_stage(stage, chunk, stages))
+
+
+@dataclass(frozen=True)
+class ModelChunk:
+    """One model chunk of a pipeline stage: its layers and whether it holds the embedding
+    (the first virtual stage) or the head (the last)."""
+
+    index: int  # chunk number on its stage
+    virtual: int  # position along the model: index x stages + stage
+    layers: range
+    first: bool
+    last: bool
+
+
+def stage_chunks(layers: int, stages: int, stage: int, chunks: int = 1) -> list[ModelChunk]:
+    """The model chunks of ``stage``: one, or ``chunks`` under the interleaved schedule.
+
+    >>> [(c.virtual, c.layers, c.first, c.last) for c in stage_chunks(8, 2, 1, chunks=2)]
+    [(1, range(2, 4), False, False), (3, range(6, 8), False, True)]
+
+    Raises:
+        ValueError: ``stages`` x ``chunks`` does not divide ``layers``.
+    """
+    total = stages * chunks
+    out = []
+    for c in range(chunks):
+        v = virtual_stage(stage, c, stages)
+        out.append(ModelChunk(c, v, stage_layers(layers, stages, stage, chunks, c),
+                              v == 0, v == total - 1))
+    return out

@@ -81,12 +81,12 @@ def _archive(directory: Path, tarball: Path) -> None:
 
 def _write_files(tmp: Path, inputs: ReleaseInputs, spec: Any, params: Any, tokenizer: Any,
                  card: Any, eval_bytes: bytes) -> None:
-    from fugaku_sim.evaluate.checkpoint import save_checkpoint
     from fugaku_sim.release.card import render_card
     from fugaku_sim.release.checksums import SUMS_NAME, write_checksums
     from fugaku_sim.release.hf_config import generation_config, gpt2_config
+    from fugaku_sim.tensors.consolidated import write_consolidated
 
-    save_checkpoint(tmp / "model.safetensors", spec, params, {"format": "pt"})
+    write_consolidated(tmp / "model.safetensors", spec, params, {"format": "pt"})
     cfg = gpt2_config(spec, tokenizer.bos_id, tokenizer.eod_id)
     (tmp / "config.json").write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
     gen = generation_config(tokenizer.bos_id, tokenizer.eod_id)
@@ -110,15 +110,16 @@ def build_release(inputs: ReleaseInputs) -> tuple[Path, Path, list[str]]:
             directory or eval.json, an eval.json of other weights, a tokenizer that does not
             fit the model.
     """
-    from fugaku_sim.evaluate.checkpoint import load_checkpoint
     from fugaku_sim.evaluate.heldout import DataDir
     from fugaku_sim.evaluate.runner import weights_digest
     from fugaku_sim.evaluate.tokenizer import Tokenizer
     from fugaku_sim.io import atomic_dir
     from fugaku_sim.release.card import CardInputs
     from fugaku_sim.release.verify import verify_release
+    from fugaku_sim.tensors import tensor_table
+    from fugaku_sim.tensors.consolidated import read_consolidated
 
-    spec, params = load_checkpoint(inputs.checkpoint)
+    spec, params = read_consolidated(inputs.checkpoint)
     name = inputs.name or spec.name
     if not NAME_PATTERN.match(name):
         raise UserError(f"release name {name!r}: use letters, digits, '.', '_' and '-'")
@@ -135,7 +136,7 @@ def build_release(inputs: ReleaseInputs) -> tuple[Path, Path, list[str]]:
     summary = _optional_json(inputs.train_dir / "summary.json" if inputs.train_dir else None,
                              "training summary", notes)
     card = CardInputs(
-        name=name, spec=spec, parameters=int(sum(v.size for v in params.values())),
+        name=name, spec=spec, parameters=tensor_table(spec).parameters(),
         license=inputs.license, eval_result=ev, manifest=data.manifest(), summary=summary,
         prediction=_optional_json(inputs.prediction, "simulator prediction", notes),
         compare=_optional_json(inputs.compare, "predicted-vs-measured comparison", notes),

@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 
 from fugaku_sim.errors import UserError
-from fugaku_sim.evaluate.checkpoint import check_params, read_safetensors
 from fugaku_sim.evaluate.tokenizer import Tokenizer
 from fugaku_sim.io import read_json_object
 from fugaku_sim.release.hf_config import spec_from_config
 from fugaku_sim.spec import ModelSpec
+from fugaku_sim.tensors.consolidated import check_params, read_safetensors
 
 
 def release_spec(directory: Path) -> ModelSpec:

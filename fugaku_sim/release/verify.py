@@ -47,11 +47,11 @@ def verify_release(directory: str | Path) -> dict[str, Any]:
     Raises:
         UserError: the first problem found, in one line naming the file.
     """
-    from fugaku_sim.evaluate.checkpoint import check_params, read_safetensors
     from fugaku_sim.evaluate.runner import weights_digest
     from fugaku_sim.evaluate.tokenizer import Tokenizer
     from fugaku_sim.release.checksums import verify_checksums
     from fugaku_sim.release.load import release_spec
+    from fugaku_sim.tensors.consolidated import check_params, read_safetensors
 
     root = Path(directory)
     if not root.is_dir():

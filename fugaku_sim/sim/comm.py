@@ -47,7 +47,8 @@ def rank_array(grid: RankGrid) -> np.ndarray:
 
 def _levels(members: np.ndarray, placement: Placement) -> list[np.ndarray]:
     """Coordinates (G, n) of each member at each level: node slot, then each virtual axis."""
-    coords = placement.node_coords(members.reshape(-1)).reshape(*members.shape, -1)
+    nodes = placement.node[members.reshape(-1)]  # members are ranks; coordinates are nodes
+    coords = placement.node_coords(nodes).reshape(*members.shape, -1)
     return [placement.slot[members]] + [coords[..., a] for a in range(coords.shape[-1])]
 
 

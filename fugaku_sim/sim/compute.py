@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from fugaku_sim.spec.job import Job
+from fugaku_sim.tensors import WTE, layer_name, tensor_table
 
 
 @dataclass(frozen=True)
@@ -84,31 +85,41 @@ def elementwise(name: str, elements: float, e: int, flops_per: float, passes: fl
                   elements=float(elements))
 
 
+def local_weight(job: Job, name: str) -> tuple[int, ...]:
+    """Shape of one tensor rank's part of tensor ``name`` ([in, out] for a block matrix;
+    the model's tensor table, as the trainer allocates it)."""
+    return tensor_table(job.model)[name].local_shape(job.layout.tp)
+
+
 def attention_ops(job: Job) -> list[OpCost]:
     """Forward ops of the attention half of a block, up to the projection."""
     m, t, e = job.model, job.layout.tp, element_bytes(job.train.precision)
     b, s, c = job.train.micro_batch, m.seq_len, m.hidden
     tokens, heads = b * s, m.heads // t
+    qkv_in, qkv_out = local_weight(job, layer_name(0, "attn.c_attn.weight"))
+    proj_in, proj_out = local_weight(job, layer_name(0, "attn.c_proj.weight"))
     return [
         elementwise("layernorm1", tokens * c, e, 8, 2, "layernorm"),
-        gemm("qkv", tokens, 3 * c // t, c, e),
+        gemm("qkv", tokens, qkv_out, qkv_in, e),
         gemm("scores", s, s, m.head_dim, e, batch=b * heads),
         elementwise("softmax", b * heads * s * s, e, 5, 3, "softmax"),  # scale+mask, softmax, dropout
         gemm("attn_values", s, m.head_dim, s, e, batch=b * heads),
-        gemm("projection", tokens, c, c // t, e),
+        gemm("projection", tokens, proj_out, proj_in, e),
     ]
 
 
 def mlp_ops(job: Job) -> list[OpCost]:
     """Forward ops of the MLP half of a block (after the first all-reduce)."""
-    m, t, e = job.model, job.layout.tp, element_bytes(job.train.precision)
-    tokens, c, f = job.train.micro_batch * m.seq_len, m.hidden, m.ffn
+    m, e = job.model, element_bytes(job.train.precision)
+    tokens, c = job.train.micro_batch * m.seq_len, m.hidden
+    fc1_in, fc1_out = local_weight(job, layer_name(0, "mlp.c_fc.weight"))
+    fc2_in, fc2_out = local_weight(job, layer_name(0, "mlp.c_proj.weight"))
     return [
         elementwise("dropout_residual1", tokens * c, e, 2, 3, "residual"),
         elementwise("layernorm2", tokens * c, e, 8, 2, "layernorm"),
-        gemm("fc1", tokens, f // t, c, e),
-        elementwise("gelu", tokens * f // t, e, 8, 2, "gelu"),
-        gemm("fc2", tokens, c, f // t, e),
+        gemm("fc1", tokens, fc1_out, fc1_in, e),
+        elementwise("gelu", tokens * fc1_out, e, 8, 2, "gelu"),
+        gemm("fc2", tokens, fc2_out, fc2_in, e),
     ]
 
 
@@ -183,9 +194,10 @@ def head_forward_ops(job: Job) -> list[OpCost]:
     """Final layer norm, logits over the vocabulary shard, cross-entropy (last stage)."""
     m, t, e = job.model, job.layout.tp, element_bytes(job.train.precision)
     tokens = job.train.micro_batch * m.seq_len
+    vocab_rows, hidden = local_weight(job, WTE)  # the head is the [V / t, C] embedding part
     return [
         elementwise("final_layernorm", tokens * m.hidden, e, 8, 2, "layernorm"),
-        gemm("lm_head", tokens, m.vocab // t, m.hidden, e),
+        gemm("lm_head", tokens, vocab_rows, hidden, e),
         elementwise("cross_entropy", tokens * m.vocab / t, e, 5, 3, "cross_entropy"),
     ]
 
@@ -225,14 +237,13 @@ def stage_segments(
     return out
 
 
-def optimizer_time_s(job: Job, params: int) -> float:
-    """One optimizer step over ``params`` local parameters: memory-bound streaming of
-    weights, gradients and states (Adam reads w, g, m, v and writes w, m, v: 7 fp32 arrays),
-    one fused op per tensor (12 tensors per layer)."""
+def optimizer_time_s(job: Job, params: int, tensors: int) -> float:
+    """One optimizer step over ``params`` local parameters in ``tensors`` tensors:
+    memory-bound streaming of weights, gradients and states (Adam reads w, g, m, v and writes
+    w, m, v: 7 fp32 arrays), one fused op per tensor."""
     node, ppn = job.cluster.node, job.processes_per_node
     arrays = {"adam": 7, "adamw": 7, "sgd": 3}[job.train.optimizer]
     if job.train.zero_stage >= 1:
         params = params // job.layout.dp
     bytes_moved = params * 4.0 * arrays
-    tensors = 12 * job.model.layers // job.layout.pp
     return bytes_moved / (node.mem_bw_Bps / ppn) + tensors * node.op_overhead_us * 1e-6

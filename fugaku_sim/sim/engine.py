@@ -21,16 +21,21 @@ from dataclasses import dataclass, field
 
 import simpy
 
-from fugaku_sim.parallel.schedule import PipelineOp, pipeline_schedule
+from fugaku_sim.parallel import PipelineOp, pipeline_schedule, virtual_stage
 from fugaku_sim.sim.compute import (
     Segment,
     activation_message_bytes,
     optimizer_time_s,
     stage_segments,
 )
-from fugaku_sim.sim.flops import stage_parameters
 from fugaku_sim.sim.transport import Proc, Transport
 from fugaku_sim.spec.job import Job
+from fugaku_sim.tensors import (
+    layout_chunks,
+    stage_parameters,
+    stage_tensor_count,
+    tied_copy_parameters,
+)
 
 CATEGORIES = ("compute", "recompute", "tp_comm", "pp_comm", "dp_comm", "optimizer")
 
@@ -83,7 +88,7 @@ class PipelineEngine:
         lay = job.layout
         self.pp, self.chunks = lay.pp, lay.virtual_stages
         self.virtual = self.pp * self.chunks
-        self.layers_per_chunk = job.model.layers // self.virtual
+        self.stage_chunks = [layout_chunks(job.model, lay, s) for s in range(self.pp)]
         self.recompute = job.recompute_stages
         self.msg = activation_message_bytes(job)
         self._segments: dict[tuple[int, int, str], list[Segment]] = {}
@@ -104,14 +109,9 @@ class PipelineEngine:
     def segments(self, stage: int, chunk: int, kind: str) -> list[Segment]:
         key = (stage, chunk, kind)
         if key not in self._segments:
-            v = chunk * self.pp + stage
+            c = self.stage_chunks[stage][chunk]
             self._segments[key] = stage_segments(
-                self.job,
-                stage,
-                "F" if kind == "F" else "B",
-                self.layers_per_chunk,
-                first=v == 0,
-                last=v == self.virtual - 1,
+                self.job, stage, "F" if kind == "F" else "B", len(c.layers), c.first, c.last
             )
         return self._segments[key]
 
@@ -126,7 +126,7 @@ class PipelineEngine:
         ops = pipeline_schedule(lay.schedule, self.pp, s, self.job.micro_batches, self.chunks)
         sync = None
         for i, op in enumerate(ops):
-            v = op.chunk * self.pp + s
+            v = virtual_stage(s, op.chunk, self.pp)
             if op.kind == "F" and v > 0:
                 yield self._arrival(r, "F", v - 1, op.micro_batch)
             if op.kind == "B" and v < self.virtual - 1:
@@ -145,13 +145,15 @@ class PipelineEngine:
             yield from self.transport.grad_sync(r, s)
         else:
             yield sync
-        if self.job.model.tied_embeddings and self.pp > 1 and s in (0, self.pp - 1):
+        if tied_copy_parameters(self.job.model, self.job.layout) and s in (0, self.pp - 1):
             yield from self.transport.embedding_sync(r, s)
         book.add("dp_comm", self.env.now - t0)
         self._trace(r, s, "comm", "grad sync", "dp_comm", t0, self.env.now - t0)
-        params = stage_parameters(self.job.model, self.pp, s, self.job.layout.tp)
+        model, lay = self.job.model, self.job.layout
+        params = stage_parameters(model, lay, s)
+        tensors = stage_tensor_count(model, lay, s, "block")  # fused ops: the blocks' tensors
         t1 = self.env.now
-        yield self.env.timeout(optimizer_time_s(self.job, params))
+        yield self.env.timeout(optimizer_time_s(self.job, params, tensors))
         book.add("optimizer", self.env.now - t1)
         self._trace(r, s, "compute", "optimizer", "optimizer", t1, self.env.now - t1)
         book.end = self.env.now

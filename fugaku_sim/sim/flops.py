@@ -1,4 +1,8 @@
-"""Parameter counts and arithmetic of a GPT, per model, per stage and per step.
+"""Parameter counts and arithmetic of a GPT, per model and per step.
+
+Parameters are sums over the model's tensor table (:mod:`fugaku_sim.tensors`), the one the
+trainer shards; what one rank of a stage holds is
+:func:`fugaku_sim.tensors.stage_parameters`.
 
 Sources:
 - Narayanan et al., "Efficient Large-Scale Language Model Training on GPU Clusters Using
@@ -6,34 +10,19 @@ Sources:
   FLOPs per iteration with full recomputation F = 96 B s l h^2 (1 + s/(6 h) + V/(16 l h)),
   and 72 B s l h^2 (1 + s/(6 h) + V/(12 l h)) without it (one forward and two backward
   matmul passes instead of four).
-The per-layer counts below assume ffn = 4 h for the closed forms; ``layer_params`` and
-``layer_forward_flops`` use the model's real ffn width.
+The closed forms assume ffn = 4 h and serve as reference formulas; ``layer_forward_flops``
+uses the model's real widths.
 """
 
 from __future__ import annotations
 
 from fugaku_sim.spec.model import ModelSpec
-
-
-def layer_params(model: ModelSpec) -> int:
-    """Parameters of one transformer block: QKV, projection, MLP (with biases), two norms."""
-    h, f = model.hidden, model.ffn
-    attention = h * 3 * h + 3 * h + h * h + h
-    mlp = h * f + f + f * h + h
-    norms = 2 * 2 * h
-    return attention + mlp + norms
-
-
-def embedding_params(model: ModelSpec) -> int:
-    """Token and position embeddings, final norm, and an untied LM head if any."""
-    tokens = model.vocab * model.hidden
-    head = 0 if model.tied_embeddings else model.vocab * model.hidden
-    return tokens + model.seq_len * model.hidden + 2 * model.hidden + head
+from fugaku_sim.tensors import LM_HEAD, tensor_table
 
 
 def parameter_count(model: ModelSpec) -> int:
-    """All parameters of the model (tied embeddings counted once)."""
-    return model.layers * layer_params(model) + embedding_params(model)
+    """All parameters of the model: the sum over its tensor table (a tied head counted once)."""
+    return tensor_table(model).parameters()
 
 
 def megatron_parameter_count(model: ModelSpec) -> float:
@@ -42,34 +31,20 @@ def megatron_parameter_count(model: ModelSpec) -> float:
     return 12 * l * h**2 * (1 + 13 / (12 * h) + (v + s) / (12 * l * h))
 
 
-def stage_parameters(model: ModelSpec, pp: int, stage: int, tp: int = 1) -> int:
-    """Parameters held by one rank of ``stage``: its layers split over ``tp``, plus the
-    embeddings on the first stage and the LM head (a second copy of the tied embedding, as
-    Megatron keeps it) on the last."""
-    per_layer = layer_params(model) // tp
-    params = per_layer * (model.layers // pp)
-    vocab_part = model.vocab * model.hidden // tp
-    if stage == 0:
-        params += vocab_part + model.seq_len * model.hidden
-    if stage == pp - 1:
-        params += 2 * model.hidden
-        if not model.tied_embeddings or pp > 1:
-            params += vocab_part
-    return params
-
-
 def layer_forward_flops(model: ModelSpec, tokens: int) -> float:
     """Forward FLOPs of one transformer block for ``tokens`` tokens (2 per multiply-add):
-    QKV, attention scores and values (causal masking not exploited), projection, MLP."""
-    h, f, s = model.hidden, model.ffn, model.seq_len
-    dense = 2 * tokens * (3 * h * h + h * h + 2 * h * f)
-    attention = 2 * 2 * tokens * s * h
-    return float(dense + attention)
+    one multiply-add per token for every weight of the block's matrices (QKV, projection,
+    MLP: the table's two-dimensional tensors; Kaplan et al. 2020, "Scaling Laws", 2.1), and
+    attention scores and values (causal masking not exploited)."""
+    weights = sum(r.size for r in tensor_table(model).block(0) if len(r.shape) == 2)
+    attention = 2 * 2 * tokens * model.seq_len * model.hidden
+    return float(2 * tokens * weights + attention)
 
 
 def head_forward_flops(model: ModelSpec, tokens: int) -> float:
-    """Forward FLOPs of the LM head (logits over the vocabulary)."""
-    return float(2 * tokens * model.hidden * model.vocab)
+    """Forward FLOPs of the LM head (logits over the vocabulary: one multiply-add per token
+    for every weight of the [V, C] head)."""
+    return float(2 * tokens * tensor_table(model)[LM_HEAD].size)
 
 
 def model_flops_per_token(model: ModelSpec) -> float:

@@ -2,8 +2,9 @@
 
 Fugaku (PJM, Fujitsu Technical Computing Suite; RIKEN Fugaku user guide, "Job submission"
 and "Rank assignment"):
-- ``#PJM -L "node=AxBxC:torus"`` requests the virtual shape, ``#PJM -L "rscgrp=..."`` the
-  resource group, ``#PJM -L "elapse=HH:MM:SS"`` the time limit, ``#PJM --mpi "proc=N"`` the
+- ``#PJM -L "node=AxBxC:torus"`` requests the virtual shape (``node=N:noncont`` a node count
+  placed wherever nodes are free), ``#PJM -L "rscgrp=..."`` the resource group (the
+  profile's group that takes the job's node count and allocation method), ``#PJM -L "elapse=HH:MM:SS"`` the time limit, ``#PJM --mpi "proc=N"`` the
   number of processes, ``#PJM --mpi "max-proc-per-node=K"`` processes per node.
 - ``mpiexec -vcoordfile FILE`` places rank i on the node whose virtual coordinates are on
   line i + 1 of FILE, written ``(x,y,z)`` (as many values as the shape has axes, no spaces);
@@ -87,6 +88,8 @@ def train_command(pred: Prediction, cluster_ref: str, model_ref: str) -> list[st
         "--job-shape",
         "x".join(map(str, pred.shape)),
     ]
+    if pred.allocation.kind != "switched":
+        cmd += ["--allocation", pred.allocation.kind]
     if lay.schedule == "interleaved":
         cmd += ["--virtual-stages", str(lay.virtual_stages)]
     stages = sorted(job.recompute_stages)
@@ -100,12 +103,12 @@ def pjm_script(pred: Prediction, command: list[str]) -> str:
     job = pred.job
     chunks, elapse = job_chunks(pred)
     sched = job.cluster.scheduler
-    shape = "x".join(map(str, pred.shape))
+    group = job.cluster.allocation.resource_group_for(job.nodes, pred.allocation.kind)
     world = job.layout.world
     lines = [
         "#!/bin/bash",
-        f'#PJM -L "node={shape}:torus"',
-        f'#PJM -L "rscgrp={sched.resource_group or "default"}"',
+        f'#PJM -L "node={pred.allocation.request}"',
+        f'#PJM -L "rscgrp={group.name if group else sched.resource_group or "default"}"',
         f'#PJM -L "elapse={elapse_hms(elapse)}"',
         f'#PJM --mpi "proc={world}"',
         f'#PJM --mpi "max-proc-per-node={job.processes_per_node}"',

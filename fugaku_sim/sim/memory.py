@@ -1,5 +1,8 @@
 """Memory per rank: weights, gradients, optimizer states, activations, workspace.
 
+The parameters of one rank are those the trainer allocates: the sum of the local sizes of
+the tensors it holds (:func:`fugaku_sim.tensors.stage_parameters`).
+
 Sources:
 - Rajbhandari et al., "ZeRO", SC20: mixed-precision Adam keeps 2 + 2 + 12 bytes per
   parameter (fp16 weights and gradients; fp32 master weights, momentum and variance); ZeRO
@@ -17,8 +20,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from fugaku_sim.parallel.schedule import max_in_flight, pipeline_schedule
-from fugaku_sim.sim.flops import stage_parameters
 from fugaku_sim.spec.job import Job
+from fugaku_sim.tensors import stage_parameters
 
 GiB = 2**30
 
@@ -81,7 +84,7 @@ def in_flight(job: Job, stage: int) -> int:
 def stage_memory(job: Job, stage: int) -> StageMemory:
     """Memory of one rank of ``stage`` (bytes)."""
     model, train, lay = job.model, job.train, job.layout
-    params = stage_parameters(model, lay.pp, stage, lay.tp)
+    params = stage_parameters(model, lay, stage)
     w, g, o = PARAM_BYTES[(train.precision, train.optimizer)]
     optimizer = params * o / (lay.dp if train.zero_stage >= 1 else 1)
     recompute = stage in job.recompute_stages

@@ -5,7 +5,7 @@ the layers; data degree d = nodes x ppn / (t p); micro-batch sizes b (1, 2, 4, 8
 other divisor up to 8 of the per-replica batch) with b d dividing the global batch;
 recomputation none / first half of the stages / all; placement topology / linear; the 1F1B
 schedule (and the interleaved one with 2 chunks when asked). The job shape is chosen per
-layout (:func:`fugaku_sim.sim.predict.choose_job_shape`). Layouts that do not fit the node's
+layout (:func:`fugaku_sim.sim.allocation.resolve_allocation`). Layouts that do not fit the node's
 usable memory are dropped before simulation; the rest are predicted (fast mode) and sorted
 by tokens per second.
 

@@ -32,81 +32,42 @@ from typing import Any, Literal
 
 import simpy
 
-from fugaku_sim.errors import SpecError
 from fugaku_sim.parallel.groups import RankGrid
-from fugaku_sim.parallel.placement import Placement, job_shapes, node_split, place_ranks
+from fugaku_sim.parallel.placement import Placement, place_ranks
+from fugaku_sim.sim.allocation import JobAllocation, allocation_network, resolve_allocation
 from fugaku_sim.sim.comm import CommModel
 from fugaku_sim.sim.engine import CATEGORIES, EngineResult, PipelineEngine
 from fugaku_sim.sim.flops import layer_forward_flops, model_flops_per_token, parameter_count
 from fugaku_sim.sim.memory import PARAM_BYTES, GiB, fits_memory, peak_memory_per_node
 from fugaku_sim.sim.reliability import FailurePlan, plan_failures
-from fugaku_sim.sim.topology import Network, build_network, fold_extents
+from fugaku_sim.sim.topology import Network
 from fugaku_sim.sim.transport import AnalyticTransport, NetworkTransport, Transport
-from fugaku_sim.spec.cluster import ClusterSpec, TorusInterconnect
 from fugaku_sim.spec.job import Job
+from fugaku_sim.tensors import model_parallel_parameters
 
 Mode = Literal["fast", "detailed"]
 
 
 @dataclass(frozen=True)
 class Setup:
-    """The placed job: shape, rank placement, network, and its priced communication."""
+    """The placed job: shape, rank placement, network, its priced communication, and how
+    its nodes were allocated."""
 
     shape: list[int]
     placement: Placement
     network: Network
     comm: CommModel
-
-
-def shape_score(cluster: ClusterSpec, shape: list[int], tp_nodes: int) -> tuple[int, int, int]:
-    """Lower is better: a tensor group fills an axis, then a small physical diameter, then a
-    compact shape."""
-    fit = 0 if tp_nodes in shape else 1 if any(e % tp_nodes == 0 for e in shape) else 2
-    ic = cluster.interconnect
-    diameter = sum(shape)
-    if isinstance(ic, TorusInterconnect) and cluster.allocation.virtual_axes:
-        diameter = 0
-        for extent, axis in zip(shape, cluster.allocation.virtual_axes):
-            dims = [ic.dims[ic.dim_index(n)] for n in axis]
-            for d, e in zip(dims, fold_extents(extent, [d.size for d in dims])):
-                diameter += e // 2 if d.wrap and e == d.size and e > 2 else e - 1
-    return fit, diameter, sum(shape)
-
-
-def choose_job_shape(job: Job) -> list[int]:
-    """The job's virtual shape: the layout's, or the best-scoring valid one (torus), or the
-    node count (switched).
-
-    Raises:
-        SpecError: no shape of the node count fits the machine's axes and allocation units.
-    """
-    if job.layout.job_shape is not None:
-        return list(job.layout.job_shape)
-    cluster, nodes = job.cluster, job.nodes
-    ic = cluster.interconnect
-    if not isinstance(ic, TorusInterconnect):
-        return [nodes]
-    limits = cluster.virtual_axis_limits() or [d.size for d in ic.dims]
-    units = cluster.allocation.unit_shape or [1] * len(limits)
-    shapes = job_shapes(nodes, limits, units)
-    if not shapes:
-        raise SpecError(
-            f"layout: no job shape of {nodes} nodes fits {cluster.name} (axes at most "
-            f"{'x'.join(map(str, limits))}, multiples of {'x'.join(map(str, units))})"
-        )
-    grid = RankGrid(job.layout.tp, job.layout.pp, job.layout.dp, job.layout.rank_order)
-    tp_nodes = job.layout.tp // node_split(grid, job.processes_per_node)["tp"]
-    return min(shapes, key=lambda s: (shape_score(cluster, s, tp_nodes), s))
+    allocation: JobAllocation
 
 
 def prepare(job: Job) -> Setup:
-    """Place the job's ranks on its shape and build its network and communication model."""
+    """Place the job's ranks on its allocation and build its network and communication model."""
     lay = job.layout
-    shape = choose_job_shape(job)
+    alloc = resolve_allocation(job)
     grid = RankGrid(lay.tp, lay.pp, lay.dp, lay.rank_order)
-    placement = place_ranks(grid, shape, job.processes_per_node, lay.placement)
-    network = build_network(job.cluster, shape, job.processes_per_node)
-    return Setup(shape, placement, network, CommModel(grid, placement, network))
+    placement = place_ranks(grid, alloc.shape, job.processes_per_node, lay.placement)
+    network = allocation_network(job.cluster, alloc, job.processes_per_node)
+    return Setup(alloc.shape, placement, network, CommModel(grid, placement, network), alloc)
 
 
 def run_engine(job: Job, setup: Setup, mode: Mode, trace: bool = False) -> EngineResult:
@@ -133,6 +94,7 @@ class Prediction:
     result: EngineResult
     failures: FailurePlan | None
     steps: int | None
+    allocation: JobAllocation
 
     @property
     def step_time_s(self) -> float:
@@ -194,6 +156,7 @@ class Prediction:
             "placement": lay.placement,
             "rank_order": lay.rank_order,
             "job_shape": "x".join(map(str, self.shape)),
+            "allocation": self.allocation.kind,
             "recompute_stages": sorted(job.recompute_stages),
             "overlap_grad_reduce": job.train.overlap_grad_reduce,
             "step_time_s": step,
@@ -237,9 +200,11 @@ class Prediction:
 
 
 def checkpoint_bytes(job: Job) -> float:
-    """Weights and optimizer states of the whole model (what a restart needs)."""
+    """Weights and optimizer states the model-parallel ranks of one replica write (what a
+    restart needs): every rank's tensors, replicated ones and the tied copy included, as
+    Megatron-LM and DeepSpeed save them (:func:`fugaku_sim.tensors.model_parallel_parameters`)."""
     w, _g, o = PARAM_BYTES[(job.train.precision, job.train.optimizer)]
-    return float(parameter_count(job.model) * (w + o))
+    return float(model_parallel_parameters(job.model, job.layout) * (w + o))
 
 
 def predict(
@@ -259,4 +224,4 @@ def predict(
             c.mtbf_node_h,
             job.nodes,
         )
-    return Prediction(job, mode, setup.shape, result, failures, steps)
+    return Prediction(job, mode, setup.shape, result, failures, steps, setup.allocation)

@@ -15,7 +15,9 @@ Two kinds, one interface (:class:`Network`):
     dimension-order routing over the physical dimensions in profile order, shortest way round
     a wrapped dimension (ties go +). Each directed link carries ``link_bw``; a node injects at
     most ``injection_bw`` in all and one flow uses one engine (``injection_bw / engines``);
-    processes on one node exchange data at ``intra_node_bw``.
+    processes on one node exchange data through shared memory, each process sending at most
+    ``intra_node_bw`` and receiving at most as much (A64FX: one process per CMG, the CMGs on
+    a ring bus).
     Sources: Ajima et al., "The Tofu Interconnect D", IEEE Cluster 2018 (dimensions, ports,
     TNIs, routing); Fugaku user guide, job shapes ``node=AxBxC:torus``.
 :class:`Switched`
@@ -113,7 +115,9 @@ class Torus:
 
     kind = "torus"
 
-    def __init__(self, ic: TorusInterconnect, alloc: AllocationSpec, shape: list[int]):
+    def __init__(
+        self, ic: TorusInterconnect, alloc: AllocationSpec, shape: list[int], ppn: int = 1
+    ):
         self.ic = ic
         self.shape = list(shape)
         groups = _virtual_groups(ic, alloc, len(shape))
@@ -127,12 +131,20 @@ class Torus:
         self._wrap = np.array(self.wraps)
         self.tables = [self._fold_table(groups[a], shape[a]) for a in range(len(shape))]
         self.nodes = math.prod(self.extents)
+        self._set_links(self.nodes, ppn)
+
+    def _set_links(self, job_nodes: int, ppn: int) -> None:
+        """Rates and link ids: torus links of the block's ``nodes``, then one injection port
+        per job node, then a shared-memory send and receive port per process."""
+        ic = self.ic
+        self.job_nodes, self.ppn = job_nodes, ppn
         self.link_bw_Bps = ic.link_bw_Bps
         self.flow_cap_Bps = ic.injection_bw_GBps * 1e9 / ic.injection_engines
         self.injection_Bps = ic.injection_bw_GBps * 1e9
         self.intra_Bps = ic.intra_node_bw_GBps * 1e9
-        d = len(self.extents)
-        self.n_links = 2 * d * self.nodes + 2 * self.nodes  # torus links, injection, memory
+        self._inject_base = 2 * len(self.extents) * self.nodes
+        self._intra_base = self._inject_base + job_nodes
+        self.n_links = self._intra_base + 2 * job_nodes * ppn
 
     def _fold_table(self, group: list[str], extent: int) -> np.ndarray:
         """Physical coordinates (extent, D) of each position along one virtual axis."""
@@ -192,17 +204,23 @@ class Torus:
             per_node = np.bincount(flows.src_node[inter]).max()
             worst = max(worst, per_node / self.injection_Bps)
         if (~inter).any():
-            per_node = np.bincount(flows.src_node[~inter]).max()
-            worst = max(worst, per_node / self.intra_Bps)
+            ppn, local = self.ppn, ~inter
+            sends = np.bincount(flows.src_node[local] * ppn + flows.src_slot[local]).max()
+            receives = np.bincount(flows.dst_node[local] * ppn + flows.dst_slot[local]).max()
+            worst = max(worst, max(sends, receives) / self.intra_Bps)
         return float(worst)
 
     def route(self, src_node: int, src_slot: int, dst_node: int, dst_slot: int) -> list[int]:
-        """Link ids of the dimension-order route (plus injection port or node memory)."""
+        """Link ids of the dimension-order route after the injection port, or the sender's
+        and receiver's shared-memory ports on one node."""
         if src_node == dst_node:
-            return [2 * len(self.extents) * self.nodes + self.nodes + src_node]
+            ppn = self.ppn
+            sender = self._intra_base + src_node * ppn + src_slot
+            receiver = self._intra_base + (self.job_nodes + dst_node) * ppn + dst_slot
+            return [sender, receiver]
         cur = self.physical(np.array([src_node]))[0].copy()
         dst = self.physical(np.array([dst_node]))[0]
-        links = [2 * len(self.extents) * self.nodes + int(self.flat(cur[None])[0])]
+        links = [self._inject_base + src_node]
         for d, e in enumerate(self.extents):
             while cur[d] != dst[d]:
                 step = _direction(int(cur[d]), int(dst[d]), e, self.wraps[d])
@@ -214,10 +232,40 @@ class Torus:
     def capacities(self) -> np.ndarray:
         """Bytes per second of every link id."""
         caps = np.full(self.n_links, self.link_bw_Bps)
-        base = 2 * len(self.extents) * self.nodes
-        caps[base : base + self.nodes] = self.injection_Bps
-        caps[base + self.nodes :] = self.intra_Bps
+        caps[self._inject_base : self._intra_base] = self.injection_Bps
+        caps[self._intra_base :] = self.intra_Bps
         return caps
+
+
+class MappedTorus(Torus):
+    """Job nodes at given physical coordinates of a region of a torus.
+
+    The region (``extents``, ``wraps``) is the whole machine for a non-contiguous job, or a
+    block of whole units for a one-axis job that does not fill it; ``coords`` (nodes, D) says
+    where each job node is (:mod:`fugaku_sim.sim.noncont`). Routing, link loads, injection,
+    shared memory and latency follow the same rules as :class:`Torus`.
+    """
+
+    def __init__(
+        self,
+        ic: TorusInterconnect,
+        extents: list[int],
+        wraps: list[bool],
+        coords: np.ndarray,
+        ppn: int = 1,
+    ):
+        self.ic = ic
+        self.coords = np.asarray(coords, dtype=np.int64)
+        self.shape = [int(self.coords.shape[0])]
+        self.extents, self.wraps = list(extents), list(wraps)
+        self._ext = np.array(self.extents, dtype=np.int64)
+        self._wrap = np.array(self.wraps)
+        self.nodes = math.prod(self.extents)
+        self._set_links(self.shape[0], ppn)
+
+    def physical(self, nodes: np.ndarray) -> np.ndarray:
+        """Physical coordinates (n, D) of job node indices."""
+        return self.coords[np.asarray(nodes, dtype=np.int64)]
 
 
 def _direction(a: int, b: int, extent: int, wrap: bool) -> int:
@@ -261,14 +309,15 @@ def max_link_load(src: np.ndarray, dst: np.ndarray, extents: list[int], wraps: l
         moving = k > 0
         if not moving.any():
             continue
-        others = [e for i, e in enumerate(extents) if i != d]
         line = np.zeros(n, dtype=np.int64)
         mult = 1
         for i, e in enumerate(extents):
             if i != d:
                 line += cur[:, i] * mult
                 mult *= e
-        lines = max(1, math.prod(others))
+        # only the lines some flow runs along: a few jobs' nodes on a whole machine stay cheap
+        used, line = np.unique(line, return_inverse=True)
+        lines = int(used.shape[0])
         for direction in (True, False):
             sel = moving & (plus == direction)
             if not sel.any():
@@ -344,5 +393,5 @@ def build_network(cluster: ClusterSpec, shape: list[int], ppn: int) -> Network:
     """The network of a job of virtual ``shape`` (torus) or of ``prod(shape)`` nodes."""
     ic = cluster.interconnect
     if isinstance(ic, TorusInterconnect):
-        return Torus(ic, cluster.allocation, shape)
+        return Torus(ic, cluster.allocation, shape, ppn)
     return Switched(cluster, math.prod(shape), ppn)

@@ -26,10 +26,10 @@ import simpy
 
 from fugaku_sim.parallel.placement import Placement
 from fugaku_sim.sim.comm import CommModel, RingSet, ring_algorithms
-from fugaku_sim.sim.flops import stage_parameters
 from fugaku_sim.sim.network import FlowNetwork
 from fugaku_sim.sim.topology import Torus
 from fugaku_sim.spec.job import Job
+from fugaku_sim.tensors import stage_parameters, tied_copy_parameters
 
 Proc = Generator[simpy.Event, Any, None]
 
@@ -69,16 +69,17 @@ class Transport(Protocol):
 
 
 def grad_bytes(job: Job, stage: int) -> float:
-    """Gradient bytes one rank of ``stage`` all-reduces (fp32 or 16-bit gradients)."""
-    params = stage_parameters(job.model, job.layout.pp, stage, job.layout.tp)
+    """Gradient bytes one rank of ``stage`` all-reduces (fp32 or 16-bit gradients): every
+    tensor it holds (:func:`fugaku_sim.tensors.stage_parameters`)."""
+    params = stage_parameters(job.model, job.layout, stage)
     return float(params * (4 if job.train.precision == "fp32" else 2))
 
 
 def embedding_grad_bytes(job: Job) -> float:
-    """Bytes of the tied word-embedding shard kept on both the first and last stage."""
-    tied = job.model.tied_embeddings and job.layout.pp > 1
-    shard = job.model.vocab * job.model.hidden / job.layout.tp
-    return shard * (4 if job.train.precision == "fp32" else 2) if tied else 0.0
+    """Bytes of the tied word-embedding shard kept on both the first and last stage (0 when
+    the last stage keeps no tied copy)."""
+    params = tied_copy_parameters(job.model, job.layout)
+    return float(params * (4 if job.train.precision == "fp32" else 2))
 
 
 class AnalyticTransport:

@@ -123,7 +123,9 @@ class TorusInterconnect(SpecModel):
     injection_engines: int = Field(gt=0, description="network interfaces (TNIs) per node")
     injection_bw_GBps: float = Field(gt=0, description="total a node can inject at once")
     intra_node_bw_GBps: float = Field(
-        default=50.0, gt=0, description="between processes on one node (shared memory)"
+        default=50.0,
+        gt=0,
+        description="between processes on one node (shared memory), per process, per direction",
     )
 
     @model_validator(mode="after")
@@ -166,18 +168,52 @@ class SwitchedInterconnect(SpecModel):
 Interconnect = Annotated[TorusInterconnect | SwitchedInterconnect, Field(discriminator="kind")]
 
 
+AllocationKind = Literal["torus", "mesh", "noncont"]
+
+
+class ResourceGroup(SpecModel):
+    """A resource group of the batch system: the node counts a job in it may ask for and the
+    node allocation methods it accepts (Fugaku: ``torus``, ``mesh``, ``noncont``; the first
+    listed is the group's default)."""
+
+    name: str = Field(min_length=1)
+    min_nodes: int = Field(gt=0)
+    max_nodes: int = Field(gt=0)
+    kinds: list[AllocationKind] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ResourceGroup:
+        if self.max_nodes < self.min_nodes:
+            raise ValueError(f"max_nodes: {self.max_nodes} is below min_nodes ({self.min_nodes})")
+        if len(set(self.kinds)) != len(self.kinds):
+            raise ValueError(f"kinds: an allocation method is listed twice in {self.kinds}")
+        return self
+
+    def describe(self) -> str:
+        """``small: 1-384 nodes, noncont/mesh/torus``."""
+        return f"{self.name}: {self.min_nodes}-{self.max_nodes} nodes, {'/'.join(self.kinds)}"
+
+
 class AllocationSpec(SpecModel):
     """How jobs are carved out of the machine.
 
     ``virtual_axes`` lists, for each axis of a requested job shape, the physical dimensions it
     folds (Fugaku: the 3-D shape ``48x6x48`` folds (X, a), (Y, b), (Z, c)). ``unit_shape`` is
     the allocation granule along each virtual axis (Fugaku: the Tofu unit a x b x c = 2x3x2).
+
+    ``resource_groups`` say which node counts may ask for which allocation method: ``torus``
+    (and ``mesh``) jobs get a block of whole units in a virtual shape; a ``noncont``
+    (non-contiguous) job gets its nodes wherever they are free. Without resource groups every
+    job is a torus job. ``noncont_seed`` seeds the draw that scatters a non-contiguous job's
+    units over the machine (:mod:`fugaku_sim.sim.noncont`), so a prediction is repeatable.
     """
 
     max_nodes: int = Field(gt=0, description="largest job the machine accepts")
     virtual_axes: list[list[str]] = Field(default_factory=list)
     unit_shape: list[int] = Field(default_factory=list)
     shape_dims_allowed: list[int] = Field(default_factory=lambda: [1])
+    resource_groups: list[ResourceGroup] = Field(default_factory=list)
+    noncont_seed: int = Field(default=0, ge=0)
 
     @model_validator(mode="after")
     def _unit_matches(self) -> AllocationSpec:
@@ -185,7 +221,39 @@ class AllocationSpec(SpecModel):
             raise ValueError("unit_shape: needs one entry per virtual axis")
         if any(u <= 0 for u in self.unit_shape):
             raise ValueError("unit_shape: entries must be positive")
+        names = [g.name for g in self.resource_groups]
+        if len(set(names)) != len(names):
+            raise ValueError(f"resource_groups: group names must be unique, got {names}")
+        for i, group in enumerate(self.resource_groups):
+            if group.max_nodes > self.max_nodes:
+                raise ValueError(
+                    f"resource_groups.{i}.max_nodes: {group.max_nodes} exceeds max_nodes "
+                    f"({self.max_nodes})"
+                )
         return self
+
+    def kinds_for(self, nodes: int) -> list[AllocationKind]:
+        """Allocation methods a job of ``nodes`` nodes may ask for, defaults first; empty when
+        no resource group takes that many nodes."""
+        if not self.resource_groups:
+            return ["torus"] if nodes <= self.max_nodes else []
+        out: list[AllocationKind] = []
+        for group in self.resource_groups:
+            if group.min_nodes <= nodes <= group.max_nodes:
+                out += [k for k in group.kinds if k not in out]
+        return out
+
+    def resource_group_for(self, nodes: int, kind: str) -> ResourceGroup | None:
+        """The first resource group that takes ``nodes`` nodes allocated as ``kind`` (None
+        when none does, or the machine has no resource groups)."""
+        for group in self.resource_groups:
+            if group.min_nodes <= nodes <= group.max_nodes and kind in group.kinds:
+                return group
+        return None
+
+    def describe_groups(self) -> str:
+        """One line listing the resource groups (for error messages)."""
+        return "; ".join(g.describe() for g in self.resource_groups) or "no resource groups"
 
 
 class SchedulerSpec(SpecModel):

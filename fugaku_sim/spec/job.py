@@ -63,6 +63,7 @@ def make_job(cluster: ClusterSpec, model: ModelSpec, train: TrainSpec, layout: L
     check_batch(train, layout)
     job = Job(cluster, model, train, layout)
     _check_nodes(job)
+    check_allocation(cluster, layout, job.nodes)
     if layout.job_shape is not None:
         check_job_shape(cluster, layout.job_shape, job.nodes)
     return job
@@ -105,9 +106,11 @@ def _check_nodes(job: Job) -> None:
     ppn = job.processes_per_node
     world = job.layout.world
     if world % ppn:
+        where = ("layout.processes_per_node" if job.layout.processes_per_node
+                 else "cluster.node.processes_per_node")
         raise SpecError(
             f"layout: tp x pp x dp = {world} ranks is not a multiple of "
-            f"{ppn} processes per node (cluster.node.processes_per_node)"
+            f"{ppn} processes per node ({where})"
         )
     limit = job.cluster.allocation.max_nodes
     if job.nodes > limit:
@@ -118,6 +121,45 @@ def _check_nodes(job: Job) -> None:
     ic = job.cluster.interconnect
     if isinstance(ic, SwitchedInterconnect) and job.nodes > ic.nodes:
         raise SpecError(f"layout: needs {job.nodes} nodes; the fabric has {ic.nodes}")
+
+
+def check_allocation(cluster: ClusterSpec, layout: Layout, nodes: int) -> None:
+    """Check the layout's allocation method against the machine's resource groups.
+
+    Raises:
+        SpecError: no resource group takes ``nodes`` nodes; the method asked for is not
+            available at that size; a non-contiguous job given a multi-axis shape; an
+            allocation asked for on a switched fabric.
+    """
+    kind = layout.allocation
+    if isinstance(cluster.interconnect, SwitchedInterconnect):
+        if kind is not None:
+            raise SpecError(
+                f"layout.allocation: {cluster.name} is a switched fabric, where nodes are not "
+                "carved out of a torus; leave it unset"
+            )
+        return
+    alloc = cluster.allocation
+    kinds = alloc.kinds_for(nodes)
+    if not kinds:
+        raise SpecError(
+            f"layout: {nodes} nodes fit no resource group of {cluster.name} "
+            f"(cluster.allocation.resource_groups: {alloc.describe_groups()})"
+        )
+    wanted = kind or ("torus" if layout.job_shape is not None and len(layout.job_shape) > 1
+                      else None)
+    if wanted is not None and wanted not in kinds:
+        field = "layout.allocation" if kind is not None else "layout.job_shape"
+        raise SpecError(
+            f"{field}: {wanted} allocation is not available for {nodes} nodes on "
+            f"{cluster.name} ({alloc.describe_groups()})"
+        )
+    shape = layout.job_shape
+    if kind == "noncont" and shape is not None and len(shape) != 1:
+        raise SpecError(
+            f"layout.job_shape: a noncont job asks for a node count (node=N), not the shape "
+            f"{'x'.join(map(str, shape))}"
+        )
 
 
 def check_job_shape(cluster: ClusterSpec, shape: list[int], nodes: int) -> None:

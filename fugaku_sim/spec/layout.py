@@ -21,6 +21,11 @@ class Layout(SpecModel):
     node coordinates: ``linear`` in rank order, or ``topology`` (tensor groups on rings of
     neighbouring nodes, pipeline neighbours adjacent, data-parallel rings along torus axes).
     ``job_shape`` is the requested virtual shape (``[48, 6, 48]`` for ``node=48x6x48``).
+    ``allocation`` is how the job asks the batch system for its nodes: ``torus``, a block of
+    whole allocation units in that shape (``node=48x6x48:torus``); ``noncont``, a node count
+    placed wherever nodes are free (``node=64:noncont``, Fugaku's small resource groups);
+    unset, the tool chooses: a torus shape when one of whole units fits the node count, else
+    ``noncont`` where the machine allows it, else a torus of the smallest whole-unit block.
     """
 
     tp: int = Field(default=1, gt=0)
@@ -31,6 +36,7 @@ class Layout(SpecModel):
     rank_order: str = "tp-dp-pp"
     placement: Literal["linear", "topology"] = "topology"
     job_shape: list[int] | None = None
+    allocation: Literal["torus", "noncont"] | None = None
     processes_per_node: int | None = Field(default=None, gt=0)
 
     @field_validator("rank_order")

@@ -1,9 +1,10 @@
-"""Sharded checkpoints that re-shard on load, and the consolidated Hugging Face file.
+"""Sharded checkpoints that re-shard on load, consolidated into the Hugging Face file.
 
 Layout of ``<out>/checkpoints/step_0000042/`` (42 optimizer steps done):
 
 - ``rank_tp{t}_pp{p}_dp{d}.safetensors``, one per rank that has something to save: the
-  rank's part of every tensor (``param/<name>``, data-parallel rank 0 only) and its range of
+  rank's part of every tensor but a tied copy (``param/<name>``, data-parallel rank 0 only)
+  and its range of
   the flat optimizer states (``exp_avg``, ``exp_avg_sq``: its ZeRO-1 shard, or the whole
   buffer from data-parallel rank 0). The safetensors metadata ``flat`` lists the flat buffer
   (name, start, end, local shape) and ``owned`` the range saved.
@@ -14,7 +15,8 @@ A checkpoint is written into a hidden temporary directory and renamed into place
 index is complete, so a crash leaves either the whole checkpoint or none. Loading checks every
 sha256 first; it reassembles full tensors from the shards, so a run can resume under another
 layout (every rank reads every file: fine at the sizes trained here, not at 13B).
-Safetensors only: loading never executes code.
+Safetensors only: loading never executes code. The consolidated file's format is
+:mod:`fugaku_sim.tensors.consolidated`'s.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from fugaku_sim.checksum import sha256_file
 from fugaku_sim.errors import UserError
 from fugaku_sim.io import read_json_object
 from fugaku_sim.spec import ModelSpec
-from fugaku_sim.train.sharding import LM_HEAD, WTE, global_shapes, shard, unshard
+from fugaku_sim.tensors import TensorTable, tensor_table
 
 FORMAT = "fugaku-sim-checkpoint"
 CONSOLIDATED_FORMAT = "huggingface-gpt2"
@@ -58,7 +60,7 @@ class RankState:
     dp: int
     flat: list[tuple[str, int, int, tuple[int, ...]]]
     padded: int
-    params: dict[str, np.ndarray]  # local parts (empty off data-parallel rank 0)
+    params: dict[str, np.ndarray]  # local parts, tied copies left out (empty off dp rank 0)
     owned: tuple[int, int]
     exp_avg: np.ndarray | None
     exp_avg_sq: np.ndarray | None
@@ -68,8 +70,7 @@ def write_rank_file(directory: Path, state: RankState) -> tuple[str, dict[str, A
     """Write this rank's file into ``directory``; returns (name, {sha256, bytes}) or None."""
     from safetensors.numpy import save_file
 
-    tensors = {f"param/{k}": np.ascontiguousarray(v) for k, v in state.params.items()
-               if k != LM_HEAD}
+    tensors = {f"param/{k}": np.ascontiguousarray(v) for k, v in state.params.items()}
     if state.exp_avg is not None and state.exp_avg_sq is not None:
         tensors["exp_avg"] = np.ascontiguousarray(state.exp_avg)
         tensors["exp_avg_sq"] = np.ascontiguousarray(state.exp_avg_sq)
@@ -219,13 +220,14 @@ def _read_rank_files(directory: Path, index: dict[str, Any]) -> list[tuple[dict,
     return out
 
 
-def read_global_state(directory: Path, optimizer: bool = True) -> GlobalState:
-    """Reassemble the full tensors (and optimizer states) of a checkpoint.
+def read_global_state(directory: Path, model: ModelSpec, optimizer: bool = True) -> GlobalState:
+    """Reassemble the full tensors (and optimizer states) of a checkpoint of ``model``.
 
     Raises:
         UserError: an unreadable index or a shard missing from it.
     """
     index = read_index(directory)
+    table = tensor_table(model)
     parts: dict[str, dict[int, np.ndarray]] = {}
     flats: dict[tuple[int, int], dict[str, Any]] = {}
     for meta, tensors in _read_rank_files(directory, index):
@@ -240,65 +242,38 @@ def read_global_state(directory: Path, optimizer: bool = True) -> GlobalState:
             a, b = json.loads(meta["owned"])
             group["m"][a:b] = tensors["exp_avg"]
             group["v"][a:b] = tensors["exp_avg_sq"]
-    params = {n: unshard(n, [p[t] for t in sorted(p)]) for n, p in parts.items()}
+    params = {n: table.unshard(n, [p[t] for t in sorted(p)]) for n, p in parts.items()}
     m_parts: dict[str, dict[int, np.ndarray]] = {}
     v_parts: dict[str, dict[int, np.ndarray]] = {}
     for (tp, _), group in flats.items():
         for name, start, end, shape in group["flat"]:
-            if name == LM_HEAD:
+            if table[name].tied_to is not None:  # its states are those of what it copies
                 continue
             m_parts.setdefault(name, {})[tp] = group["m"][start:end].reshape(shape)
             v_parts.setdefault(name, {})[tp] = group["v"][start:end].reshape(shape)
-    exp_avg = {n: unshard(n, [p[t] for t in sorted(p)]) for n, p in m_parts.items()}
-    exp_avg_sq = {n: unshard(n, [p[t] for t in sorted(p)]) for n, p in v_parts.items()}
+    exp_avg = {n: table.unshard(n, [p[t] for t in sorted(p)]) for n, p in m_parts.items()}
+    exp_avg_sq = {n: table.unshard(n, [p[t] for t in sorted(p)]) for n, p in v_parts.items()}
     return GlobalState(int(index["step"]), params, exp_avg, exp_avg_sq)
 
 
-def local_part(name: str, full: dict[str, np.ndarray], tp: int, tp_rank: int) -> np.ndarray:
-    """This tensor rank's part of ``name`` (the tied copy reads the token embedding)."""
-    return shard(name, full[WTE if name == LM_HEAD else name], tp, tp_rank)
+def local_part(table: TensorTable, name: str, full: dict[str, np.ndarray], tp: int,
+               tp_rank: int) -> np.ndarray:
+    """This tensor rank's part of ``name`` (a tied copy reads what it copies)."""
+    return table.shard(name, full[table.source(name)], tp, tp_rank)
 
 
 # --------------------------------------------------------------------------- consolidated
 
 
-def write_consolidated(directory: Path, path: Path, model: ModelSpec) -> None:
-    """One safetensors file of the checkpoint's full tensors in Hugging Face GPT-2 names and
-    layouts (``lm_head`` omitted: tied), with the ModelSpec as JSON in its metadata. Written
-    to a temporary name and renamed."""
-    from safetensors.numpy import save_file
-
-    state = read_global_state(directory, optimizer=False)
-    order = list(global_shapes(model))
-    tensors = {n: np.ascontiguousarray(state.params[n], dtype=np.float32) for n in order}
-    meta = {"format": CONSOLIDATED_FORMAT, "model_spec": model.model_dump_json(),
-            "step": str(state.step)}
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file(tensors, str(tmp), metadata=meta)
-    os.replace(tmp, path)
-
-
-def load_consolidated(path: str | Path) -> tuple[ModelSpec, dict[str, np.ndarray]]:
-    """The ModelSpec and full tensors (Hugging Face names, FP32) of a consolidated file.
+def consolidate(directory: Path, path: Path, model: ModelSpec) -> None:
+    """Write the checkpoint's full tensors as the consolidated Hugging Face file (format:
+    :mod:`fugaku_sim.tensors.consolidated`; metadata ``format``, the spec and ``step``).
 
     Raises:
-        UserError: missing or unreadable file, no model spec in its metadata, or tensors
-            that do not match the spec.
+        UserError: the tensors do not make up ``model`` or hold non-finite values.
     """
-    from safetensors import SafetensorError, safe_open
+    from fugaku_sim.tensors.consolidated import write_consolidated
 
-    path = Path(path)
-    try:
-        with safe_open(str(path), framework="np") as f:
-            meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
-    except (OSError, SafetensorError) as exc:
-        raise UserError(f"{path}: cannot read consolidated checkpoint ({exc})") from None
-    if "model_spec" not in meta:
-        raise UserError(f"{path}: no model_spec in the safetensors metadata")
-    spec = ModelSpec.model_validate_json(meta["model_spec"])
-    expected = global_shapes(spec)
-    bad = [n for n, s in expected.items() if n not in tensors or tuple(tensors[n].shape) != s]
-    if bad:
-        raise UserError(f"{path}: tensor {bad[0]} missing or misshapen for the model spec")
-    return spec, tensors
+    state = read_global_state(directory, model, optimizer=False)
+    write_consolidated(path, model, state.params,
+                       {"format": CONSOLIDATED_FORMAT, "step": str(state.step)})

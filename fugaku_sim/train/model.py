@@ -3,9 +3,9 @@
 Shape key: B batch, T sequence, C channels, V vocabulary, Cl/Fl/Vl the local shares of the
 attention channels, MLP width and vocabulary under tensor parallelism (tp).
 
-Parameters live in a dict keyed by the Hugging Face names of :mod:`fugaku_sim.train.sharding`
-(a rank holds its tensor-parallel part of each). Gradients accumulate into a dict of the same
-keys. Tensor parallelism follows Megatron-LM (Shoeybi et al. 2019, figure 3): in each block
+Parameters live in a dict keyed by the Hugging Face names of the tensor table
+(:mod:`fugaku_sim.tensors`; a rank holds its tensor-parallel part of each). Gradients
+accumulate into a dict of the same keys. Tensor parallelism follows Megatron-LM (Shoeybi et al. 2019, figure 3): in each block
 the column-parallel QKV and MLP input layers need no communication in the forward, the
 row-parallel output layers end with an all-reduce ("g"), and the input gradients of the
 column-parallel layers are all-reduced in the backward ("f"). With tp = 1 the all-reduce
@@ -23,8 +23,8 @@ from typing import NamedTuple
 import numpy as np
 
 from fugaku_sim.spec import ModelSpec
+from fugaku_sim.tensors import LM_HEAD, LN_F, WPE, WTE, layer_name, tensor_table
 from fugaku_sim.train import layers as L
-from fugaku_sim.train.sharding import LM_HEAD, LN_F, WPE, WTE, global_shapes, layer_name
 
 Params = dict[str, np.ndarray]
 INIT_STD = 0.02  # GPT-2 / Hugging Face GPT2Config.initializer_range
@@ -36,34 +36,36 @@ def init_std(name: str, model: ModelSpec) -> float | None:
     GPT-2 (Radford et al. 2019, section 2.3) scales the weights of the residual projections
     by 1/sqrt(N), N = 2 x layers residual layers; Hugging Face ``GPT2PreTrainedModel.
     _init_weights`` applies it to every ``c_proj.weight`` (std 0.02 / sqrt(2 layers)).
-    Biases start at 0 and layer-norm weights at 1.
+    Biases start at 0 and layer-norm weights at 1 (the table's ``init`` of each tensor).
     """
-    if name.endswith("c_proj.weight"):
+    init = tensor_table(model)[name].init
+    if init == "normal_residual":
         return INIT_STD / math.sqrt(2 * model.layers)
-    if name.endswith(".weight") and ".ln_" not in name and not name.startswith("transformer.ln_"):
-        return INIT_STD
-    return None
+    return INIT_STD if init == "normal" else None
 
 
 def init_param(name: str, model: ModelSpec, seed: int) -> np.ndarray:
     """The full (global) initial value of ``name``, FP32, independent of the layout.
 
     Each tensor draws from its own generator seeded by (seed, crc32(name)), so every rank of
-    every layout gets the same numbers for the part it holds.
+    every layout gets the same numbers for the part it holds; a tied copy draws those of
+    the tensor it copies.
     """
-    shape = global_shapes(model)[WTE if name == LM_HEAD else name]
-    std = init_std(name, model)
+    table = tensor_table(model)
+    source = table.source(name)
+    shape = table[source].shape
+    std = init_std(source, model)
     if std is None:
-        fill = 1.0 if name.endswith(".weight") else 0.0
+        fill = 1.0 if table[source].init == "ones" else 0.0
         return np.full(shape, fill, dtype=np.float32)
-    key = zlib.crc32((WTE if name == LM_HEAD else name).encode())
-    rng = np.random.default_rng([seed, key])
+    rng = np.random.default_rng([seed, zlib.crc32(source.encode())])
     return (rng.standard_normal(shape, dtype=np.float32) * np.float32(std)).astype(np.float32)
 
 
 def init_params(model: ModelSpec, seed: int) -> Params:
-    """Every global tensor of the model (single rank), Hugging Face names."""
-    return {name: init_param(name, model, seed) for name in global_shapes(model)}
+    """Every tensor of the model's checkpoint (single rank), Hugging Face names."""
+    return {name: init_param(name, model, seed)
+            for name in tensor_table(model).checkpoint_shapes()}
 
 
 # --------------------------------------------------------------------------- block
@@ -213,8 +215,8 @@ def _check_tokens(model: ModelSpec, tokens: np.ndarray) -> None:
 def forward_logits(params: Params, model_spec: ModelSpec, tokens: np.ndarray) -> np.ndarray:
     """Logits [B, T, V] of the full model on one rank; params in Hugging Face names.
 
-    Pure numpy, no MPI: the evaluator's entry point (with
-    :func:`fugaku_sim.train.checkpoint.load_consolidated`). Computes in the params' dtype.
+    Pure numpy, no MPI (params as :func:`fugaku_sim.tensors.consolidated.read_consolidated`
+    gives them). Computes in the params' dtype.
 
     Raises:
         ValueError: tokens not [B, T] with T <= seq_len, or ids outside the vocabulary.
@@ -225,7 +227,7 @@ def forward_logits(params: Params, model_spec: ModelSpec, tokens: np.ndarray) ->
     for layer in range(model_spec.layers):
         x, _ = block_forward(params, layer, x, model_spec.heads)
     h, _ = L.layernorm_forward(x, params[LN_F[0]], params[LN_F[1]])
-    return h @ params[WTE].T  # [B, T, V]
+    return h @ params[tensor_table(model_spec).source(LM_HEAD)].T  # [B, T, V]
 
 
 def loss_and_grads(
@@ -233,7 +235,7 @@ def loss_and_grads(
 ) -> tuple[float, Params]:
     """Mean cross-entropy and the gradient of every parameter, single rank (tests, reference).
 
-    tokens, targets [B, T]. The tied embedding gets both its gradients.
+    tokens, targets [B, T]. A tied embedding gets both its gradients.
     """
     _check_tokens(model_spec, tokens)
     grads = {k: np.zeros_like(v) for k, v in params.items()}
@@ -242,7 +244,7 @@ def loss_and_grads(
     for layer in range(model_spec.layers):
         x, c = block_forward(params, layer, x, model_spec.heads)
         caches.append(c)
-    loss, c_head = head_forward(params, x, targets)
+    loss, c_head = head_forward(params, x, targets, head=tensor_table(model_spec).source(LM_HEAD))
     dx = head_backward(1.0, c_head, grads, params)
     for layer in reversed(range(model_spec.layers)):
         dx = block_backward(dx, caches[layer], grads, layer)

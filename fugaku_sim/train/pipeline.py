@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from fugaku_sim.parallel import PipelineOp, pipeline_schedule
+from fugaku_sim.parallel import ModelChunk, PipelineOp, pipeline_schedule
 from fugaku_sim.spec import Layout, ModelSpec
 from fugaku_sim.train.comm import PipelineLinks
 from fugaku_sim.train.grad_reduce import GradReducer
-from fugaku_sim.train.stage import Chunk, StageModel
+from fugaku_sim.train.stage import StageModel
 from fugaku_sim.train.timers import Timers
 
 MicroBatch = tuple[np.ndarray, np.ndarray]  # tokens [b, T], targets [b, T]
@@ -42,7 +42,7 @@ class PipelineRunner:
     def _rank_of(self, virtual: int) -> int:
         return self.ranks[virtual % self.layout.pp]
 
-    def _input(self, chunk: Chunk, mb: int, batches: list[MicroBatch] | None,
+    def _input(self, chunk: ModelChunk, mb: int, batches: list[MicroBatch] | None,
                size: int) -> np.ndarray:
         if chunk.first:
             assert batches is not None
@@ -72,7 +72,7 @@ class PipelineRunner:
             self.links.wait_all()
         return loss_sum
 
-    def _forward(self, op: PipelineOp, chunk: Chunk, batches: list[MicroBatch] | None,
+    def _forward(self, op: PipelineOp, chunk: ModelChunk, batches: list[MicroBatch] | None,
                  size: int) -> float:
         inp = self._input(chunk, op.micro_batch, batches, size)
         targets = batches[op.micro_batch][1] if chunk.last and batches is not None else None
@@ -84,7 +84,7 @@ class PipelineRunner:
         self.links.send(out, self._rank_of(chunk.virtual + 1), 2 * chunk.virtual)
         return 0.0
 
-    def _backward(self, op: PipelineOp, chunk: Chunk, size: int, dloss: float,
+    def _backward(self, op: PipelineOp, chunk: ModelChunk, size: int, dloss: float,
                   ready: Any) -> None:
         dout = None
         if not chunk.last:

@@ -1,83 +1,40 @@
 """The part of the model one rank holds: its model chunks, their parameters and caches.
 
-A pipeline stage holds the layers ``stage_layers`` gives it (one chunk, or ``virtual_stages``
-chunks under the interleaved schedule); virtual stage 0 also holds the embeddings and the last
-virtual stage the final layer norm and the tied LM head. Under tensor parallelism every tensor
-is this rank's part (:mod:`fugaku_sim.train.sharding`). The forward of micro-batch ``mb``
-through a chunk keeps its caches until the backward of the same pair; a stage that
-recomputes keeps only each layer's input and reruns the layer's forward just before its
-backward (full activation recomputation, Chen et al. 2016; Megatron-LM), timed as
-``recompute``.
+A pipeline stage holds the model chunks :func:`fugaku_sim.tensors.layout_chunks` gives it
+(one, or ``virtual_stages`` under the interleaved schedule); virtual stage 0 also holds the
+embeddings and the last virtual stage the final layer norm and the LM head. Which tensors
+that is, and this rank's tensor-parallel part of each, come from the model's tensor table
+(:mod:`fugaku_sim.tensors`). The forward of micro-batch ``mb`` through a chunk keeps its
+caches until the backward of the same pair; a stage that recomputes keeps only each layer's
+input and reruns the layer's forward just before its backward (full activation
+recomputation, Chen et al. 2016; Megatron-LM), timed as ``recompute``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from fugaku_sim.parallel import stage_layers
+from fugaku_sim.parallel import ModelChunk
 from fugaku_sim.spec import Layout, ModelSpec
+from fugaku_sim.tensors import LM_HEAD, WTE, held_tensors, layout_chunks, tensor_table
 from fugaku_sim.train import model as M
 from fugaku_sim.train.buffers import FlatParams
 from fugaku_sim.train.layers import AllReduce, no_allreduce
-from fugaku_sim.train.sharding import (
-    LM_HEAD,
-    LN_F,
-    WPE,
-    WTE,
-    global_shapes,
-    layer_shapes,
-    local_shape,
-    split_kind,
-)
 from fugaku_sim.train.timers import Timers
 
 GradsReady = Callable[[list[str]], None]
 
 
-@dataclass(frozen=True)
-class Chunk:
-    """One model chunk of a stage: its layers and whether it holds the embedding or head."""
-
-    index: int  # chunk number on this stage
-    virtual: int  # position along the model: index x pp + stage
-    layers: range
-    first: bool
-    last: bool
-
-
-def stage_chunks(model: ModelSpec, layout: Layout, stage: int) -> list[Chunk]:
-    """The chunks of ``stage`` (one unless the schedule is interleaved)."""
-    chunks = layout.virtual_stages if layout.schedule == "interleaved" else 1
-    total = layout.pp * chunks
-    out = []
-    for c in range(chunks):
-        v = c * layout.pp + stage
-        out.append(Chunk(c, v, stage_layers(model.layers, layout.pp, stage, chunks, c),
-                         v == 0, v == total - 1))
-    return out
-
-
-def stage_tensor_names(model: ModelSpec, chunks: list[Chunk]) -> list[str]:
+def stage_tensor_names(model: ModelSpec, chunks: list[ModelChunk]) -> list[str]:
     """Global names of the tensors a stage holds, in flat-buffer (forward) order.
 
-    The head uses ``wte`` itself when the stage also holds the embedding, else its copy
-    ``lm_head.weight``.
+    The head uses ``wte`` itself when the stage also holds the embedding, else the tied
+    copy ``lm_head.weight`` (or, untied, its own ``lm_head.weight``).
     """
-    names: list[str] = []
-    if any(c.first for c in chunks):
-        names += [WTE, WPE]
-    for c in chunks:
-        for layer in c.layers:
-            names += list(layer_shapes(model, layer))
-    if any(c.last for c in chunks):
-        names += list(LN_F)
-        if WTE not in names:
-            names.append(LM_HEAD)
-    return names
+    return [r.name for r in held_tensors(tensor_table(model), chunks)]
 
 
 class StageModel:
@@ -87,14 +44,15 @@ class StageModel:
                  flat: FlatParams, recompute: bool, timers: Timers,
                  allreduce: AllReduce = no_allreduce) -> None:
         self.model, self.layout, self.flat = model, layout, flat
-        self.chunks = stage_chunks(model, layout, stage)
+        self.chunks = layout_chunks(model, layout, stage)
         self.heads = model.heads // layout.tp
         self.vocab_start = tp_rank * (model.vocab // layout.tp)
-        self.head_name = WTE if WTE in flat.params else LM_HEAD
+        self.table = tensor_table(model)
+        self.head_name = LM_HEAD if LM_HEAD in flat.params else WTE
         self.recompute, self.timers, self.allreduce = recompute, timers, allreduce
         self._saved: dict[tuple[int, int], Any] = {}
 
-    def forward(self, chunk: Chunk, mb: int, inp: np.ndarray,
+    def forward(self, chunk: ModelChunk, mb: int, inp: np.ndarray,
                 targets: np.ndarray | None, keep: bool = True) -> np.ndarray | float:
         """Run ``chunk`` on micro-batch ``mb``: tokens [b, T] (first chunk) or x [b, T, C].
 
@@ -122,7 +80,7 @@ class StageModel:
             self._saved[(mb, chunk.index)] = (emb, saved, head)
         return loss
 
-    def backward(self, chunk: Chunk, mb: int, dout: np.ndarray | None, dloss: float,
+    def backward(self, chunk: ModelChunk, mb: int, dout: np.ndarray | None, dloss: float,
                  ready: GradsReady | None = None) -> np.ndarray | None:
         """Backward of ``chunk`` for ``mb``: adds parameter gradients into the flat buffer.
 
@@ -135,7 +93,7 @@ class StageModel:
         p, g, ar = self.flat.params, self.flat.grads, self.allreduce
         if chunk.last:
             dout = M.head_backward(dloss, head, g, p, ar)
-            _notify(ready, [*LN_F, self.head_name] if self.head_name != WTE else list(LN_F))
+            _notify(ready, self._held(self.table.part("head")))
         assert dout is not None
         for layer, item in zip(reversed(chunk.layers), reversed(saved)):
             cache = item
@@ -143,12 +101,15 @@ class StageModel:
                 with self.timers.region("recompute"):
                     _, cache = M.block_forward(p, layer, item, self.heads, ar)
             dout = M.block_backward(dout, cache, g, layer, ar)
-            _notify(ready, list(layer_shapes(self.model, layer)))
+            _notify(ready, [r.name for r in self.table.block(layer)])
         if chunk.first:
             M.embed_backward(dout, emb, g)
-            _notify(ready, [WTE, WPE])
+            _notify(ready, self._held(self.table.part("embedding")))
             return None
         return dout
+
+    def _held(self, rows: list[Any]) -> list[str]:
+        return [r.name for r in rows if r.name in self.flat.params]
 
     def pending(self) -> int:
         """Micro-batches whose forward has run and backward has not."""
@@ -162,27 +123,23 @@ def _notify(ready: GradsReady | None, names: list[str]) -> None:
 
 def local_entries(model: ModelSpec, names: list[str], tp: int) -> list[tuple[str, tuple[int, ...]]]:
     """(name, local shape) of each tensor under ``tp``-way tensor parallelism."""
-    shapes = global_shapes(model)
-    return [(n, local_shape(n, shapes[WTE if n == LM_HEAD else n], tp)) for n in names]
+    table = tensor_table(model)
+    return [(n, table[n].local_shape(tp)) for n in names]
 
 
-def norm_names(names: list[str], tp_rank: int, tied_copy: bool) -> set[str]:
+def norm_names(model: ModelSpec, names: list[str], tp_rank: int) -> set[str]:
     """Tensors whose gradients this rank counts in the global gradient norm.
 
     Tensor-split tensors count on every tensor rank (each holds a different part);
-    replicated ones only on tensor rank 0; the last stage's copy of the tied embedding not
-    at all (the first stage counts it), so that each parameter counts once.
+    replicated ones only on tensor rank 0; a tied copy not at all (the stage holding what it
+    copies counts it), so that each parameter counts once.
     """
-    out = set()
-    for n in names:
-        if n == LM_HEAD and tied_copy:
-            continue
-        if split_kind(n) != "rep" or tp_rank == 0:
-            out.add(n)
-    return out
+    table = tensor_table(model)
+    return {n for n in names if table[n].tied_to is None
+            and (table[n].split.kind != "rep" or tp_rank == 0)}
 
 
-def decay_names(names: list[str]) -> set[str]:
-    """Tensors with weight decay: the matrices and embeddings (two or more dimensions)."""
-    return {n for n in names if n.endswith(".weight") and ".ln_" not in n
-            and not n.startswith("transformer.ln_")}
+def decay_names(model: ModelSpec, names: list[str]) -> set[str]:
+    """Tensors with weight decay (the matrices and embeddings, as the table marks them)."""
+    table = tensor_table(model)
+    return {n for n in names if table[n].decay}

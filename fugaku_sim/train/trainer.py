@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from fugaku_sim.io import write_json
+from fugaku_sim.tensors import layout_chunks, tensor_table, tied_names
 from fugaku_sim.train import checkpoint as ckpt
 from fugaku_sim.train.buffers import FlatParams
 from fugaku_sim.train.comm import PipelineLinks, TensorAllReduce, build_comms
@@ -33,13 +34,11 @@ from fugaku_sim.train.model import init_param
 from fugaku_sim.train.optimizer import Optimizer
 from fugaku_sim.train.pipeline import MicroBatch, PipelineRunner
 from fugaku_sim.train.run_plan import Plan
-from fugaku_sim.train.sharding import LM_HEAD, WTE, shard
 from fugaku_sim.train.stage import (
     StageModel,
     decay_names,
     local_entries,
     norm_names,
-    stage_chunks,
     stage_tensor_names,
 )
 from fugaku_sim.train.timers import BREAKDOWN_KEYS, Timers
@@ -61,7 +60,8 @@ class Trainer:
         self.timers = Timers(MPI.Wtime)
         self.stage, self.tp_rank, self.dp_rank = c.coords.pp, c.coords.tp, c.coords.dp
         self.m = train.global_batch // (train.micro_batch * layout.dp)
-        names = stage_tensor_names(model, stage_chunks(model, layout, self.stage))
+        self.table = tensor_table(model)
+        names = stage_tensor_names(model, layout_chunks(model, layout, self.stage))
         self.flat = FlatParams(local_entries(model, names, layout.tp), pad_to=layout.dp)
         recompute = self.stage in train.recompute_stage_set(layout.pp)
         allreduce = TensorAllReduce(c.tp, self.timers)
@@ -69,7 +69,7 @@ class Trainer:
                              self.timers, allreduce)
         self.runner = PipelineRunner(model, layout, self.stage, c.pipeline_ranks, self.sm,
                                      PipelineLinks(world, self.timers), self.timers, self.m)
-        tied = frozenset({WTE, LM_HEAD} & set(names)) if layout.pp > 1 else frozenset()
+        tied = tied_names(model, layout) & set(names)
         self.reducer = GradReducer(self.flat, c.dp, c.embed, train.zero_stage,
                                    train.overlap_grad_reduce, train.grad_bucket_MB * 2**20,
                                    tied, self.timers)
@@ -77,8 +77,8 @@ class Trainer:
         a, b = self.reducer.owned
         self.update_range = (a, b) if self.sharded else (0, self.flat.padded)
         self.optimizer = Optimizer(train, self.update_range[1] - self.update_range[0])
-        self.decay = self.flat.mask(decay_names(names))
-        self.norm_mask = self.flat.mask(norm_names(names, self.tp_rank, tied_copy=True))
+        self.decay = self.flat.mask(decay_names(model, names))
+        self.norm_mask = self.flat.mask(norm_names(model, names, self.tp_rank))
         self.is_first = any(ch.first for ch in self.sm.chunks)
         self.is_last = any(ch.last for ch in self.sm.chunks)
         self.step = 0
@@ -92,14 +92,16 @@ class Trainer:
         p = self.plan
         for name in self.flat.names:
             full = init_param(name, p.model, p.train.seed)
-            self.flat.params[name][...] = shard(name, full, p.layout.tp, self.tp_rank)
+            self.flat.params[name][...] = self.table.shard(name, full, p.layout.tp, self.tp_rank)
 
     def load(self, directory: Path) -> None:
         """Resume from a checkpoint of any layout (re-sharding its full tensors)."""
-        state = ckpt.read_global_state(directory, optimizer=self.optimizer.exp_avg.size > 0)
+        state = ckpt.read_global_state(directory, self.plan.model,
+                                       optimizer=self.optimizer.exp_avg.size > 0)
         tp = self.plan.layout.tp
         for name in self.flat.names:
-            self.flat.params[name][...] = ckpt.local_part(name, state.params, tp, self.tp_rank)
+            self.flat.params[name][...] = ckpt.local_part(self.table, name, state.params, tp,
+                                                          self.tp_rank)
         a, b = self.update_range
         for full, target in ((state.exp_avg, self.optimizer.exp_avg),
                              (state.exp_avg_sq, self.optimizer.exp_avg_sq)):
@@ -108,7 +110,7 @@ class Trainer:
             local = np.zeros(self.flat.padded, dtype=np.float32)
             for name in self.flat.names:
                 s, e = self.flat.offsets[name]
-                local[s:e] = ckpt.local_part(name, full, tp, self.tp_rank).ravel()
+                local[s:e] = ckpt.local_part(self.table, name, full, tp, self.tp_rank).ravel()
             target[...] = local[a:b]
         self.step = state.step
 
@@ -119,7 +121,8 @@ class Trainer:
         opt = self.optimizer
         return ckpt.RankState(
             self.tp_rank, self.stage, self.dp_rank, flat, self.flat.padded,
-            dict(self.flat.params) if self.dp_rank == 0 else {}, (a, b),
+            {n: v for n, v in self.flat.params.items() if self.table[n].tied_to is None}
+            if self.dp_rank == 0 else {}, (a, b),
             opt.exp_avg if keep_opt and opt.exp_avg.size else None,
             opt.exp_avg_sq if keep_opt and opt.exp_avg_sq.size else None)
 
@@ -304,7 +307,7 @@ class Trainer:
     def finish(self, final: Path, log: MetricsLog | None, start: int) -> dict[str, Any]:
         """Rank 0: consolidated Hugging Face file and summary.json."""
         p = self.plan
-        ckpt.write_consolidated(final, p.opts.out / "model.safetensors", p.model)
+        ckpt.consolidate(final, p.opts.out / "model.safetensors", p.model)
         records = log.records if log is not None else []
         if log is not None:
             log.close()

@@ -121,11 +121,11 @@ def write_data_dir(root: str | Path, seed: int = 0, docs_per_domain: int = 40,
 def random_params(spec: ModelSpec, seed: int) -> dict[str, np.ndarray]:
     """GPT-2-style random weights (normal, std 0.02; layer norms perturbed around 1 and 0 so
     that tests exercise them), float32, with the checkpoint's names and shapes."""
-    from fugaku_sim.evaluate.checkpoint import expected_shapes
+    from fugaku_sim.tensors import tensor_table
 
     rng = np.random.default_rng(seed)
     params: dict[str, np.ndarray] = {}
-    for name, shape in expected_shapes(spec).items():
+    for name, shape in tensor_table(spec).checkpoint_shapes().items():
         if ".ln_" in name and name.endswith(".weight"):
             arr = 1.0 + 0.1 * rng.standard_normal(shape)
         else:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fugaku_sim.evaluate.checkpoint import load_checkpoint, save_checkpoint
+from fugaku_sim.tensors.consolidated import write_consolidated
 from tests.evaluate.synthetic import random_params
 
 FAST = ["--max-docs", "10", "--choice-items", "5", "--max-problems", "3",
@@ -19,7 +19,7 @@ FAST = ["--max-docs", "10", "--choice-items", "5", "--max-problems", "3",
 @pytest.fixture(scope="module")
 def checkpoint(tiny_spec, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("ckpt") / "model.safetensors"
-    save_checkpoint(path, tiny_spec, random_params(tiny_spec, seed=9))
+    write_consolidated(path, tiny_spec, random_params(tiny_spec, seed=9))
     return path
 
 
@@ -126,7 +126,7 @@ def test_tokenizer_larger_than_the_model_vocabulary(run_cli, tiny_data, tmp_path
     from fugaku_sim.spec import ModelSpec
 
     small = ModelSpec(name="small-vocab", layers=1, hidden=16, heads=2, seq_len=16, vocab=100)
-    save_checkpoint(tmp_path / "m.safetensors", small, random_params(small, seed=0))
+    write_consolidated(tmp_path / "m.safetensors", small, random_params(small, seed=0))
     _fails(run_cli, "--checkpoint", str(tmp_path / "m.safetensors"), "--data", str(tiny_data),
            message="do not fit the model's vocabulary of 100")
 
@@ -144,13 +144,3 @@ def test_extra_tensor_in_checkpoint(run_cli, tiny_spec, tiny_data, tmp_path):
               metadata={"model_spec": tiny_spec.model_dump_json()})
     _fails(run_cli, "--checkpoint", str(tmp_path / "extra.safetensors"), "--data",
            str(tiny_data), message="unexpected tensor transformer.h.9.extra")
-
-
-def test_trainers_loader_reads_our_checkpoint_format(checkpoint):
-    """One file format: the trainer's consolidated loader reads what save_checkpoint writes."""
-    from fugaku_sim.train.checkpoint import load_consolidated
-
-    spec, params = load_consolidated(checkpoint)
-    our_spec, ours = load_checkpoint(checkpoint)
-    assert spec == our_spec and set(params) == set(ours)
-    assert all(np.array_equal(params[k], ours[k]) for k in ours)

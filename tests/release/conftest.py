@@ -21,17 +21,17 @@ def rel_spec() -> ModelSpec:
 @pytest.fixture(scope="session")
 def rel_inputs(tmp_path_factory: pytest.TempPathFactory, rel_spec: ModelSpec) -> dict[str, Path]:
     """Data directory, checkpoint of random weights and its eval.json (real evaluation)."""
-    from fugaku_sim.evaluate.checkpoint import save_checkpoint
     from fugaku_sim.evaluate.gpt import GPT
     from fugaku_sim.evaluate.heldout import DataDir
     from fugaku_sim.evaluate.runner import EvalOptions, evaluate_model, write_results
     from fugaku_sim.evaluate.tokenizer import Tokenizer
+    from fugaku_sim.tensors.consolidated import write_consolidated
     from tests.evaluate.synthetic import random_params, write_data_dir
 
     root = tmp_path_factory.mktemp("release-inputs")
     data = write_data_dir(root / "data", seed=5)
     params = random_params(rel_spec, seed=11)
-    save_checkpoint(root / "model.safetensors", rel_spec, params)
+    write_consolidated(root / "model.safetensors", rel_spec, params)
     dd = DataDir.open(data)
     result = evaluate_model(GPT(rel_spec, params), Tokenizer(data / "tokenizer.model"), dd,
                             EvalOptions(**FAST_EVAL), str(root / "model.safetensors"))

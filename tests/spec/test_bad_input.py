@@ -15,6 +15,7 @@ from fugaku_sim.spec.load import REPO_CLUSTER_DIR
 FUGAKU = yaml.safe_load((REPO_CLUSTER_DIR / "fugaku.yaml").read_text())
 LLM = ["--model", "fugaku-llm-13b"]
 PROD = [*LLM, "--tp", "6", "--pp", "8", "--dp", "288", "--global-batch", "2016"]
+SMALL = ["--model", "gpt2-small", "--tp", "1", "--pp", "1"]
 
 
 def _cluster(edit: Callable[[dict[str, Any]], None]) -> Callable[[Path], list[str]]:
@@ -103,6 +104,25 @@ CASES = {
         _args(*LLM, "--tp", "6", "--pp", "1", "--dp", "288", "--schedule", "interleaved",
               "--global-batch", "2016"), "layout.schedule: interleaved needs layout.pp >= 2"),
     "unknown schedule": (_args(*PROD, "--schedule", "zigzag"), "invalid choice: 'zigzag'"),
+    "noncont beyond the small groups": (
+        _args(*SMALL, "--dp", "512", "--global-batch", "512", "--allocation", "noncont"),
+        "layout.allocation: noncont allocation is not available for 512 nodes on fugaku"),
+    "noncont given a shape": (
+        _args(*SMALL, "--tp", "4", "--dp", "16", "--global-batch", "16", "--job-shape", "4x4x4",
+              "--allocation", "noncont"), "layout.job_shape: a noncont job asks for a node count"),
+    "allocation on a switched fabric": (
+        _args(*SMALL, "--cluster", "dgx-a100", "--dp", "8", "--global-batch", "8",
+              "--allocation", "torus"), "layout.allocation: dgx-a100 is a switched fabric"),
+    "unknown allocation": (_args(*PROD, "--allocation", "mesh"), "invalid choice: 'mesh'"),
+    "resource group upside down": (
+        _cluster(_set("allocation.resource_groups.0.min_nodes", 500)),
+        "allocation.resource_groups.0.max_nodes: 384 is below min_nodes (500)"),
+    "resource group beyond the machine": (
+        _cluster(_set("allocation.resource_groups.1.max_nodes", 100000)),
+        "allocation.resource_groups.1.max_nodes: 100000 exceeds max_nodes (82944)"),
+    "unknown allocation method": (
+        _cluster(_set("allocation.resource_groups.0.kinds", ["noncont", "cube"])),
+        "allocation.resource_groups.0.kinds.1"),
 }
 
 

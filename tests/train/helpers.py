@@ -66,6 +66,7 @@ model:
   heads: 2
   seq_len: 8
   vocab: 64
+  tied_embeddings: {tied}
 train:
   global_batch: 8
   micro_batch: 2
@@ -76,9 +77,10 @@ train:
 """
 
 
-def write_model(path: Path, layers: int = 4) -> Path:
+def write_model(path: Path, layers: int = 4, tied: bool = True) -> Path:
     """A tiny model preset (layers divisible by 4 keeps pp=2 interleaving possible)."""
-    path.write_text(MICRO_MODEL_YAML.format(layers=layers), encoding="utf-8")
+    text = MICRO_MODEL_YAML.format(layers=layers, tied=str(tied).lower())
+    path.write_text(text, encoding="utf-8")
     return path
 
 

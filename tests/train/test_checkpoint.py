@@ -11,9 +11,10 @@ import pytest
 
 from fugaku_sim.errors import UserError
 from fugaku_sim.spec import ModelSpec
+from fugaku_sim.tensors import tensor_table
+from fugaku_sim.tensors.consolidated import read_consolidated
 from fugaku_sim.train import checkpoint as ckpt
 from fugaku_sim.train.model import forward_logits, init_params
-from fugaku_sim.train.sharding import shard
 
 SPEC = ModelSpec(name="t", layers=2, hidden=16, heads=2, seq_len=8, vocab=32)
 
@@ -25,7 +26,7 @@ def write_tp2_checkpoint(out: Path, step: int, spec: ModelSpec = SPEC) -> dict[s
     directory.mkdir(parents=True)
     files = {}
     for t in range(2):
-        local = {n: shard(n, v, 2, t) for n, v in params.items()}
+        local = {n: tensor_table(spec).shard(n, v, 2, t) for n, v in params.items()}
         flat, pos = [], 0
         for n, v in local.items():
             flat.append((n, pos, pos + v.size, v.shape))
@@ -41,12 +42,12 @@ def write_tp2_checkpoint(out: Path, step: int, spec: ModelSpec = SPEC) -> dict[s
 
 def test_shards_reassemble(tmp_path: Path) -> None:
     params = write_tp2_checkpoint(tmp_path, 3)
-    state = ckpt.read_global_state(ckpt.step_dir(tmp_path, 3))
+    state = ckpt.read_global_state(ckpt.step_dir(tmp_path, 3), SPEC)
     assert state.step == 3 and set(state.params) == set(params)
     for n, v in params.items():
         np.testing.assert_array_equal(state.params[n], v)
         np.testing.assert_array_equal(state.exp_avg[n], v * 0.5)
-    part = ckpt.local_part("lm_head.weight", state.params, 2, 1)
+    part = ckpt.local_part(tensor_table(SPEC), "lm_head.weight", state.params, 2, 1)
     np.testing.assert_array_equal(part, params["transformer.wte.weight"][16:])
 
 
@@ -78,8 +79,8 @@ def test_checkpoint_of_another_model(tmp_path: Path) -> None:
 def test_consolidated_file_round_trip(tmp_path: Path) -> None:
     params = write_tp2_checkpoint(tmp_path, 1)
     path = tmp_path / "model.safetensors"
-    ckpt.write_consolidated(ckpt.step_dir(tmp_path, 1), path, SPEC)
-    spec, tensors = ckpt.load_consolidated(path)
+    ckpt.consolidate(ckpt.step_dir(tmp_path, 1), path, SPEC)
+    spec, tensors = read_consolidated(path)
     assert spec == SPEC
     assert list(tensors) == list(params) or set(tensors) == set(params)
     assert tensors["transformer.h.0.attn.c_attn.weight"].shape == (16, 48)
@@ -92,7 +93,7 @@ def test_consolidated_file_round_trip(tmp_path: Path) -> None:
     with safe_open(str(path), framework="np") as f:
         assert json.loads(f.metadata()["model_spec"])["name"] == "t"
     with pytest.raises(UserError):
-        ckpt.load_consolidated(tmp_path / "missing.safetensors")
+        read_consolidated(tmp_path / "missing.safetensors")
 
 
 @pytest.mark.interop
@@ -101,8 +102,8 @@ def test_consolidated_file_loads_into_transformers(tmp_path: Path) -> None:
     transformers = pytest.importorskip("transformers")
     write_tp2_checkpoint(tmp_path, 1)
     path = tmp_path / "model.safetensors"
-    ckpt.write_consolidated(ckpt.step_dir(tmp_path, 1), path, SPEC)
-    spec, tensors = ckpt.load_consolidated(path)
+    ckpt.consolidate(ckpt.step_dir(tmp_path, 1), path, SPEC)
+    spec, tensors = read_consolidated(path)
     config = transformers.GPT2Config(vocab_size=spec.vocab, n_positions=spec.seq_len,
                                      n_embd=spec.hidden, n_layer=spec.layers,
                                      n_head=spec.heads, activation_function="gelu_new")

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from fugaku_sim.spec import ModelSpec
+from fugaku_sim.tensors import LM_HEAD, WTE, tensor_table
 from fugaku_sim.train import model as M
-from fugaku_sim.train.sharding import LM_HEAD, WTE, global_shapes, shard, split_kind, unshard
 
 from .helpers import run_ranks
 from .test_layers import assert_close, numeric_grad
@@ -66,7 +66,7 @@ def test_forward_logits_rejects_bad_tokens() -> None:
 def test_initialisation_follows_gpt2() -> None:
     spec = ModelSpec(name="t", layers=4, hidden=64, heads=4, seq_len=32, vocab=256)
     params = M.init_params(spec, 7)
-    assert set(params) == set(global_shapes(spec))
+    assert set(params) == set(tensor_table(spec).checkpoint_shapes())
     assert all(p.dtype == np.float32 for p in params.values())
     assert params[WTE].std() == pytest.approx(0.02, rel=0.05)
     proj = params["transformer.h.0.mlp.c_proj.weight"]
@@ -78,27 +78,16 @@ def test_initialisation_follows_gpt2() -> None:
     np.testing.assert_array_equal(M.init_param(LM_HEAD, spec, 7), params[WTE])
 
 
-@pytest.mark.parametrize("name", list(global_shapes(TINY)))
-def test_shard_round_trip(name: str) -> None:
-    full = np.arange(math.prod(global_shapes(TINY)[name]), dtype=np.float64)
-    full = full.reshape(global_shapes(TINY)[name])
-    parts = [shard(name, full, 2, i) for i in range(2)]
-    np.testing.assert_array_equal(unshard(name, parts), full)
-    if split_kind(name) == "qkv":  # rank 0 holds head 0 of q, k and v
-        c = TINY.hidden
-        cols = list(range(0, c // 2)) + list(range(c, c + c // 2)) + list(range(2 * c, 2 * c + c // 2))
-        np.testing.assert_array_equal(parts[0], full[..., cols])
-
-
 def test_tensor_parallel_model_equals_single_rank() -> None:
     """tp = 2 (threads sharing an all-reduce) gives the loss and the gradients of tp = 1."""
     spec = ModelSpec(name="t", layers=2, hidden=8, heads=2, seq_len=6, vocab=12, ffn_hidden=16)
     params = params64(spec)
     tokens, targets = tiny_batch(spec)
     loss, grads = M.loss_and_grads(params, spec, tokens, targets)
+    table = tensor_table(spec)
 
     def rank(i: int, allreduce: M.L.AllReduce) -> tuple[float, M.Params]:
-        p = {k: shard(k, v, 2, i) for k, v in params.items()}
+        p = {k: table.shard(k, v, 2, i) for k, v in params.items()}
         g = {k: np.zeros_like(v) for k, v in p.items()}
         v0 = i * spec.vocab // 2
         x, c_emb = M.embed_forward(p, tokens, v0, allreduce)
@@ -116,7 +105,7 @@ def test_tensor_parallel_model_equals_single_rank() -> None:
     results = run_ranks(2, rank)
     for name in params:
         assert results[0][0] == pytest.approx(loss, rel=1e-12)
-        got = unshard(name, [results[0][1][name], results[1][1][name]])
+        got = table.unshard(name, [results[0][1][name], results[1][1][name]])
         np.testing.assert_allclose(got, grads[name], rtol=1e-9, atol=1e-12, err_msg=name)
 
 

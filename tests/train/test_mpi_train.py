@@ -8,6 +8,7 @@ Each test spawns ``mpiexec -n N`` with a timeout; commands of one rank count sha
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -94,9 +95,9 @@ def grad_norms(out: Path) -> list[float]:
 
 
 def weights(out: Path) -> dict[str, np.ndarray]:
-    from fugaku_sim.train.checkpoint import load_consolidated
+    from fugaku_sim.tensors.consolidated import read_consolidated
 
-    return load_consolidated(out / "model.safetensors")[1]
+    return read_consolidated(out / "model.safetensors")[1]
 
 
 def layout_args(tp: int, pp: int, dp: int) -> list[str]:
@@ -124,6 +125,43 @@ def check_equivalent(job: dict[str, Any], n: int, layouts: list[Any]) -> None:
         assert summary["world"] == n
         assert summary["final_valid_loss"] is not None
         check_breakdown(out, *layout)
+        check_shard_sizes(out, job["model"], n, *layout)
+
+
+def check_shard_sizes(out: Path, model: Path, n: int, tp: int, pp: int, dp: int,
+                      extra: list[str]) -> None:
+    """``check --json``'s parameters per rank of each stage are the sizes of the tensors in
+    that rank's shard file (its flat buffer; the saved tensors plus any tied copy)."""
+    import contextlib
+    import io
+
+    from safetensors import safe_open
+
+    from fugaku_sim.cli import main
+    from fugaku_sim.spec import load_model
+    from fugaku_sim.tensors import tensor_table
+
+    table = tensor_table(load_model(str(model)))
+    text = io.StringIO()
+    with contextlib.redirect_stdout(text):
+        assert main(["check", "--cluster", "local", "--model", str(model), "--json",
+                     "--processes-per-node", str(n), *layout_args(tp, pp, dp), *extra]) == 0
+    per_stage = json.loads(text.getvalue())["parameters_per_rank_by_stage"]
+    assert len(per_stage) == pp
+    final = sorted((out / "checkpoints").iterdir())[-1]
+    seen = set()
+    for path in sorted(final.glob("rank_*.safetensors")):
+        with safe_open(str(path), "np") as f:
+            meta = f.metadata()
+            t, stage, d = json.loads(meta["coords"])
+            seen.add((t, stage))
+            flat = {name: end - start for name, start, end, _ in json.loads(meta["flat"])}
+            assert sum(flat.values()) == per_stage[stage], path.name
+            if d == 0:  # the tensors saved: all but a tied copy
+                saved = {k[6:]: math.prod(f.get_slice(k).get_shape())
+                         for k in f.keys() if k.startswith("param/")}  # noqa: SIM118
+                assert saved == {k: v for k, v in flat.items() if table[k].tied_to is None}
+    assert seen == {(t, p) for t in range(tp) for p in range(pp)}  # every rank of dp rank 0
 
 
 def check_breakdown(out: Path, tp: int, pp: int, dp: int, extra: list[str]) -> None:
@@ -174,6 +212,26 @@ def test_layouts_of_two_ranks_match_one(job: dict[str, Any]) -> None:
 
 def test_layouts_of_four_ranks_match_one(job: dict[str, Any]) -> None:
     check_equivalent(job, 4, LAYOUTS_4)
+
+
+def test_untied_head_under_tensor_and_pipeline_parallelism(job: dict[str, Any]) -> None:
+    """With untied embeddings the head is a tensor of its own (no sum between stages, its
+    own initialisation, saved and consolidated): tp 2 x pp 2 gives the single-rank run."""
+    root = job["root"]
+    model = write_model(root / "untied.yaml", tied=False)
+    base = [a if a != str(job["model"]) else str(model) for a in job["base"]]
+    ref, out = root / "untied_ref", root / "untied_tp2_pp2"
+    r = mpirun(1, [[*base, "--out", str(ref)]])
+    assert r.returncode == 0, r.stderr[-3000:]
+    r = mpirun(4, [[*base, *layout_args(2, 2, 1), "--out", str(out)]])
+    assert r.returncode == 0, r.stderr[-3000:]
+    np.testing.assert_allclose(losses(out), losses(ref), rtol=REL)
+    np.testing.assert_allclose(grad_norms(out), grad_norms(ref), rtol=1e-4)
+    ref_w, w = weights(ref), weights(out)
+    assert not np.allclose(ref_w["lm_head.weight"], ref_w["transformer.wte.weight"])
+    for name, value in ref_w.items():
+        np.testing.assert_allclose(w[name], value, rtol=0, atol=2e-4, err_msg=name)
+    check_shard_sizes(out, model, 4, 2, 2, 1, [])
 
 
 def test_resume_is_exact_and_reshards(job: dict[str, Any]) -> None:

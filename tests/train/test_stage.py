@@ -6,15 +6,14 @@ import numpy as np
 import pytest
 
 from fugaku_sim.spec import Layout, ModelSpec
+from fugaku_sim.tensors import LM_HEAD, WPE, WTE, layout_chunks
 from fugaku_sim.train.buffers import FlatParams
 from fugaku_sim.train.model import init_params, loss_and_grads
-from fugaku_sim.train.sharding import LM_HEAD, WPE, WTE
 from fugaku_sim.train.stage import (
     StageModel,
     decay_names,
     local_entries,
     norm_names,
-    stage_chunks,
     stage_tensor_names,
 )
 from fugaku_sim.train.timers import Timers
@@ -24,30 +23,30 @@ SPEC = ModelSpec(name="t", layers=4, hidden=16, heads=2, seq_len=8, vocab=32)
 
 def test_tensors_by_stage() -> None:
     layout = Layout(pp=2)
-    first = stage_tensor_names(SPEC, stage_chunks(SPEC, layout, 0))
-    last = stage_tensor_names(SPEC, stage_chunks(SPEC, layout, 1))
+    first = stage_tensor_names(SPEC, layout_chunks(SPEC, layout, 0))
+    last = stage_tensor_names(SPEC, layout_chunks(SPEC, layout, 1))
     assert first[:2] == [WTE, WPE] and LM_HEAD not in first
     assert last[-1] == LM_HEAD and "transformer.ln_f.weight" in last
     assert {n.split(".")[2] for n in first if n.startswith("transformer.h.")} == {"0", "1"}
     inter = Layout(pp=2, schedule="interleaved", virtual_stages=2)
-    chunks = stage_chunks(SPEC, inter, 0)
+    chunks = layout_chunks(SPEC, inter, 0)
     assert [(c.layers, c.first, c.last) for c in chunks] == [(range(0, 1), True, False),
                                                              (range(2, 3), False, False)]
-    single = stage_tensor_names(SPEC, stage_chunks(SPEC, Layout(), 0))
+    single = stage_tensor_names(SPEC, layout_chunks(SPEC, Layout(), 0))
     assert LM_HEAD not in single and single.count(WTE) == 1
 
 
 def test_norm_and_decay_sets() -> None:
     names = [WTE, WPE, "transformer.h.0.ln_1.weight", "transformer.h.0.attn.c_attn.weight",
              "transformer.h.0.attn.c_proj.bias", LM_HEAD]
-    assert norm_names(names, 0, tied_copy=True) == set(names) - {LM_HEAD}
-    assert norm_names(names, 1, tied_copy=True) == {WTE, "transformer.h.0.attn.c_attn.weight"}
-    assert decay_names(names) == {WTE, WPE, "transformer.h.0.attn.c_attn.weight", LM_HEAD}
+    assert norm_names(SPEC, names, 0) == set(names) - {LM_HEAD}
+    assert norm_names(SPEC, names, 1) == {WTE, "transformer.h.0.attn.c_attn.weight"}
+    assert decay_names(SPEC, names) == {WTE, WPE, "transformer.h.0.attn.c_attn.weight", LM_HEAD}
 
 
 def run_stage(recompute: bool) -> tuple[float, np.ndarray, Timers]:
     layout = Layout()
-    names = stage_tensor_names(SPEC, stage_chunks(SPEC, layout, 0))
+    names = stage_tensor_names(SPEC, layout_chunks(SPEC, layout, 0))
     flat = FlatParams(local_entries(SPEC, names, 1))
     params = init_params(SPEC, 5)
     for n in names:
@@ -84,7 +83,7 @@ def test_stage_matches_the_reference_model() -> None:
     seq = rng.integers(0, SPEC.vocab, size=(2, 2, SPEC.seq_len + 1)).reshape(4, -1)
     ref_loss, ref = loss_and_grads(params, SPEC, seq[:, :-1], seq[:, 1:])
     assert loss / 2 == pytest.approx(ref_loss, rel=1e-5)
-    names = stage_tensor_names(SPEC, stage_chunks(SPEC, Layout(), 0))
+    names = stage_tensor_names(SPEC, layout_chunks(SPEC, Layout(), 0))
     flat = FlatParams(local_entries(SPEC, names, 1))
     flat.grad[:] = grad
     for n in names:
