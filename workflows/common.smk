@@ -8,8 +8,10 @@ import sys
 
 from fugaku_sim.errors import UserError
 from fugaku_sim.spec import load_cluster, load_model
+from fugaku_sim.workflow.allocation import run_allocation
 from fugaku_sim.workflow.config import check_against_schema, load_workflow_config
 from fugaku_sim.workflow.launch import cli_command, resolve_launcher
+from fugaku_sim.workflow.rundir import work_folder
 
 
 def config_error(message):
@@ -25,6 +27,7 @@ except UserError as exc:
     config_error(exc)
 
 FS = cli_command()  # `<this venv's python> -m fugaku_sim.cli`: works without the venv on PATH
+FS1 = cli_command(single_thread=True)  # the same with one BLAS thread per process
 RUN = CFG.run_name
 ENV = "envs/fugaku-sim.yaml"  # relative to workflows/, where the rules live
 
@@ -33,19 +36,10 @@ for field, load in (("cluster", load_cluster), ("model", load_model)):
         load(getattr(CFG.train, field))
     except UserError as exc:  # the loaders name their command-line option: name the key
         config_error(f"train.{field}: {str(exc).removeprefix(f'--{field}: ')}")
-TRAIN_CLUSTER = load_cluster(CFG.train.cluster)
 TRAIN_VOCAB = load_model(CFG.train.model).vocab
-if TRAIN_CLUSTER.allocation.max_nodes == 1:
-    # one machine: every rank on it, however many cores it has
-    TRAIN_NODES, TRAIN_PPN = 1, CFG.train.ranks
-else:
-    TRAIN_PPN = TRAIN_CLUSTER.node.processes_per_node
-    TRAIN_NODES = -(-CFG.train.ranks // TRAIN_PPN)
+TRAIN_ALLOCATION = run_allocation(load_cluster(CFG.train.cluster), CFG.train.ranks)
 AUTO_LAYOUT = CFG.train.layout == "auto"
 FIXED_LAYOUT = {} if AUTO_LAYOUT else CFG.train.layout
-LAYOUT_SOURCE = (
-    "results/plan/train_plan.json" if AUTO_LAYOUT else "results/plan/train_layout_fixed.json"
-)
 
 
 def json_arg(section):
@@ -57,6 +51,16 @@ def json_arg(section):
 def mpi_launcher(wildcards, resources):
     """The profile's MPI launcher, a bare mpiexec made absolute (the venv need not be on PATH)."""
     return resolve_launcher(str(resources.mpi))
+
+
+def work_folder_of(name):
+    """A params function: the trainer's work folder beside input/output `name`'s folder."""
+    folder = folder_of(name)
+
+    def work(wildcards, input, output):
+        return str(work_folder(folder(wildcards, input, output)))
+
+    return work
 
 
 def folder_of(name, up=1):

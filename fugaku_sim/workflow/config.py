@@ -18,6 +18,7 @@ from pydantic import Field, ValidationError, create_model, model_validator
 
 from fugaku_sim.data.config import DataConfig
 from fugaku_sim.errors import SpecError
+from fugaku_sim.io import load_json
 from fugaku_sim.spec.base import SpecModel
 from fugaku_sim.spec.layout import Layout
 from fugaku_sim.spec.load import validation_message
@@ -131,7 +132,7 @@ def check_against_schema(data: dict[str, Any], source: str = "config") -> None:
     """
     import jsonschema
 
-    schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    schema = load_json(SCHEMA_PATH, str(SCHEMA_PATH), "reinstall fugaku-sim")
     validator = jsonschema.Draft202012Validator(schema)
     error = jsonschema.exceptions.best_match(validator.iter_errors(data))
     if error is None:
