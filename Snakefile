@@ -28,8 +28,8 @@ include: "workflows/data.smk"
 include: "workflows/plan.smk"
 include: "workflows/train.smk"
 include: "workflows/evaluate.smk"
-include: "workflows/release.smk"
 include: "workflows/compare.smk"
+include: "workflows/release.smk"
 
 
 # Small bookkeeping steps run where Snakemake runs, not as batch jobs: on Fugaku or Slurm
@@ -48,16 +48,16 @@ localrules:
 
 rule all:
     input:
-        "results/data/manifest.json",
-        "results/plan/plan.json",
-        "results/plan/plan.png",
-        "results/plan/plan.md",
-        "results/plan/campaign.json",
-        "results/plan/train_prediction.json",
-        "results/train/metrics.jsonl",
-        "results/train/loss.png",
-        "results/eval/eval.json",
-        f"results/release/{RUN}/SHA256SUMS",
-        f"results/release/{RUN}.verified",
-        "results/compare/run/compare.json",
+        rules.data_mix.output.manifest,
+        rules.plan_reference.output.plan,
+        rules.plan_reference.output.plot,
+        rules.plan_table.output.table,
+        rules.plan_campaign.output.campaign,
+        rules.predict_train.output.prediction,
+        rules.train.output.metrics,
+        rules.loss_plot.output.plot,
+        rules.evaluate.output.json,
+        rules.release.output.sums,
+        rules.release_verify.output.verified,
+        rules.compare_run.output.json,
     default_target: True

@@ -6,7 +6,7 @@ per source, the achieved Japanese share, and tokenization throughput of the pipe
 tokenize stage vs plain single-process sentencepiece encoding of the same documents in the
 same run (the ratio > 1 means the pipeline, with its pool, is faster than plain encoding).
 
-Targets (issue 4): whole stage <= 300 s on 2 cores, peak <= 2 GB. Prints one JSON object.
+Targets: whole stage <= 300 s on 2 cores, peak <= 2 GB. Prints one JSON object.
 
     python benchmarks/bench_data.py [--config default] [--out DIR] [--workers N]
 """

@@ -1,6 +1,6 @@
 """Benchmark of the numpy/MPI trainer on this machine; prints one JSON object.
 
-Figures (issue 5):
+Figures:
 
 - tokens/s of the workflow's default model (gpt-tiny) on 1 rank and on 2 ranks (dp = 2),
   from ``summary.json`` (mean over the steps after the timing warm-up);

@@ -2,13 +2,13 @@
 
 1. ``fugaku-sim calibrate`` (full, not ``--quick``) writes the profile (default
    ``clusters/local-calibrated.yaml``) and its measurements sidecar; its wall time is checked
-   against the issue's 2 minutes.
+   against its target of 2 minutes.
 2. ``fugaku-sim validate --runs default`` trains every run of the default set for real and
    predicts each with the simulator on that profile.
 
 Prints one JSON object: calibration wall time, load average before and after, the error
 figures (median and worst |predicted / measured - 1| of the step time), fastest-layout
-agreement, and whether each target of issue 8 is met (median <= 10%, worst <= 25%, the
+agreement, and whether each target is met (median <= 10%, worst <= 25%, the
 layout predicted fastest is the measured fastest). Exit status 0 when all are met, else 1.
 
     python benchmarks/bench_validate.py [--profile clusters/local-calibrated.yaml]

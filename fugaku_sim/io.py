@@ -5,9 +5,9 @@ temporary name in the same directory (so the rename is atomic on POSIX) and is r
 place only when complete; on any exception the temporary is removed.
 
 Reading: a file a user hands over (or an earlier stage wrote) may be missing, unreadable,
-not UTF-8, not JSON, or JSON of the wrong shape. :func:`read_text`, :func:`read_json_object`
-and :func:`read_json` turn each of these into a one-line :class:`~fugaku_sim.errors.UserError`
-that names the file and what to do.
+not UTF-8, not JSON, or JSON of the wrong shape. :func:`read_text`, :func:`read_json_object`,
+:func:`read_json` and :func:`read_json_lines` turn each of these into a one-line
+:class:`~fugaku_sim.errors.UserError` that names the file and what to do.
 """
 
 from __future__ import annotations
@@ -133,6 +133,35 @@ def read_json_object(path: str | Path, what: str, hint: str = "") -> dict[str, A
         tail = f"; {hint}" if hint else ""
         raise UserError(f"{what}: expected a JSON object, found {type(data).__name__}{tail}")
     return data
+
+
+def read_json_lines(path: str | Path, what: str, hint: str = "",
+                    skip_bad: bool = False) -> list[dict[str, Any]]:
+    """The JSON objects of a JSON-lines file, one per non-blank line.
+
+    With ``skip_bad`` a line that is not a JSON object is left out instead (a log that a
+    killed process may have cut short mid-line).
+
+    Raises:
+        UserError: as :func:`load_json`, or (without ``skip_bad``) a line that is not a JSON
+            object, named ``what:line``.
+    """
+    from fugaku_sim.errors import UserError
+
+    records = []
+    for number, line in enumerate(read_text(path, what, hint, "JSON Lines file").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if isinstance(record, dict):
+            records.append(record)
+        elif not skip_bad:
+            tail = f"; {hint}" if hint else ""
+            raise UserError(f"{what}:{number}: not a JSON object{tail}")
+    return records
 
 
 def read_json(path: str | Path, what: str) -> Any:

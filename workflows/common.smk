@@ -8,14 +8,10 @@ import sys
 
 from fugaku_sim.errors import UserError
 from fugaku_sim.spec import load_cluster, load_model
-from fugaku_sim.workflow.config import (
-    check_against_schema,
-    fixed_layout,
-    load_workflow_config,
-    run_nodes,
-    run_processes_per_node,
-)
+from fugaku_sim.workflow.allocation import run_allocation
+from fugaku_sim.workflow.config import check_against_schema, fixed_layout, load_workflow_config
 from fugaku_sim.workflow.launch import cli_command, resolve_launcher
+from fugaku_sim.workflow.rundir import work_folder
 
 
 def config_error(message):
@@ -31,6 +27,7 @@ except UserError as exc:
     config_error(exc)
 
 FS = cli_command()  # `<this venv's python> -m fugaku_sim.cli`: works without the venv on PATH
+FS1 = cli_command(single_thread=True)  # the same with one BLAS thread per process
 RUN = CFG.run_name
 ENV = "envs/fugaku-sim.yaml"  # relative to workflows/, where the rules live
 
@@ -39,15 +36,14 @@ for field, load in (("cluster", load_cluster), ("model", load_model)):
         load(getattr(CFG.train, field))
     except UserError as exc:  # the loaders name their command-line option: name the key
         config_error(f"train.{field}: {str(exc).removeprefix(f'--{field}: ')}")
-TRAIN_CLUSTER = load_cluster(CFG.train.cluster)
 TRAIN_VOCAB = load_model(CFG.train.model).vocab
-TRAIN_PPN = run_processes_per_node(CFG.train, TRAIN_CLUSTER)
-TRAIN_NODES = run_nodes(CFG.train, TRAIN_CLUSTER)
 AUTO_LAYOUT = CFG.train.layout == "auto"
-FIXED_LAYOUT = fixed_layout(CFG.train, TRAIN_CLUSTER)  # with its processes per node
-LAYOUT_SOURCE = (
-    "results/plan/train_plan.json" if AUTO_LAYOUT else "results/plan/train_layout_fixed.json"
+TRAIN_ALLOCATION = run_allocation(
+    load_cluster(CFG.train.cluster),
+    CFG.train.ranks,
+    None if AUTO_LAYOUT else CFG.train.layout.processes_per_node,  # a fixed layout's wins
 )
+FIXED_LAYOUT = fixed_layout(CFG.train, TRAIN_ALLOCATION.processes_per_node)
 
 
 def json_arg(section):
@@ -59,6 +55,16 @@ def json_arg(section):
 def mpi_launcher(wildcards, resources):
     """The profile's MPI launcher, a bare mpiexec made absolute (the venv need not be on PATH)."""
     return resolve_launcher(str(resources.mpi))
+
+
+def work_folder_of(name):
+    """A params function: the trainer's work folder beside input/output `name`'s folder."""
+    folder = folder_of(name)
+
+    def work(wildcards, input, output):
+        return str(work_folder(folder(wildcards, input, output)))
+
+    return work
 
 
 def folder_of(name, up=1):

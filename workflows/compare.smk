@@ -10,9 +10,9 @@ COMPARE = "results/compare"
 
 rule compare_run:
     input:
-        summary="results/train/summary.json",
-        metrics="results/train/metrics.jsonl",
-        prediction="results/plan/train_prediction.json",
+        summary=rules.train.output.summary,
+        metrics=rules.train.output.metrics,
+        prediction=rules.predict_train.output.prediction,
     output:
         json=f"{COMPARE}/run/compare.json",
         plot=report(
@@ -30,8 +30,6 @@ rule compare_run:
     params:
         fs=FS,
         cluster=CFG.train.cluster,
-        # the trainer's work folder beside the declared copies (see train.smk)
-        run=lambda wildcards, input: os.path.join(os.path.dirname(input.summary), "run"),
         out=folder_of("output.json"),
     threads: 1
     resources:
@@ -40,17 +38,17 @@ rule compare_run:
     conda:
         ENV
     shell:
-        "{params.fs} validate --cluster {params.cluster} --from-metrics {params.run}"
+        "{params.fs} validate --cluster {params.cluster} --from-metrics {input.summary}"
         " --out {params.out} --json > {log} 2>&1"
 
 
 rule calibrate:
     output:
-        f"{COMPARE}/calibrated.yaml",
+        profile=f"{COMPARE}/calibrated.yaml",
     log:
         "logs/compare/calibrate.log",
     params:
-        fs=FS,
+        fs=FS1,
         quick="--quick" if CFG.compare.calibrate_quick else "",
         ranks=CFG.train.ranks,
     threads: 2
@@ -60,13 +58,13 @@ rule calibrate:
     conda:
         ENV
     shell:
-        "OPENBLAS_NUM_THREADS=1 {params.fs} calibrate --name calibrated --out {output}"
+        "{params.fs} calibrate --name calibrated --out {output.profile}"
         " --ranks {params.ranks} {params.quick} > {log} 2>&1"
 
 
 rule validate:
     input:
-        f"{COMPARE}/calibrated.yaml",
+        profile=rules.calibrate.output.profile,
     output:
         json=f"{COMPARE}/validate/compare.json",
         plot=report(
@@ -78,7 +76,7 @@ rule validate:
     log:
         "logs/compare/validate.log",
     params:
-        fs=FS,
+        fs=FS1,
         runs=CFG.compare.runs,
         out=folder_of("output.json"),
     threads: 2
@@ -88,11 +86,11 @@ rule validate:
     conda:
         ENV
     shell:
-        "OPENBLAS_NUM_THREADS=1 {params.fs} validate --cluster {input} --runs {params.runs}"
+        "{params.fs} validate --cluster {input.profile} --runs {params.runs}"
         " --out {params.out} --json > {log} 2>&1"
 
 
 rule compare:
     input:
-        f"{COMPARE}/validate/compare.json",
-        f"{COMPARE}/run/compare.json",
+        rules.validate.output.json,
+        rules.compare_run.output.json,

@@ -9,7 +9,7 @@ DATA = "results/data"
 
 rule data_config:
     output:
-        f"{DATA}/config.yaml",
+        config=f"{DATA}/config.yaml",
     log:
         "logs/data/config.log",
     params:
@@ -22,15 +22,15 @@ rule data_config:
     conda:
         ENV
     shell:
-        "{params.fs} workflow write --section data --json {params.data} --out {output}"
+        "{params.fs} workflow write --section data --json {params.data} --out {output.config}"
         " > {log} 2>&1"
 
 
 rule data_collect:
     input:
-        config=f"{DATA}/config.yaml",
+        config=rules.data_config.output.config,
     output:
-        f"{DATA}/raw/report.json",
+        report=f"{DATA}/raw/report.json",
     log:
         "logs/data/collect.log",
     params:
@@ -49,10 +49,10 @@ rule data_collect:
 
 rule data_clean:
     input:
-        config=f"{DATA}/config.yaml",
-        raw=f"{DATA}/raw/report.json",
+        config=rules.data_config.output.config,
+        raw=rules.data_collect.output.report,
     output:
-        f"{DATA}/clean/report.json",
+        report=f"{DATA}/clean/report.json",
     log:
         "logs/data/clean.log",
     params:
@@ -71,10 +71,10 @@ rule data_clean:
 
 rule data_dedup:
     input:
-        config=f"{DATA}/config.yaml",
-        clean=f"{DATA}/clean/report.json",
+        config=rules.data_config.output.config,
+        clean=rules.data_clean.output.report,
     output:
-        f"{DATA}/dedup/report.json",
+        report=f"{DATA}/dedup/report.json",
     log:
         "logs/data/dedup.log",
     params:
@@ -93,8 +93,8 @@ rule data_dedup:
 
 rule data_tokenizer:
     input:
-        config=f"{DATA}/config.yaml",
-        dedup=f"{DATA}/dedup/report.json",
+        config=rules.data_config.output.config,
+        dedup=rules.data_dedup.output.report,
     output:
         model=f"{DATA}/tokenizer.model",
         report=f"{DATA}/tokenizer/report.json",
@@ -116,10 +116,10 @@ rule data_tokenizer:
 
 rule data_tokenize:
     input:
-        config=f"{DATA}/config.yaml",
-        tokenizer=f"{DATA}/tokenizer.model",
+        config=rules.data_config.output.config,
+        tokenizer=rules.data_tokenizer.output.model,
     output:
-        f"{DATA}/tokenized/report.json",
+        report=f"{DATA}/tokenized/report.json",
     log:
         "logs/data/tokenize.log",
     params:
@@ -138,8 +138,8 @@ rule data_tokenize:
 
 rule data_mix:
     input:
-        config=f"{DATA}/config.yaml",
-        tokenized=f"{DATA}/tokenized/report.json",
+        config=rules.data_config.output.config,
+        tokenized=rules.data_tokenize.output.report,
     output:
         manifest=report(
             f"{DATA}/manifest.json", category="Data", caption="report/manifest.rst"

@@ -3,15 +3,15 @@
 
 rule evaluate:
     input:
-        model="results/train/model.safetensors",
-        blend="results/data/blend.json",
+        model=rules.train.output.model,
+        blend=rules.data_mix.output.blend,
     output:
         json="results/eval/eval.json",
         table=report("results/eval/eval.md", category="Evaluation", caption="report/eval.rst"),
     log:
         "logs/eval/evaluate.log",
     params:
-        fs=FS,
+        fs=FS1,
         data=folder_of("input.blend"),
         out=folder_of("output.json"),
         max_docs=CFG.evaluate.max_docs,
@@ -23,6 +23,6 @@ rule evaluate:
     conda:
         ENV
     shell:
-        "OPENBLAS_NUM_THREADS=1 {params.fs} evaluate --checkpoint {input.model}"
+        "{params.fs} evaluate --checkpoint {input.model}"
         " --data {params.data} --out {params.out} --max-docs {params.max_docs}"
         " --seed {params.seed} > {log} 2>&1"

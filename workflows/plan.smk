@@ -38,9 +38,9 @@ rule plan_reference:
 
 rule plan_table:
     input:
-        f"{PLAN}/plan.json",
+        plan=rules.plan_reference.output.plan,
     output:
-        report(f"{PLAN}/plan.md", category="Plan", caption="report/plan.rst"),
+        table=report(f"{PLAN}/plan.md", category="Plan", caption="report/plan.rst"),
     log:
         "logs/plan/table.log",
     params:
@@ -52,12 +52,12 @@ rule plan_table:
     conda:
         ENV
     shell:
-        "{params.fs} workflow plan-table --plan {input} --out {output} > {log} 2>&1"
+        "{params.fs} workflow plan-table --plan {input.plan} --out {output.table} > {log} 2>&1"
 
 
 rule plan_campaign:
     input:
-        f"{PLAN}/plan.json",
+        rules.plan_reference.output.plan,
     output:
         campaign=report(f"{PLAN}/campaign.json", category="Plan", caption="report/campaign.rst"),
         plot=report(f"{PLAN}/campaign.png", category="Plan", caption="report/campaign.rst"),
@@ -83,7 +83,7 @@ rule plan_campaign:
 
 rule train_settings:
     output:
-        f"{PLAN}/train_settings.yaml",
+        settings=f"{PLAN}/train_settings.yaml",
     log:
         "logs/plan/train_settings.log",
     params:
@@ -97,12 +97,12 @@ rule train_settings:
         ENV
     shell:
         "{params.fs} workflow write --section train-settings --json {params.settings}"
-        " --out {output} > {log} 2>&1"
+        " --out {output.settings} > {log} 2>&1"
 
 
 rule train_layout_fixed:
     output:
-        f"{PLAN}/train_layout_fixed.json",
+        layout=f"{PLAN}/train_layout_fixed.json",
     log:
         "logs/plan/train_layout_fixed.log",
     params:
@@ -115,23 +115,24 @@ rule train_layout_fixed:
     conda:
         ENV
     shell:
-        "{params.fs} workflow write --section layout --json {params.layout} --out {output}"
+        "{params.fs} workflow write --section layout --json {params.layout}"
+        " --out {output.layout}"
         " > {log} 2>&1"
 
 
 rule plan_train:
     input:
-        settings=f"{PLAN}/train_settings.yaml",
+        settings=rules.train_settings.output.settings,
     output:
-        f"{PLAN}/train_plan.json",
+        plan=f"{PLAN}/train_plan.json",
     log:
         "logs/plan/train_plan.log",
     params:
         fs=FS,
         cluster=CFG.train.cluster,
         model=CFG.train.model,
-        nodes=TRAIN_NODES,
-        ppn=TRAIN_PPN,
+        nodes=TRAIN_ALLOCATION.nodes,
+        ppn=TRAIN_ALLOCATION.processes_per_node,
     threads: 1
     resources:
         mem_mb=2000,
@@ -141,14 +142,19 @@ rule plan_train:
     shell:
         "{params.fs} plan --cluster {params.cluster} --model {params.model}"
         " --nodes {params.nodes} --processes-per-node {params.ppn}"
-        " --train-config {input.settings} --json > {output} 2> {log}"
+        " --train-config {input.settings} --json > {output.plan} 2> {log}"
 
 
 rule train_layout:
     input:
-        LAYOUT_SOURCE,
+        # the fastest layout of the run's plan, or the fixed one of the config
+        plan=(
+            rules.plan_train.output.plan
+            if AUTO_LAYOUT
+            else rules.train_layout_fixed.output.layout
+        ),
     output:
-        f"{PLAN}/train_layout.json",
+        layout=f"{PLAN}/train_layout.json",
     log:
         "logs/plan/train_layout.log",
     params:
@@ -160,13 +166,13 @@ rule train_layout:
     conda:
         ENV
     shell:
-        "{params.fs} workflow pick-layout --plan {input} --out {output} > {log} 2>&1"
+        "{params.fs} workflow pick-layout --plan {input.plan} --out {output.layout} > {log} 2>&1"
 
 
 rule predict_train:
     input:
-        settings=f"{PLAN}/train_settings.yaml",
-        layout=f"{PLAN}/train_layout.json",
+        settings=rules.train_settings.output.settings,
+        layout=rules.train_layout.output.layout,
     output:
         prediction=f"{PLAN}/train_prediction.json",
         trace=f"{PLAN}/train_trace.json",

@@ -6,22 +6,22 @@
 
 rule release:
     input:
-        model="results/train/model.safetensors",
-        summary="results/train/summary.json",
-        eval="results/eval/eval.json",
-        manifest="results/data/manifest.json",
-        prediction="results/plan/train_prediction.json",
-        compare="results/compare/run/compare.json",
+        model=rules.train.output.model,
+        summary=rules.train.output.summary,
+        eval=rules.evaluate.output.json,
+        manifest=rules.data_mix.output.manifest,
+        prediction=rules.predict_train.output.prediction,
+        compare=rules.compare_run.output.json,
     output:
         sums=f"results/release/{RUN}/SHA256SUMS",
         tarball=f"results/release/{RUN}.tar.gz",
     log:
         "logs/release/release.log",
     params:
-        fs=FS,
+        fs=FS1,
         name=RUN,
         data=folder_of("input.manifest"),
-        train=lambda wildcards, input: os.path.join(os.path.dirname(input.summary), "run"),
+        train=folder_of("input.summary"),
         folder=folder_of("output.sums"),
         out=folder_of("output.sums", up=2),
     threads: 1
@@ -31,7 +31,7 @@ rule release:
     conda:
         ENV
     shell:
-        "OPENBLAS_NUM_THREADS=1 {params.fs} release build --checkpoint {input.model}"
+        "{params.fs} release build --checkpoint {input.model}"
         " --data {params.data} --eval {input.eval} --train {params.train}"
         " --prediction {input.prediction} --compare {input.compare} --name {params.name}"
         " --out {params.out} > {log} 2>&1 || {{ rm -rf {params.folder}; exit 1; }}"
@@ -39,9 +39,9 @@ rule release:
 
 rule release_verify:
     input:
-        sums=f"results/release/{RUN}/SHA256SUMS",
+        sums=rules.release.output.sums,
     output:
-        f"results/release/{RUN}.verified",
+        verified=f"results/release/{RUN}.verified",
     log:
         "logs/release/verify.log",
     params:
@@ -54,4 +54,4 @@ rule release_verify:
     conda:
         ENV
     shell:
-        "{params.fs} release verify {params.folder} > {log} 2>&1 && cp {log} {output}"
+        "{params.fs} release verify {params.folder} > {log} 2>&1 && cp {log} {output.verified}"

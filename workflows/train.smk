@@ -1,19 +1,20 @@
 # Training over MPI. The run works in results/train/run/ (checkpoints, metrics as they
-# grow), which is not a declared output: when a killed run is rerun
-# (`--rerun-incomplete`), Snakemake removes only the declared copies below and the trainer
-# resumes from its newest valid checkpoint instead of starting over. `workflow run-dir`
-# first checks that the folder's checkpoints come from the same inputs (data, tokenizer,
-# settings, layout, model); a folder of another run is moved aside and the run starts fresh.
+# grow; fugaku_sim.workflow.rundir.work_folder), which is not a declared output: when a
+# killed run is rerun (`--rerun-incomplete`), Snakemake removes only the declared copies
+# below and the trainer resumes from its newest valid checkpoint instead of starting over.
+# `workflow run-dir` first checks that the folder's checkpoints come from the same inputs
+# (data, tokenizer, settings, layout, model); a folder of another run is moved aside and the
+# run starts fresh.
 
 TRAIN = "results/train"
 
 
 rule train:
     input:
-        blend="results/data/blend.json",
-        tokenizer="results/data/tokenizer.model",
-        settings="results/plan/train_settings.yaml",
-        layout="results/plan/train_layout.json",
+        blend=rules.data_mix.output.blend,
+        tokenizer=rules.data_tokenizer.output.model,
+        settings=rules.train_settings.output.settings,
+        layout=rules.train_layout.output.layout,
     output:
         metrics=f"{TRAIN}/metrics.jsonl",
         model=f"{TRAIN}/model.safetensors",
@@ -22,10 +23,11 @@ rule train:
         "logs/train/train.log",
     params:
         fs=FS,
+        fs1=FS1,
         mpi=mpi_launcher,
         model=CFG.train.model,
         data=folder_of("input.blend"),
-        work=f"{TRAIN}/run",
+        work=work_folder_of("output.summary"),
         checkpoint_every=CFG.train.checkpoint_every,
         eval_every=CFG.train.eval_every,
     # Locally `threads` reserves one core per rank (Snakemake does not count `tasks` against
@@ -36,7 +38,7 @@ rule train:
         mem_mb=4000,
         runtime=120,
         tasks=CFG.train.ranks,
-        nodes=TRAIN_NODES,
+        nodes=TRAIN_ALLOCATION.nodes,
         # train.mpi_launcher, unless the profile sets it (the slurm profile: srun --mpi=pmi2)
         mpi=CFG.train.mpi_launcher,
     conda:
@@ -44,7 +46,7 @@ rule train:
     shell:
         "({params.fs} workflow run-dir --work {params.work} --arg model={params.model}"
         " --inputs {input.blend} {input.tokenizer} {input.settings} {input.layout}"
-        " && OPENBLAS_NUM_THREADS=1 {params.mpi} -n {resources.tasks} {params.fs} train"
+        " && {params.mpi} -n {resources.tasks} {params.fs1} train"
         " --model {params.model} --data {params.data}"
         " --train-config {input.settings} --layout-from {input.layout}"
         " --out {params.work} --checkpoint-every {params.checkpoint_every}"
@@ -56,9 +58,9 @@ rule train:
 
 rule loss_plot:
     input:
-        f"{TRAIN}/metrics.jsonl",
+        metrics=rules.train.output.metrics,
     output:
-        report(f"{TRAIN}/loss.png", category="Training", caption="report/loss.rst"),
+        plot=report(f"{TRAIN}/loss.png", category="Training", caption="report/loss.rst"),
     log:
         "logs/train/loss_plot.log",
     params:
@@ -72,5 +74,5 @@ rule loss_plot:
     conda:
         ENV
     shell:
-        "{params.fs} workflow loss-plot --metrics {input} --vocab {params.vocab}"
-        " --title {params.title} --out {output} > {log} 2>&1"
+        "{params.fs} workflow loss-plot --metrics {input.metrics} --vocab {params.vocab}"
+        " --title {params.title} --out {output.plot} > {log} 2>&1"

@@ -10,9 +10,14 @@ Modules, in the order the loop uses them:
 - :mod:`~fugaku_sim.calibrate.measure` — which suite runs on how many ranks;
 - :mod:`~fugaku_sim.calibrate.fit` — pure fitting functions (alpha-beta, GEMM curve,
   per-op overhead, effective bandwidth, compute share);
-- :mod:`~fugaku_sim.calibrate.profile` — measurements -> ``ClusterSpec`` YAML (comment
-  header with provenance) + ``<name>.measurements.json`` sidecar (provenance, the fits,
-  the ``occupancy`` section and every raw row);
+- :mod:`~fugaku_sim.calibrate.kernels` — the trainer's timed kernels as the simulator
+  prices them; per-element costs of non-GEMM ops fitted to them;
+- :mod:`~fugaku_sim.calibrate.calibration` — measurements -> fitted figures
+  (:class:`~fugaku_sim.calibrate.calibration.Calibration`);
+- :mod:`~fugaku_sim.calibrate.profile` — fitted figures -> calibrated ``ClusterSpec``;
+- :mod:`~fugaku_sim.calibrate.record` — the profile YAML (comment header with provenance)
+  and its ``<name>.measurements.json`` sidecar (provenance, the fits, the ``occupancy``
+  section and every raw row);
 - :mod:`~fugaku_sim.calibrate.provenance` — date, host, CPU, versions, load, command;
 - :mod:`~fugaku_sim.calibrate.runs`, :mod:`~fugaku_sim.calibrate.synthetic`,
   :mod:`~fugaku_sim.calibrate.execute` — the validation run set, synthetic tokens, and

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import statistics
 import sys
 import time
@@ -28,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from fugaku_sim.io import write_json
 
 # Smallest GEMM dimension of each measured family (full and quick runs).
 GEMM_DIMS = (8, 16, 32, 64, 128, 256, 512, 1024)
@@ -508,9 +509,7 @@ def main(argv: list[str] | None = None) -> int:
 
     result = run_suite(args.suite, args.quick)
     if MPI.COMM_WORLD.Get_rank() == 0:
-        tmp = args.out.with_name(f".{args.out.name}.tmp")
-        tmp.write_text(json.dumps(result, indent=1), encoding="utf-8")
-        tmp.replace(args.out)
+        write_json(args.out, result)
     return 0
 
 

@@ -18,7 +18,6 @@ Nothing is fitted to the validation runs.
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 from dataclasses import asdict, dataclass, field
@@ -26,11 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from fugaku_sim.errors import UserError
+from fugaku_sim.io import read_json_object
 from fugaku_sim.spec import ClusterSpec, Job, Layout, ModelSpec, TrainSpec, make_job
 from fugaku_sim.spec.breakdown import BREAKDOWN_KEYS
 from fugaku_sim.spec.cluster import SwitchedInterconnect
 from fugaku_sim.spec.load import validate_section
 from fugaku_sim.spec.record import parse_layout_record
+from fugaku_sim.train.metrics import read_metrics
 
 
 @dataclass(frozen=True)
@@ -49,15 +50,9 @@ class Measured:
 
 
 def _timed_records(metrics: Path, warmup: int) -> list[dict[str, Any]]:
-    records = []
-    for line in metrics.read_text(encoding="utf-8").splitlines():
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(rec, dict) and "step_time_s" in rec:
-            records.append(rec)
-    timed = [r for r in records if int(r.get("step", 0)) > warmup]
+    """The timed steps of a run (after ``warmup``), else its last step."""
+    records = [r for r in read_metrics(metrics, skip_bad=True) if "step_time_s" in r]
+    timed = [r for r in records if r["step"] > warmup]
     return timed or records[-1:]
 
 
@@ -77,12 +72,8 @@ def read_measured(path: Path, warmup: int = 2, statistic: str = "median") -> Mea
     """
     run_dir = path.parent if path.name == "summary.json" else path
     summary_path = run_dir / "summary.json"
-    try:
-        summary = json.loads(summary_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"--from-metrics: {summary_path} not found (not a finished run)") from None
-    except (OSError, ValueError) as exc:
-        raise UserError(f"--from-metrics: {summary_path}: unreadable ({exc})") from None
+    summary = read_json_object(summary_path, f"--from-metrics: {summary_path}",
+                               "point it at a finished training run's folder or summary.json")
     for key in ("model", "train", "layout"):
         if not isinstance(summary.get(key), dict):
             raise UserError(f"--from-metrics: {summary_path}: no {key!r} section")
@@ -108,17 +99,6 @@ def read_measured(path: Path, warmup: int = 2, statistic: str = "median") -> Mea
     return Measured(str(run_dir), model, train, layout, float(summary["step_time_s_mean"]),
                     float("nan"), int(summary.get("steps_timed", 0)),
                     {k: float(bd.get(k, 0.0)) for k in BREAKDOWN_KEYS})
-
-
-def load_occupancy(cluster_file: Path) -> dict[str, Any] | None:
-    """The ``occupancy`` section of the calibration sidecar beside a profile, if any."""
-    sidecar = cluster_file.with_name(f"{cluster_file.stem}.measurements.json")
-    try:
-        data = json.loads(sidecar.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    occ = data.get("occupancy") if isinstance(data, dict) else None
-    return occ if isinstance(occ, dict) else None
 
 
 def occupied_cluster(

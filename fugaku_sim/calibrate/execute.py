@@ -7,7 +7,6 @@ leaks into a new measurement. Runs go one after another: they would disturb each
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +14,8 @@ from pathlib import Path
 from fugaku_sim.calibrate.launch import Launcher, python_module, run_mpi
 from fugaku_sim.calibrate.runs import RunSpec
 from fugaku_sim.calibrate.synthetic import write_synthetic_data
+from fugaku_sim.errors import UserError
+from fugaku_sim.io import read_json_object, write_text
 from fugaku_sim.spec import load_model
 
 
@@ -56,7 +57,7 @@ def execute_runs(
         if out.exists():
             shutil.rmtree(out)
         out.mkdir(parents=True)
-        (out / "run.json").write_text(run.model_dump_json(indent=1) + "\n", encoding="utf-8")
+        write_text(out / "run.json", run.model_dump_json(indent=1) + "\n")
         if progress:
             progress(f"[{i}/{len(runs)}] {run.label} on {run.ranks} ranks, {run.steps} steps")
         run_mpi(launcher, run.ranks, train_argv(run, data[run.model], out), timeout_s,
@@ -72,6 +73,6 @@ def warmup_of(run_dir: Path, default: int) -> int:
     if run_dir.name == "summary.json":
         run_dir = run_dir.parent
     try:
-        return int(json.loads((run_dir / "run.json").read_text(encoding="utf-8"))["warmup_steps"])
-    except (OSError, ValueError, KeyError, TypeError):
+        return int(read_json_object(run_dir / "run.json", "run.json")["warmup_steps"])
+    except (UserError, KeyError, TypeError, ValueError):  # not a run validate started
         return default

@@ -12,13 +12,13 @@ One call of :func:`measure_machine` launches, each as its own MPI job:
 
 from __future__ import annotations
 
-import json
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from fugaku_sim.calibrate.launch import Launcher, python_module, run_mpi
+from fugaku_sim.io import read_json_object
 
 BENCH_MODULE = "fugaku_sim.calibrate.bench"
 
@@ -49,7 +49,8 @@ def run_suite(
     argv = python_module(BENCH_MODULE, suite, "--out", str(out), *(["--quick"] if quick else []))
     run_mpi(launcher, ranks, argv, timeout_s, f"calibrate: {suite} benchmark",
             log=workdir / f"{suite}-{ranks}.log", allocator=allocator)
-    return dict(json.loads(out.read_text(encoding="utf-8")))
+    return read_json_object(out, f"calibrate: the {suite} benchmark's result {out}",
+                            f"see {workdir / f'{suite}-{ranks}.log'}")
 
 
 def measure_machine(

@@ -32,9 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    from fugaku_sim.calibrate.calibration import fit_calibration
     from fugaku_sim.calibrate.launch import parse_launcher
     from fugaku_sim.calibrate.measure import measure_machine, planned_runs
-    from fugaku_sim.calibrate.profile import calibrated_cluster, fit_calibration, write_profile
+    from fugaku_sim.calibrate.profile import calibrated_cluster
     from fugaku_sim.calibrate.provenance import (
         cpu_clock_GHz,
         load_average,
@@ -42,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
         provenance,
         usable_cores,
     )
+    from fugaku_sim.calibrate.record import write_profile
     from fugaku_sim.errors import UserError
     from fugaku_sim.spec import load_cluster
 

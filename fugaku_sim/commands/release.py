@@ -2,7 +2,8 @@
 
     fugaku-sim release build --checkpoint results/train/model.safetensors \\
         --data results/data --eval results/eval/eval.json [--train results/train] \\
-        [--prediction results/compare/prediction.json] [--compare results/compare/compare.json] \\
+        [--prediction results/plan/train_prediction.json] \\
+        [--compare results/compare/run/compare.json] \\
         [--name NAME] [--out results/release] [--license apache-2.0]
     fugaku-sim release verify results/release/NAME
 """

@@ -54,15 +54,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from fugaku_sim.calibrate.compare import (
-        compare_run,
-        load_occupancy,
-        read_measured,
-        summarize_rows,
-    )
+    from fugaku_sim.calibrate.compare import compare_run, read_measured, summarize_rows
     from fugaku_sim.calibrate.execute import execute_runs, warmup_of
     from fugaku_sim.calibrate.launch import parse_launcher
     from fugaku_sim.calibrate.provenance import load_average, provenance
+    from fugaku_sim.calibrate.record import load_occupancy
     from fugaku_sim.calibrate.report import TARGETS, rich_table, write_outputs
     from fugaku_sim.calibrate.runs import load_runs
     from fugaku_sim.spec import load_cluster

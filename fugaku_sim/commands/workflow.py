@@ -128,14 +128,14 @@ def run(args: argparse.Namespace) -> int:
     elif args.action == "plan-table":
         write_text(args.out, _plan_table(args.plan))
     elif args.action == "run-dir":
-        from fugaku_sim.workflow.rundir import prepare_run_dir, run_key
+        from fugaku_sim.workflow.rundir import prepare_run_dir, replaced_folder, run_key
 
         extra = dict(_name_value(a) for a in args.arg)
         action = prepare_run_dir(args.work, run_key(args.inputs, extra))
         print(f"fugaku-sim workflow: {args.work}: " + {
             "resume": "same inputs as its checkpoints: the trainer resumes from them",
             "fresh": "new run",
-            "replaced": f"another run's files moved to {args.work.name}.replaced; new run",
+            "replaced": f"another run's files moved to {replaced_folder(args.work)}; new run",
         }[action])
     else:
         from fugaku_sim.workflow.curves import plot_loss, read_metrics

@@ -19,10 +19,11 @@ from typing import Any
 
 import numpy as np
 
+from fugaku_sim.data.blend import Blend, BlendEntry, write_blend
 from fugaku_sim.data.config import DOMAINS, SPLITS, DataConfig
 from fugaku_sim.data.indexed import IndexedDataset, IndexedDatasetWriter
 from fugaku_sim.errors import UserError
-from fugaku_sim.io import atomic_dir, atomic_path, read_json, write_json, write_text
+from fugaku_sim.io import atomic_dir, atomic_path, read_json
 
 
 def plan_tokens(available: dict[str, int], shares: dict[str, float],
@@ -83,32 +84,26 @@ def write_train_shards(tok_dir: Path, shard_dir: Path, cfg: DataConfig) -> dict[
     return {"total_train_tokens": total, "max_epochs": cfg.mixture.max_epochs, "domains": table}
 
 
-def blend_entries(shard_dir: Path, split: str, cfg: DataConfig) -> list[dict[str, Any]]:
+def blend_entries(shard_dir: Path, split: str, cfg: DataConfig) -> list[BlendEntry]:
     """Blend entries of one split: train weights are token fractions (the mixture realised
     in the shards); valid/test weights are target shares over domains with documents."""
     shares = cfg.mixture.shares()
-    rows: list[dict[str, Any]] = []
+    rows: list[tuple[str, int, float]] = []
     for d in DOMAINS:
         ds = IndexedDataset(shard_dir / f"{d}_{split}")
         if ds.num_tokens > 0 and shares[d] > 0:
-            rows.append({"domain": d, "prefix": f"shards/{d}_{split}", "tokens": ds.num_tokens,
-                         "weight": float(ds.num_tokens if split == "train" else shares[d])})
-    norm = sum(r["weight"] for r in rows)
-    for r in rows:
-        r["weight"] = r["weight"] / norm
-    return [{k: r[k] for k in ("domain", "prefix", "weight", "tokens")} for r in rows]
+            rows.append((d, ds.num_tokens, float(ds.num_tokens if split == "train"
+                                                 else shares[d])))
+    norm = sum(weight for _, _, weight in rows)
+    return [BlendEntry(domain=d, prefix=f"{shard_dir.name}/{d}_{split}", weight=weight / norm,
+                       tokens=tokens) for d, tokens, weight in rows]
 
 
-def write_blend(out_dir: Path, cfg: DataConfig, vocab_size: int, eod_id: int) -> dict:
-    """Write ``blend.json`` and ``blend_<split>.txt`` (Megatron ``--data-path`` form)."""
-    splits = {s: blend_entries(out_dir / "shards", s, cfg) for s in SPLITS}
-    blend = {"tokenizer": "tokenizer.model", "eod_id": eod_id, "vocab_size": vocab_size,
-             "splits": splits}
-    for split, rows in splits.items():
-        line = " ".join(f"{r['weight']:.10g} {(out_dir / r['prefix']).resolve()}" for r in rows)
-        write_text(out_dir / f"blend_{split}.txt", line + "\n")
-    write_json(out_dir / "blend.json", blend)
-    return blend
+def make_blend(out_dir: Path, cfg: DataConfig, vocab_size: int, eod_id: int) -> Blend:
+    """The blend of the shards under ``out_dir/shards`` (prefixes relative to ``out_dir``)."""
+    splits = {s: tuple(blend_entries(out_dir / "shards", s, cfg)) for s in SPLITS}
+    return Blend(tokenizer="tokenizer.model", eod_id=eod_id, vocab_size=vocab_size,
+                 splits=splits)
 
 
 def write_heldout(dedup_dir: Path, heldout_dir: Path) -> dict[str, int]:
@@ -145,8 +140,10 @@ def run_mix(cfg: DataConfig, out_dir: Path) -> dict[str, Any]:
         heldout = write_heldout(out_dir / "dedup", tmp)
     with atomic_path(out_dir / "maths_eval.jsonl") as tmp_eval:
         shutil.copyfile(out_dir / "raw" / "maths_eval.jsonl", tmp_eval)
-    blend = write_blend(out_dir, cfg, int(tokenizer["vocab_size"]), int(tok_report["eod_id"]))
+    blend = make_blend(out_dir, cfg, int(tokenizer["vocab_size"]), int(tok_report["eod_id"]))
+    write_blend(out_dir, blend)
     ja = mixture["domains"]["ja"]
     if math.fabs(ja["achieved_share"] - ja["target_share"]) > 0.02:
         mixture["warning"] = "achieved ja share is more than 2 points from target"
-    return {"mixture": mixture, "heldout_documents": heldout, "blend": blend}
+    return {"mixture": mixture, "heldout_documents": heldout,
+            "blend": blend.model_dump(mode="json", exclude_none=True)}

@@ -2,9 +2,8 @@
 
 Layout (data stage contract, ``results/data``):
 
-- ``tokenizer.model`` (sentencepiece) and ``blend.json`` with ``eod_id``, ``vocab_size`` and
-  ``splits.test``: a list of ``{"domain": ..., "prefix": "shards/ja_test", ...}`` naming
-  Megatron indexed shards (documents already end with EOD);
+- ``tokenizer.model`` (sentencepiece) and ``blend.json`` (:mod:`fugaku_sim.data.blend`),
+  whose test split names Megatron indexed shards (documents already end with EOD);
 - ``heldout/<domain>.jsonl``: lines ``{"text": ...}``, the test-split documents per domain;
 - ``maths_eval.jsonl``: lines ``{"prompt": ..., "answer": ...}``, arithmetic disjoint from
   training by operands;
@@ -14,6 +13,7 @@ Layout (data stage contract, ``results/data``):
 from __future__ import annotations
 
 import json
+import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
+from fugaku_sim.data.blend import BLEND_FILE, Blend, read_blend
 from fugaku_sim.errors import UserError
-
-DOMAINS = ("ja", "en", "code", "maths")
+from fugaku_sim.io import read_json_object
 
 
 def read_jsonl(path: Path, fields: tuple[str, ...]) -> list[dict[str, Any]]:
@@ -64,7 +64,7 @@ class DataDir:
     """A data stage output directory: its blend (if any) and paths of held-out files."""
 
     path: Path
-    blend: dict[str, Any]
+    blend: Blend | None
 
     @classmethod
     def open(cls, path: str | Path) -> DataDir:
@@ -76,14 +76,7 @@ class DataDir:
         root = Path(path)
         if not root.is_dir():
             raise UserError(f"{root}: data directory not found; run `fugaku-sim data` first")
-        blend: dict[str, Any] = {}
-        if (root / "blend.json").is_file():
-            try:
-                blend = json.loads((root / "blend.json").read_text(encoding="utf-8"))
-            except (OSError, ValueError) as exc:
-                raise UserError(f"{root / 'blend.json'}: unreadable JSON ({exc})") from None
-            if not isinstance(blend, dict):
-                raise UserError(f"{root / 'blend.json'}: expected a JSON object")
+        blend = read_blend(root) if (root / BLEND_FILE).is_file() else None
         data = cls(root, blend)
         if not data.tokenizer_path.is_file():
             raise UserError(f"{data.tokenizer_path}: tokenizer not found; run `fugaku-sim data` "
@@ -92,21 +85,19 @@ class DataDir:
 
     @property
     def tokenizer_path(self) -> Path:
-        """The sentencepiece model: ``blend.json``'s ``tokenizer`` (relative to the
-        directory), else ``tokenizer.model``."""
-        name = self.blend.get("tokenizer")
-        return self.path / (name if isinstance(name, str) and name else "tokenizer.model")
+        """The sentencepiece model: the blend's ``tokenizer`` (relative to the directory),
+        else ``tokenizer.model``."""
+        name = self.blend.tokenizer if self.blend else None
+        return self.path / (name or "tokenizer.model")
 
     @property
     def eod_id(self) -> int | None:
-        value = self.blend.get("eod_id")
-        return int(value) if isinstance(value, int) else None
+        return self.blend.eod_id if self.blend else None
 
     def test_shards(self, domain: str) -> list[Path]:
-        """Shard prefixes of ``domain`` in ``blend.json``'s test split (may be empty)."""
-        entries = (self.blend.get("splits") or {}).get("test") or []
-        return [self.path / str(e["prefix"]) for e in entries
-                if isinstance(e, dict) and e.get("domain") == domain and "prefix" in e]
+        """Shard prefixes of ``domain`` in the blend's test split (may be empty)."""
+        shards = self.blend.shards("test", self.path) if self.blend else []
+        return [s.prefix for s in shards if s.domain == domain]
 
     def heldout_file(self, domain: str) -> Path:
         return self.path / "heldout" / f"{domain}.jsonl"
@@ -128,12 +119,15 @@ class DataDir:
         return None, []
 
     def manifest(self) -> dict[str, Any] | None:
-        """``manifest.json`` as a dict, or None when absent or unreadable."""
-        try:
-            data = json.loads((self.path / "manifest.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        """``manifest.json`` as a dict, or None when the directory has none.
+
+        Raises:
+            UserError: the manifest is there but unreadable or not a JSON object.
+        """
+        path = self.path / "manifest.json"
+        if not path.exists():
             return None
-        return data if isinstance(data, dict) else None
+        return read_json_object(path, str(path), "rerun `fugaku-sim data mix`")
 
 
 def domain_documents(data: DataDir, domain: str, encode: Any, eod_id: int,
@@ -156,7 +150,7 @@ def domain_documents(data: DataDir, domain: str, encode: Any, eod_id: int,
             ds = IndexedDataset(prefix)
             docs += [np.asarray(ds[i], dtype=np.int64) for i in range(len(ds))]
         chosen = pick(len(docs), limit, seed, f"shard:{domain}")
-        names = ", ".join(str(p.relative_to(data.path)) for p in shards)
+        names = ", ".join(os.path.relpath(p, data.path) for p in shards)
         return [docs[i] for i in chosen], f"shards {names}"
     texts = data.heldout_texts(domain, limit, seed)
     if not texts:

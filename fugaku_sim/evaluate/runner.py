@@ -17,11 +17,12 @@ from typing import Any
 
 import numpy as np
 
+from fugaku_sim.data.config import DOMAINS
 from fugaku_sim.evaluate.arithmetic import evaluate_arithmetic
 from fugaku_sim.evaluate.choice import build_continuation_items, score_items
 from fugaku_sim.evaluate.generation import Sampling, generate
 from fugaku_sim.evaluate.gpt import GPT
-from fugaku_sim.evaluate.heldout import DOMAINS, DataDir, domain_documents, pick
+from fugaku_sim.evaluate.heldout import DataDir, domain_documents, pick
 from fugaku_sim.evaluate.perplexity import PERPLEXITY_DEFINITION, domain_perplexity
 from fugaku_sim.evaluate.tokenizer import Tokenizer
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from fugaku_sim.errors import UserError
+from fugaku_sim.io import read_json_object
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 CONTENT_FILES = ("model.safetensors", "config.json", "generation_config.json",
@@ -38,21 +39,12 @@ class ReleaseInputs:
     license: str = "apache-2.0"
 
 
-def read_json_input(path: Path, what: str) -> Any:
-    """A JSON input file. Raises UserError naming ``what`` when missing or unreadable."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{path}: {what} not found") from None
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{path}: {what} is not readable JSON ({exc})") from None
-
-
-def _optional_json(path: Path | None, what: str, notes: list[str]) -> Any:
+def _optional_json(path: Path | None, what: str, notes: list[str]) -> dict[str, Any] | None:
+    """The JSON object in ``path``; None (and a note) when no such input was given."""
     if path is None or not path.is_file():
         notes.append(f"{what} not provided" + (f" ({path} absent)" if path else ""))
         return None
-    return read_json_input(path, what)
+    return read_json_object(path, f"{path}: {what}")
 
 
 def check_eval(ev: Any, digest: str, path: Path) -> dict[str, Any]:
@@ -137,9 +129,9 @@ def build_release(inputs: ReleaseInputs) -> tuple[Path, Path, list[str]]:
         raise UserError(f"{tokenizer.path}: {tokenizer.vocab_size} tokens do not fit the "
                         f"model's vocabulary of {spec.vocab}")
     eval_bytes = inputs.eval_json.read_bytes() if inputs.eval_json.is_file() else b""
-    ev = check_eval(read_json_input(inputs.eval_json, "eval.json (run `fugaku-sim "
-                                    "evaluate` first)"), weights_digest(params),
-                    inputs.eval_json)
+    ev = check_eval(read_json_object(inputs.eval_json, f"--eval {inputs.eval_json}",
+                                     "run `fugaku-sim evaluate` first"),
+                    weights_digest(params), inputs.eval_json)
     notes: list[str] = []
     summary = _optional_json(inputs.train_dir / "summary.json" if inputs.train_dir else None,
                              "training summary", notes)

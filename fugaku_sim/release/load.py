@@ -14,38 +14,22 @@ from __future__ import annotations
 import contextlib
 import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from fugaku_sim.errors import UserError
 from fugaku_sim.evaluate.tokenizer import Tokenizer
+from fugaku_sim.io import read_json_object
 from fugaku_sim.release.hf_config import spec_from_config
 from fugaku_sim.spec import ModelSpec
 from fugaku_sim.tensors.consolidated import check_params, read_safetensors
 
 
-def read_config(path: Path) -> dict[str, Any]:
-    """A JSON object from ``path``.
-
-    Raises:
-        UserError: missing, unreadable or not an object.
-    """
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{path}: not found") from None
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{path}: unreadable JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: expected a JSON object")
-    return data
-
-
 def release_spec(directory: Path) -> ModelSpec:
     """The spec ``config.json`` describes; the name is the one in ``model.safetensors``'s
     metadata when present, else the directory's name."""
-    config = read_config(directory / "config.json")
+    config = read_json_object(directory / "config.json", str(directory / "config.json"),
+                              "rebuild the release with `fugaku-sim release build`")
     return spec_from_config(config, directory.name, str(directory / "config.json"))
 
 

@@ -10,11 +10,11 @@ starts with YAML front matter that has a ``model-index``.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from fugaku_sim.errors import UserError
+from fugaku_sim.io import read_json_object
 
 REQUIRED_FILES = ("model.safetensors", "config.json", "generation_config.json",
                   "tokenizer.model", "README.md", "eval.json", "SHA256SUMS")
@@ -74,10 +74,8 @@ def verify_release(directory: str | Path) -> dict[str, Any]:
     if tokenizer.vocab_size > spec.vocab:
         raise UserError(f"{root / 'tokenizer.model'}: {tokenizer.vocab_size} pieces exceed "
                         f"config.json's vocab_size {spec.vocab}")
-    try:
-        ev = json.loads((root / "eval.json").read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise UserError(f"{root / 'eval.json'}: not valid JSON ({exc})") from None
+    ev = read_json_object(root / "eval.json", str(root / "eval.json"),
+                          "rebuild the release with `fugaku-sim release build`")
     if (ev.get("model") or {}).get("weights_sha256") != weights_digest(tensors):
         raise UserError(f"{root / 'eval.json'}: describes other weights than model.safetensors")
     check_card(root / "README.md")

@@ -7,7 +7,7 @@ Concurrency (what contends with what): all groups of one kind *on one pipeline s
 their collective at the same moment (data-parallel replicas run identical timelines), so
 their flows are priced together; collectives of different stages, and traffic of different
 kinds, are staggered in time by the pipeline and are priced apart. The detailed mode
-(:mod:`fugaku_sim.sim.detailed`) drops this assumption and shares links among whatever flows
+(:class:`fugaku_sim.sim.transport.NetworkTransport`) drops this assumption and shares links among whatever flows
 are live, which is how the assumption is tested.
 
 A group that forms a grid over (node slot, virtual axes) -- every combination of its

@@ -17,9 +17,7 @@ Every stage keeps a :class:`Ledger` of where its time went.
 
 from __future__ import annotations
 
-from collections.abc import Generator
 from dataclasses import dataclass, field
-from typing import Any
 
 import simpy
 
@@ -30,6 +28,7 @@ from fugaku_sim.sim.compute import (
     optimizer_time_s,
     stage_segments,
 )
+from fugaku_sim.sim.transport import Proc, Transport
 from fugaku_sim.spec.breakdown import CHARGED_KEYS
 from fugaku_sim.spec.job import Job
 from fugaku_sim.tensors import (
@@ -82,13 +81,10 @@ class EngineResult:
         return max(self.ledgers, key=lambda k: (self.ledgers[k].end, -k[1], -k[0]))
 
 
-Proc = Generator[simpy.Event, Any, None]
-
-
 class PipelineEngine:
     """Runs one training step of ``replicas`` pipeline replicas over ``transport``."""
 
-    def __init__(self, job: Job, transport: Any, replicas: int = 1, trace: bool = False):
+    def __init__(self, job: Job, transport: Transport, replicas: int = 1, trace: bool = False):
         self.job, self.transport, self.env = job, transport, transport.env
         self.replicas, self.tracing = replicas, trace
         lay = job.layout

@@ -1,7 +1,7 @@
 """Predict one training step of a job, and what the whole run costs.
 
 ``predict(job, mode="fast"|"detailed") -> Prediction``; ``Prediction.to_json()`` gives the
-command-line contract's fields (shared/DESIGN.md).
+fields ``fugaku-sim predict --json`` prints.
 
 Modes: ``fast`` simulates one representative pipeline (every data-parallel replica runs the
 same timeline) with collectives priced on their actual placed groups, all groups of a stage
@@ -40,7 +40,7 @@ from fugaku_sim.sim.flops import layer_forward_flops, model_flops_per_token, par
 from fugaku_sim.sim.memory import GiB, fits_memory, parameter_bytes, peak_memory_per_node
 from fugaku_sim.sim.reliability import FailurePlan, plan_failures
 from fugaku_sim.sim.topology import Network
-from fugaku_sim.sim.transport import AnalyticTransport, NetworkTransport
+from fugaku_sim.sim.transport import AnalyticTransport, NetworkTransport, Transport
 from fugaku_sim.spec.breakdown import BREAKDOWN_KEYS, BUBBLE
 from fugaku_sim.spec.job import Job
 from fugaku_sim.spec.layout import Layout
@@ -76,7 +76,7 @@ def run_engine(job: Job, setup: Setup, mode: Mode, trace: bool = False) -> Engin
     """Simulate one step; fast mode runs one replica, detailed mode all of them."""
     env = simpy.Environment()
     if mode == "fast":
-        transport: Any = AnalyticTransport(env, job, setup.comm)
+        transport: Transport = AnalyticTransport(env, job, setup.comm)
         replicas = 1
     elif mode == "detailed":
         transport = NetworkTransport(env, job, setup.comm)

@@ -1,6 +1,6 @@
 """Transport: how the pipeline engine's communication calls turn into simulated time.
 
-:class:`AnalyticTransport` (fast mode) answers each call with a timeout whose length comes
+:class:`Transport` is what the engine asks of one. :class:`AnalyticTransport` (fast mode) answers each call with a timeout whose length comes
 from the priced collective plans of :class:`~fugaku_sim.sim.comm.CommModel` (all concurrent
 groups of a stage contending, see there). :class:`NetworkTransport` (detailed mode) sends the
 same algorithm's flows, group by group, over a :class:`~fugaku_sim.sim.network.FlowNetwork`
@@ -19,7 +19,7 @@ Messages per call (bytes):
 from __future__ import annotations
 
 from collections.abc import Generator
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import simpy
@@ -34,6 +34,40 @@ from fugaku_sim.spec.job import Job
 from fugaku_sim.tensors import stage_parameters, tied_copy_parameters
 
 Proc = Generator[simpy.Event, Any, None]
+
+
+class Transport(Protocol):
+    """The communication calls of :class:`~fugaku_sim.sim.engine.PipelineEngine` (seconds).
+
+    Each call returning :data:`Proc` is a simpy process body: it returns when the
+    communication it stands for has ended for the caller. ``replica`` is the caller's
+    pipeline replica (data-parallel index), ``stage`` its pipeline stage.
+    """
+
+    env: simpy.Environment
+    # True: tensor all-reduces are priced by tp_time_s and folded into a pass's single
+    # timeout (no contention between them); False: each is simulated by tp_allreduce.
+    analytic: bool
+
+    def tp_time_s(self, stage: int, nbytes: float) -> float:
+        """Seconds of one tensor-parallel all-reduce of ``nbytes`` on ``stage``."""
+        ...
+
+    def tp_allreduce(self, replica: int, stage: int, nbytes: float) -> Proc:
+        """One tensor-parallel all-reduce of ``nbytes`` per rank."""
+        ...
+
+    def p2p(self, replica: int, src: int, dst: int, nbytes: float) -> Proc:
+        """The activation (or its gradient) from stage ``src`` to stage ``dst``."""
+        ...
+
+    def grad_sync(self, replica: int, stage: int) -> Proc:
+        """The data-parallel gradient all-reduce of ``stage``."""
+        ...
+
+    def embedding_sync(self, replica: int, stage: int) -> Proc:
+        """The tied-embedding gradient all-reduce between the first and last stage."""
+        ...
 
 
 def grad_bytes(job: Job, stage: int) -> float:
@@ -103,6 +137,11 @@ class NetworkTransport:
         self.flows = FlowNetwork(env, self.net.capacities())
         self._routes: dict[tuple[int, int], list[int]] = {}
         self._rendezvous: dict[tuple[str, int], tuple[int, simpy.Event]] = {}
+
+    def tp_time_s(self, stage: int, nbytes: float) -> float:
+        """The priced plan's seconds (what fast mode charges); this transport simulates the
+        all-reduce instead (:meth:`tp_allreduce`)."""
+        return self.comm.tp_plan(stage).time_s(nbytes)
 
     def _route(self, src: int, dst: int) -> list[int]:
         key = (src, dst)

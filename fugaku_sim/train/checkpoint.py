@@ -32,6 +32,7 @@ import numpy as np
 
 from fugaku_sim.checksum import sha256_file
 from fugaku_sim.errors import UserError
+from fugaku_sim.io import read_json_object
 from fugaku_sim.spec import ModelSpec
 from fugaku_sim.tensors import TensorTable, tensor_table
 
@@ -133,11 +134,8 @@ def read_index(directory: Path) -> dict[str, Any]:
     Raises:
         UserError: missing, unreadable or not a checkpoint index.
     """
-    try:
-        index = json.loads((directory / "index.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{directory}: unreadable checkpoint index ({exc})") from None
-    if not isinstance(index, dict) or index.get("format") != FORMAT:
+    index = read_json_object(directory / "index.json", f"{directory}: checkpoint index")
+    if index.get("format") != FORMAT:
         raise UserError(f"{directory}: not a fugaku-sim checkpoint")
     return index
 

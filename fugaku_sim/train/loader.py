@@ -19,63 +19,14 @@ dp equal consecutive slices, and its micro-batches are consecutive pieces of tha
 
 from __future__ import annotations
 
-import json
 import zlib
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+from fugaku_sim.data.blend import Shard
 from fugaku_sim.errors import UserError
-
-SPLITS = ("train", "valid", "test")
-
-
-@dataclass(frozen=True)
-class BlendEntry:
-    """One shard of a split: its domain, path prefix, weight and token count."""
-
-    domain: str
-    prefix: Path
-    weight: float
-
-
-@dataclass(frozen=True)
-class Blend:
-    """The parsed ``blend.json`` of a data directory."""
-
-    vocab_size: int
-    eod_id: int
-    splits: dict[str, list[BlendEntry]]
-
-
-def read_blend(data_dir: str | Path) -> Blend:
-    """Parse ``<data_dir>/blend.json``; prefixes are relative to ``data_dir``.
-
-    Raises:
-        UserError: missing or malformed file, or a split without positive weights.
-    """
-    path = Path(data_dir) / "blend.json"
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"--data: {path} not found; run `fugaku-sim data` first") from None
-    except (OSError, ValueError) as exc:
-        raise UserError(f"--data: {path}: unreadable blend file ({exc})") from None
-    try:
-        splits = {
-            name: [BlendEntry(str(e["domain"]), Path(data_dir) / e["prefix"], float(e["weight"]))
-                   for e in raw["splits"].get(name, [])]
-            for name in SPLITS
-        }
-        blend = Blend(int(raw["vocab_size"]), int(raw.get("eod_id", -1)), splits)
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise UserError(f"--data: {path}: malformed blend file (missing or bad {exc})") from None
-    for name, entries in blend.splits.items():
-        if entries and (any(e.weight < 0 for e in entries) or sum(e.weight for e in entries) <= 0):
-            raise UserError(f"--data: {path}: split {name!r} needs positive weights")
-    return blend
 
 
 def _rng(*key: int) -> np.random.Generator:
@@ -176,26 +127,27 @@ class BlendedSamples:
         return np.stack([self[j] for j in range(start, start + count)])
 
 
-def open_split(blend: Blend, split: str, seq_len: int, seed: int, size: int,
+def open_split(shards: Sequence[Shard], split: str, seq_len: int, seed: int, size: int,
                vocab: int) -> BlendedSamples | None:
-    """The blended samples of ``split`` (``size`` of them); None if the split is empty.
+    """The blended samples of ``split`` (``size`` of them) from its ``shards``
+    (:meth:`fugaku_sim.data.blend.Blend.shards`); None if the split has none.
 
     Raises:
         UserError: a shard is missing or corrupt, or its dtype cannot hold the vocabulary.
     """
     from fugaku_sim.data.indexed import IndexedDataset
 
-    entries = blend.splits.get(split, [])
-    if not entries or size <= 0:
+    if not shards or size <= 0:
         return None
-    shards = []
-    for i, e in enumerate(entries):
-        ds = IndexedDataset(e.prefix)  # raises UserError naming a missing file
+    samples = []
+    for i, shard in enumerate(shards):
+        ds = IndexedDataset(shard.prefix)  # raises UserError naming a missing file
         if np.issubdtype(ds.dtype, np.floating):
-            raise UserError(f"--data: shard {e.prefix} holds {ds.dtype} values, not token ids")
-        key = zlib.crc32(f"{split}/{i}/{e.domain}".encode())
-        shards.append(ShardSamples(ds, seq_len, seed, key, str(e.prefix)))
-    return BlendedSamples(shards, [e.weight for e in entries], size)
+            raise UserError(f"--data: shard {shard.prefix} holds {ds.dtype} values, not token "
+                            "ids")
+        key = zlib.crc32(f"{split}/{i}/{shard.domain}".encode())
+        samples.append(ShardSamples(ds, seq_len, seed, key, str(shard.prefix)))
+    return BlendedSamples(samples, [s.weight for s in shards], size)
 
 
 def rank_micro_batches(samples: np.ndarray, dp: int, dp_rank: int,

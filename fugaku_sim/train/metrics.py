@@ -21,7 +21,25 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from fugaku_sim.io import read_json_lines
 from fugaku_sim.train.timers import BREAKDOWN_KEYS
+
+
+def read_metrics(path: Path, skip_bad: bool = False) -> list[dict[str, Any]]:
+    """The step records of a ``metrics.jsonl``; with ``skip_bad`` lines that are not step
+    records are left out (a run killed mid-line leaves half a record).
+
+    Raises:
+        UserError: the file is missing or unreadable, or (without ``skip_bad``) holds a line
+            that is not a step record.
+    """
+    from fugaku_sim.errors import UserError
+
+    records = read_json_lines(path, str(path), "rerun the training", skip_bad)
+    steps = [r for r in records if isinstance(r.get("step"), int)]
+    if len(steps) < len(records) and not skip_bad:
+        raise UserError(f"{path}: a line without an integer 'step'; not a trainer's metrics")
+    return steps
 
 
 class MetricsLog:
@@ -29,15 +47,8 @@ class MetricsLog:
 
     def __init__(self, path: Path, resume_step: int) -> None:
         self.path = path
-        kept = []
-        if path.exists():
-            for line in path.read_text(encoding="utf-8").splitlines():
-                try:
-                    record = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(record, dict) and record.get("step", 0) <= resume_step:
-                    kept.append(record)
+        kept = ([r for r in read_metrics(path, skip_bad=True) if r["step"] <= resume_step]
+                if path.exists() else [])
         self.records: list[dict[str, Any]] = kept
         path.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
         self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115  (closed in close())

@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from fugaku_sim.data.blend import Blend, read_blend
 from fugaku_sim.errors import UserError
 from fugaku_sim.spec import Layout, ModelSpec, TrainSpec
 from fugaku_sim.spec.figures import run_steps
 from fugaku_sim.spec.job import check_batch, check_model_split
 from fugaku_sim.train.checkpoint import Selection, select_checkpoint
-from fugaku_sim.train.loader import Blend, read_blend
 
 
 @dataclass(frozen=True)
@@ -126,7 +126,8 @@ def plan_run(model: ModelSpec, train: TrainSpec, layout: Layout, opts: RunOption
         from fugaku_sim.train.loader import open_split
 
         for split in ("train", "valid"):
-            open_split(blend, split, model.seq_len, train.seed, 1, model.vocab)
+            open_split(blend.shards(split, opts.data), split, model.seq_len, train.seed, 1,
+                       model.vocab)
     selection = Selection(None)
     if opts.resume == "auto" and select:
         selection = select_checkpoint(opts.out, model)

@@ -14,7 +14,6 @@ Per step (every rank, collective where it says so):
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from fugaku_sim.io import write_json
 from fugaku_sim.spec.breakdown import BREAKDOWN_KEYS
 from fugaku_sim.spec.figures import micro_batches_per_replica, tokens_per_step
 from fugaku_sim.spec.record import LayoutRecord
@@ -159,9 +159,11 @@ class Trainer:
         p = self.plan
         model, train = p.model, p.train
         if self.is_first or self.is_last:
-            self.train_set = open_split(p.blend, "train", model.seq_len, train.seed,
+            self.train_set = open_split(p.blend.shards("train", p.opts.data), "train",
+                                        model.seq_len, train.seed,
                                         p.steps * train.global_batch, model.vocab)
-            self.valid_set = open_split(p.blend, "valid", model.seq_len, train.seed,
+            self.valid_set = open_split(p.blend.shards("valid", p.opts.data), "valid",
+                                        model.seq_len, train.seed,
                                         p.opts.eval_iters * train.global_batch, model.vocab)
         flag = np.array([1 if self.valid_set is not None else 0], dtype=np.int64)
         from mpi4py import MPI
@@ -322,8 +324,6 @@ class Trainer:
             **summarize(records, p.opts.warmup_timing_steps),
             "breakdown_aggregation": "mean over ranks per step, then mean over steps",
         }
-        tmp = p.opts.out / ".summary.json.tmp"
-        tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, p.opts.out / "summary.json")
+        write_json(p.opts.out / "summary.json", summary)
         return summary
 

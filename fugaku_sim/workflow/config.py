@@ -18,8 +18,8 @@ from pydantic import Field, ValidationError, create_model, model_validator
 
 from fugaku_sim.data.config import DataConfig
 from fugaku_sim.errors import SpecError
+from fugaku_sim.io import load_json
 from fugaku_sim.spec.base import SpecModel
-from fugaku_sim.spec.cluster import ClusterSpec
 from fugaku_sim.spec.layout import Layout
 from fugaku_sim.spec.load import validation_message
 from fugaku_sim.spec.train import TrainSpec
@@ -112,28 +112,14 @@ class WorkflowConfig(SpecModel):
     compare: CompareSection = Field(default_factory=CompareSection)
 
 
-def run_processes_per_node(train: TrainSection, cluster: ClusterSpec) -> int:
-    """MPI processes per node of the real run: the fixed layout's when it names them, every
-    rank on the one machine of a one-node cluster, else the cluster profile's."""
-    if isinstance(train.layout, Layout) and train.layout.processes_per_node is not None:
-        return train.layout.processes_per_node
-    if cluster.allocation.max_nodes == 1:
-        return train.ranks
-    return cluster.node.processes_per_node
-
-
-def run_nodes(train: TrainSection, cluster: ClusterSpec) -> int:
-    """Nodes the real run occupies (its ranks over :func:`run_processes_per_node`)."""
-    return -(-train.ranks // run_processes_per_node(train, cluster))
-
-
-def fixed_layout(train: TrainSection, cluster: ClusterSpec) -> dict[str, Any]:
-    """The fixed layout as the run uses it, processes per node filled in (the record
-    ``workflow write --section layout`` writes); empty for ``auto`` (the plan decides)."""
+def fixed_layout(train: TrainSection, processes_per_node: int) -> dict[str, Any]:
+    """The fixed layout as the run uses it, with the run's ``processes_per_node``
+    (:func:`fugaku_sim.workflow.allocation.run_allocation`) filled in: the record
+    ``workflow write --section layout`` writes. Empty for ``auto`` (the plan decides)."""
     if not isinstance(train.layout, Layout):
         return {}
-    ppn = run_processes_per_node(train, cluster)
-    return train.layout.model_copy(update={"processes_per_node": ppn}).model_dump(mode="json")
+    update = {"processes_per_node": processes_per_node}
+    return train.layout.model_copy(update=update).model_dump(mode="json")
 
 
 def load_workflow_config(data: dict[str, Any], source: str = "config") -> WorkflowConfig:
@@ -156,7 +142,7 @@ def check_against_schema(data: dict[str, Any], source: str = "config") -> None:
     """
     import jsonschema
 
-    schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    schema = load_json(SCHEMA_PATH, str(SCHEMA_PATH), "reinstall fugaku-sim")
     validator = jsonschema.Draft202012Validator(schema)
     error = jsonschema.exceptions.best_match(validator.iter_errors(data))
     if error is None:

@@ -2,32 +2,23 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
 
 from fugaku_sim.errors import UserError
+from fugaku_sim.io import atomic_path
+from fugaku_sim.train import metrics
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """The per-step records of ``metrics.jsonl``.
+    """The per-step records of ``metrics.jsonl`` (:func:`fugaku_sim.train.metrics.read_metrics`),
+    at least one.
 
     Raises:
-        UserError: the file is missing, holds a line that is not JSON, or holds no step.
+        UserError: the file is missing, holds a line that is not a step record, or no step.
     """
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read ({exc.strerror})") from None
-    records = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            records.append(json.loads(line))
-        except ValueError:
-            raise UserError(f"{path}:{number}: not a JSON line") from None
+    records = metrics.read_metrics(path)
     if not records:
         raise UserError(f"{path}: no training steps recorded")
     return records
@@ -55,8 +46,6 @@ def plot_loss(records: list[dict[str, Any]], vocab: int | None, out: Path, title
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp.png")
-    fig.savefig(tmp)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png")
     plt.close(fig)
-    tmp.replace(out)

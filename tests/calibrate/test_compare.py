@@ -68,7 +68,7 @@ def test_read_measured_falls_back_to_the_summary(tmp_path: Path) -> None:
 
 
 def test_read_measured_errors(tmp_path: Path) -> None:
-    with pytest.raises(UserError, match="not found"):
+    with pytest.raises(UserError, match="summary.json: no such file; point it at a finished"):
         read_measured(tmp_path)
     (tmp_path / "summary.json").write_text(json.dumps({"model": {}}))
     with pytest.raises(UserError, match="'train'"):

@@ -12,11 +12,3 @@ def _private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Never touch the user's download cache from tests."""
     monkeypatch.setenv("FUGAKU_SIM_CACHE", str(tmp_path / "cache"))
 
-
-@pytest.fixture(autouse=True)
-def _only_data_verb(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Build the real parser with only the data verb, so these tests do not depend on
-    sibling verbs (which may be mid-change in a shared tree)."""
-    import fugaku_sim.cli as cli
-
-    monkeypatch.setattr(cli, "VERBS", {"data": cli.VERBS["data"]})

@@ -16,6 +16,6 @@ def tiny_spec() -> ModelSpec:
 
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from fugaku_sim.evaluate.synthetic import write_data_dir
+    from tests.evaluate.synthetic import write_data_dir
 
     return write_data_dir(tmp_path_factory.mktemp("data"), seed=3)

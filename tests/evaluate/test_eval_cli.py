@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fugaku_sim.evaluate.synthetic import random_params
 from fugaku_sim.tensors.consolidated import write_consolidated
+from tests.evaluate.synthetic import random_params
 
 FAST = ["--max-docs", "10", "--choice-items", "5", "--max-problems", "3",
         "--max-new-tokens", "5", "--seed", "1"]

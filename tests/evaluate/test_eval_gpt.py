@@ -7,7 +7,7 @@ import pytest
 
 from fugaku_sim.evaluate.generation import Sampling, generate
 from fugaku_sim.evaluate.gpt import GPT, gelu_new, layer_norm
-from fugaku_sim.evaluate.synthetic import random_params
+from tests.evaluate.synthetic import random_params
 
 ATOL_CACHE = 1e-5
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from fugaku_sim.evaluate.gpt import GPT
 from fugaku_sim.evaluate.lm import log_softmax
 from fugaku_sim.evaluate.perplexity import domain_perplexity, plan_windows, stream_nll
-from fugaku_sim.evaluate.synthetic import random_params
+from tests.evaluate.synthetic import random_params
 
 
 class UnigramModel:

@@ -24,9 +24,9 @@ def rel_inputs(tmp_path_factory: pytest.TempPathFactory, rel_spec: ModelSpec) ->
     from fugaku_sim.evaluate.gpt import GPT
     from fugaku_sim.evaluate.heldout import DataDir
     from fugaku_sim.evaluate.runner import EvalOptions, evaluate_model, write_results
-    from fugaku_sim.evaluate.synthetic import random_params, write_data_dir
     from fugaku_sim.evaluate.tokenizer import Tokenizer
     from fugaku_sim.tensors.consolidated import write_consolidated
+    from tests.evaluate.synthetic import random_params, write_data_dir
 
     root = tmp_path_factory.mktemp("release-inputs")
     data = write_data_dir(root / "data", seed=5)

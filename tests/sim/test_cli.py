@@ -208,18 +208,3 @@ def test_full_fugaku_llm_plan(run_cli, tmp_path: Path) -> None:
     rows = json.loads(out)
     assert any((r["tp"], r["pp"], r["dp"]) == (6, 8, 288) for r in rows)
     assert len((tmp_path / "rankmap.vcoord").read_text().splitlines()) == 13824
-
-
-def test_sweep_options_match_the_model() -> None:
-    from fugaku_sim.commands.sweep import VARIABLES as CLI_VARIABLES
-    from fugaku_sim.sim.sweep import VARIABLES
-
-    assert CLI_VARIABLES == VARIABLES
-
-
-def test_sweep_reports_invalid_variants_per_row() -> None:
-    from fugaku_sim.sim.sweep import sweep
-    from tests.sim.test_predict import fugaku_llm
-
-    rows = sweep(fugaku_llm(), "nodes", [13824, 1000])
-    assert "step_time_s" in rows[0] and "error" in rows[1]

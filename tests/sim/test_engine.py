@@ -24,6 +24,9 @@ class FixedTransport:
     def tp_time_s(self, stage: int, nbytes: float) -> float:
         return 0.0
 
+    def tp_allreduce(self, r: int, stage: int, nbytes: float) -> Generator[Any, Any, None]:
+        yield self.env.timeout(self.tp_time_s(stage, nbytes))
+
     def p2p(self, r: int, src: int, dst: int, nbytes: float) -> Generator[Any, Any, None]:
         yield self.env.timeout(0.5)
 

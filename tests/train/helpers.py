@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -97,8 +96,10 @@ def write_shard(prefix: Path, docs: list[np.ndarray]) -> None:
 
 def write_data(root: Path, vocab: int = 64, seed: int = 0, docs: int = 40) -> Path:
     """A data directory like the data stage's: two domains, train and valid splits."""
+    from fugaku_sim.data.blend import Blend, BlendEntry, write_blend
+
     rng = np.random.default_rng(seed)
-    splits: dict[str, list[dict[str, Any]]] = {}
+    splits: dict[str, tuple[BlendEntry, ...]] = {}
     for split, n in (("train", docs), ("valid", docs // 4)):
         entries = []
         for domain, weight in (("ja", 0.6), ("en", 0.4)):
@@ -113,9 +114,9 @@ def write_data(root: Path, vocab: int = 64, seed: int = 0, docs: int = 40) -> Pa
                 doc[noise] = rng.integers(3, vocab, size=int(noise.sum()))
                 ds.append(np.r_[doc, 2])
             write_shard(root / prefix, ds)
-            entries.append({"domain": domain, "prefix": prefix, "weight": weight,
-                            "tokens": int(sum(len(d) for d in ds))})
-        splits[split] = entries
-    blend = {"tokenizer": "tokenizer.model", "eod_id": 2, "vocab_size": vocab, "splits": splits}
-    (root / "blend.json").write_text(json.dumps(blend), encoding="utf-8")
+            entries.append(BlendEntry(domain=domain, prefix=prefix, weight=weight,
+                                      tokens=int(sum(len(d) for d in ds))))
+        splits[split] = tuple(entries)
+    write_blend(root, Blend(tokenizer="tokenizer.model", eod_id=2, vocab_size=vocab,
+                            splits=splits))
     return root

@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fugaku_sim.data.blend import read_blend
 from fugaku_sim.errors import UserError
 from fugaku_sim.train.loader import (
     ShardSamples,
     blending_indices,
     open_split,
     rank_micro_batches,
-    read_blend,
 )
 
 from .helpers import write_data, write_shard
@@ -85,29 +85,28 @@ def test_open_split_reads_the_blend(tmp_path: Path) -> None:
     data = write_data(tmp_path)
     blend = read_blend(data)
     assert blend.vocab_size == 64 and [e.domain for e in blend.splits["train"]] == ["ja", "en"]
-    train = open_split(blend, "train", seq_len=8, seed=1, size=50, vocab=64)
+    train = open_split(blend.shards("train", data), "train", seq_len=8, seed=1, size=50,
+                       vocab=64)
     assert train is not None and len(train) == 50
     batch = train.batch(10, 6)
     assert batch.shape == (6, 9) and batch.dtype == np.int64
     assert batch.max() < 64
-    again = open_split(blend, "train", seq_len=8, seed=1, size=20, vocab=64)
+    again = open_split(blend.shards("train", data), "train", seq_len=8, seed=1, size=20,
+                       vocab=64)
     assert again is not None
     np.testing.assert_array_equal(again.batch(10, 6), batch)  # resumable: same samples
-    assert open_split(blend, "test", 8, 1, 5, 64) is None  # an empty split
+    assert open_split(blend.shards("test", data), "test", 8, 1, 5, 64) is None  # no shards
     with pytest.raises(IndexError):
         train.batch(48, 4)
 
 
 def test_missing_blend_and_missing_shard(tmp_path: Path) -> None:
-    with pytest.raises(UserError, match="blend.json not found"):
+    with pytest.raises(UserError, match="blend.json: no such file; run `fugaku-sim data mix`"):
         read_blend(tmp_path)
     write_shard(tmp_path / "shards/a", [np.arange(3, 40)])
-    blend = {"vocab_size": 64, "splits": {"train": [
+    blend = {"eod_id": 2, "vocab_size": 64, "splits": {"train": [
         {"domain": "a", "prefix": "shards/a", "weight": 1.0},
         {"domain": "b", "prefix": "shards/b", "weight": 1.0}]}}
     (tmp_path / "blend.json").write_text(json.dumps(blend))
     with pytest.raises(UserError, match="b.idx"):
-        open_split(read_blend(tmp_path), "train", 8, 0, 4, 64)
-    (tmp_path / "blend.json").write_text('{"splits": {}}')
-    with pytest.raises(UserError, match="malformed"):
-        read_blend(tmp_path)
+        open_split(read_blend(tmp_path).shards("train", tmp_path), "train", 8, 0, 4, 64)

@@ -28,14 +28,14 @@ REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 MPIEXEC = shutil.which("mpiexec", path=str(VENV_BIN)) or shutil.which("mpiexec")
 RUNS = Path(__file__).with_name("mpi_runs.py")
-REL = 1e-5  # loss agreement across layouts (relative), the tolerance
+REL = 1e-5  # loss agreement across layouts (relative)
 
 pytestmark = [
     pytest.mark.mpi,
     pytest.mark.skipif(MPIEXEC is None, reason="no mpiexec"),
 ]
 
-# (tp, pp, dp, extra options): the layouts, plus ZeRO-1, overlap, small buckets,
+# (tp, pp, dp, extra options): layouts of 2 and 4 ranks, plus ZeRO-1, overlap, small buckets,
 # GPipe, interleaving and recomputation on some of them
 LAYOUTS_2 = [
     (2, 1, 1, []),

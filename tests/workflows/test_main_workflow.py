@@ -331,33 +331,3 @@ def test_ci_build_through_slurm_profile(tmp_path: Path) -> None:
     assert "srun --mpi=pmi2 -n 2 " in run.output
     assert run.output.count("has been submitted with SLURM jobid") == len(CLUSTER_JOBS)
     print(f"ci build, slurm profile: {run.seconds:.1f} s")
-
-
-# --- the train rule's work folder (fugaku_sim.workflow.rundir) ------------------------------
-
-
-def test_run_dir_is_resumed_only_by_the_run_with_the_same_inputs(tmp_path: Path) -> None:
-    from fugaku_sim.workflow.rundir import KEY_FILE, prepare_run_dir, run_key
-
-    settings = tmp_path / "train_settings.yaml"
-    settings.write_text("steps: 30\n")
-    work = tmp_path / "run"
-    key = run_key([settings], {"model": "gpt-micro"})
-    assert prepare_run_dir(work, key) == "fresh" and (work / KEY_FILE).is_file()
-    (work / "checkpoints").mkdir()
-    assert prepare_run_dir(work, run_key([settings], {"model": "gpt-micro"})) == "resume"
-    assert (work / "checkpoints").is_dir()
-
-    settings.write_text("steps: 60\n")  # other settings: the old checkpoints must not be used
-    assert prepare_run_dir(work, run_key([settings], {"model": "gpt-micro"})) == "replaced"
-    assert (tmp_path / "run.replaced/checkpoints").is_dir()
-    assert sorted(p.name for p in work.iterdir()) == [KEY_FILE]
-    assert prepare_run_dir(work, run_key([settings], {"model": "gpt-tiny"})) == "replaced"
-
-
-def test_run_dir_verb_names_an_unreadable_input(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "fugaku_sim.cli", "workflow", "run-dir",
-                           "--work", str(tmp_path / "run"), "--inputs", str(tmp_path / "nope")],
-                          capture_output=True, text=True, timeout=60)
-    assert done.returncode != 0
-    assert "nope: cannot read" in done.stderr and "Traceback" not in done.stderr

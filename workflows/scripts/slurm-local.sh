@@ -15,7 +15,7 @@
 #   SLURM_LOCAL_CPUS     CPUs the node advertises (default 4; more than the machine has is fine)
 #   SLURM_LOCAL_TIMEOUT  seconds to wait for the node to become idle (default 60)
 #
-# Why each setting (learned on this kind of machine, see ../shared/notes/environment-facts.md):
+# Why each setting (learned running Slurm on a single 2-core machine):
 # - absolute paths everywhere, and a copy at /etc/slurm/slurm.conf: the Snakemake slurm jobstep
 #   plugin drops SLURM_CONF before its inner `srun`, which then looks in /etc/slurm only;
 # - proctrack/linuxproc and task/none: no cgroups needed (containers rarely allow them);

@@ -1,5 +1,5 @@
-"""A tiny data directory in the data stage's format and random GPT-2 weights, for tests and
-smoke runs of ``evaluate`` and ``release`` before (or without) the real data and trainer.
+"""Test fixtures: a tiny data directory in the data stage's format and random GPT-2 weights,
+for the tests of ``evaluate`` and ``release`` (without running the data stage or the trainer).
 
 The text is generated from a few templates (Japanese, English, code, maths) with a seeded
 generator; the tokenizer is a real sentencepiece model trained on it (byte fallback, ids as
@@ -78,6 +78,7 @@ def train_tokenizer(texts: list[str], prefix: Path, vocab_size: int) -> Path:
 def write_data_dir(root: str | Path, seed: int = 0, docs_per_domain: int = 40,
                    vocab_size: int = 400) -> Path:
     """Write a data directory (tokenizer, test shards, blend, held-out, maths, manifest)."""
+    from fugaku_sim.data.blend import Blend, BlendEntry, write_blend
     from fugaku_sim.data.indexed import IndexedDatasetWriter
     from fugaku_sim.evaluate.tokenizer import Tokenizer
 
@@ -94,10 +95,10 @@ def write_data_dir(root: str | Path, seed: int = 0, docs_per_domain: int = 40,
         with IndexedDatasetWriter(root / "shards" / f"{domain}_test", np.uint16) as w:
             for t in docs:
                 w.add_document(np.asarray(tok.encode(t) + [tok.eod_id]))
-        tests.append({"domain": domain, "prefix": f"shards/{domain}_test", "weight": 1.0})
-    blend = {"tokenizer": "tokenizer.model", "eod_id": tok.eod_id,
-             "vocab_size": tok.vocab_size, "splits": {"test": tests}}
-    (root / "blend.json").write_text(json.dumps(blend, indent=2), encoding="utf-8")
+            tests.append(BlendEntry(domain=domain, prefix=f"shards/{domain}_test", weight=1.0,
+                                    tokens=w.num_tokens))
+    write_blend(root, Blend(tokenizer="tokenizer.model", eod_id=tok.eod_id,
+                            vocab_size=tok.vocab_size, splits={"test": tuple(tests)}))
     rng = np.random.default_rng([seed, 7])
     with open(root / "maths_eval.jsonl", "w", encoding="utf-8") as f:
         for _ in range(10):
@@ -112,7 +113,7 @@ def write_data_dir(root: str | Path, seed: int = 0, docs_per_domain: int = 40,
         "sources": {f"synthetic-{d}": {"kind": "synthetic", "domain": d,
                                        "licence": "CC0-1.0 (generated)", "documents": len(t)}
                     for d, t in texts.items()},
-        "note": "synthetic data directory (fugaku_sim.evaluate.synthetic)"}
+        "note": "synthetic data directory (test fixture)"}
     (root / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     return root
 
@@ -127,8 +128,6 @@ def random_params(spec: ModelSpec, seed: int) -> dict[str, np.ndarray]:
     for name, shape in tensor_table(spec).checkpoint_shapes().items():
         if ".ln_" in name and name.endswith(".weight"):
             arr = 1.0 + 0.1 * rng.standard_normal(shape)
-        elif name.endswith(".bias"):
-            arr = 0.02 * rng.standard_normal(shape)
         else:
             arr = 0.02 * rng.standard_normal(shape)
         params[name] = arr.astype(np.float32)

@@ -1,0 +1,200 @@
+"""Fit every figure of a calibrated profile from raw microbenchmark measurements.
+
+:func:`fit_calibration` turns the rows :func:`~fugaku_sim.calibrate.measure.measure_machine`
+collects into a :class:`Calibration`: per-process figures (GEMM curve, per-op overhead,
+effective memory bandwidth, per-element costs of non-GEMM ops, the intra-node link) and what
+a job of fewer or more ranks than cores sees of the node. Pure: no files, no MPI.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from fugaku_sim.calibrate.fit import (
+    AlphaBeta,
+    GemmCurve,
+    bandwidth_Bps_at,
+    best_rate,
+    combine_forward_backward,
+    compute_share,
+    fit_alpha_beta,
+    fit_effective_bw,
+    fit_gemm_curve,
+    fit_kernel_overhead_s,
+    fit_op_overhead_s,
+    median_by_bytes,
+    p2p_factors,
+    ring_allreduce_factors,
+    tiny_kernel_rows,
+)
+from fugaku_sim.calibrate.kernels import (
+    elementwise_costs,
+    simulated_kernel_cost,
+    simulated_ops_per_block,
+)
+from fugaku_sim.errors import UserError
+
+DEFAULT_ARRAY_BYTES = 4 * 2**20  # bandwidth quoted at 4 MiB arrays (see fit_calibration)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Fitted figures, per process unless named ``node``."""
+
+    ranks: int
+    op_overhead_s: float
+    op_overhead_method: str
+    gemm: GemmCurve
+    gemm_call_overhead_s: float
+    fp64_flops: float
+    mem_bw_Bps: float
+    mem_bw_method: str
+    mem_bw_rms_rel_error: float
+    stream_bw_Bps: float
+    mem_array_bytes: float
+    p2p: AlphaBeta
+    allreduce: AlphaBeta
+    oversubscribed_share: float  # compute share of a process at 2 x ranks (1 = no loss)
+    waiting_rank_share: float  # share when half of the 2 x ranks wait in MPI instead
+    oversubscribed_link: AlphaBeta | None  # pairs' all-reduce between compute, 2 x ranks
+    lone: dict[str, float] | None  # a lone process vs one of ``ranks`` busy ones
+    # seconds per element of each non-GEMM op kind and direction (empty: not measured)
+    elementwise_s_per_element: dict[str, float] = field(default_factory=dict)
+    # relative error of the simulator on the trainer's blocks and head with those costs
+    elementwise_check: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def fit_calibration(
+    measurements: dict[str, Any], array_bytes: float = DEFAULT_ARRAY_BYTES
+) -> Calibration:
+    """Fit every profile figure from :func:`~fugaku_sim.calibrate.measure.measure_machine`'s
+    output.
+
+    The simulator prices a non-GEMM operation as ``bytes / mem_bw + op_overhead`` with its
+    own byte count. When the trainer's kernels were timed, ``op_overhead`` is their fixed
+    cost per simulated operation (the whole block's forward and backward at a tiny shape over
+    the operations the simulator counts for it; without block rows the median over the
+    kernels) and ``mem_bw`` the bandwidth at which the simulator's byte counts reproduce
+    their time at working shapes: an *effective*
+    bandwidth of this software on this machine (numpy evaluates tanh and exp and allocates
+    temporaries; the hardware's STREAM rate is far higher and is kept beside it). Without
+    the trainer, they fall back to the median tiny numpy call and the allocating STREAM
+    rate at ``array_bytes``. GEMMs are fitted net of numpy's own matmul call cost.
+
+    The intra-node link is one latency and bandwidth fitted to the ping-pong and the
+    all-reduce times on ``ranks`` ranks together, each priced the way the simulator prices
+    it (one message; the ring); the ping-pong fit alone is kept beside it for comparison.
+
+    Raises:
+        UserError: a suite's rows are missing or cannot be fitted.
+    """
+    try:
+        compute = measurements["compute"]
+        ranks = int(measurements["ranks"])
+        call = {r["op"]: float(r["seconds"]) for r in compute["tiny_ops"]}
+        gemm_call = call.get("matmul_8", fit_op_overhead_s(compute["tiny_ops"]))
+        gemm = fit_gemm_curve(compute["gemm"], gemm_call)
+        fp64 = best_rate(compute["gemm"], "float64") or gemm.peak_flops / 2
+        stream = bandwidth_Bps_at(compute["stream"], array_bytes, "alloc")
+        overhead, overhead_how, bw, bw_how, bw_rms = _elementwise_model(compute, stream, gemm)
+        per_element, check = elementwise_costs(compute.get("kernels") or [], gemm, overhead)
+        p2p, link, over_link = _fit_links(measurements["comm"], ranks)
+        lone = _lone_process(measurements.get("compute_lone"), gemm, bw)
+        shares = {s["ranks"]: s["share"] for s in measurements["share"]}
+        base, over = shares[ranks], shares[2 * ranks]
+    except (KeyError, ValueError, IndexError) as exc:
+        raise UserError(f"calibrate: cannot fit the measurements ({exc})") from None
+    return Calibration(
+        ranks=ranks,
+        op_overhead_s=overhead,
+        op_overhead_method=overhead_how,
+        gemm=gemm,
+        gemm_call_overhead_s=gemm_call,
+        fp64_flops=fp64,
+        mem_bw_Bps=bw,
+        mem_bw_method=bw_how,
+        mem_bw_rms_rel_error=bw_rms,
+        stream_bw_Bps=stream,
+        mem_array_bytes=array_bytes,
+        p2p=p2p,
+        allreduce=link,
+        oversubscribed_share=compute_share(base["all_busy_seconds"], over["all_busy_seconds"]),
+        waiting_rank_share=compute_share(base["all_busy_seconds"], over["half_busy_seconds"]),
+        oversubscribed_link=over_link,
+        lone=lone,
+        elementwise_s_per_element=per_element,
+        elementwise_check=check,
+    )
+
+
+def _fit_links(
+    comm: list[dict[str, Any]], ranks: int
+) -> tuple[AlphaBeta, AlphaBeta, AlphaBeta | None]:
+    """(ping-pong alone, the intra-node link, the oversubscribed pairs' link or None) from
+    the ``comm`` suite's rows.
+
+    Raises:
+        KeyError, ValueError: rows are missing or too few to fit.
+    """
+    pingpong = [r for c in comm if c["ranks"] == ranks for r in c.get("pingpong", [])]
+    allreduce = [r for c in comm if c["ranks"] == ranks for r in c["allreduce"]]
+    link = fit_alpha_beta([{**r, "kind": "p2p"} for r in pingpong]
+                          + [{**r, "kind": "allreduce"} for r in allreduce],
+                          row_factors=_link_factors)
+    # the all-reduce a pair pays between compute phases, every core oversubscribed:
+    # the ring fitted to the median cost of each message size over the compute lengths
+    typical = median_by_bytes([r for c in comm if c["ranks"] > ranks
+                               for r in c.get("sync_after_compute", []) if r["seconds"] > 0])
+    over = fit_alpha_beta(typical, ring_allreduce_factors) if len(typical) >= 2 else None
+    return fit_alpha_beta(pingpong, p2p_factors), link, over
+
+
+def _link_factors(row: Mapping[str, Any]) -> tuple[float, float]:
+    """The simulator's intra-node cost factors of a row: one message for ping-pong, the ring
+    for an all-reduce (``fugaku_sim.sim.collectives``; checked against it in the tests)."""
+    n = int(row.get("ranks", 2))
+    return p2p_factors(n) if row.get("kind") == "p2p" else ring_allreduce_factors(n)
+
+
+def _lone_process(
+    compute: dict[str, Any] | None, gemm: GemmCurve, bw: float
+) -> dict[str, float] | None:
+    """How a process alone on the node compares with one of ``ranks`` busy ones: ratios of
+    the best GEMM rate and of the effective bandwidth, and its own per-op overhead."""
+    if not compute:
+        return None
+    call = {r["op"]: float(r["seconds"]) for r in compute["tiny_ops"]}
+    lone_gemm = fit_gemm_curve(compute["gemm"], call.get("matmul_8", 0.0))
+    overhead, _, lone_bw, _, _ = _elementwise_model(compute, bw, lone_gemm)
+    return {"peak_ratio": lone_gemm.peak_flops / gemm.peak_flops,
+            "mem_bw_ratio": lone_bw / bw, "op_overhead_s": overhead}
+
+
+def _elementwise_model(
+    compute: dict[str, Any], stream_Bps: float, gemm: GemmCurve
+) -> tuple[float, str, float, str, float]:
+    """(op_overhead_s, how, mem_bw_Bps, how, rms) from the trainer's kernels, or fallbacks."""
+    kernels = compute.get("kernels") or []
+    numpy_call = fit_op_overhead_s(compute["tiny_ops"])
+    if not kernels:
+        return (numpy_call, "median tiny numpy call (trainer kernels not timed)", stream_Bps,
+                "allocating STREAM (trainer kernels not timed)", float("nan"))
+    per_block = simulated_ops_per_block()
+    overhead = fit_kernel_overhead_s(kernels, per_block)
+    how = (f"trainer's block fwd+bwd at a tiny shape / {per_block} simulated ops"
+           if {"block_fwd", "block_bwd"} <= tiny_kernel_rows(kernels).keys()
+           else "median per simulated op of the trainer's kernels at a tiny shape")
+    try:
+        bw, rms = fit_effective_bw(combine_forward_backward(kernels),
+                                   functools.partial(simulated_kernel_cost, gemm=gemm))
+    except ValueError as exc:
+        return overhead, how, stream_Bps, f"allocating STREAM ({exc})", float("nan")
+    return (overhead, how, bw,
+            "effective: the simulator's bytes over the trainer's block (fwd+bwd) and head "
+            "times", rms)
