@@ -101,6 +101,8 @@ def torch_step_time(model_name: str, steps: int) -> float | None:
     except ImportError:
         return None
     from fugaku_sim.commands.common import resolve_specs
+    from fugaku_sim.spec import Layout
+    from fugaku_sim.spec.figures import micro_batches_per_replica
 
     spec, train, _ = resolve_specs(argparse.Namespace(model=model_name))
     torch.set_num_threads(1)
@@ -112,7 +114,7 @@ def torch_step_time(model_name: str, steps: int) -> float | None:
         eos_token_id=None)
     model = transformers.GPT2LMHeadModel(config)
     opt = torch.optim.AdamW(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
-    micro = train.global_batch // train.micro_batch
+    micro = micro_batches_per_replica(train, Layout())  # one replica
     data = torch.randint(0, spec.vocab, (micro, train.micro_batch, spec.seq_len + 1))
     times = []
     for _ in range(steps):

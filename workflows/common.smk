@@ -9,7 +9,7 @@ import sys
 from fugaku_sim.errors import UserError
 from fugaku_sim.spec import load_cluster, load_model
 from fugaku_sim.workflow.allocation import run_allocation
-from fugaku_sim.workflow.config import check_against_schema, load_workflow_config
+from fugaku_sim.workflow.config import check_against_schema, fixed_layout, load_workflow_config
 from fugaku_sim.workflow.launch import cli_command, resolve_launcher
 from fugaku_sim.workflow.rundir import work_folder
 
@@ -37,9 +37,13 @@ for field, load in (("cluster", load_cluster), ("model", load_model)):
     except UserError as exc:  # the loaders name their command-line option: name the key
         config_error(f"train.{field}: {str(exc).removeprefix(f'--{field}: ')}")
 TRAIN_VOCAB = load_model(CFG.train.model).vocab
-TRAIN_ALLOCATION = run_allocation(load_cluster(CFG.train.cluster), CFG.train.ranks)
 AUTO_LAYOUT = CFG.train.layout == "auto"
-FIXED_LAYOUT = {} if AUTO_LAYOUT else CFG.train.layout
+TRAIN_ALLOCATION = run_allocation(
+    load_cluster(CFG.train.cluster),
+    CFG.train.ranks,
+    None if AUTO_LAYOUT else CFG.train.layout.processes_per_node,  # a fixed layout's wins
+)
+FIXED_LAYOUT = fixed_layout(CFG.train, TRAIN_ALLOCATION.processes_per_node)
 
 
 def json_arg(section):

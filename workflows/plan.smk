@@ -182,7 +182,6 @@ rule predict_train:
         fs=FS,
         cluster=CFG.train.cluster,
         model=CFG.train.model,
-        ppn=TRAIN_ALLOCATION.processes_per_node,
     threads: 1
     resources:
         mem_mb=2000,
@@ -190,7 +189,7 @@ rule predict_train:
     conda:
         ENV
     shell:
+        # the layout record carries the processes per node and job shape the run uses
         "{params.fs} predict --cluster {params.cluster} --model {params.model}"
         " --train-config {input.settings} --layout-from {input.layout}"
-        " --processes-per-node {params.ppn} --json --trace {output.trace}"
-        " > {output.prediction} 2> {log}"
+        " --json --trace {output.trace} > {output.prediction} 2> {log}"

@@ -27,11 +27,11 @@ from typing import Any
 from fugaku_sim.errors import UserError
 from fugaku_sim.io import read_json_object
 from fugaku_sim.spec import ClusterSpec, Job, Layout, ModelSpec, TrainSpec, make_job
+from fugaku_sim.spec.breakdown import BREAKDOWN_KEYS
 from fugaku_sim.spec.cluster import SwitchedInterconnect
 from fugaku_sim.spec.load import validate_section
+from fugaku_sim.spec.record import parse_layout_record
 from fugaku_sim.train.metrics import read_metrics
-
-BREAKDOWN_KEYS = ("compute", "recompute", "tp_comm", "pp_comm", "dp_comm", "bubble", "optimizer")
 
 
 @dataclass(frozen=True)
@@ -79,8 +79,10 @@ def read_measured(path: Path, warmup: int = 2, statistic: str = "median") -> Mea
             raise UserError(f"--from-metrics: {summary_path}: no {key!r} section")
     src = str(summary_path)
     model = validate_section(ModelSpec, summary["model"], src, "model")
-    train = validate_section(TrainSpec, summary["train"], src, "train")
-    layout = validate_section(Layout, summary["layout"], src, "layout")
+    record = parse_layout_record(summary, src)  # the trainer writes its layout record
+    train, layout = record.train, record.layout
+    if train is None:  # the check above found a train section; None only if it was null
+        raise UserError(f"--from-metrics: {summary_path}: no 'train' section")
     metrics = run_dir / "metrics.jsonl"
     if metrics.is_file() and (timed := _timed_records(metrics, warmup)):
         times = [float(r["step_time_s"]) for r in timed]

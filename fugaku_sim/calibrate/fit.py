@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from fugaku_sim.sim.collectives import ring_allreduce_steps, ring_allreduce_volume
+
 
 @dataclass(frozen=True)
 class AlphaBeta:
@@ -45,7 +47,7 @@ def ring_allreduce_factors(ranks: int) -> tuple[float, float]:
     """Ring all-reduce (reduce-scatter then all-gather): 2(n-1) steps, each moving bytes/n,
     so t = 2(n-1) alpha + 2(n-1)/n bytes/beta (Thakur et al. 2005, section 4.4)."""
     n = max(ranks, 1)
-    return 2.0 * (n - 1), 2.0 * (n - 1) / n
+    return float(ring_allreduce_steps(n)), ring_allreduce_volume(n)
 
 
 Factors = Callable[[int], tuple[float, float]]

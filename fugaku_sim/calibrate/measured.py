@@ -52,11 +52,13 @@ import re
 from collections.abc import Iterable, Iterator
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from fugaku_sim.errors import SpecError, UserError
+from fugaku_sim.parallel.placement import Strategy
+from fugaku_sim.parallel.schedule import ScheduleKind
 from fugaku_sim.spec import (
     ClusterSpec,
     Job,
@@ -69,10 +71,12 @@ from fugaku_sim.spec import (
 )
 from fugaku_sim.spec.base import SpecModel
 from fugaku_sim.spec.job import check_batch, check_model_split
+from fugaku_sim.spec.train import RecomputeMode, TrainPrecision
 
 COND_PREFIX = "cond_"
 SHAPE_COLUMNS = ("layers", "hidden", "heads", "seq_len", "vocab")
-UNMODELLED_RECOMPUTE = ("selective", "partial")
+UnmodelledRecompute = Literal["selective", "partial"]  # in published runs, not in the spec
+UNMODELLED_RECOMPUTE = get_args(UnmodelledRecompute)
 TimeQuality = Literal["measured", "first-step", "estimated", "derived", "withdrawn"]
 
 
@@ -92,15 +96,15 @@ class MeasuredRun(SpecModel):
     tp: int = Field(gt=0)
     pp: int = Field(gt=0)
     dp: int = Field(gt=0)
-    schedule: Literal["1f1b", "gpipe", "interleaved"] = "1f1b"
+    schedule: ScheduleKind = "1f1b"
     virtual_stages: int = Field(default=1, gt=0)
-    placement: Literal["linear", "topology"] | None = None
+    placement: Strategy | None = None
     job_shape: list[int] | None = None
     micro_batch: int = Field(gt=0)
     global_batch: int = Field(gt=0)
-    recompute: Literal["none", "all", "first-half", "stages", "selective", "partial"]
+    recompute: RecomputeMode | UnmodelledRecompute
     recompute_stages: list[int] = Field(default_factory=list)
-    precision: Literal["fp32", "fp16", "bf16"]
+    precision: TrainPrecision
     zero_stage: int = Field(default=0, ge=0, le=3)
     overlap_grad_reduce: bool = False
     sequence_parallel: bool = False

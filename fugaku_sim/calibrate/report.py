@@ -8,11 +8,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from fugaku_sim.calibrate.compare import BREAKDOWN_KEYS, Row
+from fugaku_sim.calibrate.compare import Row
 from fugaku_sim.io import atomic_path
+from fugaku_sim.spec.breakdown import BREAKDOWN_KEYS, SHORT_LABELS
 
-SHORT = {"compute": "comp", "recompute": "recomp", "tp_comm": "tp", "pp_comm": "pp",
-         "dp_comm": "dp", "bubble": "bub", "optimizer": "opt"}
 TARGETS = {"median_abs_error": 0.10, "worst_abs_error": 0.25}
 
 
@@ -26,7 +25,7 @@ def _pct(x: float) -> str:
 
 def breakdown_text(measured: dict[str, float], predicted: dict[str, float]) -> str:
     """``comp 120/131 tp 4/3 ...`` (ms, measured/predicted), the non-zero terms only."""
-    parts = [f"{SHORT[k]} {_ms(measured.get(k, 0.0))}/{_ms(predicted.get(k, 0.0))}"
+    parts = [f"{SHORT_LABELS[k]} {_ms(measured.get(k, 0.0))}/{_ms(predicted.get(k, 0.0))}"
              for k in BREAKDOWN_KEYS
              if max(measured.get(k, 0.0), predicted.get(k, 0.0)) >= 5e-5]
     return " ".join(parts)

@@ -59,7 +59,7 @@ def derived_figures(job: Job) -> dict[str, Any]:
         "megatron_flops_per_step": megatron_flops_per_step(
             model, train.global_batch, recompute=recompute_any
         ),
-        "steps": job.steps_for_tokens(),
+        "steps": job.run_steps(),
         "memory_per_node_GiB": peak / GiB,
         "usable_memory_per_node_GiB": job.cluster.node.usable_mem_bytes / GiB,
         "fits_memory": fits_memory(job, peak),

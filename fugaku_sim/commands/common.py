@@ -1,8 +1,17 @@
 """Options shared by the verbs that take a job: cluster, model, training settings, layout.
 
-A model preset may carry reference training settings and a layout (Fugaku-LLM's); options
-given on the command line override single fields of them, and the result is validated as a
-whole (``make_job``), so every error names the field to fix.
+Where each setting comes from, later layers overriding single fields of earlier ones:
+
+1. the model preset's reference training settings and layout (Fugaku-LLM's);
+2. ``--layout-from``: a layout record (:mod:`fugaku_sim.spec.record`) replaces the preset's
+   layout, and its training settings, when it has them, replace the preset's;
+3. ``--train-config``: a TrainSpec mapping (YAML);
+4. single options (``--tp``, ``--micro-batch`` ...).
+
+A layer that sets ``steps`` drops the ``tokens`` of the layers before it, and the other way
+round: a run is given one or the other. New tensor, pipeline or data degrees drop the job
+shape of the layers before (it was for another split) unless ``--job-shape`` is given too.
+The result is validated as a whole (``make_job``), so every error names the field to fix.
 """
 
 from __future__ import annotations
@@ -10,9 +19,12 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from fugaku_sim.errors import SpecError
+from fugaku_sim.parallel.groups import RANK_ORDERS
+from fugaku_sim.parallel.placement import Strategy
+from fugaku_sim.parallel.schedule import ScheduleKind
 from fugaku_sim.spec import (
     Job,
     Layout,
@@ -24,6 +36,9 @@ from fugaku_sim.spec import (
     read_yaml,
     validate_section,
 )
+from fugaku_sim.spec.layout import RequestedAllocation
+from fugaku_sim.spec.record import read_layout_record
+from fugaku_sim.spec.train import OptimizerKind, RecomputeMode, TrainPrecision, ZeroStage
 
 # command-line option -> (section, field)
 _TRAIN_OPTIONS = {
@@ -94,10 +109,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--micro-batch", type=int, help="sequences per micro-batch")
     g.add_argument("--tokens", type=float, help="tokens to train on (e.g. 380e9)")
     g.add_argument("--steps", type=int, help="optimizer steps")
-    g.add_argument("--precision", choices=["fp32", "fp16", "bf16"])
-    g.add_argument("--optimizer", choices=["adam", "adamw", "sgd"])
-    g.add_argument("--zero", type=int, choices=[0, 1], help="ZeRO stage")
-    g.add_argument("--recompute", choices=["none", "all", "first-half", "stages"])
+    g.add_argument("--precision", choices=get_args(TrainPrecision))
+    g.add_argument("--optimizer", choices=get_args(OptimizerKind))
+    g.add_argument("--zero", type=int, choices=get_args(ZeroStage), help="ZeRO stage")
+    g.add_argument("--recompute", choices=get_args(RecomputeMode))
     g.add_argument("--recompute-stages", type=parse_stages, metavar="0-3")
     g.add_argument("--overlap-grad-reduce", action=argparse.BooleanOptionalAction, default=None)
     g.add_argument("--lr", type=float, help="peak learning rate")
@@ -113,19 +128,19 @@ def add_layout_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("layout (overrides the model preset's)")
     g.add_argument(
         "--layout-from", metavar="JSON",
-        help="take tp, pp, dp (and micro-batch, schedule, recompute, placement when present) "
-        "from a predict JSON object or the best entry of a plan JSON list",
+        help="start from a layout record: the layout (and training settings) of a predict "
+        "JSON object, of the best entry of a plan JSON list, or of `workflow pick-layout`",
     )
     g.add_argument("--tp", type=int, help="tensor-parallel degree")
     g.add_argument("--pp", type=int, help="pipeline-parallel degree")
     g.add_argument("--dp", type=int, help="data-parallel degree")
-    g.add_argument("--schedule", choices=["1f1b", "gpipe", "interleaved"])
+    g.add_argument("--schedule", choices=get_args(ScheduleKind))
     g.add_argument("--virtual-stages", type=int, help="model chunks per stage (interleaved)")
-    g.add_argument("--rank-order", help="axes fastest first, e.g. tp-dp-pp")
-    g.add_argument("--placement", choices=["linear", "topology"])
+    g.add_argument("--rank-order", choices=RANK_ORDERS, help="axes fastest first")
+    g.add_argument("--placement", choices=get_args(Strategy))
     g.add_argument("--job-shape", type=parse_shape, metavar="AxBxC",
                    help="virtual job shape (pjsub node=AxBxC), or a node count")
-    g.add_argument("--allocation", choices=["torus", "noncont"],
+    g.add_argument("--allocation", choices=get_args(RequestedAllocation),
                    help="torus: a block of whole units; noncont: nodes wherever free (small "
                    "jobs); default: a torus shape if one fits, else what the machine allows")
     g.add_argument("--processes-per-node", type=int,
@@ -148,23 +163,32 @@ def _overrides(args: argparse.Namespace, options: dict[str, str]) -> dict[str, A
     return out
 
 
+def _apply_train_layer(train: dict[str, Any], layer: dict[str, Any]) -> None:
+    """Override ``train`` with ``layer``; a layer's steps or tokens replaces both."""
+    if {"steps", "tokens"} & {k for k, v in layer.items() if v is not None}:
+        train.pop("steps", None)
+        train.pop("tokens", None)
+    train.update(layer)
+
+
 def resolve_specs(args: argparse.Namespace) -> tuple[ModelSpec, TrainSpec, Layout]:
-    """Model preset + optional --train-config + command-line overrides -> specs.
+    """Model preset, --layout-from, --train-config and single options -> specs (the layers
+    of the module docstring).
 
     Raises:
-        SpecError: naming the field (``train.global_batch``, ``layout.tp`` ...).
+        UserError: naming the field (``train.global_batch``, ``layout.tp`` ...) or the file.
     """
     preset = load_model_preset(args.model)
     train: dict[str, Any] = dict(preset.train)
-    if getattr(args, "train_config", None):
-        train.update(read_yaml(Path(args.train_config)))
     layout = dict(preset.layout)
     if getattr(args, "layout_from", None):
-        from_layout, from_train = read_layout_from(args.layout_from)
-        layout.pop("job_shape", None)
-        layout.update(from_layout)
-        train.update(from_train)
-    train.update(_overrides(args, _TRAIN_OPTIONS))
+        record = read_layout_record(args.layout_from, f"--layout-from {args.layout_from}")
+        layout = record.layout.model_dump(mode="json")
+        if record.train is not None:
+            train = record.train.model_dump(mode="json", exclude_none=True)
+    if getattr(args, "train_config", None):
+        _apply_train_layer(train, read_yaml(Path(args.train_config)))
+    _apply_train_layer(train, _overrides(args, _TRAIN_OPTIONS))
     if getattr(args, "recompute_stages", None) is not None:
         train["recompute_stages"] = args.recompute_stages
         train.setdefault("recompute", "stages")
@@ -174,7 +198,7 @@ def resolve_specs(args: argparse.Namespace) -> tuple[ModelSpec, TrainSpec, Layou
         train.pop("recompute_stages", None)
     explicit = _overrides(args, _LAYOUT_OPTIONS)
     if {"tp", "pp", "dp"} & explicit.keys():
-        # a new parallel split: the preset's job shape no longer applies unless given again
+        # a new parallel split: the earlier job shape no longer applies unless given again
         layout.pop("job_shape", None)
     layout.update(explicit)
     if "global_batch" not in train:
@@ -182,43 +206,6 @@ def resolve_specs(args: argparse.Namespace) -> tuple[ModelSpec, TrainSpec, Layou
     train_spec = validate_section(TrainSpec, train, "", "train")
     layout_spec = validate_section(Layout, layout, "", "layout")
     return preset.model, train_spec, layout_spec
-
-
-_FROM_LAYOUT = ("tp", "pp", "dp", "schedule", "virtual_stages", "rank_order", "placement")
-_FROM_TRAIN = ("micro_batch", "recompute", "recompute_stages")
-
-
-def read_layout_record(path: Path, what: str) -> dict[str, Any]:
-    """The layout object of a predict JSON object, or the first (best) entry of a plan list.
-
-    Raises:
-        SpecError: ``what``-prefixed: the file is missing, not JSON, or holds no layout.
-    """
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SpecError(f"{what}: no such file") from None
-    except (OSError, ValueError) as exc:
-        raise SpecError(f"{what}: not a JSON file ({exc})") from None
-    if isinstance(data, list):
-        data = data[0] if data else None
-    if not isinstance(data, dict) or not {"tp", "pp", "dp"} <= data.keys():
-        raise SpecError(f"{what}: expected an object (or list of them) with tp, pp, dp")
-    return data
-
-
-def read_layout_from(path: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(layout fields, train fields) from a predict JSON object or a plan JSON list.
-
-    Raises:
-        SpecError: the file is missing, not JSON, or holds no layout.
-    """
-    data = read_layout_record(Path(path), f"--layout-from {path}")
-    layout = {k: data[k] for k in _FROM_LAYOUT if data.get(k) is not None}
-    train = {k: data[k] for k in _FROM_TRAIN if data.get(k) is not None}
-    if train.get("recompute") in ("none", "all", "first-half"):
-        train.pop("recompute_stages", None)
-    return layout, train
 
 
 def job_from_args(args: argparse.Namespace) -> Job:

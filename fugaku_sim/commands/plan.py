@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     if args.emit_job:
         from fugaku_sim.sim.jobscript import write_job
 
-        write_job(result.predictions[0], Path(args.emit_job), args.cluster, args.model)
+        write_job(result.predictions[0], Path(args.emit_job), args.model)
     if args.json:
         print_json(rows)
     else:

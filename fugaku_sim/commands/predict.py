@@ -7,16 +7,17 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from fugaku_sim.commands.common import add_job_arguments, job_from_args, print_json
+from fugaku_sim.sim.predict import Mode
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_job_arguments(parser)
     parser.add_argument(
         "--mode",
-        choices=["fast", "detailed"],
+        choices=get_args(Mode),
         default="fast",
         help="fast: one representative pipeline; detailed: every rank and link",
     )

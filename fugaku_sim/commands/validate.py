@@ -21,8 +21,11 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import get_args
 
+from fugaku_sim.calibrate.compare import STATISTICS
 from fugaku_sim.calibrate.launch import add_launch_arguments
+from fugaku_sim.sim.predict import Mode
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,9 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="data directory for the runs (default: synthetic, <out>/data)")
     parser.add_argument("--warmup", type=int, default=None,
                         help="steps left out of the timing of --from-metrics runs (default 2)")
-    parser.add_argument("--statistic", choices=["median", "mean", "min"], default="median",
+    parser.add_argument("--statistic", choices=STATISTICS, default="median",
                         help="measured step time: this statistic of the timed steps")
-    parser.add_argument("--mode", choices=["fast", "detailed"], default="fast",
+    parser.add_argument("--mode", choices=get_args(Mode), default="fast",
                         help="simulator mode")
     add_launch_arguments(parser, 900.0, "per run")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")

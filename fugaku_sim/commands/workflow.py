@@ -2,7 +2,8 @@
 
 - ``write``: validate one section of the workflow config (passed as JSON by the Snakefile)
   and write it where the next verb reads it, so a rule reruns only when its section changes;
-- ``pick-layout``: the fastest layout of a plan (or a fixed layout) as the run's layout;
+- ``pick-layout``: the fastest layout of a plan (or a fixed layout) as the run's layout
+  record (:mod:`fugaku_sim.spec.record`), which ``train`` and ``predict`` read;
 - ``loss-plot``: the loss curves of a run;
 - ``run-dir``: make a training work folder this run's own before the trainer resumes from it;
 - ``plan-table``: a plan's layouts as a Markdown table (for the report).
@@ -15,9 +16,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from fugaku_sim.commands.common import read_layout_record
 from fugaku_sim.errors import UserError
-from fugaku_sim.io import write_text
+from fugaku_sim.io import load_json, write_json, write_text
 
 SECTIONS = ("data", "train-settings", "layout")
 
@@ -28,8 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     w.add_argument("--section", choices=SECTIONS, required=True)
     w.add_argument("--json", dest="payload", required=True, help="the section as JSON")
     w.add_argument("--out", required=True, type=Path)
-    p = sub.add_parser("pick-layout", help="the fastest layout of a plan, as JSON")
-    p.add_argument("--plan", required=True, type=Path, help="plan JSON list or a layout object")
+    p = sub.add_parser("pick-layout", help="the fastest layout of a plan, as a layout record")
+    p.add_argument("--plan", required=True, type=Path,
+                   help="a plan JSON list (best first), a predict JSON object or a layout record")
     p.add_argument("--out", required=True, type=Path)
     lp = sub.add_parser("loss-plot", help="plot the loss curves of metrics.jsonl")
     lp.add_argument("--metrics", required=True, type=Path)
@@ -52,6 +53,7 @@ def _validated(section: str, payload: Any) -> tuple[str, str]:
     import yaml
 
     from fugaku_sim.spec import Layout, validate_section
+    from fugaku_sim.spec.record import LayoutRecord
     from fugaku_sim.workflow.config import TrainOverrides
 
     if section == "data":
@@ -65,7 +67,7 @@ def _validated(section: str, payload: Any) -> tuple[str, str]:
         kept = {k: v for k, v in over.model_dump(mode="json").items() if v is not None}
         return yaml.safe_dump(kept), "yaml"
     layout = validate_section(Layout, payload, "", "train.layout")
-    return json.dumps(layout.model_dump(mode="json"), indent=2) + "\n", "json"
+    return json.dumps(LayoutRecord(layout).to_json(), indent=2) + "\n", "json"
 
 
 # (plan key, column heading, format) of the plan table
@@ -81,10 +83,7 @@ PLAN_COLUMNS = (
 
 def _plan_table(plan: Path) -> str:
     """A plan's layouts, best first, as Markdown; columns the plan lacks are left out."""
-    try:
-        rows = json.loads(plan.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{plan}: not a readable JSON file ({exc})") from None
+    rows = load_json(plan, str(plan))
     if not isinstance(rows, list) or not rows or not isinstance(rows[0], dict):
         raise UserError(f"{plan}: expected a non-empty JSON list of layouts")
     first = rows[0]
@@ -123,8 +122,9 @@ def run(args: argparse.Namespace) -> int:
         text, _ = _validated(args.section, payload)
         write_text(args.out, text)
     elif args.action == "pick-layout":
-        best = read_layout_record(args.plan, str(args.plan))
-        write_text(args.out, json.dumps(best, indent=2) + "\n")
+        from fugaku_sim.spec.record import read_layout_record
+
+        write_json(args.out, read_layout_record(args.plan, str(args.plan)).to_json())
     elif args.action == "plan-table":
         write_text(args.out, _plan_table(args.plan))
     elif args.action == "run-dir":

@@ -6,6 +6,7 @@ from fugaku_sim.parallel.partition import (
     shard_range,
     stage_chunks,
     stage_layers,
+    stage_of_virtual,
     virtual_stage,
 )
 from fugaku_sim.parallel.schedule import PipelineOp, max_in_flight, pipeline_schedule
@@ -20,5 +21,6 @@ __all__ = [
     "shard_range",
     "stage_chunks",
     "stage_layers",
+    "stage_of_virtual",
     "virtual_stage",
 ]

@@ -14,10 +14,14 @@ tp = 2, pp = 2, dp = 2::
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Literal, cast
 
 Axis = Literal["tp", "pp", "dp"]
+AXES: tuple[Axis, ...] = ("tp", "dp", "pp")
+#: every rank numbering, fastest-varying axis first (Megatron's default ``tp-dp-pp`` first)
+RANK_ORDERS = tuple("-".join(p) for p in itertools.permutations(AXES))
 
 
 @dataclass(frozen=True)
@@ -41,7 +45,7 @@ class RankGrid:
     def __post_init__(self) -> None:
         if min(self.tp, self.pp, self.dp) < 1:
             raise ValueError(f"degrees must be >= 1, got tp={self.tp} pp={self.pp} dp={self.dp}")
-        if sorted(self.order.split("-")) != ["dp", "pp", "tp"]:
+        if self.order not in RANK_ORDERS:
             raise ValueError(f"order must be a permutation of tp, dp, pp; got {self.order!r}")
 
     @property

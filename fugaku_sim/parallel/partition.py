@@ -27,8 +27,18 @@ def shard_range(n: int, parts: int, index: int) -> range:
 
 
 def virtual_stage(stage: int, chunk: int, stages: int) -> int:
-    """Position of (stage, model chunk) along the model under interleaving (Megatron)."""
+    """Position of (stage, model chunk) along the model under interleaving (Megatron).
+
+    >>> virtual_stage(1, 1, 4), stage_of_virtual(5, 4)
+    (5, 1)
+    """
     return chunk * stages + stage
+
+
+def stage_of_virtual(virtual: int, stages: int) -> int:
+    """The pipeline stage that holds virtual stage ``virtual`` (inverse of
+    :func:`virtual_stage`)."""
+    return virtual % stages
 
 
 def stage_layers(layers: int, stages: int, stage: int, chunks: int = 1, chunk: int = 0) -> range:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fugaku_sim.spec import ModelSpec
+from fugaku_sim.spec.record import RECORD_KEYS
 
 NOT_PROVIDED = "_Not provided._"
 
@@ -168,7 +169,9 @@ def _training(c: CardInputs) -> list[str]:
     lines += ["", "## Training layout and measured throughput", ""]
     lines += training_section(c.summary) if c.summary else [NOT_PROVIDED]
     lines += ["", "## Simulator prediction for the same layout", ""]
-    lines += table_of(c.prediction) if c.prediction else [NOT_PROVIDED]
+    # the figures only: the layout record repeats the training section's settings
+    figures = {k: v for k, v in (c.prediction or {}).items() if k not in RECORD_KEYS}
+    lines += table_of(figures) if c.prediction else [NOT_PROVIDED]
     warn = layout_mismatch(c.summary, c.prediction)
     if warn:
         lines += ["", f"**Warning:** {warn}"]

@@ -28,10 +28,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from fugaku_sim.errors import SpecError
-from fugaku_sim.parallel.groups import RankGrid
 from fugaku_sim.parallel.placement import job_shapes, node_split
 from fugaku_sim.sim.noncont import block_snake_network, noncont_network
-from fugaku_sim.sim.topology import Network, build_network, fold_extents
+from fugaku_sim.sim.topology import Network, build_network, diameter_hops, job_block
 from fugaku_sim.spec.cluster import ClusterSpec, TorusInterconnect
 from fugaku_sim.spec.job import Job
 
@@ -62,18 +61,13 @@ def shape_score(cluster: ClusterSpec, shape: list[int], tp_nodes: int) -> tuple[
     ic = cluster.interconnect
     diameter = sum(shape)
     if isinstance(ic, TorusInterconnect) and cluster.allocation.virtual_axes:
-        diameter = 0
-        for extent, axis in zip(shape, cluster.allocation.virtual_axes):
-            dims = [ic.dims[ic.dim_index(n)] for n in axis]
-            for d, e in zip(dims, fold_extents(extent, [d.size for d in dims])):
-                diameter += e // 2 if d.wrap and e == d.size and e > 2 else e - 1
+        diameter = diameter_hops(*job_block(ic, cluster.allocation, shape))
     return fit, diameter, sum(shape)
 
 
 def tensor_nodes(job: Job) -> int:
     """Nodes one tensor-parallel group spans (its peers share nodes first)."""
-    grid = RankGrid(job.layout.tp, job.layout.pp, job.layout.dp, job.layout.rank_order)
-    return job.layout.tp // node_split(grid, job.processes_per_node)["tp"]
+    return job.layout.tp // node_split(job.layout.grid, job.processes_per_node)["tp"]
 
 
 def whole_unit_shapes(cluster: ClusterSpec, nodes: int, exact: bool) -> list[list[int]]:

@@ -39,7 +39,7 @@ from fugaku_sim.errors import SpecError, UserError
 from fugaku_sim.sim.campaign import CampaignPlan, Restore
 from fugaku_sim.sim.distributions import Duration, Fixed, NodeFailures, NoFailures, queue_wait
 from fugaku_sim.sim.flops import model_flops_per_token, parameter_count
-from fugaku_sim.sim.memory import PARAM_BYTES
+from fugaku_sim.sim.memory import parameter_bytes
 from fugaku_sim.sim.predict import Prediction, checkpoint_bytes, predict, prepare
 from fugaku_sim.sim.reliability import daly_interval_s, young_interval_s
 from fugaku_sim.spec.campaign import CampaignSettings
@@ -59,8 +59,7 @@ def restore_cost(job: Job) -> Restore:
     full = checkpoint_bytes(job)
     if job.train.zero_stage == 0:
         return Restore(per_replica_s=full / read_Bps)
-    weights = parameter_count(job.model) * PARAM_BYTES[(job.train.precision,
-                                                        job.train.optimizer)][0]
+    weights = parameter_count(job.model) * parameter_bytes(job.train)[0]
     return Restore(per_replica_s=weights / read_Bps, once_s=(full - weights) / read_Bps)
 
 
@@ -170,7 +169,7 @@ def plan_campaign(
             job could save progress under.
     """
     job, cluster = pred.job, pred.job.cluster
-    steps = job.steps_for_tokens()
+    steps = job.run_steps()
     if steps is None:
         raise UserError("train.tokens: the campaign needs a token budget; pass --tokens or --steps")
     if settings.shrink_dp_min is not None and settings.shrink_dp_min >= job.layout.dp:

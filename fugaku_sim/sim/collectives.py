@@ -22,6 +22,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+def ring_allreduce_steps(ranks: int) -> int:
+    """Steps of a ring all-reduce: n - 1 of reduce-scatter, then n - 1 of all-gather."""
+    return 2 * (ranks - 1)
+
+
+def ring_allreduce_volume(ranks: int) -> float:
+    """Fraction of the message each rank sends (and receives) in a ring all-reduce,
+    2 (n - 1) / n: 2 (n - 1) steps of 1 / n of the message (Thakur et al. 2005).
+
+    >>> ring_allreduce_volume(4)
+    1.5
+    """
+    return ring_allreduce_steps(ranks) / ranks
+
+
 def p2p_time_s(nbytes: float, bw_Bps: float, latency_s: float) -> float:
     """One point-to-point message: latency + nbytes / bandwidth."""
     return latency_s + nbytes / bw_Bps if nbytes > 0 else 0.0

@@ -32,6 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from fugaku_sim.spec.figures import element_bytes
 from fugaku_sim.spec.job import Job
 from fugaku_sim.tensors import WTE, layer_name, tensor_table
 
@@ -63,11 +64,6 @@ class Segment:
     kind: Literal["compute", "tp"]
     seconds: float = 0.0
     nbytes: float = 0.0
-
-
-def element_bytes(precision: str) -> int:
-    """Bytes of one activation element."""
-    return 4 if precision in ("fp32", "fp64") else 2
 
 
 def gemm(name: str, m: int, n: int, k: int, e: int, batch: int = 1) -> OpCost:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import simpy
 
-from fugaku_sim.parallel import PipelineOp, pipeline_schedule, virtual_stage
+from fugaku_sim.parallel import PipelineOp, pipeline_schedule, stage_of_virtual, virtual_stage
 from fugaku_sim.sim.compute import (
     Segment,
     activation_message_bytes,
@@ -29,6 +29,7 @@ from fugaku_sim.sim.compute import (
     stage_segments,
 )
 from fugaku_sim.sim.transport import Proc, Transport
+from fugaku_sim.spec.breakdown import CHARGED_KEYS
 from fugaku_sim.spec.job import Job
 from fugaku_sim.tensors import (
     layout_chunks,
@@ -37,7 +38,8 @@ from fugaku_sim.tensors import (
     tied_copy_parameters,
 )
 
-CATEGORIES = ("compute", "recompute", "tp_comm", "pp_comm", "dp_comm", "optimizer")
+#: what a stage replica charges time to; the bubble is what is left of the step
+CATEGORIES = CHARGED_KEYS
 
 
 @dataclass
@@ -166,7 +168,7 @@ class PipelineEngine:
         else:
             return
         t0 = self.env.now
-        yield from self.transport.p2p(r, s, target % self.pp, self.msg)
+        yield from self.transport.p2p(r, s, stage_of_virtual(target, self.pp), self.msg)
         self.ledgers[(r, s)].add("pp_comm", self.env.now - t0)
         self._trace(r, s, "comm", f"send {op}", "pp_comm", t0, self.env.now - t0)
         self._arrival(r, kind, v, op.micro_batch).succeed()

@@ -10,6 +10,9 @@ and "Rank assignment"):
   line i + 1 of FILE, written ``(x,y,z)`` (as many values as the shape has axes, no spaces);
   ranks sharing a node repeat its coordinates. That is the file written here
   (``rankmap.vcoord``), from the same placement the prediction priced.
+- The ranks run ``fugaku-sim train --layout-from layout.json``: the layout record
+  (:mod:`fugaku_sim.spec.record`) written beside the script holds the layout and training
+  settings the prediction used, so the trainer runs what was priced.
 Slurm: ``#SBATCH --nodes/--ntasks-per-node/--time/--partition/--account``; ranks are placed
 with ``srun --distribution=arbitrary`` and a ``SLURM_HOSTFILE`` listing one hostname per rank,
 built at run time from the allocation's hostnames and ``rankmap.nodes`` (the job node index of
@@ -25,7 +28,12 @@ import math
 import shlex
 from pathlib import Path
 
+from fugaku_sim.io import write_json, write_text
 from fugaku_sim.sim.predict import Prediction, prepare
+from fugaku_sim.timelimit import elapse_hms
+
+#: the layout record beside the script, which its ``fugaku-sim train`` line reads
+RECORD_FILE = "layout.json"
 
 
 def vcoord_lines(pred: Prediction) -> list[str]:
@@ -38,11 +46,6 @@ def vcoord_lines(pred: Prediction) -> list[str]:
 def node_index_lines(pred: Prediction) -> list[str]:
     """Job node index of every rank, in rank order (for Slurm's arbitrary distribution)."""
     return [str(int(n)) for n in prepare(pred.job).placement.node]
-
-
-def elapse_hms(seconds: float) -> str:
-    seconds = max(60, int(math.ceil(seconds)))
-    return f"{seconds // 3600:d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
 def run_hours(pred: Prediction) -> float | None:
@@ -59,44 +62,11 @@ def job_chunks(pred: Prediction) -> tuple[int, float]:
     return count, min(limit_s, want / count)
 
 
-def train_command(pred: Prediction, cluster_ref: str, model_ref: str) -> list[str]:
-    """The ``fugaku-sim train`` invocation with this layout's options."""
-    job, lay = pred.job, pred.job.layout
-    cmd = [
-        "fugaku-sim",
-        "train",
-        "--cluster",
-        cluster_ref,
-        "--model",
-        model_ref,
-        "--tp",
-        str(lay.tp),
-        "--pp",
-        str(lay.pp),
-        "--dp",
-        str(lay.dp),
-        "--micro-batch",
-        str(job.train.micro_batch),
-        "--global-batch",
-        str(job.train.global_batch),
-        "--schedule",
-        lay.schedule,
-        "--rank-order",
-        lay.rank_order,
-        "--placement",
-        lay.placement,
-        "--job-shape",
-        "x".join(map(str, pred.shape)),
-    ]
-    if pred.allocation.kind != "switched":
-        cmd += ["--allocation", pred.allocation.kind]
-    if lay.schedule == "interleaved":
-        cmd += ["--virtual-stages", str(lay.virtual_stages)]
-    stages = sorted(job.recompute_stages)
-    cmd += ["--recompute-stages", ",".join(map(str, stages))] if stages else ["--recompute", "none"]
-    if job.train.tokens:
-        cmd += ["--tokens", f"{job.train.tokens:.6g}"]
-    return cmd
+def train_command(model_ref: str, record: str = RECORD_FILE) -> list[str]:
+    """The ``fugaku-sim train`` invocation: the model and the layout record, which carries
+    the layout (degrees, schedule, rank order, placement, job shape, allocation, processes per
+    node) and every training setting the prediction used."""
+    return ["fugaku-sim", "train", "--model", model_ref, "--layout-from", record]
 
 
 def pjm_script(pred: Prediction, command: list[str]) -> str:
@@ -184,24 +154,22 @@ def _header_comment(pred: Prediction, chunks: int) -> list[str]:
     return out
 
 
-def write_job(pred: Prediction, out_dir: Path, cluster_ref: str, model_ref: str) -> list[Path]:
-    """Write the job script and rank map for the cluster's scheduler; returns the paths."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    command = train_command(pred, cluster_ref, model_ref)
+def write_job(pred: Prediction, out_dir: Path, model_ref: str) -> list[Path]:
+    """Write the job script, its rank map and its layout record for the cluster's scheduler;
+    returns the paths (script first)."""
+    command = train_command(model_ref)
     kind = pred.job.cluster.scheduler.kind
-    written = []
     if kind == "pjm":
         script, rankmap = out_dir / "job.pjm.sh", out_dir / "rankmap.vcoord"
-        script.write_text(pjm_script(pred, command), encoding="utf-8")
-        rankmap.write_text("\n".join(vcoord_lines(pred)) + "\n", encoding="utf-8")
-    elif kind == "slurm":
-        script, rankmap = out_dir / "job.sbatch.sh", out_dir / "rankmap.nodes"
-        script.write_text(slurm_script(pred, command), encoding="utf-8")
-        rankmap.write_text("\n".join(node_index_lines(pred)) + "\n", encoding="utf-8")
+        text, lines = pjm_script(pred, command), vcoord_lines(pred)
     else:
-        script, rankmap = out_dir / "job.local.sh", out_dir / "rankmap.nodes"
-        script.write_text(local_script(pred, command), encoding="utf-8")
-        rankmap.write_text("\n".join(node_index_lines(pred)) + "\n", encoding="utf-8")
+        name = "job.sbatch.sh" if kind == "slurm" else "job.local.sh"
+        script, rankmap = out_dir / name, out_dir / "rankmap.nodes"
+        render = slurm_script if kind == "slurm" else local_script
+        text, lines = render(pred, command), node_index_lines(pred)
+    record = out_dir / RECORD_FILE
+    write_json(record, pred.record.to_json())
+    write_text(rankmap, "\n".join(lines) + "\n")
+    write_text(script, text)
     script.chmod(0o755)
-    written += [script, rankmap]
-    return written
+    return [script, rankmap, record]

@@ -20,23 +20,31 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from fugaku_sim.parallel.schedule import max_in_flight, pipeline_schedule
+from fugaku_sim.spec.figures import element_bytes
 from fugaku_sim.spec.job import Job
+from fugaku_sim.spec.train import TrainSpec
 from fugaku_sim.tensors import stage_parameters
 
 GiB = 2**30
 
-#: bytes per parameter of (weights, gradients, optimizer states) by precision and optimizer
-PARAM_BYTES = {
-    ("fp32", "adam"): (4, 4, 8),
-    ("fp32", "adamw"): (4, 4, 8),
-    ("fp32", "sgd"): (4, 4, 0),
-    ("fp16", "adam"): (2, 2, 12),
-    ("fp16", "adamw"): (2, 2, 12),
-    ("fp16", "sgd"): (2, 2, 4),
-    ("bf16", "adam"): (2, 2, 12),
-    ("bf16", "adamw"): (2, 2, 12),
-    ("bf16", "sgd"): (2, 2, 4),
-}
+#: fp32 moments an optimizer keeps per parameter (Adam: momentum and variance)
+OPTIMIZER_MOMENTS = {"adam": 2, "adamw": 2, "sgd": 0}
+
+
+def parameter_bytes(train: TrainSpec) -> tuple[int, int, int]:
+    """Bytes per parameter of (weights, gradients, optimizer states).
+
+    Weights and gradients are held at the training precision; the optimizer keeps its fp32
+    moments and, when training in 16 bits, an fp32 master copy of the weights (ZeRO, SC20:
+    2 + 2 + 12 for mixed-precision Adam).
+
+    >>> parameter_bytes(TrainSpec(global_batch=1, precision="fp16", optimizer="adam"))
+    (2, 2, 12)
+    """
+    fp32 = element_bytes("fp32")
+    weights = element_bytes(train.precision)
+    master = fp32 if weights < fp32 else 0
+    return weights, weights, master + fp32 * OPTIMIZER_MOMENTS[train.optimizer]
 
 
 @dataclass(frozen=True)
@@ -68,7 +76,7 @@ def activation_bytes_per_layer(job: Job, recompute: bool) -> float:
     """Activation bytes one transformer layer keeps for one micro-batch (Korthikanti eq. 2)."""
     m, t = job.model, job.layout.tp
     s, b, h, a = m.seq_len, job.train.micro_batch, m.hidden, m.heads
-    scale = 2.0 if job.train.precision == "fp32" else 1.0
+    scale = element_bytes(job.train.precision) / 2  # the paper counts 2-byte activations
     if recompute:
         return 2.0 * s * b * h * scale
     return s * b * h * (10 + 24 / t + 5 * a * s / (h * t)) * scale
@@ -85,7 +93,7 @@ def stage_memory(job: Job, stage: int) -> StageMemory:
     """Memory of one rank of ``stage`` (bytes)."""
     model, train, lay = job.model, job.train, job.layout
     params = stage_parameters(model, lay, stage)
-    w, g, o = PARAM_BYTES[(train.precision, train.optimizer)]
+    w, g, o = parameter_bytes(train)
     optimizer = params * o / (lay.dp if train.zero_stage >= 1 else 1)
     recompute = stage in job.recompute_stages
     layers = model.layers // lay.pp
@@ -93,7 +101,7 @@ def stage_memory(job: Job, stage: int) -> StageMemory:
     per_mb = layers * activation_bytes_per_layer(job, recompute)
     if lay.virtual_stages > 1:
         per_mb /= lay.virtual_stages  # in_flight counts chunk passes, each 1/v of the layers
-    act_bytes = 4 if train.precision == "fp32" else 2
+    act_bytes = element_bytes(train.precision)
     tokens = model.seq_len * train.micro_batch
     if recompute:
         # the layer being recomputed needs its full activations during its backward

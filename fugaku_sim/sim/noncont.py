@@ -39,7 +39,7 @@ import math
 import numpy as np
 
 from fugaku_sim.errors import SpecError
-from fugaku_sim.sim.topology import MappedTorus, Torus, fold_extents, snake
+from fugaku_sim.sim.topology import MappedTorus, Torus, job_block, keeps_wrap, snake
 from fugaku_sim.spec.cluster import ClusterSpec, TorusInterconnect
 
 
@@ -54,12 +54,8 @@ def unit_extents(cluster: ClusterSpec) -> list[int]:
     """
     ic = cluster.interconnect
     assert isinstance(ic, TorusInterconnect)
-    alloc = cluster.allocation
-    out = [1] * len(ic.dims)
-    for axis, unit in zip(alloc.virtual_axes, alloc.unit_shape):
-        idx = [ic.dim_index(n) for n in axis]
-        for i, e in zip(idx, fold_extents(unit, [ic.dims[i].size for i in idx])):
-            out[i] = e
+    unit = cluster.allocation.unit_shape
+    out = job_block(ic, cluster.allocation, unit)[0] if unit else [1] * len(ic.dims)
     bad = [d.name for d, e in zip(ic.dims, out) if d.size % e]
     if bad:
         raise SpecError(
@@ -110,7 +106,7 @@ def noncont_network(cluster: ClusterSpec, nodes: int, ppn: int) -> MappedTorus:
     units = draw_units(grid, -(-nodes // per_unit), cluster.allocation.noncont_seed)
     coords = unit_fill_coords(units, unit_ext, nodes)
     extents = [d.size for d in ic.dims]
-    wraps = [d.wrap and d.size > 2 for d in ic.dims]
+    wraps = [keeps_wrap(d, d.size) for d in ic.dims]  # the whole machine
     return MappedTorus(ic, extents, wraps, coords, ppn)
 
 

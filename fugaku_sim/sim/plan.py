@@ -24,6 +24,7 @@ from fugaku_sim.errors import SpecError, UserError
 from fugaku_sim.sim.memory import GiB, fits_memory, peak_memory_per_node
 from fugaku_sim.sim.predict import Prediction, Setup, predict, prepare
 from fugaku_sim.spec import ClusterSpec, Layout, ModelSpec, TrainSpec, make_job
+from fugaku_sim.spec.figures import sequences_per_replica
 from fugaku_sim.spec.job import Job
 
 RECOMPUTE = ("none", "first-half", "all")
@@ -77,7 +78,7 @@ def candidate_jobs(
         if interleaved and pp > 1 and model.layers % (2 * pp) == 0:
             schedules.append(("interleaved", 2))
         for b, rec, place, (sched, v) in itertools.product(
-            micro_batch_sizes(train.global_batch // dp), RECOMPUTE, placements, schedules
+            micro_batch_sizes(sequences_per_replica(train, dp)), RECOMPUTE, placements, schedules
         ):
             if rec == "first-half" and pp == 1:
                 continue

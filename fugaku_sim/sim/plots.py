@@ -8,7 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-BREAKDOWN = ("compute", "recompute", "tp_comm", "pp_comm", "dp_comm", "bubble", "optimizer")
+from fugaku_sim.spec.breakdown import BREAKDOWN_KEYS
+
+#: one colour per breakdown key, in its order (Paul Tol's bright scheme)
 COLOURS = ("#4477aa", "#66ccee", "#228833", "#ccbb44", "#ee6677", "#bbbbbb", "#aa3377")
 
 
@@ -47,7 +49,7 @@ def plot_plan(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     ax1.set_xlabel("throughput (thousand tokens/s)")
     ax1.set_title("throughput")
     left = [0.0] * len(rows)
-    for key, colour in zip(BREAKDOWN, COLOURS):
+    for key, colour in zip(BREAKDOWN_KEYS, COLOURS, strict=True):
         vals = [r["breakdown_s"][key] for r in rows]
         ax2.barh(y, vals, left=left, color=colour, label=key)
         left = [a + b for a, b in zip(left, vals)]
@@ -84,7 +86,7 @@ def plot_sweep(rows: list[dict[str, Any]], vary: str, path: Path, title: str) ->
     ax1.set_title("throughput")
     bottom = [0.0] * len(ok)
     width = _bar_width(x)
-    for key, colour in zip(BREAKDOWN, COLOURS):
+    for key, colour in zip(BREAKDOWN_KEYS, COLOURS, strict=True):
         vals = [r["breakdown_s"][key] for r in ok]
         ax2.bar(x, vals, bottom=bottom, color=colour, label=key, width=width)
         bottom = [a + b for a, b in zip(bottom, vals)]

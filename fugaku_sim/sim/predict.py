@@ -32,17 +32,19 @@ from typing import Any, Literal
 
 import simpy
 
-from fugaku_sim.parallel.groups import RankGrid
 from fugaku_sim.parallel.placement import Placement, place_ranks
 from fugaku_sim.sim.allocation import JobAllocation, allocation_network, resolve_allocation
 from fugaku_sim.sim.comm import CommModel
 from fugaku_sim.sim.engine import CATEGORIES, EngineResult, PipelineEngine
 from fugaku_sim.sim.flops import layer_forward_flops, model_flops_per_token, parameter_count
-from fugaku_sim.sim.memory import PARAM_BYTES, GiB, fits_memory, peak_memory_per_node
+from fugaku_sim.sim.memory import GiB, fits_memory, parameter_bytes, peak_memory_per_node
 from fugaku_sim.sim.reliability import FailurePlan, plan_failures
 from fugaku_sim.sim.topology import Network
 from fugaku_sim.sim.transport import AnalyticTransport, NetworkTransport, Transport
+from fugaku_sim.spec.breakdown import BREAKDOWN_KEYS, BUBBLE
 from fugaku_sim.spec.job import Job
+from fugaku_sim.spec.layout import Layout
+from fugaku_sim.spec.record import LayoutRecord
 from fugaku_sim.tensors import model_parallel_parameters
 
 Mode = Literal["fast", "detailed"]
@@ -64,7 +66,7 @@ def prepare(job: Job) -> Setup:
     """Place the job's ranks on its allocation and build its network and communication model."""
     lay = job.layout
     alloc = resolve_allocation(job)
-    grid = RankGrid(lay.tp, lay.pp, lay.dp, lay.rank_order)
+    grid = lay.grid
     placement = place_ranks(grid, alloc.shape, job.processes_per_node, lay.placement)
     network = allocation_network(job.cluster, alloc, job.processes_per_node)
     return Setup(alloc.shape, placement, network, CommModel(grid, placement, network), alloc)
@@ -109,9 +111,8 @@ class Prediction:
         """The critical stage's time by category; ``bubble`` is the rest (sums exactly)."""
         ledger = self.result.ledgers[self.result.critical]
         out = {k: ledger.seconds[k] for k in CATEGORIES}
-        out["bubble"] = max(0.0, self.step_time_s - sum(out.values()))
-        order = ("compute", "recompute", "tp_comm", "pp_comm", "dp_comm", "bubble", "optimizer")
-        return {k: out[k] for k in order}
+        out[BUBBLE] = max(0.0, self.step_time_s - sum(out.values()))
+        return {k: out[k] for k in BREAKDOWN_KEYS}
 
     @property
     def model_flops_per_step(self) -> float:
@@ -134,10 +135,24 @@ class Prediction:
 
     @property
     def bubble_fraction(self) -> float:
-        return self.breakdown_s["bubble"] / self.step_time_s
+        return self.breakdown_s[BUBBLE] / self.step_time_s
+
+    @property
+    def record(self) -> LayoutRecord:
+        """The layout as it was simulated (its job shape, allocation kind and processes per
+        node filled in) and the training settings: what ``--layout-from`` reads to run this
+        again."""
+        job, kind = self.job, self.allocation.kind
+        resolved: dict[str, Any] = {
+            "job_shape": list(self.shape), "processes_per_node": job.processes_per_node}
+        if kind != "switched":  # a fat tree takes any nodes: nothing to ask for
+            resolved["allocation"] = kind
+        layout = job.layout.model_dump() | resolved
+        return LayoutRecord(Layout.model_validate(layout), job.train)
 
     def to_json(self) -> dict[str, Any]:
-        """The contract's fields (plus a few more), JSON-ready."""
+        """The contract's flat fields (plus a few more) and the layout record
+        (``layout`` and ``train`` objects, :mod:`fugaku_sim.spec.record`), JSON-ready."""
         job, lay, step = self.job, self.job.layout, self.step_time_s
         peak_mem = peak_memory_per_node(job)
         out: dict[str, Any] = {
@@ -173,6 +188,7 @@ class Prediction:
             "parameters": parameter_count(job.model),
         }
         out.update(self._run_fields())
+        out.update(self.record.to_json())
         return out
 
     def _run_fields(self) -> dict[str, Any]:
@@ -203,7 +219,7 @@ def checkpoint_bytes(job: Job) -> float:
     """Weights and optimizer states the model-parallel ranks of one replica write (what a
     restart needs): every rank's tensors, replicated ones and the tied copy included, as
     Megatron-LM and DeepSpeed save them (:func:`fugaku_sim.tensors.model_parallel_parameters`)."""
-    w, _g, o = PARAM_BYTES[(job.train.precision, job.train.optimizer)]
+    w, _g, o = parameter_bytes(job.train)
     return float(model_parallel_parameters(job.model, job.layout) * (w + o))
 
 
@@ -213,7 +229,7 @@ def predict(
     """Simulate one step of ``job`` and cost its run (when tokens or steps are set)."""
     setup = setup or prepare(job)
     result = run_engine(job, setup, mode, trace)
-    steps = job.steps_for_tokens()
+    steps = job.run_steps()
     failures = None
     if steps is not None and math.isfinite(result.step_time_s):
         c = job.cluster

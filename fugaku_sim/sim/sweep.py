@@ -24,6 +24,8 @@ from typing import Any
 from fugaku_sim.errors import SpecError, UserError
 from fugaku_sim.sim.predict import predict
 from fugaku_sim.spec import ClusterSpec, make_job
+from fugaku_sim.spec.breakdown import BREAKDOWN_KEYS
+from fugaku_sim.spec.figures import sequences_per_replica
 from fugaku_sim.spec.job import Job
 
 VARIABLES = (
@@ -87,7 +89,7 @@ def variant(job: Job, vary: str, value: float) -> Job:
             raise SpecError(f"nodes: {int(value)} is not a multiple of tp x pp / ppn")
         lay = lay.model_copy(update={"dp": ranks // (lay.tp * lay.pp), "job_shape": None})
     elif vary == "dp":
-        per_replica = t.global_batch // lay.dp
+        per_replica = sequences_per_replica(t, lay.dp)
         lay = lay.model_copy(update={"dp": int(value), "job_shape": None})
         t = t.model_copy(update={"global_batch": per_replica * int(value)})
     elif vary in ("global_batch", "micro_batch"):
@@ -138,12 +140,11 @@ CSV_FIELDS = (
 
 def csv_rows(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     """Header and cells: the main fields, the breakdown as ``breakdown_<term>_s``, errors."""
-    terms = ("compute", "recompute", "tp_comm", "pp_comm", "dp_comm", "bubble", "optimizer")
-    header = list(CSV_FIELDS) + [f"breakdown_{k}_s" for k in terms] + ["error"]
+    header = list(CSV_FIELDS) + [f"breakdown_{k}_s" for k in BREAKDOWN_KEYS] + ["error"]
     out = []
     for r in rows:
         cells = [_cell(r.get(k)) for k in CSV_FIELDS]
-        cells += [_cell(r.get("breakdown_s", {}).get(k)) for k in terms]
+        cells += [_cell(r.get("breakdown_s", {}).get(k)) for k in BREAKDOWN_KEYS]
         cells.append(r.get("error", ""))
         out.append(cells)
     return header, out

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fugaku_sim.errors import SpecError
-from fugaku_sim.spec.cluster import AllocationSpec, ClusterSpec, TorusInterconnect
+from fugaku_sim.spec.cluster import AllocationSpec, ClusterSpec, TorusDim, TorusInterconnect
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,41 @@ def fold_extents(extent: int, sizes: list[int]) -> list[int]:
     if left != 1:
         raise SpecError(f"layout.job_shape: extent {extent} does not fold onto sizes {sizes}")
     return out
+
+
+def keeps_wrap(dim: TorusDim, extent: int) -> bool:
+    """Whether a job spanning ``extent`` of physical dimension ``dim`` has its wrap-around
+    link: only when it spans the whole of a wrapped dimension, and only beyond 2 nodes (a
+    ring of 2 is a single link either way)."""
+    return dim.wrap and extent == dim.size and extent > 2
+
+
+def job_block(
+    ic: TorusInterconnect, alloc: AllocationSpec, shape: list[int]
+) -> tuple[list[int], list[bool]]:
+    """(extent, wrap-around) of every physical dimension in the block a job of virtual
+    ``shape`` occupies: each virtual axis folds its dimensions (:func:`fold_extents`); a
+    dimension no axis folds has extent 1.
+
+    Raises:
+        SpecError: more axes than the machine folds, or an extent that does not fold.
+    """
+    extents = [1] * len(ic.dims)
+    for axis, group in enumerate(_virtual_groups(ic, alloc, len(shape))):
+        idx = [ic.dim_index(n) for n in group]
+        for i, e in zip(idx, fold_extents(shape[axis], [ic.dims[i].size for i in idx])):
+            extents[i] = e
+    return extents, [keeps_wrap(d, e) for d, e in zip(ic.dims, extents)]
+
+
+def diameter_hops(extents: list[int], wraps: list[bool]) -> int:
+    """Router hops between the two farthest nodes of a block: half way round a wrapped
+    dimension, end to end along an open one.
+
+    >>> diameter_hops([24, 2, 8], [True, False, False])
+    20
+    """
+    return sum(e // 2 if w else e - 1 for e, w in zip(extents, wraps))
 
 
 def snake(extents: list[int]) -> np.ndarray:
@@ -121,12 +156,7 @@ class Torus:
         self.ic = ic
         self.shape = list(shape)
         groups = _virtual_groups(ic, alloc, len(shape))
-        self.extents = [1] * len(ic.dims)
-        for axis, group in enumerate(groups):
-            idx = [ic.dim_index(n) for n in group]
-            for i, e in zip(idx, fold_extents(shape[axis], [ic.dims[i].size for i in idx])):
-                self.extents[i] = e
-        self.wraps = [d.wrap and e == d.size and e > 2 for d, e in zip(ic.dims, self.extents)]
+        self.extents, self.wraps = job_block(ic, alloc, shape)
         self._ext = np.array(self.extents, dtype=np.int64)
         self._wrap = np.array(self.wraps)
         self.tables = [self._fold_table(groups[a], shape[a]) for a in range(len(shape))]

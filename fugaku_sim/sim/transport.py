@@ -25,9 +25,11 @@ import numpy as np
 import simpy
 
 from fugaku_sim.parallel.placement import Placement
+from fugaku_sim.sim.collectives import ring_allreduce_steps, ring_allreduce_volume
 from fugaku_sim.sim.comm import CommModel, RingSet, ring_algorithms
 from fugaku_sim.sim.network import FlowNetwork
 from fugaku_sim.sim.topology import Torus
+from fugaku_sim.spec.figures import element_bytes
 from fugaku_sim.spec.job import Job
 from fugaku_sim.tensors import stage_parameters, tied_copy_parameters
 
@@ -72,14 +74,14 @@ def grad_bytes(job: Job, stage: int) -> float:
     """Gradient bytes one rank of ``stage`` all-reduces (fp32 or 16-bit gradients): every
     tensor it holds (:func:`fugaku_sim.tensors.stage_parameters`)."""
     params = stage_parameters(job.model, job.layout, stage)
-    return float(params * (4 if job.train.precision == "fp32" else 2))
+    return float(params * element_bytes(job.train.precision))
 
 
 def embedding_grad_bytes(job: Job) -> float:
     """Bytes of the tied word-embedding shard kept on both the first and last stage (0 when
     the last stage keeps no tied copy)."""
     params = tied_copy_parameters(job.model, job.layout)
-    return float(params * (4 if job.train.precision == "fp32" else 2))
+    return float(params * element_bytes(job.train.precision))
 
 
 class AnalyticTransport:
@@ -164,12 +166,13 @@ class NetworkTransport:
         """The chosen algorithm's phases; each phase's latency, then its flows at once."""
         for rs in self._ring_phases(members, algorithm):
             n = rs.rings.shape[1]
-            per_flow = 2 * (n - 1) / n * nbytes * rs.share / 2
+            # two counter-rotating rings, half the message each
+            per_flow = ring_allreduce_volume(n) * nbytes * rs.share / 2
             src = rs.rings.reshape(-1)
             dst = np.roll(rs.rings, -1, axis=1).reshape(-1)
             pairs = list(zip(src.tolist(), dst.tolist())) + list(zip(dst.tolist(), src.tolist()))
             latency = self.net.step_latency_s(_flows(self.placement, pairs))
-            yield self.env.timeout(2 * (n - 1) * latency)
+            yield self.env.timeout(ring_allreduce_steps(n) * latency)
             yield self.env.all_of([self._send(a, b, per_flow) for a, b in pairs])
 
     def tp_allreduce(self, replica: int, stage: int, nbytes: float) -> Proc:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from fugaku_sim.errors import SpecError
 from fugaku_sim.spec.cluster import ClusterSpec, SwitchedInterconnect
+from fugaku_sim.spec.figures import micro_batches_per_replica, run_steps, tokens_per_step
 from fugaku_sim.spec.layout import Layout
 from fugaku_sim.spec.model import ModelSpec
 from fugaku_sim.spec.train import TrainSpec
@@ -36,21 +37,19 @@ class Job:
     @property
     def micro_batches(self) -> int:
         """Micro-batches per pipeline per step (gradient-accumulation steps)."""
-        return self.train.global_batch // (self.train.micro_batch * self.layout.dp)
+        return micro_batches_per_replica(self.train, self.layout)
 
     @property
     def global_batch_tokens(self) -> int:
-        return self.train.global_batch * self.model.seq_len
+        return tokens_per_step(self.train, self.model)
 
     @property
     def recompute_stages(self) -> frozenset[int]:
         return self.train.recompute_stage_set(self.layout.pp)
 
-    def steps_for_tokens(self) -> int | None:
-        """Optimizer steps needed for ``train.tokens`` (rounded up), or ``train.steps``."""
-        if self.train.tokens is not None:
-            return math.ceil(self.train.tokens / self.global_batch_tokens)
-        return self.train.steps
+    def run_steps(self) -> int | None:
+        """Optimizer steps of the run (``train.steps``, or enough for ``train.tokens``)."""
+        return run_steps(self.train, self.model)
 
 
 def make_job(cluster: ClusterSpec, model: ModelSpec, train: TrainSpec, layout: Layout) -> Job:
@@ -94,7 +93,7 @@ def check_batch(train: TrainSpec, layout: Layout) -> None:
         raise SpecError(
             f"train.recompute_stages: stage {bad[0]} does not exist with layout.pp = {layout.pp}"
         )
-    m = train.global_batch // per_step
+    m = micro_batches_per_replica(train, layout)
     if layout.schedule == "interleaved" and m % layout.pp:
         raise SpecError(
             f"train.global_batch: the interleaved schedule needs the {m} micro-batches per "

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import itertools
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from fugaku_sim.parallel.groups import RANK_ORDERS, RankGrid
+from fugaku_sim.parallel.placement import Strategy
+from fugaku_sim.parallel.schedule import ScheduleKind
 from fugaku_sim.spec.base import SpecModel
 
-AXES = ("tp", "dp", "pp")
-RANK_ORDERS = tuple("-".join(p) for p in itertools.permutations(AXES))
+#: how a layout may ask the batch system for its nodes (unset: the tool chooses)
+RequestedAllocation = Literal["torus", "noncont"]
 
 
 class Layout(SpecModel):
@@ -31,12 +33,12 @@ class Layout(SpecModel):
     tp: int = Field(default=1, gt=0)
     pp: int = Field(default=1, gt=0)
     dp: int = Field(default=1, gt=0)
-    schedule: Literal["1f1b", "gpipe", "interleaved"] = "1f1b"
+    schedule: ScheduleKind = "1f1b"
     virtual_stages: int = Field(default=1, gt=0, description="model chunks per stage")
     rank_order: str = "tp-dp-pp"
-    placement: Literal["linear", "topology"] = "topology"
+    placement: Strategy = "topology"
     job_shape: list[int] | None = None
-    allocation: Literal["torus", "noncont"] | None = None
+    allocation: RequestedAllocation | None = None
     processes_per_node: int | None = Field(default=None, gt=0)
 
     @field_validator("rank_order")
@@ -63,3 +65,8 @@ class Layout(SpecModel):
     def world(self) -> int:
         """Number of ranks (MPI processes)."""
         return self.tp * self.pp * self.dp
+
+    @property
+    def grid(self) -> RankGrid:
+        """The tp x pp x dp grid of ranks in this layout's rank order (shared groups)."""
+        return RankGrid(self.tp, self.pp, self.dp, self.rank_order)

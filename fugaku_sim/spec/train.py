@@ -9,6 +9,9 @@ from pydantic import Field, model_validator
 from fugaku_sim.spec.base import SpecModel
 
 RecomputeMode = Literal["none", "all", "first-half", "stages"]
+TrainPrecision = Literal["fp32", "fp16", "bf16"]
+OptimizerKind = Literal["adam", "adamw", "sgd"]
+ZeroStage = Literal[0, 1]
 
 
 class TrainSpec(SpecModel):
@@ -18,15 +21,20 @@ class TrainSpec(SpecModel):
     pipeline stage: ``none``, ``all``, ``first-half`` (stages 0 .. pp/2-1, which hold the most
     micro-batches in flight under 1F1B; Fugaku-LLM recomputed stages 0-3 of 8), or ``stages``
     with an explicit ``recompute_stages`` list.
+
+    The run's length is ``steps`` or ``tokens`` (rounded up to whole steps), never both, so
+    the trainer and the simulator agree on it (:func:`fugaku_sim.spec.figures.run_steps`).
     """
 
     global_batch: int = Field(gt=0, description="sequences per optimizer step")
     micro_batch: int = Field(default=1, gt=0, description="sequences per micro-batch")
-    tokens: float | None = Field(default=None, gt=0, description="tokens to train on in all")
-    steps: int | None = Field(default=None, gt=0, description="optimizer steps (trainer)")
-    precision: Literal["fp32", "fp16", "bf16"] = "fp32"
-    optimizer: Literal["adam", "adamw", "sgd"] = "adamw"
-    zero_stage: Literal[0, 1] = 0
+    tokens: float | None = Field(
+        default=None, gt=0, description="tokens to train on in all (or give steps)"
+    )
+    steps: int | None = Field(default=None, gt=0, description="optimizer steps (or give tokens)")
+    precision: TrainPrecision = "fp32"
+    optimizer: OptimizerKind = "adamw"
+    zero_stage: ZeroStage = 0
     recompute: RecomputeMode = "none"
     recompute_stages: list[int] = Field(default_factory=list)
     overlap_grad_reduce: bool = False
@@ -47,6 +55,10 @@ class TrainSpec(SpecModel):
             raise ValueError(
                 f"global_batch: {self.global_batch} is not a multiple of "
                 f"micro_batch ({self.micro_batch})"
+            )
+        if self.tokens is not None and self.steps is not None:
+            raise ValueError(
+                f"steps: give steps ({self.steps}) or tokens ({self.tokens:g}), not both"
             )
         if self.recompute == "stages" and not self.recompute_stages:
             raise ValueError("recompute_stages: give at least one stage when recompute is 'stages'")

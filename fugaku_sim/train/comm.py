@@ -59,7 +59,7 @@ def build_comms(world: Any, layout: Layout) -> ParallelComms:
     """
     from mpi4py import MPI
 
-    grid = RankGrid(layout.tp, layout.pp, layout.dp, layout.rank_order)
+    grid = layout.grid
     if grid.world != world.size:
         raise ValueError(f"layout needs {grid.world} ranks, the job has {world.size}")
     coords = grid.coords(world.rank)

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from fugaku_sim.parallel import ModelChunk, PipelineOp, pipeline_schedule
+from fugaku_sim.parallel import ModelChunk, PipelineOp, pipeline_schedule, stage_of_virtual
 from fugaku_sim.spec import Layout, ModelSpec
 from fugaku_sim.train.comm import PipelineLinks
 from fugaku_sim.train.grad_reduce import GradReducer
@@ -34,13 +34,13 @@ class PipelineRunner:
         self.ranks = pipeline_ranks
         self.sm, self.links, self.timers = stage_model, links, timers
         self.m = micro_batches
-        chunks = layout.virtual_stages if layout.schedule == "interleaved" else 1
+        chunks = layout.virtual_stages  # 1 unless the schedule is interleaved (Layout's rule)
         self.ops = pipeline_schedule(layout.schedule, layout.pp, stage, micro_batches, chunks)
         self.last_backward = {op.chunk: i for i, op in enumerate(self.ops) if op.kind == "B"}
         self.total_virtual = layout.pp * chunks
 
     def _rank_of(self, virtual: int) -> int:
-        return self.ranks[virtual % self.layout.pp]
+        return self.ranks[stage_of_virtual(virtual, self.layout.pp)]
 
     def _input(self, chunk: ModelChunk, mb: int, batches: list[MicroBatch] | None,
                size: int) -> np.ndarray:

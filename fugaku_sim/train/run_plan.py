@@ -8,7 +8,6 @@ a missing blend file or shard, a checkpoint of another model.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -16,6 +15,7 @@ from typing import Literal
 from fugaku_sim.data.blend import Blend, read_blend
 from fugaku_sim.errors import UserError
 from fugaku_sim.spec import Layout, ModelSpec, TrainSpec
+from fugaku_sim.spec.figures import run_steps
 from fugaku_sim.spec.job import check_batch, check_model_split
 from fugaku_sim.train.checkpoint import Selection, select_checkpoint
 
@@ -64,11 +64,10 @@ def total_steps(model: ModelSpec, train: TrainSpec) -> int:
     Raises:
         UserError: neither is set.
     """
-    if train.steps is not None:
-        return train.steps
-    if train.tokens is not None:
-        return max(1, math.ceil(train.tokens / (train.global_batch * model.seq_len)))
-    raise UserError("train.steps: not set by the model preset; pass --steps or --tokens")
+    steps = run_steps(train, model)
+    if steps is None:
+        raise UserError("train.steps: not set by the model preset; pass --steps or --tokens")
+    return steps
 
 
 def check_blend(blend: Blend, model: ModelSpec) -> None:

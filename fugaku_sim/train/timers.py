@@ -1,6 +1,7 @@
 """Measured time per step, split into the simulator's breakdown keys.
 
-Keys (seconds, the same as ``predict --json``'s ``breakdown_s``):
+Keys (seconds, :data:`fugaku_sim.spec.breakdown.BREAKDOWN_KEYS`, the same as
+``predict --json``'s ``breakdown_s``), as the trainer charges them:
 
 - ``compute``: forward and backward passes of the layers on this rank, excluding the time
   spent inside the other regions nested in them.
@@ -22,7 +23,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-BREAKDOWN_KEYS = ("compute", "recompute", "tp_comm", "pp_comm", "dp_comm", "bubble", "optimizer")
+from fugaku_sim.spec.breakdown import BREAKDOWN_KEYS
 
 
 class Timers:

@@ -22,6 +22,9 @@ from typing import Any
 import numpy as np
 
 from fugaku_sim.io import write_json
+from fugaku_sim.spec.breakdown import BREAKDOWN_KEYS
+from fugaku_sim.spec.figures import micro_batches_per_replica, tokens_per_step
+from fugaku_sim.spec.record import LayoutRecord
 from fugaku_sim.tensors import layout_chunks, tensor_table, tied_names
 from fugaku_sim.train import checkpoint as ckpt
 from fugaku_sim.train.buffers import FlatParams
@@ -41,7 +44,7 @@ from fugaku_sim.train.stage import (
     norm_names,
     stage_tensor_names,
 )
-from fugaku_sim.train.timers import BREAKDOWN_KEYS, Timers
+from fugaku_sim.train.timers import Timers
 
 
 class InjectedFault(RuntimeError):
@@ -59,7 +62,7 @@ class Trainer:
         self.comms = c = build_comms(world, layout)
         self.timers = Timers(MPI.Wtime)
         self.stage, self.tp_rank, self.dp_rank = c.coords.pp, c.coords.tp, c.coords.dp
-        self.m = train.global_batch // (train.micro_batch * layout.dp)
+        self.m = micro_batches_per_replica(train, layout)
         self.table = tensor_table(model)
         names = stage_tensor_names(model, layout_chunks(model, layout, self.stage))
         self.flat = FlatParams(local_entries(model, names, layout.tp), pad_to=layout.dp)
@@ -229,7 +232,7 @@ class Trainer:
         self.world.Allreduce(MPI.IN_PLACE, sums, op=MPI.SUM)
         slowest = np.array([step_time])
         self.world.Allreduce(MPI.IN_PLACE, slowest, op=MPI.MAX)
-        tokens = p.train.global_batch * p.model.seq_len
+        tokens = tokens_per_step(p.train, p.model)
         return {
             "step": self.step, "loss": float(sums[0]) / (self.m * p.layout.dp),
             "lr": lr, "grad_norm": norm, "tokens": tokens,
@@ -313,10 +316,9 @@ class Trainer:
             log.close()
         summary = {
             "model": p.model.model_dump(mode="json"),
-            "train": p.train.model_dump(mode="json"),
-            "layout": p.layout.model_dump(mode="json"),
+            **LayoutRecord(p.layout, p.train).to_json(),  # what --layout-from reads back
             "world": self.world.size, "steps": self.step,
-            "tokens": self.step * p.train.global_batch * p.model.seq_len,
+            "tokens": self.step * tokens_per_step(p.train, p.model),
             "resumed_from_step": start if p.resume.directory is not None else None,
             "checkpoint": str(final), "consolidated": str(p.opts.out / "model.safetensors"),
             **summarize(records, p.opts.warmup_timing_steps),

@@ -112,6 +112,16 @@ class WorkflowConfig(SpecModel):
     compare: CompareSection = Field(default_factory=CompareSection)
 
 
+def fixed_layout(train: TrainSection, processes_per_node: int) -> dict[str, Any]:
+    """The fixed layout as the run uses it, with the run's ``processes_per_node``
+    (:func:`fugaku_sim.workflow.allocation.run_allocation`) filled in: the record
+    ``workflow write --section layout`` writes. Empty for ``auto`` (the plan decides)."""
+    if not isinstance(train.layout, Layout):
+        return {}
+    update = {"processes_per_node": processes_per_node}
+    return train.layout.model_copy(update=update).model_dump(mode="json")
+
+
 def load_workflow_config(data: dict[str, Any], source: str = "config") -> WorkflowConfig:
     """Validate a config mapping (what Snakemake loaded).
 

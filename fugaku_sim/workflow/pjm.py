@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from fugaku_sim.errors import UserError
+from fugaku_sim.timelimit import elapse_hms
 
 Status = Literal["running", "success", "failed"]
 
@@ -147,12 +148,6 @@ def node_shape(resources: Mapping[str, Any], alloc: str) -> tuple[str, int]:
     return (f"{count}:{alloc}" if count > 1 else "1"), count
 
 
-def elapse_hms(runtime_min: Any) -> str:
-    """PJM's ``elapse=HH:MM:SS`` from Snakemake's ``runtime`` in minutes (hours may exceed 24)."""
-    minutes = _positive_int("resources.runtime", runtime_min)
-    return f"{minutes // 60:02d}:{minutes % 60:02d}:00"
-
-
 def job_name(props: Mapping[str, Any]) -> str:
     """``smk-<rule or group>-<jobid>``, cut to PJM's 63-byte limit."""
     base = props.get("rule") or props.get("groupid") or "job"
@@ -165,12 +160,13 @@ def pjm_directives(props: Mapping[str, Any], settings: PjmSettings, logdir: str)
     resources: Mapping[str, Any] = props.get("resources", {})
     shape, nodes = node_shape(resources, settings.alloc)
     procs = _positive_int("resources.tasks", resources.get("tasks", 1))
+    runtime = resources.get("runtime", 60)  # Snakemake's runtime is in minutes
     name = job_name(props)
     lines = [
         f'#PJM --name "{name}"',
         f'#PJM -L "node={shape}"',
         f'#PJM -L "rscgrp={resources.get("pjm_rscgrp") or settings.rscgrp}"',
-        f'#PJM -L "elapse={elapse_hms(resources.get("runtime", 60))}"',
+        f'#PJM -L "elapse={elapse_hms(60 * _positive_int("resources.runtime", runtime))}"',
     ]
     freq = resources.get("pjm_freq") or settings.freq_MHz
     if freq:

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fugaku_sim.parallel import RankGrid
-from fugaku_sim.spec.layout import RANK_ORDERS
+from fugaku_sim.parallel.groups import RANK_ORDERS
 
 
 def test_megatron_worked_example() -> None:
@@ -55,3 +55,11 @@ def test_coords_round_trip(tp: int, pp: int, dp: int, order: str) -> None:
 def test_fastest_axis_is_consecutive() -> None:
     grid = RankGrid(tp=2, pp=3, dp=4, order="dp-tp-pp")
     assert grid.data_groups()[0] == [0, 1, 2, 3]
+
+
+def test_layout_grid_is_the_rank_grid_of_its_degrees_and_order() -> None:
+    from fugaku_sim.spec import Layout
+
+    layout = Layout(tp=2, pp=3, dp=4, rank_order="dp-tp-pp")
+    assert layout.grid == RankGrid(tp=2, pp=3, dp=4, order="dp-tp-pp")
+    assert layout.grid.tensor_groups()[0] == [0, 4]

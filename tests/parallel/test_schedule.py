@@ -8,7 +8,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fugaku_sim.parallel import max_in_flight, pipeline_schedule, stage_layers
+from fugaku_sim.parallel import (
+    max_in_flight,
+    pipeline_schedule,
+    stage_layers,
+    stage_of_virtual,
+    virtual_stage,
+)
 
 
 def _text(ops) -> str:
@@ -85,3 +91,11 @@ def test_stage_layers_cover_model() -> None:
         layer for s in range(2) for c in range(2) for layer in stage_layers(8, 2, s, 2, c)
     )
     assert covered == list(range(8))
+
+
+@given(st.integers(1, 8), st.integers(1, 4), st.data())
+def test_virtual_stage_and_its_inverse(stages: int, chunks: int, data) -> None:
+    stage = data.draw(st.integers(0, stages - 1))
+    chunk = data.draw(st.integers(0, chunks - 1))
+    v = virtual_stage(stage, chunk, stages)
+    assert 0 <= v < stages * chunks and stage_of_virtual(v, stages) == stage

@@ -87,11 +87,11 @@ def test_a_process_gets_a_quarter_of_the_node() -> None:
 
 def test_jobscript_asks_for_a_noncont_job_in_the_small_group() -> None:
     pred = predict(job(tp=4, dp=16))
-    script = pjm_script(pred, train_command(pred, "fugaku", "gpt2-small"))
+    script = pjm_script(pred, train_command("gpt2-small"))
     assert '#PJM -L "node=64:noncont"' in script and '#PJM -L "rscgrp=small"' in script
-    assert "--allocation noncont" in script
+    assert pred.record.layout.allocation == "noncont"  # what the script's train line reads
     big = predict(job(dp=512))
-    script = pjm_script(big, train_command(big, "fugaku", "gpt2-small"))
+    script = pjm_script(big, train_command("gpt2-small"))
     assert '#PJM -L "node=512:torus"' in script and '#PJM -L "rscgrp=large"' in script
 
 

@@ -9,7 +9,9 @@ from hypothesis import strategies as st
 from fugaku_sim.sim.collectives import (
     RingPhase,
     p2p_time_s,
+    ring_allreduce_steps,
     ring_allreduce_time_s,
+    ring_allreduce_volume,
     ring_reduce_scatter_time_s,
     torus_allreduce_time_s,
 )
@@ -20,6 +22,22 @@ def test_ring_allreduce_moves_2_n_minus_1_over_n() -> None:
     assert ring_allreduce_time_s(1e6, 1, 1e9, 1.0) == 0.0
     assert ring_reduce_scatter_time_s(4e9, 4, 1e9, 1e-6) == pytest.approx(3 * (1e-6 + 1.0))
     assert p2p_time_s(1e9, 1e9, 1e-6) == pytest.approx(1.000001)
+
+
+@given(st.integers(1, 64), st.floats(1.0, 1e10), st.floats(0.0, 1e-3))
+def test_ring_time_is_its_steps_and_volume(ranks: int, nbytes: float, latency: float) -> None:
+    """Alpha-beta cost of the ring: 2 (n - 1) latencies plus 2 (n - 1) / n of the message,
+    the terms the detailed transport and the calibration fit take from the same functions."""
+    bw = 1e9
+    expected = ring_allreduce_steps(ranks) * latency + ring_allreduce_volume(ranks) * nbytes / bw
+    assert ring_allreduce_time_s(nbytes, ranks, bw, latency) == pytest.approx(expected, rel=1e-12)
+    assert ring_allreduce_volume(ranks) == 2 * (ranks - 1) / ranks
+
+
+def test_calibration_fits_the_same_ring_terms() -> None:
+    from fugaku_sim.calibrate.fit import ring_allreduce_factors
+
+    assert ring_allreduce_factors(6) == (ring_allreduce_steps(6), ring_allreduce_volume(6))
 
 
 @given(st.lists(st.integers(2, 12), min_size=1, max_size=3))

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from fugaku_sim.sim.predict import predict
 from fugaku_sim.spec import Layout, TrainSpec, load_cluster, load_model_preset, make_job
+from fugaku_sim.spec.breakdown import BREAKDOWN_KEYS
 from fugaku_sim.spec.job import Job
 from tests.sim.small import small_job, small_torus
 
@@ -32,7 +33,7 @@ CONTRACT = (
     "node_hours",
     "energy_MWh",
 )
-TERMS = {"compute", "recompute", "tp_comm", "pp_comm", "dp_comm", "bubble", "optimizer"}
+TERMS = set(BREAKDOWN_KEYS)
 
 
 def fugaku_llm(**layout: Any) -> Job:

@@ -7,7 +7,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fugaku_sim.sim.topology import Flows, Switched, Torus, fold_extents, max_link_load, snake
+from fugaku_sim.sim.topology import (
+    Flows,
+    Switched,
+    Torus,
+    diameter_hops,
+    fold_extents,
+    hop_counts,
+    job_block,
+    max_link_load,
+    snake,
+)
 from fugaku_sim.spec import load_cluster
 from tests.sim.small import small_torus
 
@@ -29,6 +39,34 @@ def test_fugaku_llm_block_and_wraps() -> None:
     assert t.wraps == [True, False, True, False, True, False]
     assert t.nodes == 13824
     assert len({tuple(r) for r in t.physical(np.arange(t.nodes)).tolist()}) == 13824
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 6), st.integers(1, 6), st.booleans()),
+                min_size=1, max_size=3))
+def test_diameter_is_the_farthest_pair(axes: list[tuple[int, int, bool]]) -> None:
+    """The block's diameter (what the job-shape choice scores) equals the largest hop count
+    between two of its nodes under the routing the network model uses."""
+    sizes = [max(a, b) for a, b, _ in axes]
+    shape = [min(a, b) for a, b, _ in axes]
+    c = small_torus(tuple(sizes)).model_dump()
+    for dim, (_, _, wrap) in zip(c["interconnect"]["dims"], axes):
+        dim["wrap"] = wrap
+    cluster = type(small_torus()).model_validate(c)
+    t = Torus(cluster.interconnect, cluster.allocation, shape)  # type: ignore[arg-type]
+    extents, wraps = job_block(cluster.interconnect, cluster.allocation, shape)  # type: ignore[arg-type]
+    assert (extents, wraps) == (t.extents, t.wraps)
+    phys = t.physical(np.arange(t.nodes))
+    src, dst = np.repeat(phys, t.nodes, axis=0), np.tile(phys, (t.nodes, 1))
+    farthest = int(hop_counts(src, dst, np.array(extents), np.array(wraps)).max())
+    assert diameter_hops(extents, wraps) == farthest
+
+
+def test_fugaku_llm_diameter() -> None:
+    c = load_cluster("fugaku")
+    extents, wraps = job_block(c.interconnect, c.allocation, [48, 6, 48])  # type: ignore[arg-type]
+    # X 24 and Z 24 wrap (12 hops each), b 3 wraps (1), a, c and Y (2 of 23) are open (1 each)
+    assert diameter_hops(extents, wraps) == 12 + 1 + 12 + 1 + 1 + 1
 
 
 def test_every_virtual_ring_is_one_hop_per_step() -> None:

@@ -98,7 +98,7 @@ CASES = {
     "job shape with four axes": (_args(*PROD, "--job-shape", "24x2x48x6"), "has 4 axes"),
     "job shape not a shape": (_args(*PROD, "--job-shape", "48x6xA"), "not a shape like"),
     "recompute stage beyond pp": (_args(*PROD, "--recompute-stages", "9"), "train.recompute_stages"),
-    "unknown rank order": (_args(*PROD, "--rank-order", "tp-xx-pp"), "layout.rank_order"),
+    "unknown rank order": (_args(*PROD, "--rank-order", "tp-xx-pp"), "argument --rank-order: invalid choice"),
     "min lr above lr": (_args(*PROD, "--lr", "1e-6"), "train.min_lr"),
     "interleaved without stages": (
         _args(*LLM, "--tp", "6", "--pp", "1", "--dp", "288", "--schedule", "interleaved",

@@ -16,7 +16,7 @@ import pytest
 
 from fugaku_sim.commands.check import derived_figures
 from fugaku_sim.errors import UserError
-from fugaku_sim.sim.memory import PARAM_BYTES, stage_memory
+from fugaku_sim.sim.memory import parameter_bytes, stage_memory
 from fugaku_sim.sim.transport import grad_bytes
 from fugaku_sim.spec import Layout, TrainSpec, load_cluster, load_model
 from fugaku_sim.spec.job import Job, make_job
@@ -68,7 +68,7 @@ def test_simulator_charges_what_the_trainer_allocates(preset: str) -> None:
     layouts = jobs(preset)
     assert any(j.layout.pp > 1 for j in layouts), "the grid must cover pipelines"
     for job in layouts:
-        w, g, _ = PARAM_BYTES[(job.train.precision, job.train.optimizer)]
+        w, g, _ = parameter_bytes(job.train)
         reported = derived_figures(job)["parameters_per_rank_by_stage"]
         for stage in range(job.layout.pp):
             want = trainer_parameters(job, stage)

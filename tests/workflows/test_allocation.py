@@ -24,6 +24,12 @@ def test_a_cluster_fills_nodes_with_its_processes_per_node(ranks: int, nodes: in
     assert run_allocation(fugaku, ranks) == Allocation(nodes=ranks, processes_per_node=1)
 
 
+@pytest.mark.parametrize("cluster", ["local", "fugaku"])
+def test_a_fixed_layouts_processes_per_node_win(cluster: str) -> None:
+    assert run_allocation(load_cluster(cluster), 48, processes_per_node=2) == Allocation(
+        nodes=24, processes_per_node=2)
+
+
 def test_no_ranks_is_refused() -> None:
     with pytest.raises(ValueError, match="ranks"):
         run_allocation(load_cluster("local"), 0)

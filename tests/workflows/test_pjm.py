@@ -7,7 +7,6 @@ import pytest
 from fugaku_sim.workflow.pjm import (
     PjmError,
     PjmSettings,
-    elapse_hms,
     job_status,
     node_shape,
     parse_pjstat_table,
@@ -65,10 +64,14 @@ def test_node_shape(resources: dict, shape: tuple[str, int]) -> None:
 
 
 def test_elapse_from_minutes_and_bad_values() -> None:
-    assert elapse_hms(5) == "00:05:00"
-    assert elapse_hms(1500) == "25:00:00"
+    def elapse(runtime: object) -> str:
+        lines = pjm_directives({"resources": {"runtime": runtime}}, PjmSettings(), "logs")
+        return next(line for line in lines if "elapse=" in line)
+
+    assert elapse(5) == '#PJM -L "elapse=00:05:00"'
+    assert elapse(1500) == '#PJM -L "elapse=25:00:00"'
     with pytest.raises(PjmError, match="resources.runtime"):
-        elapse_hms(0)
+        elapse(0)
 
 
 def test_more_ranks_than_nodes_sets_max_proc_per_node() -> None:
