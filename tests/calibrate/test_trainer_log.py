@@ -74,7 +74,7 @@ def test_without_metrics_the_summary_mean(tmp_path: Path) -> None:
 
 
 def test_errors(tmp_path: Path) -> None:
-    with pytest.raises(UserError, match=r"summary\.json not found") as info:
+    with pytest.raises(UserError, match=r"summary\.json: no such file") as info:
         run_from_trainer(tmp_path / "nothing", cluster="local")
     assert "--from-metrics" not in str(info.value)
     run_dir = _write_run(tmp_path / "r", TIMES)
