@@ -70,6 +70,7 @@ _LAYOUT_OPTIONS = {
     "job_shape": "job_shape",
     "allocation": "allocation",
     "processes_per_node": "processes_per_node",
+    "sequence_parallel": "sequence_parallel",
 }
 
 
@@ -145,6 +146,8 @@ def add_layout_arguments(parser: argparse.ArgumentParser) -> None:
                    "jobs); default: a torus shape if one fits, else what the machine allows")
     g.add_argument("--processes-per-node", type=int,
                    help="MPI processes per node (default: the cluster profile's)")
+    g.add_argument("--sequence-parallel", action=argparse.BooleanOptionalAction, default=None,
+                   help="shard norms, dropouts and residuals along the sequence over tp")
 
 
 def add_job_arguments(parser: argparse.ArgumentParser, cluster: bool = True) -> None:
@@ -189,12 +192,15 @@ def resolve_specs(args: argparse.Namespace) -> tuple[ModelSpec, TrainSpec, Layou
     if getattr(args, "train_config", None):
         _apply_train_layer(train, read_yaml(Path(args.train_config)))
     _apply_train_layer(train, _overrides(args, _TRAIN_OPTIONS))
+    if getattr(args, "recompute", None) is not None and args.recompute_stages is None:
+        train.pop("recompute_stages", None)  # a new mode: the earlier layers' list was for another
     if getattr(args, "recompute_stages", None) is not None:
+        # a stage list means full recomputation there: with --recompute selective, selective
+        # on the other stages; otherwise recompute becomes ``stages``
         train["recompute_stages"] = args.recompute_stages
-        train.setdefault("recompute", "stages")
-        if train["recompute"] != "stages" and args.recompute is None:
+        if args.recompute is None and train.get("recompute") != "selective":
             train["recompute"] = "stages"
-    if train.get("recompute") != "stages":
+    if train.get("recompute") not in ("stages", "selective"):
         train.pop("recompute_stages", None)
     explicit = _overrides(args, _LAYOUT_OPTIONS)
     if {"tp", "pp", "dp"} & explicit.keys():

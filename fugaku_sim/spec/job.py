@@ -7,6 +7,7 @@ the dotted path of the field to fix (``layout.tp: 5 does not divide model.heads 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from fugaku_sim.errors import SpecError
@@ -60,6 +61,7 @@ def make_job(cluster: ClusterSpec, model: ModelSpec, train: TrainSpec, layout: L
     """
     check_model_split(model, layout)
     check_batch(train, layout)
+    check_modelled(model, train, layout, "sim")
     job = Job(cluster, model, train, layout)
     _check_nodes(job)
     check_allocation(cluster, layout, job.nodes)
@@ -68,9 +70,52 @@ def make_job(cluster: ClusterSpec, model: ModelSpec, train: TrainSpec, layout: L
     return job
 
 
+#: features of the spec that an engine does not model yet: (what, engines lacking it, test)
+_NOT_MODELLED: list[tuple[str, frozenset[str], Callable[[ModelSpec, TrainSpec, Layout], bool]]] = [
+    ("model.mlp: the Llama family (rmsnorm, swiglu, rotary)", frozenset({"sim", "train"}),
+     lambda m, t, lay: m.family == "llama"),
+    ("model.kv_heads: grouped-query attention", frozenset({"sim", "train"}),
+     lambda m, t, lay: m.kv != m.heads),
+    ("model.bias: linear layers without biases", frozenset({"sim", "train"}),
+     lambda m, t, lay: not m.bias),
+    ("layout.sequence_parallel", frozenset({"sim", "train"}),
+     lambda m, t, lay: lay.sequence_parallel),
+    ("train.recompute: selective", frozenset({"sim", "train"}),
+     lambda m, t, lay: t.recompute == "selective"),
+    ("train.zero_stage: 2 and 3", frozenset({"sim", "train"}),
+     lambda m, t, lay: t.zero_stage >= 2),
+]
+
+
+def check_modelled(model: ModelSpec, train: TrainSpec, layout: Layout, engine: str) -> None:
+    """Refuse what the spec accepts but ``engine`` (``sim`` or ``train``) does not model yet,
+    rather than silently running something else.
+
+    Raises:
+        SpecError: naming the field.
+    """
+    for what, lacking, used in _NOT_MODELLED:
+        if engine in lacking and used(model, train, layout):
+            where = "the simulator" if engine == "sim" else "the trainer"
+            raise SpecError(f"{what}: not modelled by {where} yet")
+
+
 def check_model_split(model: ModelSpec, layout: Layout) -> None:
     if model.heads % layout.tp:
         raise SpecError(f"layout.tp: {layout.tp} does not divide model.heads ({model.heads})")
+    kv = model.kv
+    if kv % layout.tp and layout.tp % kv:
+        # Megatron-LM splits key/value heads over tp; vLLM replicates them when kv < tp
+        raise SpecError(
+            f"layout.tp: {layout.tp} neither divides nor is a multiple of model.kv_heads ({kv}); "
+            "key/value heads are split over tensor ranks or each copied to tp / kv_heads ranks"
+        )
+    if layout.sequence_parallel and layout.tp == 1:
+        raise SpecError("layout.sequence_parallel: needs layout.tp > 1 (it shards over the "
+                        "tensor group)")
+    if layout.sequence_parallel and model.seq_len % layout.tp:
+        raise SpecError(f"layout.sequence_parallel: layout.tp ({layout.tp}) does not divide "
+                        f"model.seq_len ({model.seq_len})")
     if model.ffn % layout.tp:
         raise SpecError(f"layout.tp: {layout.tp} does not divide model.ffn_hidden ({model.ffn})")
     chunks = layout.pp * layout.virtual_stages
@@ -92,6 +137,17 @@ def check_batch(train: TrainSpec, layout: Layout) -> None:
     if bad:
         raise SpecError(
             f"train.recompute_stages: stage {bad[0]} does not exist with layout.pp = {layout.pp}"
+        )
+    if train.recompute == "selective" and not train.selective_stage_set(layout.pp):
+        raise SpecError(
+            "train.recompute_stages: lists every stage, so selective recompute applies nowhere; "
+            "use recompute: all for full recomputation everywhere"
+        )
+    if train.zero_stage == 3 and layout.pp > 1:
+        raise SpecError(
+            f"train.zero_stage: stage 3 gathers each layer's weights from the data-parallel "
+            f"ranks and needs layout.pp = 1 (got {layout.pp}); DeepSpeed does not combine it "
+            "with pipeline parallelism either"
         )
     m = micro_batches_per_replica(train, layout)
     if layout.schedule == "interleaved" and m % layout.pp:

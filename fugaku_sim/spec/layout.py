@@ -28,6 +28,9 @@ class Layout(SpecModel):
     placed wherever nodes are free (``node=64:noncont``, Fugaku's small resource groups);
     unset, the tool chooses: a torus shape when one of whole units fits the node count, else
     ``noncont`` where the machine allows it, else a torus of the smallest whole-unit block.
+    ``sequence_parallel`` (Korthikanti et al. 2022, section 4.2.2) shards the layer norms,
+    dropouts and residual adds along the sequence over the tensor group, whose all-reduces
+    become reduce-scatter and all-gather pairs.
     """
 
     tp: int = Field(default=1, gt=0)
@@ -40,6 +43,7 @@ class Layout(SpecModel):
     job_shape: list[int] | None = None
     allocation: RequestedAllocation | None = None
     processes_per_node: int | None = Field(default=None, gt=0)
+    sequence_parallel: bool = False
 
     @field_validator("rank_order")
     @classmethod

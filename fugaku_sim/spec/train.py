@@ -8,19 +8,27 @@ from pydantic import Field, model_validator
 
 from fugaku_sim.spec.base import SpecModel
 
-RecomputeMode = Literal["none", "all", "first-half", "stages"]
+RecomputeMode = Literal["none", "selective", "all", "first-half", "stages"]
 TrainPrecision = Literal["fp32", "fp16", "bf16"]
 OptimizerKind = Literal["adam", "adamw", "sgd"]
-ZeroStage = Literal[0, 1]
+ZeroStage = Literal[0, 1, 2, 3]
 
 
 class TrainSpec(SpecModel):
     """Training settings shared by the simulator and the trainer.
 
-    Recomputation (full activation checkpointing of each transformer layer) is chosen per
-    pipeline stage: ``none``, ``all``, ``first-half`` (stages 0 .. pp/2-1, which hold the most
+    Recomputation is chosen per pipeline stage. Full recomputation (activation checkpointing
+    of each transformer layer: only its input is kept, the whole forward runs again before its
+    backward): ``none``, ``all``, ``first-half`` (stages 0 .. pp/2-1, which hold the most
     micro-batches in flight under 1F1B; Fugaku-LLM recomputed stages 0-3 of 8), or ``stages``
-    with an explicit ``recompute_stages`` list.
+    with an explicit ``recompute_stages`` list. Selective recomputation (Korthikanti et al.
+    2022, section 4.2: every activation is kept except the attention scores, softmax and its
+    dropout, recomputed in the backward): ``selective`` on every stage, or, with a
+    ``recompute_stages`` list, full recomputation on those stages and selective on the rest.
+
+    ``zero_stage`` shards over the data-parallel ranks (Rajbhandari et al. 2020): 1 the
+    optimizer states, 2 also the gradients (reduce-scattered as they are produced), 3 also the
+    weights (gathered per layer for the forward and the backward, freed after).
 
     The run's length is ``steps`` or ``tokens`` (rounded up to whole steps), never both, so
     the trainer and the simulator agree on it (:func:`fugaku_sim.spec.figures.run_steps`).
@@ -62,8 +70,11 @@ class TrainSpec(SpecModel):
             )
         if self.recompute == "stages" and not self.recompute_stages:
             raise ValueError("recompute_stages: give at least one stage when recompute is 'stages'")
-        if self.recompute != "stages" and self.recompute_stages:
-            raise ValueError("recompute_stages: only used when recompute is 'stages'")
+        if self.recompute not in ("stages", "selective") and self.recompute_stages:
+            raise ValueError(
+                "recompute_stages: only used when recompute is 'stages' (full) or 'selective' "
+                "(full on the listed stages, selective on the rest)"
+            )
         if any(s < 0 for s in self.recompute_stages):
             raise ValueError("recompute_stages: stage numbers must be >= 0")
         if self.min_lr > self.lr:
@@ -71,11 +82,19 @@ class TrainSpec(SpecModel):
         return self
 
     def recompute_stage_set(self, pp: int) -> frozenset[int]:
-        """The pipeline stages (0-based, of ``pp``) that recompute activations."""
+        """The pipeline stages (0-based, of ``pp``) that recompute whole layers (full)."""
         if self.recompute == "none":
             return frozenset()
+        if self.recompute == "selective":
+            return frozenset(self.recompute_stages)
         if self.recompute == "all":
             return frozenset(range(pp))
         if self.recompute == "first-half":
             return frozenset(range(max(1, pp // 2))) if pp > 1 else frozenset({0})
         return frozenset(self.recompute_stages)
+
+    def selective_stage_set(self, pp: int) -> frozenset[int]:
+        """The pipeline stages (0-based, of ``pp``) that recompute only the attention core."""
+        if self.recompute != "selective":
+            return frozenset()
+        return frozenset(range(pp)) - frozenset(self.recompute_stages)

@@ -19,30 +19,39 @@ from fugaku_sim.tensors.share import (
     tied_copy_parameters,
     tied_names,
 )
-from fugaku_sim.tensors.split import Split, local_shape, qkv_split, shard, unshard
+from fugaku_sim.tensors.split import Split, heads_split, local_shape, qkv_split, shard, unshard
 from fugaku_sim.tensors.table import (
+    LLAMA_EMBED,
+    LLAMA_NORM,
     LM_HEAD,
     LN_F,
+    ROLES,
     WPE,
     WTE,
     TensorInfo,
     TensorTable,
     layer_name,
+    llama_layer_name,
     tensor_table,
 )
 
 __all__ = [
+    "LLAMA_EMBED",
+    "LLAMA_NORM",
     "LM_HEAD",
     "LN_F",
     "WPE",
     "WTE",
     "Split",
+    "ROLES",
     "TensorInfo",
     "TensorTable",
     "chunk_parameters",
     "chunk_tensors",
     "held_tensors",
+    "heads_split",
     "layer_name",
+    "llama_layer_name",
     "layout_chunks",
     "local_shape",
     "model_parallel_parameters",

@@ -20,6 +20,12 @@ of t holds heads [r h / t, (r + 1) h / t) when t divides h; when h divides t (gr
 attention with fewer key/value heads than ranks) the t / h ranks that share a head each hold
 a copy of it, rank r holding head r h / t (Megatron-LM and vLLM replicate key/value heads so).
 
+The axes above are those of the Conv1D layout. A tensor stored the other way round (Hugging
+Face's ``nn.Linear`` layout ``[out, in]``, as Llama's projections are) names its axis:
+``Split("col", axis=0)`` splits a column-parallel layer's output features there,
+``Split("row", axis=-1)`` a row-parallel layer's input features, and a head-split
+projection is ``Split("qkv", heads=(h,), axis=0)``.
+
 A vocabulary that t does not divide is padded (Megatron-LM's ``_vocab_size_with_padding``
 rounds it up): :func:`local_shape` gives every rank ceil(V / t) rows. The trainer refuses
 such layouts, so :func:`shard` requires t to divide V.
@@ -37,17 +43,25 @@ from fugaku_sim.parallel import shard_range
 SplitKind = Literal["rep", "vocab", "col", "row", "qkv"]
 
 
+_DEFAULT_AXIS: dict[SplitKind, int | None] = {"rep": None, "vocab": 0, "row": 0, "col": -1,
+                                              "qkv": -1}
+
+
 @dataclass(frozen=True)
 class Split:
-    """How a tensor splits over tensor-parallel ranks; ``heads`` only for ``qkv``."""
+    """How a tensor splits over tensor-parallel ranks; ``heads`` only for ``qkv``;
+    ``along`` the storage axis when it is not the kind's Conv1D one (see the module)."""
 
     kind: SplitKind
     heads: tuple[int, ...] = ()
+    along: int | None = None
 
     @property
     def axis(self) -> int | None:
         """The split axis (None: replicated)."""
-        return {"rep": None, "vocab": 0, "row": 0, "col": -1, "qkv": -1}[self.kind]
+        if self.kind == "rep":
+            return None
+        return self.along if self.along is not None else _DEFAULT_AXIS[self.kind]
 
 
 REP, VOCAB, COL, ROW = Split("rep"), Split("vocab"), Split("col"), Split("row")
@@ -57,6 +71,12 @@ def qkv_split(q_heads: int, kv_heads: int) -> Split:
     """A fused query-key-value projection: ``q_heads`` query heads, ``kv_heads`` key and as
     many value heads (equal for multi-head attention, fewer for grouped-query attention)."""
     return Split("qkv", (q_heads, kv_heads, kv_heads))
+
+
+def heads_split(heads: int, axis: int) -> Split:
+    """A projection of ``heads`` heads along ``axis`` (Llama's q_proj, k_proj, v_proj:
+    ``[heads x head size, C]``, axis 0), split by heads or copied when heads < tp."""
+    return Split("qkv", (heads,), axis)
 
 
 def _block_heads(heads: int, tp: int, index: int) -> range:
@@ -77,14 +97,16 @@ def local_shape(shape: tuple[int, ...], split: Split, tp: int) -> tuple[int, ...
     """
     if split.kind == "rep" or tp == 1:
         return shape
+    axis = split.axis % len(shape)  # type: ignore[operator]
+    out = list(shape)
     if split.kind == "vocab":
-        return (-(-shape[0] // tp), *shape[1:])  # padded vocabulary: ceil(V / tp) rows
-    if split.kind == "row":
-        return (len(shard_range(shape[0], tp, 0)), *shape[1:])
-    if split.kind == "col":
-        return (*shape[:-1], len(shard_range(shape[-1], tp, 0)))
-    width = shape[-1] // sum(split.heads)
-    return (*shape[:-1], width * sum(len(_block_heads(h, tp, 0)) for h in split.heads))
+        out[axis] = -(-shape[axis] // tp)  # padded vocabulary: ceil(V / tp) rows
+    elif split.kind in ("row", "col"):
+        out[axis] = len(shard_range(shape[axis], tp, 0))
+    else:
+        width = shape[axis] // sum(split.heads)
+        out[axis] = width * sum(len(_block_heads(h, tp, 0)) for h in split.heads)
+    return tuple(out)
 
 
 def _qkv_columns(width: int, split: Split, tp: int, index: int) -> np.ndarray:
@@ -106,14 +128,12 @@ def shard(full: np.ndarray, split: Split, tp: int, index: int) -> np.ndarray:
     """
     if split.kind == "rep":
         return np.array(full, copy=True)
-    if split.kind in ("vocab", "row"):
-        r = shard_range(full.shape[0], tp, index)
-        return np.ascontiguousarray(full[r.start:r.stop])
-    if split.kind == "col":
-        r = shard_range(full.shape[-1], tp, index)
-        return np.ascontiguousarray(full[..., r.start:r.stop])
-    width = full.shape[-1] // sum(split.heads)
-    return np.ascontiguousarray(full[..., _qkv_columns(width, split, tp, index)])
+    axis = split.axis % full.ndim  # type: ignore[operator]
+    if split.kind in ("vocab", "row", "col"):
+        r = shard_range(full.shape[axis], tp, index)
+        return np.ascontiguousarray(np.take(full, np.arange(r.start, r.stop), axis=axis))
+    width = full.shape[axis] // sum(split.heads)
+    return np.ascontiguousarray(np.take(full, _qkv_columns(width, split, tp, index), axis=axis))
 
 
 def unshard(parts: list[np.ndarray], split: Split) -> np.ndarray:
@@ -121,13 +141,15 @@ def unshard(parts: list[np.ndarray], split: Split) -> np.ndarray:
     tp = len(parts)
     if split.kind == "rep" or tp == 1:
         return np.array(parts[0], copy=True)
-    if split.kind in ("vocab", "row"):
-        return np.concatenate(parts, axis=0)
-    if split.kind == "col":
-        return np.concatenate(parts, axis=-1)
-    local_width = parts[0].shape[-1]
+    axis = split.axis % parts[0].ndim  # type: ignore[operator]
+    if split.kind in ("vocab", "row", "col"):
+        return np.concatenate(parts, axis=axis)
+    local_width = parts[0].shape[axis]
     width = local_width // sum(len(_block_heads(h, tp, 0)) for h in split.heads)
-    full = np.empty((*parts[0].shape[:-1], width * sum(split.heads)), dtype=parts[0].dtype)
+    shape = list(parts[0].shape)
+    shape[axis] = width * sum(split.heads)
+    full = np.empty(shape, dtype=parts[0].dtype)
+    moved = np.moveaxis(full, axis, -1)  # a view: writing it fills ``full``
     for index, part in enumerate(parts):  # copies of a replicated head are equal: any will do
-        full[..., _qkv_columns(width, split, tp, index)] = part
+        moved[..., _qkv_columns(width, split, tp, index)] = np.moveaxis(part, axis, -1)
     return full

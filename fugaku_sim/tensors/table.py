@@ -15,10 +15,15 @@ pipeline stage keeps when it is not also the first (Megatron-LM's
 consolidated checkpoint, and a rank that holds ``wte`` itself uses that instead. With untied
 embeddings ``lm_head.weight`` is a tensor of its own.
 
-A model family with other tensors (RMSNorm without bias, a gated MLP with three matrices,
-grouped-query attention through :func:`~fugaku_sim.tensors.split.qkv_split`, no position
-table) adds its rows here, in a function like :func:`gpt2_rows`; sizes per rank, checkpoint
-contents and the trainer's buffers all follow from the rows.
+Each model family has its rows function: :func:`gpt2_rows` (Hugging Face
+``GPT2LMHeadModel``: Conv1D ``[in, out]`` weights, a fused QKV projection, learned
+positions) and :func:`llama_rows` (``LlamaForCausalLM``: ``nn.Linear`` ``[out, in]`` weights,
+separate q/k/v projections with ``kv_heads`` key/value heads, RMSNorm scales without bias,
+a gated MLP of three matrices, no position table, biases only where ``model.bias``). Sizes
+per rank, checkpoint contents and the trainer's buffers all follow from the rows. Every row
+also has a ``role`` that means the same in every family (``attn_out`` is GPT-2's
+``attn.c_proj.weight`` and Llama's ``self_attn.o_proj.weight``), so code that needs a
+particular tensor asks :meth:`TensorTable.find` instead of naming one family's tensor.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from fugaku_sim.tensors.split import (
     ROW,
     VOCAB,
     Split,
+    heads_split,
     local_shape,
     qkv_split,
     shard,
@@ -74,6 +80,7 @@ class TensorInfo:
     norm: bool = False  # a normalisation's scale or shift
     init: Init = "normal"
     tied_to: str | None = None  # a kept-equal copy of that tensor; never checkpointed
+    role: str = ""  # what the tensor does, the same in every family (see ROLES)
 
     @property
     def size(self) -> int:
@@ -89,10 +96,26 @@ class TensorInfo:
         return math.prod(self.local_shape(tp))
 
 
-def _norm(name: str, width: int, part: Part, layer: int | None = None) -> list[TensorInfo]:
-    """A layer norm's weight and bias [C], replicated on every tensor rank."""
-    return [TensorInfo(f"{name}.weight", (width,), REP, part, layer, norm=True, init="ones"),
-            TensorInfo(f"{name}.bias", (width,), REP, part, layer, norm=True, init="zeros")]
+#: the roles rows may take: embeddings, per-block tensors, the head
+ROLES = (
+    "tok_embed", "pos_embed",
+    "attn_norm", "attn_norm_bias", "qkv", "qkv_bias", "q", "k", "v", "q_bias", "k_bias",
+    "v_bias", "attn_out", "attn_out_bias",
+    "mlp_norm", "mlp_norm_bias", "mlp_in", "mlp_in_bias", "mlp_gate", "mlp_gate_bias",
+    "mlp_up", "mlp_up_bias", "mlp_out", "mlp_out_bias",
+    "final_norm", "final_norm_bias", "head",
+)
+
+
+def _norm(name: str, width: int, part: Part, layer: int | None, role: str,
+          bias: bool = True, suffix: str = ".weight") -> list[TensorInfo]:
+    """A norm's scale [C] (and shift, for a layer norm), replicated on every tensor rank."""
+    rows = [TensorInfo(f"{name}{suffix}", (width,), REP, part, layer, norm=True, init="ones",
+                       role=role)]
+    if bias:
+        rows.append(TensorInfo(f"{name}.bias", (width,), REP, part, layer, norm=True,
+                               init="zeros", role=f"{role}_bias"))
+    return rows
 
 
 def gpt2_block(model: ModelSpec, layer: int) -> list[TensorInfo]:
@@ -102,39 +125,111 @@ def gpt2_block(model: ModelSpec, layer: int) -> list[TensorInfo]:
     holds them whole (Megatron-LM's ``RowParallelLinear``).
     """
     c, f = model.hidden, model.ffn
-    kv_heads = model.heads  # multi-head attention: as many key/value heads as query heads
+    kv_heads = model.kv  # fewer than heads: grouped-query attention in the fused projection
+    norm_bias = model.norm == "layernorm"
 
-    def t(suffix: str, shape: tuple[int, ...], split: Split, decay: bool = False,
-          init: Init = "zeros") -> TensorInfo:
-        return TensorInfo(layer_name(layer, suffix), shape, split, "block", layer, decay,
-                          init=init)
+    def t(suffix: str, shape: tuple[int, ...], split: Split, role: str, decay: bool = False,
+          init: Init = "zeros") -> list[TensorInfo]:
+        if not decay and not model.bias:  # a bias of a model without biases
+            return []
+        return [TensorInfo(layer_name(layer, suffix), shape, split, "block", layer, decay,
+                           init=init, role=role)]
 
     qkv = qkv_split(model.heads, kv_heads)
     width = model.head_dim * (model.heads + 2 * kv_heads)
     return [
-        *_norm(layer_name(layer, "ln_1"), c, "block", layer),
-        t("attn.c_attn.weight", (c, width), qkv, True, "normal"),
-        t("attn.c_attn.bias", (width,), qkv),
-        t("attn.c_proj.weight", (c, c), ROW, True, "normal_residual"),
-        t("attn.c_proj.bias", (c,), REP),
-        *_norm(layer_name(layer, "ln_2"), c, "block", layer),
-        t("mlp.c_fc.weight", (c, f), COL, True, "normal"),
-        t("mlp.c_fc.bias", (f,), COL),
-        t("mlp.c_proj.weight", (f, c), ROW, True, "normal_residual"),
-        t("mlp.c_proj.bias", (c,), REP),
+        *_norm(layer_name(layer, "ln_1"), c, "block", layer, "attn_norm", norm_bias),
+        *t("attn.c_attn.weight", (c, width), qkv, "qkv", True, "normal"),
+        *t("attn.c_attn.bias", (width,), qkv, "qkv_bias"),
+        *t("attn.c_proj.weight", (c, c), ROW, "attn_out", True, "normal_residual"),
+        *t("attn.c_proj.bias", (c,), REP, "attn_out_bias"),
+        *_norm(layer_name(layer, "ln_2"), c, "block", layer, "mlp_norm", norm_bias),
+        *t("mlp.c_fc.weight", (c, f), COL, "mlp_in", True, "normal"),
+        *t("mlp.c_fc.bias", (f,), COL, "mlp_in_bias"),
+        *t("mlp.c_proj.weight", (f, c), ROW, "mlp_out", True, "normal_residual"),
+        *t("mlp.c_proj.bias", (c,), REP, "mlp_out_bias"),
     ]
 
 
 def gpt2_rows(model: ModelSpec) -> list[TensorInfo]:
     """Every tensor of a GPT-2 in Hugging Face order, then the head (copy or own)."""
     c = model.hidden
-    rows = [TensorInfo(WTE, (model.vocab, c), VOCAB, "embedding", decay=True),
-            TensorInfo(WPE, (model.seq_len, c), REP, "embedding", decay=True)]
+    rows = [TensorInfo(WTE, (model.vocab, c), VOCAB, "embedding", decay=True, role="tok_embed"),
+            TensorInfo(WPE, (model.seq_len, c), REP, "embedding", decay=True, role="pos_embed")]
     for layer in range(model.layers):
         rows += gpt2_block(model, layer)
-    rows += _norm("transformer.ln_f", c, "head")
+    rows += _norm("transformer.ln_f", c, "head", None, "final_norm", model.norm == "layernorm")
     tied = WTE if model.tied_embeddings else None
-    rows.append(TensorInfo(LM_HEAD, (model.vocab, c), VOCAB, "head", decay=True, tied_to=tied))
+    rows.append(TensorInfo(LM_HEAD, (model.vocab, c), VOCAB, "head", decay=True, tied_to=tied,
+                           role="head"))
+    return rows
+
+
+LLAMA_EMBED = "model.embed_tokens.weight"
+LLAMA_NORM = "model.norm.weight"
+
+
+def llama_layer_name(layer: int, suffix: str) -> str:
+    """``model.layers.{layer}.{suffix}``."""
+    return f"model.layers.{layer}.{suffix}"
+
+
+def llama_block(model: ModelSpec, layer: int) -> list[TensorInfo]:
+    """The tensors of decoder layer ``layer`` of a Llama, in Hugging Face order.
+
+    Weights are ``nn.Linear``'s ``[out, in]``: the column-parallel q/k/v, gate and up
+    projections split their output features (axis 0; q/k/v by heads, key/value heads copied
+    when fewer than tp), the row-parallel o and down projections their input features
+    (axis -1); biases (``model.bias``: Hugging Face's ``attention_bias`` and ``mlp_bias``)
+    follow their layer's output split, those of row-parallel layers are whole on every rank.
+    Initialisation as Hugging Face's ``LlamaPreTrainedModel._init_weights``: normal with
+    std ``initializer_range`` (0.02) for every matrix, no residual scaling.
+    """
+    c, f, d = model.hidden, model.ffn, model.head_dim
+    q, kv = model.heads * d, model.kv * d
+
+    def t(suffix: str, shape: tuple[int, ...], split: Split, role: str) -> list[TensorInfo]:
+        weight = suffix.endswith(".weight")
+        if not weight and not model.bias:
+            return []
+        return [TensorInfo(llama_layer_name(layer, suffix), shape, split, "block", layer,
+                           decay=weight, init="normal" if weight else "zeros", role=role)]
+
+    col, row = Split("col", along=0), Split("row", along=-1)
+    q_split, kv_split = heads_split(model.heads, 0), heads_split(model.kv, 0)
+    return [
+        *_norm(llama_layer_name(layer, "input_layernorm"), c, "block", layer, "attn_norm",
+               model.norm == "layernorm"),
+        *t("self_attn.q_proj.weight", (q, c), q_split, "q"),
+        *t("self_attn.q_proj.bias", (q,), q_split, "q_bias"),
+        *t("self_attn.k_proj.weight", (kv, c), kv_split, "k"),
+        *t("self_attn.k_proj.bias", (kv,), kv_split, "k_bias"),
+        *t("self_attn.v_proj.weight", (kv, c), kv_split, "v"),
+        *t("self_attn.v_proj.bias", (kv,), kv_split, "v_bias"),
+        *t("self_attn.o_proj.weight", (c, q), row, "attn_out"),
+        *t("self_attn.o_proj.bias", (c,), REP, "attn_out_bias"),
+        *_norm(llama_layer_name(layer, "post_attention_layernorm"), c, "block", layer,
+               "mlp_norm", model.norm == "layernorm"),
+        *t("mlp.gate_proj.weight", (f, c), col, "mlp_gate"),
+        *t("mlp.gate_proj.bias", (f,), col, "mlp_gate_bias"),
+        *t("mlp.up_proj.weight", (f, c), col, "mlp_up"),
+        *t("mlp.up_proj.bias", (f,), col, "mlp_up_bias"),
+        *t("mlp.down_proj.weight", (c, f), row, "mlp_out"),
+        *t("mlp.down_proj.bias", (c,), REP, "mlp_out_bias"),
+    ]
+
+
+def llama_rows(model: ModelSpec) -> list[TensorInfo]:
+    """Every tensor of a Llama in Hugging Face order, then the head (copy or own)."""
+    c = model.hidden
+    rows = [TensorInfo(LLAMA_EMBED, (model.vocab, c), VOCAB, "embedding", decay=True,
+                       role="tok_embed")]
+    for layer in range(model.layers):
+        rows += llama_block(model, layer)
+    rows += _norm("model.norm", c, "head", None, "final_norm", model.norm == "layernorm")
+    tied = LLAMA_EMBED if model.tied_embeddings else None
+    rows.append(TensorInfo(LM_HEAD, (model.vocab, c), VOCAB, "head", decay=True, tied_to=tied,
+                           role="head"))
     return rows
 
 
@@ -200,6 +295,21 @@ class TensorTable:
         """The rows of transformer block ``layer``."""
         return self._blocks[layer]
 
+    @cached_property
+    def _by_role(self) -> dict[tuple[str, int | None], TensorInfo]:
+        return {(r.role, r.layer): r for r in self.rows}
+
+    def find(self, role: str, layer: int | None = None) -> TensorInfo | None:
+        """The row of ``role`` (in block ``layer`` for a block tensor), or None when the
+        model has no such tensor (no biases, no position table, a fused QKV ...).
+
+        Raises:
+            ValueError: ``role`` is not one of :data:`ROLES`.
+        """
+        if role not in ROLES:
+            raise ValueError(f"unknown tensor role {role!r}")
+        return self._by_role.get((role, layer))
+
     def part(self, part: Literal["embedding", "head"]) -> list[TensorInfo]:
         """The rows of the embedding or of the head."""
         return [r for r in self.rows if r.part == part]
@@ -208,4 +318,5 @@ class TensorTable:
 @lru_cache(maxsize=64)
 def tensor_table(model: ModelSpec) -> TensorTable:
     """The tensor table of ``model`` (cached: specs are frozen)."""
-    return TensorTable(model, tuple(gpt2_rows(model)))
+    rows = llama_rows(model) if model.family == "llama" else gpt2_rows(model)
+    return TensorTable(model, tuple(rows))

@@ -16,7 +16,7 @@ from fugaku_sim.data.blend import Blend, read_blend
 from fugaku_sim.errors import UserError
 from fugaku_sim.spec import Layout, ModelSpec, TrainSpec
 from fugaku_sim.spec.figures import run_steps
-from fugaku_sim.spec.job import check_batch, check_model_split
+from fugaku_sim.spec.job import check_batch, check_model_split, check_modelled
 from fugaku_sim.train.checkpoint import Selection, select_checkpoint
 
 
@@ -46,6 +46,7 @@ def check_layout(model: ModelSpec, train: TrainSpec, layout: Layout, world: int)
     """
     check_model_split(model, layout)  # the same rules as ``check``/``predict``
     check_batch(train, layout)
+    check_modelled(model, train, layout, "train")
     if model.vocab % layout.tp:
         raise UserError(f"layout.tp: {layout.tp} does not divide model.vocab ({model.vocab}); "
                         "the vocabulary-parallel embedding needs equal shards")

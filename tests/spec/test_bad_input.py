@@ -120,6 +120,24 @@ CASES = {
     "resource group beyond the machine": (
         _cluster(_set("allocation.resource_groups.1.max_nodes", 100000)),
         "allocation.resource_groups.1.max_nodes: 100000 exceeds max_nodes (82944)"),
+    "sequence parallel without tp": (
+        _args(*SMALL, "--dp", "8", "--global-batch", "8", "--sequence-parallel"),
+        "layout.sequence_parallel: needs layout.tp > 1"),
+    "zero 3 with a pipeline": (
+        _args(*PROD, "--zero", "3"), "train.zero_stage: stage 3 gathers each layer's weights"),
+    "selective recompute listing every stage": (
+        _args(*PROD, "--recompute", "selective", "--recompute-stages", "0-7"),
+        "train.recompute_stages: lists every stage, so selective recompute applies nowhere"),
+    "kv heads not dividing heads": (
+        _text("m.yaml", "model: {name: m, layers: 2, hidden: 16, heads: 4, kv_heads: 3, "
+              "seq_len: 8, vocab: 16}\n", "--model"), "model.kv_heads: 3 does not divide heads"),
+    "mixed architecture family": (
+        _text("m.yaml", "model: {name: m, layers: 2, hidden: 16, heads: 4, norm: rmsnorm, "
+              "seq_len: 8, vocab: 16}\n", "--model"), "is not a supported family"),
+    "swiglu without its width": (
+        _text("m.yaml", "model: {name: m, layers: 2, hidden: 16, heads: 4, norm: rmsnorm, "
+              "mlp: swiglu, positions: rotary, seq_len: 8, vocab: 16}\n", "--model"),
+        "model.ffn_hidden: give the gated MLP's width"),
     "unknown allocation method": (
         _cluster(_set("allocation.resource_groups.0.kinds", ["noncont", "cube"])),
         "allocation.resource_groups.0.kinds.1"),
