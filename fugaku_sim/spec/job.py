@@ -102,12 +102,17 @@ def check_modelled(model: ModelSpec, train: TrainSpec, layout: Layout, engine: s
             raise SpecError(f"{what}: not modelled by {where} yet")
 
 
+def kv_heads_fit(model: ModelSpec, tp: int) -> bool:
+    """Whether the key/value heads split over ``tp`` tensor ranks (tp divides them; Megatron-LM)
+    or are each copied to tp / kv_heads ranks (a multiple of them; as vLLM does)."""
+    return model.kv % tp == 0 or tp % model.kv == 0
+
+
 def check_model_split(model: ModelSpec, layout: Layout) -> None:
     if model.heads % layout.tp:
         raise SpecError(f"layout.tp: {layout.tp} does not divide model.heads ({model.heads})")
     kv = model.kv
-    if kv % layout.tp and layout.tp % kv:
-        # Megatron-LM splits key/value heads over tp; vLLM replicates them when kv < tp
+    if not kv_heads_fit(model, layout.tp):
         raise SpecError(
             f"layout.tp: {layout.tp} neither divides nor is a multiple of model.kv_heads ({kv}); "
             "key/value heads are split over tensor ranks or each copied to tp / kv_heads ranks"
