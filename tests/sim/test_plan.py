@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 from fugaku_sim.sim.plan import parallel_degrees, plan_layouts
-from fugaku_sim.spec import ModelSpec, TrainSpec, load_cluster, load_model_preset
+from fugaku_sim.spec import ModelSpec, TrainSpec, load_cluster
 
 
 def test_tp_must_split_or_copy_the_key_value_heads() -> None:
-    """llm-jp-3-172b: 96 heads, 16 key/value heads, SwiGLU width 38,464; tp 3, 6, 12 and 24
-    divide the heads but neither divide 16 nor are multiples of it (48 and 96 do not divide
-    the MLP)."""
-    model = load_model_preset("llm-jp-3-172b").model
-    tps = sorted({tp for tp, _, _ in parallel_degrees(model, 96 * 96)})
-    assert tps == [1, 2, 4, 8, 16, 32]
-    unconstrained = model.model_copy(update={"kv_heads": None})
-    assert {3, 6, 12, 24} <= {tp for tp, _, _ in parallel_degrees(unconstrained, 96 * 96)}
+    """12 heads, 4 key/value heads: tp 3 and 6 divide the heads and the MLP but neither divide
+    4 nor are multiples of it; tp 12 copies each key/value head to 3 ranks."""
+    model = ModelSpec(name="g", layers=4, hidden=768, heads=12, kv_heads=4, ffn_hidden=3072,
+                      seq_len=1024, vocab=32000, norm="rmsnorm", mlp="swiglu",
+                      positions="rotary", bias=False, tied_embeddings=False)
+    assert sorted({tp for tp, _, _ in parallel_degrees(model, 48)}) == [1, 2, 4, 12]
+    mha = model.model_copy(update={"kv_heads": None})
+    assert sorted({tp for tp, _, _ in parallel_degrees(mha, 48)}) == [1, 2, 3, 4, 6, 12]
 
 
 def test_plan_ranks_layouts_of_a_small_llama() -> None:
