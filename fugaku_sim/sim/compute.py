@@ -116,6 +116,19 @@ def _dropout(job: Job) -> bool:
     return job.model.family == "gpt2"
 
 
+def _features(job: Job, role: str, layer: int | None) -> tuple[int, int]:
+    """(in, out) features of one tensor rank's part of the ``role`` weight of block ``layer``
+    (``None``: the embedding or head).
+
+    Raises:
+        ValueError: the model has no weight of that role.
+    """
+    row = tensor_table(job.model).find(role, layer)
+    if row is None:
+        raise ValueError(f"{job.model.name} has no {role} weight")
+    return row.features(job.layout.tp)
+
+
 def linear_op(job: Job, name: str, role: str, layer: int | None = 0) -> OpCost:
     """The GEMM of the linear layer whose weight has ``role`` (block ``layer``'s, or the head's
     with ``layer=None``) over one micro-batch: [B T, in] x [in, out] with the in and out
@@ -124,10 +137,7 @@ def linear_op(job: Job, name: str, role: str, layer: int | None = 0) -> OpCost:
     Raises:
         ValueError: the model has no weight of that role.
     """
-    row = tensor_table(job.model).find(role, layer)
-    if row is None:
-        raise ValueError(f"{job.model.name} has no {role} weight")
-    k, n = row.features(job.layout.tp)
+    k, n = _features(job, role, layer)
     return gemm(name, _tokens(job), n, k, element_bytes(job.train.precision))
 
 
@@ -143,10 +153,7 @@ def norm_op(job: Job, name: str) -> OpCost:
 
 def _out_features(job: Job, role: str) -> int:
     """Output features of one tensor rank's part of block 0's ``role`` weight."""
-    row = tensor_table(job.model).find(role, 0)
-    if row is None:
-        raise ValueError(f"{job.model.name} has no {role} weight")
-    return row.features(job.layout.tp)[1]
+    return _features(job, role, 0)[1]
 
 
 def local_heads(job: Job) -> tuple[int, int]:
