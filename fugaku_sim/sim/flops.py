@@ -33,6 +33,12 @@ def parameter_count(model: ModelSpec) -> int:
     return tensor_table(model).parameters()
 
 
+def megatron_formulas_apply(model: ModelSpec) -> bool:
+    """Whether Narayanan et al.'s closed forms describe ``model``'s layer at all: a GPT-2
+    layer with multi-head attention (not a gated MLP, nor grouped key/value heads)."""
+    return model.family == "gpt2" and model.kv == model.heads
+
+
 def megatron_parameter_count(model: ModelSpec) -> float:
     """Narayanan et al. (SC21) closed form, for ffn = 4 h."""
     l, h, v, s = model.layers, model.hidden, model.vocab, model.seq_len
