@@ -182,8 +182,10 @@ def attention_core_ops(job: Job) -> list[OpCost]:
 
     Materialized (``train.attention: materialized``): two batched GEMMs and a softmax over the
     [B, A/t, T, T] scores in memory (scale and mask fused; 5 FLOPs and 3 passes per score with
-    the dropout of the GPT-2 family, 4 and 2 without). Flash (Dao et al. 2022; FlashAttention-2,
-    Dao 2023): one fused kernel that keeps the scores on chip (:func:`flash_attention_op`).
+    the dropout of the GPT-2 family, 4 and 2 without); under grouped-query attention the copy
+    that repeats each key/value head for its query heads is not priced (it moves a [B T, C/t]
+    tensor, against the [B, A/t, T, T] scores). Flash (Dao et al. 2022; FlashAttention-2, Dao
+    2023): one fused kernel that keeps the scores on chip (:func:`flash_attention_op`).
     """
     if job.train.attention == "flash":
         return [flash_attention_op(job)]

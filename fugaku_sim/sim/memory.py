@@ -84,7 +84,10 @@ def kept_activations(job: Job) -> dict[str, float]:
       whole on every tensor rank: 8 s b h;
     - the queries and keys the scores are made of (after rotary positions, whose backward needs
       only its tables) and the values: 2 s b (q + 2 kv) with q and kv this rank's query and
-      key/value widths (fewer key/value columns under grouped-query attention);
+      key/value widths. Under grouped-query attention the flash kernel reads the kv heads as
+      they are (fewer columns); materialized attention repeats each key/value head for its
+      group of query heads before the score and value products (Megatron-LM's
+      ``repeat_interleave``, Hugging Face's ``repeat_kv``), which keep the repeated ones: kv = q;
     - the attention core: materialized, the softmax output 2 a s^2 b / t (and, with dropout, its
       1-byte mask and 2-byte output); flash, only the fp32 log-sum-exp per query, the output it
       also needs being the projection's input;
@@ -100,7 +103,8 @@ def kept_activations(job: Job) -> dict[str, float]:
     s, b, h = m.seq_len, job.train.micro_batch, m.hidden
     n, scale, dropout = s * b, e / 2, m.family == "gpt2"
     heads, kv_heads = local_heads(job)
-    q_width, kv_width = heads * m.head_dim, kv_heads * m.head_dim
+    flash = job.train.attention == "flash"
+    q_width, kv_width = heads * m.head_dim, (kv_heads if flash else heads) * m.head_dim
     ffn = m.ffn / t
     out = {
         "norm inputs and outputs": 8.0 * n * h * scale,
@@ -108,7 +112,7 @@ def kept_activations(job: Job) -> dict[str, float]:
         "projection input": 2.0 * n * q_width * scale,
         "mlp": (3 if m.mlp == "swiglu" else 2) * 2.0 * n * ffn * scale,
     }
-    if job.train.attention == "flash":
+    if flash:
         out["attention log-sum-exp"] = 4.0 * heads * n
     else:
         out["attention probabilities"] = (5 if dropout else 2) * heads * s * n * scale

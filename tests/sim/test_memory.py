@@ -43,15 +43,16 @@ def test_the_tensor_count_gives_eq2_for_gpt(tp: int, precision: str) -> None:
 
 def test_llama_layer_by_hand() -> None:
     """Llama-3-8B's layer at tp 1, one 8,192-token sequence in bf16: norms' inputs and outputs
-    8 s h, queries/keys/values 2 s (4096 + 2 x 1024), projection input 2 s 4096, SwiGLU
-    3 x 2 s 14336, softmax output 2 A s^2; no dropout masks."""
+    8 s h, queries and the 8 key/value heads repeated for their 4 query heads each 3 x 2 s
+    4096, projection input 2 s 4096, SwiGLU 3 x 2 s 14336, softmax output 2 A s^2; no dropout
+    masks. The flash kernel keeps the key/value heads as they are: 2 s (4096 + 2 x 1024)."""
     s = 8192
     job = job_of(LLAMA_3_8B, 1, "bf16", micro_batch=1)
-    want = s * (8 * 4096 + 2 * 6144 + 2 * 4096 + 6 * 14336) + 2 * 32 * s * s
+    want = s * (8 * 4096 + 6 * 4096 + 2 * 4096 + 6 * 14336) + 2 * 32 * s * s
     assert activation_bytes_per_layer(job, recompute=False) == want
     assert "residual dropout masks" not in kept_activations(job)
-    at4 = job_of(LLAMA_3_8B, 4, "bf16", micro_batch=1)  # 8 / 4 key/value heads per rank
-    assert kept_activations(at4)["queries, keys, values"] == 2 * s * (1024 + 2 * 256)
+    flash = job_of(LLAMA_3_8B, 4, "bf16", attention="flash", micro_batch=1)  # 2 kv heads a rank
+    assert kept_activations(flash)["queries, keys, values"] == 2 * s * (1024 + 2 * 256)
     assert activation_bytes_per_layer(job, recompute=True) == 2 * s * 4096
 
 
@@ -63,7 +64,8 @@ def test_flash_attention_keeps_no_scores() -> None:
     assert kept["attention log-sum-exp"] == 4 * 16 * 8192
     materialized = job_of(LLAMA_3_8B, 2, "bf16", micro_batch=1)
     gap = (activation_bytes_per_layer(materialized, False) - activation_bytes_per_layer(job, False))
-    assert gap == pytest.approx(2 * 16 * 8192**2 - 4 * 16 * 8192)
+    repeated_kv = 2 * 8192 * 2 * (2048 - 512)  # materialized keeps 16 repeated k and v heads, not 4
+    assert gap == pytest.approx(2 * 16 * 8192**2 - 4 * 16 * 8192 + repeated_kv)
     gpt_flash = job_of(GPT, 2, attention="flash")  # GPT-2 with flash: eq. 2 without 5 a s^2 b/t
     assert activation_bytes_per_layer(gpt_flash, False) == pytest.approx(
         korthikanti_eq2(gpt_flash) - 5 * 8 * 1024**2 * 2 + 4 * 8 * 1024 * 2)
