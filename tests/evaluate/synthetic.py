@@ -61,8 +61,11 @@ def synthetic_texts(seed: int, docs_per_domain: int) -> dict[str, list[str]]:
 
 
 def train_tokenizer(texts: list[str], prefix: Path, vocab_size: int) -> Path:
-    """Train a small sentencepiece model (byte fallback, unk 0 / bos 1 / eos 2)."""
+    """Train a small sentencepiece model (byte fallback, unk 0 / bos 1 / eos 2; scores
+    rounded as the data stage rounds them)."""
     import sentencepiece as spm
+
+    from fugaku_sim.data.tokenizer import quantize_scores
 
     sample = prefix.with_suffix(".txt")
     sample.write_text("\n".join(t.replace("\n", " ") for t in texts) + "\n", encoding="utf-8")
@@ -72,6 +75,7 @@ def train_tokenizer(texts: list[str], prefix: Path, vocab_size: int) -> Path:
         eos_id=2, pad_id=-1, normalization_rule_name="identity", remove_extra_whitespaces=False,
         split_digits=True, hard_vocab_limit=False, minloglevel=2, num_threads=1)
     sample.unlink()
+    quantize_scores(prefix.with_suffix(".model"), prefix.with_suffix(".vocab"))
     return prefix.with_suffix(".model")
 
 
