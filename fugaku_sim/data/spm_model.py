@@ -183,6 +183,24 @@ def without_training_paths(data: bytes) -> bytes:
     return bytes(out)
 
 
+def same_model(a: Path, b: Path) -> bool:
+    """Whether two model files encode alike: equal bytes once the trainer's paths are
+    removed (a release's copy has none, see :func:`without_training_paths`).
+
+    Raises:
+        UserError: a file is unreadable or not a protobuf message.
+    """
+    def content(path: Path) -> bytes:
+        try:
+            return without_training_paths(path.read_bytes())
+        except OSError as exc:
+            raise UserError(f"{path}: unreadable ({exc.strerror})") from None
+        except ValueError as exc:
+            raise UserError(f"{path}: not a sentencepiece model ({exc})") from None
+
+    return content(a) == content(b)
+
+
 def _last(items: list[tuple[int, int | bytes]], number: int) -> int | bytes | None:
     """The last value of a singular field (protobuf's rule for repeated occurrences)."""
     found = [v for n, v in items if n == number]

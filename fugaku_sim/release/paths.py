@@ -28,11 +28,11 @@ def strip_paths(text: str) -> str:
 
 
 def strip_paths_json(value: Any) -> Any:
-    """A copy of a JSON value with :func:`strip_paths` applied to every string in it."""
+    """A copy of a JSON value with :func:`strip_paths` applied to every string and key in it."""
     if isinstance(value, str):
         return strip_paths(value)
     if isinstance(value, dict):
-        return {k: strip_paths_json(v) for k, v in value.items()}
+        return {strip_paths(k): strip_paths_json(v) for k, v in value.items()}
     if isinstance(value, list):
         return [strip_paths_json(v) for v in value]
     return value
