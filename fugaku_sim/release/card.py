@@ -153,7 +153,8 @@ def _usage(c: CardInputs) -> list[str]:
         f"fallback; ids `<unk>` 0, `<s>` 1, `</s>` {c.eod_id} = end of document (EOD). "
         "`tokenizer.json` is the same tokenizer for Hugging Face `tokenizers` and gives the "
         "same ids; it adds no BOS or EOS, and the text `</s>` is encoded as text, as "
-        "sentencepiece does. Documents were trained as `tokens + [EOD]`, back to back; to "
+        "sentencepiece does (transformers 4.42 or later; older versions read it as EOD). "
+        "Documents were trained as `tokens + [EOD]`, back to back; to "
         f"start a prompt as a new document, put `{c.eod_id}` (`tokenizer.eos_token_id`) "
         "first.", ""]
 
@@ -297,7 +298,7 @@ def render_card(c: CardInputs, files: list[str]) -> str:
     files_section = [
         "## Files", "", *[f"- `{f}`" for f in files], "",
         "Check them with `fugaku-sim release verify DIR` (checksums, required files, weights "
-        "against `config.json`) or `sha256sum -c SHA256SUMS` inside the directory.", ""]
+        "against `config.json`, tokenizer files against `tokenizer.model`) or `sha256sum -c SHA256SUMS` inside the directory.", ""]
     body = (head + _usage(c) + _training(c) + _evaluation(c) + _limitations(c)
             + files_section)
     return "\n".join(body)

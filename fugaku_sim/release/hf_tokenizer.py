@@ -164,13 +164,14 @@ def check_supported(m: SpmModel, source: str) -> None:
     """Refuse sentencepiece options this conversion does not reproduce exactly.
 
     Raises:
-        UserError: a word or char model, user-defined pieces, or whitespace as a suffix.
+        UserError: a word or char model, user-defined or unused pieces (sentencepiece gives
+            them scores of its own), or whitespace as a suffix.
     """
     why = ""
     if m.model_type not in ("unigram", "bpe"):
         why = f"model type {m.model_type} (unigram and bpe only)"
-    elif m.ids_of(PieceType.USER_DEFINED):
-        why = "user-defined pieces"
+    elif m.ids_of(PieceType.USER_DEFINED) or m.ids_of(PieceType.UNUSED):
+        why = "user-defined or unused pieces"
     elif m.treat_whitespace_as_suffix:
         why = "treat_whitespace_as_suffix"
     elif not 0 <= m.unk_id < len(m.pieces) or m.pieces[m.unk_id].type != PieceType.UNKNOWN:

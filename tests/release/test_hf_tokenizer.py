@@ -99,11 +99,11 @@ def test_unsupported_models_are_refused_in_one_line(change: dict, message: str) 
     assert "\n" not in str(info.value)
 
 
-def test_user_defined_pieces_are_refused() -> None:
+@pytest.mark.parametrize("kind", [PieceType.USER_DEFINED, PieceType.UNUSED])
+def test_user_defined_and_unused_pieces_are_refused(kind: PieceType) -> None:
     m = _model(CHARS)
-    m = SpmModel(**{**m.__dict__, "pieces": (*m.pieces, Piece("<tool>", 0.0,
-                                                               PieceType.USER_DEFINED))})
-    with pytest.raises(UserError, match="user-defined pieces"):
+    m = SpmModel(**{**m.__dict__, "pieces": (*m.pieces, Piece("<tool>", 0.0, kind))})
+    with pytest.raises(UserError, match="user-defined or unused pieces"):
         check_supported(m, "x")
 
 

@@ -79,18 +79,18 @@ def test_auto_tokenizer_gives_the_training_ids_of_every_heldout_document(
             assert hf_tokenizer.decode(ids, skip_special_tokens=True) == text
 
 
-def test_auto_tokenizer_special_tokens_and_no_additions(hf_tokenizer, rel_spec):
+def test_auto_tokenizer_special_tokens_and_no_additions(hf_tokenizer, built_release,
+                                                        rel_spec):
     import sentencepiece as spm
 
     assert isinstance(hf_tokenizer, transformers.PreTrainedTokenizerFast)
     assert (hf_tokenizer.unk_token_id, hf_tokenizer.bos_token_id, hf_tokenizer.eos_token_id,
             hf_tokenizer.pad_token_id) == (0, 1, 2, 2)
     assert hf_tokenizer.model_max_length == rel_spec.seq_len
-    sp = spm.SentencePieceProcessor(model_file=hf_tokenizer.vocab_file) \
-        if getattr(hf_tokenizer, "vocab_file", None) else None
+    sp = spm.SentencePieceProcessor(model_file=str(built_release / "tokenizer.model"))
     # the text '</s>' is text, as in sentencepiece: not the end-of-document id
-    ids = hf_tokenizer("a</s>b").input_ids
-    assert 2 not in ids and (sp is None or ids == sp.encode("a</s>b"))
+    ids = hf_tokenizer("a</s>b <s> <0x41>").input_ids
+    assert 2 not in ids and ids == sp.encode("a</s>b <s> <0x41>")
     batch = hf_tokenizer(["富岳", "The model runs"], padding=True)
     assert batch.input_ids[0][-1] == 2 and batch.attention_mask[0][-1] == 0
 
