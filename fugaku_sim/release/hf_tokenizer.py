@@ -57,7 +57,7 @@ def reserved_cuts(m: SpmModel) -> tuple[dict[str, int], list[str]]:
     """Where to cut the text of each reserved piece so that no normal piece spans the cut.
 
     A cut at character ``k`` of an occurrence of reserved text ``R`` removes from the search
-    exactly the segmentations with a piece over that point; when no normal or user piece can
+    exactly the segmentations with a piece over that point; when no normal piece can
     lie over it whatever surrounds ``R``, every segmentation sentencepiece could choose
     survives and the reserved piece itself cannot be chosen. Without byte fallback a cut
     must also not fall between two characters that are both unknown (sentencepiece writes a
