@@ -27,3 +27,11 @@ CHARGED_KEYS = tuple(k for k in BREAKDOWN_KEYS if k != BUBBLE)
 #: short column labels for narrow tables, by key
 SHORT_LABELS = {"compute": "comp", "recompute": "recomp", "tp_comm": "tp", "pp_comm": "pp",
                 "dp_comm": "dp", "bubble": "bub", "optimizer": "opt"}
+
+#: the kinds a rank's memory is split into, the same for a prediction and a measured run:
+#: ``weights`` (parameters held, a ZeRO-3 shard included), ``gradients``, ``optimizer``
+#: (states), ``activations`` (what is kept for the backward, every micro-batch in flight),
+#: ``workspace`` (temporaries of the op running, communication buffers, gathered ZeRO-3
+#: layers), ``framework`` (what the process holds before the model: interpreter, libraries,
+#: runtime). How the trainer measures them: :mod:`fugaku_sim.train.memory`.
+MEMORY_KEYS = ("weights", "gradients", "optimizer", "activations", "workspace", "framework")

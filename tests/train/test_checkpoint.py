@@ -32,7 +32,7 @@ def write_tp2_checkpoint(out: Path, step: int, spec: ModelSpec = SPEC) -> dict[s
             flat.append((n, pos, pos + v.size, v.shape))
             pos += v.size
         m = np.concatenate([v.ravel() for v in local.values()]) * 0.5
-        state = ckpt.RankState(t, 0, 0, flat, pos, local, (0, pos), m, m * m)
+        state = ckpt.RankState(t, 0, 0, flat, pos, local, [(0, pos)], m, m * m)
         info = ckpt.write_rank_file(directory, state)
         assert info is not None
         files[info[0]] = info[1]
