@@ -17,11 +17,11 @@ was held then by kind, the transient added to ``workspace``. ``framework`` is th
 process's resident memory before the trainer allocates anything (interpreter, numpy,
 OpenBLAS, MPI), read once.
 
-Tracing costs time, so it runs from the trainer's construction to the end of its first
-step, and only that step is measured: every step allocates the same arrays in the same
-order. Two cross-checks are recorded: ``untracked`` (the largest traced memory at an op's
-start that no hold accounts for: what the tracker misses, Python objects included) and the
-process's peak resident memory.
+Tracing costs time, so it runs during the trainer's first step only, and only that step is
+measured: every step allocates the same arrays in the same order. Two cross-checks are
+recorded: ``untracked``, the largest amount the step had allocated and still held at an
+op's start that no hold accounts for (what the tracker misses: Python objects, the
+micro-batches' token arrays), and the process's peak resident memory.
 """
 
 from __future__ import annotations
@@ -68,13 +68,12 @@ class MemoryTracker:
         self.peak = dict.fromkeys(MEMORY_KEYS, 0)
         self.untracked = 0
         self.measuring = False
+        self.measured = False
         self._in_region = False
         self._started_tracing = False
+        self._start = (0, 0)  # (traced, held without framework) when the step began
         if enabled:
             self.held["framework"] = resident_bytes()
-            if not tracemalloc.is_tracing():
-                tracemalloc.start()
-                self._started_tracing = True
 
     # ------------------------------------------------------------------ holdings
 
@@ -107,17 +106,25 @@ class MemoryTracker:
     # ------------------------------------------------------------------ measuring
 
     def start_step(self) -> None:
-        """Measure the step about to run (only while tracing)."""
-        self.measuring = self.enabled and tracemalloc.is_tracing()
-        if self.measuring:
-            self._consider(self.held)
+        """Measure the step about to run, if no step has been measured yet."""
+        if not self.enabled or self.measured:
+            return
+        if not tracemalloc.is_tracing():
+            tracemalloc.start()
+            self._started_tracing = True
+        self.measuring = self.measured = True
+        self._start = (tracemalloc.get_traced_memory()[0], self._model_held())
+        self._consider(self.held)
 
     def end_step(self) -> None:
         """Stop measuring, and stop tracing if this tracker started it."""
         self.measuring = False
-        if self._started_tracing and tracemalloc.is_tracing():
+        if self._started_tracing:
             tracemalloc.stop()
             self._started_tracing = False
+
+    def _model_held(self) -> int:
+        return self.total() - self.held["framework"]
 
     @contextmanager
     def region(self) -> Iterator[None]:
@@ -131,7 +138,9 @@ class MemoryTracker:
         self._in_region = True
         start = dict(self.held)
         traced = tracemalloc.get_traced_memory()[0]
-        self.untracked = max(self.untracked, traced - (self.total() - self.held["framework"]))
+        # allocated since the step began and alive, beyond what the holds grew by
+        grown = self._model_held() - self._start[1]
+        self.untracked = max(self.untracked, traced - self._start[0] - grown)
         tracemalloc.reset_peak()
         try:
             yield

@@ -29,6 +29,7 @@ from fugaku_sim.train.timers import Timers
 from fugaku_sim.train.weights import ROOT, FullWeights
 
 GradsReady = Callable[[list[str]], None]
+FLOWING = "activation between layers"  # memory key of the x (or dx) passed layer to layer
 
 
 def stage_tensor_names(model: ModelSpec, chunks: list[ModelChunk]) -> list[str]:
@@ -86,8 +87,9 @@ class StageModel:
         if chunk.first:
             with mem.region():
                 x, emb = M.embed_forward(root, inp, self.vocab_start, ar)
+            mem.hold("workspace", FLOWING, x.nbytes)
         else:
-            x = inp
+            x = inp  # the message in, which the caller counts
         saved = []
         layers = list(chunk.layers)
         for i, layer in enumerate(layers):
@@ -97,9 +99,11 @@ class StageModel:
                 x, cache = M.block_forward(p, layer, x, self.heads, ar,
                                            keep_probs=not self.selective)
             saved.append(x_in if self.recompute else w.detach(layer, cache))
+            del cache, x_in, p  # else alive (a ZeRO-3 unit too) until the next layer's
             w.release(layer)
             if keep:
                 self._keep((mb, chunk.index, layer), saved[-1])
+            mem.hold("workspace", FLOWING, x.nbytes)  # the activation between layers
         head = None
         out: np.ndarray | float = x
         if chunk.last:
@@ -107,6 +111,7 @@ class StageModel:
             with mem.region():
                 out, head = M.head_forward(root, x, targets, self.vocab_start, ar,
                                            self.head_name)
+        mem.drop(FLOWING)
         if keep:
             self._saved[(mb, chunk.index)] = (emb, saved, head)
             self._keep((mb, chunk.index, "ends"), (emb, head))
@@ -132,6 +137,9 @@ class StageModel:
             with mem.region():
                 dout = M.head_backward(dloss, head, g, w.acquire(ROOT), ar)
             w.release(ROOT)
+            head = None  # done with: free it now, not when the chunk's backward ends
+            self._keep((mb, chunk.index, "ends"), emb)
+            mem.hold("workspace", FLOWING, dout.nbytes)
             _notify(ready, self._held(self.table.part("head")))
         assert dout is not None
         for i in reversed(range(len(layers))):
@@ -140,16 +148,18 @@ class StageModel:
             cache = self._backward_cache(p, layer, item, mb, chunk.index)
             with mem.region():
                 dout = M.block_backward(dout, cache, g, layer, ar)
-            del cache, item
+            del cache, item, p  # the unit's views go with them (ZeRO-3 frees it)
             w.release(layer)
             mem.drop((mb, chunk.index, layer))
             mem.drop("recomputed")
+            mem.hold("workspace", FLOWING, dout.nbytes)  # the gradient between layers
             _notify(ready, [r.name for r in self.table.block(layer)])
-        mem.drop((mb, chunk.index, "ends"))
         if chunk.first:
             with mem.region():
                 M.embed_backward(dout, emb, g)
             _notify(ready, self._held(self.table.part("embedding")))
+        mem.drop((mb, chunk.index, "ends"))
+        mem.drop(FLOWING)
         if chunk.first or chunk.last:
             w.release(ROOT)
         return None if chunk.first else dout
