@@ -5,9 +5,14 @@ A pipeline stage holds the model chunks :func:`fugaku_sim.tensors.layout_chunks`
 embeddings and the last virtual stage the final layer norm and the LM head. Which tensors
 that is, and this rank's tensor-parallel part of each, come from the model's tensor table
 (:mod:`fugaku_sim.tensors`). The forward of micro-batch ``mb`` through a chunk keeps its
-caches until the backward of the same pair; a stage that recomputes keeps only each layer's
-input and reruns the layer's forward just before its backward (full activation
-recomputation, Chen et al. 2016; Megatron-LM), timed as ``recompute``.
+caches until the backward of the same pair, each layer's freed once its backward is done; a
+stage that recomputes keeps only each layer's input and reruns the layer's forward just
+before its backward (full activation recomputation, Chen et al. 2016; Megatron-LM), timed as
+``recompute``. Selective recomputation (Korthikanti et al. 2022) keeps everything but the
+attention probabilities and rebuilds those before the block's backward, also timed as
+``recompute``. A layer takes its weights from a weight source (the flat buffer, or a ZeRO-3
+unit gathered for it) and adds its gradients into a gradient sink (the flat buffer, or a
+ZeRO-2/3 bucket), and tells the memory tracker what it keeps.
 """
 
 from __future__ import annotations

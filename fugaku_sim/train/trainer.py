@@ -2,14 +2,22 @@
 
 Per step (every rank, collective where it says so):
 
-1. zero the gradient buffer; the first and last stage read their micro-batches;
+1. zero the gradients (the full buffer, or the ZeRO-2/3 shard); the first and last stage
+   read their micro-batches;
 2. run the stage's ops in schedule order (:class:`PipelineRunner`); the loss of each
    micro-batch is weighted 1 / (micro-batches x dp), so that summing over data-parallel ranks
-   gives the gradient of the global batch's mean loss;
-3. reduce the gradients (tied embedding between stages, then buckets over dp);
+   gives the gradient of the global batch's mean loss. Under ZeRO-3 each layer's weights are
+   gathered for its forward and again for its backward (:mod:`fugaku_sim.train.weights`);
+   under ZeRO-2/3 each micro-batch's gradient buckets are reduce-scattered as the backward
+   completes them (:mod:`fugaku_sim.train.grad_reduce`);
+3. finish the gradient reduction (tied embedding between stages, buckets over dp);
 4. global gradient norm (every parameter counted once, all-reduce over the world), clip,
-   optimizer update of this rank's range, ZeRO-1 all-gather of the parameters;
+   optimizer update of what this rank owns (everything, or its ZeRO shard), then under
+   ZeRO-1/2 the all-gather of the updated weights (ZeRO-3 keeps only its shard);
 5. loss, slowest step time and mean breakdown over ranks; rank 0 writes the metrics line.
+
+The first step is also measured for memory (:mod:`fugaku_sim.train.memory`): every rank's
+peak by kind goes into that step's metrics line and into ``summary.json``.
 """
 
 from __future__ import annotations
