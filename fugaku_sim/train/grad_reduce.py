@@ -250,7 +250,7 @@ class ShardedGradReducer(GradReducer):
             for item in [f for f in self._flight if f[0].index == b.index]:
                 self._complete(item)  # its last micro-batch's share goes in first
             buf = self._open[b.index] = np.zeros(b.end - b.start, dtype=self.flat.dtype)
-            self.memory.hold("workspace", ("gradient bucket", b.index), buf.nbytes)
+            self.memory.hold("gradients", ("gradient bucket", b.index), buf.nbytes)
         return buf
 
     def grads_ready(self, names: list[str], final: bool) -> None:

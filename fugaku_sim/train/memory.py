@@ -1,12 +1,14 @@
 """The memory one rank of the trainer holds, by kind, and its peak over a measured step.
 
-Kinds (:data:`fugaku_sim.spec.breakdown.MEMORY_KEYS`, the simulator's): the trainer tells
-the tracker about every array it keeps — the flat parameter and gradient buffers or their
-ZeRO shards (``weights``, ``gradients``), the optimizer states (``optimizer``), each layer's
-cache from its forward until its backward (``activations``, every micro-batch in flight),
-and communication buffers: gradient buckets in flight, gathered ZeRO-3 units, pipeline
-messages being sent or consumed (``workspace``) — with :meth:`MemoryTracker.hold` and
-:meth:`MemoryTracker.drop`, keyed by what they are.
+Kinds (:data:`fugaku_sim.spec.breakdown.MEMORY_KEYS`, the simulator's, with the meaning
+that module gives them): the trainer tells the tracker about every array it keeps — the flat
+parameter buffer or its ZeRO-3 shard plus the units gathered at the time (``weights``), the
+gradient buffer or its ZeRO-2/3 shard plus the bucket buffers being filled or reduced
+(``gradients``), the optimizer states (``optimizer``), each layer's cache from its forward
+until its backward (``activations``, every micro-batch in flight), and the activation
+passed from layer to layer, a recomputed layer's cache and pipeline messages being sent or
+consumed (``workspace``) — with :meth:`MemoryTracker.hold` and :meth:`MemoryTracker.drop`,
+keyed by what they are.
 
 What an op allocates while it runs (numpy temporaries, the output it is building) is
 measured, not declared: every op runs inside :meth:`MemoryTracker.region`, which reads

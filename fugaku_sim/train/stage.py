@@ -75,8 +75,15 @@ class StageModel:
         self.memory = memory if memory is not None else MemoryTracker(enabled=False)
         self._saved: dict[tuple[int, int], Any] = {}
 
-    def _keep(self, key: Hashable, cache: Any, kind: str = "activations") -> None:
-        self.memory.hold(kind, key, cache_bytes(cache, self.weights.is_parameter))
+    def _keep(self, key: Hashable, cache: Any, kind: str = "activations",
+              less: Any = None) -> None:
+        """Tell the tracker what ``cache`` (less what ``less`` holds) keeps, while it
+        measures (counting costs a walk over the cache)."""
+        if self.memory.measuring:
+            held = cache_bytes(cache, self.weights.is_parameter)
+            if less is not None:
+                held -= cache_bytes(less, self.weights.is_parameter)
+            self.memory.hold(kind, key, held)
 
     def forward(self, chunk: ModelChunk, mb: int, inp: np.ndarray,
                 targets: np.ndarray | None, keep: bool = True) -> np.ndarray | float:
@@ -182,9 +189,7 @@ class StageModel:
         if self.selective:
             with self.timers.region("recompute"), self.memory.region():
                 cache = restore_probs(cache)
-            self.memory.hold("workspace", "recomputed",
-                             cache_bytes(cache, self.weights.is_parameter)
-                             - cache_bytes(item, self.weights.is_parameter))
+            self._keep("recomputed", cache, "workspace", less=item)  # the probabilities
         return cache
 
     def _held(self, rows: list[Any]) -> list[str]:

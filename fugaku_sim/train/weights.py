@@ -102,7 +102,7 @@ class GatheredWeights(FullWeights):
             self._pending[unit] = self.dp.Iallgather(MPI.IN_PLACE, buf)
         self._gathered[unit] = buf
         self._users[unit] = 0
-        self.memory.hold("workspace", ("gathered", unit), buf.nbytes)
+        self.memory.hold("weights", ("gathered", unit), buf.nbytes)
 
     def acquire(self, unit: Unit, prefetch: Unit | None = None) -> Params:
         """The weights of ``unit`` (gathered; waits for them), counted as one more user until

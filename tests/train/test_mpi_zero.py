@@ -186,7 +186,9 @@ def measured_by_stage(out: Path) -> list[dict[str, int]]:
 @pytest.mark.parametrize("name", LAYOUTS)
 def test_memory_has_the_sizes_of_its_zero_stage(runs: dict[str, Any], name: str) -> None:
     """Weights, gradients and optimizer states per rank are the stage's parameters (as
-    ``check`` counts them) in full or over dp, as the ZeRO stage says (FP32, Adam)."""
+    ``check`` counts them) in full or over dp, as the ZeRO stage says (FP32, Adam), plus
+    what ZeRO-2/3 hold in passing: gradient buckets, gathered units (at most the root and
+    two blocks, each at most the stage's parameters)."""
     _, _, _, dp, extra = LAYOUTS[name]
     zero = int(extra[extra.index("--zero") + 1]) if "--zero" in extra and dp > 1 else 0
     params = check_parameters(runs["model"], name)
@@ -195,13 +197,16 @@ def test_memory_has_the_sizes_of_its_zero_stage(runs: dict[str, Any], name: str)
     assert set(summary["memory_peak_bytes"]) == {*MEMORY_KEYS, "total"}
     for stage, m in enumerate(measured_by_stage(runs["root"] / name)):
         full = 4 * params[stage]
-        want = {"weights": full / (dp if zero == 3 else 1),
+        held = {"weights": full / (dp if zero == 3 else 1),
                 "gradients": full / (dp if zero >= 2 else 1),
                 "optimizer": 2 * full / (dp if zero >= 1 else 1)}
-        for kind, value in want.items():  # segments are padded to a multiple of dp
-            assert value <= m[kind] <= value * 1.02 + 64 * dp, (stage, kind, m)
+        passing = {"weights": full if zero == 3 else 0, "gradients": full if zero >= 2 else 0,
+                   "optimizer": 0}
+        for kind, value in held.items():  # segments are padded to a multiple of dp
+            assert value <= m[kind] <= value * 1.02 + 64 * dp + passing[kind], (stage, kind, m)
+            assert (m[kind] > value * 1.02 + 64 * dp) == (passing[kind] > 0), (stage, kind, m)
         assert m["activations"] > 0 and m["workspace"] > 0 and m["framework"] > 0
-        assert m["untracked"] < 0.5 * (m["total"] - m["framework"])  # mostly imports
+        assert m["untracked"] < 0.05 * (m["total"] - m["framework"])
 
 
 def check_parameters(model: Path, name: str) -> list[int]:

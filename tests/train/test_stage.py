@@ -100,14 +100,17 @@ def run_zero3_stage(recompute: bool, selective: bool) -> tuple[float, np.ndarray
         loss = 0.0
         for mb in range(2):
             loss += float(sm.forward(sm.chunks[0], mb, seq[mb, :, :-1], seq[mb, :, 1:]))
-        assert mem.held["activations"] > 0 and mem.held["workspace"] > 0  # the root
+        shard = weights.shard.nbytes
+        assert mem.held["activations"] > 0 and mem.held["weights"] > shard  # the root
         for mb in range(2):
             sm.backward(sm.chunks[0], mb, None, 0.5,
                         functools.partial(reducer.grads_ready, final=mb == 1))
         reducer.finish()
     finally:
         mem.end_step()
-    assert mem.held["activations"] == 0 and mem.held["workspace"] == 0  # all freed
+    # every cache, gathered unit and gradient bucket freed
+    assert mem.held["activations"] == mem.held["workspace"] == 0
+    assert mem.held["weights"] == mem.held["gradients"] == shard
     grad = np.zeros(flat.padded, dtype=np.float32)
     for piece in reducer.update:
         grad[piece.start:piece.end] = reducer.grad(piece)
@@ -124,8 +127,8 @@ def test_zero3_units_give_the_same_numbers(recompute: bool, selective: bool) -> 
     # each micro-batch's gradients are summed in its bucket before joining the shard: the
     # tied embedding (head, then embedding) adds in another order than in one buffer
     np.testing.assert_allclose(grad3, grad, rtol=1e-5, atol=1e-8)
-    peak = mem.report()
-    assert peak["weights"] == peak["gradients"] == grad.nbytes  # dp = 1: the whole shard
+    peak = mem.report()  # dp = 1: the shard is everything; gathered units and buckets more
+    assert peak["weights"] > grad.nbytes and peak["gradients"] > grad.nbytes
 
 
 def test_selective_recompute_keeps_less_and_gives_the_same_numbers() -> None:
