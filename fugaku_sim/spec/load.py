@@ -17,7 +17,8 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from fugaku_sim.errors import SpecError
+from fugaku_sim.errors import SpecError, UserError
+from fugaku_sim.io import is_file, read_text
 from fugaku_sim.spec.campaign import CampaignSettings
 from fugaku_sim.spec.cluster import ClusterSpec
 from fugaku_sim.spec.layout import Layout
@@ -39,27 +40,137 @@ def cluster_dirs() -> list[Path]:
     return dirs
 
 
-def read_yaml(path: Path) -> dict[str, Any]:
-    """Parse a YAML mapping.
+#: the largest YAML file a loader takes (the largest shipped spec is about 10 kB)
+MAX_YAML_BYTES = 4 * 2**20
+#: deepest nesting of mappings and lists (a spec file nests four or five levels)
+MAX_YAML_DEPTH = 32
+#: most values a YAML document may expand to once its aliases are followed: a "billion
+#: laughs" document of a few lines would otherwise expand to billions in every consumer
+#: that walks it (validation, a JSON schema check, a dump)
+MAX_YAML_NODES = 100_000
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader (no tags that run code) that also refuses duplicate keys,
+    which plain YAML loaders resolve silently by keeping the last one, and nesting deeper
+    than :data:`MAX_YAML_DEPTH` while it composes (before Python's recursion limit)."""
+
+    depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self.depth += 1
+        try:
+            if self.depth > MAX_YAML_DEPTH:
+                mark = self.peek_event().start_mark
+                raise yaml.YAMLError(f"nested deeper than {MAX_YAML_DEPTH} levels at line "
+                                     f"{mark.line + 1}")
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                if key_node.tag == _MERGE_TAG:
+                    continue  # ``<<: *base`` merges are overrides by design
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    duplicate = key in seen
+                    seen.add(key)
+                except TypeError:
+                    raise yaml.YAMLError(f"an unhashable mapping key at line "
+                                         f"{key_node.start_mark.line + 1}") from None
+                if duplicate:
+                    raise yaml.YAMLError(f"duplicate key {key!r} at line "
+                                         f"{key_node.start_mark.line + 1} (which one is meant?)")
+        return super().construct_mapping(node, deep=deep)
+
+
+def _check_expansion(root: yaml.Node) -> None:
+    """Refuse a node graph that expands (aliases followed) beyond :data:`MAX_YAML_NODES`
+    values or :data:`MAX_YAML_DEPTH` levels, or refers to itself. Each node is visited
+    once: an alias is the same node object, so its expanded size is memoised."""
+    sizes: dict[int, tuple[int, int]] = {}  # id -> (values when expanded, depth)
+    active: set[int] = set()
+
+    def walk(node: yaml.Node) -> tuple[int, int]:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in active:
+            raise yaml.YAMLError("an alias refers to the mapping or list that holds it")
+        active.add(key)
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        count, depth = 1, 0
+        for child in children:
+            c, d = walk(child)
+            count, depth = count + c, max(depth, d)
+            if count > MAX_YAML_NODES:
+                raise yaml.YAMLError(f"expands to more than {MAX_YAML_NODES} values once its "
+                                     "aliases are followed")
+        if depth + 1 > MAX_YAML_DEPTH:
+            raise yaml.YAMLError(f"nested deeper than {MAX_YAML_DEPTH} levels once its "
+                                 "aliases are followed")
+        active.discard(key)
+        sizes[key] = (count, depth + 1)
+        return sizes[key]
+
+    walk(root)
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """The value of the YAML document ``text`` (read from ``source``), with the limits of
+    :class:`_StrictLoader` and :func:`_check_expansion`.
 
     Raises:
-        SpecError: the file is missing, unreadable, not YAML, or not a mapping.
+        SpecError: ``source: line L column C: YAML syntax error: ...``, a duplicate key, an
+            alias bomb, nesting too deep, more than one document.
     """
+    loader = _StrictLoader(text)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"{path}: cannot read ({exc})") from None
-    try:
-        data = yaml.safe_load(text)
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_expansion(node)
+        return loader.construct_document(node)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1} column {mark.column + 1}" if mark else ""
+        where = f" line {mark.line + 1} column {mark.column + 1}:" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
-        raise SpecError(f"{path}:{where}: YAML syntax error: {problem}") from None
+        raise SpecError(f"{source}:{where} YAML syntax error: {problem}") from None
+    except (ValueError, OverflowError):  # an integer of 5,000 digits, say
+        raise SpecError(f"{source}: YAML syntax error: a number too long to read") from None
+    except RecursionError:
+        raise SpecError(f"{source}: YAML syntax error: nested too deeply") from None
+    finally:
+        loader.dispose()
+
+
+def read_yaml(path: Path, what: str | None = None) -> dict[str, Any]:
+    """Parse the YAML mapping in the file at ``path`` (see :func:`parse_yaml`; at most
+    :data:`MAX_YAML_BYTES`, UTF-8, a regular file).
+
+    ``what`` names the file in messages (default: the path).
+
+    Raises:
+        SpecError: the file is missing, unreadable, too large, not UTF-8, not YAML, breaks a
+            limit of :func:`parse_yaml`, or is not a mapping.
+    """
+    source = what or str(path)
+    try:
+        text = read_text(path, source, kind="YAML file", max_bytes=MAX_YAML_BYTES)
+    except UserError as exc:
+        raise SpecError(str(exc)) from None
+    data = parse_yaml(text, source)
     if not isinstance(data, dict):
-        raise SpecError(f"{path}: expected a mapping of keys to values at the top level")
+        raise SpecError(f"{source}: expected a mapping of keys to values at the top level")
     return data
 
 
@@ -97,7 +208,7 @@ def validate_section(model: type[M], data: Any, source: str, prefix: str = "") -
 
 
 def _is_path(ref: str) -> bool:
-    return "/" in ref or ref.endswith((".yaml", ".yml")) or Path(ref).is_file()
+    return "/" in ref or ref.endswith((".yaml", ".yml")) or is_file(ref)
 
 
 def resolve_cluster_path(ref: str) -> Path:
@@ -106,7 +217,7 @@ def resolve_cluster_path(ref: str) -> Path:
         return Path(ref)
     for folder in cluster_dirs():
         candidate = folder / f"{ref}.yaml"
-        if candidate.is_file():
+        if is_file(candidate):
             return candidate
     names = sorted({p.stem for d in cluster_dirs() if d.is_dir() for p in d.glob("*.yaml")})
     raise SpecError(f"--cluster: no cluster preset {ref!r}; known: {', '.join(names)}")
@@ -144,7 +255,7 @@ def load_model_preset(ref: str) -> ModelPreset:
         path = Path(ref)
     else:
         path = MODEL_PRESET_DIR / f"{ref}.yaml"
-        if not path.is_file():
+        if not is_file(path):
             known = ", ".join(model_preset_names())
             raise SpecError(f"--model: no model preset {ref!r}; known: {known}")
     data = read_yaml(path)
