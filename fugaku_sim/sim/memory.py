@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from fugaku_sim.parallel.schedule import max_in_flight, pipeline_schedule
+from fugaku_sim.parallel.schedule import schedule_in_flight
 from fugaku_sim.sim.compute import local_heads
 from fugaku_sim.spec.figures import element_bytes
 from fugaku_sim.spec.job import Job
@@ -136,10 +136,11 @@ def activation_bytes_per_layer(job: Job, recompute: bool) -> float:
 
 
 def in_flight(job: Job, stage: int) -> int:
-    """Micro-batches whose activations ``stage`` holds at once, from the shared schedule."""
+    """Micro-batches whose activations ``stage`` holds at once, from the shared schedule (in
+    closed form: a huge global batch is sized without listing its passes)."""
     lay = job.layout
-    ops = pipeline_schedule(lay.schedule, lay.pp, stage, job.micro_batches, lay.virtual_stages)
-    return max_in_flight(ops)
+    return schedule_in_flight(lay.schedule, lay.pp, stage, job.micro_batches,
+                              lay.virtual_stages)
 
 
 def stage_memory(job: Job, stage: int) -> StageMemory:
