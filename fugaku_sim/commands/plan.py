@@ -13,21 +13,24 @@ from typing import Any
 from fugaku_sim.commands.common import (
     add_model_arguments,
     add_train_arguments,
+    positive_int,
     print_json,
     resolve_specs,
 )
 from fugaku_sim.errors import UserError
+from fugaku_sim.io import check_output_path, plot_format
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser)
     add_train_arguments(parser)
-    parser.add_argument("--nodes", type=int, required=True, help="node count to plan for")
+    parser.add_argument("--nodes", type=positive_int, required=True,
+                        help="node count to plan for")
     parser.add_argument(
-        "--processes-per-node", type=int, metavar="K",
+        "--processes-per-node", type=positive_int, metavar="K",
         help="MPI processes per node (default: the cluster profile's)",
     )
-    parser.add_argument("--top", type=int, help="show only the best K layouts")
+    parser.add_argument("--top", type=positive_int, help="show only the best K layouts")
     parser.add_argument(
         "--interleaved",
         action="store_true",
@@ -88,12 +91,13 @@ def run(args: argparse.Namespace) -> int:
     from fugaku_sim.sim.plan import no_layout_message, plan_layouts
     from fugaku_sim.spec import load_cluster
 
-    if args.nodes <= 0:
-        raise UserError(f"--nodes: must be positive, got {args.nodes}")
+    if args.plot:
+        check_output_path(args.plot, f"--plot {args.plot}")
+        plot_format(args.plot, f"--plot {args.plot}")
+    if args.emit_job:
+        check_output_path(args.emit_job, f"--emit-job {args.emit_job}", folder=True)
     cluster = load_cluster(args.cluster)
     if args.processes_per_node is not None:
-        if args.processes_per_node <= 0:
-            raise UserError(f"--processes-per-node: must be positive, got {args.processes_per_node}")
         node = cluster.node.model_copy(update={"processes_per_node": args.processes_per_node})
         cluster = cluster.model_copy(update={"node": node})
     args.tp = args.pp = args.dp = None  # the plan chooses the layout

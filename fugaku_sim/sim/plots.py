@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from fugaku_sim.io import write_figure
 from fugaku_sim.spec.breakdown import BREAKDOWN_KEYS
 
 #: one colour per breakdown key, in its order (Paul Tol's bright scheme)
@@ -58,8 +59,7 @@ def plot_plan(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     ax2.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=4)
     fig.suptitle(title)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+    write_figure(fig, path, dpi=120, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -96,8 +96,7 @@ def plot_sweep(rows: list[dict[str, Any]], vary: str, path: Path, title: str) ->
     ax2.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.suptitle(title)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+    write_figure(fig, path, dpi=120, bbox_inches="tight")
     plt.close(fig)
 
 
