@@ -2,7 +2,9 @@
 
 Launch with ``mpiexec -n N python -m fugaku_sim.cli train ...`` (or ``srun``) with
 N = tp x pp x dp. Every rank checks the options; if any rank finds a problem, rank 0 prints
-it on one line and every rank exits 2 before anything is written. Once training runs, a rank
+it on one line and every rank exits 2 before anything is written (the checks include the
+output folder, the checkpoint index and every token id of the shards against the model's
+vocabulary, so none of these surfaces mid-run). Once training runs, a rank
 that fails prints one line and calls ``MPI_Abort``, which ends every rank of the job (never a
 hang); the exit status is then non-zero.
 """
@@ -78,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
         plan = build_plan(args, world.size, select=world.rank == 0)
     except UserError as exc:
         error = str(exc)
+    except Exception as exc:  # a bug, not bad input: still reach the allgather, never a hang
+        error = f"rank {world.rank}: {type(exc).__name__}: {exc} (a bug: please report it)"
     errors = world.allgather(error)
     first = next((e for e in errors if e), None)
     if first is not None:

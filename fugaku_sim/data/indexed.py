@@ -210,6 +210,19 @@ class IndexedDataset:
             raise UserError(f"{bin_path}: truncated or corrupt data file ({bin_bytes} bytes, "
                             f"index implies {self.num_tokens * item})")
 
+    def token_range(self) -> tuple[int, int]:
+        """The smallest and largest token id of the data file (reads all of it, in blocks).
+
+        Raises:
+            ValueError: the shard holds no tokens.
+        """
+        block = 1 << 24
+        parts = [(int(c.min()), int(c.max())) for c in
+                 (self._bin[i:i + block] for i in range(0, self.num_tokens, block))]
+        if not parts:
+            raise ValueError(f"{self.prefix}: no tokens")
+        return min(p[0] for p in parts), max(p[1] for p in parts)
+
     def __len__(self) -> int:
         return int(self.sizes.shape[0])
 

@@ -14,6 +14,7 @@ from typing import Literal
 
 from fugaku_sim.data.blend import Blend, read_blend
 from fugaku_sim.errors import UserError
+from fugaku_sim.io import check_output_path
 from fugaku_sim.spec import Layout, ModelSpec, TrainSpec
 from fugaku_sim.spec.figures import run_steps
 from fugaku_sim.spec.job import check_batch, check_model_split, check_modelled
@@ -120,15 +121,16 @@ def plan_run(model: ModelSpec, train: TrainSpec, layout: Layout, opts: RunOption
     """
     check_layout(model, train, layout, world)
     check_options(opts, world)
+    check_output_path(opts.out, f"--out {opts.out}", folder=True)
     steps = total_steps(model, train)
     blend = read_blend(opts.data)
     check_blend(blend, model)
     if open_data:
         from fugaku_sim.train.loader import open_split
 
-        for split in ("train", "valid"):
+        for split in ("train", "valid"):  # rank 0 (``select``) alone scans the token ids
             open_split(blend.shards(split, opts.data), split, model.seq_len, train.seed, 1,
-                       model.vocab)
+                       model.vocab, check_ids=select)
     selection = Selection(None)
     if opts.resume == "auto" and select:
         selection = select_checkpoint(opts.out, model)
