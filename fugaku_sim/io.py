@@ -55,28 +55,35 @@ def atomic_dir(final: str | Path) -> Iterator[Path]:
     tmp.mkdir()
     try:
         yield tmp
-        if final.exists():
-            old = temp_name(final)
-            os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
+        _replace(tmp, final)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _replace(tmp: Path, final: Path) -> None:
+    """Rename ``tmp`` to ``final``; a folder already at ``final`` is moved aside first and
+    removed after (``os.replace`` cannot replace a folder that holds files)."""
+    if tmp.is_dir() and final.is_dir() and not final.is_symlink():
+        old = temp_name(final)
+        os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+
+
 @contextlib.contextmanager
 def atomic_paths(finals: list[Path]) -> Iterator[list[Path]]:
     """Temporary paths for several outputs that belong together (eval.json and eval.md; a
-    CSV and its plot): all are renamed into place once the block succeeds, none when it
-    fails, so a reader never finds one without the others."""
+    CSV and its plot; a release folder and its tarball): all are renamed into place once the
+    block succeeds, none when it fails, so a reader never finds one without the others. The
+    block creates what it needs at each temporary path (a file, or a folder with mkdir)."""
     temps = [temp_name(Path(f)) for f in finals]
     try:
         yield temps
         for tmp, final in zip(temps, finals):
-            os.replace(tmp, final)
+            _replace(tmp, Path(final))
     finally:
         for tmp in temps:
             if tmp.is_dir():
