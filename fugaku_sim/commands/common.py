@@ -232,7 +232,7 @@ def _overrides(args: argparse.Namespace, options: dict[str, str]) -> dict[str, A
     return out
 
 
-def _apply_train_layer(train: dict[str, Any], layer: dict[str, Any]) -> None:
+def apply_train_layer(train: dict[str, Any], layer: dict[str, Any]) -> None:
     """Override ``train`` with ``layer``; a layer's steps or tokens replaces both."""
     if {"steps", "tokens"} & {k for k, v in layer.items() if v is not None}:
         train.pop("steps", None)
@@ -256,8 +256,8 @@ def resolve_specs(args: argparse.Namespace) -> tuple[ModelSpec, TrainSpec, Layou
         if record.train is not None:
             train = record.train.model_dump(mode="json", exclude_none=True)
     if getattr(args, "train_config", None):
-        _apply_train_layer(train, read_yaml(Path(args.train_config)))
-    _apply_train_layer(train, _overrides(args, _TRAIN_OPTIONS))
+        apply_train_layer(train, read_yaml(Path(args.train_config)))
+    apply_train_layer(train, _overrides(args, _TRAIN_OPTIONS))
     if getattr(args, "recompute", None) is not None and args.recompute_stages is None:
         train.pop("recompute_stages", None)  # a new mode: the earlier layers' list was for another
     if getattr(args, "recompute_stages", None) is not None:

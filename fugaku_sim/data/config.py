@@ -241,17 +241,6 @@ class DataConfig(_Model):
 PRESET_DIR = Path(__file__).with_name("presets")
 
 
-def format_validation_error(exc: ValidationError, where: str, prefix: str = "data") -> str:
-    """One line naming the first bad field as a dotted path (``data.mixture``) and the file."""
-    err = exc.errors()[0]
-    loc = ".".join(str(p) for p in (prefix, *err["loc"]) if p != "")
-    msg = err["msg"].removeprefix("Value error, ")
-    if err["type"] == "extra_forbidden":
-        msg = "unknown key (misspelt?)"
-    more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
-    return f"{where}: {loc}: {msg}{more}"
-
-
 def resolve_config_path(name_or_path: str) -> Path | None:
     """Map a preset name (``ci``, ``default``) or a path to a file; ``None`` means defaults.
 
@@ -280,7 +269,7 @@ def load_data_config(path: str | Path | None) -> DataConfig:
         UserError: unreadable file, YAML syntax error, unknown key or bad value; the message
             names the file and the dotted field path.
     """
-    from fugaku_sim.spec.load import MAX_YAML_BYTES, parse_yaml
+    from fugaku_sim.spec.load import MAX_YAML_BYTES, parse_yaml, validation_message
 
     if path is None:
         return DataConfig()
@@ -298,4 +287,4 @@ def load_data_config(path: str | Path | None) -> DataConfig:
     try:
         return DataConfig.model_validate(raw)
     except ValidationError as exc:
-        raise UserError(format_validation_error(exc, str(resolved))) from None
+        raise UserError(validation_message(exc, str(resolved), "data")) from None

@@ -10,6 +10,7 @@ checkpoint intervals, elapsed time per job) that the command line starts from.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -89,27 +90,45 @@ class _StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def _check_expansion(root: yaml.Node) -> None:
-    """Refuse a node graph that expands (aliases followed) beyond :data:`MAX_YAML_NODES`
-    values or :data:`MAX_YAML_DEPTH` levels, or refers to itself. Each node is visited
-    once: an alias is the same node object, so its expanded size is memoised."""
+def _node_children(node: Any) -> list[Any]:
+    """The child nodes of a composed YAML node (keys and values of a mapping)."""
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []
+
+
+def _value_children(value: Any) -> list[Any]:
+    """The items of a loaded list, or the keys and values of a loaded mapping."""
+    if isinstance(value, list | tuple):
+        return list(value)
+    if isinstance(value, dict):
+        return [v for pair in value.items() for v in pair]
+    return []
+
+
+def _check_expansion(root: Any, children: Callable[[Any], list[Any]] = _node_children) -> None:
+    """Refuse a graph (YAML nodes, or a loaded value) that expands, aliases followed, beyond
+    :data:`MAX_YAML_NODES` values or :data:`MAX_YAML_DEPTH` levels, or refers to itself.
+    Each node is visited once: an alias is the same object, so its expanded size is
+    memoised.
+
+    Raises:
+        yaml.YAMLError: the limit broken, in words.
+    """
     sizes: dict[int, tuple[int, int]] = {}  # id -> (values when expanded, depth)
     active: set[int] = set()
 
-    def walk(node: yaml.Node) -> tuple[int, int]:
+    def walk(node: Any) -> tuple[int, int]:
         key = id(node)
         if key in sizes:
             return sizes[key]
         if key in active:
             raise yaml.YAMLError("an alias refers to the mapping or list that holds it")
         active.add(key)
-        children: list[yaml.Node] = []
-        if isinstance(node, yaml.SequenceNode):
-            children = list(node.value)
-        elif isinstance(node, yaml.MappingNode):
-            children = [n for pair in node.value for n in pair]
         count, depth = 1, 0
-        for child in children:
+        for child in children(node):
             c, d = walk(child)
             count, depth = count + c, max(depth, d)
             if count > MAX_YAML_NODES:
@@ -123,6 +142,20 @@ def _check_expansion(root: yaml.Node) -> None:
         return sizes[key]
 
     walk(root)
+
+
+def check_loaded_size(value: Any, source: str) -> None:
+    """The limits of :func:`parse_yaml` on a value another loader made (Snakemake's config):
+    an alias bomb is refused before anything walks it (a JSON schema check would take
+    hours).
+
+    Raises:
+        SpecError: ``source: expands to more than ... values`` (or nested too deeply).
+    """
+    try:
+        _check_expansion(value, _value_children)
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{source or 'config'}: {exc}") from None
 
 
 def parse_yaml(text: str, source: str) -> Any:

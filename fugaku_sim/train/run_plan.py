@@ -51,13 +51,33 @@ def check_layout(model: ModelSpec, train: TrainSpec, layout: Layout, world: int)
     if model.vocab % layout.tp:
         raise UserError(f"layout.tp: {layout.tp} does not divide model.vocab ({model.vocab}); "
                         "the vocabulary-parallel embedding needs equal shards")
-    if train.precision != "fp32":
-        raise UserError(f"train.precision: the numpy trainer computes in fp32, not "
-                        f"{train.precision}")
+    check_trainable(model, train)
     if layout.world != world:
         raise UserError(f"layout: tp x pp x dp = {layout.tp} x {layout.pp} x {layout.dp} = "
                         f"{layout.world} ranks, but the job has {world} "
                         f"(launch with mpiexec -n {layout.world})")
+
+
+def check_trainable(model: ModelSpec, train: TrainSpec) -> None:
+    """The trainer's rules that hold whatever the layout (checked by the workflow before
+    its plan chooses one): features it computes, fp32, a step count.
+
+    Raises:
+        UserError: naming the field.
+    """
+    check_modelled(model, train, Layout(), "train")
+    if train.precision != "fp32":
+        raise UserError(f"train.precision: the numpy trainer computes in fp32, not "
+                        f"{train.precision}")
+    total_steps(model, train)
+
+
+def check_tokenizer_fits(vocab_size: int, model: ModelSpec, what: str) -> None:
+    """Raises UserError if a tokenizer of ``vocab_size`` pieces (named ``what``) gives ids
+    beyond the model's embedding."""
+    if vocab_size > model.vocab:
+        raise UserError(f"{what}: the tokenizer's vocabulary ({vocab_size}) exceeds "
+                        f"model.vocab ({model.vocab})")
 
 
 def total_steps(model: ModelSpec, train: TrainSpec) -> int:
@@ -76,9 +96,7 @@ def check_blend(blend: Blend, model: ModelSpec) -> None:
     """Raises UserError if the data cannot feed ``model``."""
     if not blend.splits.get("train"):
         raise UserError("--data: the blend file lists no train shards")
-    if blend.vocab_size > model.vocab:
-        raise UserError(f"--data: the tokenizer's vocabulary ({blend.vocab_size}) exceeds "
-                        f"model.vocab ({model.vocab})")
+    check_tokenizer_fits(blend.vocab_size, model, "--data")
 
 
 def check_options(opts: RunOptions, world: int) -> None:
