@@ -177,6 +177,9 @@ def parse_yaml(text: str, source: str) -> Any:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1} column {mark.column + 1}:" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
+        context = getattr(exc, "context", None)  # "expected a single document in the stream"
+        if context and getattr(exc, "problem", None):
+            problem = f"{context}, {problem}"
         raise SpecError(f"{source}:{where} YAML syntax error: {problem}") from None
     except (ValueError, OverflowError):  # an integer of 5,000 digits, say
         raise SpecError(f"{source}: YAML syntax error: a number too long to read") from None
