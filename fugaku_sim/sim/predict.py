@@ -14,9 +14,12 @@ stepped its optimizer; that one is the *critical stage*. Its timeline is cut int
 ``compute`` (forward and backward arithmetic), ``recompute`` (forward arithmetic re-run before
 backward), ``tp_comm`` (tensor all-reduces, those of recomputation included), ``pp_comm``
 (its blocking sends to pipeline neighbours), ``dp_comm`` (gradient all-reduce and tied
-embedding all-reduce not hidden behind backward), ``optimizer``; and ``bubble``, the rest: the
+embedding all-reduce not hidden behind backward; ZeRO's gradient reduce-scatters and weight
+all-gathers where the compute waits for them), ``optimizer``; and ``bubble``, the rest: the
 time it sat waiting for a neighbour's activation or gradient. The seven terms sum to
-``step_time_s`` exactly.
+``step_time_s`` exactly. Selective recomputation's re-run attention core is ``recompute``;
+tensor collectives overlapped with compute (sequence parallelism's backward) count only
+where the compute waits for them.
 
 Throughput figures: model FLOPs per token are 3 x forward FLOPs without recomputation
 (:func:`fugaku_sim.sim.flops.model_flops_per_token`); MFU is model FLOP/s over the job's peak
@@ -36,8 +39,20 @@ from fugaku_sim.parallel.placement import Placement, place_ranks
 from fugaku_sim.sim.allocation import JobAllocation, allocation_network, resolve_allocation
 from fugaku_sim.sim.comm import CommModel
 from fugaku_sim.sim.engine import CATEGORIES, EngineResult, PipelineEngine
-from fugaku_sim.sim.flops import layer_forward_flops, model_flops_per_token, parameter_count
-from fugaku_sim.sim.memory import GiB, fits_memory, parameter_bytes, peak_memory_per_node
+from fugaku_sim.sim.flops import (
+    attention_core_flops,
+    layer_forward_flops,
+    model_flops_per_token,
+    parameter_count,
+)
+from fugaku_sim.sim.memory import (
+    GiB,
+    fits_memory,
+    memory_by_stage,
+    parameter_bytes,
+    peak_memory_per_node,
+    peak_stage,
+)
 from fugaku_sim.sim.reliability import FailurePlan, plan_failures
 from fugaku_sim.sim.topology import Network
 from fugaku_sim.sim.transport import AnalyticTransport, NetworkTransport, Transport
@@ -120,13 +135,14 @@ class Prediction:
 
     @property
     def hardware_flops_per_step(self) -> float:
-        """Model FLOPs plus the forward FLOPs recomputed on recomputing stages."""
+        """Model FLOPs plus the forward FLOPs recomputed: whole layers on stages with full
+        recomputation, the attention core on stages with selective recomputation."""
         job = self.job
-        share = len(job.recompute_stages) / job.layout.pp
-        tokens = job.global_batch_tokens
-        return self.model_flops_per_step + share * job.model.layers * layer_forward_flops(
-            job.model, tokens
-        )
+        pp, layers, tokens = job.layout.pp, job.model.layers, job.global_batch_tokens
+        full = len(job.recompute_stages) / pp * layers * layer_forward_flops(job.model, tokens)
+        selective = len(job.train.selective_stage_set(pp)) / pp * layers * attention_core_flops(
+            job.model, tokens)
+        return self.model_flops_per_step + full + selective
 
     @property
     def mfu(self) -> float:
@@ -154,7 +170,8 @@ class Prediction:
         """The contract's flat fields (plus a few more) and the layout record
         (``layout`` and ``train`` objects, :mod:`fugaku_sim.spec.record`), JSON-ready."""
         job, lay, step = self.job, self.job.layout, self.step_time_s
-        peak_mem = peak_memory_per_node(job)
+        stages = memory_by_stage(job)
+        peak_mem, fullest = peak_memory_per_node(job, stages), peak_stage(stages)
         out: dict[str, Any] = {
             "cluster": job.cluster.name,
             "model": job.model.name,
@@ -172,7 +189,11 @@ class Prediction:
             "rank_order": lay.rank_order,
             "job_shape": "x".join(map(str, self.shape)),
             "allocation": self.allocation.kind,
+            "sequence_parallel": lay.sequence_parallel,
+            "recompute": job.train.recompute,
             "recompute_stages": sorted(job.recompute_stages),
+            "selective_recompute_stages": sorted(job.train.selective_stage_set(lay.pp)),
+            "zero_stage": job.train.zero_stage,
             "overlap_grad_reduce": job.train.overlap_grad_reduce,
             "step_time_s": step,
             "tokens_per_s": job.global_batch_tokens / step,
@@ -180,6 +201,10 @@ class Prediction:
             "hw_tflops_per_node": self.hardware_flops_per_step / step / job.nodes / 1e12,
             "mfu": self.mfu,
             "memory_per_node_GiB": peak_mem / GiB,
+            # the fullest stage's ranks, by part (MEMORY_KEYS)
+            "memory_per_rank_GiB": {**{k: v / GiB for k, v in fullest.parts().items()},
+                                    "total": fullest.total / GiB},
+            "memory_peak_stage": fullest.stage,
             "fits_memory": fits_memory(job, peak_mem),
             "usable_memory_per_node_GiB": job.cluster.node.usable_mem_bytes / GiB,
             "breakdown_s": self.breakdown_s,

@@ -78,11 +78,11 @@ _NOT_MODELLED: list[tuple[str, frozenset[str], Callable[[ModelSpec, TrainSpec, L
      lambda m, t, lay: m.kv != m.heads),
     ("model.bias: linear layers without biases", frozenset({"sim", "train"}),
      lambda m, t, lay: not m.bias),
-    ("layout.sequence_parallel", frozenset({"sim", "train"}),
+    ("layout.sequence_parallel", frozenset({"train"}),
      lambda m, t, lay: lay.sequence_parallel),
-    ("train.recompute: selective", frozenset({"sim", "train"}),
+    ("train.recompute: selective", frozenset({"train"}),
      lambda m, t, lay: t.recompute == "selective"),
-    ("train.zero_stage: 2 and 3", frozenset({"sim", "train"}),
+    ("train.zero_stage: 2 and 3", frozenset({"train"}),
      lambda m, t, lay: t.zero_stage >= 2),
 ]
 

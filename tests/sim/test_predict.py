@@ -114,8 +114,10 @@ def small_jobs(draw: st.DrawFn) -> Job:
     layout = {
         "placement": draw(st.sampled_from(["linear", "topology"])),
         "schedule": draw(st.sampled_from(["1f1b", "gpipe"])),
-        "recompute": draw(st.sampled_from(["none", "all"])),
+        "recompute": draw(st.sampled_from(["none", "all", "selective"])),
         "rank_order": draw(st.sampled_from(["tp-dp-pp", "dp-tp-pp", "pp-dp-tp"])),
+        "sequence_parallel": tp > 1 and draw(st.booleans()),
+        "zero_stage": draw(st.sampled_from([0, 1, 2, 3] if pp == 1 else [0, 1, 2])),
     }
     return small_job(
         small_torus(dims), tp, pp, dp, micro_batch=b, global_batch=m * b * dp, **layout
