@@ -4,8 +4,9 @@ Enumerated: tensor degree t dividing the heads and the MLP width; pipeline degre
 the layers; data degree d = nodes x ppn / (t p); micro-batch sizes b (1, 2, 4, 8 and any
 other divisor up to 8 of the per-replica batch) with b d dividing the global batch;
 placement topology / linear; the 1F1B schedule (and the interleaved one with 2 chunks when
-asked); sequence parallelism off / on (t > 1); ZeRO stage 0 to 3 (1 to 3 only with d > 1,
-3 only with p = 1); recomputation (:data:`RECOMPUTE`): none, selective, full on the first
+asked); sequence parallelism off / on (t > 1); ZeRO stage 0 to 3 (1 to 3 only with d > 1;
+2 and 3 only with p = 1, as DeepSpeed runs them: its pipeline engine takes ZeRO up to stage
+1 -- ``predict`` still prices ZeRO-2 with pipeline stages); recomputation (:data:`RECOMPUTE`): none, selective, full on the first
 half of the stages, full there and selective on the rest, full everywhere. The job shape is
 chosen per layout (:func:`fugaku_sim.sim.allocation.resolve_allocation`).
 
@@ -85,7 +86,7 @@ class PlanResult:
 
 def train_variants(train: TrainSpec, pp: int, dp: int, b: int) -> Iterator[TrainSpec]:
     """The training settings tried for one layout: ZeRO stages, then recomputations."""
-    zeros = [0] if dp == 1 else [0, 1, 2, 3] if pp == 1 else [0, 1, 2]
+    zeros = [0] if dp == 1 else [0, 1, 2, 3] if pp == 1 else [0, 1]
     for zero, (rec, half) in itertools.product(zeros, RECOMPUTE):
         if pp == 1 and (rec == "first-half" or half):
             continue  # the first half of one stage is the whole of it: "all"

@@ -38,6 +38,7 @@ import simpy
 from fugaku_sim.parallel.placement import Placement, place_ranks
 from fugaku_sim.sim.allocation import JobAllocation, allocation_network, resolve_allocation
 from fugaku_sim.sim.comm import CommModel
+from fugaku_sim.sim.contention import Contention
 from fugaku_sim.sim.engine import CATEGORIES, EngineResult, PipelineEngine
 from fugaku_sim.sim.flops import (
     attention_core_flops,
@@ -67,14 +68,15 @@ Mode = Literal["fast", "detailed"]
 
 @dataclass(frozen=True)
 class Setup:
-    """The placed job: shape, rank placement, network, its priced communication, and how
-    its nodes were allocated."""
+    """The placed job: shape, rank placement, network, its priced communication (and which
+    collectives meet), and how its nodes were allocated."""
 
     shape: list[int]
     placement: Placement
     network: Network
     comm: CommModel
     allocation: JobAllocation
+    contention: Contention
 
 
 def prepare(job: Job) -> Setup:
@@ -84,14 +86,15 @@ def prepare(job: Job) -> Setup:
     grid = lay.grid
     placement = place_ranks(grid, alloc.shape, job.processes_per_node, lay.placement)
     network = allocation_network(job.cluster, alloc, job.processes_per_node)
-    return Setup(alloc.shape, placement, network, CommModel(grid, placement, network), alloc)
+    comm = CommModel(grid, placement, network)
+    return Setup(alloc.shape, placement, network, comm, alloc, Contention(comm))
 
 
 def run_engine(job: Job, setup: Setup, mode: Mode, trace: bool = False) -> EngineResult:
     """Simulate one step; fast mode runs one replica, detailed mode all of them."""
     env = simpy.Environment()
     if mode == "fast":
-        transport: Transport = AnalyticTransport(env, job, setup.comm)
+        transport: Transport = AnalyticTransport(env, job, setup.comm, setup.contention)
         replicas = 1
     elif mode == "detailed":
         transport = NetworkTransport(env, job, setup.comm)

@@ -102,10 +102,11 @@ class AnalyticTransport:
     """Fast mode: every call is a timeout from the priced plans (one pipeline replica), or,
     where collectives meet, a share of the links (:mod:`fugaku_sim.sim.contention`)."""
 
-    def __init__(self, env: simpy.Environment, job: Job, comm: CommModel):
+    def __init__(self, env: simpy.Environment, job: Job, comm: CommModel,
+                 contention: Contention | None = None):
         self.env, self.job, self.comm = env, job, comm
         self._embedding: simpy.Event | None = None
-        contention = Contention(comm)
+        contention = contention or Contention(comm)  # shared by jobs of one placement
         passes, ends = contention_in(job, contention)
         self.share = LinkShare(env, contention) if passes or ends else None
         # a pass is one timeout unless its collectives meet others (the gradient sync after
