@@ -9,6 +9,7 @@ script and rank map of the best one; ``--plot FILE`` a chart of every layout."""
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -100,8 +101,16 @@ def run(args: argparse.Namespace) -> int:
         plot_plan(rows, Path(args.plot), f"{model.name} on {args.nodes:,} nodes of {cluster.name}")
     if args.emit_job:
         from fugaku_sim.sim.jobscript import write_job
+        from fugaku_sim.sim.plan import trainer_runnable
 
-        write_job(result.predictions[0], Path(args.emit_job), args.model)
+        rank, chosen, why = trainer_runnable(result.predictions)
+        if chosen is None:
+            raise UserError(f"--emit-job: no layout of the plan runs in this tool's trainer "
+                            f"(the best: {why})")
+        if rank > 1:
+            print(f"fugaku-sim plan: the job script runs layout #{rank}, the best one this "
+                  f"tool's trainer runs (#1: {why})", file=sys.stderr)
+        write_job(chosen, Path(args.emit_job), args.model)
     if args.json:
         print_json(rows)
     else:

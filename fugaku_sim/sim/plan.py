@@ -182,6 +182,21 @@ def plan_layouts(
     return result
 
 
+def trainer_runnable(predictions: list[Prediction]) -> tuple[int, Prediction | None, str]:
+    """(rank from 1, prediction) of the best layout this tool's trainer runs (a job script
+    runs the trainer), and why the first one does not ("" if it does)."""
+    why = ""
+    for rank, p in enumerate(predictions, 1):
+        job = p.job
+        try:
+            check_modelled(job.model, job.train, job.layout, "train")
+        except SpecError as exc:
+            why = why or str(exc)
+            continue
+        return rank, p, why
+    return 0, None, why
+
+
 def no_layout_message(result: PlanResult, cluster: ClusterSpec, nodes: int) -> str:
     """The one-line reason a plan found nothing."""
     usable = cluster.node.usable_mem_bytes / GiB
