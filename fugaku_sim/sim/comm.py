@@ -31,7 +31,6 @@ from fugaku_sim.parallel.placement import Placement, grid_indices
 from fugaku_sim.sim.collectives import CollectivePlan, P2PPlan, RingPhase
 from fugaku_sim.sim.topology import Flows, Network, snake
 
-
 #: the groups whose collectives of different stages may meet on a link
 GroupKind = Literal["tp", "dp"]
 

@@ -107,7 +107,7 @@ def activation_bytes_per_layer(job: Job, mode: Recomputation) -> float:
     """Activation bytes one transformer layer keeps for one micro-batch (Korthikanti et al.
     2022, table 2, with the general MLP width; see the module docstring)."""
     m, lay = job.model, job.layout
-    s, b, h, a, f, t = m.seq_len, job.train.micro_batch, m.hidden, m.heads, m.ffn, lay.tp
+    s, b, h, f, t = m.seq_len, job.train.micro_batch, m.hidden, m.ffn, lay.tp
     value = element_bytes(job.train.precision)  # the paper's 16-bit values, at this precision
     sbh = s * b * h
     shard = t if lay.sequence_parallel else 1

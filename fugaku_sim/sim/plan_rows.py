@@ -139,6 +139,10 @@ def explain_winner(rows: list[Row]) -> list[str]:
         worse = sorted((k for k in terms if terms[k] > 0), key=lambda k: -terms[k])[:2]
         why = " and ".join(f"{k} +{terms[k]:.3f} s" for k in worse) or "no single term"
         also = [o.heading for o in differ if o is not d and o.cell(rival) != o.cell(best)]
+        if gap <= 1e-9 * best["step_time_s"]:
+            lines.append(f"{d.heading} {d.cell(best)} rather than {d.cell(rival)}: a tie with "
+                         f"#{rival_at + 1} (ranked by order of search)")
+            continue
         lines.append(
             f"{d.heading} {d.cell(best)} rather than {d.cell(rival)}: the best such layout "
             f"(#{rival_at + 1}) takes {rival['step_time_s']:.3f} s per step, "

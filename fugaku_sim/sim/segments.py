@@ -408,7 +408,7 @@ def time_pass(segments: list[Segment], category: str, price: Callable[[Segment],
     >>> t.seconds, dict(t.charges)
     (3.5, {'compute': 3.0, 'dp_comm': 0.5})
     """
-    now, charges = 0.0, defaultdict(float)  # charges fill in order: the pass is their sum
+    now, charges = 0.0, defaultdict[str, float](float)  # charged in order: the pass sums them
     free: dict[str, float] = {}
     ends: dict[int, tuple[float, str]] = {}
     pieces: list[Piece] = []

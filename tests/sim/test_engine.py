@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import simpy
 
-from fugaku_sim.sim.segments import Segment
 from fugaku_sim.sim.engine import PipelineEngine
+from fugaku_sim.sim.segments import Segment
 from tests.sim.small import small_job, small_torus
 
 
