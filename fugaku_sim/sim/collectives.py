@@ -115,9 +115,16 @@ class RingPhase:
         return self.time_s(nbytes, "allreduce")
 
     def time_s(self, nbytes: float, op: Collective = "allreduce") -> float:
-        """Seconds of ``op`` on ``nbytes`` (the whole message): its latency and bandwidth
-        terms (an all-reduce's steps of nbytes x share / (n x directions) bytes)."""
-        return self.latency_time_s(op) + self.bandwidth_time_s(nbytes, op)
+        """Seconds of ``op`` on ``nbytes`` (the whole message): a ring reduce-scatter of
+        nbytes x share / directions per flow, twice that for an all-reduce (so a
+        reduce-scatter and an all-gather cost an all-reduce exactly); the sum of
+        :meth:`latency_time_s` and :meth:`bandwidth_time_s`."""
+        if self.ranks <= 1 or nbytes <= 0:
+            return 0.0
+        per_flow = nbytes * self.share / self.directions
+        half = ring_reduce_scatter_time_s(
+            per_flow, self.ranks, 1.0 / self.seconds_per_byte, self.latency_s)
+        return 2.0 * half if op == "allreduce" else half
 
     def latency_time_s(self, op: Collective = "allreduce") -> float:
         """Latency term of ``op``: one step latency per ring step."""

@@ -8,21 +8,22 @@ output to the neighbour (a blocking send, as Megatron's and DeepSpeed's 1F1B do)
 receiver's arrival event fires when the transfer ends. A stage that recomputes runs the
 forward of its layers again right before each backward (a stage with selective
 recomputation re-runs only the attention core, inside its backward pass:
-:mod:`fugaku_sim.sim.segments`). After the last backward it synchronises gradients
-(data-parallel all-reduce, then the tied-embedding all-reduce on the first and last stage)
--- or, with ``overlap_grad_reduce``, starts the data-parallel all-reduce when its last
-backward starts and waits only for what is left -- then steps the optimizer. Under ZeRO-1
-the gradients are reduce-scattered instead (same overlap), and the updated weights
-all-gathered over the data-parallel group after the optimizer step; under ZeRO-2 and
-ZeRO-3 they were reduce-scattered during every backward already, ZeRO-2 then all-gathers
-the updated weights (ZeRO-3 keeps them sharded until the next forward gathers them). The bubble is not a
-formula: it is the idle time this leaves.
+:mod:`fugaku_sim.sim.segments`). After the last backward it synchronises gradients (the
+copied key/value heads' over the tensor group when there are fewer key/value heads than
+tensor ranks, then the data-parallel all-reduce, then the tied-embedding all-reduce on the
+first and last stage) -- or, with ``overlap_grad_reduce``, starts the data-parallel
+all-reduce when its last backward starts and waits only for what is left -- then steps the
+optimizer. Under ZeRO-1 the gradients are reduce-scattered instead (same overlap), and the
+updated weights all-gathered over the data-parallel group after the optimizer step; under
+ZeRO-2 and ZeRO-3 they were reduce-scattered during every backward already, ZeRO-2 then
+all-gathers the updated weights (ZeRO-3 keeps them sharded until the next forward gathers
+them). The bubble is not a formula: it is the idle time this leaves.
 
 A pass is priced in one of two ways. When the transport prices collectives on their own
-(``Transport.analytic``: the fast mode where no two stages' tensor rings share a link), the
-whole pass is one timeout (:func:`fugaku_sim.sim.segments.time_pass`). Otherwise its
-segments are played one by one: compute as timeouts, collectives as the transport's
-processes, started collectives as processes on a per-stage stream.
+(``Transport.analytic``: the fast mode where no collectives that run at once meet on a
+link), the whole pass is one timeout (:func:`fugaku_sim.sim.segments.time_pass`).
+Otherwise its segments are played one by one: compute as timeouts, collectives as the
+transport's processes, started collectives as processes on a per-stage stream.
 
 Every stage keeps a :class:`Ledger` of where its time went.
 """
@@ -45,7 +46,7 @@ from fugaku_sim.sim.segments import (
     stage_segments,
     time_pass,
 )
-from fugaku_sim.sim.transport import Proc, Transport, grad_bytes
+from fugaku_sim.sim.transport import Proc, Transport, grad_bytes, kv_copy_grad_bytes
 from fugaku_sim.spec.breakdown import CHARGED_KEYS
 from fugaku_sim.spec.job import Job
 from fugaku_sim.tensors import (
@@ -164,8 +165,14 @@ class PipelineEngine:
         yield from self._finish(r, s, sync)
 
     def _finish(self, r: int, s: int, sync: simpy.Process | None) -> Proc:
-        book, t0 = self.ledgers[(r, s)], self.env.now
-        job = self.job
+        book, job = self.ledgers[(r, s)], self.job
+        kv = kv_copy_grad_bytes(job, s)
+        if kv:  # the copied key/value heads' gradients, summed over the tensor group
+            t_kv = self.env.now
+            yield from self.transport.tp_collective(r, s, kv, "allreduce")
+            book.add("tp_comm", self.env.now - t_kv)
+            self._trace(r, s, "comm", "kv grad sum", "tp_comm", t_kv, self.env.now - t_kv)
+        t0 = self.env.now
         zero = job.train.zero_stage if job.layout.dp > 1 else 0
         if zero < 2:  # ZeRO-2 and 3 reduced the gradients during the backward passes
             if sync is None:

@@ -11,18 +11,18 @@ Sources:
   gradients, stage 3 also the weights. A ZeRO-2/3 rank also holds the gradient bucket being
   reduced (``train.grad_bucket_MB``); a ZeRO-3 rank holds, beside its shard, the weights of
   the unit it computes and of the one prefetched (the largest unit, twice).
-- Korthikanti et al., "Reducing Activation Recomputation in Large Transformer Models",
-  2022, section 4 and table 2: activations one layer keeps for one micro-batch, in bytes of
-  16-bit values and 1-byte dropout masks. Of its 34 s b h + 5 a s^2 b: 8 s b h of values
-  (the two norms' inputs, the QKV and fc1 inputs) and 2 s b h of masks (the two dropouts
-  after the blocks) are whole on every tensor rank unless sequence parallelism shards them;
-  24 s b h of values (Q, K, V, the projection's input, and 16 s b h of the MLP's: the GeLU's
-  and fc2's inputs, 4 s b F with F = 4 h) are split over t; the attention core's 4 a s^2 b
-  of values (softmax output, its dropout's output) and a s^2 b of masks are split over t
-  and are what selective recomputation drops. Full recomputation keeps the 2 s b h layer
-  input, split over t under sequence parallelism (Megatron-LM checkpoints the sequence-
-  parallel hidden states). Values scale with the activation element size (x2 for fp32);
-  masks stay 1 byte.
+- Korthikanti et al., "Reducing Activation Recomputation in Large Transformer Models", 2022,
+  section 4 and table 2: with tensor parallelism and 16-bit activations one GPT layer stores
+  s b h (10 + 24/t + 5 a s/(h t)) bytes; with full recomputation only its 2 s b h byte input.
+  The byte counts scale with the activation element size (x2 for fp32). Other layers (Llama,
+  grouped-query attention, flash attention) are priced by the same count made tensor by tensor
+  (:func:`kept_activations`), which gives eq. 2 back for a GPT layer. Of it, the 10 s b h of
+  the norms' inputs and outputs and the residual dropouts' masks are whole on every tensor
+  rank; sequence parallelism splits them over t too (table 2: 34 s b h / t + 5 a s^2 b / t),
+  and it splits the layer input that full recomputation keeps (Megatron-LM checkpoints the
+  sequence-parallel hidden states: 2 s b h / t). Selective recomputation drops the attention
+  core (5 a s^2 b / t; table 2: s b h (10 + 24 / t), or 34 s b h / t with sequence
+  parallelism).
 - Under 1F1B, stage s of p holds the activations of min(p - s, m) micro-batches
   (Narayanan et al., SC21); under GPipe all m. Both are read off the shared schedule.
 """
@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass
 from typing import Literal
 
 from fugaku_sim.parallel.schedule import max_in_flight, pipeline_schedule
+from fugaku_sim.sim.compute import local_heads
 from fugaku_sim.sim.segments import unit_parameters
 from fugaku_sim.spec.breakdown import MEMORY_KEYS
 from fugaku_sim.spec.figures import element_bytes
@@ -44,8 +45,6 @@ GiB = 2**30
 
 #: fp32 moments an optimizer keeps per parameter (Adam: momentum and variance)
 OPTIMIZER_MOMENTS = {"adam": 2, "adamw": 2, "sgd": 0}
-#: bytes of a dropout mask element (a bool tensor, Korthikanti et al. 2022)
-MASK_BYTES = 1
 #: how a stage treats its activations
 Recomputation = Literal["none", "selective", "full"]
 
@@ -103,27 +102,83 @@ def stage_recomputation(job: Job, stage: int) -> Recomputation:
     return "selective" if stage in job.train.selective_stage_set(job.layout.pp) else "none"
 
 
+#: parts of :func:`kept_activations`: whole on every tensor rank unless sequence-parallel ...
+NORMS, DROPOUT_MASKS = "norm inputs and outputs", "residual dropout masks"
+#: ... and the attention core's, which selective recomputation drops
+PROBABILITIES, LOG_SUM_EXP = "attention probabilities", "attention log-sum-exp"
+SEQUENCE_REGION, ATTENTION_CORE = (NORMS, DROPOUT_MASKS), (PROBABILITIES, LOG_SUM_EXP)
+
+
+def kept_activations(job: Job) -> dict[str, float]:
+    """Bytes one transformer layer keeps for its backward for one micro-batch on one tensor
+    rank, by tensor, counted as Korthikanti et al. (2022, section 4.1) count a GPT layer: 2
+    bytes per 16-bit element, 1 per dropout mask, element by element of what Megatron-LM keeps.
+
+    - both norms' inputs and outputs (the inputs of the q/k/v and the first MLP projections),
+      whole on every tensor rank: 8 s b h;
+    - the queries and keys the scores are made of (after rotary positions, whose backward needs
+      only its tables) and the values: 2 s b (q + 2 kv) with q and kv this rank's query and
+      key/value widths. Under grouped-query attention the flash kernel reads the kv heads as
+      they are (fewer columns); materialized attention repeats each key/value head for its
+      group of query heads before the score and value products (Megatron-LM's
+      ``repeat_interleave``, Hugging Face's ``repeat_kv``), which keep the repeated ones: kv = q;
+    - the attention core: materialized, the softmax output 2 a s^2 b / t (and, with dropout, its
+      1-byte mask and 2-byte output); flash, only the fp32 log-sum-exp per query, the output it
+      also needs being the projection's input;
+    - the output projection's input 2 s b q;
+    - the MLP: GELU's input and output (2 x 2 s b f / t); SwiGLU's gate and up projections and
+      their product (3 x 2 s b f / t; Megatron-LM's fused SwiGLU recomputes the SiLU);
+    - with dropout (GPT-2), the 1-byte masks of the two residual branches.
+
+    A GPT-2 layer (f = 4 h, no grouped heads, materialized) sums to eq. 2, s b h (10 + 24/t +
+    5 a s/(h t)). Elements are scaled to the training precision (x2 for fp32).
+    """
+    m, t, e = job.model, job.layout.tp, element_bytes(job.train.precision)
+    s, b, h = m.seq_len, job.train.micro_batch, m.hidden
+    n, scale, dropout = s * b, e / 2, m.family == "gpt2"
+    heads, kv_heads = local_heads(job)
+    flash = job.train.attention == "flash"
+    q_width, kv_width = heads * m.head_dim, (kv_heads if flash else heads) * m.head_dim
+    ffn = m.ffn / t
+    out = {
+        NORMS: 8.0 * n * h * scale,
+        "queries, keys, values": 2.0 * n * (q_width + 2 * kv_width) * scale,
+        "projection input": 2.0 * n * q_width * scale,
+        "mlp": (3 if m.mlp == "swiglu" else 2) * 2.0 * n * ffn * scale,
+    }
+    if flash:
+        out[LOG_SUM_EXP] = 4.0 * heads * n
+    else:
+        out[PROBABILITIES] = (5 if dropout else 2) * heads * s * n * scale
+    if dropout:
+        out[DROPOUT_MASKS] = 2.0 * n * h * scale
+    return out
+
+
 def activation_bytes_per_layer(job: Job, mode: Recomputation) -> float:
-    """Activation bytes one transformer layer keeps for one micro-batch (Korthikanti et al.
-    2022, table 2, with the general MLP width; see the module docstring)."""
+    """Activation bytes one transformer layer keeps for one micro-batch: its input under full
+    recomputation (split over t with sequence parallelism); Korthikanti eq. 2 for a GPT layer
+    with materialized multi-head attention and nothing else (as it always was, f = 4 h
+    assumed); otherwise the sum of :func:`kept_activations`, the sequence-parallel region
+    split over t and, under selective recomputation, without the attention core."""
     m, lay = job.model, job.layout
-    s, b, h, f, t = m.seq_len, job.train.micro_batch, m.hidden, m.ffn, lay.tp
-    value = element_bytes(job.train.precision)  # the paper's 16-bit values, at this precision
-    sbh = s * b * h
+    s, b, h, a, t = m.seq_len, job.train.micro_batch, m.hidden, m.heads, lay.tp
+    scale = element_bytes(job.train.precision) / 2  # the paper counts 2-byte activations
     shard = t if lay.sequence_parallel else 1
     if mode == "full":
-        return value * sbh / shard  # the layer's input: 2 s b h bytes in 16 bits
-    replicated = (4 * value + 2 * MASK_BYTES) * sbh / shard  # 10 s b h in 16 bits
-    split = value * (4 * sbh + 2 * s * b * f) / t  # 24 s b h / t in 16 bits with F = 4 h
-    return replicated + split + (attention_core_bytes(job) if mode == "none" else 0.0)
+        return 2.0 * s * b * h * scale / shard
+    plain = m.family == "gpt2" and m.kv == m.heads and job.train.attention == "materialized"
+    if mode == "none" and shard == 1 and plain:
+        return s * b * h * (10 + 24 / t + 5 * a * s / (h * t)) * scale
+    return sum(v / (shard if k in SEQUENCE_REGION else 1)
+               for k, v in kept_activations(job).items()
+               if not (mode == "selective" and k in ATTENTION_CORE))
 
 
 def attention_core_bytes(job: Job) -> float:
-    """Bytes of one layer's attention core for one micro-batch on one tensor rank: the
-    softmax output and its dropout's output (values) and the dropout mask, a s^2 b each."""
-    m = job.model
-    core = m.heads * m.seq_len**2 * job.train.micro_batch / job.layout.tp
-    return (2 * element_bytes(job.train.precision) + MASK_BYTES) * core  # 5 a s^2 b / t in 16 bits
+    """Bytes of one layer's attention core for one micro-batch on one tensor rank: what
+    selective recomputation rebuilds in the backward."""
+    return sum(v for k, v in kept_activations(job).items() if k in ATTENTION_CORE)
 
 
 def in_flight(job: Job, stage: int) -> int:

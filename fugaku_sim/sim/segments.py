@@ -15,17 +15,19 @@ Sequence parallelism (Korthikanti et al., "Reducing Activation Recomputation in 
 Transformer Models", 2022, section 4.2.2 and figure 5; Megatron-LM's
 ``LinearWithGradAccumulationAndAsyncCommunication``): the ops before the first GEMM of each
 block (layer norms, dropout and residual adds) and the residual add after it run on T / t
-tokens per rank. Forward: an all-gather before QKV and fc1, a reduce-scatter after the
-projection and fc2. Backward, the reverse: an all-gather of the output gradient before the
-projection's and fc2's backward; at QKV and fc1 (column-parallel), the layer norm's output,
-kept only as the rank's T / t slice, is all-gathered again while the input gradient is
-computed, and the input gradient is reduce-scattered while the weight gradient is computed
-(both overlapped, as Megatron-LM does). The LM head is a column-parallel linear layer too.
+tokens per rank. Forward: an all-gather before the column-parallel projections (QKV, or
+q, k and v; fc1, or gate and up), a reduce-scatter after the row-parallel ones (the
+attention's output projection, fc2 or down). Backward, the reverse: an all-gather of the
+output gradient before the row-parallel projection's backward; at the column-parallel ones
+the norm's output, kept only as the rank's T / t slice, is all-gathered again while the input
+gradients are computed, and the input gradient is reduce-scattered while the weight gradients
+are computed (both overlapped, as Megatron-LM does). The LM head is a column-parallel linear
+layer too.
 
-Selective recomputation (Korthikanti et al. 2022, section 5): the attention core -- the ops
-between QKV and the projection (scores, softmax with its dropout, attention over values) --
-runs its forward again in the backward, right before its own backward; it is charged to
-``recompute``. Full recomputation is a whole forward pass, run by the engine.
+Selective recomputation (Korthikanti et al. 2022, section 5): the attention core
+(:func:`fugaku_sim.sim.compute.attention_core_ops`: scores, softmax with its dropout,
+attention over values; or the flash kernel) runs its forward again in the backward, right
+before its own backward; it is charged to ``recompute``. Full recomputation is a whole forward pass, run by the engine.
 
 ZeRO (Rajbhandari et al., "ZeRO", SC20) as DeepSpeed runs it, with ``overlap_comm``: stage 2
 reduce-scatters the gradients over the data-parallel group during every micro-batch's
@@ -56,6 +58,7 @@ from fugaku_sim.parallel import ModelChunk
 from fugaku_sim.sim.collectives import Collective
 from fugaku_sim.sim.compute import (
     OpCost,
+    attention_core_ops,
     attention_ops,
     backward_of,
     embedding_forward_ops,
@@ -164,11 +167,11 @@ def split_at_gemm(ops: list[OpCost]) -> tuple[list[OpCost], list[OpCost]]:
     return ops[:first], ops[first:]
 
 
-def attention_core(block: list[OpCost]) -> list[OpCost]:
-    """The ops strictly between the attention block's first GEMM (QKV) and its last (the
-    projection): what selective recomputation re-runs (Korthikanti et al. 2022, figure 3)."""
-    gemms = [i for i, op in enumerate(block) if op.min_dim]
-    return block[gemms[0] + 1 : gemms[-1]]
+def leading_gemms(block: list[OpCost]) -> list[OpCost]:
+    """The GEMMs a block starts with: its column-parallel projections (GPT-2's QKV or
+    Llama's q, k and v; fc1, or Llama's gate and up), which read the norm's output."""
+    count = next((i for i, op in enumerate(block) if not op.min_dim), len(block))
+    return block[:count]
 
 
 def gemm_halves(op: OpCost) -> tuple[OpCost, OpCost]:
@@ -191,6 +194,7 @@ def block_forward(b: PassBuilder, ops: list[OpCost]) -> None:
         b.run(ops)
         if tp > 1:
             b.collective("tp", msg)
+        b.flush()  # a run per block, as without tensor parallelism too
         return
     pre, block = split_at_gemm(ops)
     b.run([sequence_shard(op, tp) for op in pre])
@@ -227,42 +231,45 @@ def head_forward(b: PassBuilder) -> None:
 # ------------------------------------------------------------------------------ backward
 
 
-def column_backward(b: PassBuilder, gemm: OpCost) -> None:
-    """Backward of a column-parallel GEMM (QKV, fc1, LM head) under sequence parallelism:
-    re-gather of its input beside the input gradient, reduce-scatter of the input gradient
-    beside the weight gradient (Megatron-LM)."""
+def column_backward(b: PassBuilder, gemms: list[OpCost]) -> None:
+    """Backward of the column-parallel GEMMs of a block (QKV, fc1, the LM head) under
+    sequence parallelism: the re-gather of their input beside the input gradients, the
+    reduce-scatter of the input gradient beside the weight gradients (Megatron-LM)."""
     msg = activation_message_bytes(b.job)
-    dgrad, wgrad = gemm_halves(gemm)
+    halves = [gemm_halves(op) for op in reversed(gemms)]
     gathered = b.start("tp", msg, "all_gather", "tp")
-    b.run([dgrad])
+    b.run([dgrad for dgrad, _ in halves])
     b.wait(gathered)
     reduced = b.start("tp", msg, "reduce_scatter", "tp")
-    b.run([wgrad])
+    b.run([wgrad for _, wgrad in halves])
     b.wait(reduced)
 
 
 def block_backward(b: PassBuilder, ops: list[OpCost], selective: bool) -> None:
-    """One block's backward, from its output gradient to its input gradient: the GEMMs and
-    ops after its first (column-parallel) GEMM in reverse, that GEMM, then the ops before it
-    (the norm, and the previous block's dropout and residual)."""
+    """One block's backward, from its output gradient to its input gradient: the ops after
+    its column-parallel projections in reverse (the attention core's forward again right
+    before its backward, under selective recomputation), the projections, then the ops
+    before them (the norm, and the previous block's dropout and residual)."""
     job = b.job
     tp, sp = job.layout.tp, job.layout.sequence_parallel
     msg = activation_message_bytes(job)
     pre, block = split_at_gemm(ops)
-    core = attention_core(block) if selective else []
+    columns = leading_gemms(block)
+    core = attention_core_ops(job) if selective else []
     if sp:
         b.collective("tp", msg, "all_gather")
-    for i in reversed(range(1, len(block))):
-        if core and block[i] is core[-1]:
-            b.run(core, recompute=True)  # the core's forward again, right before its backward
-        b.run([backward_of(block[i])])
+    for op in reversed(block[len(columns):]):
+        if core and op == core[-1]:
+            b.run(core, recompute=True)
+        b.run([backward_of(op)])
     if sp:
-        column_backward(b, block[0])
+        column_backward(b, columns)
         pre = [sequence_shard(op, tp) for op in pre]
     else:
-        b.run([backward_of(block[0])])
+        b.run([backward_of(op) for op in reversed(columns)])
         if tp > 1:
             b.collective("tp", msg)
+        b.flush()
     b.run([backward_of(op) for op in reversed(pre)])
 
 
@@ -282,8 +289,9 @@ def head_backward(b: PassBuilder) -> None:
     ops = head_forward_ops(job)
     if job.layout.sequence_parallel:
         pre, rest = split_at_gemm(ops)
-        b.run([backward_of(op) for op in reversed(rest[1:])])
-        column_backward(b, rest[0])
+        columns = leading_gemms(rest)
+        b.run([backward_of(op) for op in reversed(rest[len(columns):])])
+        column_backward(b, columns)
         b.run([backward_of(sequence_shard(op, job.layout.tp)) for op in reversed(pre)])
         return
     b.run([backward_of(op) for op in reversed(ops)])

@@ -1,4 +1,6 @@
-"""Memory per rank: Korthikanti et al.'s activation table, the ZeRO stages, the parts."""
+"""Memory per rank: Korthikanti et al.'s activation counts (the tensor-by-tensor count gives
+eq. 2 back for a GPT layer, prices Llama layers and flash attention, and table 2's sequence
+parallel and selective rows), the ZeRO stages, the parts of a rank's peak."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import pytest
 from fugaku_sim.sim.memory import (
     GiB,
     activation_bytes_per_layer,
+    kept_activations,
     memory_by_stage,
     parameter_bytes,
     stage_memory,
@@ -19,6 +22,67 @@ from fugaku_sim.spec.breakdown import MEMORY_KEYS
 from fugaku_sim.spec.job import Job
 from fugaku_sim.tensors import stage_parameters
 from tests.sim.small import small_job, small_torus
+
+
+def job_of(model: ModelSpec, tp: int, precision: str = "fp16", attention: str = "materialized",
+           micro_batch: int = 2) -> Job:
+    train = TrainSpec(global_batch=8 * micro_batch, micro_batch=micro_batch,
+                      precision=precision, attention=attention)  # type: ignore[arg-type]
+    return make_job(load_cluster("dgx-a100"), model, train, Layout(tp=tp, dp=8 // tp))
+
+
+GPT = ModelSpec(name="gpt", layers=2, hidden=2048, heads=16, seq_len=1024, vocab=51200)
+LLAMA_3_8B = ModelSpec(name="l3", layers=2, hidden=4096, heads=32, kv_heads=8, ffn_hidden=14336,
+                       seq_len=8192, vocab=128256, norm="rmsnorm", mlp="swiglu",
+                       positions="rotary", bias=False, tied_embeddings=False)
+
+
+def korthikanti_eq2(job: Job) -> float:
+    """Korthikanti et al. 2022, eq. 2: s b h (10 + 24/t + 5 a s/(h t)), 16-bit activations."""
+    m, t = job.model, job.layout.tp
+    s, b, h, a = m.seq_len, job.train.micro_batch, m.hidden, m.heads
+    return s * b * h * (10 + 24 / t + 5 * a * s / (h * t))
+
+
+@pytest.mark.parametrize("tp", [1, 2, 4, 8])
+@pytest.mark.parametrize("precision", ["fp16", "fp32"])
+def test_the_tensor_count_gives_eq2_for_gpt(tp: int, precision: str) -> None:
+    job = job_of(GPT, tp, precision)
+    scale = 2 if precision == "fp32" else 1
+    assert sum(kept_activations(job).values()) == pytest.approx(korthikanti_eq2(job) * scale)
+    assert activation_bytes_per_layer(job, "none") == pytest.approx(
+        korthikanti_eq2(job) * scale)
+
+
+def test_llama_layer_by_hand() -> None:
+    """Llama-3-8B's layer at tp 1, one 8,192-token sequence in bf16: norms' inputs and outputs
+    8 s h, queries and the 8 key/value heads repeated for their 4 query heads each 3 x 2 s
+    4096, projection input 2 s 4096, SwiGLU 3 x 2 s 14336, softmax output 2 A s^2; no dropout
+    masks. The flash kernel keeps the key/value heads as they are: 2 s (4096 + 2 x 1024)."""
+    s = 8192
+    job = job_of(LLAMA_3_8B, 1, "bf16", micro_batch=1)
+    want = s * (8 * 4096 + 6 * 4096 + 2 * 4096 + 6 * 14336) + 2 * 32 * s * s
+    assert activation_bytes_per_layer(job, "none") == want
+    assert "residual dropout masks" not in kept_activations(job)
+    flash = job_of(LLAMA_3_8B, 4, "bf16", attention="flash", micro_batch=1)  # 2 kv heads a rank
+    assert kept_activations(flash)["queries, keys, values"] == 2 * s * (1024 + 2 * 256)
+    assert activation_bytes_per_layer(job, "full") == 2 * s * 4096
+
+
+def test_flash_attention_keeps_no_scores() -> None:
+    """Flash attention keeps the fp32 log-sum-exp per query instead of the T x T scores."""
+    job = job_of(LLAMA_3_8B, 2, "bf16", attention="flash", micro_batch=1)
+    kept = kept_activations(job)
+    assert "attention probabilities" not in kept
+    assert kept["attention log-sum-exp"] == 4 * 16 * 8192
+    materialized = job_of(LLAMA_3_8B, 2, "bf16", micro_batch=1)
+    gap = (activation_bytes_per_layer(materialized, "none") - activation_bytes_per_layer(job, "none"))
+    repeated_kv = 2 * 8192 * 2 * (2048 - 512)  # materialized keeps 16 repeated k and v heads, not 4
+    assert gap == pytest.approx(2 * 16 * 8192**2 - 4 * 16 * 8192 + repeated_kv)
+    gpt_flash = job_of(GPT, 2, attention="flash")  # GPT-2 with flash: eq. 2 without 5 a s^2 b/t
+    assert activation_bytes_per_layer(gpt_flash, "none") == pytest.approx(
+        korthikanti_eq2(gpt_flash) - 5 * 8 * 1024**2 * 2 + 4 * 8 * 1024 * 2)
+
 
 GPT3 = ModelSpec(name="gpt3", layers=96, hidden=12288, heads=96, seq_len=2048, vocab=51200)
 
@@ -45,13 +109,28 @@ def test_korthikanti_table_2_in_16_bits(mode: str, sp: bool, per_sbh: float) -> 
     assert activation_bytes_per_layer(job, mode) == pytest.approx(per_sbh * sbh)  # type: ignore[arg-type]
 
 
-def test_fp32_doubles_the_values_not_the_dropout_masks() -> None:
-    """Of the 34 s b h + 5 a s^2 b bytes, 2 s b h + a s^2 b are 1-byte masks."""
-    half, full = gpt3_job("fp16"), gpt3_job("fp32")
-    sbh, core = 2048 * 12288, 96 * 2048**2
-    for mode, masks in (("none", 2 * sbh + core / 8), ("selective", 2 * sbh)):
-        b16 = activation_bytes_per_layer(half, mode)  # type: ignore[arg-type]
-        assert activation_bytes_per_layer(full, mode) == pytest.approx(2 * b16 - masks)  # type: ignore[arg-type]
+@pytest.mark.parametrize("mode", ["none", "selective", "full"])
+@pytest.mark.parametrize("sp", [False, True])
+def test_fp32_doubles_every_count(mode: str, sp: bool) -> None:
+    """The paper's byte counts scaled to the training precision, as eq. 2 is."""
+    half, full = gpt3_job("fp16", sp=sp), gpt3_job("fp32", sp=sp)
+    assert activation_bytes_per_layer(full, mode) == pytest.approx(  # type: ignore[arg-type]
+        2 * activation_bytes_per_layer(half, mode))  # type: ignore[arg-type]
+
+
+def test_sequence_parallelism_and_selective_recomputation_on_a_llama_layer() -> None:
+    """On the tensor-by-tensor count: sequence parallelism splits the norms' inputs and
+    outputs over t; selective recomputation drops the attention probabilities (materialized)
+    or the log-sum-exp (flash)."""
+    base = job_of(LLAMA_3_8B, 4, "bf16", micro_batch=1)
+    kept = kept_activations(base)
+    sp = make_job(base.cluster, base.model, base.train,
+                  base.layout.model_copy(update={"sequence_parallel": True}))
+    norms = kept["norm inputs and outputs"]
+    assert activation_bytes_per_layer(sp, "none") == pytest.approx(
+        sum(kept.values()) - norms * (1 - 1 / 4))
+    assert activation_bytes_per_layer(base, "selective") == pytest.approx(
+        sum(kept.values()) - kept["attention probabilities"])
 
 
 def test_stage_keeps_its_micro_batches_in_flight_of_its_layers() -> None:

@@ -9,13 +9,18 @@ import pytest
 import simpy
 
 from fugaku_sim.parallel import stage_chunks
-from fugaku_sim.sim.compute import attention_ops, mlp_ops, op_time_s, residual_op
+from fugaku_sim.sim.compute import (
+    attention_core_ops,
+    attention_ops,
+    mlp_ops,
+    op_time_s,
+    residual_op,
+)
 from fugaku_sim.sim.predict import prepare
 from fugaku_sim.sim.segments import (
     PassBuilder,
     Segment,
     activation_message_bytes,
-    attention_core,
     layer_backward,
     layer_forward,
     p2p_message_bytes,
@@ -104,7 +109,7 @@ def test_selective_recompute_reruns_the_attention_core_in_the_backward() -> None
     job = job_of(recompute="selective")
     bwd = layer(job, backward=True, selective=True)
     rerun = [g for g in bwd if g.recompute]
-    core = attention_core(split_at_gemm(attention_ops(job))[1])
+    core = attention_core_ops(job)
     assert [op.name for op in core] == ["scores", "softmax", "attn_values"]
     assert len(rerun) == 1 and rerun[0].seconds == pytest.approx(
         sum(op_time_s(op, job) for op in core))
