@@ -15,7 +15,8 @@ from fugaku_sim.sim.plan import (
 )
 from fugaku_sim.sim.predict import predict
 from fugaku_sim.spec import ModelSpec, TrainSpec, load_cluster
-from fugaku_sim.spec.job import Job
+from fugaku_sim.errors import SpecError
+from fugaku_sim.spec.job import Job, check_modelled
 from tests.sim.small import small_torus
 
 MODEL = ModelSpec(name="m", layers=8, hidden=1024, heads=16, seq_len=2048, vocab=16000)
@@ -52,15 +53,22 @@ def test_a_dominated_recomputation_is_never_faster() -> None:
 
 
 def test_a_plan_for_the_trainer_holds_only_what_it_runs() -> None:
+    """The job script's layout is the first row the trainer runs; every row above it names a
+    feature the trainer lacks (sequence parallelism, today)."""
     everything = plan_layouts(TIGHT, MODEL, TRAIN, 8)
     rank, chosen, why = trainer_runnable(everything.predictions)
-    assert rank > 1 and "not modelled by the trainer" in why  # the simulator's best is not
+    assert rank >= 1
+    for above in everything.predictions[: rank - 1]:
+        with pytest.raises(SpecError, match="not modelled by the trainer"):
+            check_modelled(above.job.model, above.job.train, above.job.layout, "train")
+    assert (why == "") == (rank == 1)
+    assert any(p.job.layout.sequence_parallel for p in everything.predictions)
     trainer = plan_layouts(TIGHT, MODEL, TRAIN, 8, engine="train")
     assert trainer.predictions
     assert chosen is not None
     assert trainer.predictions[0].step_time_s == pytest.approx(chosen.step_time_s)
     assert trainer_runnable(trainer.predictions)[0] == 1
-
+    assert not any(p.job.layout.sequence_parallel for p in trainer.predictions)
 
 
 def test_tp_must_split_or_copy_the_key_value_heads() -> None:
