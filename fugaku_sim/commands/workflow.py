@@ -30,14 +30,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     w.add_argument("--out", required=True, type=Path)
     p = sub.add_parser("pick-layout", help="the fastest layout of a plan, as a layout record")
     p.add_argument("--plan", required=True, type=Path,
-                   help="a plan JSON list (best first), a predict JSON object or a layout record")
+                   help="a plan's JSON (best first), a predict JSON object or a layout record")
     p.add_argument("--out", required=True, type=Path)
     lp = sub.add_parser("loss-plot", help="plot the loss curves of metrics.jsonl")
     lp.add_argument("--metrics", required=True, type=Path)
     lp.add_argument("--vocab", type=int, help="draw ln(vocab), the loss of a uniform guess")
     lp.add_argument("--title", default="training loss")
     lp.add_argument("--out", required=True, type=Path)
-    t = sub.add_parser("plan-table", help="a plan JSON list as a Markdown table")
+    t = sub.add_parser("plan-table", help="a plan's JSON as a Markdown table")
     t.add_argument("--plan", required=True, type=Path)
     t.add_argument("--out", required=True, type=Path)
     r = sub.add_parser("run-dir", help="keep a work folder's checkpoints only if its inputs match")
@@ -83,9 +83,12 @@ PLAN_COLUMNS = (
 
 def _plan_table(plan: Path) -> str:
     """A plan's layouts, best first, as Markdown; columns the plan lacks are left out."""
-    rows = load_json(plan, str(plan))
-    if not isinstance(rows, list) or not rows or not isinstance(rows[0], dict):
-        raise UserError(f"{plan}: expected a non-empty JSON list of layouts")
+    from fugaku_sim.spec.record import plan_entries
+
+    rows = plan_entries(load_json(plan, str(plan)))
+    if not rows or not isinstance(rows[0], dict):
+        raise UserError(f"{plan}: expected the JSON of `fugaku-sim plan --json` with at least "
+                        "one layout")
     first = rows[0]
     columns = [c for c in PLAN_COLUMNS if c[0] in first]
     title = f"# Plan: {first.get('model', '?')} on {first.get('nodes', '?')} {first.get('cluster', '?')} nodes"

@@ -22,23 +22,14 @@ Progress = Callable[[str, int, int], None]
 
 @contextmanager
 def progress_bar(stage: str, quiet: bool) -> Iterator[Progress]:
-    """A rich progress display on stderr; yields ``update(task, done, total)``."""
-    if quiet:
-        yield lambda task, done, total: None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    """The stage's progress on stderr (:mod:`fugaku_sim.progress`: a bar on a terminal, lines
+    in a log); yields ``update(task, done, total)`` (total 0: unknown)."""
+    from fugaku_sim.progress import Progress as Lines
 
-    console = Console(stderr=True)
-    columns = (TextColumn(f"[bold]{stage}[/] {{task.description}}"), BarColumn(),
-               MofNCompleteColumn())
-    with Progress(*columns, console=console, transient=True) as bar:
-        tasks: dict[str, Any] = {}
+    with Lines(f"data {stage}", enabled=not quiet) as progress:
 
         def update(task: str, done: int, total: int) -> None:
-            if task not in tasks:
-                tasks[task] = bar.add_task(task, total=total or None)
-            bar.update(tasks[task], completed=done, total=total or None)
+            progress.update(done, total or None, task)
 
         yield update
 
@@ -54,6 +45,7 @@ def run_stage(stage: str, cfg: DataConfig, out_dir: Path, quiet: bool = False) -
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     with progress_bar(stage, quiet) as update:
+        update("stage", 0, 1)  # a line when the stage starts, whether or not it counts items
         if stage == "collect":
             report = collect.run_collect(cfg, out_dir, update)
         elif stage == "clean":
@@ -69,6 +61,7 @@ def run_stage(stage: str, cfg: DataConfig, out_dir: Path, quiet: bool = False) -
             report = {"mixture": manifest.write_manifest(cfg, out_dir, mix)["mixture"]}
         else:
             raise ValueError(f"unknown stage {stage}")
+        update("stage", 1, 1)
     report["wall_seconds"] = round(time.perf_counter() - started, 3)
     return report
 

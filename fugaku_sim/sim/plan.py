@@ -17,7 +17,7 @@ shared by its micro-batch and recomputation variants.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,11 +95,13 @@ def candidate_jobs(
 
 
 def plan_layouts(
-    cluster: ClusterSpec, model: ModelSpec, train: TrainSpec, nodes: int, interleaved: bool = False
+    cluster: ClusterSpec, model: ModelSpec, train: TrainSpec, nodes: int, interleaved: bool = False,
+    progress: Callable[[int, int], None] | None = None,
 ) -> PlanResult:
-    """Predict every valid layout that fits memory; best (most tokens/s) first."""
+    """Predict every valid layout that fits memory; best (most tokens/s) first.
+    ``progress(done, total)`` after each layout predicted (total: the layouts that fit)."""
     result = PlanResult([])
-    setups: dict[tuple[Any, ...], Setup] = {}
+    fitting: list[Job] = []
     for job in candidate_jobs(cluster, model, train, nodes, interleaved):
         result.considered += 1
         if isinstance(job, str):
@@ -109,6 +111,11 @@ def plan_layouts(
         if not fits_memory(job, peak):
             result.too_big.append((peak, job))
             continue
+        fitting.append(job)
+    setups: dict[tuple[Any, ...], Setup] = {}
+    for i, job in enumerate(fitting):
+        if progress is not None:
+            progress(i, len(fitting))
         lay = job.layout
         key = (lay.tp, lay.pp, lay.dp, lay.placement, lay.rank_order)
         try:
@@ -117,6 +124,8 @@ def plan_layouts(
             result.predictions.append(predict(job, setup=setups[key]))
         except UserError as exc:
             result.rejected[str(exc)] = result.rejected.get(str(exc), 0) + 1
+    if progress is not None:
+        progress(len(fitting), len(fitting))
     result.predictions.sort(key=lambda p: p.step_time_s / p.job.global_batch_tokens)
     return result
 

@@ -36,7 +36,7 @@ def test_every_command_of_an_emitted_script_parses_and_runs_the_plan(
                                "--global-batch", batch, "--tokens", "1e9", "--json",
                                "--emit-job", str(job))
     assert status == 0, err
-    best = json.loads(out)[0]
+    best = json.loads(out)["plans"][0]
     script = (job / name).read_text()
     commands = cli_invocations(script)
     assert [c[0] for c in commands] == ["train"], script
