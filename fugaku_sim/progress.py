@@ -103,8 +103,9 @@ class _Task:
     started: float
     line_done: int
     line_time: float
-    done: int = 0
+    done: int = 0  # the latest update: its count, info and time
     info: str = ""
+    at: float = 0.0
     bar_id: Any = None
 
 
@@ -146,7 +147,7 @@ class Progress:
         if state is None:
             state = self._tasks[task] = _Task(total, done, now, done, now)
         state.total = total if total is not None else state.total
-        state.done, state.info = done, info
+        state.done, state.info, state.at = done, info, now
         if self._bar is not None:
             self._update_bar(state, task, done, info)
             return
@@ -154,13 +155,15 @@ class Progress:
         due = (first or last or now - state.line_time >= self.every_s
                or (self.every_n is not None and done - state.line_done >= self.every_n))
         if due:
-            self._print_line(task, state, now)
+            self._print_line(task, state)
 
-    def _print_line(self, task: str, state: _Task, now: float) -> None:
-        state.line_done, state.line_time = state.done, now
-        eta = eta_s(state.done, state.total, state.first_done, now - state.started)
-        print(self.format_line(task, state.done, state.total, state.info, now - state.started,
-                               eta), file=sys.stderr, flush=True)
+    def _print_line(self, task: str, state: _Task) -> None:
+        """The line of the task's latest update."""
+        state.line_done, state.line_time = state.done, state.at
+        elapsed = state.at - state.started
+        eta = eta_s(state.done, state.total, state.first_done, elapsed)
+        print(self.format_line(task, state.done, state.total, state.info, elapsed, eta),
+              file=sys.stderr, flush=True)
 
     def format_line(self, task: str, done: int, total: int | None, info: str,
                     elapsed_s: float, eta: float | None) -> str:
@@ -186,10 +189,9 @@ class Progress:
             self._bar.stop()
             self._bar = None
         elif self.mode == "lines":
-            now = time.monotonic()
             for task, state in self._tasks.items():
                 if state.done != state.line_done:
-                    self._print_line(task, state, now)
+                    self._print_line(task, state)
         self.mode = "off"
 
 

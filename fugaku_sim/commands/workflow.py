@@ -6,7 +6,7 @@
   record (:mod:`fugaku_sim.spec.record`), which ``train`` and ``predict`` read;
 - ``loss-plot``: the loss curves of a run;
 - ``run-dir``: make a training work folder this run's own before the trainer resumes from it;
-- ``plan-table``: a plan's layouts as a Markdown table (for the report).
+- ``plan-table``: a plan's layouts, or a prediction, as a Markdown table (for the report).
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     lp.add_argument("--vocab", type=int, help="draw ln(vocab), the loss of a uniform guess")
     lp.add_argument("--title", default="training loss")
     lp.add_argument("--out", required=True, type=Path)
-    t = sub.add_parser("plan-table", help="a plan's JSON as a Markdown table")
+    t = sub.add_parser("plan-table",
+                       help="a plan's (or a prediction's) JSON as a Markdown table")
     t.add_argument("--plan", required=True, type=Path)
     t.add_argument("--out", required=True, type=Path)
     r = sub.add_parser("run-dir", help="keep a work folder's checkpoints only if its inputs match")
@@ -81,17 +82,31 @@ PLAN_COLUMNS = (
 )
 
 
-def _plan_table(plan: Path) -> str:
-    """A plan's layouts, best first, as Markdown; columns the plan lacks are left out."""
+def _table_rows(path: Path) -> tuple[list[dict[str, Any]], str]:
+    """The layouts of a plan's JSON, best first, or the one of a predict JSON object, and
+    what the table is (``Plan``, ``Prediction``).
+
+    Raises:
+        UserError: neither, or a plan without layouts.
+    """
     from fugaku_sim.spec.record import plan_entries
 
-    rows = plan_entries(load_json(plan, str(plan)))
+    data = load_json(path, str(path))
+    rows = plan_entries(data)
+    if rows is None and isinstance(data, dict) and "step_time_s" in data:
+        return [data], "Prediction"
     if not rows or not isinstance(rows[0], dict):
-        raise UserError(f"{plan}: expected the JSON of `fugaku-sim plan --json` with at least "
-                        "one layout")
+        raise UserError(f"{path}: expected the JSON of `fugaku-sim plan --json` with at least "
+                        "one layout, or of `fugaku-sim predict --json`")
+    return rows, "Plan"
+
+
+def _plan_table(plan: Path) -> str:
+    """A plan's layouts, best first, as Markdown; columns the plan lacks are left out."""
+    rows, kind = _table_rows(plan)
     first = rows[0]
     columns = [c for c in PLAN_COLUMNS if c[0] in first]
-    title = f"# Plan: {first.get('model', '?')} on {first.get('nodes', '?')} {first.get('cluster', '?')} nodes"
+    title = f"# {kind}: {first.get('model', '?')} on {first.get('nodes', '?')} {first.get('cluster', '?')} nodes"
     lines = [title, "", "| rank | " + " | ".join(c[1] for c in columns) + " |",
              "|---:|" + "---:|" * len(columns)]
     for number, row in enumerate(rows, 1):

@@ -50,7 +50,10 @@ class EventLog:
             print(OFF_NOTE, file=sys.stderr, flush=True)
             return cls(None)
         purge = resume_step + 1 if resume_step > 0 else None
-        return cls(SummaryWriter(str(folder), purge_step=purge))
+        # tensorboardX names a file by the second and the host only: the suffix keeps a run
+        # resumed within the same second from overwriting the file before it, and sorts after
+        suffix = f".from-step-{resume_step:010d}"
+        return cls(SummaryWriter(str(folder), purge_step=purge, filename_suffix=suffix))
 
     def write(self, record: dict[str, Any]) -> None:
         """The record's scalars at its step, flushed (a killed run keeps what it logged)."""
