@@ -47,14 +47,14 @@ def clock(seconds: float) -> str:
 
 def eta_s(done: int, total: int | None, first_done: int, elapsed_s: float) -> float | None:
     """Seconds left at the rate since the first update (``done - first_done`` items in
-    ``elapsed_s``); None without a total or a rate.
+    ``elapsed_s``); None without a total or a rate, or once the total is reached.
 
     >>> eta_s(30, 100, 10, 40.0)  # 20 items in 40 s, 70 left
     140.0
     """
-    if total is None or done <= first_done or elapsed_s <= 0:
+    if total is None or done <= first_done or elapsed_s <= 0 or done >= total:
         return None
-    return max(total - done, 0) * elapsed_s / (done - first_done)
+    return (total - done) * elapsed_s / (done - first_done)
 
 
 def progress_mode(enabled: bool = True) -> str:
@@ -182,16 +182,20 @@ class Progress:
             state.bar_id = self._bar.add_task(name, total=state.total, completed=done, info=info)
         self._bar.update(state.bar_id, completed=done, total=state.total, info=info)
 
-    def close(self) -> None:
-        """Stop the bar, or print the last line of each task whose latest update has none
-        (a task of unknown total, or one that stopped early); further updates print nothing."""
-        if self._bar is not None:
-            self._bar.stop()
-            self._bar = None
-        elif self.mode == "lines":
+    def flush(self) -> None:
+        """Print the last line of each task whose latest update has none (a task of unknown
+        total, or one that stopped early)."""
+        if self.mode == "lines":
             for task, state in self._tasks.items():
                 if state.done != state.line_done:
                     self._print_line(task, state)
+
+    def close(self) -> None:
+        """Stop the bar, or :meth:`flush` the lines; further updates print nothing."""
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+        self.flush()
         self.mode = "off"
 
 

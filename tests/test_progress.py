@@ -43,7 +43,7 @@ def test_lines_at_start_every_n_and_end_with_rate_based_eta(
         "plan: layouts 0/10 (0%) | at 0 | elapsed 0:00:00",
         "plan: layouts 4/10 (40%) | at 4 | elapsed 0:00:08 | ETA 0:00:12",
         "plan: layouts 8/10 (80%) | at 8 | elapsed 0:00:16 | ETA 0:00:04",
-        "plan: layouts 10/10 (100%) | at 10 | elapsed 0:00:20 | ETA 0:00:00",
+        "plan: layouts 10/10 (100%) | at 10 | elapsed 0:00:20",
     ]
 
 
@@ -116,4 +116,4 @@ def test_clock_and_eta() -> None:
     assert clock(0) == "0:00:00" and clock(86399.6) == "24:00:00"
     assert eta_s(5, 10, 5, 3.0) is None  # no item since the first update: no rate yet
     assert eta_s(5, None, 0, 3.0) is None
-    assert eta_s(12, 10, 2, 5.0) == 0.0  # past the total: nothing left
+    assert eta_s(10, 10, 2, 5.0) is None  # done: no ETA on the last line

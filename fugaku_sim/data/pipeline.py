@@ -31,7 +31,10 @@ def progress_bar(stage: str, quiet: bool) -> Iterator[Progress]:
         def update(task: str, done: int, total: int) -> None:
             progress.update(done, total or None, task)
 
+        progress.update(0, 1, "stage", "started")  # a line whether or not the stage counts
         yield update
+        progress.flush()  # each task's last count, then the stage's end
+        progress.update(1, 1, "stage", "done")
 
 
 def run_stage(stage: str, cfg: DataConfig, out_dir: Path, quiet: bool = False) -> dict:
@@ -45,7 +48,6 @@ def run_stage(stage: str, cfg: DataConfig, out_dir: Path, quiet: bool = False) -
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     with progress_bar(stage, quiet) as update:
-        update("stage", 0, 1)  # a line when the stage starts, whether or not it counts items
         if stage == "collect":
             report = collect.run_collect(cfg, out_dir, update)
         elif stage == "clean":
@@ -61,7 +63,6 @@ def run_stage(stage: str, cfg: DataConfig, out_dir: Path, quiet: bool = False) -
             report = {"mixture": manifest.write_manifest(cfg, out_dir, mix)["mixture"]}
         else:
             raise ValueError(f"unknown stage {stage}")
-        update("stage", 1, 1)
     report["wall_seconds"] = round(time.perf_counter() - started, 3)
     return report
 

@@ -98,15 +98,14 @@ def run_perplexity(model: GPT, tokenizer: Tokenizer, documents: dict[str, tuple[
                    stride: int, tick: Tick = _no_tick) -> dict[str, Any]:
     """Per-domain perplexity (see :mod:`fugaku_sim.evaluate.perplexity`)."""
     out: dict[str, Any] = {}
-    for i, (domain, (docs, source)) in enumerate(documents.items()):
-        tick("perplexity", i, len(documents), domain)
+    for domain, (docs, source) in documents.items():
         if not docs:
             out[domain] = {"skipped": "no held-out documents"}
             continue
         r = domain_perplexity(model, docs, tokenizer.eod_id, stride,
-                              _text_bytes(tokenizer, docs))
+                              _text_bytes(tokenizer, docs),
+                              _task_tick(tick, f"perplexity {domain} windows"))
         out[domain] = {**r, "source": source}
-    tick("perplexity", len(documents), len(documents), "")
     return {"definition": PERPLEXITY_DEFINITION, "stride": stride, "domains": out}
 
 
@@ -126,7 +125,7 @@ def run_choice(model: GPT, tokenizer: Tokenizer, documents: dict[str, tuple[list
             tasks[name] = {"skipped": f"fewer than {opts.n_choices} documents of "
                                       f">= {ctx + cont} tokens", "chance": 1 / opts.n_choices}
             continue
-        scored = score_items(model, items, _task_tick(tick, name))
+        scored = score_items(model, items, _task_tick(tick, f"{name} items"))
         scored.pop("predictions")
         tasks[name] = scored
     return {"definition": CHOICE_DEFINITION, "context_tokens": ctx,
@@ -143,7 +142,7 @@ def run_arithmetic(model: GPT, tokenizer: Tokenizer, data: DataDir,
     chosen = [problems[i] for i in pick(len(problems), opts.max_problems, opts.seed, "maths")]
     r = evaluate_arithmetic(model, tokenizer, chosen, opts.max_new_tokens_maths,
                             shots=opts.maths_shots, seed=opts.seed,
-                            on_item=_task_tick(tick, "arithmetic"))
+                            on_item=_task_tick(tick, "arithmetic problems"))
     em, n = r["exact_match"], r["problems"]
     stderr = math.sqrt(em * (1 - em) / (n - 1)) if n > 1 else None
     return {**base, "source": str(path), **r, "exact_match_stderr": stderr}

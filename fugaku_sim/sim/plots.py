@@ -65,6 +65,15 @@ def plot_plan(rows: list[dict[str, Any]], path: Path, title: str) -> None:
 
 def plot_sweep(rows: list[dict[str, Any]], vary: str, label: str, path: Path,
                title: str) -> None:
+    """Write :func:`sweep_figure` as a PNG."""
+    plt = _pyplot()
+    fig = sweep_figure(rows, vary, label, title)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+
+def sweep_figure(rows: list[dict[str, Any]], vary: str, label: str, title: str) -> Any:
     """Left: tokens/s and MFU against the varied quantity ``vary`` (``label``: its name and
     unit, :func:`fugaku_sim.sim.sweep.axis_label`); right: the step-time breakdown of each
     value.
@@ -114,9 +123,7 @@ def plot_sweep(rows: list[dict[str, Any]], vary: str, label: str, path: Path,
     ax2.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.suptitle(title)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    return fig
 
 
 def _value_ticks(ax: Any, x: list[float]) -> None:
