@@ -106,8 +106,10 @@ class TrainProgress:
             self.progress.update(start, total, "iteration", "resumed")
 
     def update(self, record: dict[str, Any]) -> None:
-        """Report the step ``record`` of ``metrics.jsonl``."""
-        self.progress.update(record["step"], self.total, "iteration", iteration_text(record))
+        """Report the step ``record`` of ``metrics.jsonl`` (a bar shows loss and tokens/s)."""
+        info = (f"loss {record['loss']:.4f}  {record['tokens_per_s']:,.0f} tok/s"
+                if self.progress.mode == "bar" else iteration_text(record))
+        self.progress.update(record["step"], self.total, "iteration", info)
 
     def close(self) -> None:
         self.progress.close()
