@@ -6,9 +6,8 @@ needs neither torch nor TensorFlow); without it the run says once that events ar
 
 - ``loss/train``, ``loss/valid`` (nats per token), ``lr``, ``grad_norm``, ``step_time_s``,
   ``tokens_per_s``, and ``breakdown_s/<term>`` for each term of the measured step breakdown,
-  at the optimizer step (``global_step`` = ``step`` of ``metrics.jsonl``), the same names
-  Megatron-LM's TensorBoard writer uses for its lm loss, learning rate and grad norm panes
-  translated to this project's keys.
+  at the optimizer step (``global_step`` = ``step`` of ``metrics.jsonl``): the keys of
+  ``metrics.jsonl``, with the two losses on one chart.
 
 A resumed run writes a new event file that starts with TensorBoard's purge marker at the step
 after the checkpoint, so the steps a killed run did after its last checkpoint are hidden, as
