@@ -105,7 +105,7 @@ def test_plan_emits_pjsub_script_and_vcoordfile(run_cli, tmp_path: Path) -> None
         str(tmp_path / "plan.png"),
     )
     assert status == 0, err
-    rows = json.loads(out)
+    rows = json.loads(out)["plans"]
     speeds = [r["tokens_per_s"] for r in rows]
     assert speeds == sorted(speeds, reverse=True)
     script = (tmp_path / "job.pjm.sh").read_text()
@@ -205,7 +205,7 @@ def test_full_fugaku_llm_plan(run_cli, tmp_path: Path) -> None:
         str(tmp_path),
     )
     assert status == 0, err
-    rows = json.loads(out)
+    rows = json.loads(out)["plans"]
     assert any((r["tp"], r["pp"], r["dp"]) == (6, 8, 288) for r in rows)
     assert len((tmp_path / "rankmap.vcoord").read_text().splitlines()) == 13824
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from fugaku_sim.errors import SpecError
 from fugaku_sim.sim.plan import (
     DOMINATED,
     candidate_groups,
@@ -15,7 +16,6 @@ from fugaku_sim.sim.plan import (
 )
 from fugaku_sim.sim.predict import predict
 from fugaku_sim.spec import ModelSpec, TrainSpec, load_cluster
-from fugaku_sim.errors import SpecError
 from fugaku_sim.spec.job import Job, check_modelled
 from tests.sim.small import small_torus
 
