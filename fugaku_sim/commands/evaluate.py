@@ -68,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
     )
     from fugaku_sim.evaluate.tokenizer import Tokenizer
     from fugaku_sim.io import check_output_path
+    from fugaku_sim.progress import Progress
     from fugaku_sim.tensors.consolidated import read_consolidated
 
     check_output_path(args.out, f"--out {args.out}", folder=True)
@@ -94,7 +95,10 @@ def run(args: argparse.Namespace) -> int:
                        n_choices=args.choices, temperature=args.temperature, top_k=args.top_k,
                        max_new_tokens=args.max_new_tokens,
                        prompts=tuple(args.prompt) if args.prompt else DEFAULT_PROMPTS)
-    result = evaluate_model(GPT(spec, params), tokenizer, data, opts, source)
+    with Progress("evaluate") as progress:
+        result = evaluate_model(GPT(spec, params), tokenizer, data, opts, source,
+                                lambda task, done, total, info: progress.update(done, total,
+                                                                                task, info))
     json_path, md_path = write_results(result, args.out)
     _print_summary(result, json_path, md_path)
     return 0

@@ -178,6 +178,7 @@ def test_hostile_input_is_one_line_exit_2_and_nothing_written(
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_bytes(data)
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("FUGAKU_SIM_PROGRESS", "off")  # progress lines are not the error
     before = _snapshot(tmp_path)
     status, out, err = run_cli(*argv)
     lines = err.strip().splitlines()
