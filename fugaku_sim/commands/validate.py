@@ -24,7 +24,7 @@ from typing import get_args
 
 from fugaku_sim.calibrate.compare import STATISTICS
 from fugaku_sim.calibrate.launch import add_launch_arguments
-from fugaku_sim.commands.common import command_meta, print_json
+from fugaku_sim.commands.common import command_meta, count, print_json
 from fugaku_sim.sim.predict import Mode
 
 
@@ -39,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="output directory (default results/compare)")
     parser.add_argument("--data", type=Path,
                         help="data directory for the runs (default: synthetic, <out>/data)")
-    parser.add_argument("--warmup", type=int, default=None,
+    parser.add_argument("--warmup", type=count, default=None,
                         help="steps left out of the timing of --from-metrics runs (default 2)")
     parser.add_argument("--statistic", choices=STATISTICS, default="median",
                         help="measured step time: this statistic of the timed steps")

@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from fugaku_sim.commands.common import positive_int
 from fugaku_sim.errors import UserError
 from fugaku_sim.io import load_json, write_json, write_text
 
@@ -34,7 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, type=Path)
     lp = sub.add_parser("loss-plot", help="plot the loss curves of metrics.jsonl")
     lp.add_argument("--metrics", required=True, type=Path)
-    lp.add_argument("--vocab", type=int, help="draw ln(vocab), the loss of a uniform guess")
+    lp.add_argument("--vocab", type=positive_int,
+                    help="draw ln(vocab), the loss of a uniform guess")
     lp.add_argument("--title", default="training loss")
     lp.add_argument("--out", required=True, type=Path)
     t = sub.add_parser("plan-table",

@@ -143,6 +143,27 @@ CASES: dict[str, tuple[Prepared, str]] = {
                                  "argument --choices: must be at least 2"),
     "evaluate at NaN temperature": (_argv("evaluate", "--checkpoint", "x", "--temperature", "nan"),
                                     "argument --temperature: must be a finite number"),
+    "calibrate with an infinite array": (_argv("calibrate", "--array-MB", "inf"),
+                                         "argument --array-MB: must be a finite number"),
+    "calibrate with no ranks": (_argv("calibrate", "--ranks", "0"), "argument --ranks"),
+    "data with no workers": (_argv("data", "all", "--workers", "0"), "argument --workers"),
+    "runs at a NaN clock": (_argv("runs", "megatron", "x.log", "--cluster", "fugaku",
+                                  "--processes-per-node", "8", "--clock-ghz", "nan"),
+                            "argument --clock-ghz: must be a finite number"),
+    "validate with a negative warm-up": (_argv("validate", "--warmup", "-1"),
+                                         "argument --warmup: must be at least 0"),
+    "data config with a NaN share": (
+        ({"d.yaml": b"mixture: {ja: .nan, en: 0.5, code: 0.25, maths: 0.25}\n"},
+         ["data", "all", "--config", "d.yaml", "--out", "data"]),
+        "d.yaml: data.mixture.ja: Input should be a finite number"),
+    "data config with a duplicate key": (
+        ({"d.yaml": b"tokenizer: {vocab_size: 8000}\ntokenizer: {vocab_size: 9000}\n"},
+         ["data", "all", "--config", "d.yaml", "--out", "data"]),
+        "duplicate key 'tokenizer' at line 2"),
+    "data config with a boolean size": (
+        ({"d.yaml": b"tokenizer: {vocab_size: true}\n"},
+         ["data", "all", "--config", "d.yaml", "--out", "data"]),
+        "data.tokenizer.vocab_size: expected a number"),
     # a step too large to simulate, named rather than enumerated for minutes
     "a step of a million micro-batches": (
         _argv("predict", "--cluster", "fugaku", "--model", "gpt2-small", "--tp", "1", "--pp",
@@ -191,7 +212,8 @@ def test_hostile_input_is_one_line_exit_2_and_nothing_written(
 
 def test_the_cases_cover_every_verb_that_takes_a_spec() -> None:
     verbs = {argv[0] for (_, argv), _ in CASES.values()}
-    assert {"check", "plan", "predict", "sweep", "campaign", "evaluate", "release"} <= verbs
+    assert {"check", "plan", "predict", "sweep", "campaign", "evaluate", "release", "data",
+            "calibrate", "runs", "validate"} <= verbs
     assert len(CASES) >= 50
 
 
