@@ -18,6 +18,8 @@ the published configurations of the largest models and machines:
 - nodes of a machine: 2^21 = 2,097,152 (13x Fugaku's 158,976 nodes); every placement lists
   the job's nodes.
 - pipeline stages named in a list: fewer than ``MAX_LAYERS`` (each stage holds a layer).
+- any number of any spec field: 10^18 (an exabyte in bytes, 10^15 x a node's GB/s); the
+  spec's units are human-scale, so a larger figure is a typo, whatever the field.
 """
 
 from __future__ import annotations
@@ -31,5 +33,6 @@ MAX_GLOBAL_BATCH = 2**24
 MAX_TOKENS = 1e15
 MAX_STEPS = 10**9
 MAX_MACHINE_NODES = 2**21
+MAX_MAGNITUDE = 1e18
 #: a data-parallel bucket larger than a terabyte is a typo (Megatron's default: 40 MB)
 MAX_BUCKET_MB = 1e6

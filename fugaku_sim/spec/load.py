@@ -166,13 +166,19 @@ def parse_yaml(text: str, source: str) -> Any:
         SpecError: ``source: line L column C: YAML syntax error: ...``, a duplicate key, an
             alias bomb, nesting too deep, more than one document.
     """
-    loader = _StrictLoader(text)
+    loader = None
     try:
+        loader = _StrictLoader(text)  # the reader refuses control characters here
         node = loader.get_single_node()
         if node is None:
             return None
         _check_expansion(node)
         return loader.construct_document(node)
+    except yaml.reader.ReaderError as exc:
+        char = exc.character  # a code point, or a byte of undecodable input
+        shown = f"#x{char:04x}" if isinstance(char, int) else repr(char)
+        raise SpecError(f"{source}: YAML syntax error: {exc.reason} (character {shown} at "
+                        f"position {exc.position})") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1} column {mark.column + 1}:" if mark else ""
@@ -186,7 +192,8 @@ def parse_yaml(text: str, source: str) -> Any:
     except RecursionError:
         raise SpecError(f"{source}: YAML syntax error: nested too deeply") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def read_yaml(path: Path, what: str | None = None) -> dict[str, Any]:

@@ -61,6 +61,11 @@ CASES: dict[str, tuple[Prepared, str]] = {
                           "model.hidden"),
     "a number of 5000 digits": (_model(MODEL.replace("vocab: 64", "vocab: " + "9" * 5000)),
                                 "m.yaml"),
+    "a bandwidth of 10^21 GB/s": (
+        _cluster(lambda t: t.replace("link_bw_GBps: ", "link_bw_GBps: 1180591620717411303424 #")),
+        "c.yaml: interconnect.torus.link_bw_GBps: a number beyond 1e+18"),
+    "a learning rate of 1e30": (_argv("check", *TINY, "--lr", "1e30"),
+                                "train.lr: a number beyond 1e+18"),
     "infinite learning rate in a file": (_train_config("lr: .inf\n"),
                                          "train.lr: Input should be a finite number"),
     "NaN weight decay in a file": (_train_config("weight_decay: .nan\n"),
@@ -107,6 +112,9 @@ CASES: dict[str, tuple[Prepared, str]] = {
     "not UTF-8": (({"m.yaml": b"model: {name: \xff\xfe}\n"},
                    ["check", "--cluster", "fugaku", "--model", "m.yaml"]),
                   "m.yaml: not UTF-8 text (byte 14)"),
+    "a control character in YAML": (_model(MODEL.replace("name: m", "name: m\x0c")),
+                                    "m.yaml: YAML syntax error: special characters are not "
+                                    "allowed (character #x000c at position 15)"),
     "an empty spec file": (({"m.yaml": b""}, ["check", "--cluster", "fugaku", "--model", "m.yaml"]),
                            "m.yaml: expected a mapping"),
     "a list for a spec": (({"m.yaml": b"- 1\n"},
