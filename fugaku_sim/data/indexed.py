@@ -27,6 +27,7 @@ Token dtype: ``uint16`` when the vocabulary is below 65,500, else ``int32``
 from __future__ import annotations
 
 import os
+import stat
 import struct
 from pathlib import Path
 from typing import Any
@@ -148,10 +149,14 @@ class IndexedDatasetWriter:
 
 def _read_header(idx_path: Path) -> tuple[np.dtype[Any], int, int]:
     try:
+        if not stat.S_ISREG(os.stat(idx_path).st_mode):  # a FIFO would block the open
+            raise UserError(f"{idx_path}: not a regular file, not an indexed dataset index")
         with open(idx_path, "rb") as f:
             head = f.read(_HEADER_BYTES)
     except FileNotFoundError:
         raise UserError(f"{idx_path}: indexed dataset index not found") from None
+    except OSError as exc:
+        raise UserError(f"{idx_path}: cannot be read ({exc.strerror})") from None
     if len(head) < _HEADER_BYTES or head[:9] != INDEX_HEADER:
         raise UserError(f"{idx_path}: not a Megatron MMIDIDX index (bad or truncated header)")
     (version,) = struct.unpack("<Q", head[9:17])
@@ -202,6 +207,10 @@ class IndexedDataset:
             raise UserError(f"{idx_path}: corrupt index (sequence pointers do not follow lengths)")
         if len(self.document_indices) == 0 or self.document_indices[0] != 0:
             raise UserError(f"{idx_path}: corrupt index (document indices must start at 0)")
+        if (np.diff(self.document_indices) < 0).any() \
+                or self.document_indices[-1] != len(self.sizes):
+            raise UserError(f"{idx_path}: corrupt index (document indices must rise to the "
+                            f"sequence count, {len(self.sizes)})")
         try:
             bin_bytes = bin_path.stat().st_size
         except FileNotFoundError:
