@@ -11,6 +11,7 @@ from fugaku_sim.spec import load_cluster, load_model
 from fugaku_sim.workflow.allocation import run_allocation
 from fugaku_sim.workflow.config import (
     check_against_schema,
+    check_config_files,
     check_run,
     fixed_layout,
     load_workflow_config,
@@ -26,6 +27,7 @@ def config_error(message):
 
 
 try:
+    check_config_files(workflow.configfiles)  # duplicate keys: Snakemake keeps the last
     check_against_schema(config, "")
     CFG = load_workflow_config(config, "")
     check_run(CFG)  # the training job's cross-field rules, before the data stage runs

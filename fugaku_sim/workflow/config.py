@@ -134,6 +134,24 @@ def load_workflow_config(data: dict[str, Any], source: str = "config") -> Workfl
         raise SpecError(validation_message(exc, source)) from None
 
 
+def check_config_files(paths: list[str]) -> None:
+    """Read each config file again through the spec's YAML loader: Snakemake's own loader
+    keeps the last of two equal keys silently, takes control characters and any size.
+
+    Raises:
+        SpecError: one line naming the file (a duplicate key, an alias bomb, ...).
+    """
+    from fugaku_sim.io import read_text
+    from fugaku_sim.spec.load import MAX_YAML_BYTES, parse_yaml
+
+    for path in paths:
+        try:
+            text = read_text(path, str(path), kind="YAML file", max_bytes=MAX_YAML_BYTES)
+        except UserError as exc:
+            raise SpecError(str(exc)) from None
+        parse_yaml(text, str(path))
+
+
 def check_run(cfg: WorkflowConfig) -> None:
     """The cross-field rules the training job would apply, checked before any job runs (the
     data stage takes minutes; a batch that does not divide should not wait for it): the
