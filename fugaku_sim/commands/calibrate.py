@@ -53,9 +53,12 @@ def run(args: argparse.Namespace) -> int:
     ranks = args.ranks or usable_cores()
     if ranks < 2:
         raise UserError(f"--ranks: need at least 2 (point-to-point needs a pair), got {ranks}")
+    from fugaku_sim.io import check_output_path
+
     base = load_cluster(args.base)
     launcher = parse_launcher(args.launcher)
     out = args.out or Path("clusters") / f"{args.name}.yaml"
+    check_output_path(out, f"--out {out}")  # before minutes of measurement
     console = Console(stderr=True)
     prov = provenance(["fugaku-sim", *sys.argv[1:]] if sys.argv[1:2] == ["calibrate"] else None)
     prov["launcher"] = launcher.describe()

@@ -44,7 +44,9 @@ def run(args: argparse.Namespace) -> int:
 
     from fugaku_sim.data.config import load_data_config
     from fugaku_sim.data.pipeline import STAGES, run_stage, summarise
+    from fugaku_sim.io import check_output_path
 
+    check_output_path(args.out, f"--out {args.out}", folder=True)
     cfg = load_data_config(args.config)
     if args.workers is not None:
         cfg = cfg.model_copy(update={"workers": args.workers})

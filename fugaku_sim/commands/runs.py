@@ -118,7 +118,10 @@ def parse_conditions(items: list[str]) -> dict[str, str]:
 
 def _run_import(args: argparse.Namespace) -> int:
     from fugaku_sim.calibrate.measured import format_runs, parse_runs, write_runs
+    from fugaku_sim.io import check_output_path
 
+    if args.out is not None:
+        check_output_path(args.out, f"--out {args.out}")
     conditions = parse_conditions(args.condition)
     common = {"cluster": args.cluster, "clock_GHz": args.clock_ghz, "conditions": conditions}
     if args._importer == "megatron":

@@ -62,10 +62,12 @@ def run(args: argparse.Namespace) -> int:
     from fugaku_sim.calibrate.record import load_occupancy
     from fugaku_sim.calibrate.report import TARGETS, rich_table, write_outputs
     from fugaku_sim.calibrate.runs import load_runs
+    from fugaku_sim.io import check_output_path
     from fugaku_sim.progress import Progress
     from fugaku_sim.spec import load_cluster
     from fugaku_sim.spec.load import resolve_cluster_path
 
+    check_output_path(args.out, f"--out {args.out}", folder=True)  # before the runs
     cluster = load_cluster(args.cluster)
     cluster_file = resolve_cluster_path(args.cluster)
     occupancy = load_occupancy(cluster_file)

@@ -132,11 +132,14 @@ def _name_value(text: str) -> tuple[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from fugaku_sim.io import check_output_path, parse_json, plot_format
+
+    if getattr(args, "out", None) is not None:  # every action but run-dir writes one file
+        check_output_path(args.out, f"--out {args.out}")
+    if args.action == "loss-plot":
+        plot_format(args.out, f"--out {args.out}")
     if args.action == "write":
-        try:
-            payload = json.loads(args.payload)
-        except ValueError as exc:
-            raise UserError(f"--json: not JSON ({exc})") from None
+        payload = parse_json(args.payload, "--json")
         text, _ = _validated(args.section, payload)
         write_text(args.out, text)
     elif args.action == "pick-layout":

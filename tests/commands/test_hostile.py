@@ -189,6 +189,24 @@ CASES: dict[str, tuple[Prepared, str]] = {
     "sweep into a file": (({"sw": b"x"}, ["sweep", *TINY, "--vary", "global_batch",
                                           "--values", "8", "--out", "sw"]),
                           "--out sw: exists and is not a folder"),
+    "data into a file": (({"d": b"x"}, ["data", "all", "--out", "d"]),
+                         "--out d: exists and is not a folder"),
+    "validate into a file": (({"v": b"x"}, ["validate", "--cluster", "local", "--out", "v"]),
+                             "--out v: exists and is not a folder"),
+    "calibrate into a folder": (({"c/keep": b""}, ["calibrate", "--out", "c"]),
+                                "--out c: is a folder"),
+    "runs import into a folder": (({"r/keep": b"", "x.log": b"nothing"},
+                                   ["runs", "trainer", "x.log", "--cluster", "local",
+                                    "--out", "r"]), "--out r: is a folder"),
+    "workflow write into a folder": (({"w/keep": b""},
+                                      ["workflow", "write", "--section", "layout", "--json",
+                                       "{}", "--out", "w"]), "--out w: is a folder"),
+    "workflow write of JSON nested 100000 deep": (
+        _argv("workflow", "write", "--section", "layout", "--json", "[" * 100000,
+              "--out", "w.json"), "--json: "),
+    "loss plot in a format matplotlib lacks": (
+        ({"m.jsonl": b""}, ["workflow", "loss-plot", "--metrics", "m.jsonl", "--out", "l.xyz"]),
+        "--out l.xyz: cannot write a plot as 'xyz'"),
     "release verify of a file": (({"r": b"x"}, ["release", "verify", "r"]),
                                  "release directory not found"),
 }
@@ -221,7 +239,7 @@ def test_hostile_input_is_one_line_exit_2_and_nothing_written(
 def test_the_cases_cover_every_verb_that_takes_a_spec() -> None:
     verbs = {argv[0] for (_, argv), _ in CASES.values()}
     assert {"check", "plan", "predict", "sweep", "campaign", "evaluate", "release", "data",
-            "calibrate", "runs", "validate"} <= verbs
+            "calibrate", "runs", "validate", "workflow"} <= verbs
     assert len(CASES) >= 50
 
 
