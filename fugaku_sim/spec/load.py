@@ -187,8 +187,10 @@ def parse_yaml(text: str, source: str) -> Any:
         if context and getattr(exc, "problem", None):
             problem = f"{context}, {problem}"
         raise SpecError(f"{source}:{where} YAML syntax error: {problem}") from None
-    except (ValueError, OverflowError):  # an integer of 5,000 digits, say
-        raise SpecError(f"{source}: YAML syntax error: a number too long to read") from None
+    except (ValueError, OverflowError) as exc:  # 5,000 digits; a date such as 2024-13-45
+        first = (str(exc).splitlines() or [type(exc).__name__])[0][:120]
+        raise SpecError(f"{source}: YAML syntax error: a value that cannot be read "
+                        f"({first})") from None
     except RecursionError:
         raise SpecError(f"{source}: YAML syntax error: nested too deeply") from None
     finally:

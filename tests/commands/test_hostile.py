@@ -66,6 +66,8 @@ CASES: dict[str, tuple[Prepared, str]] = {
         "c.yaml: interconnect.torus.link_bw_GBps: a number beyond 1e+18"),
     "a learning rate of 1e30": (_argv("check", *TINY, "--lr", "1e30"),
                                 "train.lr: a number beyond 1e+18"),
+    "an impossible date": (_model(MODEL.replace("name: m", "name: 2024-13-45")),
+                           "m.yaml: YAML syntax error: a value that cannot be read (month must"),
     "infinite learning rate in a file": (_train_config("lr: .inf\n"),
                                          "train.lr: Input should be a finite number"),
     "NaN weight decay in a file": (_train_config("weight_decay: .nan\n"),
