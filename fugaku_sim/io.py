@@ -145,7 +145,10 @@ def check_output_path(path: str | Path, what: str, folder: bool = False) -> Path
         raise UserError(f"{what}: {base} is a file, not a folder, so nothing can go below it")
     if not os.access(base, os.W_OK | os.X_OK):
         raise UserError(f"{what}: cannot write in {base} (permission denied)")
-    name_max = os.pathconf(base, "PC_NAME_MAX") if hasattr(os, "pathconf") else 255
+    try:
+        name_max = os.pathconf(base, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):  # not reported by this file system or OS
+        name_max = 255
     too_long = [p for p in path.parts if len(p.encode()) > name_max - 24]
     if too_long:  # the temporary sibling adds a prefix and suffix to the name
         raise UserError(f"{what}: the name {too_long[0][:40]!r}... is too long for the "
