@@ -95,7 +95,7 @@ class MathsSource(_Model):
     name: SourceName
     count: int = Field(default=60_000, gt=0, description="training problems generated")
     eval_count: int = Field(default=500, ge=0, description="held-out problems for evaluation")
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, description="problem generator seed")
     max_operand: int = Field(default=999, ge=10)
     problems_per_document: int = Field(default=20, gt=0)
     max_bytes: int | None = Field(default=None, gt=0)
@@ -222,7 +222,7 @@ class DataConfig(_Model):
     splits: SplitConfig = SplitConfig()
     mixture: MixtureConfig = MixtureConfig()
     tokenizer: TokenizerConfig = TokenizerConfig()
-    seed: int = 1234
+    seed: int = Field(default=1234, ge=0, description="sampling seed of every stage")
     workers: int = Field(default=2, ge=1, le=256)
 
     @model_validator(mode="after")

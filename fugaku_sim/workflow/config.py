@@ -78,7 +78,7 @@ class TrainSection(SpecModel):
 
 class EvaluateSection(SpecModel):
     max_docs: int = Field(default=200, gt=0, description="held-out documents per domain")
-    seed: int = 0
+    seed: int = Field(default=0, ge=0)
 
 
 class PlanSection(SpecModel):

@@ -170,6 +170,9 @@ CASES: dict[str, tuple[Prepared, str]] = {
         ({"d.yaml": b"tokenizer: {vocab_size: 8000}\ntokenizer: {vocab_size: 9000}\n"},
          ["data", "all", "--config", "d.yaml", "--out", "data"]),
         "duplicate key 'tokenizer' at line 2"),
+    "data config with a negative seed": (
+        ({"d.yaml": b"seed: -1\n"}, ["data", "all", "--config", "d.yaml", "--out", "data"]),
+        "d.yaml: data.seed: Input should be greater than or equal to 0"),
     "data config with a boolean size": (
         ({"d.yaml": b"tokenizer: {vocab_size: true}\n"},
          ["data", "all", "--config", "d.yaml", "--out", "data"]),
