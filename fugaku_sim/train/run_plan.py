@@ -61,7 +61,7 @@ def check_layout(model: ModelSpec, train: TrainSpec, layout: Layout, world: int)
 
 def check_trainable(model: ModelSpec, train: TrainSpec) -> None:
     """The trainer's rules that hold whatever the layout (checked by the workflow before
-    its plan chooses one): features it computes, fp32, a step count.
+    its plan chooses one): features it computes, fp32.
 
     Raises:
         UserError: naming the field.
@@ -70,7 +70,6 @@ def check_trainable(model: ModelSpec, train: TrainSpec) -> None:
     if train.precision != "fp32":
         raise UserError(f"train.precision: the numpy trainer computes in fp32, not "
                         f"{train.precision}")
-    total_steps(model, train)
 
 
 def check_tokenizer_fits(vocab_size: int, model: ModelSpec, what: str) -> None:

@@ -156,15 +156,20 @@ def check_run(cfg: WorkflowConfig) -> None:
     """The cross-field rules the training job would apply, checked before any job runs (the
     data stage takes minutes; a batch that does not divide should not wait for it): the
     model preset's training settings with ``train.settings`` over them, as ``train`` reads
-    them; the fixed layout against the model and batch (as ``check``); the tokenizer's
-    vocabulary against the model's.
+    them, with a step count; the fixed layout against the model and batch (as ``check``);
+    the tokenizer's vocabulary against the model's.
 
     Raises:
         SpecError: one line naming the field (``train.settings.lr``, ``layout.tp``, ...).
     """
     from fugaku_sim.commands.common import apply_train_layer
     from fugaku_sim.spec import load_model_preset, validate_section
-    from fugaku_sim.train.run_plan import check_layout, check_tokenizer_fits, check_trainable
+    from fugaku_sim.train.run_plan import (
+        check_layout,
+        check_tokenizer_fits,
+        check_trainable,
+        total_steps,
+    )
 
     try:
         preset = load_model_preset(cfg.train.model)
@@ -180,6 +185,7 @@ def check_run(cfg: WorkflowConfig) -> None:
         if isinstance(cfg.train.layout, Layout):
             check_layout(preset.model, spec, cfg.train.layout, cfg.train.ranks)
         check_trainable(preset.model, spec)
+        total_steps(preset.model, spec)
         check_tokenizer_fits(cfg.data.tokenizer.vocab_size, preset.model,
                              "data.tokenizer.vocab_size")
     except UserError as exc:  # the rules name spec fields: name the config's keys
