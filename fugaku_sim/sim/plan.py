@@ -18,7 +18,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from fugaku_sim.errors import SpecError, UserError
 from fugaku_sim.sim.memory import GiB, fits_memory, peak_memory_per_node
@@ -58,6 +58,7 @@ class PlanResult:
     considered: int = 0
     too_big: list[tuple[float, Job]] = field(default_factory=list)
     rejected: dict[str, int] = field(default_factory=dict)
+    pruned: int = 0  # fitting layouts not predicted: their bound exceeds the best wanted
 
     def smallest_memory(self) -> tuple[float, Job] | None:
         return min(self.too_big, key=lambda x: x[0]) if self.too_big else None
@@ -92,12 +93,28 @@ def candidate_jobs(
                 yield str(exc).split(":")[0]
 
 
+class StepBound(Protocol):
+    """Lower bounds of a job's predicted step time, seconds: before and after placement
+    (``tight`` may stop early, with any value >= ``cutoff_s``, once it reaches ``cutoff_s``)."""
+
+    def quick(self, job: Job) -> float: ...
+
+    def tight(self, job: Job, setup: Setup, cutoff_s: float) -> float: ...
+
+
 def plan_layouts(
-    cluster: ClusterSpec, model: ModelSpec, train: TrainSpec, nodes: int, interleaved: bool = False
+    cluster: ClusterSpec, model: ModelSpec, train: TrainSpec, nodes: int, interleaved: bool = False,
+    best: int | None = None, bound: StepBound | None = None,
 ) -> PlanResult:
-    """Predict every valid layout that fits memory; best (most tokens/s) first."""
+    """Predict every valid layout that fits memory; best (most tokens/s) first.
+
+    With ``best`` = k and a ``bound`` (:class:`fugaku_sim.sim.step_bound.FastModeBound`), only
+    the k fastest are wanted: layouts are taken in order of their quick bound, the search stops
+    once it reaches the k-th best step time found, and a layout whose tight bound reaches it is
+    not predicted (both counted in ``pruned``). The k fastest are the same as without pruning.
+    """
     result = PlanResult([])
-    setups: dict[tuple[Any, ...], Setup] = {}
+    fitting: list[Job] = []
     for job in candidate_jobs(cluster, model, train, nodes, interleaved):
         result.considered += 1
         if isinstance(job, str):
@@ -107,11 +124,24 @@ def plan_layouts(
         if not fits_memory(job, peak):
             result.too_big.append((peak, job))
             continue
+        fitting.append(job)
+    ranked = sorted(((bound.quick(j) if bound and best else 0.0, j) for j in fitting),
+                    key=lambda x: x[0])
+    setups: dict[tuple[Any, ...], Setup] = {}
+    for i, (quick_s, job) in enumerate(ranked):
+        times = sorted(p.step_time_s for p in result.predictions)
+        kth = times[best - 1] if best and len(times) >= best else None
+        if bound is not None and kth is not None and quick_s >= kth:
+            result.pruned += len(ranked) - i
+            break
         lay = job.layout
         key = (lay.tp, lay.pp, lay.dp, lay.placement, lay.rank_order)
         try:
             if key not in setups:
                 setups[key] = prepare(job)
+            if bound is not None and kth is not None and bound.tight(job, setups[key], kth) >= kth:
+                result.pruned += 1
+                continue
             result.predictions.append(predict(job, setup=setups[key]))
         except UserError as exc:
             result.rejected[str(exc)] = result.rejected.get(str(exc), 0) + 1
