@@ -33,7 +33,12 @@ from typing import Any
 
 from fugaku_sim.errors import UserError
 from fugaku_sim.sim.campaign import CampaignPlan
-from fugaku_sim.sim.campaign_costs import Interval, group_elapse_settings, plan_campaign
+from fugaku_sim.sim.campaign_costs import (
+    Interval,
+    ShrinkStep,
+    group_elapse_settings,
+    plan_campaign,
+)
 from fugaku_sim.sim.flops import model_flops_per_token, parameter_count
 from fugaku_sim.sim.memory import parameter_bytes
 from fugaku_sim.sim.montecarlo import CampaignSummary, json_number, run_campaigns
@@ -182,6 +187,25 @@ class GoalResult:
             return min(ok, key=lambda p: p.q("wall_days", GOAL_QUANTILE))
         raise UserError(self._miss_message())
 
+    def to_json(self, choice: Point) -> dict[str, Any]:
+        """Every point (flagged ``pareto`` and ``meets_goal``), the skipped counts, the front's
+        node counts, the choice, and the choice's layout record at the top level (what
+        ``--layout-from`` reads)."""
+        front = {p.nodes for p in self.front()}
+        points = [p.to_json() | {"pareto": p.nodes in front, "meets_goal": p.meets(self.goal)}
+                  for p in self.points]
+        return {
+            "goal": {"deadline_days": self.goal.deadline_days,
+                     "budget_node_hours": self.goal.budget_node_hours,
+                     "quantile": GOAL_QUANTILE},
+            "node_counts": self.counts,
+            "points": points,
+            "skipped": [{"nodes": n, "reason": r} for n, r in self.skipped.items()],
+            "pareto_nodes": sorted(front),
+            "choice": choice.to_json(),
+            **choice.prediction.record.to_json(),
+        }
+
     def _miss_message(self) -> str:
         goal, points, q = self.goal, self.points, GOAL_QUANTILE
         span = f"{self.counts[0]:,}-{self.counts[-1]:,} nodes"
@@ -201,18 +225,28 @@ class GoalResult:
                 f"({cheapest.allocated_nodes:,} nodes)")
 
 
-def campaign_point(pred: Prediction, settings: CampaignSettings, elapse_given: bool,
-                   seeds: int, first_seed: int, predicted: int, pruned: int) -> Point:
-    """The campaign of one rung's layout (raises UserError when its jobs cannot save work)."""
-    fitted = group_elapse_settings(pred, settings, elapse_given)
-    plan, interval = plan_campaign(pred, fitted)
-    summary = run_campaigns(plan, seeds, first_seed)
+@dataclass(frozen=True)
+class Sampling:
+    """How each rung's campaign is run: seeds, whether ``--elapse-h`` was the user's, the
+    step after shrinking (:func:`fugaku_sim.sim.campaign_costs.plan_campaign`)."""
+
+    seeds: int
+    first_seed: int = 0
+    elapse_given: bool = False
+    shrink: ShrinkStep = "scale"
+
+
+def campaign_point(pred: Prediction, settings: CampaignSettings, sampling: Sampling,
+                   predicted: int = 1, pruned: int = 0) -> Point:
+    """The campaign of one layout (raises UserError when its jobs cannot save work)."""
+    fitted = group_elapse_settings(pred, settings, sampling.elapse_given)
+    plan, interval = plan_campaign(pred, fitted, shrink=sampling.shrink)
+    summary = run_campaigns(plan, sampling.seeds, sampling.first_seed)
     return Point(pred, plan, interval, summary, fitted, predicted, pruned)
 
 
 def seek(cluster: ClusterSpec, model: ModelSpec, train: TrainSpec, settings: CampaignSettings,
-         goal: Goal, counts: Iterable[int], seeds: int, first_seed: int = 0,
-         elapse_given: bool = False,
+         goal: Goal, counts: Iterable[int], sampling: Sampling,
          progress: Callable[[int, str], None] | None = None) -> GoalResult:
     """Plan and campaign every node count of ``counts``; ``progress(nodes, note)`` after each.
 
@@ -227,8 +261,7 @@ def seek(cluster: ClusterSpec, model: ModelSpec, train: TrainSpec, settings: Cam
         else:
             try:
                 result.points.append(campaign_point(
-                    plan.predictions[0], settings, elapse_given, seeds, first_seed,
-                    len(plan.predictions), plan.pruned))
+                    plan.predictions[0], settings, sampling, len(plan.predictions), plan.pruned))
             except UserError as exc:
                 result.skipped[nodes] = str(exc)
         if progress is not None:
