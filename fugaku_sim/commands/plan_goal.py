@@ -93,6 +93,12 @@ def print_goal(doc: dict[str, Any], title: str) -> None:
     console.print(f"choice: {c['allocated_nodes']:,} nodes (tp {c['tp']} pp {c['pp']} dp "
                   f"{c['dp']}), {GOAL_QUANTILE} {c['wall_days'][GOAL_QUANTILE]:.1f} days, "
                   f"{c['node_hours'][GOAL_QUANTILE]:,.0f} node-hours")
+    cheapest = doc["cheapest_meeting_goal_nodes"]
+    if cheapest is not None and cheapest != c["nodes"]:
+        row = next(p for p in doc["points"] if p["nodes"] == cheapest)
+        console.print(f"fewest node-hours meeting the goal: {row['allocated_nodes']:,} nodes, "
+                      f"{GOAL_QUANTILE} {row['wall_days'][GOAL_QUANTILE]:.1f} days, "
+                      f"{row['node_hours'][GOAL_QUANTILE]:,.0f} node-hours")
 
 
 def run_goal(args: argparse.Namespace, cluster: ClusterSpec, model: ModelSpec,

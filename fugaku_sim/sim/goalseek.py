@@ -187,13 +187,22 @@ class GoalResult:
             return min(ok, key=lambda p: p.q("wall_days", GOAL_QUANTILE))
         raise UserError(self._miss_message())
 
+    def cheapest(self) -> Point | None:
+        """The point meeting the goal with the fewest p90 node-hours (None: no point does);
+        with a deadline it may be larger, and faster, than the choice."""
+        ok = [p for p in self.points if p.meets(self.goal)]
+        return min(ok, key=lambda p: p.q("node_hours", GOAL_QUANTILE)) if ok else None
+
     def to_json(self, choice: Point) -> dict[str, Any]:
         """Every point (flagged ``pareto`` and ``meets_goal``), the skipped counts, the front's
         node counts, the choice, and the choice's layout record at the top level (what
         ``--layout-from`` reads)."""
         front = {p.nodes for p in self.front()}
-        points = [p.to_json() | {"pareto": p.nodes in front, "meets_goal": p.meets(self.goal)}
-                  for p in self.points]
+
+        def flagged(p: Point) -> dict[str, Any]:
+            return p.to_json() | {"pareto": p.nodes in front, "meets_goal": p.meets(self.goal)}
+
+        points = [flagged(p) for p in self.points]
         return {
             "goal": {"deadline_days": self.goal.deadline_days,
                      "budget_node_hours": self.goal.budget_node_hours,
@@ -202,13 +211,15 @@ class GoalResult:
             "points": points,
             "skipped": [{"nodes": n, "reason": r} for n, r in self.skipped.items()],
             "pareto_nodes": sorted(front),
-            "choice": choice.to_json(),
+            "choice": flagged(choice),
+            "cheapest_meeting_goal_nodes": cheapest.nodes if (cheapest := self.cheapest()) else None,
             **choice.prediction.record.to_json(),
         }
 
     def _miss_message(self) -> str:
         goal, points, q = self.goal, self.points, GOAL_QUANTILE
-        span = f"{self.counts[0]:,}-{self.counts[-1]:,} nodes"
+        span = (f"{self.counts[0]:,}-{self.counts[-1]:,} nodes" if len(self.counts) > 1
+                else f"{self.counts[0]:,} nodes")
         fastest = min(points, key=lambda p: p.q("wall_days", q))
         if goal.deadline_days is not None and fastest.q("wall_days", q) > goal.deadline_days:
             return (f"--deadline: no allocation of {span} finishes within {goal.deadline_days:g} "
