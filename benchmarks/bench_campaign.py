@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -65,13 +66,16 @@ def bench_goal_seek() -> dict[str, Any]:
     cli = [str(Path(sys.executable).parent / "fugaku-sim"), "plan", "--cluster", "fugaku",
            "--model", "fugaku-llm-13b", "--deadline", "30", "--nodes-min", str(GOAL_NODES[0]),
            "--nodes-max", str(GOAL_NODES[1]), "--json"]
-    t0 = time.perf_counter()
+    t0, children = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(cli, capture_output=True, text=True, env=dict(os.environ,
                           OPENBLAS_NUM_THREADS="1"))
     cli_s = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cli_cpu_s = (after.ru_utime + after.ru_stime) - (children.ru_utime + children.ru_stime)
     doc = json.loads(done.stdout)
     return {
         "node_counts": counts, "core_s": core_s, "core_cpu_s": core_cpu_s, "cli_s": cli_s,
+        "cli_cpu_s": cli_cpu_s,
         "layouts_predicted": sum(p.predicted for p in result.points),
         "layouts_pruned": sum(p.pruned for p in result.points),
         "choice_nodes": choice.allocated_nodes, "cli_choice_nodes": doc["choice"]["nodes"],

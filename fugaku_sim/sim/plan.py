@@ -58,7 +58,7 @@ class PlanResult:
     considered: int = 0
     too_big: list[tuple[float, Job]] = field(default_factory=list)
     rejected: dict[str, int] = field(default_factory=dict)
-    pruned: int = 0  # fitting layouts not predicted: their bound exceeds the best wanted
+    pruned: int = 0  # layouts not predicted: their bound reaches the best wanted
 
     def smallest_memory(self) -> tuple[float, Job] | None:
         return min(self.too_big, key=lambda x: x[0]) if self.too_big else None
@@ -111,21 +111,18 @@ def plan_layouts(
     With ``best`` = k and a ``bound`` (:class:`fugaku_sim.sim.step_bound.FastModeBound`), only
     the k fastest are wanted: layouts are taken in order of their quick bound, the search stops
     once it reaches the k-th best step time found, and a layout whose tight bound reaches it is
-    not predicted (both counted in ``pruned``). The k fastest are the same as without pruning.
+    not predicted (both counted in ``pruned``; layouts the search never reached are not checked
+    for memory either). The k fastest are the same as without pruning.
     """
     result = PlanResult([])
-    fitting: list[Job] = []
+    valid: list[Job] = []
     for job in candidate_jobs(cluster, model, train, nodes, interleaved):
         result.considered += 1
         if isinstance(job, str):
             result.rejected[job] = result.rejected.get(job, 0) + 1
-            continue
-        peak = peak_memory_per_node(job)
-        if not fits_memory(job, peak):
-            result.too_big.append((peak, job))
-            continue
-        fitting.append(job)
-    ranked = sorted(((bound.quick(j) if bound and best else 0.0, j) for j in fitting),
+        else:
+            valid.append(job)
+    ranked = sorted(((bound.quick(j) if bound and best else 0.0, j) for j in valid),
                     key=lambda x: x[0])
     setups: dict[tuple[Any, ...], Setup] = {}
     for i, (quick_s, job) in enumerate(ranked):
@@ -134,6 +131,10 @@ def plan_layouts(
         if bound is not None and kth is not None and quick_s >= kth:
             result.pruned += len(ranked) - i
             break
+        peak = peak_memory_per_node(job)
+        if not fits_memory(job, peak):
+            result.too_big.append((peak, job))
+            continue
         lay = job.layout
         key = (lay.tp, lay.pp, lay.dp, lay.placement, lay.rank_order)
         try:

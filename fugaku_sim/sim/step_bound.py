@@ -54,7 +54,7 @@ class StagePasses:
     recompute: float
     send_forward: float
     send_backward: float
-    finish: float  # optimizer step (stage 0: after its gradient all-reduce unless overlapped)
+    finish: float  # optimizer step (the gradient all-reduce comes on top)
 
     @property
     def per_micro_batch(self) -> float:
@@ -97,37 +97,43 @@ def stage_passes(job: Job, setup: Setup | None = None) -> Iterator[StagePasses]:
         behind = sum(not c.first for c in chunks)
         optimizer = optimizer_time_s(job, stage_parameters(model, lay, s),
                                      stage_tensor_count(model, lay, s, "block"))
-        # the gradient all-reduce of stage 0 only: the fill-and-drain bound ends with it, and
-        # pricing every stage's (large groups, every link) would cost more than it prunes
-        sync = 0.0 if job.train.overlap_grad_reduce or transport is None or s > 0 \
-            else transport.grad_sync_time_s(s)
         yield StagePasses(
             forward=f, backward=b, recompute=f if s in job.recompute_stages else 0.0,
             send_forward=ahead * transport.p2p_time_s(s, (s + 1) % lay.pp, msg)
             if ahead and transport is not None else 0.0,
             send_backward=behind * transport.p2p_time_s(s, (s - 1) % lay.pp, msg)
             if behind and transport is not None else 0.0,
-            finish=sync + optimizer)
+            finish=optimizer)
 
 
 def step_lower_bound_s(job: Job, setup: Setup | None = None, cutoff_s: float = math.inf) -> float:
     """Seconds: the fast-mode prediction of ``job`` placed as ``setup`` is at least this
     (without ``setup``: of ``job`` placed anyhow, from its arithmetic alone). Stops pricing
     once the bound reaches ``cutoff_s`` (the answer is then only known to be >= ``cutoff_s``).
+
+    Of the gradient all-reduces only stage 0's is priced, and last: the fill-and-drain bound
+    ends with it, and pricing every stage's (large groups over many links) would cost more
+    than it prunes.
     """
     m, fill_drain = job.micro_batches, job.layout.virtual_stages == 1
     bound = fill = drain = 0.0
-    first: StagePasses | None = None
+    ends_on_stage0 = 0.0  # the largest term that ends with stage 0's all-reduce and optimizer
     for s, p in enumerate(stage_passes(job, setup)):
-        first = first or p
         bound = max(bound, m * p.per_micro_batch + p.finish)
+        if s == 0:
+            stage0 = p
+            ends_on_stage0 = m * p.per_micro_batch
         if fill_drain:
             # stage 0 finishes after the drain of stages s-1 .. 0 (its own backward included)
-            bound = max(bound, fill + m * p.per_micro_batch + drain + first.finish)
+            ends_on_stage0 = max(ends_on_stage0, fill + m * p.per_micro_batch + drain)
             fill += p.forward + p.send_forward
             drain += p.backward + p.recompute + (p.send_backward if s > 0 else 0.0)
+        bound = max(bound, ends_on_stage0 + stage0.finish)
         if bound >= cutoff_s:
-            break
+            return bound
+    if setup is not None and not job.train.overlap_grad_reduce:
+        sync = AnalyticTransport(simpy.Environment(), job, setup.comm).grad_sync_time_s(0)
+        bound = max(bound, ends_on_stage0 + sync + stage0.finish)
     return bound
 
 
