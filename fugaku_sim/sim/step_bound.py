@@ -10,8 +10,9 @@ the same functions and plans (:func:`fugaku_sim.sim.compute.stage_segments`, the
 ``tp_time_s``, ``p2p_time_s`` and ``grad_sync_time_s``), two bounds follow, and the step is at
 least the larger:
 
-- **busy stage**: no stage finishes before ``m`` micro-batches of its own passes and sends,
-  its gradient all-reduce and its optimizer step (``m`` micro-batches per replica);
+- **busy stage**: no stage finishes before ``m`` micro-batches of its own passes and sends
+  and its optimizer step (``m`` micro-batches per replica; stage 0: and its gradient
+  all-reduce, the only one priced);
 - **pipeline fill and drain** (1F1B and GPipe, one model chunk per stage): stage s cannot
   start before the first micro-batch's forwards and sends through stages 0 .. s-1, and the
   gradient of its last micro-batch must then return through their backwards (with
