@@ -75,10 +75,10 @@ class CampaignPlan:
     shrink_dp_min: int | None = None
     shrink_factor: Callable[[int], float] | None = None
 
-    def nodes_of(self, dp: int) -> int:
-        """Nodes that ``dp`` of the ``self.dp`` replicas occupy (a node may hold ranks of
-        several replicas when it runs several processes)."""
-        return self.nodes if dp == self.dp else max(1, math.ceil(dp * self.nodes / self.dp))
+    def nodes_for(self, dp: int) -> int:
+        """Nodes that ``dp`` of the ``self.dp`` replicas occupy (several replicas may share a
+        node: whole nodes, rounded up)."""
+        return math.ceil(self.nodes * dp / self.dp)
 
     @property
     def allocated_nodes(self) -> int:
@@ -191,7 +191,7 @@ class Campaign:
         end_by, spares, dp = start + plan.elapse_s, plan.spare_nodes, plan.dp
         while True:
             run = self.new_run(dp)
-            failed = yield from self.wait_for_end(run, end_by, plan.nodes_of(dp))
+            failed = yield from self.wait_for_end(run, end_by, plan.nodes_for(dp))
             if not failed:
                 break
             self.failures += 1
