@@ -72,11 +72,11 @@ def make_job(cluster: ClusterSpec, model: ModelSpec, train: TrainSpec, layout: L
 
 #: features of the spec that an engine does not model yet: (what, engines lacking it, test)
 _NOT_MODELLED: list[tuple[str, frozenset[str], Callable[[ModelSpec, TrainSpec, Layout], bool]]] = [
-    ("model.mlp: the Llama family (rmsnorm, swiglu, rotary)", frozenset({"sim", "train"}),
+    ("model.mlp: the Llama family (rmsnorm, swiglu, rotary)", frozenset({"sim"}),
      lambda m, t, lay: m.family == "llama"),
-    ("model.kv_heads: grouped-query attention", frozenset({"sim", "train"}),
+    ("model.kv_heads: grouped-query attention", frozenset({"sim"}),
      lambda m, t, lay: m.kv != m.heads),
-    ("model.bias: linear layers without biases", frozenset({"sim", "train"}),
+    ("model.bias: linear layers without biases", frozenset({"sim"}),
      lambda m, t, lay: not m.bias),
     ("layout.sequence_parallel", frozenset({"sim", "train"}),
      lambda m, t, lay: lay.sequence_parallel),

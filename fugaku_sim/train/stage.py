@@ -4,7 +4,8 @@ A pipeline stage holds the model chunks :func:`fugaku_sim.tensors.layout_chunks`
 (one, or ``virtual_stages`` under the interleaved schedule); virtual stage 0 also holds the
 embeddings and the last virtual stage the final layer norm and the LM head. Which tensors
 that is, and this rank's tensor-parallel part of each, come from the model's tensor table
-(:mod:`fugaku_sim.tensors`). The forward of micro-batch ``mb`` through a chunk keeps its
+(:mod:`fugaku_sim.tensors`); the blocks are the model family's (GPT-2 or Llama,
+:func:`fugaku_sim.train.model.block_forward`). The forward of micro-batch ``mb`` through a chunk keeps its
 caches until the backward of the same pair; a stage that recomputes keeps only each layer's
 input and reruns the layer's forward just before its backward (full activation
 recomputation, Chen et al. 2016; Megatron-LM), timed as ``recompute``.
@@ -19,10 +20,11 @@ import numpy as np
 
 from fugaku_sim.parallel import ModelChunk
 from fugaku_sim.spec import Layout, ModelSpec
-from fugaku_sim.tensors import LM_HEAD, WTE, held_tensors, layout_chunks, tensor_table
+from fugaku_sim.tensors import held_tensors, layout_chunks, tensor_table
 from fugaku_sim.train import model as M
 from fugaku_sim.train.buffers import FlatParams
-from fugaku_sim.train.layers import AllReduce, no_allreduce
+from fugaku_sim.train.layers import SINGLE_RANK, Region
+from fugaku_sim.train.params import rank_share
 from fugaku_sim.train.timers import Timers
 
 GradsReady = Callable[[list[str]], None]
@@ -31,25 +33,26 @@ GradsReady = Callable[[list[str]], None]
 def stage_tensor_names(model: ModelSpec, chunks: list[ModelChunk]) -> list[str]:
     """Global names of the tensors a stage holds, in flat-buffer (forward) order.
 
-    The head uses ``wte`` itself when the stage also holds the embedding, else the tied
+    The head uses the token embedding itself when the stage also holds it, else the tied
     copy ``lm_head.weight`` (or, untied, its own ``lm_head.weight``).
     """
     return [r.name for r in held_tensors(tensor_table(model), chunks)]
 
 
 class StageModel:
-    """Forward and backward of this rank's chunks over its flat parameters."""
+    """Forward and backward of this rank's chunks over its flat parameters; ``region`` is
+    where the tensor-parallel regions begin and end (Megatron-LM's f and g over the tensor
+    group)."""
 
     def __init__(self, model: ModelSpec, layout: Layout, stage: int, tp_rank: int,
                  flat: FlatParams, recompute: bool, timers: Timers,
-                 allreduce: AllReduce = no_allreduce) -> None:
+                 region: Region = SINGLE_RANK) -> None:
         self.model, self.layout, self.flat = model, layout, flat
         self.chunks = layout_chunks(model, layout, stage)
-        self.heads = model.heads // layout.tp
-        self.vocab_start = tp_rank * (model.vocab // layout.tp)
+        self.share = rank_share(model, layout.tp, tp_rank)
         self.table = tensor_table(model)
-        self.head_name = LM_HEAD if LM_HEAD in flat.params else WTE
-        self.recompute, self.timers, self.allreduce = recompute, timers, allreduce
+        self.head_name = M.head_name(model, set(flat.params))
+        self.recompute, self.timers, self.region = recompute, timers, region
         self._saved: dict[tuple[int, int], Any] = {}
 
     def forward(self, chunk: ModelChunk, mb: int, inp: np.ndarray,
@@ -59,23 +62,24 @@ class StageModel:
         Returns x [b, T, C], or the mean loss on the last chunk. With ``keep`` the caches
         are saved for :meth:`backward`.
         """
-        p, ar = self.flat.params, self.allreduce
+        p, m, region = self.flat.params, self.model, self.region
         emb = None
         if chunk.first:
-            x, emb = M.embed_forward(p, inp, self.vocab_start, ar)
+            x, emb = M.embed_forward(p, m, inp, self.share.vocab_start, region)
         else:
             x = inp
         saved = []
         for layer in chunk.layers:
             x_in = x
-            x, cache = M.block_forward(p, layer, x, self.heads, ar)
+            x, cache = M.block_forward(p, m, layer, x, self.share, region)
             saved.append(x_in if self.recompute else cache)
         if not chunk.last:
             if keep:
                 self._saved[(mb, chunk.index)] = (emb, saved, None)
             return x
         assert targets is not None
-        loss, head = M.head_forward(p, x, targets, self.vocab_start, ar, self.head_name)
+        loss, head = M.head_forward(p, m, x, targets, self.share.vocab_start, region,
+                                    self.head_name)
         if keep:
             self._saved[(mb, chunk.index)] = (emb, saved, head)
         return loss
@@ -90,20 +94,20 @@ class StageModel:
         gradients are complete.
         """
         emb, saved, head = self._saved.pop((mb, chunk.index))
-        p, g, ar = self.flat.params, self.flat.grads, self.allreduce
+        p, g, m, region = self.flat.params, self.flat.grads, self.model, self.region
         if chunk.last:
-            dout = M.head_backward(dloss, head, g, p, ar)
+            dout = M.head_backward(dloss, head, g, p, region)
             _notify(ready, self._held(self.table.part("head")))
         assert dout is not None
         for layer, item in zip(reversed(chunk.layers), reversed(saved)):
             cache = item
             if self.recompute:
                 with self.timers.region("recompute"):
-                    _, cache = M.block_forward(p, layer, item, self.heads, ar)
-            dout = M.block_backward(dout, cache, g, layer, ar)
+                    _, cache = M.block_forward(p, m, layer, item, self.share, region)
+            dout = M.block_backward(dout, cache, g, region)
             _notify(ready, [r.name for r in self.table.block(layer)])
         if chunk.first:
-            M.embed_backward(dout, emb, g)
+            M.embed_backward(dout, emb, g, m)
             _notify(ready, self._held(self.table.part("embedding")))
             return None
         return dout

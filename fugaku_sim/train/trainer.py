@@ -6,7 +6,8 @@ Per step (every rank, collective where it says so):
 2. run the stage's ops in schedule order (:class:`PipelineRunner`); the loss of each
    micro-batch is weighted 1 / (micro-batches x dp), so that summing over data-parallel ranks
    gives the gradient of the global batch's mean loss;
-3. reduce the gradients (tied embedding between stages, then buckets over dp);
+3. reduce the gradients (tied embedding between stages, then buckets over dp), then sum
+   those of key/value heads held in copies over the tensor ranks holding them;
 4. global gradient norm (every parameter counted once, all-reduce over the world), clip,
    optimizer update of this rank's range, ZeRO-1 all-gather of the parameters;
 5. loss, slowest step time and mean breakdown over ranks; rank 0 writes the metrics line.
@@ -29,7 +30,9 @@ from fugaku_sim.tensors import layout_chunks, tensor_table, tied_names
 from fugaku_sim.train import checkpoint as ckpt
 from fugaku_sim.train.buffers import FlatParams
 from fugaku_sim.train.comm import PipelineLinks, TensorAllReduce, build_comms
+from fugaku_sim.train.copies import CopiedGrads, norm_mask
 from fugaku_sim.train.grad_reduce import GradReducer
+from fugaku_sim.train.layers import megatron_region
 from fugaku_sim.train.loader import BlendedSamples, open_split, rank_micro_batches
 from fugaku_sim.train.lr_schedule import learning_rate
 from fugaku_sim.train.metrics import MetricsLog, Progress, summarize
@@ -41,7 +44,6 @@ from fugaku_sim.train.stage import (
     StageModel,
     decay_names,
     local_entries,
-    norm_names,
     stage_tensor_names,
 )
 from fugaku_sim.train.timers import Timers
@@ -67,9 +69,9 @@ class Trainer:
         names = stage_tensor_names(model, layout_chunks(model, layout, self.stage))
         self.flat = FlatParams(local_entries(model, names, layout.tp), pad_to=layout.dp)
         recompute = self.stage in train.recompute_stage_set(layout.pp)
-        allreduce = TensorAllReduce(c.tp, self.timers)
+        region = megatron_region(TensorAllReduce(c.tp, self.timers))
         self.sm = StageModel(model, layout, self.stage, self.tp_rank, self.flat, recompute,
-                             self.timers, allreduce)
+                             self.timers, region)
         self.runner = PipelineRunner(model, layout, self.stage, c.pipeline_ranks, self.sm,
                                      PipelineLinks(world, self.timers), self.timers, self.m)
         tied = tied_names(model, layout) & set(names)
@@ -81,7 +83,8 @@ class Trainer:
         self.update_range = (a, b) if self.sharded else (0, self.flat.padded)
         self.optimizer = Optimizer(train, self.update_range[1] - self.update_range[0])
         self.decay = self.flat.mask(decay_names(model, names))
-        self.norm_mask = self.flat.mask(norm_names(model, names, self.tp_rank))
+        self.norm_mask = norm_mask(model, self.flat, layout.tp, self.tp_rank)
+        self.copies = CopiedGrads(model, layout.tp, self.tp_rank, self.flat, c.tp, self.timers)
         self.is_first = any(ch.first for ch in self.sm.chunks)
         self.is_last = any(ch.last for ch in self.sm.chunks)
         self.step = 0
@@ -91,7 +94,7 @@ class Trainer:
     # ------------------------------------------------------------------ state
 
     def init_params(self) -> None:
-        """GPT-2 initialisation of this rank's parts (layout-independent values)."""
+        """The family's initialisation of this rank's parts (layout-independent values)."""
         p = self.plan
         for name in self.flat.names:
             full = init_param(name, p.model, p.train.seed)
@@ -194,6 +197,8 @@ class Trainer:
         dloss = 1.0 / (self.m * p.layout.dp)
         loss_sum = self.runner.train_step(batches, p.train.micro_batch, dloss, self.reducer)
         self.reducer.finish()
+        self.copies.sum(self.reducer.owned_grad if self.sharded else self.flat.grad,
+                        self.update_range[0])
         lr = learning_rate(self.step, p.train, p.steps)
         with self.timers.region("optimizer"):
             norm = self.clip_and_update(lr)
