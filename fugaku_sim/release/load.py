@@ -5,7 +5,8 @@
     from fugaku_sim.release.load import load_release
     spec, params, tokenizer = load_release("results/release/NAME")
 
-With transformers instead: ``GPT2LMHeadModel.from_pretrained(DIR)`` for the weights and
+With transformers instead: ``AutoModelForCausalLM.from_pretrained(DIR)`` (a
+``GPT2LMHeadModel`` or a ``LlamaForCausalLM``) for the weights and
 ``sentencepiece.SentencePieceProcessor(model_file=DIR + "/tokenizer.model")`` for text.
 """
 
