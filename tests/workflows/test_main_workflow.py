@@ -85,7 +85,8 @@ def dry_run_jobs(output: str) -> int:
 # --- dry runs and lint ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("configfiles", [[], [CI]], ids=["default", "ci"])
+@pytest.mark.parametrize("configfiles", [[], [CI], [CONFIGS / "llama.yaml"]],
+                         ids=["default", "ci", "llama"])
 def test_dry_run_and_lint_through_python_api(tmp_path: Path, configfiles: list[Path],
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     from snakemake.api import SnakemakeApi
