@@ -26,6 +26,8 @@ from fugaku_sim.train.layers import (
     LinearCache,
     attention_backward,
     attention_forward,
+    linear_backward,
+    linear_forward,
 )
 
 # --------------------------------------------------------------------------- RMSNorm
@@ -69,26 +71,18 @@ def dense_forward(
     x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None
 ) -> tuple[np.ndarray, LinearCache]:
     """y = x @ weight.T (+ bias) with ``nn.Linear``'s layout: x [..., in], weight [out, in]
-    -> y [..., out]. One 2-D GEMM over the flattened leading axes (BLAS reads the weight
-    transposed, no copy)."""
-    lead = x.shape[:-1]
-    y = x.reshape(-1, x.shape[-1]) @ weight.T  # [N, out]
-    if bias is not None:
-        y += bias
-    return y.reshape(*lead, weight.shape[0]), LinearCache(x, weight, bias is not None)
+    -> y [..., out]. The Conv1D layer of the transposed view (BLAS reads it transposed, no
+    copy)."""
+    return linear_forward(x, weight.T, bias)
 
 
 def dense_backward(
     dout: np.ndarray, cache: LinearCache
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Gradients (dx, dweight [out, in], dbias or None) of :func:`dense_forward`."""
-    x, weight, has_bias = cache
-    d2 = dout.reshape(-1, dout.shape[-1])  # [N, out]
-    x2 = x.reshape(-1, x.shape[-1])  # [N, in]
-    dx = (d2 @ weight).reshape(x.shape)
-    dweight = d2.T @ x2  # [out, in]
-    dbias = d2.sum(axis=0) if has_bias else None
-    return dx, dweight, dbias
+    """Gradients (dx, dweight [out, in] (a transposed view), dbias or None) of
+    :func:`dense_forward`."""
+    dx, dweight, dbias = linear_backward(dout, cache)
+    return dx, dweight.T, dbias
 
 
 # --------------------------------------------------------------------------- SwiGLU

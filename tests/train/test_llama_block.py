@@ -12,12 +12,7 @@ from fugaku_sim.tensors import LLAMA_EMBED, LM_HEAD, tensor_table
 from fugaku_sim.train import model as M
 
 from .test_layers import assert_close, numeric_grad
-from .test_model import (
-    assert_tensor_parallel_grads,
-    params64,
-    tensor_parallel_run,
-    tiny_batch,
-)
+from .test_model import assert_matches_torch, check_tensor_parallel, params64, tiny_batch
 
 
 def llama(**kw: object) -> ModelSpec:
@@ -59,13 +54,7 @@ def test_whole_llama_finite_differences(spec: ModelSpec) -> None:
 def test_tensor_parallel_llama_equals_single_rank(spec: ModelSpec, tp: int) -> None:
     """tp ranks give the single-rank loss, and each rank's gradients are its shards of the
     single-rank ones once the copies of a key/value head are summed."""
-    params = params64(spec)
-    tokens, targets = tiny_batch(spec)
-    loss, grads = M.loss_and_grads(params, spec, tokens, targets)
-    results = tensor_parallel_run(spec, params, tokens, targets, tp)
-    for rank_loss, _ in results:
-        assert rank_loss == pytest.approx(loss, rel=1e-12)
-    assert_tensor_parallel_grads(spec, results, grads, tp)
+    check_tensor_parallel(spec, tp)
 
 
 def test_initialisation_follows_llama() -> None:
@@ -137,19 +126,7 @@ def check_against_hf(spec: ModelSpec, dtype: str, tol: float) -> None:
     params = {k: v.astype(dtype) for k, v in params64(spec).items()}
     tokens, targets = tiny_batch(spec, b=3)
     torch, model = hf_llama(spec, params, dtype)
-    out = model(torch.from_numpy(tokens))
-    np.testing.assert_allclose(M.forward_logits(params, spec, tokens),
-                               out.logits.detach().numpy(), rtol=tol, atol=tol)
-    loss, grads = M.loss_and_grads(params, spec, tokens, targets)
-    ref = torch.nn.functional.cross_entropy(out.logits.reshape(-1, spec.vocab),
-                                            torch.from_numpy(targets.reshape(-1)))
-    ref.backward()
-    assert loss == pytest.approx(ref.item(), rel=tol)
-    named = dict(model.named_parameters())
-    for name, g in grads.items():
-        torch_grad = named[name].grad.numpy()
-        scale = max(np.abs(torch_grad).max(), 1e-6)
-        np.testing.assert_allclose(g / scale, torch_grad / scale, atol=tol, err_msg=name)
+    assert_matches_torch(spec, params, tokens, targets, torch, model, tol)
 
 
 HF_SPECS = [llama(seq_len=8, vocab=32), llama(seq_len=8, vocab=32, kv_heads=1, bias=True,

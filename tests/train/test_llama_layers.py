@@ -11,7 +11,7 @@ import pytest
 from fugaku_sim.train import layers as L
 from fugaku_sim.train import llama_layers as LL
 
-from .test_layers import assert_close, numeric_grad
+from .test_layers import assert_close, check_linear, numeric_grad
 
 
 @pytest.fixture
@@ -45,24 +45,9 @@ def test_rmsnorm_matches_definition(rng: np.random.Generator) -> None:
 
 @pytest.mark.parametrize("bias", [True, False])
 def test_dense(rng: np.random.Generator, bias: bool) -> None:
-    x = rng.standard_normal((2, 3, 4))
-    w = rng.standard_normal((5, 4))  # [out, in]
-    b = rng.standard_normal(5) if bias else None
-    proj = rng.standard_normal((2, 3, 5))
-
-    def f() -> float:
-        return float((LL.dense_forward(x, w, b)[0] * proj).sum())
-
-    out, cache = LL.dense_forward(x, w, b)
-    np.testing.assert_allclose(out, x @ w.T + (b if b is not None else 0), rtol=1e-12)
-    dx, dw, db = LL.dense_backward(proj, cache)
-    assert_close(dx, numeric_grad(f, x))
-    assert_close(dw, numeric_grad(f, w))
-    if b is not None:
-        assert db is not None
-        assert_close(db, numeric_grad(f, b))
-    else:
-        assert db is None
+    check_linear(rng, bias, LL.dense_forward, LL.dense_backward, (5, 4))  # [out, in]
+    x, w, b = rng.standard_normal((2, 3, 4)), rng.standard_normal((5, 4)), rng.standard_normal(5)
+    np.testing.assert_allclose(LL.dense_forward(x, w, b)[0], x @ w.T + b, rtol=1e-12)
 
 
 def test_swiglu(rng: np.random.Generator) -> None:
@@ -186,9 +171,8 @@ def test_rotary_table_within_an_ulp_of_transformers(head_dim: int, theta: float)
     is not correctly rounded; ours is)."""
     pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
-    from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
-
     import torch
+    from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
 
     config = transformers.LlamaConfig(hidden_size=head_dim * 2, num_attention_heads=2,
                                       max_position_embeddings=4096, rope_theta=theta)

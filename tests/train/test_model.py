@@ -131,7 +131,12 @@ GPT2_TP = ModelSpec(name="t", layers=2, hidden=8, heads=2, seq_len=6, vocab=12, 
 ], ids=["mha", "gqa", "gqa-copied"])
 def test_tensor_parallel_model_equals_single_rank(spec: ModelSpec, tp: int) -> None:
     """tp ranks (threads sharing an all-reduce) give the loss and the gradients of tp = 1."""
-    spec = ModelSpec.model_validate(spec.model_dump())
+    check_tensor_parallel(ModelSpec.model_validate(spec.model_dump()), tp)
+
+
+def check_tensor_parallel(spec: ModelSpec, tp: int) -> None:
+    """Every rank's loss is the single-rank one and its gradients are the shards of the
+    single-rank ones (:func:`assert_tensor_parallel_grads`)."""
     params = params64(spec)
     tokens, targets = tiny_batch(spec)
     loss, grads = M.loss_and_grads(params, spec, tokens, targets)
@@ -169,7 +174,14 @@ def test_matches_hugging_face_gpt2(dtype: str) -> None:
     params = {k: v.astype(dtype) for k, v in params64(spec).items()}
     tokens, targets = tiny_batch(spec, b=3)
     torch, model = hf_model(spec, params, dtype)
-    tol = {"float64": 1e-10, "float32": 1e-4}[dtype]
+    assert_matches_torch(spec, params, tokens, targets, torch, model,
+                         {"float64": 1e-10, "float32": 1e-4}[dtype])
+
+
+def assert_matches_torch(spec: ModelSpec, params: M.Params, tokens: np.ndarray,
+                         targets: np.ndarray, torch, model, tol: float) -> None:  # type: ignore[no-untyped-def]
+    """Our logits, loss and every gradient equal those of the torch ``model`` holding
+    ``params`` (gradients relative to each tensor's largest), within ``tol``."""
     out = model(torch.from_numpy(tokens))
     np.testing.assert_allclose(M.forward_logits(params, spec, tokens),
                                out.logits.detach().numpy(), rtol=tol, atol=tol)

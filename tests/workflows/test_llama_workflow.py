@@ -7,12 +7,11 @@ import contextlib
 import io
 import json
 import math
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 import yaml
-from conftest import CONFIGS, Run, run_main
+from conftest import CONFIGS
+from test_main_workflow import Build, local_build
 
 LLAMA = CONFIGS / "llama.yaml"
 CONFIG = yaml.safe_load(LLAMA.read_text())
@@ -33,22 +32,12 @@ def simulator_refusal(model: str) -> str:
 REFUSAL = simulator_refusal(CONFIG["train"]["model"])
 
 
-@dataclass
-class Build:
-    workdir: Path
-    run: Run
-
-
 @pytest.fixture(scope="module")
 def llama_build(tmp_path_factory: pytest.TempPathFactory) -> Build:
     """llama.yaml end to end with the local profile, once for this module's tests."""
     if REFUSAL:
         pytest.skip(f"the build needs the simulator's prediction: {REFUSAL}")
-    work = tmp_path_factory.mktemp("llama") / "work"
-    work.mkdir()
-    run = run_main(work, "--cores", "2", "--configfile", str(LLAMA), profile="local",
-                   timeout_s=400)
-    return Build(work, run)
+    return local_build(tmp_path_factory, LLAMA)
 
 
 @pytest.mark.slow

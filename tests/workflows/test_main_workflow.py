@@ -181,14 +181,19 @@ class Build:
     run: Run
 
 
+def local_build(tmp_path_factory: pytest.TempPathFactory, config: Path) -> Build:
+    """The workflow on ``config`` end to end with the local profile, in a fresh folder."""
+    work = tmp_path_factory.mktemp(config.stem) / "work"
+    work.mkdir()
+    run = run_main(work, "--cores", "2", "--configfile", str(config), profile="local",
+                   timeout_s=400)
+    return Build(work, run)
+
+
 @pytest.fixture(scope="module")
 def ci_build(tmp_path_factory: pytest.TempPathFactory) -> Build:
     """ci.yaml end to end with the local profile, once for this module's tests."""
-    work = tmp_path_factory.mktemp("ci") / "work"
-    work.mkdir()
-    run = run_main(work, "--cores", "2", "--configfile", str(CI), profile="local",
-                   timeout_s=400)
-    return Build(work, run)
+    return local_build(tmp_path_factory, CI)
 
 
 @pytest.mark.slow
