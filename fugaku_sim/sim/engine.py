@@ -7,8 +7,9 @@ A stage's forward of micro-batch i on virtual stage v waits for the activation o
 output to the neighbour (a blocking send, as Megatron's and DeepSpeed's 1F1B do) and the
 receiver's arrival event fires when the transfer ends. A stage that recomputes runs the
 forward of its layers again right before each backward. After the last backward it
-synchronises gradients (data-parallel all-reduce, then the tied-embedding all-reduce on the
-first and last stage) -- or, with ``overlap_grad_reduce``, starts the data-parallel all-reduce
+synchronises gradients (the copied key/value heads' over the tensor group when there are fewer
+key/value heads than tensor ranks, then the data-parallel all-reduce, then the tied-embedding
+all-reduce on the first and last stage) -- or, with ``overlap_grad_reduce``, starts the data-parallel all-reduce
 when its last backward starts and waits only for what is left -- then steps the optimizer.
 The bubble is not a formula: it is the idle time this leaves.
 
@@ -28,7 +29,7 @@ from fugaku_sim.sim.compute import (
     optimizer_time_s,
     stage_segments,
 )
-from fugaku_sim.sim.transport import Proc, Transport
+from fugaku_sim.sim.transport import Proc, Transport, kv_copy_grad_bytes
 from fugaku_sim.spec.breakdown import CHARGED_KEYS
 from fugaku_sim.spec.job import Job
 from fugaku_sim.tensors import (
@@ -142,7 +143,14 @@ class PipelineEngine:
         yield from self._finish(r, s, sync)
 
     def _finish(self, r: int, s: int, sync: simpy.Process | None) -> Proc:
-        book, t0 = self.ledgers[(r, s)], self.env.now
+        book = self.ledgers[(r, s)]
+        kv = kv_copy_grad_bytes(self.job, s)
+        if kv:  # the copied key/value heads' gradients, summed over the tensor group
+            t_kv = self.env.now
+            yield from self.transport.tp_allreduce(r, s, kv)
+            book.add("tp_comm", self.env.now - t_kv)
+            self._trace(r, s, "comm", "kv grad sum", "tp_comm", t_kv, self.env.now - t_kv)
+        t0 = self.env.now
         if sync is None:
             yield from self.transport.grad_sync(r, s)
         else:

@@ -8,9 +8,11 @@ Sources:
   parameter (fp16 weights and gradients; fp32 master weights, momentum and variance); ZeRO
   stage 1 shards the optimizer states over the data-parallel group.
 - Korthikanti et al., "Reducing Activation Recomputation in Large Transformer Models", 2022,
-  eq. 2: with tensor parallelism and 16-bit activations one layer stores
+  eq. 2: with tensor parallelism and 16-bit activations one GPT layer stores
   s b h (10 + 24/t + 5 a s/(h t)) bytes; with full recomputation only its 2 s b h byte input.
-  The byte counts scale with the activation element size (x2 for fp32).
+  The byte counts scale with the activation element size (x2 for fp32). Other layers (Llama,
+  grouped-query attention, flash attention) are priced by the same count made tensor by tensor
+  (:func:`kept_activations`), which gives eq. 2 back for a GPT layer.
 - Under 1F1B, stage s of p holds the activations of min(p - s, m) micro-batches
   (Narayanan et al., SC21); under GPipe all m. Both are read off the shared schedule.
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from fugaku_sim.parallel.schedule import max_in_flight, pipeline_schedule
+from fugaku_sim.sim.compute import local_heads
 from fugaku_sim.spec.figures import element_bytes
 from fugaku_sim.spec.job import Job
 from fugaku_sim.spec.train import TrainSpec
@@ -72,14 +75,64 @@ class StageMemory:
         return out
 
 
+def kept_activations(job: Job) -> dict[str, float]:
+    """Bytes one transformer layer keeps for its backward for one micro-batch on one tensor
+    rank, by tensor, counted as Korthikanti et al. (2022, section 4.1) count a GPT layer: 2
+    bytes per 16-bit element, 1 per dropout mask, element by element of what Megatron-LM keeps.
+
+    - both norms' inputs and outputs (the inputs of the q/k/v and the first MLP projections),
+      whole on every tensor rank: 8 s b h;
+    - the queries and keys the scores are made of (after rotary positions, whose backward needs
+      only its tables) and the values: 2 s b (q + 2 kv) with q and kv this rank's query and
+      key/value widths. Under grouped-query attention the flash kernel reads the kv heads as
+      they are (fewer columns); materialized attention repeats each key/value head for its
+      group of query heads before the score and value products (Megatron-LM's
+      ``repeat_interleave``, Hugging Face's ``repeat_kv``), which keep the repeated ones: kv = q;
+    - the attention core: materialized, the softmax output 2 a s^2 b / t (and, with dropout, its
+      1-byte mask and 2-byte output); flash, only the fp32 log-sum-exp per query, the output it
+      also needs being the projection's input;
+    - the output projection's input 2 s b q;
+    - the MLP: GELU's input and output (2 x 2 s b f / t); SwiGLU's gate and up projections and
+      their product (3 x 2 s b f / t; Megatron-LM's fused SwiGLU recomputes the SiLU);
+    - with dropout (GPT-2), the 1-byte masks of the two residual branches.
+
+    A GPT-2 layer (f = 4 h, no grouped heads, materialized) sums to eq. 2, s b h (10 + 24/t +
+    5 a s/(h t)). Elements are scaled to the training precision (x2 for fp32).
+    """
+    m, t, e = job.model, job.layout.tp, element_bytes(job.train.precision)
+    s, b, h = m.seq_len, job.train.micro_batch, m.hidden
+    n, scale, dropout = s * b, e / 2, m.family == "gpt2"
+    heads, kv_heads = local_heads(job)
+    flash = job.train.attention == "flash"
+    q_width, kv_width = heads * m.head_dim, (kv_heads if flash else heads) * m.head_dim
+    ffn = m.ffn / t
+    out = {
+        "norm inputs and outputs": 8.0 * n * h * scale,
+        "queries, keys, values": 2.0 * n * (q_width + 2 * kv_width) * scale,
+        "projection input": 2.0 * n * q_width * scale,
+        "mlp": (3 if m.mlp == "swiglu" else 2) * 2.0 * n * ffn * scale,
+    }
+    if flash:
+        out["attention log-sum-exp"] = 4.0 * heads * n
+    else:
+        out["attention probabilities"] = (5 if dropout else 2) * heads * s * n * scale
+    if dropout:
+        out["residual dropout masks"] = 2.0 * n * h * scale
+    return out
+
+
 def activation_bytes_per_layer(job: Job, recompute: bool) -> float:
-    """Activation bytes one transformer layer keeps for one micro-batch (Korthikanti eq. 2)."""
+    """Activation bytes one transformer layer keeps for one micro-batch: its input under full
+    recomputation; Korthikanti eq. 2 for a GPT layer with materialized multi-head attention
+    (as it always was, f = 4 h assumed); otherwise the sum of :func:`kept_activations`."""
     m, t = job.model, job.layout.tp
     s, b, h, a = m.seq_len, job.train.micro_batch, m.hidden, m.heads
     scale = element_bytes(job.train.precision) / 2  # the paper counts 2-byte activations
     if recompute:
         return 2.0 * s * b * h * scale
-    return s * b * h * (10 + 24 / t + 5 * a * s / (h * t)) * scale
+    if m.family == "gpt2" and m.kv == m.heads and job.train.attention == "materialized":
+        return s * b * h * (10 + 24 / t + 5 * a * s / (h * t)) * scale
+    return sum(kept_activations(job).values())
 
 
 def in_flight(job: Job, stage: int) -> int:

@@ -1,6 +1,7 @@
 """Plan: every valid layout of a model on a node count, pruned by memory, ranked by throughput.
 
-Enumerated: tensor degree t dividing the heads and the MLP width; pipeline degree p dividing
+Enumerated: tensor degree t dividing the heads and the MLP width, and dividing or a multiple
+of the key/value heads (:func:`fugaku_sim.spec.job.kv_heads_fit`); pipeline degree p dividing
 the layers; data degree d = nodes x ppn / (t p); micro-batch sizes b (1, 2, 4, 8 and any
 other divisor up to 8 of the per-replica batch) with b d dividing the global batch;
 recomputation none / first half of the stages / all; placement topology / linear; the 1F1B
@@ -25,7 +26,7 @@ from fugaku_sim.sim.memory import GiB, fits_memory, peak_memory_per_node
 from fugaku_sim.sim.predict import Prediction, Setup, predict, prepare
 from fugaku_sim.spec import ClusterSpec, Layout, ModelSpec, TrainSpec, make_job
 from fugaku_sim.spec.figures import sequences_per_replica
-from fugaku_sim.spec.job import Job
+from fugaku_sim.spec.job import Job, kv_heads_fit
 
 RECOMPUTE = ("none", "first-half", "all")
 PLACEMENTS = ("topology", "linear")
@@ -41,9 +42,10 @@ def micro_batch_sizes(per_replica: int, limit: int = 8) -> list[int]:
 
 
 def parallel_degrees(model: ModelSpec, ranks: int) -> Iterator[tuple[int, int, int]]:
-    """(tp, pp, dp) with tp | heads and ffn, pp | layers, tp pp dp = ranks."""
+    """(tp, pp, dp) with tp | heads and ffn, the key/value heads split over or copied onto the
+    tp ranks, pp | layers, tp pp dp = ranks."""
     for tp in divisors(model.heads):
-        if model.ffn % tp:
+        if model.ffn % tp or not kv_heads_fit(model, tp):
             continue
         for pp in divisors(model.layers):
             if ranks % (tp * pp) == 0:

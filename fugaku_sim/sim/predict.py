@@ -12,7 +12,8 @@ it is for small tori and for checking the fast mode.
 How the breakdown partitions the step time. The step ends when the last stage replica has
 stepped its optimizer; that one is the *critical stage*. Its timeline is cut into:
 ``compute`` (forward and backward arithmetic), ``recompute`` (forward arithmetic re-run before
-backward), ``tp_comm`` (tensor all-reduces, those of recomputation included), ``pp_comm``
+backward), ``tp_comm`` (tensor all-reduces, those of recomputation and the sum of copied
+key/value heads' gradients included), ``pp_comm``
 (its blocking sends to pipeline neighbours), ``dp_comm`` (gradient all-reduce and tied
 embedding all-reduce not hidden behind backward), ``optimizer``; and ``bubble``, the rest: the
 time it sat waiting for a neighbour's activation or gradient. The seven terms sum to

@@ -13,7 +13,10 @@ Messages per call (bytes):
   optimisation (DeepSpeed's pipeline engine, which Fugaku-LLM used, sends whole tensors);
 - gradient sync: each rank's gradients over its data-parallel group, then, with tied
   embeddings and pp > 1, the embedding gradient between the first and last stage
-  (Megatron-LM ``_allreduce_embedding_grads``).
+  (Megatron-LM ``_allreduce_embedding_grads``); with fewer key/value heads than tensor ranks,
+  first the gradients of the key/value copies over the tensor group
+  (:func:`kv_copy_grad_bytes`). An untied head has no copy: nothing passes between the first
+  and last stage.
 """
 
 from __future__ import annotations
@@ -27,11 +30,18 @@ import simpy
 from fugaku_sim.parallel.placement import Placement
 from fugaku_sim.sim.collectives import ring_allreduce_steps, ring_allreduce_volume
 from fugaku_sim.sim.comm import CommModel, RingSet, ring_algorithms
+from fugaku_sim.sim.compute import local_heads
 from fugaku_sim.sim.network import FlowNetwork
 from fugaku_sim.sim.topology import Torus
 from fugaku_sim.spec.figures import element_bytes
 from fugaku_sim.spec.job import Job
-from fugaku_sim.tensors import stage_parameters, tied_copy_parameters
+from fugaku_sim.tensors import (
+    held_tensors,
+    layout_chunks,
+    stage_parameters,
+    tensor_table,
+    tied_copy_parameters,
+)
 
 Proc = Generator[simpy.Event, Any, None]
 
@@ -81,6 +91,29 @@ def embedding_grad_bytes(job: Job) -> float:
     """Bytes of the tied word-embedding shard kept on both the first and last stage (0 when
     the last stage keeps no tied copy)."""
     params = tied_copy_parameters(job.model, job.layout)
+    return float(params * element_bytes(job.train.precision))
+
+
+def kv_copy_grad_bytes(job: Job, stage: int) -> float:
+    """Gradient bytes of the key/value projections one rank of ``stage`` holds as copies.
+
+    With fewer key/value heads than tensor ranks each head is copied to t / kv_heads ranks
+    (:mod:`fugaku_sim.tensors.split`), and each copy's gradient holds only the share of its
+    own rank's query heads, so the copies' gradients are summed over the tensor ranks once a
+    step, as the tied embedding's are over its two stages. Priced as an all-reduce over the
+    whole tensor group (the ranks sharing a head are t / kv_heads of them: an upper bound).
+    0 when the key/value heads split over the ranks.
+    """
+    m, t = job.model, job.layout.tp
+    if m.kv >= t:
+        return 0.0
+    q_heads, kv_heads = local_heads(job)
+    params = 0
+    for row in held_tensors(tensor_table(m), layout_chunks(m, job.layout, stage)):
+        if row.role in ("k", "v", "k_bias", "v_bias"):
+            params += row.local_size(t)
+        elif row.role in ("qkv", "qkv_bias"):  # the key and value columns of the fused one
+            params += row.local_size(t) * 2 * kv_heads // (q_heads + 2 * kv_heads)
     return float(params * element_bytes(job.train.precision))
 
 
