@@ -304,6 +304,21 @@ def test_multi_query_layouts_match_one(mqa_job: dict[str, Any]) -> None:
     check_equivalent(mqa_job, 4, MQA_LAYOUTS_4)
 
 
+def test_llama_resume_reshards_copied_heads(llama_job: dict[str, Any]) -> None:
+    """Killed after step 2's checkpoint at tp 4 (each key/value head held by two ranks),
+    resumed at tp 2 x dp 2 with ZeRO-1 (heads split, optimizer states sharded): the
+    single-rank run's losses."""
+    out = llama_job["root"] / "killed_tp4"
+    r = mpirun(4, [[*llama_job["base"], "--tp", "4", "--out", str(out), "--checkpoint-every",
+                    "2", "--fail-at-step", "3"]])
+    assert r.returncode != 0 and (out / "checkpoints/step_0000002").is_dir()
+    r = mpirun(4, [[*llama_job["base"], *layout_args(2, 1, 2), "--zero", "1", "--out",
+                    str(out)]])
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert json.loads((out / "summary.json").read_text())["resumed_from_step"] == 2
+    np.testing.assert_allclose(losses(out), losses(llama_job["ref"]), rtol=REL)
+
+
 def test_resume_is_exact_and_reshards(job: dict[str, Any]) -> None:
     """Killed after step 2's checkpoint: resuming gives the uninterrupted run bit for bit
     (same layout), and under other layouts the same losses within tolerance."""
