@@ -7,7 +7,8 @@
 
 With transformers instead: ``AutoModelForCausalLM.from_pretrained(DIR)`` (a
 ``GPT2LMHeadModel`` or a ``LlamaForCausalLM``) for the weights and
-``sentencepiece.SentencePieceProcessor(model_file=DIR + "/tokenizer.model")`` for text.
+``AutoTokenizer.from_pretrained(DIR)`` for text (``tokenizer.json``, the same ids as
+``tokenizer.model``; see :mod:`fugaku_sim.release.hf_tokenizer`).
 """
 
 from __future__ import annotations

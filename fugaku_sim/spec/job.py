@@ -76,9 +76,9 @@ _NOT_MODELLED: list[tuple[str, frozenset[str], Callable[[ModelSpec, TrainSpec, L
      lambda m, t, lay: t.attention == "flash"),
     ("layout.sequence_parallel", frozenset({"sim", "train"}),
      lambda m, t, lay: lay.sequence_parallel),
-    ("train.recompute: selective", frozenset({"sim", "train"}),
+    ("train.recompute: selective", frozenset({"sim"}),
      lambda m, t, lay: t.recompute == "selective"),
-    ("train.zero_stage: 2 and 3", frozenset({"sim", "train"}),
+    ("train.zero_stage: 2 and 3", frozenset({"sim"}),
      lambda m, t, lay: t.zero_stage >= 2),
 ]
 

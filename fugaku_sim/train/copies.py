@@ -23,7 +23,7 @@ import numpy as np
 from fugaku_sim.spec import ModelSpec
 from fugaku_sim.tensors import tensor_table
 from fugaku_sim.tensors.split import Split, shard
-from fugaku_sim.train.buffers import FlatParams
+from fugaku_sim.train.buffers import FlatParams, Piece
 from fugaku_sim.train.stage import norm_names
 from fugaku_sim.train.timers import Timers
 
@@ -55,8 +55,9 @@ def copied_elements(model: ModelSpec, name: str, tp: int, tp_rank: int) -> np.nd
 
 
 def copied_mask(model: ModelSpec, flat: FlatParams, tp: int, tp_rank: int) -> np.ndarray:
-    """A flat 0/1 array over ``flat``: 1 on the elements of copied key/value heads."""
-    mask = np.zeros(flat.padded, dtype=flat.data.dtype)
+    """A flat bool array over ``flat``'s layout: True on the elements of copied key/value
+    heads."""
+    mask = np.zeros(flat.padded, dtype=bool)
     for name in flat.names:
         local = copied_elements(model, name, tp, tp_rank)
         if local is not None:
@@ -65,13 +66,28 @@ def copied_mask(model: ModelSpec, flat: FlatParams, tp: int, tp_rank: int) -> np
     return mask
 
 
-def norm_mask(model: ModelSpec, flat: FlatParams, tp: int, tp_rank: int) -> np.ndarray:
-    """A flat 0/1 array over ``flat``: 1 where this rank counts the element in the global
-    gradient norm, so that every parameter counts once over the world."""
-    mask = flat.mask(norm_names(model, flat.names, tp_rank))
-    if tp_rank % copies_per_head(model, tp):  # not the first of its copies
-        mask *= 1 - copied_mask(model, flat, tp, tp_rank)
-    return mask
+def _runs(keep: np.ndarray) -> list[tuple[int, int]]:
+    """[lo, hi) of every run of True in the bool array ``keep``."""
+    edges = np.flatnonzero(np.diff(np.r_[False, keep, False].astype(np.int8)))
+    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2])]
+
+
+def counted_ranges(model: ModelSpec, flat: FlatParams, tp: int, tp_rank: int,
+                   piece: Piece) -> list[tuple[int, int]]:
+    """Where, in ``piece``, the elements lie that this rank counts in the global gradient
+    norm, as [lo, hi) relative to its start (:meth:`FlatParams.ranges_of`): those of
+    :func:`~fugaku_sim.train.stage.norm_names`, less the copied key/value heads unless this
+    rank is the first of their copies, so that every parameter counts once."""
+    counted = norm_names(model, flat.names, tp_rank)
+    if tp_rank % copies_per_head(model, tp) == 0:
+        return flat.ranges_of(counted, piece)
+    mask = copied_mask(model, flat, tp, tp_rank)
+    copied = {n for n in counted if mask[slice(*flat.offsets[n])].any()}
+    out = flat.ranges_of(counted - copied, piece)
+    for name in sorted(copied):  # their elements that are not copies
+        lo, hi = (max(flat.offsets[name][0], piece.start), min(flat.offsets[name][1], piece.end))
+        out += [(lo + a - piece.start, lo + b - piece.start) for a, b in _runs(~mask[lo:hi])]
+    return out
 
 
 class CopiedGrads:
@@ -88,16 +104,22 @@ class CopiedGrads:
         self.comm = tp_comm.Split(tp_rank // copies, tp_rank) if copies > 1 else None
         self.timers = timers
 
-    def sum(self, grad: np.ndarray, start: int) -> None:
-        """Sum the copied elements of ``grad``, the flat range [start, start + grad.size),
-        over the copies (in place); nothing without copies."""
+    def sum(self, grads: list[tuple[np.ndarray, int]]) -> None:
+        """Sum, over the copies and in place, the copied elements of each ``(grad, start)``:
+        ``grad`` the gradients of the flat range [start, start + grad.size) (the ranges this
+        rank updates). One all-reduce; nothing without copies."""
         if self.comm is None:
             return
         from mpi4py import MPI
 
-        lo, hi = np.searchsorted(self.index, [start, start + grad.size])
-        local = self.index[lo:hi] - start
+        picked = []
+        for grad, start in grads:
+            lo, hi = np.searchsorted(self.index, [start, start + grad.size])
+            picked.append((grad, self.index[lo:hi] - start))
         with self.timers.region("tp_comm"):
-            buf = np.ascontiguousarray(grad[local])
+            buf = np.concatenate([g[i] for g, i in picked]) if picked else np.zeros(0)
             self.comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
-            grad[local] = buf
+            at = 0
+            for grad, local in picked:
+                grad[local] = buf[at:at + local.size]
+                at += local.size

@@ -45,10 +45,11 @@ class LlamaBlockCache(NamedTuple):
 
 def llama_block_forward(
     p: Params, n: Names, model: ModelSpec, x: np.ndarray, share: RankShare,
-    region: L.Region = L.SINGLE_RANK,
+    region: L.Region = L.SINGLE_RANK, keep_probs: bool = True,
 ) -> tuple[np.ndarray, LlamaBlockCache]:
     """One Llama decoder layer on this rank's share; ``n`` maps roles to tensor names.
-    x [B, T, C] -> [B, T, C]."""
+    x [B, T, C] -> [B, T, C]. ``keep_probs``: see
+    :func:`fugaku_sim.train.layers.attention_core_forward`."""
     eps, theta = model.norm_eps, model.rope_theta
     h, c_n1 = LL.rmsnorm_forward(x, p[n["attn_norm"]], eps)
     h = region.enter(h)  # f
@@ -57,7 +58,7 @@ def llama_block_forward(
     v, c_v = LL.dense_forward(h, p[n["v"]], optional(p, n, "v_bias"))
     q, c_rq = LL.rotary_forward(q, share.heads, theta)
     k, c_rk = LL.rotary_forward(k, share.kv_heads, theta)
-    a, c_att = LL.grouped_attention_forward(q, k, v, share.kv_heads)  # [B, T, Hl D]
+    a, c_att = LL.grouped_attention_forward(q, k, v, share.kv_heads, keep_probs)  # [B,T,Hl D]
     o, c_o = LL.dense_forward(a, p[n["attn_out"]], None)  # [B, T, C] partial
     o = region.leave(o)  # g
     if "attn_out_bias" in n:

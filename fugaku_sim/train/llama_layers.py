@@ -24,8 +24,8 @@ import numpy as np
 from fugaku_sim.train.layers import (
     AttentionCache,
     LinearCache,
-    attention_backward,
-    attention_forward,
+    attention_core_backward,
+    attention_core_forward,
     linear_backward,
     linear_forward,
 )
@@ -132,24 +132,25 @@ class GroupedAttentionCache(NamedTuple):
 
 
 def grouped_attention_forward(
-    q: np.ndarray, k: np.ndarray, v: np.ndarray, kv_heads: int
+    q: np.ndarray, k: np.ndarray, v: np.ndarray, kv_heads: int, keep_probs: bool = True
 ) -> tuple[np.ndarray, GroupedAttentionCache]:
     """Causal grouped-query attention (Ainslie et al. 2023): H query heads over K key/value
     heads, query head h reading key/value head h // (H / K) (Hugging Face ``repeat_kv``).
 
     q [B, T, H D], k and v [B, T, K D] -> y [B, T, H D]. The keys and values are repeated
-    for each query head of their group and the fused [q | k | v] goes through
-    :func:`attention_forward`; K = H is multi-head and K = 1 multi-query attention.
+    for each query head of their group and go through
+    :func:`~fugaku_sim.train.layers.attention_core_forward` (``keep_probs`` as there);
+    K = H is multi-head and K = 1 multi-query attention.
     """
     b, t, _ = q.shape
     d = k.shape[-1] // kv_heads
-    group = q.shape[-1] // d // kv_heads  # query heads per key/value head
-    qkv = np.empty((b, t, 3, kv_heads, group, d), dtype=q.dtype)
-    qkv[:, :, 0] = q.reshape(b, t, kv_heads, group, d)
-    qkv[:, :, 1] = k.reshape(b, t, kv_heads, 1, d)  # repeated over the group
-    qkv[:, :, 2] = v.reshape(b, t, kv_heads, 1, d)
-    y, cache = attention_forward(qkv.reshape(b, t, -1), kv_heads * group)
-    return y, GroupedAttentionCache(cache, kv_heads)
+    heads = q.shape[-1] // d
+    qh = np.ascontiguousarray(q.reshape(b, t, heads, d).transpose(0, 2, 1, 3))  # [B, H, T, D]
+    kh, vh = (np.repeat(a.reshape(b, t, kv_heads, d).transpose(0, 2, 1, 3), heads // kv_heads,
+                        axis=1) for a in (k, v))  # [B, H, T, D], new arrays
+    y, cache = attention_core_forward(qh, kh, vh, keep_probs)
+    return y.transpose(0, 2, 1, 3).reshape(b, t, heads * d), GroupedAttentionCache(cache,
+                                                                                   kv_heads)
 
 
 def grouped_attention_backward(
@@ -157,15 +158,16 @@ def grouped_attention_backward(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Gradients (dq [B, T, H D], dk, dv [B, T, K D]) of :func:`grouped_attention_forward`:
     the gradients of a repeated key or value are summed over its group."""
-    (dqkv,) = attention_backward(dout, cache.attn)  # [B, T, 3 H D]
-    b, t, _ = dqkv.shape
+    b, h, t, d = cache.attn.q.shape
     kv = cache.kv_heads
-    d = cache.attn.q.shape[-1]
-    parts = dqkv.reshape(b, t, 3, kv, -1, d)  # [B, T, 3, K, H/K, D]
-    dq = parts[:, :, 0].reshape(b, t, -1)
-    dk = parts[:, :, 1].sum(axis=3).reshape(b, t, kv * d)
-    dv = parts[:, :, 2].sum(axis=3).reshape(b, t, kv * d)
-    return dq, dk, dv
+    dy = dout.reshape(b, t, h, d).transpose(0, 2, 1, 3)  # [B, H, T, D]
+    dq, dk, dv = attention_core_backward(dy, cache.attn)
+    dk, dv = (a.reshape(b, kv, h // kv, t, d).sum(axis=2) for a in (dk, dv))  # [B, K, T, D]
+
+    def tokens_first(a: np.ndarray) -> np.ndarray:  # [B, heads, T, D] -> [B, T, heads D]
+        return a.transpose(0, 2, 1, 3).reshape(b, t, -1)
+
+    return tokens_first(dq), tokens_first(dk), tokens_first(dv)
 
 
 # --------------------------------------------------------------------------- rotary positions

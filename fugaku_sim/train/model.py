@@ -123,26 +123,28 @@ class BlockCache(NamedTuple):
     mlp_proj: L.LinearCache
 
 
-def _fused_attention(qkv: np.ndarray, share: RankShare
+def _fused_attention(qkv: np.ndarray, share: RankShare, keep_probs: bool
                      ) -> tuple[np.ndarray, L.AttentionCache | LL.GroupedAttentionCache]:
     """Attention of the fused [q | k | v] [B, T, (Hl + 2 Kl) D] of this rank's heads."""
     if share.kv_heads == share.heads:
-        return L.attention_forward(qkv, share.heads)
+        return L.attention_forward(qkv, share.heads, keep_probs)
     d = qkv.shape[-1] // (share.heads + 2 * share.kv_heads)
     q, k, v = np.split(qkv, [share.heads * d, (share.heads + share.kv_heads) * d], axis=-1)
-    return LL.grouped_attention_forward(q, k, v, share.kv_heads)
+    return LL.grouped_attention_forward(q, k, v, share.kv_heads, keep_probs)
 
 
 def gpt2_block_forward(
     p: Params, n: Names, model: ModelSpec, x: np.ndarray, share: RankShare,
-    region: L.Region = L.SINGLE_RANK,
+    region: L.Region = L.SINGLE_RANK, keep_probs: bool = True,
 ) -> tuple[np.ndarray, BlockCache]:
-    """One pre-LN GPT-2 block: x + attn(ln_1(x)), then + mlp(ln_2(.)). x [B, T, C]."""
+    """One pre-LN GPT-2 block: x + attn(ln_1(x)), then + mlp(ln_2(.)). x [B, T, C].
+    ``keep_probs`` False is selective recomputation
+    (:func:`fugaku_sim.train.layers.attention_core_forward`)."""
     eps = model.norm_eps
     h, c_ln1 = L.layernorm_forward(x, p[n["attn_norm"]], p[n["attn_norm_bias"]], eps)
     h = region.enter(h)  # f
     qkv, c_qkv = L.linear_forward(h, p[n["qkv"]], optional(p, n, "qkv_bias"))
-    a, c_att = _fused_attention(qkv, share)  # [B, T, Cl]
+    a, c_att = _fused_attention(qkv, share, keep_probs)  # [B, T, Cl]
     o, c_proj = L.linear_forward(a, p[n["attn_out"]], None)  # [B, T, C] partial
     o = region.leave(o)  # g: row-parallel output
     if "attn_out_bias" in n:
@@ -201,13 +203,15 @@ def gpt2_block_backward(
 
 def block_forward(
     p: Params, model: ModelSpec, layer: int, x: np.ndarray, share: RankShare,
-    region: L.Region = L.SINGLE_RANK,
+    region: L.Region = L.SINGLE_RANK, keep_probs: bool = True,
 ) -> tuple[np.ndarray, BlockCache | LB.LlamaBlockCache]:
-    """Transformer block ``layer`` of ``model``'s family on this rank's share. x [B, T, C]."""
+    """Transformer block ``layer`` of ``model``'s family on this rank's share. x [B, T, C].
+    ``keep_probs`` False is selective recomputation (the attention probabilities are not
+    kept: :func:`fugaku_sim.train.layers.attention_core_forward`)."""
     n = block_names(model, layer)
     if model.family == "llama":
-        return LB.llama_block_forward(p, n, model, x, share, region)
-    return gpt2_block_forward(p, n, model, x, share, region)
+        return LB.llama_block_forward(p, n, model, x, share, region, keep_probs)
+    return gpt2_block_forward(p, n, model, x, share, region, keep_probs)
 
 
 def block_backward(

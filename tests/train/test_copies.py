@@ -9,7 +9,12 @@ import pytest
 from fugaku_sim.spec import Layout, ModelSpec
 from fugaku_sim.tensors import layout_chunks, tensor_table
 from fugaku_sim.train.buffers import FlatParams
-from fugaku_sim.train.copies import copied_elements, copied_mask, copies_per_head, norm_mask
+from fugaku_sim.train.copies import (
+    copied_elements,
+    copied_mask,
+    copies_per_head,
+    counted_ranges,
+)
 from fugaku_sim.train.stage import local_entries, stage_tensor_names
 
 
@@ -23,9 +28,12 @@ def llama(kv: int, **kw: object) -> ModelSpec:
 GPT2_MQA = ModelSpec(name="g", layers=2, hidden=16, heads=4, kv_heads=1, seq_len=8, vocab=32)
 
 
-def flat_of(spec: ModelSpec, tp: int) -> FlatParams:
+def flat_of(spec: ModelSpec, tp: int, dp: int = 1) -> FlatParams:
+    """Tensor rank 0's flat layout (every tensor rank's is the same), in segments of a few
+    tensors so that pieces cut through tensors."""
     names = stage_tensor_names(spec, layout_chunks(spec, Layout(tp=tp), 0))
-    return FlatParams(local_entries(spec, names, tp))
+    groups = [names[i:i + 3] for i in range(0, len(names), 3)]
+    return FlatParams(local_entries(spec, names, tp), pad_to=dp, groups=groups)
 
 
 @pytest.mark.parametrize(("kv", "tp", "copies"), [(2, 4, 2), (1, 4, 4), (2, 2, 1), (4, 2, 1),
@@ -47,12 +55,20 @@ def test_copied_elements_are_the_key_value_heads() -> None:
     np.testing.assert_array_equal(fused[0], [0] * 8 + [1] * 8)
     mask = copied_mask(spec, flat_of(spec, 4), 4, 0)
     assert mask.sum() == 2 * 2 * 4 * 16  # k and v of two layers, one head each
+    assert mask.dtype == bool
 
 
 @pytest.mark.parametrize(("spec", "tp"), [(llama(2), 4), (llama(1), 2), (llama(2), 2),
                                           (GPT2_MQA, 2), (GPT2_MQA, 4),
                                           (llama(2, tied_embeddings=True, bias=True), 4)])
-def test_the_norm_counts_every_parameter_once(spec: ModelSpec, tp: int) -> None:
-    """Summed over the tensor ranks, the elements counted are the model's parameters."""
-    counted = sum(norm_mask(spec, flat_of(spec, tp), tp, r).sum() for r in range(tp))
+@pytest.mark.parametrize("dp", [1, 2, 4])
+def test_the_norm_counts_every_parameter_once(spec: ModelSpec, tp: int, dp: int) -> None:
+    """Summed over the tensor ranks and the data-parallel shares, the elements counted are
+    the model's parameters."""
+    counted = 0
+    for r in range(tp):
+        flat = flat_of(spec, tp, dp)
+        for d in range(dp):
+            for piece in flat.owned(d, dp):
+                counted += sum(hi - lo for lo, hi in counted_ranges(spec, flat, tp, r, piece))
     assert counted == tensor_table(spec).parameters()

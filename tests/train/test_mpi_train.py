@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -23,11 +21,8 @@ import pytest
 from fugaku_sim.spec.breakdown import BREAKDOWN_KEYS
 
 from .helpers import write_data, write_llama_model, write_model
+from .mpi_job import MPIEXEC, cli, grad_norms, layout_args, losses, mpirun, weights
 
-REPO = Path(__file__).resolve().parents[2]
-VENV_BIN = Path(sys.executable).parent
-MPIEXEC = shutil.which("mpiexec", path=str(VENV_BIN)) or shutil.which("mpiexec")
-RUNS = Path(__file__).with_name("mpi_runs.py")
 REL = 1e-5  # loss agreement across layouts (relative)
 
 pytestmark = [
@@ -55,25 +50,6 @@ LAYOUTS_4 = [
 ]
 
 
-def env() -> dict[str, str]:
-    e = dict(os.environ, OPENBLAS_NUM_THREADS="1", PYTHONPATH=str(REPO))
-    return e
-
-
-def mpirun(n: int, commands: list[list[str]], timeout: float = 120
-           ) -> subprocess.CompletedProcess[str]:
-    """Run fugaku-sim commands one after another in one ``mpiexec -n n`` job."""
-    cmd = [str(MPIEXEC), "-n", str(n), sys.executable, str(RUNS), json.dumps(commands)]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env(),
-                          cwd=REPO)
-
-
-def cli(args: list[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """One fugaku-sim command as a single process (an MPI singleton)."""
-    return subprocess.run([sys.executable, "-m", "fugaku_sim.cli", *args], capture_output=True,
-                          text=True, timeout=timeout, env=env(), cwd=REPO)
-
-
 def start_job(root: Path, model: Path, data: Path | None = None) -> dict[str, Any]:
     """The single-rank reference run of ``model`` (and a data directory, unless given)."""
     data = data or write_data(root / "data")
@@ -89,25 +65,6 @@ def start_job(root: Path, model: Path, data: Path | None = None) -> dict[str, An
 def job(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("mpi")
     return start_job(root, write_model(root / "model.yaml"))
-
-
-def losses(out: Path) -> list[float]:
-    return [json.loads(line)["loss"] for line in (out / "metrics.jsonl").read_text().splitlines()]
-
-
-def grad_norms(out: Path) -> list[float]:
-    return [json.loads(line)["grad_norm"]
-            for line in (out / "metrics.jsonl").read_text().splitlines()]
-
-
-def weights(out: Path) -> dict[str, np.ndarray]:
-    from fugaku_sim.tensors.consolidated import read_consolidated
-
-    return read_consolidated(out / "model.safetensors")[1]
-
-
-def layout_args(tp: int, pp: int, dp: int) -> list[str]:
-    return ["--tp", str(tp), "--pp", str(pp), "--dp", str(dp)]
 
 
 def check_equivalent(job: dict[str, Any], n: int, layouts: list[Any]) -> None:
@@ -164,6 +121,7 @@ def check_shard_sizes(out: Path, model: Path, n: int, tp: int, pp: int, dp: int,
         per_stage = json.loads(text.getvalue())["parameters_per_rank_by_stage"]
     assert len(per_stage) == pp
     final = sorted((out / "checkpoints").iterdir())[-1]
+    zero3 = "--zero" in extra and extra[extra.index("--zero") + 1] == "3"
     seen = set()
     for path in sorted(final.glob("rank_*.safetensors")):
         with safe_open(str(path), "np") as f:
@@ -172,7 +130,9 @@ def check_shard_sizes(out: Path, model: Path, n: int, tp: int, pp: int, dp: int,
             seen.add((t, stage))
             flat = {name: end - start for name, start, end, _ in json.loads(meta["flat"])}
             assert sum(flat.values()) == per_stage[stage], path.name
-            if d == 0:  # the tensors saved: all but a tied copy
+            if zero3:  # every rank saves its shard of the flat weights
+                assert f.get_slice("param_shard").get_shape()[0] == int(meta["padded"]) // dp
+            elif d == 0:  # the tensors saved: all but a tied copy
                 saved = {k[6:]: math.prod(f.get_slice(k).get_shape())
                          for k in f.keys() if k.startswith("param/")}  # noqa: SIM118
                 assert saved == {k: v for k, v in flat.items() if table[k].tied_to is None}
@@ -258,11 +218,12 @@ def test_untied_head_under_tensor_and_pipeline_parallelism(job: dict[str, Any]) 
 
 # Llama-shaped: four query heads over two key/value heads, split over tp 2 and copied over
 # tp 4; and one key/value head (multi-query, biases, tied embeddings) copied over tp 2 with
-# ZeRO-1 sharding the copies' optimizer states
+# ZeRO-2 and ZeRO-3 sharding the copies' gradients (and ZeRO-3 their weights)
 LLAMA_LAYOUTS_2 = [
     (2, 1, 1, []),
     (1, 2, 1, []),
     (1, 1, 2, ["--zero", "1", "--overlap-grad-reduce", "--grad-bucket-mb", "0.002"]),
+    (1, 1, 2, ["--zero", "3", "--recompute", "selective"]),
 ]
 LLAMA_LAYOUTS_4 = [
     (4, 1, 1, []),
@@ -270,7 +231,11 @@ LLAMA_LAYOUTS_4 = [
     (1, 2, 2, ["--schedule", "interleaved", "--virtual-stages", "2", "--recompute", "all"]),
 ]
 MQA_LAYOUTS_2 = [(2, 1, 1, [])]
-MQA_LAYOUTS_4 = [(2, 1, 2, ["--zero", "1", "--overlap-grad-reduce"]), (2, 2, 1, [])]
+MQA_LAYOUTS_4 = [
+    (2, 1, 2, ["--zero", "2", "--overlap-grad-reduce", "--grad-bucket-mb", "0.002"]),
+    (2, 1, 2, ["--zero", "3", "--recompute", "selective"]),
+    (2, 2, 1, []),
+]
 
 
 @pytest.fixture(scope="module")
