@@ -38,16 +38,13 @@ forward FLOPs (Narayanan et al., SC21, appendix); elementwise backwards read abo
 the forward did. Peak, memory bandwidth and the GEMM efficiency curve are per node in the
 profile and divided among the node's processes.
 
-A layer is a list of :class:`Segment` items in execution order: compute runs, and the two
-tensor-parallel all-reduces (after the attention projection and after the last MLP
-projection in the forward; at the inputs of the first MLP and the query/key/value
-projections in the backward).
+How these ops make up a pass, with the collectives between them, is
+:mod:`fugaku_sim.sim.segments`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 from fugaku_sim.spec.figures import element_bytes
 from fugaku_sim.spec.job import Job
@@ -77,15 +74,6 @@ class OpCost:
     def rate_key(self) -> str:
         """Key of the op's per-element rate in ``NodeSpec.elementwise_Gelem_per_s``."""
         return f"{self.kind}_{'bwd' if self.backward else 'fwd'}" if self.kind else ""
-
-
-@dataclass(frozen=True)
-class Segment:
-    """A run of compute (``seconds``) or a tensor-parallel all-reduce (``nbytes``)."""
-
-    kind: Literal["compute", "tp"]
-    seconds: float = 0.0
-    nbytes: float = 0.0
 
 
 def gemm(name: str, m: int, n: int, k: int, e: int, batch: int = 1) -> OpCost:
@@ -289,45 +277,6 @@ def op_time_s(op: OpCost, job: Job) -> float:
     return max(op.flops / (peak * efficiency), op.bytes / mem_bw) + node.op_overhead_us * 1e-6
 
 
-def _run(ops: list[OpCost], job: Job) -> Segment:
-    return Segment("compute", seconds=sum(op_time_s(op, job) for op in ops))
-
-
-def activation_message_bytes(job: Job) -> float:
-    """Bytes of one micro-batch's hidden states [B, T, C] (all-reduce and p2p payload)."""
-    m = job.model
-    return float(job.train.micro_batch * m.seq_len * m.hidden * element_bytes(job.train.precision))
-
-
-def layer_forward(job: Job) -> list[Segment]:
-    """Forward of one block: attention, all-reduce, MLP, all-reduce, residual."""
-    msg = activation_message_bytes(job)
-    tp = job.layout.tp > 1
-    out = [_run(attention_ops(job), job)]
-    out += [Segment("tp", nbytes=msg)] if tp else []
-    out += [_run(mlp_ops(job), job)]
-    out += [Segment("tp", nbytes=msg)] if tp else []
-    out += [_run([residual_op(job)], job)]
-    return out
-
-
-def layer_backward(job: Job) -> list[Segment]:
-    """Backward of one block in reverse order; all-reduces at the inputs of the first MLP and
-    the query/key/value projections."""
-    msg = activation_message_bytes(job)
-    tp = job.layout.tp > 1
-    mlp = [backward_of(op) for op in reversed(mlp_ops(job))]
-    attn = [backward_of(op) for op in reversed(attention_ops(job))]
-    # the MLP's ops up to the input gradient of its first projection(s); its norm and residual
-    # are its first two ops, the attention's norm its first
-    out = [_run([backward_of(residual_op(job))] + mlp[:-2], job)]
-    out += [Segment("tp", nbytes=msg)] if tp else []
-    out += [_run(mlp[-2:] + attn[:-1], job)]  # norm2, residual1 ... the q/k/v projections
-    out += [Segment("tp", nbytes=msg)] if tp else []
-    out += [_run(attn[-1:], job)]  # norm1
-    return out
-
-
 def embedding_forward_ops(job: Job) -> list[OpCost]:
     """The input embedding (first stage): GPT-2's token + position lookup and sum (1 FLOP, two
     reads and a write per element) and its dropout; Llama's token lookup alone (a gather: one
@@ -351,41 +300,6 @@ def head_forward_ops(job: Job) -> list[OpCost]:
         linear_op(job, "lm_head", "head", layer=None),
         elementwise("cross_entropy", tokens * m.vocab / t, e, 5, 3, "cross_entropy"),
     ]
-
-
-def head_forward(job: Job) -> list[Segment]:
-    """LM head forward; vocabulary-parallel cross-entropy all-reduces 3 per-token values."""
-    out = [_run(head_forward_ops(job), job)]
-    if job.layout.tp > 1:
-        tokens = job.train.micro_batch * job.model.seq_len
-        out += [Segment("tp", nbytes=3.0 * tokens * 4)]
-    return out
-
-
-def head_backward(job: Job) -> list[Segment]:
-    """LM head backward; the input gradient of the vocabulary-parallel head is all-reduced."""
-    out = [_run([backward_of(op) for op in reversed(head_forward_ops(job))], job)]
-    if job.layout.tp > 1:
-        out += [Segment("tp", nbytes=activation_message_bytes(job))]
-    return out
-
-
-def stage_segments(
-    job: Job, stage: int, kind: Literal["F", "B"], chunk_layers: int, first: bool, last: bool
-) -> list[Segment]:
-    """Segments of one forward or backward pass of ``chunk_layers`` layers on a stage;
-    ``first``/``last`` mark the model chunks holding the embedding and the LM head."""
-    if kind == "F":
-        out = [_run(embedding_forward_ops(job), job)] if first else []
-        for _ in range(chunk_layers):
-            out += layer_forward(job)
-        return out + (head_forward(job) if last else [])
-    out = head_backward(job) if last else []
-    for _ in range(chunk_layers):
-        out += layer_backward(job)
-    if first:
-        out += [_run([backward_of(op) for op in embedding_forward_ops(job)], job)]
-    return out
 
 
 def optimizer_time_s(job: Job, params: int, tensors: int) -> float:

@@ -52,8 +52,14 @@ def layer_forward_flops(model: ModelSpec, tokens: int) -> float:
     Laws", 2.1), and attention scores and values over all query heads (A D = C wide; causal
     masking not exploited, as Megatron-LM counts them)."""
     weights = sum(r.size for r in tensor_table(model).block(0) if len(r.shape) == 2)
-    attention = 2 * 2 * tokens * model.seq_len * model.hidden
-    return float(2 * tokens * weights + attention)
+    return float(2 * tokens * weights + attention_core_flops(model, tokens))
+
+
+def attention_core_flops(model: ModelSpec, tokens: int) -> float:
+    """Forward FLOPs of one block's attention scores and attention over values for
+    ``tokens`` tokens, 2 x 2 tokens s h (causal masking not exploited): what selective
+    recomputation runs again (Korthikanti et al. 2022, appendix A)."""
+    return float(2 * 2 * tokens * model.seq_len * model.hidden)
 
 
 def head_forward_flops(model: ModelSpec, tokens: int) -> float:

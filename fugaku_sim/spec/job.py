@@ -74,12 +74,8 @@ def make_job(cluster: ClusterSpec, model: ModelSpec, train: TrainSpec, layout: L
 _NOT_MODELLED: list[tuple[str, frozenset[str], Callable[[ModelSpec, TrainSpec, Layout], bool]]] = [
     ("train.attention: flash", frozenset({"train"}),
      lambda m, t, lay: t.attention == "flash"),
-    ("layout.sequence_parallel", frozenset({"sim", "train"}),
+    ("layout.sequence_parallel", frozenset({"train"}),
      lambda m, t, lay: lay.sequence_parallel),
-    ("train.recompute: selective", frozenset({"sim"}),
-     lambda m, t, lay: t.recompute == "selective"),
-    ("train.zero_stage: 2 and 3", frozenset({"sim"}),
-     lambda m, t, lay: t.zero_stage >= 2),
 ]
 
 
