@@ -206,17 +206,19 @@ def block_ops(tokens: int, c: int, b: int = 1, heads: int = 2,
     :func:`bench_kernels` reports the time per block."""
     from fugaku_sim.spec import ModelSpec
     from fugaku_sim.train import model as M
+    from fugaku_sim.train.params import rank_share
 
     spec = ModelSpec(name="bench", layers=layers, hidden=c, heads=heads, seq_len=tokens,
                      vocab=32)
     params = M.init_params(spec, 0)
     grads = {k: np.zeros_like(v) for k, v in params.items()}
     x = np.random.default_rng(0).standard_normal((b, tokens, c), dtype=np.float32)
+    share = rank_share(spec)
 
     def forward() -> tuple[np.ndarray, list[Any]]:
         h, caches = x, []
         for i in range(layers):
-            h, cache = M.block_forward(params, i, h, heads)
+            h, cache = M.block_forward(params, spec, i, h, share)
             caches.append(cache)
         return h, caches
 
@@ -225,7 +227,7 @@ def block_ops(tokens: int, c: int, b: int = 1, heads: int = 2,
     def backward() -> object:
         d = y
         for i in reversed(range(layers)):
-            d = M.block_backward(d, caches[i], grads, i)
+            d = M.block_backward(d, caches[i], grads)
         return d
 
     return {"block_fwd": forward, "block_bwd": backward}
@@ -245,7 +247,7 @@ def head_ops(tokens: int, c: int, v: int) -> dict[str, Callable[[], object]]:
     targets = rng.integers(0, v, (1, tokens))
 
     def forward_backward() -> object:
-        _, cache = M.head_forward(params, x, targets)
+        _, cache = M.head_forward(params, spec, x, targets)
         return M.head_backward(1.0, cache, grads, params)
 
     return {"head_fwd_bwd": forward_backward}
