@@ -6,7 +6,9 @@ A stage's forward of micro-batch i on virtual stage v waits for the activation o
 *arrive*; its backward waits for the gradient of v + 1. After an op the stage sends its
 output to the neighbour (a blocking send, as Megatron's and DeepSpeed's 1F1B do) and the
 receiver's arrival event fires when the transfer ends. A stage that recomputes runs the
-forward of its layers again right before each backward. After the last backward it
+forward of its transformer layers again right before each backward -- not the embedding, the
+LM head or the loss: full activation recomputation checkpoints the layers only (Megatron-LM's
+``--recompute-granularity full``; the trainer's ``StageModel.backward``). After the last backward it
 synchronises gradients (data-parallel all-reduce, then the tied-embedding all-reduce on the
 first and last stage) -- or, with ``overlap_grad_reduce``, starts the data-parallel all-reduce
 when its last backward starts and waits only for what is left -- then steps the optimizer.
@@ -109,11 +111,15 @@ class PipelineEngine:
         return EngineResult(self.ledgers, self.events)
 
     def segments(self, stage: int, chunk: int, kind: str) -> list[Segment]:
+        """Segments of a forward ("F"), backward ("B") or recomputation ("R": the chunk's
+        layers only, without its embedding or head) of one chunk."""
         key = (stage, chunk, kind)
         if key not in self._segments:
             c = self.stage_chunks[stage][chunk]
+            ends = kind != "R"  # a recomputation reruns the layers, not embedding or head
             self._segments[key] = stage_segments(
-                self.job, stage, "F" if kind == "F" else "B", len(c.layers), c.first, c.last
+                self.job, stage, "B" if kind == "B" else "F", len(c.layers),
+                c.first and ends, c.last and ends,
             )
         return self._segments[key]
 
@@ -136,7 +142,7 @@ class PipelineEngine:
             if i == len(ops) - 1 and self.job.train.overlap_grad_reduce:
                 sync = self.env.process(self.transport.grad_sync(r, s))
             if op.kind == "B" and s in self.recompute:
-                yield from self._run(r, s, (op.chunk, "F"), "recompute", f"R{op}")
+                yield from self._run(r, s, (op.chunk, "R"), "recompute", f"R{op}")
             yield from self._run(r, s, (op.chunk, op.kind), "compute", str(op))
             yield from self._send(r, s, v, op)
         yield from self._finish(r, s, sync)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import simpy
 
-from fugaku_sim.sim.compute import Segment
+from fugaku_sim.sim.compute import Segment, head_forward, layer_forward
 from fugaku_sim.sim.engine import PipelineEngine
 from tests.sim.small import small_job, small_torus
 
@@ -86,3 +86,20 @@ def test_gpipe_steps_no_faster_than_1f1b() -> None:
     a = run_fixed(pp=2, dp=4, global_batch=16)
     b = run_fixed(pp=2, dp=4, global_batch=16, schedule="gpipe")
     assert b.step_time_s >= a.step_time_s - 1e-9
+
+
+def test_recompute_reruns_the_layers_not_embedding_or_head() -> None:
+    """Full recomputation reruns each stage's transformer layers before every backward; the
+    embedding (first stage), LM head and loss (last stage) are not recomputed (Megatron-LM's
+    full recomputation and the trainer's StageModel.backward)."""
+    pp, m = 2, 3
+    job = small_job(small_torus((2, 2, 2)), 1, pp, 4, global_batch=4 * m, recompute="all")
+    env = simpy.Environment()
+    result = PipelineEngine(job, FixedTransport(env)).run()
+    layer_s = sum(g.seconds for g in layer_forward(job) if g.kind == "compute")
+    per_stage = job.model.layers // pp
+    for s in range(pp):
+        ledger = result.ledgers[(0, s)]
+        assert ledger.seconds["recompute"] == pytest.approx(m * per_stage * layer_s)
+    head_s = sum(g.seconds for g in head_forward(job) if g.kind == "compute")
+    assert head_s > 0.01 * layer_s  # the head is not negligible: leaving it out is visible
