@@ -24,7 +24,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -54,31 +54,71 @@ def gemm_shapes(min_dim: int, quick: bool = False) -> list[tuple[int, int, int]]
     return shapes[:1] if quick else shapes
 
 
-def time_op_s(comm: Any, op: Callable[[], object], budget_s: float, trials: int = 5,
-              best: bool = True) -> float:
-    """Seconds per call of ``op`` with every rank running it at once: the best (or, with
-    ``best=False``, the median) of ``trials`` timed loops, each sized to about
-    ``budget_s / trials`` (mpi4py demo style). The best loop is what the machine can do
-    (STREAM's convention: a disturbance only ever slows a loop down); communication keeps
-    the median, since waiting for a descheduled peer is part of what it measures."""
+TRIALS = 5  # timed loops per measurement; the median is kept
+COMPUTE_SECTIONS = ("gemm", "stream", "tiny_ops", "kernels", "optimizer")
+
+
+def _loop_s(comm: Any, op: Callable[[], object], reps: int) -> float:
+    """Seconds per call over ``reps`` calls, after a ``Barrier`` (every rank starts together)."""
     from mpi4py import MPI
 
-    op()  # warm-up (first call pays page faults and BLAS set-up)
     comm.Barrier()
     t0 = MPI.Wtime()
+    for _ in range(reps):
+        op()
+    return (MPI.Wtime() - t0) / reps
+
+
+def _reps_for(comm: Any, op: Callable[[], object], loop_budget_s: float) -> int:
+    """Calls per timed loop of about ``loop_budget_s``, the same on every rank (agreed on the
+    slowest rank's estimate); the first call is a warm-up (page faults, BLAS set-up)."""
+    from mpi4py import MPI
+
     op()
-    once = max(MPI.Wtime() - t0, 1e-7)
-    # every rank must loop the same number of times: agree on the slowest estimate
+    once = max(_loop_s(comm, op, 1), 1e-7)
     once = comm.allreduce(once, op=MPI.MAX)
-    reps = max(1, int(budget_s / trials / once))
-    samples = []
+    return max(1, int(loop_budget_s / once))
+
+
+def time_op_s(comm: Any, op: Callable[[], object], budget_s: float,
+              trials: int = TRIALS) -> float:
+    """Seconds per call of ``op`` with every rank running it at once: the median of
+    ``trials`` timed loops of about ``budget_s / trials`` each (mpi4py demo style). The
+    median, not the best loop: a training run's step is timed by its median too (validate),
+    on a machine whose speed jitters, so both sides see the same typical machine."""
+    reps = _reps_for(comm, op, budget_s / trials)
+    return statistics.median(_loop_s(comm, op, reps) for _ in range(trials))
+
+
+class Case(NamedTuple):
+    """One measurement: its row (what was timed), the call, its share of the budget and how
+    many units one call runs (a row's ``seconds`` is per unit)."""
+
+    row: dict[str, Any]
+    op: Callable[[], object]
+    share: float = 1.0
+    units: int = 1
+
+
+def time_cases(comm: Any, cases: list[Case], budget_s: float,
+               trials: int = TRIALS) -> list[dict[str, Any]]:
+    """Time every case, interleaved: ``trials`` rounds, each running one timed loop of every
+    case in turn, then each case's median loop. A slow drift of the machine's speed (a
+    neighbour's job starting) then touches every case alike instead of the few measured
+    while it lasted, so the shapes a fit compares keep their ratios. A case's loop is sized
+    to ``share x budget_s / trials``. Returns each row with ``seconds`` (the median over
+    ranks of each rank's median loop) and ``seconds_per_rank``."""
+    reps = [_reps_for(comm, c.op, c.share * budget_s / trials) for c in cases]
+    samples: list[list[float]] = [[] for _ in cases]
     for _ in range(trials):
-        comm.Barrier()
-        t0 = MPI.Wtime()
-        for _ in range(reps):
-            op()
-        samples.append((MPI.Wtime() - t0) / reps)
-    return min(samples) if best else statistics.median(samples)
+        for i, c in enumerate(cases):
+            samples[i].append(_loop_s(comm, c.op, reps[i]) / c.units)
+    rows = []
+    for c, mine in zip(cases, samples):
+        per_rank = [float(x) for x in comm.allgather(statistics.median(mine))]
+        rows.append({**c.row, "seconds": statistics.median(per_rank),
+                     "seconds_per_rank": per_rank})
+    return rows
 
 
 def gather_rates(comm: Any, seconds: float) -> list[float]:
@@ -86,31 +126,27 @@ def gather_rates(comm: Any, seconds: float) -> list[float]:
     return [float(s) for s in comm.allgather(seconds)]
 
 
-def bench_gemm(comm: Any, quick: bool, budget_s: float) -> list[dict[str, Any]]:
+def gemm_cases(quick: bool, seed: int) -> list[Case]:
     """float32 GEMMs over :func:`gemm_shapes` of every dimension, plus one float64 GEMM."""
-    rng = np.random.default_rng(comm.Get_rank())
-    rows = []
+    rng = np.random.default_rng(seed)
     dims = GEMM_DIMS_QUICK if quick else GEMM_DIMS
-    cases = [(d, s, np.float32) for d in dims for s in gemm_shapes(d, quick)]
-    cases.append((512, (512, 512, 512), np.float64))
-    for min_dim, (m, k, n), dtype in cases:
+    shapes = [(d, s, np.float32) for d in dims for s in gemm_shapes(d, quick)]
+    shapes.append((512, (512, 512, 512), np.float64))
+    cases: list[Case] = []
+    for min_dim, (m, k, n), dtype in shapes:
         a = rng.standard_normal((m, k)).astype(dtype)  # (m, k)
         b = rng.standard_normal((k, n)).astype(dtype)  # (k, n)
         out = np.empty((m, n), dtype)  # (m, n)
-        op = functools.partial(np.matmul, a, b, out=out)
-        per_rank = gather_rates(comm, time_op_s(comm, op, budget_s))
-        rows.append({
-            "m": m, "k": k, "n": n, "min_dim": min_dim, "dtype": np.dtype(dtype).name,
-            "flops": 2.0 * m * k * n, "seconds": statistics.median(per_rank),
-            "seconds_per_rank": per_rank,
-        })
-    return rows
+        row = {"section": "gemm", "m": m, "k": k, "n": n, "min_dim": min_dim,
+               "dtype": np.dtype(dtype).name, "flops": 2.0 * m * k * n}
+        cases.append(Case(row, functools.partial(np.matmul, a, b, out=out)))
+    return cases
 
 
-def bench_stream(comm: Any, quick: bool, budget_s: float) -> list[dict[str, Any]]:
+def stream_cases(quick: bool) -> list[Case]:
     """STREAM-like ``c = a + b`` (12 bytes a float32 element): ``inplace`` into a reused
     array, and ``alloc`` into a fresh one, as a numpy expression does."""
-    rows = []
+    cases: list[Case] = []
     for words in STREAM_WORDS_QUICK if quick else STREAM_WORDS:
         a = np.ones(words, np.float32)
         b = np.ones(words, np.float32)
@@ -120,16 +156,13 @@ def bench_stream(comm: Any, quick: bool, budget_s: float) -> list[dict[str, Any]
             "alloc": functools.partial(np.add, a, b),  # a fresh result array, as a + b
         }
         for kind, op in ops.items():
-            per_rank = gather_rates(comm, time_op_s(comm, op, budget_s))
-            rows.append({
-                "kind": kind, "bytes": 12.0 * words, "array_bytes": 4.0 * words,
-                "seconds": statistics.median(per_rank), "seconds_per_rank": per_rank,
-            })
-    return rows
+            cases.append(Case({"section": "stream", "kind": kind, "bytes": 12.0 * words,
+                               "array_bytes": 4.0 * words}, op))
+    return cases
 
 
-def bench_tiny_ops(comm: Any, budget_s: float) -> list[dict[str, Any]]:
-    """Seconds per call of operations on 8-element arrays: what any numpy call costs."""
+def tiny_cases() -> list[Case]:
+    """Operations on 8-element arrays: what any numpy call costs (half the budget each)."""
     x = np.ones(8, np.float32)
     y = np.empty(8, np.float32)
     w = np.ones((8, 8), np.float32)
@@ -142,11 +175,7 @@ def bench_tiny_ops(comm: Any, budget_s: float) -> list[dict[str, Any]]:
         "matmul_8": lambda: w @ w,
         "reshape_transpose": lambda: w.reshape(2, 4, 8).transpose(1, 0, 2),
     }
-    rows = []
-    for name, op in ops.items():
-        per_rank = gather_rates(comm, time_op_s(comm, op, budget_s))
-        rows.append({"op": name, "seconds": statistics.median(per_rank)})
-    return rows
+    return [Case({"section": "tiny_ops", "op": name}, op, 0.5) for name, op in ops.items()]
 
 
 # Kernels of the trainer (fugaku_sim.train.layers) other than its linear layers, timed at a
@@ -262,6 +291,36 @@ def attention_ops(b: int, t: int, c: int, heads: int) -> dict[str, Callable[[], 
             "attention_bwd": functools.partial(L.attention_backward, y, cache)}
 
 
+OPTIMIZERS = ("adamw", "adam", "sgd")  # TrainSpec.optimizer's kinds
+OPTIMIZER_PARAMS = (64, 2**17, 2**20, 2**22)  # flat parameters updated (tiny first)
+OPTIMIZER_PARAMS_QUICK = (64, 2**18)
+
+
+def optimizer_ops(kind: str, params: int) -> Callable[[], object]:
+    """The trainer's optimizer region over a flat range of ``params`` parameters: the squared
+    gradient norm through the norm mask, the clipping scale, then :class:`Optimizer`'s update
+    with the weight-decay mask (``Trainer.clip_and_update``, without its one-value
+    all-reduce), plus one copy that restores the gradient the update overwrites (squaring it
+    call after call would run into denormals)."""
+    from fugaku_sim.spec import TrainSpec
+    from fugaku_sim.train.optimizer import Optimizer
+
+    opt = Optimizer(TrainSpec(global_batch=1, optimizer=kind), params)  # type: ignore[arg-type]
+    rng = np.random.default_rng(0)
+    weights = rng.standard_normal(params, dtype=np.float32)
+    fresh = rng.standard_normal(params, dtype=np.float32)
+    grad = fresh.copy()
+    mask = np.ones(params, np.float32)
+
+    def update() -> None:
+        np.copyto(grad, fresh)  # the update overwrites the gradient; a step starts afresh
+        np.dot(grad * mask, grad)  # the norm, as the trainer computes it
+        np.multiply(grad, np.float32(0.5), out=grad)  # clipping
+        opt.step(weights, grad, mask, 1e-4, 1)
+
+    return update
+
+
 # Whole blocks (B, T, C, heads) and heads (tokens, C, V) at a ladder of working shapes; the
 # tiny shape comes first. The ladder is generic, not the validation models' shapes.
 BLOCK_SHAPES = ((1, 8, 8, 2), (1, 64, 32, 2), (4, 96, 96, 4), (2, 256, 160, 4),
@@ -271,37 +330,38 @@ HEAD_SHAPES = ((8, 8, 32), (64, 32, 1024), (384, 96, 4096), (512, 160, 12288))
 HEAD_SHAPES_QUICK = ((8, 8, 32), (384, 96, 4096))
 
 
-def bench_kernels(comm: Any, quick: bool, budget_s: float) -> list[dict[str, Any]]:
-    """Seconds per call of :func:`kernel_ops`, :func:`attention_ops`, :func:`block_ops` and
-    :func:`head_ops` at each shape (empty without the trainer)."""
+def kernel_cases(quick: bool) -> list[Case]:
+    """:func:`kernel_ops`, :func:`attention_ops`, :func:`block_ops`, :func:`head_ops` and
+    :func:`optimizer_ops` at each shape (empty without the trainer). The units the fits rest
+    on (whole blocks, the head, the optimizer) get twice the budget of the single kernels;
+    a block row is per block (its call runs a stack of them)."""
     try:
         kernel_ops(8, 8, 32, 32)
     except ImportError:
         return []
-    rows = []
+    cases = []
     for tokens, c, f, v in KERNEL_SHAPES_QUICK if quick else KERNEL_SHAPES:
         for name, op in kernel_ops(tokens, c, f, v).items():
-            per_rank = gather_rates(comm, time_op_s(comm, op, budget_s))
-            rows.append({"kernel": name, "tokens": tokens, "C": c, "F": f, "V": v,
-                         "seconds": statistics.median(per_rank)})
+            row = {"kernel": name, "tokens": tokens, "C": c, "F": f, "V": v}
+            cases.append(Case({"section": "kernels", **row}, op, 0.5))
     for b, t, c, heads in ATTENTION_SHAPES_QUICK if quick else ATTENTION_SHAPES:
         for name, op in attention_ops(b, t, c, heads).items():
-            per_rank = gather_rates(comm, time_op_s(comm, op, budget_s))
-            rows.append({"kernel": name, "tokens": b * t, "B": b, "T": t, "C": c,
-                         "heads": heads, "seconds": statistics.median(per_rank)})
-    # the units the bandwidth is fitted to get twice the time of the single kernels
+            row = {"kernel": name, "tokens": b * t, "B": b, "T": t, "C": c, "heads": heads}
+            cases.append(Case({"section": "kernels", **row}, op, 0.5))
     for b, t, c, heads in BLOCK_SHAPES_QUICK if quick else BLOCK_SHAPES:
         for name, op in block_ops(t, c, b, heads).items():
-            per_rank = gather_rates(comm, time_op_s(comm, op, 2 * budget_s))
-            rows.append({"kernel": name, "tokens": b * t, "B": b, "T": t, "C": c,
-                         "heads": heads, "layers": STACK_LAYERS,
-                         "seconds": statistics.median(per_rank) / STACK_LAYERS})
+            row = {"kernel": name, "tokens": b * t, "B": b, "T": t, "C": c, "heads": heads,
+                   "layers": STACK_LAYERS}
+            cases.append(Case({"section": "kernels", **row}, op, 1.0, STACK_LAYERS))
     for tokens, c, v in HEAD_SHAPES_QUICK if quick else HEAD_SHAPES:
         for name, op in head_ops(tokens, c, v).items():
-            per_rank = gather_rates(comm, time_op_s(comm, op, 2 * budget_s))
-            rows.append({"kernel": name, "tokens": tokens, "C": c, "V": v,
-                         "seconds": statistics.median(per_rank)})
-    return rows
+            row = {"kernel": name, "tokens": tokens, "C": c, "V": v}
+            cases.append(Case({"section": "kernels", **row}, op))
+    for kind in OPTIMIZERS:
+        for params in OPTIMIZER_PARAMS_QUICK if quick else OPTIMIZER_PARAMS:
+            cases.append(Case({"section": "optimizer", "optimizer": kind, "params": params},
+                              optimizer_ops(kind, params)))
+    return cases
 
 
 SHARE_SHAPE = (512, 256, 512)  # ~134 MFLOP: long enough that call overhead is negligible
@@ -317,7 +377,7 @@ def bench_share(comm: Any, budget_s: float) -> dict[str, Any]:
     out = np.empty((m, n), np.float32)
     op = functools.partial(np.matmul, a, b, out=out)
     # the median: how the scheduler shares cores is the thing measured, not a disturbance
-    all_busy = gather_rates(comm, time_op_s(comm, op, budget_s, best=False))
+    all_busy = gather_rates(comm, time_op_s(comm, op, budget_s))
     rank, size = comm.Get_rank(), comm.Get_size()
     half = size // 2
     busy = rank < max(half, 1)
@@ -380,7 +440,7 @@ def bench_allreduce(comm: Any, quick: bool, budget_s: float) -> list[dict[str, A
         send = np.ones(max(nbytes // 4, 1), np.float32)
         recv = np.empty_like(send)
         op = functools.partial(comm.Allreduce, send, recv)
-        per_rank = gather_rates(comm, time_op_s(comm, op, budget_s, best=False))
+        per_rank = gather_rates(comm, time_op_s(comm, op, budget_s))
         rows.append({"bytes": float(send.nbytes), "ranks": comm.Get_size(),
                      "seconds": max(per_rank)})
     return rows
@@ -395,7 +455,7 @@ def bench_pair_allreduce(comm: Any, quick: bool, budget_s: float) -> list[dict[s
         send = np.ones(max(nbytes // 4, 1), np.float32)
         recv = np.empty_like(send)
         op = functools.partial(pair.Allreduce, send, recv)
-        per_rank = gather_rates(comm, time_op_s(comm, op, budget_s, best=False))
+        per_rank = gather_rates(comm, time_op_s(comm, op, budget_s))
         rows.append({"bytes": float(send.nbytes), "ranks": 2, "concurrent_groups":
                      comm.Get_size() // 2, "seconds": max(per_rank)})
     pair.Free()
@@ -480,10 +540,13 @@ def run_suite(suite: str, quick: bool) -> dict[str, Any]:
         "mpi4py": mpi4py.__version__,
     }
     if suite == "compute":
-        out["gemm"] = bench_gemm(comm, quick, budget)
-        out["stream"] = bench_stream(comm, quick, budget)
-        out["tiny_ops"] = bench_tiny_ops(comm, budget / 2)
-        out["kernels"] = bench_kernels(comm, quick, budget / 2)
+        # one interleaved pool (see time_cases), rows sorted back into their sections
+        cases = (gemm_cases(quick, comm.Get_rank()) + stream_cases(quick) + tiny_cases()
+                 + kernel_cases(quick))
+        for section in COMPUTE_SECTIONS:
+            out[section] = []
+        for row in time_cases(comm, cases, budget):
+            out[row.pop("section")].append(row)
     elif suite == "share":
         out["share"] = bench_share(comm, budget * 2)
     elif suite == "comm":

@@ -32,6 +32,7 @@ from fugaku_sim.calibrate.fit import (
 )
 from fugaku_sim.calibrate.kernels import (
     elementwise_costs,
+    optimizer_costs,
     simulated_kernel_cost,
     simulated_ops_per_block,
 )
@@ -61,7 +62,8 @@ class Calibration:
     waiting_rank_share: float  # share when half of the 2 x ranks wait in MPI instead
     oversubscribed_link: AlphaBeta | None  # pairs' all-reduce between compute, 2 x ranks
     lone: dict[str, float] | None  # a lone process vs one of ``ranks`` busy ones
-    # seconds per element of each non-GEMM op kind and direction (empty: not measured)
+    # seconds per element of each non-GEMM op kind and direction, and per parameter of each
+    # optimizer (empty: not measured)
     elementwise_s_per_element: dict[str, float] = field(default_factory=dict)
     # relative error of the simulator on the trainer's blocks and head with those costs
     elementwise_check: dict[str, float] = field(default_factory=dict)
@@ -104,6 +106,7 @@ def fit_calibration(
         stream = bandwidth_Bps_at(compute["stream"], array_bytes, "alloc")
         overhead, overhead_how, bw, bw_how, bw_rms = _elementwise_model(compute, stream, gemm)
         per_element, check = elementwise_costs(compute.get("kernels") or [], gemm, overhead)
+        per_element.update(optimizer_costs(compute.get("optimizer") or []))
         p2p, link, over_link = _fit_links(measurements["comm"], ranks)
         lone = _lone_process(measurements.get("compute_lone"), gemm, bw)
         shares = {s["ranks"]: s["share"] for s in measurements["share"]}

@@ -211,3 +211,22 @@ def _fit_single_op_kernels(work: list[dict[str, Any]], tiny: dict[str, float],
         fixed = tiny["cross_entropy_fwd_bwd"] - tiny["cross_entropy_fwd"]
         fit("cross_entropy_bwd", [(float(key[0] * key[1]), ce_fb[key] - ce_f[key] - fixed,
                                    ce_fb[key] - ce_f[key]) for key in ce_f if key in ce_fb])
+
+
+def optimizer_costs(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Seconds per parameter of each optimizer kind (the trainer's norm, clipping and update,
+    :func:`fugaku_sim.calibrate.bench.optimizer_ops`), keyed as the simulator looks them up
+    (:func:`fugaku_sim.sim.compute.optimizer_rate_key`): fitted through the origin to the
+    times at working sizes net of the smallest size's (its fixed cost, which the simulator
+    prices per tensor). Empty without optimizer rows."""
+    from fugaku_sim.sim.compute import optimizer_rate_key
+
+    cost = {}
+    for kind in sorted({str(r["optimizer"]) for r in rows}):
+        mine = sorted((int(r["params"]), float(r["seconds"])) for r in rows
+                      if r["optimizer"] == kind)
+        fixed = mine[0][1]
+        points = [(float(n), s - fixed, s) for n, s in mine[1:]]
+        if points and (c := fit_seconds_per_element(points)) > 0:
+            cost[optimizer_rate_key(kind)] = c
+    return cost

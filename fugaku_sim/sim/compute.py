@@ -233,13 +233,25 @@ def stage_segments(
     return out
 
 
+def optimizer_rate_key(kind: str) -> str:
+    """Key of an optimizer's measured rate (parameters updated per second, clipping and the
+    gradient norm included) in ``NodeSpec.elementwise_Gelem_per_s``."""
+    return f"optimizer_{kind}"
+
+
 def optimizer_time_s(job: Job, params: int, tensors: int) -> float:
     """One optimizer step over ``params`` local parameters in ``tensors`` tensors:
     memory-bound streaming of weights, gradients and states (Adam reads w, g, m, v and writes
-    w, m, v: 7 fp32 arrays), one fused op per tensor."""
+    w, m, v: 7 fp32 arrays), one fused op per tensor. When the profile measured the
+    optimizer's rate (:func:`optimizer_rate_key`; software that makes more passes than the
+    seven, such as numpy's one array expression at a time), the parameters take that."""
     node, ppn = job.cluster.node, job.processes_per_node
     arrays = {"adam": 7, "adamw": 7, "sgd": 3}[job.train.optimizer]
     if job.train.zero_stage >= 1:
         params = params // job.layout.dp
+    overhead_s = tensors * node.op_overhead_us * 1e-6
+    rate = node.elementwise_Gelem_per_s.get(optimizer_rate_key(job.train.optimizer))
+    if rate:
+        return params / (rate * 1e9 / ppn) + overhead_s
     bytes_moved = params * 4.0 * arrays
-    return bytes_moved / (node.mem_bw_Bps / ppn) + tensors * node.op_overhead_us * 1e-6
+    return bytes_moved / (node.mem_bw_Bps / ppn) + overhead_s

@@ -57,7 +57,8 @@ class NodeSpec(SpecModel):
         "by kind and direction (layernorm_fwd, layernorm_bwd, gelu_fwd, gelu_bwd, softmax_fwd, "
         "softmax_bwd, residual_fwd, residual_bwd, cross_entropy_fwd, cross_entropy_bwd, "
         "embedding_fwd, embedding_bwd); an op of a listed kind takes elements / rate instead of "
-        "its bytes / mem_bw (empty: every op is priced by its memory traffic)",
+        "its bytes / mem_bw (empty: every op is priced by its memory traffic); "
+        "optimizer_adam, optimizer_adamw, optimizer_sgd: parameters updated per second",
     )
 
     @model_validator(mode="after")
