@@ -137,8 +137,13 @@ def test_occupancy_from_the_calibration() -> None:
     four = occupied_cluster(local, 4, occ)
     assert four.interconnect.intra_node.latency_us == 500.0  # type: ignore[union-attr]
     assert four.interconnect.intra_node.bw_GBps == 1.5  # type: ignore[union-attr]
-    assert four.node == local.node  # the simulator divides the node by 4 itself
+    assert four.node == local.node  # a fair share: the simulator divides the node by 4 itself
     assert occupied_cluster(local, 2, occ) is local
+    # other work on the machine: 4 ranks take more of it than 2 (0.6 of a core each, not 0.5)
+    busy = {**occ, "oversubscribed": {**occ["oversubscribed"], "compute_share": 0.6}}
+    four = occupied_cluster(local, 4, busy)
+    assert four.node.peak_TFLOPs.fp32 == pytest.approx(local.node.peak_TFLOPs.fp32 * 1.2)
+    assert four.node.mem_bw_GBps == pytest.approx(local.node.mem_bw_GBps * 1.2)
 
 
 @pytest.mark.parametrize("ranks", [2, 4])
