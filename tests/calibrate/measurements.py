@@ -22,6 +22,8 @@ EFFECTIVE_BW = 5e9  # bytes/s per process as the simulator counts bytes
 LAT_S, BW = 3e-6, 4e9
 CURVE = GemmCurve(PEAK, sorted(EFF.items()), 0.0)
 OVER_LAT_S, OVER_BW = 150e-6, 1e9
+BUSY_LAT_S, BUSY_BW = 20e-6, 2e9  # pairs between compute phases, one rank per core
+OPTIMIZER_S = {"adamw": 9e-9, "sgd": 4e-9}  # seconds per parameter
 
 
 def _kernel_rows() -> list[dict[str, Any]]:
@@ -74,13 +76,17 @@ def synthetic_measurements(ranks: int = 2) -> dict[str, Any]:
                      "pingpong": [{"bytes": m, "seconds": LAT_S + m / BW} for m in MESSAGE_BYTES],
                      "allreduce": [{"bytes": m, "ranks": n, "seconds": a * LAT_S + b * m / BW}
                                    for m in MESSAGE_BYTES]})
-    comm[-1]["sync_after_compute"] = [  # pairs between compute phases, 2 x ranks
-        {"bytes": m, "ranks": 2, "gemm_calls": c, "seconds": 2 * OVER_LAT_S + m / OVER_BW}
-        for m in (8.0, 32768.0, 262144.0) for c in (1, 4)]
+    for entry, lat, bw in ((comm[0], BUSY_LAT_S, BUSY_BW), (comm[-1], OVER_LAT_S, OVER_BW)):
+        entry["sync_after_compute"] = [  # pairs between compute phases
+            {"bytes": m, "ranks": 2, "gemm_calls": c, "seconds": 2 * lat + m / bw}
+            for m in (8.0, 32768.0, 262144.0) for c in (1, 4)]
+    optimizer = [{"optimizer": kind, "params": n, "seconds": 20 * OVERHEAD_S + n * cost}
+                 for kind, cost in OPTIMIZER_S.items() for n in (64, 2**17, 2**20)]
     share = [{"ranks": n, "share": {"all_busy_seconds": 1e-3 * n / ranks,
                                     "half_busy_seconds": 1e-3 * n / ranks}}
              for n in (ranks, 2 * ranks)]
     return {"ranks": ranks, "quick": False,
             "compute": {"gemm": gemm, "stream": stream, "tiny_ops": tiny,
-                        "kernels": _kernel_rows(), "mpi_library": "MPICH test"},
+                        "kernels": _kernel_rows(), "optimizer": optimizer,
+                        "mpi_library": "MPICH test"},
             "share": share, "comm": comm}

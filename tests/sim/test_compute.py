@@ -64,3 +64,26 @@ def test_measured_elementwise_rate_replaces_the_roofline() -> None:
     assert op_time_s(gelu, job) == pytest.approx(gelu.elements / (2.0e9 / 2) + overhead)
     assert op_time_s(backward_of(gelu), job) == op_time_s(backward_of(gelu), plain)
     assert base.node.elementwise_Gelem_per_s == {}  # optional: absent means the roofline
+
+
+def test_measured_optimizer_rate_replaces_the_streaming_model() -> None:
+    """With ``optimizer_<kind>`` in the profile an optimizer step takes parameters / rate
+    (per process) + overhead per tensor; without it, its 7 (Adam) streamed fp32 arrays."""
+    from fugaku_sim.sim.compute import optimizer_rate_key, optimizer_time_s
+
+    base = load_cluster("local")
+    rates = {optimizer_rate_key("adamw"): 0.25}  # 1e9 parameters per second per node
+    node = base.node.model_copy(update={"elementwise_Gelem_per_s": rates})
+    preset = load_model_preset("gpt-micro")
+    train = TrainSpec(global_batch=8, micro_batch=2, optimizer="adamw")
+    layout = Layout(dp=2, processes_per_node=2)
+    job = make_job(base.model_copy(update={"node": node}), preset.model, train, layout)
+    plain = make_job(base, preset.model, train, layout)
+    overhead = 10 * node.op_overhead_us * 1e-6
+    assert optimizer_time_s(job, 10**6, 10) == pytest.approx(10**6 / (0.25e9 / 2) + overhead)
+    assert optimizer_time_s(plain, 10**6, 10) == pytest.approx(
+        10**6 * 4.0 * 7 / (base.node.mem_bw_Bps / 2) + overhead)
+    sgd = make_job(base.model_copy(update={"node": node}), preset.model,
+                   train.model_copy(update={"optimizer": "sgd"}), layout)
+    assert optimizer_time_s(sgd, 10**6, 10) == pytest.approx(
+        10**6 * 4.0 * 3 / (base.node.mem_bw_Bps / 2) + overhead)  # only adamw was measured
