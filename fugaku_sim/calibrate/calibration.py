@@ -70,6 +70,13 @@ class Calibration:
     # relative error of the simulator on the trainer's blocks and head with those costs
     elementwise_check: dict[str, float] = field(default_factory=dict)
 
+    @property
+    def intra_node_link(self) -> AlphaBeta:
+        """The link the profile gets: the all-reduce between compute phases when measured
+        (what a training step's collectives see: a rank that arrives first waits for its
+        peer), else the tight-loop ping-pong and all-reduce fit."""
+        return self.between_compute_link or self.allreduce
+
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 

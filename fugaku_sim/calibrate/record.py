@@ -96,16 +96,19 @@ def header_lines(spec: ClusterSpec, cal: Calibration, prov: dict[str, Any], base
             "whole block each way; the simulator's block fwd/bwd and head rms error with "
             "them: " + ", ".join(f"{k} {v:.0%}" for k, v in cal.elementwise_check.items())
             + "." if cal.elementwise_s_per_element else "not measured (ops priced by bytes)."),
-        f"- intra_node: one link fitted to the ping-pong and all-reduce times on {cal.ranks} "
-        f"ranks (the simulator's message and ring formulas): latency "
-        f"{cal.allreduce.latency_s * 1e6:.2f} us, {cal.allreduce.bw_Bps / 1e9:.2f} GB/s "
-        f"(rms {cal.allreduce.rms_rel_error:.0%}); ping-pong alone {cal.p2p.latency_s * 1e6:.2f} "
-        f"us, {cal.p2p.bw_Bps / 1e9:.2f} GB/s (rms {cal.p2p.rms_rel_error:.0%}).",
-        "  " + (f"Pairs all-reducing between compute phases on {cal.ranks} ranks (the wait for "
-                f"a slower peer included): latency "
-                f"{cal.between_compute_link.latency_s * 1e6:.1f} us, "
-                f"{cal.between_compute_link.bw_Bps / 1e9:.2f} GB/s (sidecar)."
-                if cal.between_compute_link else "Pairs between compute phases not measured."),
+        "- intra_node: " + (
+            f"pairs all-reducing between compute phases on {cal.ranks} ranks, the wait for a "
+            "slower or descheduled peer included (the ring fitted to the median over compute "
+            f"lengths at each size): latency {cal.between_compute_link.latency_s * 1e6:.2f} us, "
+            f"{cal.between_compute_link.bw_Bps / 1e9:.2f} GB/s "
+            f"(rms {cal.between_compute_link.rms_rel_error:.0%});"
+            if cal.between_compute_link else "not measured between compute phases;"),
+        f"  in a tight loop (ping-pong and all-reduce on {cal.ranks} ranks, the simulator's "
+        f"message and ring formulas): latency {cal.allreduce.latency_s * 1e6:.2f} us, "
+        f"{cal.allreduce.bw_Bps / 1e9:.2f} GB/s (rms {cal.allreduce.rms_rel_error:.0%}"
+        + ("" if cal.between_compute_link else "; the profile's link") + "); ping-pong alone "
+        f"{cal.p2p.latency_s * 1e6:.2f} us, {cal.p2p.bw_Bps / 1e9:.2f} GB/s "
+        f"(rms {cal.p2p.rms_rel_error:.0%}).",
         f"- {2 * cal.ranks} ranks on {cal.ranks} cores: a process gets "
         f"{cal.oversubscribed_share:.2f} of its core-rate ({cal.waiting_rank_share:.2f} with "
         "half the ranks waiting in MPI: waiting MPICH ranks poll and keep their core);",
