@@ -186,6 +186,16 @@ def embedding_forward_ops(job: Job) -> list[OpCost]:
             elementwise("embedding_dropout", n, e, 1, 2, "embedding")]
 
 
+def embedding_forward(job: Job) -> list[Segment]:
+    """Embedding forward; the vocabulary-parallel lookup gives each tensor rank the rows of
+    its shard, all-reduced into the hidden states (Megatron-LM ``VocabParallelEmbedding``;
+    the trainer's ``embed_forward``)."""
+    out = [_run(embedding_forward_ops(job), job)]
+    if job.layout.tp > 1:
+        out += [Segment("tp", nbytes=activation_message_bytes(job))]
+    return out
+
+
 def head_forward_ops(job: Job) -> list[OpCost]:
     """Final layer norm, logits over the vocabulary shard, cross-entropy (last stage)."""
     m, t, e = job.model, job.layout.tp, element_bytes(job.train.precision)
@@ -221,7 +231,7 @@ def stage_segments(
     """Segments of one forward or backward pass of ``chunk_layers`` layers on a stage;
     ``first``/``last`` mark the model chunks holding the embedding and the LM head."""
     if kind == "F":
-        out = [_run(embedding_forward_ops(job), job)] if first else []
+        out = embedding_forward(job) if first else []
         for _ in range(chunk_layers):
             out += layer_forward(job)
         return out + (head_forward(job) if last else [])

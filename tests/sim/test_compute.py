@@ -87,3 +87,23 @@ def test_measured_optimizer_rate_replaces_the_streaming_model() -> None:
                    train.model_copy(update={"optimizer": "sgd"}), layout)
     assert optimizer_time_s(sgd, 10**6, 10) == pytest.approx(
         10**6 * 4.0 * 3 / (base.node.mem_bw_Bps / 2) + overhead)  # only adamw was measured
+
+
+@pytest.mark.parametrize("tp", [1, 6])
+def test_embedding_forward_all_reduces_the_vocabulary_shards(tp: int) -> None:
+    """The first stage's forward starts with the embedding lookup, then (tp > 1) the
+    all-reduce of the hidden states each tensor rank looked up from its vocabulary shard;
+    the backward has none (Megatron-LM VocabParallelEmbedding; the trainer's embed_forward)."""
+    from fugaku_sim.sim.compute import activation_message_bytes, stage_segments
+
+    job = fugaku_llm(tp)
+    forward = stage_segments(job, 0, "F", 1, first=True, last=False)
+    plain = stage_segments(job, 0, "F", 1, first=False, last=False)
+    assert forward[0].kind == "compute"
+    extra = forward[1:2] if tp > 1 else []
+    assert [(g.kind, g.nbytes) for g in extra] == (
+        [("tp", activation_message_bytes(job))] if tp > 1 else [])
+    assert forward[1 + len(extra):] == plain
+    backward = stage_segments(job, 0, "B", 1, first=True, last=False)
+    assert sum(g.kind == "tp" for g in backward) == sum(
+        g.kind == "tp" for g in stage_segments(job, 0, "B", 1, first=False, last=False))
