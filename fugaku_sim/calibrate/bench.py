@@ -90,14 +90,30 @@ def time_op_s(comm: Any, op: Callable[[], object], budget_s: float,
     return statistics.median(_loop_s(comm, op, reps) for _ in range(trials))
 
 
+# Seconds each named part of a call took, summed over the calls since the previous read (which
+# resets the sums): a case whose call times parts of itself.
+Phases = Callable[[], dict[str, float]]
+
+
 class Case(NamedTuple):
-    """One measurement: its row (what was timed), the call, its share of the budget and how
-    many units one call runs (a row's ``seconds`` is per unit)."""
+    """One measurement: its row (what was timed), the call and its share of the budget. With
+    ``phases``, the call times parts of itself and the case gives one row per part instead
+    (the part's name as the row's ``kernel``, its ``seconds`` per call)."""
 
     row: dict[str, Any]
     op: Callable[[], object]
     share: float = 1.0
-    units: int = 1
+    phases: Phases | None = None
+
+
+def _case_loop_s(comm: Any, case: Case, reps: int) -> dict[str, float]:
+    """One timed loop of ``case``: seconds per call, of the whole call (key ``""``) or of
+    each of its parts."""
+    if case.phases is None:
+        return {"": _loop_s(comm, case.op, reps)}
+    case.phases()  # drop what earlier calls (the warm-up, the sizing) accumulated
+    _loop_s(comm, case.op, reps)
+    return {part: seconds / reps for part, seconds in case.phases().items()}
 
 
 def time_cases(comm: Any, cases: list[Case], budget_s: float,
@@ -106,18 +122,21 @@ def time_cases(comm: Any, cases: list[Case], budget_s: float,
     case in turn, then each case's median loop. A slow drift of the machine's speed (a
     neighbour's job starting) then touches every case alike instead of the few measured
     while it lasted, so the shapes a fit compares keep their ratios. A case's loop is sized
-    to ``share x budget_s / trials``. Returns each row with ``seconds`` (the median over
-    ranks of each rank's median loop) and ``seconds_per_rank``."""
+    to ``share x budget_s / trials``. Returns each row (one per part of a case with
+    ``phases``) with ``seconds`` (the median over ranks of each rank's median loop) and
+    ``seconds_per_rank``."""
     reps = [_reps_for(comm, c.op, c.share * budget_s / trials) for c in cases]
-    samples: list[list[float]] = [[] for _ in cases]
+    samples: list[dict[str, list[float]]] = [{} for _ in cases]
     for _ in range(trials):
         for i, c in enumerate(cases):
-            samples[i].append(_loop_s(comm, c.op, reps[i]) / c.units)
+            for part, seconds in _case_loop_s(comm, c, reps[i]).items():
+                samples[i].setdefault(part, []).append(seconds)
     rows = []
     for c, mine in zip(cases, samples):
-        per_rank = [float(x) for x in comm.allgather(statistics.median(mine))]
-        rows.append({**c.row, "seconds": statistics.median(per_rank),
-                     "seconds_per_rank": per_rank})
+        for part, values in mine.items():  # the same parts in the same order on every rank
+            per_rank = [float(x) for x in comm.allgather(statistics.median(values))]
+            rows.append({**c.row, **({"kernel": part} if part else {}),
+                         "seconds": statistics.median(per_rank), "seconds_per_rank": per_rank})
     return rows
 
 
@@ -223,61 +242,58 @@ def kernel_ops(tokens: int, c: int, f: int, v: int) -> dict[str, Callable[[], ob
     return ops
 
 
-STACK_LAYERS = 4  # blocks timed in a row, as a model runs them (a layer's data evicted)
+MODEL_PHASES = ("embedding_fwd", "block_fwd", "head_fwd_bwd", "block_bwd", "embedding_bwd")
 
 
-def block_ops(tokens: int, c: int, b: int = 1, heads: int = 2,
-              layers: int = STACK_LAYERS) -> dict[str, Callable[[], object]]:
-    """The trainer's transformer block, forward and backward (with the gradient
-    accumulation into its parameters), on [B, T = tokens, C]: a stack of ``layers`` blocks
-    each way, as a training step runs them (every block's activations kept for the
-    backward, so one block's data does not stay in cache for the next), timed as a whole;
-    :func:`bench_kernels` reports the time per block."""
+def model_pass(b: int, t: int, c: int, heads: int, v: int, layers: int,
+               ) -> tuple[Callable[[], object], Phases]:
+    """One training pass of a whole model through the trainer's own functions, as a
+    one-stage step runs a micro-batch of [B = b, T = t] tokens: embedding, ``layers`` blocks
+    forward (every block's activations kept), final layer norm, tied head and cross-entropy
+    forward and backward, the blocks backward (gradients accumulated into the parameters),
+    the embedding's backward. The pass times its parts as it runs, so each kernel runs with
+    the working set a step has around it (the head's logits evict the blocks' activations
+    between their forward and backward), not looping hot on one shape. Returns the pass and
+    its :data:`Phases`, keyed by :data:`MODEL_PHASES`: seconds per block for ``block_*``,
+    per pass for the others."""
     from fugaku_sim.spec import ModelSpec
     from fugaku_sim.train import model as M
 
-    spec = ModelSpec(name="bench", layers=layers, hidden=c, heads=heads, seq_len=tokens,
-                     vocab=32)
-    params = M.init_params(spec, 0)
-    grads = {k: np.zeros_like(v) for k, v in params.items()}
-    x = np.random.default_rng(0).standard_normal((b, tokens, c), dtype=np.float32)
-
-    def forward() -> tuple[np.ndarray, list[Any]]:
-        h, caches = x, []
-        for i in range(layers):
-            h, cache = M.block_forward(params, i, h, heads)
-            caches.append(cache)
-        return h, caches
-
-    y, caches = forward()
-
-    def backward() -> object:
-        d = y
-        for i in reversed(range(layers)):
-            d = M.block_backward(d, caches[i], grads, i)
-        return d
-
-    return {"block_fwd": forward, "block_bwd": backward}
-
-
-def head_ops(tokens: int, c: int, v: int) -> dict[str, Callable[[], object]]:
-    """The trainer's final layer norm, tied LM head and cross-entropy, forward then
-    backward, on [1, tokens, C] over a vocabulary of V."""
-    from fugaku_sim.spec import ModelSpec
-    from fugaku_sim.train import model as M
-
-    spec = ModelSpec(name="bench", layers=1, hidden=c, heads=1, seq_len=tokens, vocab=v)
+    spec = ModelSpec(name="bench", layers=layers, hidden=c, heads=heads, seq_len=t, vocab=v)
     params = M.init_params(spec, 0)
     grads = {k: np.zeros_like(w) for k, w in params.items()}
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((1, tokens, c), dtype=np.float32)
-    targets = rng.integers(0, v, (1, tokens))
+    tokens = rng.integers(0, v, (b, t))  # [B, T]
+    targets = rng.integers(0, v, (b, t))  # [B, T]
+    clock = time.perf_counter
+    acc = dict.fromkeys(MODEL_PHASES, 0.0)
 
-    def forward_backward() -> object:
-        _, cache = M.head_forward(params, x, targets)
-        return M.head_backward(1.0, cache, grads, params)
+    def step() -> None:
+        marks = [clock()]
+        x, emb = M.embed_forward(params, tokens)  # [B, T, C]
+        marks.append(clock())
+        caches = []
+        for i in range(layers):
+            x, cache = M.block_forward(params, i, x, heads)
+            caches.append(cache)
+        marks.append(clock())
+        _, head = M.head_forward(params, x, targets)
+        d = M.head_backward(1.0, head, grads, params)
+        marks.append(clock())
+        for i in reversed(range(layers)):
+            d = M.block_backward(d, caches[i], grads, i)
+        marks.append(clock())
+        M.embed_backward(d, emb, grads)
+        marks.append(clock())
+        for phase, start, end in zip(MODEL_PHASES, marks, marks[1:]):
+            acc[phase] += (end - start) / (layers if phase.startswith("block_") else 1)
 
-    return {"head_fwd_bwd": forward_backward}
+    def phases() -> dict[str, float]:
+        out = dict(acc)
+        acc.update(dict.fromkeys(MODEL_PHASES, 0.0))
+        return out
+
+    return step, phases
 
 
 def attention_ops(b: int, t: int, c: int, heads: int) -> dict[str, Callable[[], object]]:
@@ -321,20 +337,18 @@ def optimizer_ops(kind: str, params: int) -> Callable[[], object]:
     return update
 
 
-# Whole blocks (B, T, C, heads) and heads (tokens, C, V) at a ladder of working shapes; the
-# tiny shape comes first. The ladder is generic, not the validation models' shapes.
-BLOCK_SHAPES = ((1, 8, 8, 2), (1, 64, 32, 2), (4, 96, 96, 4), (2, 256, 160, 4),
-                (8, 128, 256, 8))
-BLOCK_SHAPES_QUICK = ((1, 8, 8, 2), (4, 96, 96, 4))
-HEAD_SHAPES = ((8, 8, 32), (64, 32, 1024), (384, 96, 4096), (512, 160, 12288))
-HEAD_SHAPES_QUICK = ((8, 8, 32), (384, 96, 4096))
+# Whole models (B, T, C, heads, V, layers) whose passes give the block, head and embedding
+# rows: the tiny shape first, then a ladder of working shapes. The ladder is generic, not the
+# validation runs' shapes (their held-out set checks the fit between the rungs).
+MODEL_SHAPES = ((1, 8, 8, 2, 32, 2), (1, 64, 32, 2, 1024, 2), (4, 96, 96, 4, 4096, 2),
+                (2, 256, 160, 4, 12288, 2), (4, 128, 256, 8, 8192, 2))
+MODEL_SHAPES_QUICK = ((1, 8, 8, 2, 32, 2), (4, 96, 96, 4, 4096, 2))
 
 
 def kernel_cases(quick: bool) -> list[Case]:
-    """:func:`kernel_ops`, :func:`attention_ops`, :func:`block_ops`, :func:`head_ops` and
+    """:func:`kernel_ops`, :func:`attention_ops`, :func:`model_pass` and
     :func:`optimizer_ops` at each shape (empty without the trainer). The units the fits rest
-    on (whole blocks, the head, the optimizer) get twice the budget of the single kernels;
-    a block row is per block (its call runs a stack of them)."""
+    on (whole model passes, the optimizer) get more of the budget than the single kernels."""
     try:
         kernel_ops(8, 8, 32, 32)
     except ImportError:
@@ -348,15 +362,11 @@ def kernel_cases(quick: bool) -> list[Case]:
         for name, op in attention_ops(b, t, c, heads).items():
             row = {"kernel": name, "tokens": b * t, "B": b, "T": t, "C": c, "heads": heads}
             cases.append(Case({"section": "kernels", **row}, op, 0.5))
-    for b, t, c, heads in BLOCK_SHAPES_QUICK if quick else BLOCK_SHAPES:
-        for name, op in block_ops(t, c, b, heads).items():
-            row = {"kernel": name, "tokens": b * t, "B": b, "T": t, "C": c, "heads": heads,
-                   "layers": STACK_LAYERS}
-            cases.append(Case({"section": "kernels", **row}, op, 1.0, STACK_LAYERS))
-    for tokens, c, v in HEAD_SHAPES_QUICK if quick else HEAD_SHAPES:
-        for name, op in head_ops(tokens, c, v).items():
-            row = {"kernel": name, "tokens": tokens, "C": c, "V": v}
-            cases.append(Case({"section": "kernels", **row}, op))
+    for b, t, c, heads, v, layers in MODEL_SHAPES_QUICK if quick else MODEL_SHAPES:
+        step, phases = model_pass(b, t, c, heads, v, layers)
+        row = {"tokens": b * t, "B": b, "T": t, "C": c, "heads": heads, "V": v,
+               "layers": layers}
+        cases.append(Case({"section": "kernels", **row}, step, 2.0, phases=phases))
     for kind in OPTIMIZERS:
         for params in OPTIMIZER_PARAMS_QUICK if quick else OPTIMIZER_PARAMS:
             cases.append(Case({"section": "optimizer", "optimizer": kind, "params": params},

@@ -29,7 +29,7 @@ at the inputs of fc1 and QKV in the backward).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from fugaku_sim.spec.figures import element_bytes
@@ -186,6 +186,20 @@ def embedding_forward_ops(job: Job) -> list[OpCost]:
             elementwise("embedding_dropout", n, e, 1, 2, "embedding")]
 
 
+def embedding_backward_ops(job: Job) -> list[OpCost]:
+    """Backward of the embedding (first stage): the backward of each forward op, then the
+    gradient of this tensor rank's [V / t, C] table, which a dense embedding backward builds
+    whole every micro-batch and adds into the parameter's gradient (PyTorch's
+    ``embedding_dense_backward`` and autograd's accumulation; the trainer's
+    ``embedding_backward`` and ``embed_backward``): 4 passes over the table (zero it, then
+    read it and the gradient, write the gradient)."""
+    vocab_rows, hidden = local_weight(job, WTE)
+    table = elementwise("embedding_table_grad", vocab_rows * hidden,
+                        element_bytes(job.train.precision), 1, 4, "embedding")
+    return [backward_of(op) for op in embedding_forward_ops(job)] + [
+        replace(table, backward=True)]
+
+
 def embedding_forward(job: Job) -> list[Segment]:
     """Embedding forward; the vocabulary-parallel lookup gives each tensor rank the rows of
     its shard, all-reduced into the hidden states (Megatron-LM ``VocabParallelEmbedding``;
@@ -239,7 +253,7 @@ def stage_segments(
     for _ in range(chunk_layers):
         out += layer_backward(job)
     if first:
-        out += [_run([backward_of(op) for op in embedding_forward_ops(job)], job)]
+        out += [_run(embedding_backward_ops(job), job)]
     return out
 
 

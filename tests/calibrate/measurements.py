@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from fugaku_sim.calibrate.bench import (
-    BLOCK_SHAPES,
-    HEAD_SHAPES,
     MESSAGE_BYTES,
+    MODEL_PHASES,
+    MODEL_SHAPES,
     STREAM_WORDS,
     gemm_shapes,
 )
 from fugaku_sim.calibrate.fit import GemmCurve, ring_allreduce_factors
-from fugaku_sim.calibrate.kernels import simulated_kernel_cost
+from fugaku_sim.calibrate.kernels import kernel_ops, simulated_kernel_cost
 
 PEAK = 80e9  # FLOP/s per process
 EFF = {16: 0.5, 64: 0.8, 256: 1.0}
@@ -43,17 +43,15 @@ def _kernel_rows() -> list[dict[str, Any]]:
             gemm_s, nbytes = simulated_kernel_cost(row, CURVE) if t > 8 else (0.0, 0.0)
             row["seconds"] = 3 * OVERHEAD_S + gemm_s + nbytes / EFFECTIVE_BW
             rows.append(row)
-    for b, t, c, heads in BLOCK_SHAPES:
-        for kernel in ("block_fwd", "block_bwd"):
-            row = {"kernel": kernel, "tokens": b * t, "B": b, "T": t, "C": c, "heads": heads}
+    for b, t, c, heads, v, layers in MODEL_SHAPES:
+        shape = {"tokens": b * t, "B": b, "T": t, "C": c, "heads": heads, "V": v,
+                 "layers": layers}
+        for kernel in MODEL_PHASES:
+            row = {"kernel": kernel, **shape}
             gemm_s, nbytes = simulated_kernel_cost(row, CURVE) if t > 8 else (0.0, 0.0)
-            row["seconds"] = 12 * OVERHEAD_S + gemm_s + nbytes / EFFECTIVE_BW
+            ops = len(kernel_ops(row) or [])  # simulated ops the part of the pass runs
+            row["seconds"] = ops * OVERHEAD_S + gemm_s + nbytes / EFFECTIVE_BW
             rows.append(row)
-    for tokens, c, v in HEAD_SHAPES:
-        row = {"kernel": "head_fwd_bwd", "tokens": tokens, "C": c, "V": v}
-        gemm_s, nbytes = simulated_kernel_cost(row, CURVE) if tokens > 8 else (0.0, 0.0)
-        row["seconds"] = 6 * OVERHEAD_S + gemm_s + nbytes / EFFECTIVE_BW
-        rows.append(row)
     return rows
 
 

@@ -107,3 +107,30 @@ def test_embedding_forward_all_reduces_the_vocabulary_shards(tp: int) -> None:
     backward = stage_segments(job, 0, "B", 1, first=True, last=False)
     assert sum(g.kind == "tp" for g in backward) == sum(
         g.kind == "tp" for g in stage_segments(job, 0, "B", 1, first=False, last=False))
+
+
+@pytest.mark.parametrize("tp", [1, 6])
+def test_embedding_backward_accumulates_the_table_shard(tp: int) -> None:
+    """The first stage's backward ends with the embedding's: the lookups' backward, then the
+    gradient of the tensor rank's [V / t, C] table shard, 4 passes over it (zeroed, then
+    read with the gradient and written; PyTorch's embedding_dense_backward + accumulation)."""
+    from fugaku_sim.sim.compute import (
+        embedding_backward_ops,
+        embedding_forward_ops,
+        local_weight,
+        stage_segments,
+    )
+    from fugaku_sim.tensors import WTE
+
+    job = fugaku_llm(tp)
+    *lookups, table = embedding_backward_ops(job)
+    assert lookups == [backward_of(op) for op in embedding_forward_ops(job)]
+    rows, hidden = local_weight(job, WTE)
+    assert hidden == job.model.hidden and rows == pytest.approx(job.model.vocab / tp, abs=tp)
+    assert table.elements == rows * hidden and table.min_dim == 0
+    assert (table.bytes, table.rate_key) == (4 * 4.0 * rows * hidden, "embedding_bwd")  # fp32
+    backward = stage_segments(job, 0, "B", 1, first=True, last=False)
+    plain = stage_segments(job, 0, "B", 1, first=False, last=False)
+    assert backward[:-1] == plain
+    assert backward[-1].seconds == pytest.approx(
+        sum(op_time_s(op, job) for op in lookups + [table]))
