@@ -140,8 +140,9 @@ rule plan_train:
     conda:
         ENV
     shell:
+        # only layouts the trainer runs (the simulator models more)
         "{params.fs} plan --cluster {params.cluster} --model {params.model}"
-        " --nodes {params.nodes} --processes-per-node {params.ppn}"
+        " --nodes {params.nodes} --processes-per-node {params.ppn} --engine train"
         " --train-config {input.settings} --json > {output.plan} 2> {log}"
 
 

@@ -314,10 +314,9 @@ OPTIMIZER_PARAMS_QUICK = (64, 2**18)
 
 def optimizer_ops(kind: str, params: int) -> Callable[[], object]:
     """The trainer's optimizer region over a flat range of ``params`` parameters: the squared
-    gradient norm through the norm mask, the clipping scale, then :class:`Optimizer`'s update
-    with the weight-decay mask (``Trainer.clip_and_update``, without its one-value
-    all-reduce), plus one copy that restores the gradient the update overwrites (squaring it
-    call after call would run into denormals)."""
+    gradient norm, the clipping scale, then :class:`Optimizer`'s update with weight decay over
+    the whole range (``Trainer.clip_and_update``, without its one-value all-reduce), plus
+    one copy that restores the gradient the update may overwrite (a step starts afresh)."""
     from fugaku_sim.spec import TrainSpec
     from fugaku_sim.train.optimizer import Optimizer
 
@@ -326,13 +325,13 @@ def optimizer_ops(kind: str, params: int) -> Callable[[], object]:
     weights = rng.standard_normal(params, dtype=np.float32)
     fresh = rng.standard_normal(params, dtype=np.float32)
     grad = fresh.copy()
-    mask = np.ones(params, np.float32)
+    everything = [(0, params)]  # decay ranges
 
     def update() -> None:
-        np.copyto(grad, fresh)  # the update overwrites the gradient; a step starts afresh
-        np.dot(grad * mask, grad)  # the norm, as the trainer computes it
+        np.copyto(grad, fresh)
+        float(np.dot(grad, grad))  # the norm, as the trainer computes it
         np.multiply(grad, np.float32(0.5), out=grad)  # clipping
-        opt.step(weights, grad, mask, 1e-4, 1)
+        opt.step(weights, grad, everything, 1e-4, 1)
 
     return update
 

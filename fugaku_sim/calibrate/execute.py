@@ -8,6 +8,7 @@ leaks into a new measurement. Runs go one after another: they would disturb each
 from __future__ import annotations
 
 import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,16 +28,40 @@ class ModelFile(SpecModel):
     model: ModelSpec
 
 
+def train_args(run: RunSpec, model: str, data: Path, out: Path) -> list[str]:
+    """The ``fugaku-sim`` arguments that train ``run`` of ``model`` (a preset or YAML path,
+    :func:`model_ref`)."""
+    return ["train", "--model", model, "--data", str(data),
+            "--tp", str(run.tp), "--pp", str(run.pp), "--dp", str(run.dp),
+            "--micro-batch", str(run.micro_batch), "--global-batch", str(run.global_batch),
+            "--steps", str(run.steps), "--out", str(out), "--resume", "never", "--no-progress",
+            *run.train_options()]
+
+
 def train_argv(run: RunSpec, model: str, data: Path, out: Path) -> list[str]:
-    """The trainer's command line for ``run`` of ``model`` (a preset or YAML path; after
-    the launcher)."""
-    return python_module(
-        "fugaku_sim.cli", "train", "--model", model, "--data", str(data),
-        "--tp", str(run.tp), "--pp", str(run.pp), "--dp", str(run.dp),
-        "--micro-batch", str(run.micro_batch), "--global-batch", str(run.global_batch),
-        "--recompute", run.recompute,
-        "--steps", str(run.steps), "--out", str(out), "--resume", "never", "--no-progress",
-    )
+    """The trainer's command line for ``run`` of ``model`` (after the launcher)."""
+    return python_module("fugaku_sim.cli", *train_args(run, model, data, out))
+
+
+def check_predictable(runs: list[RunSpec]) -> None:
+    """Before anything is trained: every run's specs, as the trainer will resolve them, are
+    ones the simulator models (else validation would fail after the training).
+
+    Raises:
+        UserError: naming the run and the field.
+    """
+    from fugaku_sim.cli import build_parser
+    from fugaku_sim.commands.common import resolve_specs
+    from fugaku_sim.spec.job import check_modelled
+
+    with tempfile.TemporaryDirectory() as tmp:  # inline shapes as the trainer reads them
+        for i, run in enumerate(runs):
+            (where := Path(tmp) / str(i)).mkdir()
+            argv = train_args(run, model_ref(run, where), Path("data"), Path("out"))
+            try:
+                check_modelled(*resolve_specs(build_parser().parse_args(argv)), "sim")
+            except UserError as exc:
+                raise UserError(f"--runs: {run.label}: {exc}") from None
 
 
 def model_of(run: RunSpec) -> ModelSpec:
@@ -82,8 +107,10 @@ def execute_runs(
     """Train every run; returns their directories.
 
     Raises:
-        UserError: a run fails (the message names it and the last error line).
+        UserError: a run the simulator cannot predict, or a run that fails (the message
+            names it and the last error line).
     """
+    check_predictable(runs)
     data = prepare_data(runs, data_dir)
     dirs = []
     for i, run in enumerate(runs, 1):

@@ -38,7 +38,13 @@ from fugaku_sim.spec import (
 )
 from fugaku_sim.spec.layout import RequestedAllocation
 from fugaku_sim.spec.record import read_layout_record
-from fugaku_sim.spec.train import OptimizerKind, RecomputeMode, TrainPrecision, ZeroStage
+from fugaku_sim.spec.train import (
+    AttentionKind,
+    OptimizerKind,
+    RecomputeMode,
+    TrainPrecision,
+    ZeroStage,
+)
 
 # command-line option -> (section, field)
 _TRAIN_OPTIONS = {
@@ -51,6 +57,7 @@ _TRAIN_OPTIONS = {
     "zero": "zero_stage",
     "recompute": "recompute",
     "overlap_grad_reduce": "overlap_grad_reduce",
+    "attention": "attention",
     "lr": "lr",
     "min_lr": "min_lr",
     "warmup_steps": "warmup_steps",
@@ -116,6 +123,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--recompute", choices=get_args(RecomputeMode))
     g.add_argument("--recompute-stages", type=parse_stages, metavar="0-3")
     g.add_argument("--overlap-grad-reduce", action=argparse.BooleanOptionalAction, default=None)
+    g.add_argument("--attention", choices=get_args(AttentionKind),
+                   help="materialized scores, or flash attention (fused, scores kept on chip)")
     g.add_argument("--lr", type=float, help="peak learning rate")
     g.add_argument("--min-lr", type=float, help="learning rate at the end of the cosine")
     g.add_argument("--warmup-steps", type=int, help="linear warm-up steps")

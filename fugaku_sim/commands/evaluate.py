@@ -50,6 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from fugaku_sim.data.spm_model import same_model
     from fugaku_sim.errors import UserError
     from fugaku_sim.evaluate.gpt import GPT
     from fugaku_sim.evaluate.heldout import DataDir
@@ -60,7 +61,6 @@ def run(args: argparse.Namespace) -> int:
         write_results,
     )
     from fugaku_sim.evaluate.tokenizer import Tokenizer
-    from fugaku_sim.release.checksums import sha256_file
     from fugaku_sim.tensors.consolidated import read_consolidated
 
     data = DataDir.open(args.data)
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         from fugaku_sim.release.load import load_release
 
         spec, params, rel_tok = load_release(args.release)
-        if sha256_file(rel_tok.path) != sha256_file(tokenizer.path):
+        if not same_model(rel_tok.path, tokenizer.path):
             raise UserError(f"{rel_tok.path}: differs from {tokenizer.path}; evaluate a "
                             "release with the data directory it was trained on")
         source = str(args.release)

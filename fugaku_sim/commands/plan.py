@@ -1,12 +1,15 @@
 """``fugaku-sim plan``: rank every valid layout of a model on a node count.
 
-Enumerates (tp, pp, dp, micro-batch, recomputation, placement), drops layouts that do not fit
-memory, predicts the rest and sorts them by throughput. ``--emit-job DIR`` writes the job
+Enumerates (tp, pp, dp, micro-batch, placement, schedule, sequence parallelism,
+recomputation, ZeRO stage; :mod:`fugaku_sim.sim.plan`), drops layouts that do not fit memory,
+predicts the rest and sorts them by throughput. The table shows a column for every choice
+that differs between the layouts it lists, and why the first wins. ``--emit-job DIR`` writes the job
 script and rank map of the best one; ``--plot FILE`` a chart of every layout."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -33,55 +36,43 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also try the interleaved schedule (2 chunks per stage)",
     )
+    parser.add_argument(
+        "--engine", choices=("sim", "train"), default="sim",
+        help="plan every choice the simulator models (sim), or only what this tool's trainer "
+             "runs, for a training run (train)",
+    )
     parser.add_argument("--json", action="store_true", help="print a JSON list, best first")
     parser.add_argument("--plot", metavar="FILE", help="write a PNG of every layout")
     parser.add_argument("--emit-job", metavar="DIR", help="write job script + rank map of the best")
 
 
 def _table(rows: list[dict[str, Any]], title: str) -> None:
+    """The layouts with a column for every choice that differs between them, what they
+    share, and why the first wins (:mod:`fugaku_sim.sim.plan_rows`)."""
     from rich.console import Console
     from rich.table import Table
 
-    t = Table(title=title)
-    for col in (
-        "#",
-        "tp",
-        "pp",
-        "dp",
-        "mb",
-        "recompute",
-        "placement",
-        "shape",
-        "step s",
-        "tokens/s",
-        "MFU",
-        "GiB",
-        "days",
-        "node-hours",
-    ):
-        t.add_column(col, justify="right")
+    from fugaku_sim.sim.plan_rows import (
+        METRICS,
+        explain_winner,
+        metric_cell,
+        shared_text,
+        split_dimensions,
+    )
+
+    differ, shared = split_dimensions(rows)
+    caption = f"every layout: {shared_text(rows, shared)}" if shared else None
+    t = Table(title=title, caption=caption)
+    for heading in ["#", *(d.heading for d in differ), *(m[1] for m in METRICS)]:
+        t.add_column(heading, justify="right")
     for i, r in enumerate(rows, 1):
-        rec = ",".join(map(str, r["recompute_stages"])) or "none"
-        days = r.get("time_to_train_days")
-        t.add_row(
-            str(i),
-            str(r["tp"]),
-            str(r["pp"]),
-            str(r["dp"]),
-            str(r["micro_batch"]),
-            rec,
-            r["placement"],
-            r["job_shape"],
-            f"{r['step_time_s']:.3f}",
-            f"{r['tokens_per_s']:,.0f}",
-            f"{r['mfu']:.3f}",
-            f"{r['memory_per_node_GiB']:.1f}",
-            "-" if days is None else f"{days:.2f}",
-            "-" if r.get("node_hours") is None else f"{r['node_hours']:,.0f}",
-        )
+        t.add_row(str(i), *(d.cell(r) for d in differ),
+                  *(metric_cell(r.get(key), fmt) for key, _, fmt in METRICS))
     console = Console()
-    console.width = max(console.width, 150)  # 14 columns: do not squeeze them in 80
+    console.width = max(console.width, 150)  # many columns: do not squeeze them in 80
     console.print(t)
+    for line in explain_winner(rows):
+        console.print(f"why #1: {line}", highlight=False)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -98,7 +89,8 @@ def run(args: argparse.Namespace) -> int:
         cluster = cluster.model_copy(update={"node": node})
     args.tp = args.pp = args.dp = None  # the plan chooses the layout
     model, train, _layout = resolve_specs(args)
-    result = plan_layouts(cluster, model, train, args.nodes, interleaved=args.interleaved)
+    result = plan_layouts(cluster, model, train, args.nodes, interleaved=args.interleaved,
+                          engine=args.engine)
     if not result.predictions:
         raise UserError(no_layout_message(result, cluster, args.nodes))
     best = result.predictions[: args.top] if args.top else result.predictions
@@ -109,8 +101,16 @@ def run(args: argparse.Namespace) -> int:
         plot_plan(rows, Path(args.plot), f"{model.name} on {args.nodes:,} nodes of {cluster.name}")
     if args.emit_job:
         from fugaku_sim.sim.jobscript import write_job
+        from fugaku_sim.sim.plan import trainer_runnable
 
-        write_job(result.predictions[0], Path(args.emit_job), args.model)
+        rank, chosen, why = trainer_runnable(result.predictions)
+        if chosen is None:
+            raise UserError(f"--emit-job: no layout of the plan runs in this tool's trainer "
+                            f"(the best: {why})")
+        if rank > 1:
+            print(f"fugaku-sim plan: the job script runs layout #{rank}, the best one this "
+                  f"tool's trainer runs (#1: {why})", file=sys.stderr)
+        write_job(chosen, Path(args.emit_job), args.model)
     if args.json:
         print_json(rows)
     else:

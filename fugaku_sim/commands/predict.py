@@ -33,6 +33,8 @@ def print_prediction(d: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from fugaku_sim.sim.plan_rows import recompute_label
+
     console = Console()
     t = Table(
         title=f"{d['model']} on {d['nodes']:,} nodes of {d['cluster']} ({d['mode']} mode)",
@@ -47,7 +49,9 @@ def print_prediction(d: dict[str, Any]) -> None:
             "micro-batch x grad accum",
             f"{d['micro_batch']} x {d['grad_accum']} (global batch {d['global_batch']})",
         ),
-        ("recompute stages", ", ".join(map(str, d["recompute_stages"])) or "none"),
+        ("recompute", recompute_label(d)),
+        ("sequence parallel / ZeRO", f"{'on' if d['sequence_parallel'] else 'off'} / "
+                                     f"stage {d['zero_stage']}"),
         ("step time", f"{d['step_time_s']:.3f} s"),
         ("throughput", f"{d['tokens_per_s']:,.0f} tokens/s"),
         (
@@ -59,6 +63,8 @@ def print_prediction(d: dict[str, Any]) -> None:
             "memory per node",
             f"{d['memory_per_node_GiB']:.2f} GiB of {d['usable_memory_per_node_GiB']:.1f} usable",
         ),
+        (f"  per rank (stage {d['memory_peak_stage']})", ", ".join(
+            f"{k} {v:.2f}" for k, v in d["memory_per_rank_GiB"].items() if k != "total")),
         ("fits memory", "yes" if d["fits_memory"] else "[red]NO[/red]"),
     ]
     if d.get("time_to_train_days") is not None:

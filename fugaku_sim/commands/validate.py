@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cluster", default="local-calibrated",
                         help="calibrated profile (preset name or YAML path)")
     parser.add_argument("--runs", default="default",
-                        help="run set: default, quick, or a YAML file with a 'runs:' list")
+                        help="run set: default, quick, zero, or a YAML file with a 'runs:' list")
     parser.add_argument("--from-metrics", nargs="+", type=Path, metavar="DIR",
                         help="compare these finished runs instead of training")
     parser.add_argument("--out", type=Path, default=Path("results/compare"),

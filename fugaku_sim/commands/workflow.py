@@ -70,40 +70,38 @@ def _validated(section: str, payload: Any) -> tuple[str, str]:
     return json.dumps(LayoutRecord(layout).to_json(), indent=2) + "\n", "json"
 
 
-# (plan key, column heading, format) of the plan table
-PLAN_COLUMNS = (
-    ("tp", "TP", "{}"), ("pp", "PP", "{}"), ("dp", "DP", "{}"),
-    ("micro_batch", "micro batch", "{}"), ("schedule", "schedule", "{}"),
-    ("job_shape", "node shape", "{}"), ("step_time_s", "step s", "{:.3f}"),
-    ("tokens_per_s", "tokens/s", "{:,.0f}"), ("mfu", "MFU", "{:.1%}"),
-    ("memory_per_node_GiB", "memory GiB/node", "{:.1f}"),
-    ("time_to_train_days", "days to train", "{:.1f}"), ("node_hours", "node-hours", "{:,.0f}"),
-)
-
-
 def _plan_table(plan: Path) -> str:
-    """A plan's layouts, best first, as Markdown; columns the plan lacks are left out."""
+    """A plan's layouts, best first, as Markdown: a column for every choice that differs
+    between them, what they share, and why the first wins
+    (:mod:`fugaku_sim.sim.plan_rows`)."""
+    from fugaku_sim.sim.plan_rows import (
+        METRICS,
+        explain_winner,
+        metric_cell,
+        shared_text,
+        split_dimensions,
+    )
+
     rows = load_json(plan, str(plan))
     if not isinstance(rows, list) or not rows or not isinstance(rows[0], dict):
         raise UserError(f"{plan}: expected a non-empty JSON list of layouts")
     first = rows[0]
-    columns = [c for c in PLAN_COLUMNS if c[0] in first]
+    differ, shared = split_dimensions(rows)
+    metrics = [m for m in METRICS if m[0] in first]
     title = f"# Plan: {first.get('model', '?')} on {first.get('nodes', '?')} {first.get('cluster', '?')} nodes"
-    lines = [title, "", "| rank | " + " | ".join(c[1] for c in columns) + " |",
-             "|---:|" + "---:|" * len(columns)]
+    headings = [d.heading for d in differ] + [m[1] for m in metrics]
+    lines = [title, ""]
+    if shared:
+        lines += [f"Every layout: {shared_text(rows, shared)}.", ""]
+    lines += ["| rank | " + " | ".join(headings) + " |", "|---:|" + "---:|" * len(headings)]
     for number, row in enumerate(rows, 1):
-        cells = [_cell(row.get(key), fmt) for key, _, fmt in columns]
+        cells = [d.cell(row) for d in differ]
+        cells += [metric_cell(row.get(key), fmt) for key, _, fmt in metrics]
         lines.append(f"| {number} | " + " | ".join(cells) + " |")
+    why = explain_winner(rows)
+    if why:
+        lines += ["", "Why the first layout wins:", ""] + [f"- {line}" for line in why]
     return "\n".join(lines) + "\n"
-
-
-def _cell(value: Any, fmt: str) -> str:
-    if value is None:
-        return "-"
-    try:
-        return fmt.format(value)
-    except (TypeError, ValueError):
-        return str(value)
 
 
 def _name_value(text: str) -> tuple[str, str]:

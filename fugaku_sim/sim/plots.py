@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from fugaku_sim.sim.plan_rows import layout_label, split_dimensions
 from fugaku_sim.spec.breakdown import BREAKDOWN_KEYS
 
 #: one colour per breakdown key, in its order (Paul Tol's bright scheme)
@@ -23,20 +24,13 @@ def _pyplot() -> Any:
     return plt
 
 
-def layout_label(row: dict[str, Any]) -> str:
-    rec = "+".join(map(str, row["recompute_stages"])) if row["recompute_stages"] else "-"
-    rec = "all" if len(row["recompute_stages"]) == row["pp"] and row["pp"] > 1 else rec
-    return (
-        f"tp{row['tp']} pp{row['pp']} dp{row['dp']} mb{row['micro_batch']} "
-        f"rc:{rec} {row['placement'][:4]}"
-    )
-
-
 def plot_plan(rows: list[dict[str, Any]], path: Path, title: str) -> None:
-    """Horizontal bars: tokens/s of each layout (best on top), step-time breakdown beside."""
+    """Horizontal bars: tokens/s of each layout (best on top), step-time breakdown beside;
+    each layout labelled by the choices that differ between layouts."""
     plt = _pyplot()
+    differ, _shared = split_dimensions(rows)
     rows = rows[::-1]
-    labels = [layout_label(r) for r in rows]
+    labels = [layout_label(r, differ) for r in rows]
     height = max(3.0, 0.28 * len(rows) + 1.5)
     fig, (ax1, ax2) = plt.subplots(
         1, 2, figsize=(13, height), sharey=True, gridspec_kw={"width_ratios": [1, 1.2]}

@@ -6,12 +6,17 @@ One line of ``metrics.jsonl`` per optimizer step::
      "tokens_per_s": 10520.3, "step_time_s": 0.195,
      "breakdown_s": {"compute": ..., "recompute": ..., "tp_comm": ..., "pp_comm": ...,
                      "dp_comm": ..., "bubble": ..., "optimizer": ...},
-     "val_loss": 6.88}          # only on steps with a validation
+     "val_loss": 6.88,          # only on steps with a validation
+     "memory_peak_bytes": {"weights": ..., "gradients": ..., "optimizer": ...,
+                           "activations": ..., "workspace": ..., "framework": ...,
+                           "total": ...}}   # only on the step measured for memory
 
 ``step`` counts completed optimizer steps from 1; ``loss`` is the mean cross-entropy (nats per
 token) of the step's global batch; ``step_time_s`` the slowest rank's wall time of the step
 (``MPI.Wtime``; validation excluded); ``breakdown_s`` the mean over ranks of each rank's
-measured split (see :mod:`fugaku_sim.train.timers`).
+measured split (see :mod:`fugaku_sim.train.timers`); ``memory_peak_bytes`` the peak of the
+fullest rank by memory kind (see :mod:`fugaku_sim.train.memory`; ``summary.json`` also has
+every rank's, ``memory_by_rank``).
 """
 
 from __future__ import annotations

@@ -33,14 +33,14 @@ def test_inline_model_and_recompute_in_a_runs_file(tmp_path: Path) -> None:
     f.write_text("runs:\n  - {model: {name: h48, layers: 2, hidden: 48, heads: 3, seq_len: 32,"
                  " vocab: 512}, pp: 2, micro_batch: 2, global_batch: 8, recompute: all}\n")
     (run,) = load_runs(str(f))
-    assert run.label == "h48 tp1 pp2 dp1 mb2 rc-all" and run.model_name == "h48"
+    assert run.label == "h48 tp1 pp2 dp1 mb2 all" and run.model_name == "h48"
     ref = model_ref(run, tmp_path)
     assert load_model(ref) == run.model  # the trainer reads back the same shape
     argv = train_argv(run, ref, tmp_path / "data", tmp_path / "out")
     assert argv[argv.index("--recompute") + 1] == "all"
     assert argv[argv.index("--model") + 1] == ref
     f.write_text("runs:\n  - {model: gpt-micro, micro_batch: 2, global_batch: 8, "
-                 "recompute: selective}\n")
+                 "recompute: sometimes}\n")
     with pytest.raises(UserError, match=r"runs\.0\.recompute"):
         load_runs(str(f))
 

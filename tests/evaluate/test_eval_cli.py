@@ -75,6 +75,15 @@ def test_evaluate_a_release_gives_the_checkpoints_numbers(run_cli, checkpoint, t
     assert one["model"]["weights_sha256"] == two["model"]["weights_sha256"]
     assert one["perplexity"] == two["perplexity"]
     assert one["multiple_choice"] == two["multiple_choice"]
+    # the release's copy of the tokenizer has no training paths, but is the same model; a
+    # model with other scores is another tokenizer
+    from fugaku_sim.data.spm_model import read_model, with_scores
+
+    model = rel / "tokenizer.model"
+    model.write_bytes(with_scores(model.read_bytes(),
+                                  [p.score - 1.0 for p in read_model(model).pieces]))
+    _fails(run_cli, "--release", str(rel), "--data", str(tiny_data), *FAST,
+           message="tokenizer.model: differs from")
 
 
 def _fails(run_cli, *args: str, message: str) -> None:

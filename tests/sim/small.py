@@ -55,7 +55,7 @@ def small_job(
         "precision": "fp32",
         "optimizer": "adam",
     }
-    for key in ("recompute", "overlap_grad_reduce", "tokens"):
+    for key in ("recompute", "recompute_stages", "overlap_grad_reduce", "tokens", "zero_stage"):
         if key in layout:
             train[key] = layout.pop(key)
     return make_job(cluster, model, TrainSpec(**train), Layout(tp=tp, pp=pp, dp=dp, **layout))

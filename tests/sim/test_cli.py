@@ -208,3 +208,15 @@ def test_full_fugaku_llm_plan(run_cli, tmp_path: Path) -> None:
     rows = json.loads(out)
     assert any((r["tp"], r["pp"], r["dp"]) == (6, 8, 288) for r in rows)
     assert len((tmp_path / "rankmap.vcoord").read_text().splitlines()) == 13824
+
+
+def test_plan_emit_job_needs_a_layout_the_trainer_runs(run_cli, tmp_path: Path) -> None:
+    """The job script runs this tool's trainer, which does not run Llama models yet: one
+    line naming the option and why, exit 2, no script written."""
+    status, _, err = run_cli("plan", "--cluster", "dgx-a100", "--model", "llama-2-7b",
+                             "--nodes", "1", "--global-batch", "16", "--precision", "bf16",
+                             "--top", "1", "--emit-job", str(tmp_path / "job"))
+    assert status == 2
+    assert err.count("\n") == 1 and err.startswith("fugaku-sim: error: --emit-job: no layout")
+    assert "not modelled by the trainer" in err
+    assert not (tmp_path / "job").exists()

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import simpy
 
-from fugaku_sim.sim.compute import Segment, head_forward, layer_forward
 from fugaku_sim.sim.engine import PipelineEngine
+from fugaku_sim.sim.segments import PassBuilder, Segment, head_forward, layer_forward
 from tests.sim.small import small_job, small_torus
 
 
@@ -21,16 +21,24 @@ class FixedTransport:
     def __init__(self, env: simpy.Environment):
         self.env = env
 
-    def tp_time_s(self, stage: int, nbytes: float) -> float:
+    def tp_time_s(self, stage: int, nbytes: float, op: str = "allreduce") -> float:
         return 0.0
 
-    def tp_allreduce(self, r: int, stage: int, nbytes: float) -> Generator[Any, Any, None]:
+    def dp_time_s(self, stage: int, nbytes: float, op: str) -> float:
+        return 0.0
+
+    def tp_collective(self, r: int, stage: int, nbytes: float, op: str
+                      ) -> Generator[Any, Any, None]:
         yield self.env.timeout(self.tp_time_s(stage, nbytes))
+
+    def dp_collective(self, r: int, stage: int, nbytes: float, op: str, key: Any
+                      ) -> Generator[Any, Any, None]:
+        yield self.env.timeout(0.0)
 
     def p2p(self, r: int, src: int, dst: int, nbytes: float) -> Generator[Any, Any, None]:
         yield self.env.timeout(0.5)
 
-    def grad_sync(self, r: int, stage: int) -> Generator[Any, Any, None]:
+    def grad_sync(self, r: int, stage: int, op: str = "allreduce") -> Generator[Any, Any, None]:
         yield self.env.timeout(1.0)
 
     def embedding_sync(self, r: int, stage: int) -> Generator[Any, Any, None]:
@@ -38,10 +46,10 @@ class FixedTransport:
 
 
 class FixedEngine(PipelineEngine):
-    """Every forward takes 1 s and every backward 2 s."""
+    """Every forward (and recomputed forward) takes 1 s and every backward 2 s."""
 
     def segments(self, stage: int, chunk: int, kind: str) -> list[Segment]:
-        return [Segment("compute", seconds=1.0 if kind == "F" else 2.0)]
+        return [Segment("compute", seconds=2.0 if kind == "B" else 1.0)]
 
 
 def run_fixed(pp: int, dp: int, global_batch: int, schedule: str = "1f1b") -> Any:
@@ -88,6 +96,14 @@ def test_gpipe_steps_no_faster_than_1f1b() -> None:
     assert b.step_time_s >= a.step_time_s - 1e-9
 
 
+def compute_s(job: Any, body: Any) -> float:
+    """Compute seconds of one piece of a pass (segments' builder functions)."""
+    b = PassBuilder(job)
+    body(b)
+    b.flush()
+    return sum(g.seconds for g in b.out if g.kind == "compute")
+
+
 def test_recompute_reruns_the_layers_not_embedding_or_head() -> None:
     """Full recomputation reruns each stage's transformer layers before every backward; the
     embedding (first stage), LM head and loss (last stage) are not recomputed (Megatron-LM's
@@ -96,10 +112,10 @@ def test_recompute_reruns_the_layers_not_embedding_or_head() -> None:
     job = small_job(small_torus((2, 2, 2)), 1, pp, 4, global_batch=4 * m, recompute="all")
     env = simpy.Environment()
     result = PipelineEngine(job, FixedTransport(env)).run()
-    layer_s = sum(g.seconds for g in layer_forward(job) if g.kind == "compute")
+    layer_s = compute_s(job, layer_forward)
     per_stage = job.model.layers // pp
     for s in range(pp):
         ledger = result.ledgers[(0, s)]
         assert ledger.seconds["recompute"] == pytest.approx(m * per_stage * layer_s)
-    head_s = sum(g.seconds for g in head_forward(job) if g.kind == "compute")
+    head_s = compute_s(job, head_forward)
     assert head_s > 0.01 * layer_s  # the head is not negligible: leaving it out is visible

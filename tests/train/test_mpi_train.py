@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -23,11 +21,8 @@ import pytest
 from fugaku_sim.spec.breakdown import BREAKDOWN_KEYS
 
 from .helpers import write_data, write_model
+from .mpi_job import MPIEXEC, cli, grad_norms, layout_args, losses, mpirun, weights
 
-REPO = Path(__file__).resolve().parents[2]
-VENV_BIN = Path(sys.executable).parent
-MPIEXEC = shutil.which("mpiexec", path=str(VENV_BIN)) or shutil.which("mpiexec")
-RUNS = Path(__file__).with_name("mpi_runs.py")
 REL = 1e-5  # loss agreement across layouts (relative)
 
 pytestmark = [
@@ -55,25 +50,6 @@ LAYOUTS_4 = [
 ]
 
 
-def env() -> dict[str, str]:
-    e = dict(os.environ, OPENBLAS_NUM_THREADS="1", PYTHONPATH=str(REPO))
-    return e
-
-
-def mpirun(n: int, commands: list[list[str]], timeout: float = 120
-           ) -> subprocess.CompletedProcess[str]:
-    """Run fugaku-sim commands one after another in one ``mpiexec -n n`` job."""
-    cmd = [str(MPIEXEC), "-n", str(n), sys.executable, str(RUNS), json.dumps(commands)]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env(),
-                          cwd=REPO)
-
-
-def cli(args: list[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """One fugaku-sim command as a single process (an MPI singleton)."""
-    return subprocess.run([sys.executable, "-m", "fugaku_sim.cli", *args], capture_output=True,
-                          text=True, timeout=timeout, env=env(), cwd=REPO)
-
-
 @pytest.fixture(scope="module")
 def job(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("mpi")
@@ -85,25 +61,6 @@ def job(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     r = mpirun(1, [[*base, "--out", str(ref), "--checkpoint-every", "2"]])
     assert r.returncode == 0, r.stderr
     return {"root": root, "data": data, "model": model, "base": base, "ref": ref}
-
-
-def losses(out: Path) -> list[float]:
-    return [json.loads(line)["loss"] for line in (out / "metrics.jsonl").read_text().splitlines()]
-
-
-def grad_norms(out: Path) -> list[float]:
-    return [json.loads(line)["grad_norm"]
-            for line in (out / "metrics.jsonl").read_text().splitlines()]
-
-
-def weights(out: Path) -> dict[str, np.ndarray]:
-    from fugaku_sim.tensors.consolidated import read_consolidated
-
-    return read_consolidated(out / "model.safetensors")[1]
-
-
-def layout_args(tp: int, pp: int, dp: int) -> list[str]:
-    return ["--tp", str(tp), "--pp", str(pp), "--dp", str(dp)]
 
 
 def check_equivalent(job: dict[str, Any], n: int, layouts: list[Any]) -> None:
