@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fugaku_sim.calibrate.runs import layout_label
 from fugaku_sim.errors import UserError
 from fugaku_sim.io import read_json_object
 from fugaku_sim.spec import ClusterSpec, Job, Layout, ModelSpec, TrainSpec, make_job
@@ -210,11 +211,11 @@ class Row:
 
 
 def run_label(m: Measured) -> str:
-    """``gpt-tiny tp2 pp1 dp2 mb4``, with `` rc-<mode>`` when the run recomputes (as
-    :attr:`~fugaku_sim.calibrate.runs.RunSpec.label`)."""
-    lay, rc = m.layout, m.train.recompute
-    return (f"{m.model.name} tp{lay.tp} pp{lay.pp} dp{lay.dp} mb{m.train.micro_batch}"
-            + ("" if rc == "none" else f" rc-{rc}"))
+    """The measured run's :func:`~fugaku_sim.calibrate.runs.layout_label` (as validate
+    labels the run it started)."""
+    lay, t = m.layout, m.train
+    return layout_label(m.model.name, lay.tp, lay.pp, lay.dp, t.micro_batch, t.zero_stage,
+                        t.recompute, t.recompute_stages, t.overlap_grad_reduce)
 
 
 def compare_run(cluster: ClusterSpec, measured: Measured, mode: str = "fast",

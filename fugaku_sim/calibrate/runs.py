@@ -22,6 +22,7 @@ ranks.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -63,17 +64,10 @@ class RunSpec(SpecModel):
 
     @property
     def label(self) -> str:
-        """``gpt-tiny tp2 pp1 dp2 mb4`` (then ``zero2``, ``selective``, ``recompute0,1``,
-        ``overlap`` where set) unless a name is given."""
-        if self.name:
-            return self.name
-        savers = [f"zero{self.zero_stage}" if self.zero_stage else "",
-                  self.recompute if self.recompute != "none" else "",
-                  "recompute" + ",".join(map(str, self.recompute_stages))
-                  if self.recompute_stages else "",
-                  "overlap" if self.overlap_grad_reduce else ""]
-        return " ".join([f"{self.model_name} tp{self.tp} pp{self.pp} dp{self.dp} "
-                         f"mb{self.micro_batch}", *(x for x in savers if x)])
+        """:func:`layout_label` of the run unless a name is given."""
+        return self.name or layout_label(
+            self.model_name, self.tp, self.pp, self.dp, self.micro_batch, self.zero_stage,
+            self.recompute, self.recompute_stages, self.overlap_grad_reduce)
 
     def train_options(self) -> list[str]:
         """The ``fugaku-sim train`` options of the memory savers (none for defaults)."""
@@ -94,6 +88,19 @@ class RunSpec(SpecModel):
     def slug(self) -> str:
         """File-name form of the label."""
         return file_slug(self.label)
+
+
+def layout_label(model: str, tp: int, pp: int, dp: int, micro_batch: int, zero_stage: int = 0,
+                 recompute: str = "none", recompute_stages: Sequence[int] = (),
+                 overlap_grad_reduce: bool = False) -> str:
+    """``gpt-tiny tp2 pp1 dp2 mb4``, then ``zero2``, the recomputation mode (``selective``,
+    ``all``), ``recompute0,1`` and ``overlap`` where set: a run's label, and its row's in
+    the comparison."""
+    savers = [f"zero{zero_stage}" if zero_stage else "",
+              recompute if recompute != "none" else "",
+              "recompute" + ",".join(map(str, recompute_stages)) if recompute_stages else "",
+              "overlap" if overlap_grad_reduce else ""]
+    return " ".join([f"{model} tp{tp} pp{pp} dp{dp} mb{micro_batch}", *(x for x in savers if x)])
 
 
 def file_slug(text: str) -> str:

@@ -62,6 +62,22 @@ def test_read_measured_skips_warmup(tmp_path: Path) -> None:
     assert m.layout.dp == 2
 
 
+def test_a_measured_run_is_labelled_as_the_run_validate_started(tmp_path: Path) -> None:
+    """The comparison's row and the run it started carry one label, memory savers included
+    (runs that differ only in their ZeRO stage or recomputation stay apart)."""
+    from fugaku_sim.calibrate.compare import run_label
+    from fugaku_sim.calibrate.runs import RunSpec
+
+    _write_run(tmp_path, [1.0, 1.0])
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    summary["train"].update(zero_stage=2, recompute="selective", overlap_grad_reduce=True)
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    run = RunSpec(model="gpt-micro", dp=2, micro_batch=2, global_batch=8, zero_stage=2,
+                  recompute="selective", overlap_grad_reduce=True)
+    assert run_label(read_measured(tmp_path)) == run.label == (
+        "gpt-micro tp1 pp1 dp2 mb2 zero2 selective overlap")
+
+
 def test_read_measured_falls_back_to_the_summary(tmp_path: Path) -> None:
     _write_run(tmp_path, [1.0])
     (tmp_path / "metrics.jsonl").unlink()
