@@ -113,14 +113,14 @@ def execute_runs(
     check_predictable(runs)
     data = prepare_data(runs, data_dir)
     dirs = []
-    for i, run in enumerate(runs, 1):
+    for run in runs:
         out = runs_dir / run.slug
         if out.exists():
             shutil.rmtree(out)
         out.mkdir(parents=True)
         write_text(out / "run.json", run.model_dump_json(indent=1) + "\n")
         if progress:
-            progress(f"[{i}/{len(runs)}] {run.label} on {run.ranks} ranks, {run.steps} steps")
+            progress(f"{run.label} on {run.ranks} ranks, {run.steps} steps")
         argv = train_argv(run, model_ref(run, out), data[run.model_name], out)
         run_mpi(launcher, run.ranks, argv, timeout_s,
                 f"validate: training run {run.label}", log=out / "launch.log",

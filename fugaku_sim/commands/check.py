@@ -8,7 +8,12 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from fugaku_sim.commands.common import add_job_arguments, job_from_args, print_json
+from fugaku_sim.commands.common import (
+    add_job_arguments,
+    command_meta,
+    job_from_args,
+    print_json,
+)
 from fugaku_sim.sim.allocation import resolve_allocation
 from fugaku_sim.sim.flops import (
     megatron_flops_per_step,
@@ -20,6 +25,7 @@ from fugaku_sim.sim.flops import (
 from fugaku_sim.sim.memory import GiB, fits_memory, memory_by_stage, peak_memory_per_node
 from fugaku_sim.spec.breakdown import MEMORY_KEYS
 from fugaku_sim.spec.job import Job
+from fugaku_sim.spec.record import LayoutRecord
 from fugaku_sim.tensors import parameters_by_stage
 
 
@@ -114,9 +120,10 @@ def _print_table(fig: dict[str, Any]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    fig = derived_figures(job_from_args(args))
+    job = job_from_args(args)
+    fig = derived_figures(job)
     if args.json:
-        print_json(fig)
+        print_json(fig, command_meta(args, record=LayoutRecord(job.layout, job.train).to_json()))
     else:
         _print_table(fig)
     return 0

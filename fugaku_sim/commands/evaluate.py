@@ -61,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
         write_results,
     )
     from fugaku_sim.evaluate.tokenizer import Tokenizer
+    from fugaku_sim.progress import Progress
     from fugaku_sim.tensors.consolidated import read_consolidated
 
     data = DataDir.open(args.data)
@@ -90,7 +91,10 @@ def run(args: argparse.Namespace) -> int:
                        n_choices=args.choices, temperature=args.temperature, top_k=args.top_k,
                        max_new_tokens=args.max_new_tokens,
                        prompts=tuple(args.prompt) if args.prompt else DEFAULT_PROMPTS)
-    result = evaluate_model(GPT(spec, params), tokenizer, data, opts, source)
+    with Progress("evaluate") as progress:
+        result = evaluate_model(GPT(spec, params), tokenizer, data, opts, source,
+                                lambda task, done, total, info: progress.update(done, total,
+                                                                                task, info))
     json_path, md_path = write_results(result, args.out)
     _print_summary(result, json_path, md_path)
     return 0

@@ -16,10 +16,12 @@ from typing import Any
 from fugaku_sim.commands.common import (
     add_model_arguments,
     add_train_arguments,
+    command_meta,
     print_json,
     resolve_specs,
 )
 from fugaku_sim.errors import UserError
+from fugaku_sim.spec.record import PLANS_KEY
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,7 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="plan every choice the simulator models (sim), or only what this tool's trainer "
              "runs, for a training run (train)",
     )
-    parser.add_argument("--json", action="store_true", help="print a JSON list, best first")
+    parser.add_argument("--json", action="store_true",
+                        help="print JSON: the layouts under 'plans', best first, and 'meta'")
     parser.add_argument("--plot", metavar="FILE", help="write a PNG of every layout")
     parser.add_argument("--emit-job", metavar="DIR", help="write job script + rank map of the best")
 
@@ -76,6 +79,7 @@ def _table(rows: list[dict[str, Any]], title: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from fugaku_sim.progress import Progress
     from fugaku_sim.sim.plan import no_layout_message, plan_layouts
     from fugaku_sim.spec import load_cluster
 
@@ -89,8 +93,10 @@ def run(args: argparse.Namespace) -> int:
         cluster = cluster.model_copy(update={"node": node})
     args.tp = args.pp = args.dp = None  # the plan chooses the layout
     model, train, _layout = resolve_specs(args)
-    result = plan_layouts(cluster, model, train, args.nodes, interleaved=args.interleaved,
-                          engine=args.engine)
+    with Progress("plan") as progress:
+        result = plan_layouts(cluster, model, train, args.nodes, interleaved=args.interleaved,
+                              engine=args.engine,
+                              progress=lambda done, total: progress.update(done, total, "layouts"))
     if not result.predictions:
         raise UserError(no_layout_message(result, cluster, args.nodes))
     best = result.predictions[: args.top] if args.top else result.predictions
@@ -112,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
                   f"tool's trainer runs (#1: {why})", file=sys.stderr)
         write_job(chosen, Path(args.emit_job), args.model)
     if args.json:
-        print_json(rows)
+        print_json(rows, command_meta(args), PLANS_KEY)
     else:
         _table(
             rows,

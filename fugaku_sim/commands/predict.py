@@ -9,8 +9,14 @@ import argparse
 from pathlib import Path
 from typing import Any, get_args
 
-from fugaku_sim.commands.common import add_job_arguments, job_from_args, print_json
+from fugaku_sim.commands.common import (
+    add_job_arguments,
+    command_meta,
+    job_from_args,
+    print_json,
+)
 from fugaku_sim.sim.predict import Mode
+from fugaku_sim.spec.record import RECORD_KEYS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -106,7 +112,8 @@ def run(args: argparse.Namespace) -> int:
 
         write_trace(Path(args.trace), pred.result.trace, job.layout.pp, fields)
     if args.json:
-        print_json(fields)
+        record = {k: fields[k] for k in RECORD_KEYS if k in fields}
+        print_json(fields, command_meta(args, record=record))
     else:
         print_prediction(fields)
     return 0

@@ -6,7 +6,7 @@
   record (:mod:`fugaku_sim.spec.record`), which ``train`` and ``predict`` read;
 - ``loss-plot``: the loss curves of a run;
 - ``run-dir``: make a training work folder this run's own before the trainer resumes from it;
-- ``plan-table``: a plan's layouts as a Markdown table (for the report).
+- ``plan-table``: a plan's layouts, or a prediction, as a Markdown table (for the report).
 """
 
 from __future__ import annotations
@@ -30,14 +30,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     w.add_argument("--out", required=True, type=Path)
     p = sub.add_parser("pick-layout", help="the fastest layout of a plan, as a layout record")
     p.add_argument("--plan", required=True, type=Path,
-                   help="a plan JSON list (best first), a predict JSON object or a layout record")
+                   help="a plan's JSON (best first), a predict JSON object or a layout record")
     p.add_argument("--out", required=True, type=Path)
     lp = sub.add_parser("loss-plot", help="plot the loss curves of metrics.jsonl")
     lp.add_argument("--metrics", required=True, type=Path)
     lp.add_argument("--vocab", type=int, help="draw ln(vocab), the loss of a uniform guess")
     lp.add_argument("--title", default="training loss")
     lp.add_argument("--out", required=True, type=Path)
-    t = sub.add_parser("plan-table", help="a plan JSON list as a Markdown table")
+    t = sub.add_parser("plan-table",
+                       help="a plan's (or a prediction's) JSON as a Markdown table")
     t.add_argument("--plan", required=True, type=Path)
     t.add_argument("--out", required=True, type=Path)
     r = sub.add_parser("run-dir", help="keep a work folder's checkpoints only if its inputs match")
@@ -70,6 +71,25 @@ def _validated(section: str, payload: Any) -> tuple[str, str]:
     return json.dumps(LayoutRecord(layout).to_json(), indent=2) + "\n", "json"
 
 
+def _table_rows(path: Path) -> tuple[list[dict[str, Any]], str]:
+    """The layouts of a plan's JSON, best first, or the one of a predict JSON object, and
+    what the table is (``Plan``, ``Prediction``).
+
+    Raises:
+        UserError: neither, or a plan without layouts.
+    """
+    from fugaku_sim.spec.record import plan_entries
+
+    data = load_json(path, str(path))
+    rows = plan_entries(data)
+    if rows is None and isinstance(data, dict) and "step_time_s" in data:
+        return [data], "Prediction"
+    if not rows or not isinstance(rows[0], dict):
+        raise UserError(f"{path}: expected the JSON of `fugaku-sim plan --json` with at least "
+                        "one layout, or of `fugaku-sim predict --json`")
+    return rows, "Plan"
+
+
 def _plan_table(plan: Path) -> str:
     """A plan's layouts, best first, as Markdown: a column for every choice that differs
     between them, what they share, and why the first wins
@@ -82,13 +102,13 @@ def _plan_table(plan: Path) -> str:
         split_dimensions,
     )
 
-    rows = load_json(plan, str(plan))
-    if not isinstance(rows, list) or not rows or not isinstance(rows[0], dict):
-        raise UserError(f"{plan}: expected a non-empty JSON list of layouts")
+    rows, kind = _table_rows(plan)
     first = rows[0]
     differ, shared = split_dimensions(rows)
+    if len(rows) == 1:  # one layout (a prediction): every choice in its own column
+        differ, shared = differ + shared, []
     metrics = [m for m in METRICS if m[0] in first]
-    title = f"# Plan: {first.get('model', '?')} on {first.get('nodes', '?')} {first.get('cluster', '?')} nodes"
+    title = f"# {kind}: {first.get('model', '?')} on {first.get('nodes', '?')} {first.get('cluster', '?')} nodes"
     headings = [d.heading for d in differ] + [m[1] for m in metrics]
     lines = [title, ""]
     if shared:

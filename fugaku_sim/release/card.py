@@ -172,9 +172,13 @@ def _training(c: CardInputs) -> list[str]:
     lines += ["", "## Training layout and measured throughput", ""]
     lines += training_section(c.summary) if c.summary else [NOT_PROVIDED]
     lines += ["", "## Simulator prediction for the same layout", ""]
-    # the figures only: the layout record repeats the training section's settings
-    figures = {k: v for k, v in (c.prediction or {}).items() if k not in RECORD_KEYS}
+    # the figures only: the layout record repeats the training section's settings, and the
+    # meta block is said in one line
+    figures = {k: v for k, v in (c.prediction or {}).items() if k not in (*RECORD_KEYS, "meta")}
     lines += table_of(figures) if c.prediction else [NOT_PROVIDED]
+    made_by = prediction_source((c.prediction or {}).get("meta"))
+    if made_by:
+        lines += ["", made_by]
     warn = layout_mismatch(c.summary, c.prediction)
     if warn:
         lines += ["", f"**Warning:** {warn}"]
@@ -184,6 +188,21 @@ def _training(c: CardInputs) -> list[str]:
 
 
 SKIP_SUMMARY = ("model.", "checkpoint", "consolidated")
+
+
+def prediction_source(meta: Any) -> str:
+    """A sentence naming what made the prediction (its ``meta`` block, :mod:`fugaku_sim.meta`):
+    tool version and commit, cluster profile and its sha256; '' without one."""
+    if not isinstance(meta, dict):
+        return ""
+    tool = f"fugaku-sim {meta.get('version', '?')}"
+    if meta.get("git_commit"):
+        tool += f" (commit {str(meta['git_commit'])[:12]})"
+    cluster = meta.get("cluster")
+    if isinstance(cluster, dict):
+        sha = f", sha256 `{str(cluster['sha256'])[:12]}`" if cluster.get("sha256") else ""
+        tool += f" on the cluster profile `{cluster.get('name')}`{sha}"
+    return f"Predicted by {tool}."
 
 
 def compare_section(compare: Any) -> list[str]:

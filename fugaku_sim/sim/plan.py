@@ -25,7 +25,7 @@ shared by its other variants.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -146,11 +146,13 @@ def least_recomputing(jobs: list[Job]) -> tuple[list[Job], list[Job]]:
 def plan_layouts(
     cluster: ClusterSpec, model: ModelSpec, train: TrainSpec, nodes: int,
     interleaved: bool = False, engine: str = "sim",
+    progress: Callable[[int, int], None] | None = None,
 ) -> PlanResult:
     """Predict every valid layout that fits memory; best (most tokens/s) first. With
-    ``engine="train"``, only layouts the trainer runs (a training run's plan)."""
+    ``engine="train"``, only layouts the trainer runs (a training run's plan).
+    ``progress(done, total)`` after each layout predicted (total: the layouts kept)."""
     result = PlanResult([])
-    setups: dict[tuple[Any, ...], Setup] = {}
+    kept_jobs: list[Job] = []
     for group in candidate_groups(cluster, model, train, nodes, interleaved):
         fitting = []
         for job in group:
@@ -172,15 +174,21 @@ def plan_layouts(
         kept, dominated = least_recomputing(fitting)
         for _ in dominated:
             result.reject(DOMINATED)
-        for job in kept:
-            lay = job.layout
-            key = (lay.tp, lay.pp, lay.dp, lay.placement, lay.rank_order)
-            try:
-                if key not in setups:
-                    setups[key] = prepare(job)
-                result.predictions.append(predict(job, setup=setups[key]))
-            except UserError as exc:
-                result.reject(str(exc))
+        kept_jobs += kept
+    setups: dict[tuple[Any, ...], Setup] = {}
+    for i, job in enumerate(kept_jobs):
+        if progress is not None:
+            progress(i, len(kept_jobs))
+        lay = job.layout
+        key = (lay.tp, lay.pp, lay.dp, lay.placement, lay.rank_order)
+        try:
+            if key not in setups:
+                setups[key] = prepare(job)
+            result.predictions.append(predict(job, setup=setups[key]))
+        except UserError as exc:
+            result.reject(str(exc))
+    if progress is not None:
+        progress(len(kept_jobs), len(kept_jobs))
     result.predictions.sort(key=lambda p: p.step_time_s / p.job.global_batch_tokens)
     return result
 

@@ -20,6 +20,7 @@ Modules, one concept each:
 - ``optimizer``, ``lr_schedule``: AdamW/Adam/SGD, warm-up + cosine;
 - ``loader``: blended Megatron-style samples from indexed shards;
 - ``checkpoint``: sharded checkpoints, re-sharding, consolidation into the Hugging Face file;
-- ``timers``, ``metrics``: measured breakdown, metrics.jsonl, summary, progress bar;
+- ``timers``, ``metrics``, ``events``: measured breakdown, metrics.jsonl and TensorBoard events,
+  summary, progress lines;
 - ``run_plan``: checking a run before anything is written; ``trainer``: the loop.
 """

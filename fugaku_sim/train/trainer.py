@@ -40,7 +40,7 @@ from fugaku_sim.train.grad_reduce import GradReducer, ShardedGradReducer
 from fugaku_sim.train.loader import BlendedSamples, open_split, rank_micro_batches
 from fugaku_sim.train.lr_schedule import learning_rate
 from fugaku_sim.train.memory import MemoryTracker
-from fugaku_sim.train.metrics import MetricsLog, Progress, summarize
+from fugaku_sim.train.metrics import MetricsLog, TrainProgress, summarize
 from fugaku_sim.train.model import init_param
 from fugaku_sim.train.optimizer import Optimizer
 from fugaku_sim.train.pipeline import MicroBatch, PipelineRunner
@@ -334,7 +334,7 @@ class Trainer:
         self.world.Barrier()
         self.open_data()
         log = MetricsLog(p.opts.out / "metrics.jsonl", start) if rank0 else None
-        bar = Progress(p.steps, start, p.opts.progress and rank0)
+        bar = TrainProgress(p.steps, start, p.opts.progress and rank0, p.opts.log_interval)
         saved_at = start if p.resume.directory is not None else -1
         while self.step < p.steps:
             self.maybe_fail()
@@ -344,7 +344,7 @@ class Trainer:
                 record["val_loss"] = self.validate()
             if log is not None:
                 log.write(record)
-            bar.update(self.step, record["loss"], record["tokens_per_s"])
+            bar.update(record)
             if p.opts.checkpoint_every and self.step % p.opts.checkpoint_every == 0:
                 self.save_checkpoint()
                 saved_at = self.step

@@ -30,9 +30,15 @@ def _evaluate(run_cli, *args: str) -> tuple[str, str]:
 
 
 def test_evaluate_writes_json_and_markdown(run_cli, checkpoint, tiny_data, tmp_path):
-    out, _ = _evaluate(run_cli, "--checkpoint", str(checkpoint), "--data", str(tiny_data),
-                       "--out", str(tmp_path / "eval"))
+    out, err = _evaluate(run_cli, "--checkpoint", str(checkpoint), "--data", str(tiny_data),
+                         "--out", str(tmp_path / "eval"))
     assert "perplexity: ja" in out and "chance 0.250" in out
+    # progress lines on stderr (not a terminal): each section starts and ends with one
+    for task, total in (("perplexity maths windows", None), ("arithmetic problems", 3),
+                        ("samples", 4)):
+        ends = [line for line in err.splitlines() if line.startswith(f"evaluate: {task} ")
+                and "(100%)" in line]
+        assert ends and (total is None or f" {total}/{total} " in ends[-1]), (task, err)
     result = json.loads((tmp_path / "eval" / "eval.json").read_text(encoding="utf-8"))
     assert result["schema"] == "fugaku-sim/eval/1"
     for domain in ("ja", "en", "code", "maths"):

@@ -49,7 +49,7 @@ def test_every_command_of_an_emitted_script_parses_and_runs_the_plan(
                                "--global-batch", batch, "--tokens", "1e9", "--json",
                                "--emit-job", str(job))
     assert status == 0, err
-    rows = json.loads(out)
+    rows = json.loads(out)["plans"]
     best = next(r for r in rows if runs_in_trainer(model, r))  # the plan may rank others first
     script = (job / name).read_text()
     commands = cli_invocations(script)

@@ -164,6 +164,24 @@ def test_single_rank_run_writes_the_contract(job: dict[str, Any]) -> None:
     assert set(summary["breakdown_s_mean"]) == set(BREAKDOWN_KEYS)
 
 
+def test_rank_zero_logs_a_line_per_step_and_tensorboard_events(job: dict[str, Any]) -> None:
+    """A batch log (stderr not a terminal) gets one line per step, from rank 0 only, and the
+    run's TensorBoard events hold the losses of metrics.jsonl."""
+    out = job["root"] / "logged"
+    base = [a for a in job["base"] if a != "--no-progress"]
+    r = mpirun(2, [[*base, "--dp", "2", "--out", str(out)]])
+    assert r.returncode == 0, r.stderr[-3000:]
+    lines = [line for line in r.stderr.splitlines() if line.startswith("train: iteration ")]
+    assert [line.split(" | ")[0] for line in lines] == [
+        f"train: iteration {step}/5" for step in range(1, 6)]
+    assert all("lm loss: " in line and "grad norm: " in line for line in lines)
+    pytest.importorskip("tensorboardX")
+    from fugaku_sim.train.events import read_scalars
+
+    logged = [value for _, value in read_scalars(out)["loss/train"]]
+    np.testing.assert_allclose(logged, losses(out), rtol=1e-6)  # float32 in the events
+
+
 def test_layouts_of_two_ranks_match_one(job: dict[str, Any]) -> None:
     check_equivalent(job, 2, LAYOUTS_2)
 
