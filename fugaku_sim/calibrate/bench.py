@@ -258,9 +258,11 @@ def model_pass(b: int, t: int, c: int, heads: int, v: int, layers: int,
     per pass for the others."""
     from fugaku_sim.spec import ModelSpec
     from fugaku_sim.train import model as M
+    from fugaku_sim.train.params import rank_share
 
     spec = ModelSpec(name="bench", layers=layers, hidden=c, heads=heads, seq_len=t, vocab=v)
     params = M.init_params(spec, 0)
+    share = rank_share(spec)
     grads = {k: np.zeros_like(w) for k, w in params.items()}
     rng = np.random.default_rng(0)
     tokens = rng.integers(0, v, (b, t))  # [B, T]
@@ -270,20 +272,20 @@ def model_pass(b: int, t: int, c: int, heads: int, v: int, layers: int,
 
     def step() -> None:
         marks = [clock()]
-        x, emb = M.embed_forward(params, tokens)  # [B, T, C]
+        x, emb = M.embed_forward(params, spec, tokens)  # [B, T, C]
         marks.append(clock())
         caches = []
         for i in range(layers):
-            x, cache = M.block_forward(params, i, x, heads)
+            x, cache = M.block_forward(params, spec, i, x, share)
             caches.append(cache)
         marks.append(clock())
-        _, head = M.head_forward(params, x, targets)
+        _, head = M.head_forward(params, spec, x, targets)
         d = M.head_backward(1.0, head, grads, params)
         marks.append(clock())
         for i in reversed(range(layers)):
-            d = M.block_backward(d, caches[i], grads, i)
+            d = M.block_backward(d, caches[i], grads)
         marks.append(clock())
-        M.embed_backward(d, emb, grads)
+        M.embed_backward(d, emb, grads, spec)
         marks.append(clock())
         for phase, start, end in zip(MODEL_PHASES, marks, marks[1:]):
             acc[phase] += (end - start) / (layers if phase.startswith("block_") else 1)
