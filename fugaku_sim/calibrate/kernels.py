@@ -158,7 +158,11 @@ def elementwise_costs(
     cost: dict[str, float] = {}
 
     def fit(key: str, points: Points) -> None:
-        if points and (c := fit_seconds_per_element(points)) > 0:
+        # a difference of two noisy timings can come out negative (the cross-entropy's
+        # forward+backward timed below its forward alone at small shapes): such a point says
+        # nothing about the cost, and a key without one keeps the profile's figure
+        usable = [p for p in points if p[0] > 0 and p[2] > 0]
+        if usable and (c := fit_seconds_per_element(usable)) > 0:
             cost[key] = c
 
     def priced(ops: list[Any], skip: str = "") -> float:

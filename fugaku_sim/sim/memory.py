@@ -29,6 +29,7 @@ Sources:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass
 from typing import Literal
 
@@ -184,7 +185,15 @@ def attention_core_bytes(job: Job) -> float:
 def in_flight(job: Job, stage: int) -> int:
     """Micro-batches whose activations ``stage`` holds at once, from the shared schedule."""
     lay = job.layout
-    ops = pipeline_schedule(lay.schedule, lay.pp, stage, job.micro_batches, lay.virtual_stages)
+    return _schedule_in_flight(lay.schedule, lay.pp, stage, job.micro_batches,
+                               lay.virtual_stages)
+
+
+@functools.lru_cache(maxsize=4096)
+def _schedule_in_flight(schedule: str, pp: int, stage: int, micro_batches: int,
+                        virtual_stages: int) -> int:
+    """:func:`in_flight` of a schedule (a plan asks for the same ones thousands of times)."""
+    ops = pipeline_schedule(schedule, pp, stage, micro_batches, virtual_stages)  # type: ignore[arg-type]
     return max_in_flight(ops)
 
 
