@@ -10,8 +10,9 @@ Figures:
 - 2-rank data-parallel efficiency, tokens/s(2) / (2 tokens/s(1)) (goal >= 0.8), and the
   same divided by what two concurrent SGEMM processes get relative to one (the machine is
   shared: this isolates the trainer's overhead from the cores other jobs take);
-- if torch is importable, Hugging Face GPT-2 of the same size trained in torch on one thread
-  with the same batch, micro-batching and AdamW: our step time / torch's (goal <= 1.5).
+- if torch is importable, the Hugging Face model of the same size (GPT-2 or Llama) trained
+  in torch on one thread with the same batch, micro-batching and AdamW: our step time /
+  torch's (goal <= 1.5).
 
 Every rank and torch run with one BLAS thread (OPENBLAS_NUM_THREADS=1,
 torch.set_num_threads(1)). The machine is shared, so each timing is the best of a few runs
@@ -101,18 +102,16 @@ def torch_step_time(model_name: str, steps: int) -> float | None:
     except ImportError:
         return None
     from fugaku_sim.commands.common import resolve_specs
+    from fugaku_sim.release.hf_config import model_config
     from fugaku_sim.spec import Layout
     from fugaku_sim.spec.figures import micro_batches_per_replica
 
     spec, train, _ = resolve_specs(argparse.Namespace(model=model_name))
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    config = transformers.GPT2Config(
-        vocab_size=spec.vocab, n_positions=spec.seq_len, n_embd=spec.hidden,
-        n_layer=spec.layers, n_head=spec.heads, activation_function="gelu_new",
-        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=None,
-        eos_token_id=None)
-    model = transformers.GPT2LMHeadModel(config)
+    fields = model_config(spec, 0, 0)  # the release's config.json: GPT-2 or Llama
+    config = transformers.AutoConfig.for_model(fields.pop("model_type"), **fields)
+    model = transformers.AutoModelForCausalLM.from_config(config)
     opt = torch.optim.AdamW(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
     micro = micro_batches_per_replica(train, Layout())  # one replica
     data = torch.randint(0, spec.vocab, (micro, train.micro_batch, spec.seq_len + 1))

@@ -24,7 +24,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -54,31 +54,90 @@ def gemm_shapes(min_dim: int, quick: bool = False) -> list[tuple[int, int, int]]
     return shapes[:1] if quick else shapes
 
 
-def time_op_s(comm: Any, op: Callable[[], object], budget_s: float, trials: int = 5,
-              best: bool = True) -> float:
-    """Seconds per call of ``op`` with every rank running it at once: the best (or, with
-    ``best=False``, the median) of ``trials`` timed loops, each sized to about
-    ``budget_s / trials`` (mpi4py demo style). The best loop is what the machine can do
-    (STREAM's convention: a disturbance only ever slows a loop down); communication keeps
-    the median, since waiting for a descheduled peer is part of what it measures."""
+TRIALS = 5  # timed loops per measurement; the median is kept
+COMPUTE_SECTIONS = ("gemm", "stream", "tiny_ops", "kernels", "optimizer")
+
+
+def _loop_s(comm: Any, op: Callable[[], object], reps: int) -> float:
+    """Seconds per call over ``reps`` calls, after a ``Barrier`` (every rank starts together)."""
     from mpi4py import MPI
 
-    op()  # warm-up (first call pays page faults and BLAS set-up)
     comm.Barrier()
     t0 = MPI.Wtime()
+    for _ in range(reps):
+        op()
+    return (MPI.Wtime() - t0) / reps
+
+
+def _reps_for(comm: Any, op: Callable[[], object], loop_budget_s: float) -> int:
+    """Calls per timed loop of about ``loop_budget_s``, the same on every rank (agreed on the
+    slowest rank's estimate); the first call is a warm-up (page faults, BLAS set-up)."""
+    from mpi4py import MPI
+
     op()
-    once = max(MPI.Wtime() - t0, 1e-7)
-    # every rank must loop the same number of times: agree on the slowest estimate
+    once = max(_loop_s(comm, op, 1), 1e-7)
     once = comm.allreduce(once, op=MPI.MAX)
-    reps = max(1, int(budget_s / trials / once))
-    samples = []
+    return max(1, int(loop_budget_s / once))
+
+
+def time_op_s(comm: Any, op: Callable[[], object], budget_s: float,
+              trials: int = TRIALS) -> float:
+    """Seconds per call of ``op`` with every rank running it at once: the median of
+    ``trials`` timed loops of about ``budget_s / trials`` each (mpi4py demo style). The
+    median, not the best loop: a training run's step is timed by its median too (validate),
+    on a machine whose speed jitters, so both sides see the same typical machine."""
+    reps = _reps_for(comm, op, budget_s / trials)
+    return statistics.median(_loop_s(comm, op, reps) for _ in range(trials))
+
+
+# Seconds each named part of a call took, summed over the calls since the previous read (which
+# resets the sums): a case whose call times parts of itself.
+Phases = Callable[[], dict[str, float]]
+
+
+class Case(NamedTuple):
+    """One measurement: its row (what was timed), the call and its share of the budget. With
+    ``phases``, the call times parts of itself and the case gives one row per part instead
+    (the part's name as the row's ``kernel``, its ``seconds`` per call)."""
+
+    row: dict[str, Any]
+    op: Callable[[], object]
+    share: float = 1.0
+    phases: Phases | None = None
+
+
+def _case_loop_s(comm: Any, case: Case, reps: int) -> dict[str, float]:
+    """One timed loop of ``case``: seconds per call, of the whole call (key ``""``) or of
+    each of its parts."""
+    if case.phases is None:
+        return {"": _loop_s(comm, case.op, reps)}
+    case.phases()  # drop what earlier calls (the warm-up, the sizing) accumulated
+    _loop_s(comm, case.op, reps)
+    return {part: seconds / reps for part, seconds in case.phases().items()}
+
+
+def time_cases(comm: Any, cases: list[Case], budget_s: float,
+               trials: int = TRIALS) -> list[dict[str, Any]]:
+    """Time every case, interleaved: ``trials`` rounds, each running one timed loop of every
+    case in turn, then each case's median loop. A slow drift of the machine's speed (a
+    neighbour's job starting) then touches every case alike instead of the few measured
+    while it lasted, so the shapes a fit compares keep their ratios. A case's loop is sized
+    to ``share x budget_s / trials``. Returns each row (one per part of a case with
+    ``phases``) with ``seconds`` (the median over ranks of each rank's median loop) and
+    ``seconds_per_rank``."""
+    reps = [_reps_for(comm, c.op, c.share * budget_s / trials) for c in cases]
+    samples: list[dict[str, list[float]]] = [{} for _ in cases]
     for _ in range(trials):
-        comm.Barrier()
-        t0 = MPI.Wtime()
-        for _ in range(reps):
-            op()
-        samples.append((MPI.Wtime() - t0) / reps)
-    return min(samples) if best else statistics.median(samples)
+        for i, c in enumerate(cases):
+            for part, seconds in _case_loop_s(comm, c, reps[i]).items():
+                samples[i].setdefault(part, []).append(seconds)
+    rows = []
+    for c, mine in zip(cases, samples):
+        for part, values in mine.items():  # the same parts in the same order on every rank
+            per_rank = [float(x) for x in comm.allgather(statistics.median(values))]
+            rows.append({**c.row, **({"kernel": part} if part else {}),
+                         "seconds": statistics.median(per_rank), "seconds_per_rank": per_rank})
+    return rows
 
 
 def gather_rates(comm: Any, seconds: float) -> list[float]:
@@ -86,31 +145,27 @@ def gather_rates(comm: Any, seconds: float) -> list[float]:
     return [float(s) for s in comm.allgather(seconds)]
 
 
-def bench_gemm(comm: Any, quick: bool, budget_s: float) -> list[dict[str, Any]]:
+def gemm_cases(quick: bool, seed: int) -> list[Case]:
     """float32 GEMMs over :func:`gemm_shapes` of every dimension, plus one float64 GEMM."""
-    rng = np.random.default_rng(comm.Get_rank())
-    rows = []
+    rng = np.random.default_rng(seed)
     dims = GEMM_DIMS_QUICK if quick else GEMM_DIMS
-    cases = [(d, s, np.float32) for d in dims for s in gemm_shapes(d, quick)]
-    cases.append((512, (512, 512, 512), np.float64))
-    for min_dim, (m, k, n), dtype in cases:
+    shapes = [(d, s, np.float32) for d in dims for s in gemm_shapes(d, quick)]
+    shapes.append((512, (512, 512, 512), np.float64))
+    cases: list[Case] = []
+    for min_dim, (m, k, n), dtype in shapes:
         a = rng.standard_normal((m, k)).astype(dtype)  # (m, k)
         b = rng.standard_normal((k, n)).astype(dtype)  # (k, n)
         out = np.empty((m, n), dtype)  # (m, n)
-        op = functools.partial(np.matmul, a, b, out=out)
-        per_rank = gather_rates(comm, time_op_s(comm, op, budget_s))
-        rows.append({
-            "m": m, "k": k, "n": n, "min_dim": min_dim, "dtype": np.dtype(dtype).name,
-            "flops": 2.0 * m * k * n, "seconds": statistics.median(per_rank),
-            "seconds_per_rank": per_rank,
-        })
-    return rows
+        row = {"section": "gemm", "m": m, "k": k, "n": n, "min_dim": min_dim,
+               "dtype": np.dtype(dtype).name, "flops": 2.0 * m * k * n}
+        cases.append(Case(row, functools.partial(np.matmul, a, b, out=out)))
+    return cases
 
 
-def bench_stream(comm: Any, quick: bool, budget_s: float) -> list[dict[str, Any]]:
+def stream_cases(quick: bool) -> list[Case]:
     """STREAM-like ``c = a + b`` (12 bytes a float32 element): ``inplace`` into a reused
     array, and ``alloc`` into a fresh one, as a numpy expression does."""
-    rows = []
+    cases: list[Case] = []
     for words in STREAM_WORDS_QUICK if quick else STREAM_WORDS:
         a = np.ones(words, np.float32)
         b = np.ones(words, np.float32)
@@ -120,16 +175,13 @@ def bench_stream(comm: Any, quick: bool, budget_s: float) -> list[dict[str, Any]
             "alloc": functools.partial(np.add, a, b),  # a fresh result array, as a + b
         }
         for kind, op in ops.items():
-            per_rank = gather_rates(comm, time_op_s(comm, op, budget_s))
-            rows.append({
-                "kind": kind, "bytes": 12.0 * words, "array_bytes": 4.0 * words,
-                "seconds": statistics.median(per_rank), "seconds_per_rank": per_rank,
-            })
-    return rows
+            cases.append(Case({"section": "stream", "kind": kind, "bytes": 12.0 * words,
+                               "array_bytes": 4.0 * words}, op))
+    return cases
 
 
-def bench_tiny_ops(comm: Any, budget_s: float) -> list[dict[str, Any]]:
-    """Seconds per call of operations on 8-element arrays: what any numpy call costs."""
+def tiny_cases() -> list[Case]:
+    """Operations on 8-element arrays: what any numpy call costs (half the budget each)."""
     x = np.ones(8, np.float32)
     y = np.empty(8, np.float32)
     w = np.ones((8, 8), np.float32)
@@ -142,11 +194,7 @@ def bench_tiny_ops(comm: Any, budget_s: float) -> list[dict[str, Any]]:
         "matmul_8": lambda: w @ w,
         "reshape_transpose": lambda: w.reshape(2, 4, 8).transpose(1, 0, 2),
     }
-    rows = []
-    for name, op in ops.items():
-        per_rank = gather_rates(comm, time_op_s(comm, op, budget_s))
-        rows.append({"op": name, "seconds": statistics.median(per_rank)})
-    return rows
+    return [Case({"section": "tiny_ops", "op": name}, op, 0.5) for name, op in ops.items()]
 
 
 # Kernels of the trainer (fugaku_sim.train.layers) other than its linear layers, timed at a
@@ -194,61 +242,60 @@ def kernel_ops(tokens: int, c: int, f: int, v: int) -> dict[str, Callable[[], ob
     return ops
 
 
-STACK_LAYERS = 4  # blocks timed in a row, as a model runs them (a layer's data evicted)
+MODEL_PHASES = ("embedding_fwd", "block_fwd", "head_fwd_bwd", "block_bwd", "embedding_bwd")
 
 
-def block_ops(tokens: int, c: int, b: int = 1, heads: int = 2,
-              layers: int = STACK_LAYERS) -> dict[str, Callable[[], object]]:
-    """The trainer's transformer block, forward and backward (with the gradient
-    accumulation into its parameters), on [B, T = tokens, C]: a stack of ``layers`` blocks
-    each way, as a training step runs them (every block's activations kept for the
-    backward, so one block's data does not stay in cache for the next), timed as a whole;
-    :func:`bench_kernels` reports the time per block."""
+def model_pass(b: int, t: int, c: int, heads: int, v: int, layers: int,
+               ) -> tuple[Callable[[], object], Phases]:
+    """One training pass of a whole model through the trainer's own functions, as a
+    one-stage step runs a micro-batch of [B = b, T = t] tokens: embedding, ``layers`` blocks
+    forward (every block's activations kept), final layer norm, tied head and cross-entropy
+    forward and backward, the blocks backward (gradients accumulated into the parameters),
+    the embedding's backward. The pass times its parts as it runs, so each kernel runs with
+    the working set a step has around it (the head's logits evict the blocks' activations
+    between their forward and backward), not looping hot on one shape. Returns the pass and
+    its :data:`Phases`, keyed by :data:`MODEL_PHASES`: seconds per block for ``block_*``,
+    per pass for the others."""
     from fugaku_sim.spec import ModelSpec
     from fugaku_sim.train import model as M
+    from fugaku_sim.train.params import rank_share
 
-    spec = ModelSpec(name="bench", layers=layers, hidden=c, heads=heads, seq_len=tokens,
-                     vocab=32)
+    spec = ModelSpec(name="bench", layers=layers, hidden=c, heads=heads, seq_len=t, vocab=v)
     params = M.init_params(spec, 0)
-    grads = {k: np.zeros_like(v) for k, v in params.items()}
-    x = np.random.default_rng(0).standard_normal((b, tokens, c), dtype=np.float32)
-
-    def forward() -> tuple[np.ndarray, list[Any]]:
-        h, caches = x, []
-        for i in range(layers):
-            h, cache = M.block_forward(params, i, h, heads)
-            caches.append(cache)
-        return h, caches
-
-    y, caches = forward()
-
-    def backward() -> object:
-        d = y
-        for i in reversed(range(layers)):
-            d = M.block_backward(d, caches[i], grads, i)
-        return d
-
-    return {"block_fwd": forward, "block_bwd": backward}
-
-
-def head_ops(tokens: int, c: int, v: int) -> dict[str, Callable[[], object]]:
-    """The trainer's final layer norm, tied LM head and cross-entropy, forward then
-    backward, on [1, tokens, C] over a vocabulary of V."""
-    from fugaku_sim.spec import ModelSpec
-    from fugaku_sim.train import model as M
-
-    spec = ModelSpec(name="bench", layers=1, hidden=c, heads=1, seq_len=tokens, vocab=v)
-    params = M.init_params(spec, 0)
+    share = rank_share(spec)
     grads = {k: np.zeros_like(w) for k, w in params.items()}
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((1, tokens, c), dtype=np.float32)
-    targets = rng.integers(0, v, (1, tokens))
+    tokens = rng.integers(0, v, (b, t))  # [B, T]
+    targets = rng.integers(0, v, (b, t))  # [B, T]
+    clock = time.perf_counter
+    acc = dict.fromkeys(MODEL_PHASES, 0.0)
 
-    def forward_backward() -> object:
-        _, cache = M.head_forward(params, x, targets)
-        return M.head_backward(1.0, cache, grads, params)
+    def step() -> None:
+        marks = [clock()]
+        x, emb = M.embed_forward(params, spec, tokens)  # [B, T, C]
+        marks.append(clock())
+        caches = []
+        for i in range(layers):
+            x, cache = M.block_forward(params, spec, i, x, share)
+            caches.append(cache)
+        marks.append(clock())
+        _, head = M.head_forward(params, spec, x, targets)
+        d = M.head_backward(1.0, head, grads, params)
+        marks.append(clock())
+        for i in reversed(range(layers)):
+            d = M.block_backward(d, caches[i], grads)
+        marks.append(clock())
+        M.embed_backward(d, emb, grads, spec)
+        marks.append(clock())
+        for phase, start, end in zip(MODEL_PHASES, marks, marks[1:]):
+            acc[phase] += (end - start) / (layers if phase.startswith("block_") else 1)
 
-    return {"head_fwd_bwd": forward_backward}
+    def phases() -> dict[str, float]:
+        out = dict(acc)
+        acc.update(dict.fromkeys(MODEL_PHASES, 0.0))
+        return out
+
+    return step, phases
 
 
 def attention_ops(b: int, t: int, c: int, heads: int) -> dict[str, Callable[[], object]]:
@@ -262,46 +309,70 @@ def attention_ops(b: int, t: int, c: int, heads: int) -> dict[str, Callable[[], 
             "attention_bwd": functools.partial(L.attention_backward, y, cache)}
 
 
-# Whole blocks (B, T, C, heads) and heads (tokens, C, V) at a ladder of working shapes; the
-# tiny shape comes first. The ladder is generic, not the validation models' shapes.
-BLOCK_SHAPES = ((1, 8, 8, 2), (1, 64, 32, 2), (4, 96, 96, 4), (2, 256, 160, 4),
-                (8, 128, 256, 8))
-BLOCK_SHAPES_QUICK = ((1, 8, 8, 2), (4, 96, 96, 4))
-HEAD_SHAPES = ((8, 8, 32), (64, 32, 1024), (384, 96, 4096), (512, 160, 12288))
-HEAD_SHAPES_QUICK = ((8, 8, 32), (384, 96, 4096))
+OPTIMIZERS = ("adamw", "adam", "sgd")  # TrainSpec.optimizer's kinds
+OPTIMIZER_PARAMS = (64, 2**17, 2**20, 2**22)  # flat parameters updated (tiny first)
+OPTIMIZER_PARAMS_QUICK = (64, 2**18)
 
 
-def bench_kernels(comm: Any, quick: bool, budget_s: float) -> list[dict[str, Any]]:
-    """Seconds per call of :func:`kernel_ops`, :func:`attention_ops`, :func:`block_ops` and
-    :func:`head_ops` at each shape (empty without the trainer)."""
+def optimizer_ops(kind: str, params: int) -> Callable[[], object]:
+    """The trainer's optimizer region over a flat range of ``params`` parameters: the squared
+    gradient norm, the clipping scale, then :class:`Optimizer`'s update with weight decay over
+    the whole range (``Trainer.clip_and_update``, without its one-value all-reduce), plus
+    one copy that restores the gradient the update may overwrite (a step starts afresh)."""
+    from fugaku_sim.spec import TrainSpec
+    from fugaku_sim.train.optimizer import Optimizer
+
+    opt = Optimizer(TrainSpec(global_batch=1, optimizer=kind), params)  # type: ignore[arg-type]
+    rng = np.random.default_rng(0)
+    weights = rng.standard_normal(params, dtype=np.float32)
+    fresh = rng.standard_normal(params, dtype=np.float32)
+    grad = fresh.copy()
+    everything = [(0, params)]  # decay ranges
+
+    def update() -> None:
+        np.copyto(grad, fresh)
+        float(np.dot(grad, grad))  # the norm, as the trainer computes it
+        np.multiply(grad, np.float32(0.5), out=grad)  # clipping
+        opt.step(weights, grad, everything, 1e-4, 1)
+
+    return update
+
+
+# Whole models (B, T, C, heads, V, layers) whose passes give the block, head and embedding
+# rows: the tiny shape first, then a ladder of working shapes. The ladder is generic, not the
+# validation runs' shapes (their held-out set checks the fit between the rungs).
+MODEL_SHAPES = ((1, 8, 8, 2, 32, 2), (1, 64, 32, 2, 1024, 2), (4, 96, 96, 4, 4096, 2),
+                (2, 256, 160, 4, 12288, 2), (4, 128, 256, 8, 8192, 2))
+MODEL_SHAPES_QUICK = ((1, 8, 8, 2, 32, 2), (4, 96, 96, 4, 4096, 2))
+
+
+def kernel_cases(quick: bool) -> list[Case]:
+    """:func:`kernel_ops`, :func:`attention_ops`, :func:`model_pass` and
+    :func:`optimizer_ops` at each shape (empty without the trainer). The units the fits rest
+    on (whole model passes, the optimizer) get more of the budget than the single kernels."""
     try:
         kernel_ops(8, 8, 32, 32)
     except ImportError:
         return []
-    rows = []
+    cases = []
     for tokens, c, f, v in KERNEL_SHAPES_QUICK if quick else KERNEL_SHAPES:
         for name, op in kernel_ops(tokens, c, f, v).items():
-            per_rank = gather_rates(comm, time_op_s(comm, op, budget_s))
-            rows.append({"kernel": name, "tokens": tokens, "C": c, "F": f, "V": v,
-                         "seconds": statistics.median(per_rank)})
+            row = {"kernel": name, "tokens": tokens, "C": c, "F": f, "V": v}
+            cases.append(Case({"section": "kernels", **row}, op, 0.5))
     for b, t, c, heads in ATTENTION_SHAPES_QUICK if quick else ATTENTION_SHAPES:
         for name, op in attention_ops(b, t, c, heads).items():
-            per_rank = gather_rates(comm, time_op_s(comm, op, budget_s))
-            rows.append({"kernel": name, "tokens": b * t, "B": b, "T": t, "C": c,
-                         "heads": heads, "seconds": statistics.median(per_rank)})
-    # the units the bandwidth is fitted to get twice the time of the single kernels
-    for b, t, c, heads in BLOCK_SHAPES_QUICK if quick else BLOCK_SHAPES:
-        for name, op in block_ops(t, c, b, heads).items():
-            per_rank = gather_rates(comm, time_op_s(comm, op, 2 * budget_s))
-            rows.append({"kernel": name, "tokens": b * t, "B": b, "T": t, "C": c,
-                         "heads": heads, "layers": STACK_LAYERS,
-                         "seconds": statistics.median(per_rank) / STACK_LAYERS})
-    for tokens, c, v in HEAD_SHAPES_QUICK if quick else HEAD_SHAPES:
-        for name, op in head_ops(tokens, c, v).items():
-            per_rank = gather_rates(comm, time_op_s(comm, op, 2 * budget_s))
-            rows.append({"kernel": name, "tokens": tokens, "C": c, "V": v,
-                         "seconds": statistics.median(per_rank)})
-    return rows
+            row = {"kernel": name, "tokens": b * t, "B": b, "T": t, "C": c, "heads": heads}
+            cases.append(Case({"section": "kernels", **row}, op, 0.5))
+    for b, t, c, heads, v, layers in MODEL_SHAPES_QUICK if quick else MODEL_SHAPES:
+        step, phases = model_pass(b, t, c, heads, v, layers)
+        row = {"tokens": b * t, "B": b, "T": t, "C": c, "heads": heads, "V": v,
+               "layers": layers}
+        cases.append(Case({"section": "kernels", **row}, step, 2.0, phases=phases))
+    for kind in OPTIMIZERS:
+        for params in OPTIMIZER_PARAMS_QUICK if quick else OPTIMIZER_PARAMS:
+            cases.append(Case({"section": "optimizer", "optimizer": kind, "params": params},
+                              optimizer_ops(kind, params)))
+    return cases
 
 
 SHARE_SHAPE = (512, 256, 512)  # ~134 MFLOP: long enough that call overhead is negligible
@@ -317,14 +388,14 @@ def bench_share(comm: Any, budget_s: float) -> dict[str, Any]:
     out = np.empty((m, n), np.float32)
     op = functools.partial(np.matmul, a, b, out=out)
     # the median: how the scheduler shares cores is the thing measured, not a disturbance
-    all_busy = gather_rates(comm, time_op_s(comm, op, budget_s, best=False))
+    all_busy = gather_rates(comm, time_op_s(comm, op, budget_s))
     rank, size = comm.Get_rank(), comm.Get_size()
     half = size // 2
     busy = rank < max(half, 1)
     sub = comm.Split(0 if busy else 1, rank)
     waiting_s = float("nan")
     if busy:
-        waiting_s = time_op_s(sub, op, budget_s, best=False)
+        waiting_s = time_op_s(sub, op, budget_s)
         if rank + half < size and half:
             comm.send(None, dest=rank + half, tag=7)
     elif half:
@@ -380,7 +451,7 @@ def bench_allreduce(comm: Any, quick: bool, budget_s: float) -> list[dict[str, A
         send = np.ones(max(nbytes // 4, 1), np.float32)
         recv = np.empty_like(send)
         op = functools.partial(comm.Allreduce, send, recv)
-        per_rank = gather_rates(comm, time_op_s(comm, op, budget_s, best=False))
+        per_rank = gather_rates(comm, time_op_s(comm, op, budget_s))
         rows.append({"bytes": float(send.nbytes), "ranks": comm.Get_size(),
                      "seconds": max(per_rank)})
     return rows
@@ -395,7 +466,7 @@ def bench_pair_allreduce(comm: Any, quick: bool, budget_s: float) -> list[dict[s
         send = np.ones(max(nbytes // 4, 1), np.float32)
         recv = np.empty_like(send)
         op = functools.partial(pair.Allreduce, send, recv)
-        per_rank = gather_rates(comm, time_op_s(comm, op, budget_s, best=False))
+        per_rank = gather_rates(comm, time_op_s(comm, op, budget_s))
         rows.append({"bytes": float(send.nbytes), "ranks": 2, "concurrent_groups":
                      comm.Get_size() // 2, "seconds": max(per_rank)})
     pair.Free()
@@ -480,19 +551,23 @@ def run_suite(suite: str, quick: bool) -> dict[str, Any]:
         "mpi4py": mpi4py.__version__,
     }
     if suite == "compute":
-        out["gemm"] = bench_gemm(comm, quick, budget)
-        out["stream"] = bench_stream(comm, quick, budget)
-        out["tiny_ops"] = bench_tiny_ops(comm, budget / 2)
-        out["kernels"] = bench_kernels(comm, quick, budget / 2)
+        # one interleaved pool (see time_cases), rows sorted back into their sections
+        cases = (gemm_cases(quick, comm.Get_rank()) + stream_cases(quick) + tiny_cases()
+                 + kernel_cases(quick))
+        for section in COMPUTE_SECTIONS:
+            out[section] = []
+        for row in time_cases(comm, cases, budget):
+            out[row.pop("section")].append(row)
     elif suite == "share":
         out["share"] = bench_share(comm, budget * 2)
     elif suite == "comm":
         if comm.Get_size() >= 2:
             out["pingpong"] = bench_pingpong(comm, quick, budget)
         out["allreduce"] = bench_allreduce(comm, quick, budget)
+        if comm.Get_size() % 2 == 0:
+            out["sync_after_compute"] = bench_sync_after_compute(comm, quick, budget)
         if comm.Get_size() >= 4 and comm.Get_size() % 2 == 0:
             out["pair_allreduce"] = bench_pair_allreduce(comm, quick, budget)
-            out["sync_after_compute"] = bench_sync_after_compute(comm, quick, budget)
     else:
         raise ValueError(f"unknown suite {suite!r}")
     out["wall_s"] = time.time() - started

@@ -9,7 +9,7 @@ a job of fewer or more ranks than cores sees of the node. Pure: no files, no MPI
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -32,6 +32,7 @@ from fugaku_sim.calibrate.fit import (
 )
 from fugaku_sim.calibrate.kernels import (
     elementwise_costs,
+    optimizer_costs,
     simulated_kernel_cost,
     simulated_ops_per_block,
 )
@@ -61,10 +62,20 @@ class Calibration:
     waiting_rank_share: float  # share when half of the 2 x ranks wait in MPI instead
     oversubscribed_link: AlphaBeta | None  # pairs' all-reduce between compute, 2 x ranks
     lone: dict[str, float] | None  # a lone process vs one of ``ranks`` busy ones
-    # seconds per element of each non-GEMM op kind and direction (empty: not measured)
+    # pairs' all-reduce between compute phases at ``ranks`` (None: not measured)
+    between_compute_link: AlphaBeta | None = None
+    # seconds per element of each non-GEMM op kind and direction, and per parameter of each
+    # optimizer (empty: not measured)
     elementwise_s_per_element: dict[str, float] = field(default_factory=dict)
     # relative error of the simulator on the trainer's blocks and head with those costs
     elementwise_check: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def intra_node_link(self) -> AlphaBeta:
+        """The link the profile gets: the all-reduce between compute phases when measured
+        (what a training step's collectives see: a rank that arrives first waits for its
+        peer), else the tight-loop ping-pong and all-reduce fit."""
+        return self.between_compute_link or self.allreduce
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -104,7 +115,9 @@ def fit_calibration(
         stream = bandwidth_Bps_at(compute["stream"], array_bytes, "alloc")
         overhead, overhead_how, bw, bw_how, bw_rms = _elementwise_model(compute, stream, gemm)
         per_element, check = elementwise_costs(compute.get("kernels") or [], gemm, overhead)
+        per_element.update(optimizer_costs(compute.get("optimizer") or []))
         p2p, link, over_link = _fit_links(measurements["comm"], ranks)
+        busy_link = _between_compute_link(measurements["comm"], lambda n: n == ranks)
         lone = _lone_process(measurements.get("compute_lone"), gemm, bw)
         shares = {s["ranks"]: s["share"] for s in measurements["share"]}
         base, over = shares[ranks], shares[2 * ranks]
@@ -127,6 +140,7 @@ def fit_calibration(
         oversubscribed_share=compute_share(base["all_busy_seconds"], over["all_busy_seconds"]),
         waiting_rank_share=compute_share(base["all_busy_seconds"], over["half_busy_seconds"]),
         oversubscribed_link=over_link,
+        between_compute_link=busy_link,
         lone=lone,
         elementwise_s_per_element=per_element,
         elementwise_check=check,
@@ -147,12 +161,18 @@ def _fit_links(
     link = fit_alpha_beta([{**r, "kind": "p2p"} for r in pingpong]
                           + [{**r, "kind": "allreduce"} for r in allreduce],
                           row_factors=_link_factors)
-    # the all-reduce a pair pays between compute phases, every core oversubscribed:
-    # the ring fitted to the median cost of each message size over the compute lengths
-    typical = median_by_bytes([r for c in comm if c["ranks"] > ranks
-                               for r in c.get("sync_after_compute", []) if r["seconds"] > 0])
-    over = fit_alpha_beta(typical, ring_allreduce_factors) if len(typical) >= 2 else None
+    over = _between_compute_link(comm, lambda n: n > ranks)
     return fit_alpha_beta(pingpong, p2p_factors), link, over
+
+
+def _between_compute_link(comm: list[dict[str, Any]], at: Callable[[int], bool]
+                          ) -> AlphaBeta | None:
+    """The all-reduce a pair pays between compute phases (the wait for a slower or
+    descheduled peer included) on the rank counts ``at`` accepts: the ring fitted to the
+    median cost of each message size over the compute lengths; None if not measured."""
+    typical = median_by_bytes([r for c in comm if at(int(c["ranks"]))
+                               for r in c.get("sync_after_compute", []) if r["seconds"] > 0])
+    return fit_alpha_beta(typical, ring_allreduce_factors) if len(typical) >= 2 else None
 
 
 def _link_factors(row: Mapping[str, Any]) -> tuple[float, float]:

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fugaku_sim.calibrate.runs import layout_label
 from fugaku_sim.errors import UserError
 from fugaku_sim.io import read_json_object
 from fugaku_sim.spec import ClusterSpec, Job, Layout, ModelSpec, TrainSpec, make_job
@@ -101,6 +102,17 @@ def read_measured(path: Path, warmup: int = 2, statistic: str = "median") -> Mea
                     {k: float(bd.get(k, 0.0)) for k in BREAKDOWN_KEYS})
 
 
+def _scaled_node(node: Any, peak: float, bw: float) -> dict[str, Any]:
+    """Node fields with the peaks times ``peak`` and the memory bandwidth and per-element
+    rates times ``bw``."""
+    return {
+        "peak_TFLOPs": node.peak_TFLOPs.model_copy(
+            update={k: v * peak for k, v in node.peak_TFLOPs.model_dump().items()}),
+        "mem_bw_GBps": node.mem_bw_GBps * bw,
+        "elementwise_Gelem_per_s": {k: v * bw for k, v in node.elementwise_Gelem_per_s.items()},
+    }
+
+
 def occupied_cluster(
     cluster: ClusterSpec, ranks: int, occupancy: dict[str, Any] | None = None
 ) -> ClusterSpec:
@@ -111,10 +123,12 @@ def occupied_cluster(
       speed relative to one of P busy ones (shared caches, SMT, boost clock; the
       effective-bandwidth ratio also scales the per-element rates of non-GEMM ops).
     - More ranks than cores: the simulator already gives each process 1/ranks of the node
-      (``layout.processes_per_node`` = ranks); with calibrated ``occupancy`` every message
-      step between ranks also pays the measured intra-node latency and bandwidth of pairs
-      of ranks all-reducing while every core is oversubscribed (a peer that is not running
-      has to be scheduled first).
+      (``layout.processes_per_node`` = ranks); with calibrated ``occupancy`` the node's
+      rates are scaled by 2 x the measured compute share of a process at twice the ranks
+      (1 when the cores are shared fairly: 2 x 0.5; more when other work on the machine
+      loses CPU time to the extra processes), and every message step between ranks pays the
+      measured intra-node latency and bandwidth of pairs of ranks all-reducing while every
+      core is oversubscribed (a peer that is not running has to be scheduled first).
     - Otherwise the profile unchanged.
     """
     node = cluster.node
@@ -122,17 +136,9 @@ def occupied_cluster(
     if ranks < per_node:
         lone = (occupancy or {}).get("lone_process") or {}
         f = ranks / per_node
-        peak = {k: v * f * lone.get("peak_ratio", 1.0)
-                for k, v in node.peak_TFLOPs.model_dump().items()}
-        update: dict[str, Any] = {
-            "peak_TFLOPs": node.peak_TFLOPs.model_copy(update=peak),
-            "mem_bw_GBps": node.mem_bw_GBps * f * lone.get("mem_bw_ratio", 1.0),
-            "elementwise_Gelem_per_s": {
-                k: v * f * lone.get("mem_bw_ratio", 1.0)
-                for k, v in node.elementwise_Gelem_per_s.items()},
-            "cores": max(1, math.ceil(node.cores * f)),
-            "processes_per_node": ranks,
-        }
+        update = _scaled_node(node, f * lone.get("peak_ratio", 1.0),
+                              f * lone.get("mem_bw_ratio", 1.0))
+        update.update(cores=max(1, math.ceil(node.cores * f)), processes_per_node=ranks)
         if "op_overhead_us" in lone:
             update["op_overhead_us"] = lone["op_overhead_us"]
         return cluster.model_copy(update={"node": node.model_copy(update=update)})
@@ -141,8 +147,10 @@ def occupied_cluster(
     if ranks > node.cores and over and isinstance(ic, SwitchedInterconnect):
         intra = ic.intra_node.model_copy(update={
             "latency_us": over["intra_node_latency_us"], "bw_GBps": over["intra_node_bw_GBps"]})
-        return cluster.model_copy(
-            update={"interconnect": ic.model_copy(update={"intra_node": intra})})
+        share = 2.0 * over.get("compute_share", 0.5)
+        return cluster.model_copy(update={
+            "node": node.model_copy(update=_scaled_node(node, share, share)),
+            "interconnect": ic.model_copy(update={"intra_node": intra})})
     return cluster
 
 
@@ -203,8 +211,11 @@ class Row:
 
 
 def run_label(m: Measured) -> str:
-    lay = m.layout
-    return f"{m.model.name} tp{lay.tp} pp{lay.pp} dp{lay.dp} mb{m.train.micro_batch}"
+    """The measured run's :func:`~fugaku_sim.calibrate.runs.layout_label` (as validate
+    labels the run it started)."""
+    lay, t = m.layout, m.train
+    return layout_label(m.model.name, lay.tp, lay.pp, lay.dp, t.micro_batch, t.zero_stage,
+                        t.recompute, t.recompute_stages, t.overlap_grad_reduce)
 
 
 def compare_run(cluster: ClusterSpec, measured: Measured, mode: str = "fast",

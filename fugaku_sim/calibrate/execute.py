@@ -8,29 +8,39 @@ leaks into a new measurement. Runs go one after another: they would disturb each
 from __future__ import annotations
 
 import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 from fugaku_sim.calibrate.launch import Launcher, python_module, run_mpi
-from fugaku_sim.calibrate.runs import RunSpec
+from fugaku_sim.calibrate.runs import RunSpec, file_slug
 from fugaku_sim.calibrate.synthetic import write_synthetic_data
 from fugaku_sim.errors import UserError
 from fugaku_sim.io import read_json_object, write_text
-from fugaku_sim.spec import load_model
+from fugaku_sim.spec import ModelSpec, load_model
+from fugaku_sim.spec.base import SpecModel
+from fugaku_sim.spec.load import dump_yaml
 
 
-def train_args(run: RunSpec, data: Path, out: Path) -> list[str]:
-    """The ``fugaku-sim`` arguments that train ``run``."""
-    return ["train", "--model", run.model, "--data", str(data),
+class ModelFile(SpecModel):
+    """A model YAML as ``--model PATH`` reads it (its ``model:`` section)."""
+
+    model: ModelSpec
+
+
+def train_args(run: RunSpec, model: str, data: Path, out: Path) -> list[str]:
+    """The ``fugaku-sim`` arguments that train ``run`` of ``model`` (a preset or YAML path,
+    :func:`model_ref`)."""
+    return ["train", "--model", model, "--data", str(data),
             "--tp", str(run.tp), "--pp", str(run.pp), "--dp", str(run.dp),
             "--micro-batch", str(run.micro_batch), "--global-batch", str(run.global_batch),
             "--steps", str(run.steps), "--out", str(out), "--resume", "never", "--no-progress",
             *run.train_options()]
 
 
-def train_argv(run: RunSpec, data: Path, out: Path) -> list[str]:
-    """The trainer's command line for ``run`` (after the launcher)."""
-    return python_module("fugaku_sim.cli", *train_args(run, data, out))
+def train_argv(run: RunSpec, model: str, data: Path, out: Path) -> list[str]:
+    """The trainer's command line for ``run`` of ``model`` (after the launcher)."""
+    return python_module("fugaku_sim.cli", *train_args(run, model, data, out))
 
 
 def check_predictable(runs: list[RunSpec]) -> None:
@@ -44,23 +54,49 @@ def check_predictable(runs: list[RunSpec]) -> None:
     from fugaku_sim.commands.common import resolve_specs
     from fugaku_sim.spec.job import check_modelled
 
-    for run in runs:
-        args = build_parser().parse_args(train_args(run, Path("data"), Path("out")))
-        try:
-            check_modelled(*resolve_specs(args), "sim")
-        except UserError as exc:
-            raise UserError(f"--runs: {run.label}: {exc}") from None
+    with tempfile.TemporaryDirectory() as tmp:  # inline shapes as the trainer reads them
+        for i, run in enumerate(runs):
+            (where := Path(tmp) / str(i)).mkdir()
+            argv = train_args(run, model_ref(run, where), Path("data"), Path("out"))
+            try:
+                check_modelled(*resolve_specs(build_parser().parse_args(argv)), "sim")
+            except UserError as exc:
+                raise UserError(f"--runs: {run.label}: {exc}") from None
+
+
+def model_of(run: RunSpec) -> ModelSpec:
+    """The run's model spec (loaded when named)."""
+    return run.model if isinstance(run.model, ModelSpec) else load_model(run.model)
+
+
+def model_ref(run: RunSpec, out: Path) -> str:
+    """What ``--model`` gets: the run's preset or path, or its inline shape written as a
+    model YAML into the run's directory ``out``."""
+    if isinstance(run.model, str):
+        return run.model
+    path = out / "model.yaml"
+    write_text(path, dump_yaml(ModelFile(model=run.model)))
+    return str(path)
 
 
 def prepare_data(runs: list[RunSpec], data_dir: Path) -> dict[str, Path]:
-    """A synthetic data directory per model (``<data_dir>/<model>``): its vocabulary (the
-    trainer rejects data with a larger one) and enough tokens for its longest run."""
+    """A synthetic data directory per model (``<data_dir>/<model name>``): its vocabulary
+    (the trainer rejects data with a larger one) and enough tokens for its longest run.
+
+    Raises:
+        UserError: two different inline models share a name.
+    """
+    models: dict[str, ModelSpec] = {}
+    for r in runs:
+        model = model_of(r)
+        if models.setdefault(r.model_name, model) != model:
+            raise UserError(f"--runs: two different models are named {r.model_name!r}")
     out = {}
-    for name in sorted({r.model for r in runs}):
-        model = load_model(name)
+    for name, model in sorted(models.items()):
         tokens = max(r.steps * r.global_batch * (model.seq_len + 1)
-                     for r in runs if r.model == name)
-        out[name] = write_synthetic_data(data_dir / name, model.vocab, 2 * tokens + 4096)
+                     for r in runs if r.model_name == name)
+        out[name] = write_synthetic_data(data_dir / file_slug(name), model.vocab,
+                                         2 * tokens + 4096)
     return out
 
 
@@ -85,7 +121,8 @@ def execute_runs(
         write_text(out / "run.json", run.model_dump_json(indent=1) + "\n")
         if progress:
             progress(f"{run.label} on {run.ranks} ranks, {run.steps} steps")
-        run_mpi(launcher, run.ranks, train_argv(run, data[run.model], out), timeout_s,
+        argv = train_argv(run, model_ref(run, out), data[run.model_name], out)
+        run_mpi(launcher, run.ranks, argv, timeout_s,
                 f"validate: training run {run.label}", log=out / "launch.log",
                 allocator=allocator)
         dirs.append(out)

@@ -1,7 +1,8 @@
 """The trainer's timed kernels as the simulator prices them, and per-element costs fitted to them.
 
 The ``compute`` benchmark suite times the trainer's own kernels (layer norm, GELU,
-cross-entropy, attention, a whole block, the head) at a tiny and at working shapes. Each row
+cross-entropy, attention) and the parts of whole training passes (a block each way, the head,
+the embedding each way) at a tiny and at working shapes. Each row
 stands for operations :mod:`fugaku_sim.sim.compute` prices: GEMMs on the GEMM-efficiency
 curve, every other operation by its bytes or its elements. :func:`kernel_ops` names those
 operations; :func:`simulated_kernel_cost` prices a row's GEMMs and counts its bytes (the
@@ -9,8 +10,8 @@ effective-bandwidth fit); :func:`elementwise_costs` fits seconds per element for
 non-GEMM kind and direction.
 
 Kernel names: ``<unit>_<direction>`` with unit ``layernorm``, ``gelu``, ``cross_entropy``,
-``attention``, ``block`` or ``head``, and direction ``fwd``, ``bwd`` or ``fwd_bwd`` (both;
-:func:`~fugaku_sim.calibrate.fit.combine_forward_backward` adds such rows).
+``attention``, ``block``, ``head`` or ``embedding``, and direction ``fwd``, ``bwd`` or
+``fwd_bwd`` (both; :func:`~fugaku_sim.calibrate.fit.combine_forward_backward` adds such rows).
 """
 
 from __future__ import annotations
@@ -60,6 +61,8 @@ def _forward_ops(unit: str, row: Mapping[str, Any]) -> list[Any] | None:
         c = int(row["C"])
         return sim.head_forward_ops(_kernel_job(1, int(row["tokens"]), c, 4 * c, int(row["V"]),
                                                 1))
+    if unit == "embedding":
+        return sim.embedding_forward_ops(_embedding_job(row))
     if unit in SINGLE_OP:
         job = _kernel_job(1, int(row["tokens"]), int(row["C"]), int(row["F"]), int(row["V"]), 1)
         ops = sim.attention_ops(job) + sim.mlp_ops(job) + sim.head_forward_ops(job)
@@ -67,20 +70,30 @@ def _forward_ops(unit: str, row: Mapping[str, Any]) -> list[Any] | None:
     return None
 
 
+def _embedding_job(row: Mapping[str, Any]) -> Any:
+    """The job of a model pass's embedding row: its micro-batch, sequence, hidden size and
+    vocabulary (the embedding's ops depend on nothing else)."""
+    c = int(row["C"])
+    return _kernel_job(int(row["B"]), int(row["T"]), c, 4 * c, int(row["V"]), int(row["heads"]))
+
+
 def kernel_ops(row: Mapping[str, Any]) -> list[Any] | None:
     """The simulator's ops for what a timed kernel row stands for, in its direction (the
-    backward of an op is :func:`fugaku_sim.sim.compute.backward_of` it); None for kernels it
-    prices as GEMMs only (linear layers)."""
+    backward of an op is :func:`fugaku_sim.sim.compute.backward_of` it, and the embedding's
+    also accumulates its table's gradient); None for kernels it prices as GEMMs only (linear
+    layers)."""
     from fugaku_sim.sim import compute as sim
 
     name = str(row["kernel"])
     direction = next((d for d in DIRECTIONS if name.endswith(f"_{d}")), None)
     if direction is None:
         return None
-    forward = _forward_ops(name[: -len(direction) - 1], row)
+    unit = name[: -len(direction) - 1]
+    forward = _forward_ops(unit, row)
     if forward is None or direction == "fwd":
         return forward
-    backward = [sim.backward_of(op) for op in forward]
+    backward = (sim.embedding_backward_ops(_embedding_job(row)) if unit == "embedding"
+                else [sim.backward_of(op) for op in forward])
     return backward if direction == "bwd" else forward + backward
 
 
@@ -129,11 +142,13 @@ def elementwise_costs(
     - ``residual``: what remains of a whole block each way once its GEMMs and the kinds
       above are priced, over the block's residual elements (2 x tokens x C): the glue
       between kernels (bias adds, head split and merge copies, residual adds, gradient
-      accumulation) scales with the hidden states.
+      accumulation) scales with the hidden states;
+    - ``embedding``: the embedding each way as a model pass runs it, over its elements (the
+      lookups' B x T x C and, backward, the V x C table gradient).
 
     Also returns a check: the rms relative error of the simulator's block forward, block
-    backward and head forward+backward against their timed rows with these costs (GEMMs on
-    the curve, ``op_overhead_s`` per op). Empty mappings without the trainer's kernels.
+    backward, head forward+backward and embedding each way against their timed rows with
+    these costs (GEMMs on the curve, ``op_overhead_s`` per op). Empty mappings without the trainer's kernels.
     """
     tiny = tiny_kernel_rows(kernels) if kernels else {}
     if not tiny:
@@ -143,7 +158,11 @@ def elementwise_costs(
     cost: dict[str, float] = {}
 
     def fit(key: str, points: Points) -> None:
-        if points and (c := fit_seconds_per_element(points)) > 0:
+        # a difference of two noisy timings can come out negative (the cross-entropy's
+        # forward+backward timed below its forward alone at small shapes): such a point says
+        # nothing about the cost, and a key without one keeps the profile's figure
+        usable = [p for p in points if p[0] > 0 and p[2] > 0]
+        if usable and (c := fit_seconds_per_element(usable)) > 0:
             cost[key] = c
 
     def priced(ops: list[Any], skip: str = "") -> float:
@@ -164,6 +183,9 @@ def elementwise_costs(
         return pts
 
     _fit_single_op_kernels(work, tiny, fit)
+    for d in ("fwd", "bwd"):  # the model passes' embedding (no GEMM in it)
+        fit(f"embedding_{d}", net_of(f"embedding_{d}", lambda op: op.kind == "embedding",
+                                     lambda ops: 0.0))
     for d in ("fwd", "bwd"):
         fit(f"softmax_{d}", net_of(f"attention_{d}", lambda op: op.kind == "softmax",
                                    lambda ops: gemm_seconds(ops, gemm)))
@@ -183,7 +205,7 @@ def elementwise_costs(
             cost["cross_entropy_fwd"] = both * share
             cost["cross_entropy_bwd"] = both * (1.0 - share)
     check: dict[str, float] = {}
-    for unit in ("block_fwd", "block_bwd", "head_fwd_bwd"):
+    for unit in ("block_fwd", "block_bwd", "head_fwd_bwd", "embedding_fwd", "embedding_bwd"):
         errs = [(priced(ops) + len(ops) * op_overhead_s) / float(r["seconds"]) - 1.0
                 for r in work if r["kernel"] == unit and (ops := kernel_ops(r))]
         if errs:
@@ -211,3 +233,22 @@ def _fit_single_op_kernels(work: list[dict[str, Any]], tiny: dict[str, float],
         fixed = tiny["cross_entropy_fwd_bwd"] - tiny["cross_entropy_fwd"]
         fit("cross_entropy_bwd", [(float(key[0] * key[1]), ce_fb[key] - ce_f[key] - fixed,
                                    ce_fb[key] - ce_f[key]) for key in ce_f if key in ce_fb])
+
+
+def optimizer_costs(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Seconds per parameter of each optimizer kind (the trainer's norm, clipping and update,
+    :func:`fugaku_sim.calibrate.bench.optimizer_ops`), keyed as the simulator looks them up
+    (:func:`fugaku_sim.sim.compute.optimizer_rate_key`): fitted through the origin to the
+    times at working sizes net of the smallest size's (its fixed cost, which the simulator
+    prices per tensor). Empty without optimizer rows."""
+    from fugaku_sim.sim.compute import optimizer_rate_key
+
+    cost = {}
+    for kind in sorted({str(r["optimizer"]) for r in rows}):
+        mine = sorted((int(r["params"]), float(r["seconds"])) for r in rows
+                      if r["optimizer"] == kind)
+        fixed = mine[0][1]
+        points = [(float(n), s - fixed, s) for n, s in mine[1:]]
+        if points and (c := fit_seconds_per_element(points)) > 0:
+            cost[optimizer_rate_key(kind)] = c
+    return cost

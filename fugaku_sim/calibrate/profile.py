@@ -53,7 +53,7 @@ def calibrated_cluster(
     if mem_GiB:
         node["mem_GiB"] = mem_GiB
     data["interconnect"]["intra_node"].update(
-        bw_GBps=cal.allreduce.bw_Bps / 1e9, latency_us=cal.allreduce.latency_s * 1e6
+        bw_GBps=cal.intra_node_link.bw_Bps / 1e9, latency_us=cal.intra_node_link.latency_s * 1e6
     )
     return validate_section(ClusterSpec, _rounded(data), f"calibrated profile {name}")
 

@@ -74,7 +74,8 @@ def header_lines(spec: ClusterSpec, cal: Calibration, prov: dict[str, Any], base
         f"{prov.get('load_average_end')} (a shared machine disturbs the figures).",
         f"Raw measurements and fits: {sidecar.name} (beside this file).",
         f"Measured with {cal.ranks} single-threaded ranks running at once; node figures = "
-        f"{cal.ranks} x the per-process figure.",
+        f"{cal.ranks} x the per-process figure. Each compute figure is the median of 5 timed "
+        "loops, all shapes interleaved (as validate takes the median step).",
         f"- peak_TFLOPs.fp32: best float32 GEMM rate {g.peak_flops / 1e9:.1f} GFLOP/s per "
         "process (numpy/OpenBLAS, not the datasheet); fp16/bf16 not measured (= fp32);",
         f"  fp64 best float64 GEMM {cal.fp64_flops / 1e9:.1f} GFLOP/s per process.",
@@ -86,7 +87,8 @@ def header_lines(spec: ClusterSpec, cal: Calibration, prov: dict[str, Any], base
         f"(rms {cal.mem_bw_rms_rel_error:.0%}); hardware STREAM (allocating add, "
         f"{cal.mem_array_bytes / 2**20:.0f} MiB arrays) {cal.stream_bw_Bps / 1e9:.1f} GB/s.",
         "- elementwise_Gelem_per_s: " + (
-            "per-element cost of each non-GEMM op kind and direction, per process (ns): "
+            "per-element cost of each non-GEMM op kind and direction (per parameter for "
+            "optimizer_*: the trainer's norm, clipping and update), per process (ns): "
             + ", ".join(f"{k} {v * 1e9:.2f}"
                         for k, v in sorted(cal.elementwise_s_per_element.items()))
             + "; from the trainer's layernorm, GELU, cross-entropy and attention kernels (net "
@@ -94,11 +96,19 @@ def header_lines(spec: ClusterSpec, cal: Calibration, prov: dict[str, Any], base
             "whole block each way; the simulator's block fwd/bwd and head rms error with "
             "them: " + ", ".join(f"{k} {v:.0%}" for k, v in cal.elementwise_check.items())
             + "." if cal.elementwise_s_per_element else "not measured (ops priced by bytes)."),
-        f"- intra_node: one link fitted to the ping-pong and all-reduce times on {cal.ranks} "
-        f"ranks (the simulator's message and ring formulas): latency "
-        f"{cal.allreduce.latency_s * 1e6:.2f} us, {cal.allreduce.bw_Bps / 1e9:.2f} GB/s "
-        f"(rms {cal.allreduce.rms_rel_error:.0%}); ping-pong alone {cal.p2p.latency_s * 1e6:.2f} "
-        f"us, {cal.p2p.bw_Bps / 1e9:.2f} GB/s (rms {cal.p2p.rms_rel_error:.0%}).",
+        "- intra_node: " + (
+            f"pairs all-reducing between compute phases on {cal.ranks} ranks, the wait for a "
+            "slower or descheduled peer included (the ring fitted to the median over compute "
+            f"lengths at each size): latency {cal.between_compute_link.latency_s * 1e6:.2f} us, "
+            f"{cal.between_compute_link.bw_Bps / 1e9:.2f} GB/s "
+            f"(rms {cal.between_compute_link.rms_rel_error:.0%});"
+            if cal.between_compute_link else "not measured between compute phases;"),
+        f"  in a tight loop (ping-pong and all-reduce on {cal.ranks} ranks, the simulator's "
+        f"message and ring formulas): latency {cal.allreduce.latency_s * 1e6:.2f} us, "
+        f"{cal.allreduce.bw_Bps / 1e9:.2f} GB/s (rms {cal.allreduce.rms_rel_error:.0%}"
+        + ("" if cal.between_compute_link else "; the profile's link") + "); ping-pong alone "
+        f"{cal.p2p.latency_s * 1e6:.2f} us, {cal.p2p.bw_Bps / 1e9:.2f} GB/s "
+        f"(rms {cal.p2p.rms_rel_error:.0%}).",
         f"- {2 * cal.ranks} ranks on {cal.ranks} cores: a process gets "
         f"{cal.oversubscribed_share:.2f} of its core-rate ({cal.waiting_rank_share:.2f} with "
         "half the ranks waiting in MPI: waiting MPICH ranks poll and keep their core);",

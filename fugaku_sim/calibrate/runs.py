@@ -1,37 +1,44 @@
 """The set of short training runs that validation measures and predicts.
 
-A run is a model preset, a layout, batch settings and the memory savers (ZeRO stage,
-recomputation). ``--runs`` takes a set name (``default``, ``quick``, ``zero``) or a YAML file
-holding a list of runs::
+A run is a model (a preset, a model YAML path, or the model's shape written inline), a
+layout, batch settings and the memory savers (ZeRO stage, recomputation). ``--runs`` takes a
+set name (``default``, ``shapes``, ``quick``, ``zero``) or a YAML file holding a list of runs::
 
-    - {model: gpt-tiny, tp: 2, pp: 2, dp: 1, micro_batch: 4, global_batch: 16, steps: 8}
-    - {model: gpt-tiny, dp: 2, micro_batch: 4, global_batch: 16, zero_stage: 3,
-       recompute: selective}
+    runs:
+      - {model: gpt-tiny, tp: 2, pp: 2, dp: 1, micro_batch: 4, global_batch: 16, steps: 8}
+      - {model: gpt-tiny, dp: 2, micro_batch: 4, global_batch: 16, zero_stage: 3,
+         recompute: selective}
+      - {model: {name: h96, layers: 4, hidden: 96, heads: 4, seq_len: 96, vocab: 4096},
+         pp: 2, micro_batch: 2, global_batch: 16, recompute: all}
 
 The default set covers data, tensor and pipeline parallelism and their mixes, 1 to 4 ranks
-(4 ranks oversubscribe this 2-core machine) and two model sizes. The ``zero`` set is the
+(4 ranks oversubscribe this 2-core machine) and two model sizes. Every run of one model has
+the same global batch, so their step times compare layouts at equal work. The ``shapes`` set
+holds out what the presets do not vary: other hidden sizes and head widths, micro-batches of
+1 to 8, pipelines of 2 and 4 stages, and full recomputation. The ``zero`` set is the
 trainer's ZeRO-1/2/3 and selective-recomputation layouts, up to tp 2 x pp 2 x dp 2 on 8
-ranks. Every run of one model has the same global batch, so their step times compare
-layouts at equal work.
+ranks.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from pydantic import Field
 
 from fugaku_sim.errors import UserError
+from fugaku_sim.spec import ModelSpec
 from fugaku_sim.spec.base import SpecModel
 from fugaku_sim.spec.load import read_yaml, validate_section
 from fugaku_sim.spec.train import RecomputeMode, ZeroStage
 
 
 class RunSpec(SpecModel):
-    """One measured run: model preset, layout, batch and how many steps to time."""
+    """One measured run: model, layout, batch and how many steps to time."""
 
-    model: str = Field(min_length=1)
+    model: str | ModelSpec = Field(description="preset name, model YAML path, or the shape")
     tp: int = Field(default=1, gt=0)
     pp: int = Field(default=1, gt=0)
     dp: int = Field(default=1, gt=0)
@@ -51,18 +58,16 @@ class RunSpec(SpecModel):
         return self.tp * self.pp * self.dp
 
     @property
+    def model_name(self) -> str:
+        """The preset or path, or the inline model's name."""
+        return self.model if isinstance(self.model, str) else self.model.name
+
+    @property
     def label(self) -> str:
-        """``gpt-tiny tp2 pp1 dp2 mb4`` (then ``zero2``, ``selective``, ``recompute0,1``,
-        ``overlap`` where set) unless a name is given."""
-        if self.name:
-            return self.name
-        savers = [f"zero{self.zero_stage}" if self.zero_stage else "",
-                  self.recompute if self.recompute != "none" else "",
-                  "recompute" + ",".join(map(str, self.recompute_stages))
-                  if self.recompute_stages else "",
-                  "overlap" if self.overlap_grad_reduce else ""]
-        return " ".join([f"{self.model} tp{self.tp} pp{self.pp} dp{self.dp} "
-                         f"mb{self.micro_batch}", *(x for x in savers if x)])
+        """:func:`layout_label` of the run unless a name is given."""
+        return self.name or layout_label(
+            self.model_name, self.tp, self.pp, self.dp, self.micro_batch, self.zero_stage,
+            self.recompute, self.recompute_stages, self.overlap_grad_reduce)
 
     def train_options(self) -> list[str]:
         """The ``fugaku-sim train`` options of the memory savers (none for defaults)."""
@@ -82,7 +87,25 @@ class RunSpec(SpecModel):
     @property
     def slug(self) -> str:
         """File-name form of the label."""
-        return "".join(c if c.isalnum() or c in "-_" else "_" for c in self.label)
+        return file_slug(self.label)
+
+
+def layout_label(model: str, tp: int, pp: int, dp: int, micro_batch: int, zero_stage: int = 0,
+                 recompute: str = "none", recompute_stages: Sequence[int] = (),
+                 overlap_grad_reduce: bool = False) -> str:
+    """``gpt-tiny tp2 pp1 dp2 mb4``, then ``zero2``, the recomputation mode (``selective``,
+    ``all``), ``recompute0,1`` and ``overlap`` where set: a run's label, and its row's in
+    the comparison."""
+    savers = [f"zero{zero_stage}" if zero_stage else "",
+              recompute if recompute != "none" else "",
+              "recompute" + ",".join(map(str, recompute_stages)) if recompute_stages else "",
+              "overlap" if overlap_grad_reduce else ""]
+    return " ".join([f"{model} tp{tp} pp{pp} dp{dp} mb{micro_batch}", *(x for x in savers if x)])
+
+
+def file_slug(text: str) -> str:
+    """``text`` with every character but letters, digits, ``-`` and ``_`` made ``_``."""
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)
 
 
 def _run(model: str, tp: int, pp: int, dp: int, mb: int, gb: int, steps: int) -> RunSpec:
@@ -102,6 +125,35 @@ def quick_runs() -> list[RunSpec]:
     """Two tiny runs for CI: gpt-micro on 1 rank and with data parallelism on 2."""
     return [RunSpec(model="gpt-micro", dp=dp, micro_batch=2, global_batch=8, steps=3,
                     warmup_steps=1) for dp in (1, 2)]
+
+
+def _shape(name: str, layers: int, hidden: int, heads: int, seq_len: int,
+           vocab: int) -> ModelSpec:
+    return ModelSpec(name=name, layers=layers, hidden=hidden, heads=heads, seq_len=seq_len,
+                     vocab=vocab)
+
+
+def shape_runs() -> list[RunSpec]:
+    """Ten runs of model shapes, micro-batches and pipeline depths the presets (and the
+    calibration's own shapes) do not have: hidden 48, 96 and 192 (head widths 16, 24 and
+    32), micro-batches 1, 2 and 8, pipelines of 2 and 4 stages, full recomputation."""
+    h48 = _shape("h48", 4, 48, 3, 64, 1024)
+    h96 = _shape("h96", 4, 96, 4, 96, 4096)
+    h192 = _shape("h192", 2, 192, 6, 128, 6144)
+    rows: list[tuple[ModelSpec, int, int, int, int, int, int, RecomputeMode]] = [
+        (h48, 1, 1, 1, 8, 32, 10, "none"),
+        (h48, 1, 2, 1, 8, 32, 10, "all"),
+        (h48, 1, 4, 1, 4, 32, 10, "none"),
+        (h96, 1, 1, 1, 2, 16, 8, "none"),
+        (h96, 2, 1, 1, 2, 16, 8, "none"),
+        (h96, 1, 2, 2, 2, 16, 8, "none"),
+        (h96, 1, 4, 1, 2, 16, 8, "first-half"),
+        (h192, 1, 1, 2, 1, 8, 8, "none"),
+        (h192, 2, 1, 1, 1, 8, 8, "none"),
+        (h192, 1, 2, 1, 1, 8, 8, "all"),
+    ]
+    return [RunSpec(model=m, tp=tp, pp=pp, dp=dp, micro_batch=mb, global_batch=gb,
+                    steps=steps, recompute=rc) for m, tp, pp, dp, mb, gb, steps, rc in rows]
 
 
 def zero_runs() -> list[RunSpec]:
@@ -127,7 +179,8 @@ def zero_runs() -> list[RunSpec]:
                     steps=8, **savers) for tp, pp, dp, savers in layouts]
 
 
-RUN_SETS = {"default": default_runs, "quick": quick_runs, "zero": zero_runs}
+RUN_SETS = {"default": default_runs, "shapes": shape_runs, "quick": quick_runs,
+            "zero": zero_runs}
 
 
 def load_runs(ref: str) -> list[RunSpec]:

@@ -106,6 +106,8 @@ def _print_summary(console, spec, cal, out: Path, sidecar: Path) -> None:  # typ
     table.add_row("op overhead", f"{node.op_overhead_us:.2f} us", cal.op_overhead_method)
     table.add_row("intra-node link", f"{ic.intra_node.bw_GBps:.2f} GB/s, "  # type: ignore[union-attr]
                   f"{ic.intra_node.latency_us:.2f} us",  # type: ignore[union-attr]
+                  "between compute phases (a slower peer waited for)"
+                  if cal.between_compute_link else
                   f"ping-pong + all-reduce fit, rms {cal.allreduce.rms_rel_error:.0%}")
     table.add_row("ping-pong", f"{cal.p2p.bw_Bps / 1e9:.2f} GB/s, {cal.p2p.latency_s * 1e6:.2f} us",
                   f"rms {cal.p2p.rms_rel_error:.0%} (kept in the sidecar)")

@@ -1,17 +1,25 @@
-"""GPT-2 inference in numpy: a full forward pass and incremental (KV-cached) decoding.
+"""Inference in numpy for both model families: a full forward pass and incremental
+(KV-cached) decoding.
 
 Shape key (nanoGPT/llm.c): B batch, T new positions, L positions already in the cache,
-C channels (``hidden``), H heads, D head size (``head_dim``), F MLP width, V vocabulary.
+C channels (``hidden``), H heads, K key/value heads (K = H without grouped-query
+attention), D head size (``head_dim``), F MLP width, V vocabulary.
 
-The math is GPT-2 as Hugging Face ``transformers`` computes it (``modeling_gpt2.py``):
-pre-layer-norm blocks (eps 1e-5), learned absolute positions, causal self-attention scaled by
-1/sqrt(D), GELU with the tanh approximation (``gelu_new``), a final layer norm, and the LM head
-tied to the token embedding unless the spec says otherwise. Weights use the Hugging Face
-GPT-2 names and Conv1D layouts (``[in, out]``), so ``y = x @ W + b``.
+The math is what Hugging Face ``transformers`` computes for the family:
 
-Layer norm and GELU come from the trainer's layers (``fugaku_sim.train.layers``); attention
-is written here because decoding with a cache needs queries and keys of different lengths.
-The tests check this forward against the trainer's ``forward_logits`` and transformers.
+- GPT-2 (``modeling_gpt2.py``): pre-layer-norm blocks, learned absolute positions, causal
+  self-attention scaled by 1/sqrt(D), GELU with the tanh approximation (``gelu_new``), a
+  final layer norm; Conv1D weights (``[in, out]``), so ``y = x @ W + b``.
+- Llama (``modeling_llama.py``): pre-RMSNorm blocks, rotary positions on queries and keys
+  (position ``L + i`` for the i-th new token: the cache holds keys already rotated), K
+  key/value heads each shared by H/K query heads, SwiGLU MLP; ``nn.Linear`` weights
+  (``[out, in]``), so ``y = x @ W.T + b``; biases only where the spec has them.
+
+The LM head is tied to the token embedding unless the spec says otherwise. Norms, GELU,
+SwiGLU and the rotary embedding come from the trainer's layers (one implementation of the
+math); attention is written here because decoding with a cache needs queries and keys of
+different lengths. The tests check this forward against the trainer's ``forward_logits``
+and transformers.
 """
 
 from __future__ import annotations
@@ -22,17 +30,20 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fugaku_sim.spec import ModelSpec
-from fugaku_sim.tensors import LM_HEAD, LN_F, WPE, WTE, tensor_table
 from fugaku_sim.train.layers import LN_EPS, gelu_forward, layernorm_forward
+from fugaku_sim.train.llama_layers import rotary_forward, swiglu_forward
+from fugaku_sim.train.model import head_name, norm_forward
+from fugaku_sim.train.params import Names, Params, block_names, optional
 
 # layer norm and GELU are the trainer's (one implementation of the math); their backward
 # caches are dropped here
 LAYER_NORM_EPS = LN_EPS
 
 
-def layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
-    """Layer norm over the last axis (eps 1e-5, biased variance). ``x`` [..., C]."""
-    return layernorm_forward(x, weight, bias)[0]
+def layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray,
+               eps: float = LAYER_NORM_EPS) -> np.ndarray:
+    """Layer norm over the last axis (biased variance). ``x`` [..., C]."""
+    return layernorm_forward(x, weight, bias, eps)[0]
 
 
 def gelu_new(x: np.ndarray) -> np.ndarray:
@@ -44,7 +55,7 @@ def gelu_new(x: np.ndarray) -> np.ndarray:
 class KVCache:
     """Keys and values of every layer for the positions seen so far.
 
-    ``keys[l]`` and ``values[l]`` are [B, H, seq_len, D], filled up to ``length``.
+    ``keys[l]`` and ``values[l]`` are [B, K, seq_len, D], filled up to ``length``.
     """
 
     keys: list[np.ndarray]
@@ -55,7 +66,7 @@ class KVCache:
     @classmethod
     def empty(cls, spec: ModelSpec, batch: int) -> KVCache:
         """A cache for ``batch`` sequences of at most ``spec.seq_len`` positions."""
-        shape = (batch, spec.heads, spec.seq_len, spec.head_dim)
+        shape = (batch, spec.kv, spec.seq_len, spec.head_dim)
         return cls(keys=[np.zeros(shape, np.float32) for _ in range(spec.layers)],
                    values=[np.zeros(shape, np.float32) for _ in range(spec.layers)],
                    batch=batch)
@@ -66,23 +77,33 @@ def _split_heads(x: np.ndarray, heads: int) -> np.ndarray:
     return x.reshape(b, t, heads, c // heads).transpose(0, 2, 1, 3)  # [B,H,T,D]
 
 
-def attention(x: np.ndarray, params: dict[str, np.ndarray], prefix: str, spec: ModelSpec,
-              cache: KVCache | None, layer: int) -> np.ndarray:
-    """Causal self-attention of the new positions ``x`` [B,T,C] -> [B,T,C].
+def _linear(x: np.ndarray, params: Params, n: Names, role: str, out_in: bool) -> np.ndarray:
+    """x @ W (+ b) of the tensor of ``role``; ``out_in``: ``nn.Linear``'s [out, in] layout."""
+    w = params[n[role]]
+    y = x @ (w.T if out_in else w)
+    bias = optional(params, n, f"{role}_bias")
+    return y if bias is None else y + bias
+
+
+def attend(q: np.ndarray, k: np.ndarray, v: np.ndarray, spec: ModelSpec,
+           cache: KVCache | None, layer: int) -> np.ndarray:
+    """Causal attention of the new positions: q [B,T,H D], k and v [B,T,K D] -> [B,T,H D].
 
     With a cache, the new keys and values are stored at positions ``cache.length ...`` and
     each new query attends to every cached position and to the new ones up to itself.
     """
-    b, t, c = x.shape
-    qkv = x @ params[f"{prefix}.attn.c_attn.weight"] + params[f"{prefix}.attn.c_attn.bias"]
-    q, k, v = (_split_heads(part, spec.heads) for part in np.split(qkv, 3, axis=-1))
+    b, t, c = q.shape
+    q = _split_heads(q, spec.heads)
+    k, v = _split_heads(k, spec.kv), _split_heads(v, spec.kv)  # [B,K,T,D]
     past = 0
     if cache is not None:
         past = cache.length
         cache.keys[layer][:, :, past:past + t] = k
         cache.values[layer][:, :, past:past + t] = v
-        k = cache.keys[layer][:, :, :past + t]  # [B,H,L+T,D]
+        k = cache.keys[layer][:, :, :past + t]  # [B,K,L+T,D]
         v = cache.values[layer][:, :, :past + t]
+    if spec.kv != spec.heads:  # query head h reads key/value head h // (H / K)
+        k, v = (np.repeat(a, spec.heads // spec.kv, axis=1) for a in (k, v))
     scores = (q @ k.transpose(0, 1, 3, 2)) / np.float32(math.sqrt(spec.head_dim))  # [B,H,T,L+T]
     # query i sits at absolute position past + i and may see keys 0 .. past + i
     future = np.arange(past + t)[None, :] > (past + np.arange(t))[:, None]  # [T,L+T]
@@ -90,22 +111,49 @@ def attention(x: np.ndarray, params: dict[str, np.ndarray], prefix: str, spec: M
     scores = scores - scores.max(axis=-1, keepdims=True)
     probs = np.exp(scores)
     probs /= probs.sum(axis=-1, keepdims=True)
-    y = (probs @ v).transpose(0, 2, 1, 3).reshape(b, t, c)  # [B,T,C]
-    return y @ params[f"{prefix}.attn.c_proj.weight"] + params[f"{prefix}.attn.c_proj.bias"]
+    return (probs @ v).transpose(0, 2, 1, 3).reshape(b, t, c)  # [B,T,C]
 
 
-def block(x: np.ndarray, params: dict[str, np.ndarray], spec: ModelSpec, layer: int,
+def _attention(h: np.ndarray, params: Params, n: Names, spec: ModelSpec,
+               cache: KVCache | None, layer: int) -> np.ndarray:
+    """The family's attention sublayer on normalised ``h`` [B,T,C] -> [B,T,C]."""
+    llama = spec.family == "llama"
+    if llama:
+        past = cache.length if cache is not None else 0
+        q = rotary_forward(_linear(h, params, n, "q", True), spec.heads, spec.rope_theta,
+                           past)[0]
+        k = rotary_forward(_linear(h, params, n, "k", True), spec.kv, spec.rope_theta,
+                           past)[0]
+        v = _linear(h, params, n, "v", True)
+    else:
+        d = spec.head_dim
+        qkv = _linear(h, params, n, "qkv", False)  # [q | k | v], K heads in k and v
+        q, k, v = np.split(qkv, [spec.heads * d, (spec.heads + spec.kv) * d], axis=-1)
+    return _linear(attend(q, k, v, spec, cache, layer), params, n, "attn_out", llama)
+
+
+def _mlp(h: np.ndarray, params: Params, n: Names, spec: ModelSpec) -> np.ndarray:
+    """The family's MLP on normalised ``h`` [B,T,C] -> [B,T,C]."""
+    if spec.family == "llama":
+        gate, up = (_linear(h, params, n, r, True) for r in ("mlp_gate", "mlp_up"))
+        return _linear(swiglu_forward(gate, up)[0], params, n, "mlp_out", True)  # [B,T,F]
+    return _linear(gelu_new(_linear(h, params, n, "mlp_in", False)), params, n, "mlp_out",
+                   False)
+
+
+def _norm(x: np.ndarray, params: Params, n: Names, role: str, spec: ModelSpec) -> np.ndarray:
+    return norm_forward(spec, x, params[n[role]], optional(params, n, f"{role}_bias"))[0]
+
+
+def block(x: np.ndarray, params: Params, spec: ModelSpec, layer: int,
           cache: KVCache | None) -> np.ndarray:
-    """One pre-LN transformer block: ``x + attn(ln_1(x))`` then ``x + mlp(ln_2(x))``."""
-    p = f"transformer.h.{layer}"
-    x = x + attention(layer_norm(x, params[f"{p}.ln_1.weight"], params[f"{p}.ln_1.bias"]),
-                      params, p, spec, cache, layer)
-    h = layer_norm(x, params[f"{p}.ln_2.weight"], params[f"{p}.ln_2.bias"])
-    h = gelu_new(h @ params[f"{p}.mlp.c_fc.weight"] + params[f"{p}.mlp.c_fc.bias"])  # [B,T,F]
-    return x + h @ params[f"{p}.mlp.c_proj.weight"] + params[f"{p}.mlp.c_proj.bias"]
+    """One pre-norm transformer block: ``x + attn(norm_1(x))`` then ``x + mlp(norm_2(x))``."""
+    n = block_names(spec, layer)
+    x = x + _attention(_norm(x, params, n, "attn_norm", spec), params, n, spec, cache, layer)
+    return x + _mlp(_norm(x, params, n, "mlp_norm", spec), params, n, spec)
 
 
-def forward_logits(params: dict[str, np.ndarray], spec: ModelSpec, tokens: np.ndarray,
+def forward_logits(params: Params, spec: ModelSpec, tokens: np.ndarray,
                    cache: KVCache | None = None) -> np.ndarray:
     """Logits [B,T,V] (float32) of the next token after each of ``tokens`` [B,T].
 
@@ -124,19 +172,23 @@ def forward_logits(params: dict[str, np.ndarray], spec: ModelSpec, tokens: np.nd
         raise ValueError(f"{past + t} positions exceed the model's seq_len {spec.seq_len}")
     if tokens.size and (tokens.min() < 0 or tokens.max() >= spec.vocab):
         raise ValueError(f"token ids must lie in [0, {spec.vocab})")
-    x = params[WTE][tokens] + params[WPE][past:past + t]  # [B,T,C]
+    n = block_names(spec, None)
+    x = params[n["tok_embed"]][tokens]  # [B,T,C]
+    if "pos_embed" in n:
+        x = x + params[n["pos_embed"]][past:past + t]
     x = x.astype(np.float32, copy=False)
     for layer in range(spec.layers):
         x = block(x, params, spec, layer, cache)
     if cache is not None:
         cache.length += t
-    x = layer_norm(x, params[LN_F[0]], params[LN_F[1]])
-    head = params[tensor_table(spec).source(LM_HEAD)]  # [V,C]: wte when tied
+    x = _norm(x, params, n, "final_norm", spec)
+    head = params[head_name(spec)]  # [V,C]: the token embedding when tied
     return np.asarray(x @ head.T, dtype=np.float32)
 
 
 class GPT:
-    """A loaded GPT-2 (spec + named weights) behind the :class:`LanguageModel` interface."""
+    """A loaded model of either family (spec + named weights) behind the
+    :class:`LanguageModel` interface."""
 
     def __init__(self, spec: ModelSpec, params: dict[str, np.ndarray]) -> None:
         self.spec = spec

@@ -2,11 +2,12 @@
 
 The directory is written under a temporary name, verified (:func:`verify_release`), then
 renamed into place; the archive likewise. Contents: ``model.safetensors`` (Hugging Face
-GPT-2 names, metadata ``format: pt`` and the ``model_spec``), ``config.json``,
-``generation_config.json``, ``tokenizer.model`` with ``tokenizer.json`` and
-``tokenizer_config.json`` (:mod:`fugaku_sim.release.tokenizer_files`), ``README.md``,
-``eval.json``, ``SHA256SUMS``. Paths of the build machine in the inputs are reduced to their
-last component (:mod:`fugaku_sim.release.paths`).
+GPT-2 or Llama names, metadata ``format: pt`` and the ``model_spec``), ``config.json``
+(``GPT2LMHeadModel`` or ``LlamaForCausalLM``), ``generation_config.json``,
+``tokenizer.model`` with ``tokenizer.json`` and ``tokenizer_config.json``
+(:mod:`fugaku_sim.release.tokenizer_files`), ``README.md``, ``eval.json``, ``SHA256SUMS``.
+Paths of the build machine in the inputs are reduced to their last component
+(:mod:`fugaku_sim.release.paths`).
 """
 
 from __future__ import annotations
@@ -93,12 +94,12 @@ def _write_files(tmp: Path, inputs: ReleaseInputs, spec: Any, params: Any, token
     """Write every content file and SHA256SUMS into ``tmp``; return notes."""
     from fugaku_sim.release.card import render_card
     from fugaku_sim.release.checksums import SUMS_NAME, write_checksums
-    from fugaku_sim.release.hf_config import generation_config, gpt2_config
+    from fugaku_sim.release.hf_config import generation_config, model_config
     from fugaku_sim.release.tokenizer_files import write_tokenizer_files
     from fugaku_sim.tensors.consolidated import write_consolidated
 
     write_consolidated(tmp / "model.safetensors", spec, params, {"format": "pt"})
-    cfg = gpt2_config(spec, tokenizer.bos_id, tokenizer.eod_id)
+    cfg = model_config(spec, tokenizer.bos_id, tokenizer.eod_id)
     (tmp / "config.json").write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
     gen = generation_config(tokenizer.bos_id, tokenizer.eod_id)
     (tmp / "generation_config.json").write_text(json.dumps(gen, indent=2) + "\n",

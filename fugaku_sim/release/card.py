@@ -122,7 +122,7 @@ def front_matter(c: CardInputs) -> dict[str, Any]:
     meta: dict[str, Any] = {
         "language": ["ja", "en"], "license": c.license, "library_name": "transformers",
         "pipeline_tag": "text-generation",
-        "tags": ["gpt2", "causal-lm", "japanese", "fugaku-sim", "safetensors"]}
+        "tags": [c.spec.family, "causal-lm", "japanese", "fugaku-sim", "safetensors"]}
     if names:
         meta["datasets"] = names
     meta["model-index"] = model_index(c.name, c.eval_result)
@@ -301,19 +301,40 @@ def _limitations(c: CardInputs) -> list[str]:
         "manifest); do not deploy this model to users.", ""]
 
 
+FAMILY_NAMES = {"gpt2": "GPT-2", "llama": "Llama"}
+
+
+def architecture(spec: ModelSpec) -> str:
+    """A few words for the architecture: ``GPT-2-style`` or ``Llama-style``."""
+    return f"{FAMILY_NAMES[spec.family]}-style"
+
+
+def shape(spec: ModelSpec) -> str:
+    """The model's sizes in one phrase (with the Llama family's choices)."""
+    heads = f"{spec.heads} heads"
+    if spec.kv != spec.heads:
+        heads += f" over {spec.kv} key/value heads"
+    mlp = "SwiGLU MLP" if spec.mlp == "swiglu" else "MLP"
+    extra = ""
+    if spec.family == "llama":
+        extra = f", RMSNorm, rotary positions (base {spec.rope_theta:g})"
+        extra += "" if spec.bias else ", no biases"
+    return (f"{spec.layers} layers, hidden {spec.hidden}, {heads}, {mlp} {spec.ffn}, context "
+            f"{spec.seq_len}, vocabulary {spec.vocab}{extra}")
+
+
 def render_card(c: CardInputs, files: list[str]) -> str:
     """README.md text: YAML front matter then the body."""
     import yaml
 
     meta = yaml.safe_dump(front_matter(c), allow_unicode=True, sort_keys=False, width=100)
-    s = c.spec
     head = [
         "---", meta.rstrip("\n"), "---", "", f"# {c.name}", "",
-        f"A GPT-2-style causal language model trained with fugaku-sim, a small-scale, "
-        f"checkable reproduction of the Fugaku-LLM pre-training build (mostly Japanese text). "
-        f"{s.layers} layers, hidden {s.hidden}, {s.heads} heads, MLP {s.ffn}, context "
-        f"{s.seq_len}, vocabulary {s.vocab}; {c.parameters:,} parameters in FP32 "
-        f"(`model.safetensors`, Hugging Face GPT-2 names, LM head tied to the embedding).", ""]
+        f"A {architecture(c.spec)} causal language model trained with fugaku-sim, a "
+        "small-scale, checkable reproduction of the Fugaku-LLM pre-training build (mostly "
+        f"Japanese text). {shape(c.spec)}; {c.parameters:,} parameters in FP32 "
+        f"(`model.safetensors`, Hugging Face {FAMILY_NAMES[c.spec.family]} names, LM head "
+        f"{'tied to' if c.spec.tied_embeddings else 'separate from'} the embedding).", ""]
     files_section = [
         "## Files", "", *[f"- `{f}`" for f in files], "",
         "Check them with `fugaku-sim release verify DIR` (checksums, required files, weights "

@@ -5,7 +5,8 @@
     from fugaku_sim.release.load import load_release
     spec, params, tokenizer = load_release("results/release/NAME")
 
-With transformers instead: ``AutoModelForCausalLM.from_pretrained(DIR)`` for the weights and
+With transformers instead: ``AutoModelForCausalLM.from_pretrained(DIR)`` (a
+``GPT2LMHeadModel`` or a ``LlamaForCausalLM``) for the weights and
 ``AutoTokenizer.from_pretrained(DIR)`` for text (``tokenizer.json``, the same ids as
 ``tokenizer.model``; see :mod:`fugaku_sim.release.hf_tokenizer`).
 """

@@ -2,7 +2,7 @@
 
 Checks, in order: the directory and every required file exist, none a symbolic link; every line of SHA256SUMS
 matches its file and no file is unlisted; no pickle-format file is present; ``config.json``
-is a GPT-2 config this package can run; ``model.safetensors`` loads with safetensors (never
+is a GPT-2 or Llama config this package can run; ``model.safetensors`` loads with safetensors (never
 pickle) and holds exactly the tensors and shapes ``config.json`` implies, finite; the
 tokenizer loads and fits the vocabulary, and ``tokenizer.json``/``tokenizer_config.json``
 are its conversion (with sentencepiece's ids on probe texts when the ``tokenizers`` library

@@ -289,6 +289,20 @@ def embedding_forward_ops(job: Job) -> list[OpCost]:
             elementwise("embedding_dropout", n, e, 1, 2, "embedding")]
 
 
+def embedding_backward_ops(job: Job) -> list[OpCost]:
+    """Backward of the input embedding (first stage): the backward of each forward op, then
+    the gradient of this tensor rank's [V / t, C] token table, which a dense embedding
+    backward builds whole every micro-batch and adds into the parameter's gradient (PyTorch's
+    ``embedding_dense_backward`` and autograd's accumulation; the trainer's
+    ``embedding_backward`` and ``embed_backward``): 4 passes over the table (zero it, then
+    read it and the gradient, write the gradient)."""
+    table = tensor_table(job.model).find("tok_embed")
+    n = float(table.local_size(job.layout.tp)) if table else 0.0  # every model has one
+    grad = OpCost("embedding_table_grad", n, 4.0 * n * element_bytes(job.train.precision),
+                  kind="embedding", elements=n, backward=True)
+    return [backward_of(op) for op in embedding_forward_ops(job)] + [grad]
+
+
 def head_forward_ops(job: Job) -> list[OpCost]:
     """Final norm, logits over the vocabulary shard, cross-entropy (last stage). The head's
     GEMM is the [V / t, C] ``lm_head`` weight: the tied copy of the embedding or, untied, a
@@ -302,13 +316,25 @@ def head_forward_ops(job: Job) -> list[OpCost]:
     ]
 
 
+def optimizer_rate_key(kind: str) -> str:
+    """Key of an optimizer's measured rate (parameters updated per second, clipping and the
+    gradient norm included) in ``NodeSpec.elementwise_Gelem_per_s``."""
+    return f"optimizer_{kind}"
+
+
 def optimizer_time_s(job: Job, params: int, tensors: int) -> float:
     """One optimizer step over ``params`` local parameters in ``tensors`` tensors:
     memory-bound streaming of weights, gradients and states (Adam reads w, g, m, v and writes
-    w, m, v: 7 fp32 arrays), one fused op per tensor."""
+    w, m, v: 7 fp32 arrays), one fused op per tensor. When the profile measured the
+    optimizer's rate (:func:`optimizer_rate_key`; software that makes more passes than the
+    seven, such as numpy's one array expression at a time), the parameters take that."""
     node, ppn = job.cluster.node, job.processes_per_node
     arrays = {"adam": 7, "adamw": 7, "sgd": 3}[job.train.optimizer]
     if job.train.zero_stage >= 1:
         params = params // job.layout.dp
+    overhead_s = tensors * node.op_overhead_us * 1e-6
+    rate = node.elementwise_Gelem_per_s.get(optimizer_rate_key(job.train.optimizer))
+    if rate:
+        return params / (rate * 1e9 / ppn) + overhead_s
     bytes_moved = params * 4.0 * arrays
-    return bytes_moved / (node.mem_bw_Bps / ppn) + tensors * node.op_overhead_us * 1e-6
+    return bytes_moved / (node.mem_bw_Bps / ppn) + overhead_s

@@ -6,9 +6,11 @@ A stage's forward of micro-batch i on virtual stage v waits for the activation o
 *arrive*; its backward waits for the gradient of v + 1. After an op the stage sends its
 output to the neighbour (a blocking send, as Megatron's and DeepSpeed's 1F1B do) and the
 receiver's arrival event fires when the transfer ends. A stage that recomputes runs the
-forward of its layers again right before each backward (a stage with selective
-recomputation re-runs only the attention core, inside its backward pass:
-:mod:`fugaku_sim.sim.segments`). After the last backward it synchronises gradients (the
+forward of its transformer layers again right before each backward -- not the embedding, the
+LM head or the loss: full activation recomputation checkpoints the layers only (Megatron-LM's
+``--recompute-granularity full``; the trainer's ``StageModel.backward``); a stage with
+selective recomputation re-runs only the attention core, inside its backward pass
+(:mod:`fugaku_sim.sim.segments`). After the last backward it synchronises gradients (the
 copied key/value heads' over the tensor group when there are fewer key/value heads than
 tensor ranks, then the data-parallel all-reduce, then the tied-embedding all-reduce on the
 first and last stage) -- or, with ``overlap_grad_reduce``, starts the data-parallel
@@ -30,7 +32,7 @@ Every stage keeps a :class:`Ledger` of where its time went.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import simpy
 
@@ -170,10 +172,15 @@ class PipelineEngine:
         return EngineResult(self.ledgers, self.events)
 
     def segments(self, stage: int, chunk: int, kind: str) -> list[Segment]:
+        """Segments of a forward ("F"), backward ("B") or recomputation ("R": the chunk's
+        layers only, without its embedding or head) of one chunk."""
         key = (stage, chunk, kind)
         if key not in self._segments:
             c = self.stage_chunks[stage][chunk]
-            self._segments[key] = stage_segments(self.job, stage, "F" if kind == "F" else "B", c)
+            c = self.stage_chunks[stage][chunk]
+            if kind == "R":  # a recomputation reruns the layers, not the embedding or head
+                c = replace(c, first=False, last=False)
+            self._segments[key] = stage_segments(self.job, stage, "B" if kind == "B" else "F", c)
         return self._segments[key]
 
     def _arrival(self, r: int, kind: str, v: int, mb: int) -> simpy.Event:
@@ -196,7 +203,7 @@ class PipelineEngine:
             if i == len(ops) - 1 and self.job.train.overlap_grad_reduce and zero < 2:
                 sync = self.env.process(self.transport.grad_sync(r, s, gradient_reduction(zero)))
             if op.kind == "B" and s in self.recompute:
-                yield from self._run(r, s, (op.chunk, "F"), "recompute", f"R{op}")
+                yield from self._run(r, s, (op.chunk, "R"), "recompute", f"R{op}")
             yield from self._run(r, s, (op.chunk, op.kind), "compute", str(op))
             yield from self._send(r, s, v, op)
         yield from self._finish(r, s, sync)

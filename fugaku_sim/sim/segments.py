@@ -61,6 +61,7 @@ from fugaku_sim.sim.compute import (
     attention_core_ops,
     attention_ops,
     backward_of,
+    embedding_backward_ops,
     embedding_forward_ops,
     head_forward_ops,
     mlp_ops,
@@ -203,6 +204,18 @@ def block_forward(b: PassBuilder, ops: list[OpCost]) -> None:
     b.collective("tp", msg, "reduce_scatter")
 
 
+def embedding_forward(b: PassBuilder) -> None:
+    """The input embedding. Each tensor rank looks up the rows of its vocabulary shard (zero
+    elsewhere) and the hidden states are summed over the tensor group: an all-reduce, or a
+    reduce-scatter into the sequence-parallel region (Megatron-LM ``VocabParallelEmbedding``;
+    the trainer's ``embed_forward``)."""
+    job = b.job
+    b.run(embedding_forward_ops(job))
+    if job.layout.tp > 1:
+        b.collective("tp", activation_message_bytes(job),
+                     "reduce_scatter" if job.layout.sequence_parallel else "allreduce")
+
+
 def layer_forward(b: PassBuilder) -> None:
     """Forward of one transformer layer: attention, MLP, the last dropout and residual."""
     job = b.job
@@ -282,6 +295,17 @@ def layer_backward(b: PassBuilder, selective: bool) -> None:
     block_backward(b, attention_ops(job), selective)
 
 
+def embedding_backward(b: PassBuilder) -> None:
+    """The input embedding's backward (:func:`fugaku_sim.sim.compute.embedding_backward_ops`,
+    its table's gradient included). The forward's all-reduce has no backward; its
+    reduce-scatter under sequence parallelism has an all-gather of the gradient (Megatron-LM's
+    ``_ReduceScatterToSequenceParallelRegion``)."""
+    job = b.job
+    if job.layout.tp > 1 and job.layout.sequence_parallel:
+        b.collective("tp", activation_message_bytes(job), "all_gather")
+    b.run(embedding_backward_ops(job))
+
+
 def head_backward(b: PassBuilder) -> None:
     """LM head backward; the input gradient of the vocabulary-parallel head is all-reduced
     (reduce-scattered, beside the weight gradient, under sequence parallelism)."""
@@ -330,8 +354,7 @@ def chunk_units(job: Job, stage: int, chunk: ModelChunk, kind: Literal["F", "B"]
     forward = kind == "F"
 
     def embedding(b: PassBuilder) -> None:
-        ops = embedding_forward_ops(b.job)
-        b.run(ops if forward else [backward_of(op) for op in ops])
+        embedding_forward(b) if forward else embedding_backward(b)
 
     def block(b: PassBuilder) -> None:
         layer_forward(b) if forward else layer_backward(b, selective)

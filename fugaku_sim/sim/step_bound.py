@@ -32,15 +32,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-import simpy
-
+from fugaku_sim.parallel import ModelChunk
+from fugaku_sim.sim.comm import CommModel
 from fugaku_sim.sim.compute import optimizer_time_s
 from fugaku_sim.sim.engine import gradient_reduction
 from fugaku_sim.sim.predict import Setup
 from fugaku_sim.sim.segments import Segment, p2p_message_bytes, stage_segments, time_pass
-from fugaku_sim.sim.transport import AnalyticTransport
+from fugaku_sim.sim.transport import grad_bytes
 from fugaku_sim.spec.job import Job
 from fugaku_sim.tensors import layout_chunks, stage_parameters, stage_tensor_count
 
@@ -62,41 +62,62 @@ class StagePasses:
                 + self.send_backward)
 
 
-def _pricer(transport: AnalyticTransport | None, stage: int) -> Callable[[Segment], float]:
-    """Fast mode's price of a collective segment on ``stage`` (the engine's ``_price``), or
-    nothing without a transport."""
-    if transport is None:
+def _pricer(comm: CommModel | None, stage: int) -> Callable[[Segment], float]:
+    """Fast mode's price of a collective segment on ``stage`` on its own (the engine's
+    ``_price``; sharing links with other collectives only slows it), or nothing without a
+    placement's priced plans."""
+    if comm is None:
         return lambda g: 0.0
-    return lambda g: (transport.tp_time_s(stage, g.nbytes, g.op) if g.kind == "tp"
-                      else transport.dp_time_s(stage, g.nbytes, g.op))
+    return lambda g: (comm.tp_plan(stage).time_s(g.nbytes, g.op) if g.kind == "tp"
+                      else comm.dp_plan(stage).time_s(g.nbytes, g.op))
+
+
+def _chunk_seconds(job: Job, stage: int, chunk: ModelChunk, comm: CommModel | None,
+                   cache: dict[tuple[object, ...], float],
+                   segments: dict[tuple[object, ...], list[Segment]]) -> tuple[float, float]:
+    """(forward, backward) seconds of ``chunk`` on ``stage`` as fast mode prices the pass.
+    Without communication a pass is the sum of its units' compute: one layer, the embedding
+    and the head are priced once per job and kind of stage (selective recomputation or not)
+    and multiplied; with it, a whole chunk (collectives started on a stream overlap the
+    units that follow) once per stage and chunk shape (its segments once per shape)."""
+    selective = stage in job.train.selective_stage_set(job.layout.pp)
+
+    def priced(c: ModelChunk, kind: str) -> float:
+        shape = (kind, len(c.layers), c.first, c.last, selective)
+        if shape not in segments:  # the same on every stage of this shape
+            segments[shape] = stage_segments(job, stage, kind, c)  # type: ignore[arg-type]
+        key = (*shape, stage if comm is not None else None)
+        if key not in cache:
+            cache[key] = time_pass(segments[shape], "compute", _pricer(comm, stage)).seconds
+        return cache[key]
+
+    if comm is not None:
+        return priced(chunk, "F"), priced(chunk, "B")
+    start = chunk.layers.start
+    parts = [(replace(chunk, layers=range(start, start + 1), first=False, last=False),
+              len(chunk.layers)),
+             (replace(chunk, layers=range(start, start), last=False), int(chunk.first)),
+             (replace(chunk, layers=range(start, start), first=False), int(chunk.last))]
+    return tuple(sum(priced(c, kind) * n for c, n in parts if n)  # type: ignore[return-value]
+                 for kind in ("F", "B"))
 
 
 def stage_passes(job: Job, setup: Setup | None = None) -> Iterator[StagePasses]:
     """What each stage does per micro-batch and once at the end, stage 0 first (priced as
     they are asked for); without a ``setup`` (no placement yet) the communication counts as
     nothing. A pass is priced as fast mode prices it (:func:`time_pass` of the chunk's
-    segments); without communication, chunks of the same shape on stages of the same kind
-    (selective recomputation or not) are priced once."""
+    segments, :func:`_chunk_seconds`)."""
     model, lay = job.model, job.layout
-    transport = None if setup is None else AnalyticTransport(simpy.Environment(), job, setup.comm)
+    comm = None if setup is None else setup.comm
     msg = p2p_message_bytes(job)
-    selective = job.train.selective_stage_set(lay.pp)
     cache: dict[tuple[object, ...], float] = {}
+    segments: dict[tuple[object, ...], list[Segment]] = {}
     for s in range(lay.pp):
-        price = _pricer(transport, s)
         f = b = 0.0
         chunks = layout_chunks(model, lay, s)
         for c in chunks:
-            for kind in ("F", "B"):
-                key = (kind, len(c.layers), c.first, c.last, s in selective,
-                       s if transport is not None else None)
-                if key not in cache:
-                    segments = stage_segments(job, s, kind, c)  # type: ignore[arg-type]
-                    cache[key] = time_pass(segments, "compute", price).seconds
-                if kind == "F":
-                    f += cache[key]
-                else:
-                    b += cache[key]
+            cf, cb = _chunk_seconds(job, s, c, comm, cache, segments)
+            f, b = f + cf, b + cb
         # a chunk's forward sends on unless it holds the head; its backward unless the embedding
         ahead = sum(not c.last for c in chunks)
         behind = sum(not c.first for c in chunks)
@@ -104,10 +125,10 @@ def stage_passes(job: Job, setup: Setup | None = None) -> Iterator[StagePasses]:
                                      stage_tensor_count(model, lay, s, "block"))
         yield StagePasses(
             forward=f, backward=b, recompute=f if s in job.recompute_stages else 0.0,
-            send_forward=ahead * transport.p2p_time_s(s, (s + 1) % lay.pp, msg)
-            if ahead and transport is not None else 0.0,
-            send_backward=behind * transport.p2p_time_s(s, (s - 1) % lay.pp, msg)
-            if behind and transport is not None else 0.0,
+            send_forward=ahead * comm.p2p_plan(s, (s + 1) % lay.pp).time_s(msg)
+            if ahead and comm is not None else 0.0,
+            send_backward=behind * comm.p2p_plan(s, (s - 1) % lay.pp).time_s(msg)
+            if behind and comm is not None else 0.0,
             finish=optimizer)
 
 
@@ -139,8 +160,7 @@ def step_lower_bound_s(job: Job, setup: Setup | None = None, cutoff_s: float = m
     zero = job.train.zero_stage if job.layout.dp > 1 else 0
     if setup is not None and not job.train.overlap_grad_reduce and zero < 2:
         # (ZeRO-2 and 3 reduce the gradients inside the backward passes, priced there)
-        sync = AnalyticTransport(simpy.Environment(), job, setup.comm).grad_sync_time_s(
-            0, gradient_reduction(zero))
+        sync = setup.comm.dp_plan(0).time_s(grad_bytes(job, 0), gradient_reduction(zero))
         bound = max(bound, ends_on_stage0 + sync + stage0.finish)
     return bound
 

@@ -58,7 +58,8 @@ class NodeSpec(SpecModel):
         "by kind and direction, <kind>_fwd or <kind>_bwd for the kinds layernorm, rmsnorm, "
         "softmax, gelu, silu, gate_mul, rotary, residual, embedding, cross_entropy (e.g. "
         "gelu_fwd, silu_bwd); an op of a listed kind takes elements / rate instead of its "
-        "bytes / mem_bw (empty: every op is priced by its memory traffic)",
+        "bytes / mem_bw (empty: every op is priced by its memory traffic); "
+        "optimizer_adam, optimizer_adamw, optimizer_sgd: parameters updated per second",
     )
 
     @model_validator(mode="after")

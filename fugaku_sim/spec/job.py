@@ -72,12 +72,6 @@ def make_job(cluster: ClusterSpec, model: ModelSpec, train: TrainSpec, layout: L
 
 #: features of the spec that an engine does not model yet: (what, engines lacking it, test)
 _NOT_MODELLED: list[tuple[str, frozenset[str], Callable[[ModelSpec, TrainSpec, Layout], bool]]] = [
-    ("model.mlp: the Llama family (rmsnorm, swiglu, rotary)", frozenset({"train"}),
-     lambda m, t, lay: m.family == "llama"),
-    ("model.kv_heads: grouped-query attention", frozenset({"train"}),
-     lambda m, t, lay: m.kv != m.heads),
-    ("model.bias: linear layers without biases", frozenset({"train"}),
-     lambda m, t, lay: not m.bias),
     ("train.attention: flash", frozenset({"train"}),
      lambda m, t, lay: t.attention == "flash"),
     ("layout.sequence_parallel", frozenset({"train"}),

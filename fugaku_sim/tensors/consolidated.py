@@ -4,11 +4,12 @@ The one reader and writer of the format, used by the trainer (consolidation afte
 evaluation (loading) and the release (export). Format:
 
 - tensors: every tensor of :meth:`TensorTable.checkpoint_shapes` (Hugging Face
-  ``GPT2LMHeadModel`` names and Conv1D layouts; ``lm_head.weight`` only when the embeddings
-  are not tied), FP32, in table order;
+  ``GPT2LMHeadModel`` names and Conv1D layouts, or ``LlamaForCausalLM``'s names and
+  ``nn.Linear`` layouts; ``lm_head.weight`` only when the embeddings are not tied), FP32, in
+  table order;
 - metadata: the :class:`ModelSpec` as JSON under ``model_spec``, plus what the writer adds
-  (the trainer ``format: huggingface-gpt2`` and ``step``; a release ``format: pt``, which
-  ``transformers`` requires).
+  (the trainer ``format: huggingface-gpt2`` or ``huggingface-llama`` and ``step``; a
+  release ``format: pt``, which ``transformers`` requires).
 
 Reading never executes anything (safetensors, no pickle). Writing goes through a temporary
 name and a rename, so a crash leaves the old file or the new one.

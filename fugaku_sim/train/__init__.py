@@ -1,14 +1,22 @@
-"""The real engine: a GPT-2 in numpy trained over MPI with tensor, pipeline and data
-parallelism, driven by the same spec, rank groups and pipeline schedule as the simulator.
+"""The real engine: a GPT-2 or a Llama in numpy trained over MPI with tensor, pipeline and
+data parallelism, driven by the same spec, rank groups and pipeline schedule as the
+simulator.
 
 Modules, one concept each:
 
 - ``layers``: forward/backward pairs (layer norm, linear, GELU, attention with an optional
-  selective recomputation of its core, embeddings, vocabulary-parallel cross-entropy);
-- ``model``: blocks, embedding and head from the layers; init; ``forward_logits``;
+  selective recomputation of its core, embeddings, vocabulary-parallel cross-entropy) and
+  the tensor-parallel region's operators;
+- ``llama_layers``: RMSNorm, ``nn.Linear`` weights, SwiGLU, rotary positions,
+  grouped-query attention;
+- ``params``: parameters by name and role, a tensor rank's share of heads and vocabulary;
+- ``model``: the GPT-2 block, embedding and head from the layers; init; ``forward_logits``;
+  ``llama_block``: the Llama decoder layer;
 - ``stage``: the chunks and tensors one rank holds (names, shapes and tensor-parallel
   splits from :mod:`fugaku_sim.tensors`), full and selective recomputation;
 - ``buffers``: flat parameter and gradient buffers in segments sharded over dp;
+- ``copies``: key/value heads held in copies (their gradients summed, counted once in the
+  gradient norm);
 - ``sharding``: the segments for a ZeRO stage (gradient buckets, or ZeRO-3 units);
 - ``weights``: where a layer finds its weights (the buffer, or a gathered ZeRO-3 unit);
 - ``caches``: bytes a cache keeps, weights taken out of and put back into caches;

@@ -39,7 +39,7 @@ from fugaku_sim.spec import ModelSpec
 from fugaku_sim.tensors import TensorTable, tensor_table
 
 FORMAT = "fugaku-sim-checkpoint"
-CONSOLIDATED_FORMAT = "huggingface-gpt2"
+CONSOLIDATED_FORMAT = "huggingface-{family}"  # gpt2 or llama: the names inside
 VERSION = 2
 
 
@@ -318,4 +318,5 @@ def consolidate(directory: Path, path: Path, model: ModelSpec) -> None:
 
     state = read_global_state(directory, model, optimizer=False)
     write_consolidated(path, model, state.params,
-                       {"format": CONSOLIDATED_FORMAT, "step": str(state.step)})
+                       {"format": CONSOLIDATED_FORMAT.format(family=model.family),
+                        "step": str(state.step)})

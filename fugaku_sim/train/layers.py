@@ -13,8 +13,14 @@ Conventions:
   the forward's argument order.
 - Every function is dtype-generic: FP32 in training, FP64 in the finite-difference tests.
 - Weights use the Hugging Face ``Conv1D`` layout (in x out), so ``y = x @ w + b``.
+- Norms, activations and residual adds work on the last axis whatever the leading ones
+  (a sequence-parallel region holds T/tp tokens).
 - Reductions that cross tensor-parallel ranks (the vocabulary-parallel cross-entropy) take
-  an ``allreduce(array, op)`` callable; the default is the identity (one rank).
+  an ``allreduce(array, op)`` callable; the default is the identity (one rank). Where a
+  tensor-parallel region begins and ends is a :class:`Region` (Megatron-LM's f and g).
+
+The Llama family's layers (RMSNorm, SwiGLU, rotary positions, grouped-query attention,
+``nn.Linear`` weights) follow the same conventions in :mod:`fugaku_sim.train.llama_layers`.
 
 Sources: GPT-2 (Radford et al., 2019) as implemented by Hugging Face ``modeling_gpt2.py``
 (``GPT2Attention``, ``GPT2MLP``, activation ``gelu_new``); backward formulas follow
@@ -42,6 +48,48 @@ def no_allreduce(x: np.ndarray, op: str) -> np.ndarray:
     return x
 
 
+Collective = Callable[[np.ndarray], np.ndarray]
+
+
+def identity(x: np.ndarray) -> np.ndarray:
+    """No communication."""
+    return x
+
+
+class Region(NamedTuple):
+    """Where a tensor-parallel region begins and ends: Megatron-LM's conjugate operators f
+    and g (Shoeybi et al. 2019, section 3, figure 3), each with its forward and backward.
+
+    A block runs ``norm -> enter -> column-parallel ... row-parallel -> leave -> + residual``
+    twice; the embedding ``leave``-s (its vocabulary shards are summed) and the head
+    ``enter``-s. In Megatron-LM's tensor parallelism ``enter`` (f) is the identity and its
+    backward all-reduces the input gradient; ``leave`` (g) all-reduces the partial outputs
+    and its backward is the identity. Sequence parallelism (Korthikanti et al. 2022,
+    section 4.2.2) swaps them for all-gather / reduce-scatter pairs along T and shards what
+    lies outside (norms, residuals) over the tensor ranks. ``allreduce`` serves the
+    reductions inside a region that are neither (the vocabulary-parallel cross-entropy's).
+    """
+
+    enter: Collective  # f forward: [.., T', C] -> [.., T, C]
+    enter_backward: Collective  # f backward: [.., T, C] -> [.., T', C]
+    leave: Collective  # g forward: partial [.., T, C] -> [.., T', C]
+    leave_backward: Collective  # g backward: [.., T', C] -> [.., T, C]
+    allreduce: AllReduce
+
+
+def megatron_region(allreduce: AllReduce = no_allreduce) -> Region:
+    """The tensor-parallel region of Megatron-LM (no sequence parallelism) over
+    ``allreduce``: T' = T, sums at g's forward and f's backward."""
+
+    def reduce(x: np.ndarray) -> np.ndarray:
+        return allreduce(x, "sum")
+
+    return Region(identity, reduce, reduce, identity, allreduce)
+
+
+SINGLE_RANK = megatron_region()  # one tensor rank: every operator the identity
+
+
 # --------------------------------------------------------------------------- layer norm
 
 
@@ -52,13 +100,13 @@ class LayerNormCache(NamedTuple):
 
 
 def layernorm_forward(
-    x: np.ndarray, weight: np.ndarray, bias: np.ndarray
+    x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float = LN_EPS
 ) -> tuple[np.ndarray, LayerNormCache]:
-    """y = (x - mean) / sqrt(var + 1e-5) * weight + bias over the last axis. x [..., C]."""
+    """y = (x - mean) / sqrt(var + eps) * weight + bias over the last axis. x [..., C]."""
     mean = x.mean(axis=-1, keepdims=True)  # [..., 1]
     xc = x - mean
     var = np.einsum("...c,...c->...", xc, xc)[..., None] / x.shape[-1]  # [..., 1], biased
-    rstd = 1.0 / np.sqrt(var + LN_EPS)
+    rstd = 1.0 / np.sqrt(var + eps)
     xhat = xc * rstd  # [..., C]
     out = xhat * weight + bias
     return out, LayerNormCache(xhat, rstd, weight)

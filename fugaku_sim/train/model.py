@@ -1,33 +1,51 @@
-"""The GPT-2 model from the layers: embedding, transformer blocks and the tied LM head.
+"""The model from the layers: embedding, transformer blocks and the LM head, for the GPT-2
+and the Llama family.
 
 Shape key: B batch, T sequence, C channels, V vocabulary, Cl/Fl/Vl the local shares of the
 attention channels, MLP width and vocabulary under tensor parallelism (tp).
 
 Parameters live in a dict keyed by the Hugging Face names of the tensor table
 (:mod:`fugaku_sim.tensors`; a rank holds its tensor-parallel part of each). Gradients
-accumulate into a dict of the same keys. Tensor parallelism follows Megatron-LM (Shoeybi et al. 2019, figure 3): in each block
-the column-parallel QKV and MLP input layers need no communication in the forward, the
-row-parallel output layers end with an all-reduce ("g"), and the input gradients of the
-column-parallel layers are all-reduced in the backward ("f"). With tp = 1 the all-reduce
-callable is the identity and the functions are the single-rank model.
+accumulate into a dict of the same keys. Code that needs a particular tensor asks for its
+role (:mod:`fugaku_sim.train.params`), so one function serves both families' names.
 
-``forward_logits`` is the pure single-rank forward the evaluator imports.
+Tensor parallelism follows Megatron-LM (Shoeybi et al. 2019, figure 3): a block is
+``norm -> enter -> column-parallel layers -> row-parallel layer -> leave -> + residual``,
+twice, where ``enter`` and ``leave`` are the operators f and g of a :class:`~fugaku_sim.train.
+layers.Region` (all-reduce of the input gradient; all-reduce of the partial outputs). The
+norms and residual adds between regions touch the last axis only, so a sequence-parallel
+region (the same operators as all-gather / reduce-scatter pairs, T/tp tokens outside) needs
+no change here. With tp = 1 every operator is the identity and the functions are the
+single-rank model. The GPT-2 block is here, the Llama block in
+:mod:`fugaku_sim.train.llama_block`.
+
+``forward_logits`` is the pure single-rank forward the tests compare with transformers.
 """
 
 from __future__ import annotations
 
 import math
 import zlib
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from fugaku_sim.spec import ModelSpec
-from fugaku_sim.tensors import LM_HEAD, LN_F, WPE, WTE, layer_name, tensor_table
+from fugaku_sim.tensors import LM_HEAD, tensor_table
 from fugaku_sim.train import layers as L
+from fugaku_sim.train import llama_block as LB
+from fugaku_sim.train import llama_layers as LL
+from fugaku_sim.train.params import (
+    Names,
+    Params,
+    RankShare,
+    add_grad,
+    block_names,
+    optional,
+    rank_share,
+)
 
-Params = dict[str, np.ndarray]
-INIT_STD = 0.02  # GPT-2 / Hugging Face GPT2Config.initializer_range
+INIT_STD = 0.02  # Hugging Face GPT2Config's and LlamaConfig's initializer_range
 
 
 def init_std(name: str, model: ModelSpec) -> float | None:
@@ -36,7 +54,9 @@ def init_std(name: str, model: ModelSpec) -> float | None:
     GPT-2 (Radford et al. 2019, section 2.3) scales the weights of the residual projections
     by 1/sqrt(N), N = 2 x layers residual layers; Hugging Face ``GPT2PreTrainedModel.
     _init_weights`` applies it to every ``c_proj.weight`` (std 0.02 / sqrt(2 layers)).
-    Biases start at 0 and layer-norm weights at 1 (the table's ``init`` of each tensor).
+    Llama (``LlamaPreTrainedModel._init_weights``) draws every matrix, the untied head
+    included, with std 0.02. Biases start at 0 and norm weights at 1 (the table's ``init``
+    of each tensor).
     """
     init = tensor_table(model)[name].init
     if init == "normal_residual":
@@ -68,13 +88,34 @@ def init_params(model: ModelSpec, seed: int) -> Params:
             for name in tensor_table(model).checkpoint_shapes()}
 
 
-# --------------------------------------------------------------------------- block
+# --------------------------------------------------------------------------- norms
+
+
+def norm_forward(model: ModelSpec, x: np.ndarray, weight: np.ndarray,
+                 bias: np.ndarray | None) -> tuple[np.ndarray, Any]:
+    """The family's norm over the last axis: layer norm or RMSNorm, eps ``model.norm_eps``."""
+    if model.norm == "rmsnorm":
+        return LL.rmsnorm_forward(x, weight, model.norm_eps)
+    assert bias is not None
+    return L.layernorm_forward(x, weight, bias, model.norm_eps)
+
+
+def norm_backward(dout: np.ndarray, cache: Any
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(dx, dweight, dbias or None) of :func:`norm_forward`."""
+    if isinstance(cache, LL.RMSNormCache):
+        return (*LL.rmsnorm_backward(dout, cache), None)
+    return L.layernorm_backward(dout, cache)
+
+
+# --------------------------------------------------------------------------- GPT-2 block
 
 
 class BlockCache(NamedTuple):
+    names: Names
     ln_1: L.LayerNormCache
     c_attn: L.LinearCache
-    attn: L.AttentionCache
+    attn: L.AttentionCache | LL.GroupedAttentionCache
     c_proj: L.LinearCache
     ln_2: L.LayerNormCache
     c_fc: L.LinearCache
@@ -82,125 +123,186 @@ class BlockCache(NamedTuple):
     mlp_proj: L.LinearCache
 
 
-def block_forward(
-    p: Params, layer: int, x: np.ndarray, heads: int, allreduce: L.AllReduce = L.no_allreduce,
-    keep_probs: bool = True,
-) -> tuple[np.ndarray, BlockCache]:
-    """One pre-LN transformer block: x + attn(ln_1(x)), then + mlp(ln_2(.)). x [B, T, C].
+def _fused_attention(qkv: np.ndarray, share: RankShare, keep_probs: bool
+                     ) -> tuple[np.ndarray, L.AttentionCache | LL.GroupedAttentionCache]:
+    """Attention of the fused [q | k | v] [B, T, (Hl + 2 Kl) D] of this rank's heads."""
+    if share.kv_heads == share.heads:
+        return L.attention_forward(qkv, share.heads, keep_probs)
+    d = qkv.shape[-1] // (share.heads + 2 * share.kv_heads)
+    q, k, v = np.split(qkv, [share.heads * d, (share.heads + share.kv_heads) * d], axis=-1)
+    return LL.grouped_attention_forward(q, k, v, share.kv_heads, keep_probs)
 
-    ``heads`` is the number of heads this rank holds (heads / tp); ``keep_probs`` False is
-    selective recomputation (:func:`fugaku_sim.train.layers.attention_core_forward`).
-    """
-    n = layer_name(layer, "")
-    h, c_ln1 = L.layernorm_forward(x, p[n + "ln_1.weight"], p[n + "ln_1.bias"])
-    qkv, c_qkv = L.linear_forward(h, p[n + "attn.c_attn.weight"], p[n + "attn.c_attn.bias"])
-    a, c_att = L.attention_forward(qkv, heads, keep_probs)  # [B, T, Cl]
-    o, c_proj = L.linear_forward(a, p[n + "attn.c_proj.weight"], None)  # [B, T, C] partial
-    o = allreduce(o, "sum")  # g: row-parallel output
-    o += p[n + "attn.c_proj.bias"]
+
+def gpt2_block_forward(
+    p: Params, n: Names, model: ModelSpec, x: np.ndarray, share: RankShare,
+    region: L.Region = L.SINGLE_RANK, keep_probs: bool = True,
+) -> tuple[np.ndarray, BlockCache]:
+    """One pre-LN GPT-2 block: x + attn(ln_1(x)), then + mlp(ln_2(.)). x [B, T, C].
+    ``keep_probs`` False is selective recomputation
+    (:func:`fugaku_sim.train.layers.attention_core_forward`)."""
+    eps = model.norm_eps
+    h, c_ln1 = L.layernorm_forward(x, p[n["attn_norm"]], p[n["attn_norm_bias"]], eps)
+    h = region.enter(h)  # f
+    qkv, c_qkv = L.linear_forward(h, p[n["qkv"]], optional(p, n, "qkv_bias"))
+    a, c_att = _fused_attention(qkv, share, keep_probs)  # [B, T, Cl]
+    o, c_proj = L.linear_forward(a, p[n["attn_out"]], None)  # [B, T, C] partial
+    o = region.leave(o)  # g: row-parallel output
+    if "attn_out_bias" in n:
+        o += p[n["attn_out_bias"]]
     x2 = x + o  # residual
-    h2, c_ln2 = L.layernorm_forward(x2, p[n + "ln_2.weight"], p[n + "ln_2.bias"])
-    f, c_fc = L.linear_forward(h2, p[n + "mlp.c_fc.weight"], p[n + "mlp.c_fc.bias"])  # [B,T,Fl]
+    h2, c_ln2 = L.layernorm_forward(x2, p[n["mlp_norm"]], p[n["mlp_norm_bias"]], eps)
+    h2 = region.enter(h2)  # f
+    f, c_fc = L.linear_forward(h2, p[n["mlp_in"]], optional(p, n, "mlp_in_bias"))  # [B, T, Fl]
     g, c_gelu = L.gelu_forward(f)
-    m, c_mp = L.linear_forward(g, p[n + "mlp.c_proj.weight"], None)  # [B, T, C] partial
-    m = allreduce(m, "sum")  # g
-    m += p[n + "mlp.c_proj.bias"]
+    m, c_mp = L.linear_forward(g, p[n["mlp_out"]], None)  # [B, T, C] partial
+    m = region.leave(m)  # g
+    if "mlp_out_bias" in n:
+        m += p[n["mlp_out_bias"]]
     x2 += m  # residual; x2 is not cached, so in place is safe
-    return x2, BlockCache(c_ln1, c_qkv, c_att, c_proj, c_ln2, c_fc, c_gelu, c_mp)
+    return x2, BlockCache(n, c_ln1, c_qkv, c_att, c_proj, c_ln2, c_fc, c_gelu, c_mp)
+
+
+def gpt2_block_backward(
+    dout: np.ndarray, cache: BlockCache, grads: Params, region: L.Region = L.SINGLE_RANK,
+) -> np.ndarray:
+    """Backward of :func:`gpt2_block_forward`: adds the parameter gradients into ``grads``
+    and returns dx [B, T, C]. ``dout`` is not modified."""
+    n = cache.names
+    add_grad(grads, n, "mlp_out_bias", dout.sum(axis=(0, 1)))
+    dg, dw, _ = L.linear_backward(region.leave_backward(dout), cache.mlp_proj)
+    grads[n["mlp_out"]] += dw
+    (df,) = L.gelu_backward(dg, cache.gelu)
+    dh2, dw, db = L.linear_backward(df, cache.c_fc)
+    grads[n["mlp_in"]] += dw
+    add_grad(grads, n, "mlp_in_bias", db)
+    dh2 = region.enter_backward(dh2)  # f: column-parallel input
+    dx2, dw, db = L.layernorm_backward(dh2, cache.ln_2)
+    grads[n["mlp_norm"]] += dw
+    grads[n["mlp_norm_bias"]] += db
+    dx2 += dout  # [B, T, C] gradient of the first residual sum
+    add_grad(grads, n, "attn_out_bias", dx2.sum(axis=(0, 1)))
+    da, dw, _ = L.linear_backward(region.leave_backward(dx2), cache.c_proj)
+    grads[n["attn_out"]] += dw
+    if isinstance(cache.attn, LL.GroupedAttentionCache):
+        dqkv = np.concatenate(LL.grouped_attention_backward(da, cache.attn), axis=-1)
+    else:
+        (dqkv,) = L.attention_backward(da, cache.attn)
+    dh, dw, db = L.linear_backward(dqkv, cache.c_attn)
+    grads[n["qkv"]] += dw
+    add_grad(grads, n, "qkv_bias", db)
+    dh = region.enter_backward(dh)  # f
+    dx, dw, db = L.layernorm_backward(dh, cache.ln_1)
+    grads[n["attn_norm"]] += dw
+    grads[n["attn_norm_bias"]] += db
+    dx += dx2
+    return dx
+
+
+# --------------------------------------------------------------------------- either family
+
+
+def block_forward(
+    p: Params, model: ModelSpec, layer: int, x: np.ndarray, share: RankShare,
+    region: L.Region = L.SINGLE_RANK, keep_probs: bool = True,
+) -> tuple[np.ndarray, BlockCache | LB.LlamaBlockCache]:
+    """Transformer block ``layer`` of ``model``'s family on this rank's share. x [B, T, C].
+    ``keep_probs`` False is selective recomputation (the attention probabilities are not
+    kept: :func:`fugaku_sim.train.layers.attention_core_forward`)."""
+    n = block_names(model, layer)
+    if model.family == "llama":
+        return LB.llama_block_forward(p, n, model, x, share, region, keep_probs)
+    return gpt2_block_forward(p, n, model, x, share, region, keep_probs)
 
 
 def block_backward(
-    dout: np.ndarray, cache: BlockCache, grads: Params, layer: int,
-    allreduce: L.AllReduce = L.no_allreduce,
+    dout: np.ndarray, cache: BlockCache | LB.LlamaBlockCache, grads: Params,
+    region: L.Region = L.SINGLE_RANK,
 ) -> np.ndarray:
-    """Backward of :func:`block_forward`: adds the parameter gradients into ``grads`` and
-    returns dx [B, T, C]. ``dout`` is not modified."""
-    n = layer_name(layer, "")
-    grads[n + "mlp.c_proj.bias"] += dout.sum(axis=(0, 1))
-    dg, dw, _ = L.linear_backward(dout, cache.mlp_proj)
-    grads[n + "mlp.c_proj.weight"] += dw
-    (df,) = L.gelu_backward(dg, cache.gelu)
-    dh2, dw, db = L.linear_backward(df, cache.c_fc)
-    grads[n + "mlp.c_fc.weight"] += dw
-    grads[n + "mlp.c_fc.bias"] += db
-    dh2 = allreduce(dh2, "sum")  # f: column-parallel input
-    dx2, dw, db = L.layernorm_backward(dh2, cache.ln_2)
-    grads[n + "ln_2.weight"] += dw
-    grads[n + "ln_2.bias"] += db
-    dx2 += dout  # [B, T, C] gradient of the first residual sum
-    grads[n + "attn.c_proj.bias"] += dx2.sum(axis=(0, 1))
-    da, dw, _ = L.linear_backward(dx2, cache.c_proj)
-    grads[n + "attn.c_proj.weight"] += dw
-    (dqkv,) = L.attention_backward(da, cache.attn)
-    dh, dw, db = L.linear_backward(dqkv, cache.c_attn)
-    grads[n + "attn.c_attn.weight"] += dw
-    grads[n + "attn.c_attn.bias"] += db
-    dh = allreduce(dh, "sum")  # f
-    dx, dw, db = L.layernorm_backward(dh, cache.ln_1)
-    grads[n + "ln_1.weight"] += dw
-    grads[n + "ln_1.bias"] += db
-    dx += dx2
-    return dx
+    """Backward of :func:`block_forward`: adds into ``grads``, returns dx [B, T, C]."""
+    if isinstance(cache, LB.LlamaBlockCache):
+        return LB.llama_block_backward(dout, cache, grads, region)
+    return gpt2_block_backward(dout, cache, grads, region)
 
 
 # --------------------------------------------------------------------------- embedding, head
 
 
 def embed_forward(
-    p: Params, tokens: np.ndarray, vocab_start: int = 0, allreduce: L.AllReduce = L.no_allreduce
+    p: Params, model: ModelSpec, tokens: np.ndarray, vocab_start: int = 0,
+    region: L.Region = L.SINGLE_RANK,
 ) -> tuple[np.ndarray, L.EmbeddingCache]:
-    """Token (vocabulary-parallel, summed over tp) plus position embedding. tokens [B, T]."""
-    x, cache = L.embedding_forward(tokens, p[WTE], vocab_start)  # [B, T, C] partial
-    x = allreduce(x, "sum")
-    x, _ = L.position_forward(x, p[WPE])
+    """Token embedding (vocabulary-parallel, summed over tp), plus the position embedding
+    of a model with learned positions. tokens [B, T]."""
+    n = block_names(model, None)
+    x, cache = L.embedding_forward(tokens, p[n["tok_embed"]], vocab_start)  # [B, T, C] partial
+    x = region.leave(x)
+    if "pos_embed" in n:
+        x, _ = L.position_forward(x, p[n["pos_embed"]])
     return x, cache
 
 
-def embed_backward(dx: np.ndarray, cache: L.EmbeddingCache, grads: Params) -> None:
-    """Adds dwte (local rows) and dwpe into ``grads``."""
-    _, dwpe = L.position_backward(dx, dx.shape[1])
-    grads[WPE][: dx.shape[1]] += dwpe
+def embed_backward(dx: np.ndarray, cache: L.EmbeddingCache, grads: Params,
+                   model: ModelSpec) -> None:
+    """Adds dwte (local rows) and, with learned positions, dwpe into ``grads``."""
+    n = block_names(model, None)
+    if "pos_embed" in n:
+        _, dwpe = L.position_backward(dx, dx.shape[1])
+        grads[n["pos_embed"]][: dx.shape[1]] += dwpe
     _, dwte = L.embedding_backward(dx, cache)
-    grads[WTE] += dwte
+    grads[n["tok_embed"]] += dwte
 
 
 class HeadCache(NamedTuple):
-    ln_f: L.LayerNormCache
-    h2: np.ndarray  # [N, C] ln_f output
+    norm: Any  # the final norm's cache
+    h2: np.ndarray  # [N, C] final norm output
     loss: L.CrossEntropyCache
-    head: str  # name of the (tied) output embedding
+    head: str  # name of the output embedding
+    names: Names
+
+
+def head_name(model: ModelSpec, held: set[str] | None = None) -> str:
+    """The tensor the LM head multiplies by: the token embedding when tied and held
+    (``held`` None: a single rank holds everything), else ``lm_head.weight`` (the tied
+    copy, or the untied head)."""
+    table = tensor_table(model)
+    if table[LM_HEAD].tied_to is None or (held is not None and LM_HEAD in held):
+        return LM_HEAD
+    return table.source(LM_HEAD)
 
 
 def head_forward(
-    p: Params, x: np.ndarray, targets: np.ndarray, vocab_start: int = 0,
-    allreduce: L.AllReduce = L.no_allreduce, head: str = WTE,
+    p: Params, model: ModelSpec, x: np.ndarray, targets: np.ndarray, vocab_start: int = 0,
+    region: L.Region = L.SINGLE_RANK, head: str | None = None,
 ) -> tuple[float, HeadCache]:
-    """Final layer norm, tied LM head (logits = h @ wte.T) and mean cross-entropy.
+    """Final norm, LM head (logits = h @ W.T, vocabulary-parallel) and mean cross-entropy.
 
-    x [B, T, C], targets [B, T]. ``head`` names the [Vl, C] output embedding: ``wte``
-    itself or the last stage's copy ``lm_head.weight``.
+    x [B, T, C], targets [B, T]. ``head`` names the [Vl, C] output embedding (default
+    :func:`head_name` of a single rank).
     """
-    h, c_ln = L.layernorm_forward(x, p[LN_F[0]], p[LN_F[1]])
+    n = block_names(model, None)
+    head = head or head_name(model)
+    h, c_norm = norm_forward(model, x, p[n["final_norm"]], optional(p, n, "final_norm_bias"))
+    h = region.enter(h)  # f: the head is column-parallel over the vocabulary
     h2 = h.reshape(-1, h.shape[-1])  # [N, C]
-    logits = (h2 @ p[head].T).reshape(*x.shape[:2], -1)  # [B, T, Vl]
-    loss, c_ce = L.cross_entropy_forward(logits, targets, vocab_start, allreduce,
+    logits = (h2 @ p[head].T).reshape(*h.shape[:-1], -1)  # [B, T, Vl]
+    loss, c_ce = L.cross_entropy_forward(logits, targets, vocab_start, region.allreduce,
                                          overwrite=True)
-    return loss, HeadCache(c_ln, h2, c_ce, head)
+    return loss, HeadCache(c_norm, h2, c_ce, head, n)
 
 
 def head_backward(
     dloss: float, cache: HeadCache, grads: Params, p: Params,
-    allreduce: L.AllReduce = L.no_allreduce,
+    region: L.Region = L.SINGLE_RANK,
 ) -> np.ndarray:
     """Backward of :func:`head_forward`; returns dx [B, T, C]."""
     (dlogits,) = L.cross_entropy_backward(dloss, cache.loss)  # [B, T, Vl]
     d2 = dlogits.reshape(-1, dlogits.shape[-1])  # [N, Vl]
     grads[cache.head] += d2.T @ cache.h2  # [Vl, C]
-    dh = (d2 @ p[cache.head]).reshape(*dlogits.shape[:2], -1)  # [B, T, C] partial
-    dh = allreduce(dh, "sum")  # f: the head is column-parallel over the vocabulary
-    dx, dw, db = L.layernorm_backward(dh, cache.ln_f)
-    grads[LN_F[0]] += dw
-    grads[LN_F[1]] += db
+    dh = (d2 @ p[cache.head]).reshape(*dlogits.shape[:-1], -1)  # [B, T, C] partial
+    dh = region.enter_backward(dh)  # f
+    dx, dw, db = norm_backward(dh, cache.norm)
+    grads[cache.names["final_norm"]] += dw
+    add_grad(grads, cache.names, "final_norm_bias", db)
     return dx
 
 
@@ -225,11 +327,14 @@ def forward_logits(params: Params, model_spec: ModelSpec, tokens: np.ndarray) ->
     """
     _check_tokens(model_spec, tokens)
     tokens = np.asarray(tokens, dtype=np.int64)
-    x, _ = embed_forward(params, tokens)
+    share = rank_share(model_spec)
+    x, _ = embed_forward(params, model_spec, tokens)
     for layer in range(model_spec.layers):
-        x, _ = block_forward(params, layer, x, model_spec.heads)
-    h, _ = L.layernorm_forward(x, params[LN_F[0]], params[LN_F[1]])
-    return h @ params[tensor_table(model_spec).source(LM_HEAD)].T  # [B, T, V]
+        x, _ = block_forward(params, model_spec, layer, x, share)
+    n = block_names(model_spec, None)
+    h, _ = norm_forward(model_spec, x, params[n["final_norm"]],
+                        optional(params, n, "final_norm_bias"))
+    return h @ params[head_name(model_spec)].T  # [B, T, V]
 
 
 def loss_and_grads(
@@ -241,14 +346,15 @@ def loss_and_grads(
     """
     _check_tokens(model_spec, tokens)
     grads = {k: np.zeros_like(v) for k, v in params.items()}
-    x, c_emb = embed_forward(params, tokens)
+    share = rank_share(model_spec)
+    x, c_emb = embed_forward(params, model_spec, tokens)
     caches = []
     for layer in range(model_spec.layers):
-        x, c = block_forward(params, layer, x, model_spec.heads)
+        x, c = block_forward(params, model_spec, layer, x, share)
         caches.append(c)
-    loss, c_head = head_forward(params, x, targets, head=tensor_table(model_spec).source(LM_HEAD))
+    loss, c_head = head_forward(params, model_spec, x, targets)
     dx = head_backward(1.0, c_head, grads, params)
     for layer in reversed(range(model_spec.layers)):
-        dx = block_backward(dx, caches[layer], grads, layer)
-    embed_backward(dx, c_emb, grads)
+        dx = block_backward(dx, caches[layer], grads)
+    embed_backward(dx, c_emb, grads, model_spec)
     return loss, grads

@@ -4,11 +4,12 @@ A pipeline stage holds the model chunks :func:`fugaku_sim.tensors.layout_chunks`
 (one, or ``virtual_stages`` under the interleaved schedule); virtual stage 0 also holds the
 embeddings and the last virtual stage the final layer norm and the LM head. Which tensors
 that is, and this rank's tensor-parallel part of each, come from the model's tensor table
-(:mod:`fugaku_sim.tensors`). The forward of micro-batch ``mb`` through a chunk keeps its
-caches until the backward of the same pair, each layer's freed once its backward is done; a
-stage that recomputes keeps only each layer's input and reruns the layer's forward just
-before its backward (full activation recomputation, Chen et al. 2016; Megatron-LM), timed as
-``recompute``. Selective recomputation (Korthikanti et al. 2022) keeps everything but the
+(:mod:`fugaku_sim.tensors`); the blocks are the model family's (GPT-2 or Llama,
+:func:`fugaku_sim.train.model.block_forward`). The forward of micro-batch ``mb`` through a
+chunk keeps its caches until the backward of the same pair, each layer's freed once its
+backward is done; a stage that recomputes keeps only each layer's input and reruns the
+layer's forward just before its backward (full activation recomputation, Chen et al. 2016;
+Megatron-LM), timed as ``recompute``. Selective recomputation (Korthikanti et al. 2022) keeps everything but the
 attention probabilities and rebuilds those before the block's backward, also timed as
 ``recompute``. A layer takes its weights from a weight source (the flat buffer, or a ZeRO-3
 unit gathered for it) and adds its gradients into a gradient sink (the flat buffer, or a
@@ -24,12 +25,13 @@ import numpy as np
 
 from fugaku_sim.parallel import ModelChunk
 from fugaku_sim.spec import Layout, ModelSpec
-from fugaku_sim.tensors import LM_HEAD, WTE, held_tensors, layout_chunks, tensor_table
+from fugaku_sim.tensors import held_tensors, layout_chunks, tensor_table
 from fugaku_sim.train import model as M
 from fugaku_sim.train.buffers import FlatParams
 from fugaku_sim.train.caches import cache_bytes, restore_probs
-from fugaku_sim.train.layers import AllReduce, no_allreduce
+from fugaku_sim.train.layers import SINGLE_RANK, Region
 from fugaku_sim.train.memory import MemoryTracker
+from fugaku_sim.train.params import rank_share
 from fugaku_sim.train.timers import Timers
 from fugaku_sim.train.weights import ROOT, FullWeights
 
@@ -40,7 +42,7 @@ FLOWING = "activation between layers"  # memory key of the x (or dx) passed laye
 def stage_tensor_names(model: ModelSpec, chunks: list[ModelChunk]) -> list[str]:
     """Global names of the tensors a stage holds, in flat-buffer (forward) order.
 
-    The head uses ``wte`` itself when the stage also holds the embedding, else the tied
+    The head uses the token embedding itself when the stage also holds it, else the tied
     copy ``lm_head.weight`` (or, untied, its own ``lm_head.weight``).
     """
     return [r.name for r in held_tensors(tensor_table(model), chunks)]
@@ -54,21 +56,21 @@ class StageModel:
     timed as ``recompute``); ``weights`` supplies each unit's weights (default: the flat
     buffer; :mod:`fugaku_sim.train.weights`); ``grads`` is what the backward adds into
     (default: the flat gradients); ``memory`` is told what the caches hold and measures
-    every layer's transient memory.
+    every layer's transient memory. ``region`` is where the tensor-parallel regions begin
+    and end (Megatron-LM's f and g over the tensor group).
     """
 
     def __init__(self, model: ModelSpec, layout: Layout, stage: int, tp_rank: int,
                  flat: FlatParams, recompute: bool, timers: Timers,
-                 allreduce: AllReduce = no_allreduce, *, selective: bool = False,
+                 region: Region = SINGLE_RANK, *, selective: bool = False,
                  weights: FullWeights | None = None, grads: Any = None,
                  memory: MemoryTracker | None = None) -> None:
         self.model, self.layout, self.flat = model, layout, flat
         self.chunks = layout_chunks(model, layout, stage)
-        self.heads = model.heads // layout.tp
-        self.vocab_start = tp_rank * (model.vocab // layout.tp)
+        self.share = rank_share(model, layout.tp, tp_rank)
         self.table = tensor_table(model)
-        self.head_name = LM_HEAD if LM_HEAD in flat.offsets else WTE
-        self.recompute, self.timers, self.allreduce = recompute, timers, allreduce
+        self.head_name = M.head_name(model, set(flat.offsets))
+        self.recompute, self.timers, self.region = recompute, timers, region
         self.selective = selective and not recompute
         self.weights = weights if weights is not None else FullWeights(flat)
         self.grads = grads if grads is not None else flat.grads
@@ -92,13 +94,13 @@ class StageModel:
         Returns x [b, T, C], or the mean loss on the last chunk. With ``keep`` the caches
         are saved for :meth:`backward`.
         """
-        w, ar, mem = self.weights, self.allreduce, self.memory
+        w, m, region, mem = self.weights, self.model, self.region, self.memory
         ends = chunk.first or chunk.last
         root = w.acquire(ROOT, chunk.layers[0] if len(chunk.layers) else None) if ends else {}
         emb = None
         if chunk.first:
             with mem.region():
-                x, emb = M.embed_forward(root, inp, self.vocab_start, ar)
+                x, emb = M.embed_forward(root, m, inp, self.share.vocab_start, region)
             mem.hold("workspace", FLOWING, x.nbytes)
         else:
             x = inp  # the message in, which the caller counts
@@ -108,7 +110,7 @@ class StageModel:
             x_in = x
             p = w.acquire(layer, layers[i + 1] if i + 1 < len(layers) else None)
             with mem.region():
-                x, cache = M.block_forward(p, layer, x, self.heads, ar,
+                x, cache = M.block_forward(p, m, layer, x, self.share, region,
                                            keep_probs=not self.selective)
             saved.append(x_in if self.recompute else w.detach(layer, cache))
             del cache, x_in, p  # else alive (a ZeRO-3 unit too) until the next layer's
@@ -121,8 +123,8 @@ class StageModel:
         if chunk.last:
             assert targets is not None
             with mem.region():
-                out, head = M.head_forward(root, x, targets, self.vocab_start, ar,
-                                           self.head_name)
+                out, head = M.head_forward(root, m, x, targets, self.share.vocab_start,
+                                           region, self.head_name)
         mem.drop(FLOWING)
         if keep:
             self._saved[(mb, chunk.index)] = (emb, saved, head)
@@ -141,13 +143,13 @@ class StageModel:
         gradients are complete.
         """
         emb, saved, head = self._saved.pop((mb, chunk.index))
-        w, g, ar, mem = self.weights, self.grads, self.allreduce, self.memory
+        w, g, region, mem = self.weights, self.grads, self.region, self.memory
         layers = list(chunk.layers)
         if chunk.last:
             if layers:
                 w.prefetch(layers[-1])
             with mem.region():
-                dout = M.head_backward(dloss, head, g, w.acquire(ROOT), ar)
+                dout = M.head_backward(dloss, head, g, w.acquire(ROOT), region)
             w.release(ROOT)
             head = None  # done with: free it now, not when the chunk's backward ends
             self._keep((mb, chunk.index, "ends"), emb)
@@ -159,7 +161,7 @@ class StageModel:
             p = w.acquire(layer, layers[i - 1] if i else None)
             cache = self._backward_cache(p, layer, item, mb, chunk.index)
             with mem.region():
-                dout = M.block_backward(dout, cache, g, layer, ar)
+                dout = M.block_backward(dout, cache, g, region)
             del cache, item, p  # the unit's views go with them (ZeRO-3 frees it)
             w.release(layer)
             mem.drop((mb, chunk.index, layer))
@@ -168,7 +170,7 @@ class StageModel:
             _notify(ready, [r.name for r in self.table.block(layer)])
         if chunk.first:
             with mem.region():
-                M.embed_backward(dout, emb, g)
+                M.embed_backward(dout, emb, g, self.model)
             _notify(ready, self._held(self.table.part("embedding")))
         mem.drop((mb, chunk.index, "ends"))
         mem.drop(FLOWING)
@@ -182,7 +184,8 @@ class StageModel:
         back (and its attention probabilities recomputed under selective recompute)."""
         if self.recompute:
             with self.timers.region("recompute"), self.memory.region():
-                _, cache = M.block_forward(p, layer, item, self.heads, self.allreduce)
+                _, cache = M.block_forward(p, self.model, layer, item, self.share,
+                                           self.region)
             self._keep("recomputed", cache, "workspace")  # Korthikanti's one full layer
             return cache
         cache = self.weights.attach(layer, item)

@@ -10,7 +10,9 @@ Per step (every rank, collective where it says so):
    gathered for its forward and again for its backward (:mod:`fugaku_sim.train.weights`);
    under ZeRO-2/3 each micro-batch's gradient buckets are reduce-scattered as the backward
    completes them (:mod:`fugaku_sim.train.grad_reduce`);
-3. finish the gradient reduction (tied embedding between stages, buckets over dp);
+3. finish the gradient reduction (tied embedding between stages, buckets over dp), then sum
+   the gradients of key/value heads held in copies over the tensor ranks holding them
+   (:mod:`fugaku_sim.train.copies`);
 4. global gradient norm (every parameter counted once, all-reduce over the world), clip,
    optimizer update of what this rank owns (everything, or its ZeRO shard), then under
    ZeRO-1/2 the all-gather of the updated weights (ZeRO-3 keeps only its shard);
@@ -36,7 +38,9 @@ from fugaku_sim.spec.record import LayoutRecord
 from fugaku_sim.tensors import layout_chunks, tensor_table, tied_names
 from fugaku_sim.train import checkpoint as ckpt
 from fugaku_sim.train.comm import PipelineLinks, TensorAllReduce, build_comms
+from fugaku_sim.train.copies import CopiedGrads, counted_ranges
 from fugaku_sim.train.grad_reduce import GradReducer, ShardedGradReducer
+from fugaku_sim.train.layers import megatron_region
 from fugaku_sim.train.loader import BlendedSamples, open_split, rank_micro_batches
 from fugaku_sim.train.lr_schedule import learning_rate
 from fugaku_sim.train.memory import MemoryTracker
@@ -46,7 +50,7 @@ from fugaku_sim.train.optimizer import Optimizer
 from fugaku_sim.train.pipeline import MicroBatch, PipelineRunner
 from fugaku_sim.train.run_plan import Plan
 from fugaku_sim.train.sharding import flat_buffer
-from fugaku_sim.train.stage import StageModel, decay_names, norm_names, stage_tensor_names
+from fugaku_sim.train.stage import StageModel, decay_names, stage_tensor_names
 from fugaku_sim.train.timers import Timers
 from fugaku_sim.train.weights import FullWeights, GatheredWeights
 
@@ -83,12 +87,13 @@ class Trainer:
         mem.hold("optimizer", "optimizer states", self.optimizer.nbytes)
         decay = decay_names(model, names)
         self.decay_ranges = [self.flat.ranges_of(decay, p) for p in self.reducer.update]
-        counted = norm_names(model, names, self.tp_rank)
-        self.norm_ranges = [self.flat.ranges_of(counted, p) for p in self.reducer.counted]
-        allreduce = TensorAllReduce(c.tp, self.timers)
+        self.norm_ranges = [counted_ranges(model, self.flat, layout.tp, self.tp_rank, p)
+                            for p in self.reducer.counted]
+        self.copies = CopiedGrads(model, layout.tp, self.tp_rank, self.flat, c.tp, self.timers)
+        region = megatron_region(TensorAllReduce(c.tp, self.timers))
         self.sm = StageModel(model, layout, self.stage, self.tp_rank, self.flat,
                              self.stage in train.recompute_stage_set(layout.pp), self.timers,
-                             allreduce, selective=self.stage in train.selective_stage_set(
+                             region, selective=self.stage in train.selective_stage_set(
                                  layout.pp), weights=self.weights, grads=self.reducer.grads,
                              memory=mem)
         self.runner = PipelineRunner(model, layout, self.stage, c.pipeline_ranks, self.sm,
@@ -120,7 +125,7 @@ class Trainer:
         return local
 
     def init_params(self) -> None:
-        """GPT-2 initialisation of this rank's parts (layout-independent values)."""
+        """The family's initialisation of this rank's parts (layout-independent values)."""
         p = self.plan
         full = {self.table.source(n): init_param(n, p.model, p.train.seed)
                 for n in self.flat.names}
@@ -217,6 +222,7 @@ class Trainer:
         dloss = 1.0 / (self.m * p.layout.dp)
         loss_sum = self.runner.train_step(batches, p.train.micro_batch, dloss, self.reducer)
         self.reducer.finish()
+        self.copies.sum([(self.reducer.grad(p), p.start) for p in self.reducer.update])
         lr = learning_rate(self.step, p.train, p.steps)
         with self.timers.region("optimizer"), self.memory.region():
             norm = self.clip_and_update(lr)

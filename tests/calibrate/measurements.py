@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from fugaku_sim.calibrate.bench import (
-    BLOCK_SHAPES,
-    HEAD_SHAPES,
     MESSAGE_BYTES,
+    MODEL_PHASES,
+    MODEL_SHAPES,
     STREAM_WORDS,
     gemm_shapes,
 )
 from fugaku_sim.calibrate.fit import GemmCurve, ring_allreduce_factors
-from fugaku_sim.calibrate.kernels import simulated_kernel_cost
+from fugaku_sim.calibrate.kernels import kernel_ops, simulated_kernel_cost
 
 PEAK = 80e9  # FLOP/s per process
 EFF = {16: 0.5, 64: 0.8, 256: 1.0}
@@ -22,6 +22,8 @@ EFFECTIVE_BW = 5e9  # bytes/s per process as the simulator counts bytes
 LAT_S, BW = 3e-6, 4e9
 CURVE = GemmCurve(PEAK, sorted(EFF.items()), 0.0)
 OVER_LAT_S, OVER_BW = 150e-6, 1e9
+BUSY_LAT_S, BUSY_BW = 20e-6, 2e9  # pairs between compute phases, one rank per core
+OPTIMIZER_S = {"adamw": 9e-9, "sgd": 4e-9}  # seconds per parameter
 
 
 def _kernel_rows() -> list[dict[str, Any]]:
@@ -41,17 +43,15 @@ def _kernel_rows() -> list[dict[str, Any]]:
             gemm_s, nbytes = simulated_kernel_cost(row, CURVE) if t > 8 else (0.0, 0.0)
             row["seconds"] = 3 * OVERHEAD_S + gemm_s + nbytes / EFFECTIVE_BW
             rows.append(row)
-    for b, t, c, heads in BLOCK_SHAPES:
-        for kernel in ("block_fwd", "block_bwd"):
-            row = {"kernel": kernel, "tokens": b * t, "B": b, "T": t, "C": c, "heads": heads}
+    for b, t, c, heads, v, layers in MODEL_SHAPES:
+        shape = {"tokens": b * t, "B": b, "T": t, "C": c, "heads": heads, "V": v,
+                 "layers": layers}
+        for kernel in MODEL_PHASES:
+            row = {"kernel": kernel, **shape}
             gemm_s, nbytes = simulated_kernel_cost(row, CURVE) if t > 8 else (0.0, 0.0)
-            row["seconds"] = 12 * OVERHEAD_S + gemm_s + nbytes / EFFECTIVE_BW
+            ops = len(kernel_ops(row) or [])  # simulated ops the part of the pass runs
+            row["seconds"] = ops * OVERHEAD_S + gemm_s + nbytes / EFFECTIVE_BW
             rows.append(row)
-    for tokens, c, v in HEAD_SHAPES:
-        row = {"kernel": "head_fwd_bwd", "tokens": tokens, "C": c, "V": v}
-        gemm_s, nbytes = simulated_kernel_cost(row, CURVE) if tokens > 8 else (0.0, 0.0)
-        row["seconds"] = 6 * OVERHEAD_S + gemm_s + nbytes / EFFECTIVE_BW
-        rows.append(row)
     return rows
 
 
@@ -74,13 +74,17 @@ def synthetic_measurements(ranks: int = 2) -> dict[str, Any]:
                      "pingpong": [{"bytes": m, "seconds": LAT_S + m / BW} for m in MESSAGE_BYTES],
                      "allreduce": [{"bytes": m, "ranks": n, "seconds": a * LAT_S + b * m / BW}
                                    for m in MESSAGE_BYTES]})
-    comm[-1]["sync_after_compute"] = [  # pairs between compute phases, 2 x ranks
-        {"bytes": m, "ranks": 2, "gemm_calls": c, "seconds": 2 * OVER_LAT_S + m / OVER_BW}
-        for m in (8.0, 32768.0, 262144.0) for c in (1, 4)]
+    for entry, lat, bw in ((comm[0], BUSY_LAT_S, BUSY_BW), (comm[-1], OVER_LAT_S, OVER_BW)):
+        entry["sync_after_compute"] = [  # pairs between compute phases
+            {"bytes": m, "ranks": 2, "gemm_calls": c, "seconds": 2 * lat + m / bw}
+            for m in (8.0, 32768.0, 262144.0) for c in (1, 4)]
+    optimizer = [{"optimizer": kind, "params": n, "seconds": 20 * OVERHEAD_S + n * cost}
+                 for kind, cost in OPTIMIZER_S.items() for n in (64, 2**17, 2**20)]
     share = [{"ranks": n, "share": {"all_busy_seconds": 1e-3 * n / ranks,
                                     "half_busy_seconds": 1e-3 * n / ranks}}
              for n in (ranks, 2 * ranks)]
     return {"ranks": ranks, "quick": False,
             "compute": {"gemm": gemm, "stream": stream, "tiny_ops": tiny,
-                        "kernels": _kernel_rows(), "mpi_library": "MPICH test"},
+                        "kernels": _kernel_rows(), "optimizer": optimizer,
+                        "mpi_library": "MPICH test"},
             "share": share, "comm": comm}

@@ -7,11 +7,14 @@ import pytest
 from fugaku_sim.calibrate.calibration import fit_calibration
 from fugaku_sim.errors import UserError
 from tests.calibrate.measurements import (
+    BUSY_BW,
+    BUSY_LAT_S,
     BW,
     CALL_S,
     EFF,
     EFFECTIVE_BW,
     LAT_S,
+    OPTIMIZER_S,
     OVER_BW,
     OVER_LAT_S,
     OVERHEAD_S,
@@ -38,6 +41,11 @@ def test_fit_recovers_every_figure() -> None:
     assert cal.oversubscribed_link is not None
     assert cal.oversubscribed_link.latency_s == pytest.approx(OVER_LAT_S, rel=1e-6)
     assert cal.oversubscribed_link.bw_Bps == pytest.approx(OVER_BW, rel=1e-6)
+    assert cal.between_compute_link is not None
+    assert cal.between_compute_link.latency_s == pytest.approx(BUSY_LAT_S, rel=1e-6)
+    assert cal.between_compute_link.bw_Bps == pytest.approx(BUSY_BW, rel=1e-6)
+    for kind, cost in OPTIMIZER_S.items():  # net of the smallest size (64 parameters)
+        assert cal.elementwise_s_per_element[f"optimizer_{kind}"] == pytest.approx(cost, rel=1e-3)
     assert cal.fp64_flops == pytest.approx(30e9)
 
 

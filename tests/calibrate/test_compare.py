@@ -62,6 +62,22 @@ def test_read_measured_skips_warmup(tmp_path: Path) -> None:
     assert m.layout.dp == 2
 
 
+def test_a_measured_run_is_labelled_as_the_run_validate_started(tmp_path: Path) -> None:
+    """The comparison's row and the run it started carry one label, memory savers included
+    (runs that differ only in their ZeRO stage or recomputation stay apart)."""
+    from fugaku_sim.calibrate.compare import run_label
+    from fugaku_sim.calibrate.runs import RunSpec
+
+    _write_run(tmp_path, [1.0, 1.0])
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    summary["train"].update(zero_stage=2, recompute="selective", overlap_grad_reduce=True)
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    run = RunSpec(model="gpt-micro", dp=2, micro_batch=2, global_batch=8, zero_stage=2,
+                  recompute="selective", overlap_grad_reduce=True)
+    assert run_label(read_measured(tmp_path)) == run.label == (
+        "gpt-micro tp1 pp1 dp2 mb2 zero2 selective overlap")
+
+
 def test_read_measured_falls_back_to_the_summary(tmp_path: Path) -> None:
     _write_run(tmp_path, [1.0])
     (tmp_path / "metrics.jsonl").unlink()
@@ -124,7 +140,7 @@ def test_zero_run_set_trains_what_it_says() -> None:
     assert {1, 2, 3} <= {r.zero_stage for r in runs} and max(r.ranks for r in runs) == 8
     assert len({r.slug for r in runs}) == len(runs) and len({r.global_batch for r in runs}) == 1
     for run in runs:
-        args = build_parser().parse_args(train_args(run, Path("d"), Path("o")))
+        args = build_parser().parse_args(train_args(run, run.model_name, Path("d"), Path("o")))
         _, train, layout = resolve_specs(args)
         assert (layout.tp, layout.pp, layout.dp) == (run.tp, run.pp, run.dp)
         assert (train.zero_stage, train.recompute, train.recompute_stages,
@@ -178,8 +194,13 @@ def test_occupancy_from_the_calibration() -> None:
     four = occupied_cluster(local, 4, occ)
     assert four.interconnect.intra_node.latency_us == 500.0  # type: ignore[union-attr]
     assert four.interconnect.intra_node.bw_GBps == 1.5  # type: ignore[union-attr]
-    assert four.node == local.node  # the simulator divides the node by 4 itself
+    assert four.node == local.node  # a fair share: the simulator divides the node by 4 itself
     assert occupied_cluster(local, 2, occ) is local
+    # other work on the machine: 4 ranks take more of it than 2 (0.6 of a core each, not 0.5)
+    busy = {**occ, "oversubscribed": {**occ["oversubscribed"], "compute_share": 0.6}}
+    four = occupied_cluster(local, 4, busy)
+    assert four.node.peak_TFLOPs.fp32 == pytest.approx(local.node.peak_TFLOPs.fp32 * 1.2)
+    assert four.node.mem_bw_GBps == pytest.approx(local.node.mem_bw_GBps * 1.2)
 
 
 @pytest.mark.parametrize("ranks", [2, 4])

@@ -64,10 +64,12 @@ def test_ops_per_block_counts_both_directions() -> None:
 
 def test_elementwise_costs_recover_per_kind_costs() -> None:
     """Kernel rows built from known per-element costs give those costs back, the residual
-    (glue) from the whole blocks, and the block check is exact."""
+    (glue) from the whole blocks, the embedding's from its parts of a model pass, and the
+    checks are exact."""
     true = {"layernorm_fwd": 1e-9, "layernorm_bwd": 2e-9, "gelu_fwd": 3e-9, "gelu_bwd": 4e-9,
             "cross_entropy_fwd": 0.5e-9, "cross_entropy_bwd": 0.25e-9, "softmax_fwd": 1.5e-9,
-            "softmax_bwd": 1e-9, "residual_fwd": 2.5e-9, "residual_bwd": 3e-9}
+            "softmax_bwd": 1e-9, "residual_fwd": 2.5e-9, "residual_bwd": 3e-9,
+            "embedding_fwd": 0.7e-9, "embedding_bwd": 1.2e-9}
     fixed = 20e-6
 
     def cost(ops: list[Any]) -> float:
@@ -99,8 +101,29 @@ def test_elementwise_costs_recover_per_kind_costs() -> None:
         row = {"kernel": "head_fwd_bwd", "tokens": tokens, "C": c, "V": v}
         row["seconds"] = fixed + (cost(kernel_ops(row) or []) if tokens > 8 else 0.0)
         rows.append(row)
+    for b, t, c, v in ((1, 8, 8, 32), (4, 64, 64, 2048), (2, 128, 128, 4096)):
+        for d in ("fwd", "bwd"):  # as a model pass times its embedding
+            row = {"kernel": f"embedding_{d}", "tokens": b * t, "B": b, "T": t, "C": c,
+                   "heads": 2, "V": v}
+            ops = kernel_ops(row) or []  # a fixed cost per op, as a block's (12 ops)
+            row["seconds"] = len(ops) * fixed / 12 + (cost(ops) if t > 8 else 0.0)
+            rows.append(row)
     curve = GemmCurve(PEAK, [(1, 1.0)], 0.0)  # efficiency 1 at every size
     got, check = elementwise_costs(rows, curve, fixed / 12)  # 12 simulated ops a block
     assert got == pytest.approx(true, rel=1e-6)
     assert check["block_fwd"] < 1e-6 and check["block_bwd"] < 1e-6
+    assert check["embedding_fwd"] < 1e-6 and check["embedding_bwd"] < 1e-6
     assert elementwise_costs([], curve, 0.0) == ({}, {})
+
+
+def test_embedding_rows_are_the_lookups_and_the_table_gradient() -> None:
+    """A model pass's embedding forward is the lookup and its dropout over B x T x C; the
+    backward adds the [V, C] table's gradient (fugaku_sim.sim.compute.embedding_backward_ops)."""
+    row = {"B": 2, "T": 16, "C": 32, "heads": 4, "V": 1000, "tokens": 32}
+    forward = kernel_ops({**row, "kernel": "embedding_fwd"}) or []
+    backward = kernel_ops({**row, "kernel": "embedding_bwd"}) or []
+    assert [op.elements for op in forward] == [2 * 16 * 32] * 2
+    assert [op.rate_key for op in backward] == ["embedding_bwd"] * 3
+    assert backward[-1].elements == 1000 * 32
+    both = kernel_ops({**row, "kernel": "embedding_fwd_bwd"}) or []
+    assert both == forward + backward

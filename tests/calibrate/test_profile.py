@@ -13,7 +13,15 @@ from fugaku_sim.calibrate.record import occupancy, sidecar_path
 from fugaku_sim.errors import UserError
 from fugaku_sim.io import read_json_object
 from fugaku_sim.spec import load_cluster
-from tests.calibrate.measurements import BW, EFFECTIVE_BW, OVERHEAD_S, PEAK, synthetic_measurements
+from tests.calibrate.measurements import (
+    BUSY_BW,
+    BUSY_LAT_S,
+    BW,
+    EFFECTIVE_BW,
+    OVERHEAD_S,
+    PEAK,
+    synthetic_measurements,
+)
 
 
 def test_profile_scales_per_process_figures_to_the_node(tmp_path: Path) -> None:
@@ -25,7 +33,13 @@ def test_profile_scales_per_process_figures_to_the_node(tmp_path: Path) -> None:
     assert node.mem_bw_GBps == pytest.approx(2 * EFFECTIVE_BW / 1e9, rel=1e-3)
     assert node.op_overhead_us == pytest.approx(OVERHEAD_S * 1e6, rel=1e-3)
     assert node.gemm_efficiency_at(64) == pytest.approx(0.8, rel=1e-3)
-    assert spec.interconnect.intra_node.bw_GBps == pytest.approx(BW / 1e9, rel=1e-3)  # type: ignore[union-attr]
+    # the link between compute phases (a slower peer waited for), not the tight loop's
+    assert spec.interconnect.intra_node.bw_GBps == pytest.approx(BUSY_BW / 1e9, rel=1e-3)  # type: ignore[union-attr]
+    assert spec.interconnect.intra_node.latency_us == pytest.approx(BUSY_LAT_S * 1e6, rel=1e-3)  # type: ignore[union-attr]
+    raw = synthetic_measurements(ranks=2)
+    del raw["comm"][0]["sync_after_compute"]  # not measured: the tight loop's fit
+    tight = calibrated_cluster(load_cluster("local"), "t", fit_calibration(raw), None, None)
+    assert tight.interconnect.intra_node.bw_GBps == pytest.approx(BW / 1e9, rel=1e-3)  # type: ignore[union-attr]
     assert (node.clock_GHz, node.mem_GiB) == (2.5, 16.0)
     assert node.power_W == load_cluster("local").node.power_W  # kept from the base
 

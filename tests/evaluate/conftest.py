@@ -15,6 +15,15 @@ def tiny_spec() -> ModelSpec:
 
 
 @pytest.fixture(scope="session")
+def tiny_llama_spec() -> ModelSpec:
+    """Llama-shaped: RMSNorm, SwiGLU, rotary positions, 4 query heads over 2 key/value heads,
+    no biases, untied head."""
+    return ModelSpec(name="tiny-llama", layers=2, hidden=32, heads=4, kv_heads=2,
+                     ffn_hidden=48, seq_len=32, vocab=400, norm="rmsnorm", mlp="swiglu",
+                     positions="rotary", rope_theta=1000.0, bias=False, tied_embeddings=False)
+
+
+@pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests.evaluate.synthetic import write_data_dir
 

@@ -143,14 +143,15 @@ def write_data_dir(root: str | Path, seed: int = 0, docs_per_domain: int = 40,
 
 
 def random_params(spec: ModelSpec, seed: int) -> dict[str, np.ndarray]:
-    """GPT-2-style random weights (normal, std 0.02; layer norms perturbed around 1 and 0 so
-    that tests exercise them), float32, with the checkpoint's names and shapes."""
+    """Random weights (normal, std 0.02; norm weights perturbed around 1 so that tests
+    exercise them), float32, with the checkpoint's names and shapes."""
     from fugaku_sim.tensors import tensor_table
 
     rng = np.random.default_rng(seed)
     params: dict[str, np.ndarray] = {}
-    for name, shape in tensor_table(spec).checkpoint_shapes().items():
-        if ".ln_" in name and name.endswith(".weight"):
+    table = tensor_table(spec)
+    for name, shape in table.checkpoint_shapes().items():
+        if table[name].norm and table[name].init == "ones":
             arr = 1.0 + 0.1 * rng.standard_normal(shape)
         else:
             arr = 0.02 * rng.standard_normal(shape)

@@ -12,12 +12,19 @@ from tests.evaluate.synthetic import random_params
 ATOL_CACHE = 1e-5
 
 
-@pytest.fixture(scope="module")
-def model(tiny_spec):
-    params = random_params(tiny_spec, seed=1)
+QK_ROLES = ("qkv", "q", "k")
+
+
+@pytest.fixture(scope="module", params=["gpt2", "llama"])
+def model(request, tiny_spec, tiny_llama_spec):
+    from fugaku_sim.tensors import tensor_table
+
+    spec = tiny_spec if request.param == "gpt2" else tiny_llama_spec
+    params = random_params(spec, seed=1)
     # larger weights than the 0.02 init so that attention is far from uniform
-    params = {k: (v * 10 if k.endswith("attn.c_attn.weight") else v) for k, v in params.items()}
-    return GPT(tiny_spec, params)
+    scaled = {r.name for r in tensor_table(spec) if r.role in QK_ROLES}
+    params = {k: (v * 10 if k in scaled else v) for k, v in params.items()}
+    return GPT(spec, params)
 
 
 def test_layer_norm_normalises_and_gelu_matches_tanh_formula():
@@ -89,11 +96,15 @@ def test_too_many_positions_is_an_error(model):
         model.logits(np.zeros((1, model.seq_len + 1), dtype=np.int64))
 
 
-def test_full_forward_equals_the_trainers_forward(tiny_spec):
+@pytest.mark.parametrize("family", ["gpt2", "llama", "gpt2-gqa"])
+def test_full_forward_equals_the_trainers_forward(tiny_spec, tiny_llama_spec, family):
     """One model math: the inference forward and the trainer's forward_logits agree."""
     from fugaku_sim.train.model import forward_logits
 
-    params = random_params(tiny_spec, seed=4)
-    tokens = np.random.default_rng(2).integers(0, tiny_spec.vocab, size=(2, tiny_spec.seq_len))
-    ours = GPT(tiny_spec, params).logits(tokens)
-    np.testing.assert_allclose(ours, forward_logits(params, tiny_spec, tokens), atol=1e-5, rtol=0)
+    spec = {"gpt2": tiny_spec, "llama": tiny_llama_spec,
+            "gpt2-gqa": tiny_spec.model_copy(update={"kv_heads": 1})}[family]
+    spec = type(spec).model_validate(spec.model_dump())
+    params = random_params(spec, seed=4)
+    tokens = np.random.default_rng(2).integers(0, spec.vocab, size=(2, spec.seq_len))
+    ours = GPT(spec, params).logits(tokens)
+    np.testing.assert_allclose(ours, forward_logits(params, spec, tokens), atol=1e-5, rtol=0)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from safetensors import safe_open
 
 from fugaku_sim.errors import UserError
 from fugaku_sim.release.build import ReleaseInputs, build_release
@@ -44,6 +45,37 @@ def test_config_fields_are_gpt2config_fields(built_release, rel_spec):
     assert (cfg["bos_token_id"], cfg["eos_token_id"]) == (1, 2)
     gen = json.loads((built_release / "generation_config.json").read_text())
     assert gen["eos_token_id"] == 2
+
+
+def test_llama_config_fields_are_llamaconfig_fields(llama_release, llama_spec):
+    from fugaku_sim.release.hf_config import spec_from_config
+
+    cfg = json.loads((llama_release / "config.json").read_text())
+    assert cfg["model_type"] == "llama" and cfg["architectures"] == ["LlamaForCausalLM"]
+    assert (cfg["num_hidden_layers"], cfg["hidden_size"], cfg["num_attention_heads"],
+            cfg["num_key_value_heads"], cfg["intermediate_size"], cfg["head_dim"],
+            cfg["max_position_embeddings"], cfg["vocab_size"]) == (2, 32, 4, 2, 48, 8, 32, 400)
+    assert cfg["hidden_act"] == "silu" and cfg["rms_norm_eps"] == 1e-5
+    assert cfg["rope_theta"] == cfg["rope_parameters"]["rope_theta"] == 5000.0
+    assert cfg["attention_bias"] is cfg["mlp_bias"] is cfg["tie_word_embeddings"] is False
+    # config.json says everything the spec does (the name aside)
+    back = spec_from_config(cfg, llama_spec.name, "config.json")
+    assert back == llama_spec
+    card = (llama_release / "README.md").read_text()
+    assert "Llama-style" in card and "4 heads over 2 key/value heads" in card
+    assert "separate from the embedding" in card
+    assert "llama" in _front_matter(llama_release / "README.md")["tags"]
+    with safe_open(str(llama_release / "model.safetensors"), "np") as f:
+        assert "model.layers.1.self_attn.k_proj.weight" in f.keys()  # noqa: SIM118
+        assert f.get_slice("lm_head.weight").get_shape() == [400, 32]
+
+
+def test_gpt2_config_round_trips(built_release, rel_spec):
+    from fugaku_sim.release.hf_config import spec_from_config
+
+    cfg = json.loads((built_release / "config.json").read_text())
+    back = spec_from_config(cfg, rel_spec.name, "config.json")
+    assert back == rel_spec.model_copy(update={"ffn_hidden": rel_spec.ffn})  # n_inner given
 
 
 def test_archive_holds_the_directory(built_release):

@@ -1,4 +1,5 @@
-"""Interoperability: transformers loads a release and computes the same logits as we do."""
+"""Interoperability: transformers loads a release of either family with
+``AutoModelForCausalLM`` and computes the same logits and greedy continuations as we do."""
 
 from __future__ import annotations
 
@@ -13,36 +14,63 @@ pytestmark = pytest.mark.interop
 ATOL_LOGITS = 1e-4
 
 
-@pytest.fixture(scope="module")
-def hf_model(built_release):
-    model = transformers.GPT2LMHeadModel.from_pretrained(str(built_release))
+@pytest.fixture(scope="module", params=["gpt2", "llama"])
+def release(request):
+    """(release directory, the model transformers loads from it)."""
+    directory = request.getfixturevalue("built_release" if request.param == "gpt2"
+                                        else "llama_release")
+    model = transformers.AutoModelForCausalLM.from_pretrained(str(directory))
     model.eval()
-    return model
+    return directory, model
 
 
-def test_transformers_logits_match_ours(hf_model, built_release):
+def test_transformers_logits_match_ours(release):
     from fugaku_sim.evaluate.gpt import GPT
     from fugaku_sim.release.load import load_release
 
-    spec, params, _ = load_release(built_release)
+    directory, hf_model = release
+    spec, params, _ = load_release(directory)
     tokens = np.random.default_rng(123).integers(0, spec.vocab, size=(2, spec.seq_len))
     with torch.no_grad():
         theirs = hf_model(torch.tensor(tokens)).logits.numpy()
     ours = GPT(spec, params).logits(tokens)
     assert theirs.shape == ours.shape == (2, spec.seq_len, spec.vocab)
     np.testing.assert_allclose(ours, theirs, atol=ATOL_LOGITS, rtol=0)
-    # the embedding really is tied, as config.json says
-    assert hf_model.lm_head.weight.data_ptr() == hf_model.transformer.wte.weight.data_ptr()
+    # the head is tied (or not) as config.json says
+    tied = (hf_model.lm_head.weight.data_ptr()
+            == hf_model.get_input_embeddings().weight.data_ptr())
+    assert tied == spec.tied_embeddings
 
 
-def test_transformers_greedy_generation_matches_our_kv_cached_decoding(hf_model, built_release):
+def test_the_class_and_shape_transformers_builds(release):
+    from fugaku_sim.release.load import load_release
+
+    directory, hf_model = release
+    spec = load_release(directory)[0]
+    config = hf_model.config
+    if spec.family == "llama":
+        assert type(hf_model).__name__ == "LlamaForCausalLM"
+        assert (config.num_key_value_heads, config.rms_norm_eps) == (spec.kv, spec.norm_eps)
+        assert config.rope_parameters["rope_theta"] == spec.rope_theta
+        assert not config.attention_bias and not config.mlp_bias
+        assert hf_model.model.layers[0].self_attn.k_proj.weight.shape == (
+            spec.kv * spec.head_dim, spec.hidden)
+    else:
+        assert type(hf_model).__name__ == "GPT2LMHeadModel"
+    assert sum(p.numel() for p in hf_model.parameters()) == sum(
+        v.size for v in load_release(directory)[1].values())
+
+
+def test_transformers_greedy_generation_matches_our_kv_cached_decoding(release):
     from fugaku_sim.evaluate.generation import Sampling, generate
     from fugaku_sim.evaluate.gpt import GPT
     from fugaku_sim.release.load import load_release
 
-    spec, params, tokenizer = load_release(built_release)
+    directory, hf_model = release
+    spec, params, tokenizer = load_release(directory)
     prompt = [tokenizer.eod_id] + tokenizer.encode("富岳は")
-    ours = generate(GPT(spec, params), prompt, 10, Sampling(), np.random.default_rng(0))
+    ours = generate(GPT(spec, params), prompt, 20, Sampling(), np.random.default_rng(0))
+    assert len(ours) == 20
     with torch.no_grad():
         out = hf_model.generate(torch.tensor([prompt]), max_new_tokens=len(ours),
                                 do_sample=False, eos_token_id=None, pad_token_id=0)
@@ -95,8 +123,11 @@ def test_auto_tokenizer_special_tokens_and_no_additions(hf_tokenizer, built_rele
     assert batch.input_ids[0][-1] == 2 and batch.attention_mask[0][-1] == 0
 
 
-def test_two_lines_load_a_release_that_generates_from_a_japanese_prompt(built_release):
-    """The model card's two lines; greedy generation equals our KV-cached decoding."""
+@pytest.mark.parametrize("which", ["built_release", "llama_release"], ids=["gpt2", "llama"])
+def test_two_lines_load_a_release_that_generates_from_a_japanese_prompt(which, request):
+    """The model card's two lines, for either family; greedy generation equals our
+    KV-cached decoding."""
+    built_release = request.getfixturevalue(which)
     from fugaku_sim.evaluate.generation import Sampling, generate
     from fugaku_sim.evaluate.gpt import GPT
     from fugaku_sim.release.load import load_release

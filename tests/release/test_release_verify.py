@@ -123,3 +123,29 @@ def test_model_card_that_cannot_be_read_fails(run_cli, release_copy, card):
     write_checksums(release_copy, [p.name for p in sorted(release_copy.iterdir())
                                    if p.name != "SHA256SUMS"])
     _fails(run_cli, release_copy, "README.md")
+
+
+def test_verify_accepts_a_llama_release(run_cli, llama_release):
+    status, out, err = run_cli("release", "verify", str(llama_release))
+    assert status == 0, err
+    assert "OK (8 files checked" in out
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("num_key_value_heads", 1, "does not match model"),  # the weights hold 2 kv heads
+    ("hidden_act", "gelu", "hidden_act 'gelu' is not supported"),
+    ("rope_parameters", {"rope_type": "linear", "factor": 2.0}, "rope_type 'linear'"),
+    ("mlp_bias", True, "attention_bias and mlp_bias differ"),
+    ("model_type", "mistral", "model_type is 'mistral'"),
+])
+def test_llama_config_that_does_not_fit_fails(run_cli, llama_release, tmp_path, field, value,
+                                              message):
+    import shutil
+
+    copy = tmp_path / llama_release.name
+    shutil.copytree(llama_release, copy)
+    cfg = json.loads((copy / "config.json").read_text())
+    cfg[field] = value
+    (copy / "config.json").write_text(json.dumps(cfg))
+    write_checksums(copy, [p.name for p in copy.iterdir() if p.name != "SHA256SUMS"])
+    _fails(run_cli, copy, message)

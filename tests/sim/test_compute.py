@@ -75,6 +75,46 @@ def test_measured_elementwise_rate_replaces_the_roofline() -> None:
     assert base.node.elementwise_Gelem_per_s == {}  # optional: absent means the roofline
 
 
+def test_measured_optimizer_rate_replaces_the_streaming_model() -> None:
+    """With ``optimizer_<kind>`` in the profile an optimizer step takes parameters / rate
+    (per process) + overhead per tensor; without it, its 7 (Adam) streamed fp32 arrays."""
+    from fugaku_sim.sim.compute import optimizer_rate_key, optimizer_time_s
+
+    base = load_cluster("local")
+    rates = {optimizer_rate_key("adamw"): 0.25}  # 1e9 parameters per second per node
+    node = base.node.model_copy(update={"elementwise_Gelem_per_s": rates})
+    preset = load_model_preset("gpt-micro")
+    train = TrainSpec(global_batch=8, micro_batch=2, optimizer="adamw")
+    layout = Layout(dp=2, processes_per_node=2)
+    job = make_job(base.model_copy(update={"node": node}), preset.model, train, layout)
+    plain = make_job(base, preset.model, train, layout)
+    overhead = 10 * node.op_overhead_us * 1e-6
+    assert optimizer_time_s(job, 10**6, 10) == pytest.approx(10**6 / (0.25e9 / 2) + overhead)
+    assert optimizer_time_s(plain, 10**6, 10) == pytest.approx(
+        10**6 * 4.0 * 7 / (base.node.mem_bw_Bps / 2) + overhead)
+    sgd = make_job(base.model_copy(update={"node": node}), preset.model,
+                   train.model_copy(update={"optimizer": "sgd"}), layout)
+    assert optimizer_time_s(sgd, 10**6, 10) == pytest.approx(
+        10**6 * 4.0 * 3 / (base.node.mem_bw_Bps / 2) + overhead)  # only adamw was measured
+
+
+@pytest.mark.parametrize("tp", [1, 6])
+def test_embedding_backward_accumulates_the_table_shard(tp: int) -> None:
+    """The embedding's backward: the lookups' backward, then the gradient of the tensor
+    rank's [V / t, C] table shard, 4 passes over it (zeroed, then read with the gradient and
+    written; PyTorch's embedding_dense_backward + accumulation), at the embedding's rate."""
+    from fugaku_sim.sim.compute import embedding_backward_ops
+    from fugaku_sim.tensors import WTE, tensor_table
+
+    job = fugaku_llm(tp)
+    *lookups, table = embedding_backward_ops(job)
+    assert lookups == [backward_of(op) for op in embedding_forward_ops(job)]
+    rows, hidden = tensor_table(job.model)[WTE].local_shape(tp)
+    assert hidden == job.model.hidden and rows == pytest.approx(job.model.vocab / tp, abs=tp)
+    assert table.elements == rows * hidden and table.min_dim == 0
+    assert (table.bytes, table.rate_key) == (4 * 4.0 * rows * hidden, "embedding_bwd")  # fp32
+
+
 def llama_job(tp: int = 1, kv_heads: int = 8, attention: str = "materialized", pp: int = 1,
               micro_batch: int = 1):
     """A 4-layer Llama-3-shaped model (hidden 4096, 32 heads, 8 key/value heads) on DGX A100."""

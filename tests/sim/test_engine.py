@@ -9,7 +9,7 @@ import pytest
 import simpy
 
 from fugaku_sim.sim.engine import PipelineEngine
-from fugaku_sim.sim.segments import Segment
+from fugaku_sim.sim.segments import PassBuilder, Segment, head_forward, layer_forward
 from tests.sim.small import small_job, small_torus
 
 
@@ -46,10 +46,10 @@ class FixedTransport:
 
 
 class FixedEngine(PipelineEngine):
-    """Every forward takes 1 s and every backward 2 s."""
+    """Every forward (and recomputed forward) takes 1 s and every backward 2 s."""
 
     def segments(self, stage: int, chunk: int, kind: str) -> list[Segment]:
-        return [Segment("compute", seconds=1.0 if kind == "F" else 2.0)]
+        return [Segment("compute", seconds=2.0 if kind == "B" else 1.0)]
 
 
 def run_fixed(pp: int, dp: int, global_batch: int, schedule: str = "1f1b") -> Any:
@@ -94,3 +94,28 @@ def test_gpipe_steps_no_faster_than_1f1b() -> None:
     a = run_fixed(pp=2, dp=4, global_batch=16)
     b = run_fixed(pp=2, dp=4, global_batch=16, schedule="gpipe")
     assert b.step_time_s >= a.step_time_s - 1e-9
+
+
+def compute_s(job: Any, body: Any) -> float:
+    """Compute seconds of one piece of a pass (segments' builder functions)."""
+    b = PassBuilder(job)
+    body(b)
+    b.flush()
+    return sum(g.seconds for g in b.out if g.kind == "compute")
+
+
+def test_recompute_reruns_the_layers_not_embedding_or_head() -> None:
+    """Full recomputation reruns each stage's transformer layers before every backward; the
+    embedding (first stage), LM head and loss (last stage) are not recomputed (Megatron-LM's
+    full recomputation and the trainer's StageModel.backward)."""
+    pp, m = 2, 3
+    job = small_job(small_torus((2, 2, 2)), 1, pp, 4, global_batch=4 * m, recompute="all")
+    env = simpy.Environment()
+    result = PipelineEngine(job, FixedTransport(env)).run()
+    layer_s = compute_s(job, layer_forward)
+    per_stage = job.model.layers // pp
+    for s in range(pp):
+        ledger = result.ledgers[(0, s)]
+        assert ledger.seconds["recompute"] == pytest.approx(m * per_stage * layer_s)
+    head_s = compute_s(job, head_forward)
+    assert head_s > 0.01 * layer_s  # the head is not negligible: leaving it out is visible

@@ -179,3 +179,35 @@ def test_table_4_layer_times_of_the_22b_model(
     backward = time_pass(layer(job, backward=True, selective=recompute == "selective"),
                          "compute", price).seconds + (forward if recompute == "all" else 0.0)
     assert (forward + backward) * 1e3 == pytest.approx(forward_ms + backward_ms, rel=0.10)
+
+
+@pytest.mark.parametrize("sp", [False, True])
+def test_embedding_sums_the_vocabulary_shards_over_the_tensor_group(sp: bool) -> None:
+    """The first chunk's forward: the lookup, then the sum of the ranks' vocabulary shards,
+    an all-reduce (a reduce-scatter into the sequence-parallel region), before the first
+    layer; its backward ends with the embedding's (the table gradient included), after an
+    all-gather of the gradient under sequence parallelism only (Megatron-LM
+    VocabParallelEmbedding; the trainer's embed_forward)."""
+    from dataclasses import replace
+
+    from fugaku_sim.sim.compute import embedding_backward_ops, embedding_forward_ops
+
+    job = job_of(sequence_parallel=sp)
+    first = chunk0(job)
+    inner = replace(first, first=False)
+    msg = activation_message_bytes(job)
+    forward = stage_segments(job, 0, "F", first)
+    assert forward[0].seconds == pytest.approx(
+        sum(op_time_s(op, job) for op in embedding_forward_ops(job)))
+    assert (forward[1].kind, forward[1].op, forward[1].nbytes) == (
+        "tp", "reduce_scatter" if sp else "allreduce", msg)
+    assert forward[2:] == stage_segments(job, 0, "F", inner)
+    backward = stage_segments(job, 0, "B", first)
+    plain = stage_segments(job, 0, "B", inner)
+    tail = backward[len(plain):]
+    assert backward[:len(plain)] == plain
+    assert [(g.kind, g.op) for g in tail[:-1]] == ([("tp", "all_gather")] if sp else [])
+    assert tail[-1].seconds == pytest.approx(
+        sum(op_time_s(op, job) for op in embedding_backward_ops(job)))
+    single = job_of(tp=1, dp=8)
+    assert not any(g.kind == "tp" for g in stage_segments(single, 0, "F", chunk0(single))[:2])

@@ -84,6 +84,30 @@ def write_model(path: Path, layers: int = 4, tied: bool = True) -> Path:
     return path
 
 
+LLAMA_MODEL_LINES = """\
+  norm: rmsnorm
+  norm_eps: 1.0e-6
+  mlp: swiglu
+  ffn_hidden: 40
+  positions: rotary
+  rope_theta: 500.0
+  heads: 4
+  kv_heads: {kv_heads}
+  bias: {bias}
+"""
+
+
+def write_llama_model(path: Path, kv_heads: int = 2, bias: bool = False,
+                      tied: bool = False) -> Path:
+    """A tiny Llama-shaped preset: the micro model with RMSNorm, SwiGLU, rotary positions,
+    four query heads over ``kv_heads`` key/value heads."""
+    text = MICRO_MODEL_YAML.format(layers=4, tied=str(tied).lower())
+    text = text.replace("  heads: 2\n", LLAMA_MODEL_LINES.format(kv_heads=kv_heads,
+                                                                  bias=str(bias).lower()))
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
 def write_shard(prefix: Path, docs: list[np.ndarray]) -> None:
     """A Megatron indexed shard (.bin/.idx) via the data stage's writer."""
     from fugaku_sim.data.indexed import IndexedDatasetWriter

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -64,16 +65,22 @@ def test_layernorm_matches_definition(rng: np.random.Generator) -> None:
 
 @pytest.mark.parametrize("bias", [True, False])
 def test_linear(rng: np.random.Generator, bias: bool) -> None:
+    check_linear(rng, bias, L.linear_forward, L.linear_backward, (4, 5))
+
+
+def check_linear(rng: np.random.Generator, bias: bool, forward: Callable[..., Any],
+                 backward: Callable[..., Any], w_shape: tuple[int, int]) -> None:
+    """Finite differences of a linear layer from 4 to 5 features, weight ``w_shape``."""
     x = rng.standard_normal((2, 3, 4))
-    w = rng.standard_normal((4, 5))
+    w = rng.standard_normal(w_shape)
     b = rng.standard_normal(5) if bias else None
     proj = rng.standard_normal((2, 3, 5))
 
     def f() -> float:
-        return float((L.linear_forward(x, w, b)[0] * proj).sum())
+        return float((forward(x, w, b)[0] * proj).sum())
 
-    _, cache = L.linear_forward(x, w, b)
-    dx, dw, db = L.linear_backward(proj, cache)
+    _, cache = forward(x, w, b)
+    dx, dw, db = backward(proj, cache)
     assert_close(dx, numeric_grad(f, x))
     assert_close(dw, numeric_grad(f, w))
     if b is not None:

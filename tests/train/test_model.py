@@ -11,6 +11,8 @@ import pytest
 from fugaku_sim.spec import ModelSpec
 from fugaku_sim.tensors import LM_HEAD, WTE, tensor_table
 from fugaku_sim.train import model as M
+from fugaku_sim.train.copies import copied_elements, copies_per_head
+from fugaku_sim.train.params import rank_share
 
 from .helpers import run_ranks
 from .test_layers import assert_close, numeric_grad
@@ -78,35 +80,70 @@ def test_initialisation_follows_gpt2() -> None:
     np.testing.assert_array_equal(M.init_param(LM_HEAD, spec, 7), params[WTE])
 
 
-def test_tensor_parallel_model_equals_single_rank() -> None:
-    """tp = 2 (threads sharing an all-reduce) gives the loss and the gradients of tp = 1."""
-    spec = ModelSpec(name="t", layers=2, hidden=8, heads=2, seq_len=6, vocab=12, ffn_hidden=16)
-    params = params64(spec)
-    tokens, targets = tiny_batch(spec)
-    loss, grads = M.loss_and_grads(params, spec, tokens, targets)
+def tensor_parallel_run(spec: ModelSpec, params: M.Params, tokens: np.ndarray,
+                        targets: np.ndarray, tp: int) -> list[tuple[float, M.Params]]:
+    """Loss and local gradients of every tensor rank (threads sharing an all-reduce)."""
     table = tensor_table(spec)
 
     def rank(i: int, allreduce: M.L.AllReduce) -> tuple[float, M.Params]:
-        p = {k: table.shard(k, v, 2, i) for k, v in params.items()}
+        p = {k: table.shard(k, v, tp, i) for k, v in params.items()}
         g = {k: np.zeros_like(v) for k, v in p.items()}
-        v0 = i * spec.vocab // 2
-        x, c_emb = M.embed_forward(p, tokens, v0, allreduce)
+        share, region = rank_share(spec, tp, i), M.L.megatron_region(allreduce)
+        x, c_emb = M.embed_forward(p, spec, tokens, share.vocab_start, region)
         caches = []
         for layer in range(spec.layers):
-            x, c = M.block_forward(p, layer, x, spec.heads // 2, allreduce)
+            x, c = M.block_forward(p, spec, layer, x, share, region)
             caches.append(c)
-        loss, c_head = M.head_forward(p, x, targets, v0, allreduce)
-        dx = M.head_backward(1.0, c_head, g, p, allreduce)
+        loss, c_head = M.head_forward(p, spec, x, targets, share.vocab_start, region)
+        dx = M.head_backward(1.0, c_head, g, p, region)
         for layer in reversed(range(spec.layers)):
-            dx = M.block_backward(dx, caches[layer], g, layer, allreduce)
-        M.embed_backward(dx, c_emb, g)
+            dx = M.block_backward(dx, caches[layer], g, region)
+        M.embed_backward(dx, c_emb, g, spec)
         return loss, g
 
-    results = run_ranks(2, rank)
-    for name in params:
-        assert results[0][0] == pytest.approx(loss, rel=1e-12)
-        got = table.unshard(name, [results[0][1][name], results[1][1][name]])
-        np.testing.assert_allclose(got, grads[name], rtol=1e-9, atol=1e-12, err_msg=name)
+    return run_ranks(tp, rank)
+
+
+def assert_tensor_parallel_grads(spec: ModelSpec, results: list[tuple[float, M.Params]],
+                                 grads: M.Params, tp: int) -> None:
+    """Every rank's gradient is its shard of the single-rank one; a key/value head held in
+    copies gets its gradient as the sum over its copies (what the trainer's sum does)."""
+    table = tensor_table(spec)
+    copies = copies_per_head(spec, tp)
+    for name, full in grads.items():
+        for i in range(tp):
+            got = results[i][1][name]
+            copied = copied_elements(spec, name, tp, i)
+            if copied is not None:
+                group = range(i // copies * copies, (i // copies + 1) * copies)
+                got = np.where(copied, sum(results[j][1][name] for j in group), got)
+            np.testing.assert_allclose(got, table.shard(name, full, tp, i), rtol=1e-9,
+                                       atol=1e-12, err_msg=f"{name} rank {i}")
+
+
+GPT2_TP = ModelSpec(name="t", layers=2, hidden=8, heads=2, seq_len=6, vocab=12, ffn_hidden=16)
+
+
+@pytest.mark.parametrize(("spec", "tp"), [
+    (GPT2_TP, 2),
+    (GPT2_TP.model_copy(update={"heads": 4, "kv_heads": 2}), 2),  # GQA in the fused QKV
+    (GPT2_TP.model_copy(update={"heads": 4, "kv_heads": 1, "vocab": 16}), 4),  # copied kv
+], ids=["mha", "gqa", "gqa-copied"])
+def test_tensor_parallel_model_equals_single_rank(spec: ModelSpec, tp: int) -> None:
+    """tp ranks (threads sharing an all-reduce) give the loss and the gradients of tp = 1."""
+    check_tensor_parallel(ModelSpec.model_validate(spec.model_dump()), tp)
+
+
+def check_tensor_parallel(spec: ModelSpec, tp: int) -> None:
+    """Every rank's loss is the single-rank one and its gradients are the shards of the
+    single-rank ones (:func:`assert_tensor_parallel_grads`)."""
+    params = params64(spec)
+    tokens, targets = tiny_batch(spec)
+    loss, grads = M.loss_and_grads(params, spec, tokens, targets)
+    results = tensor_parallel_run(spec, params, tokens, targets, tp)
+    for rank_loss, _ in results:
+        assert rank_loss == pytest.approx(loss, rel=1e-12)
+    assert_tensor_parallel_grads(spec, results, grads, tp)
 
 
 # --------------------------------------------------------------------------- golden reference
@@ -137,7 +174,14 @@ def test_matches_hugging_face_gpt2(dtype: str) -> None:
     params = {k: v.astype(dtype) for k, v in params64(spec).items()}
     tokens, targets = tiny_batch(spec, b=3)
     torch, model = hf_model(spec, params, dtype)
-    tol = {"float64": 1e-10, "float32": 1e-4}[dtype]
+    assert_matches_torch(spec, params, tokens, targets, torch, model,
+                         {"float64": 1e-10, "float32": 1e-4}[dtype])
+
+
+def assert_matches_torch(spec: ModelSpec, params: M.Params, tokens: np.ndarray,
+                         targets: np.ndarray, torch, model, tol: float) -> None:  # type: ignore[no-untyped-def]
+    """Our logits, loss and every gradient equal those of the torch ``model`` holding
+    ``params`` (gradients relative to each tensor's largest), within ``tol``."""
     out = model(torch.from_numpy(tokens))
     np.testing.assert_allclose(M.forward_logits(params, spec, tokens),
                                out.logits.detach().numpy(), rtol=tol, atol=tol)

@@ -52,17 +52,18 @@ def test_norm_and_decay_sets() -> None:
     assert decay_names(SPEC, names) == {WTE, WPE, "transformer.h.0.attn.c_attn.weight", LM_HEAD}
 
 
-def run_stage(recompute: bool, selective: bool = False) -> tuple[float, np.ndarray, Timers]:
+def run_stage(recompute: bool, selective: bool = False, spec: ModelSpec = SPEC
+              ) -> tuple[float, np.ndarray, Timers]:
     layout = Layout()
-    names = stage_tensor_names(SPEC, layout_chunks(SPEC, layout, 0))
-    flat = FlatParams(local_entries(SPEC, names, 1))
-    params = init_params(SPEC, 5)
+    names = stage_tensor_names(spec, layout_chunks(spec, layout, 0))
+    flat = FlatParams(local_entries(spec, names, 1))
+    params = init_params(spec, 5)
     for n in names:
         flat.params[n][...] = params[n]
     timers = Timers()
-    sm = StageModel(SPEC, layout, 0, 0, flat, recompute, timers, selective=selective)
+    sm = StageModel(spec, layout, 0, 0, flat, recompute, timers, selective=selective)
     rng = np.random.default_rng(0)
-    seq = rng.integers(0, SPEC.vocab, size=(2, 2, SPEC.seq_len + 1))
+    seq = rng.integers(0, spec.vocab, size=(2, 2, spec.seq_len + 1))
     loss = 0.0
     for mb in range(2):  # two micro-batches in flight, as in a pipeline
         loss += float(sm.forward(sm.chunks[0], mb, seq[mb, :, :-1], seq[mb, :, 1:]))
@@ -74,16 +75,16 @@ def run_stage(recompute: bool, selective: bool = False) -> tuple[float, np.ndarr
     return loss, flat.grad.copy(), timers
 
 
-def run_zero3_stage(recompute: bool, selective: bool) -> tuple[float, np.ndarray,
-                                                              MemoryTracker]:
+def run_zero3_stage(recompute: bool, selective: bool, spec: ModelSpec = SPEC
+                    ) -> tuple[float, np.ndarray, MemoryTracker]:
     """:func:`run_stage` with ZeRO-3's machinery over one data-parallel rank: weights kept
     as a shard and gathered unit by unit (a new buffer each time), gradients reduced into a
     shard by buckets; returns the loss, the gradients in flat order and the tracker."""
     layout = Layout()
-    chunks = layout_chunks(SPEC, layout, 0)
-    flat, units = flat_buffer(SPEC, TrainSpec(global_batch=4), layout, chunks, 3, frozenset())
+    chunks = layout_chunks(spec, layout, 0)
+    flat, units = flat_buffer(spec, TrainSpec(global_batch=4), layout, chunks, 3, frozenset())
     assert flat.data.size == 0 and flat.grad.size == 0  # nothing full on this rank
-    params = init_params(SPEC, 5)
+    params = init_params(spec, 5)
     mem, timers, comm = MemoryTracker(), Timers(), SelfComm()
     try:
         weights = GatheredWeights(flat, units, comm, timers, mem)
@@ -91,12 +92,12 @@ def run_zero3_stage(recompute: bool, selective: bool) -> tuple[float, np.ndarray
             s, e = flat.offsets[n]
             weights.shard[s:e] = params[n].ravel()
         reducer = ShardedGradReducer(flat, comm, None, 3, False, frozenset(), timers, mem)
-        sm = StageModel(SPEC, layout, 0, 0, flat, recompute, timers, selective=selective,
+        sm = StageModel(spec, layout, 0, 0, flat, recompute, timers, selective=selective,
                         weights=weights, grads=reducer.grads, memory=mem)
         reducer.start_step()
         mem.start_step()
         rng = np.random.default_rng(0)
-        seq = rng.integers(0, SPEC.vocab, size=(2, 2, SPEC.seq_len + 1))
+        seq = rng.integers(0, spec.vocab, size=(2, 2, spec.seq_len + 1))
         loss = 0.0
         for mb in range(2):
             loss += float(sm.forward(sm.chunks[0], mb, seq[mb, :, :-1], seq[mb, :, 1:]))
@@ -115,7 +116,7 @@ def run_zero3_stage(recompute: bool, selective: bool) -> tuple[float, np.ndarray
     for piece in reducer.update:
         grad[piece.start:piece.end] = reducer.grad(piece)
     return loss, np.concatenate([grad[slice(*flat.offsets[n])] for n in
-                                 stage_tensor_names(SPEC, chunks)]), mem
+                                 stage_tensor_names(spec, chunks)]), mem
 
 
 @pytest.mark.parametrize(("recompute", "selective"), [(False, False), (True, False),
@@ -165,3 +166,28 @@ def test_stage_matches_the_reference_model() -> None:
     flat.grad[:] = grad
     for n in names:
         np.testing.assert_allclose(flat.grads[n], ref[n], rtol=1e-4, atol=1e-6, err_msg=n)
+
+
+LLAMA = ModelSpec(name="l", layers=4, hidden=16, heads=4, kv_heads=2, ffn_hidden=24, seq_len=8,
+                  vocab=32, norm="rmsnorm", mlp="swiglu", positions="rotary", bias=False,
+                  tied_embeddings=False)
+
+
+@pytest.mark.parametrize(("recompute", "selective"), [(False, False), (True, False),
+                                                      (False, True)])
+def test_llama_stage_recomputes_and_gathers_zero3_units(recompute: bool,
+                                                        selective: bool) -> None:
+    """The Llama block under full and selective recomputation and ZeRO-3's gathered units
+    (its caches hold transposed views of the weights, taken out and put back): the numbers
+    of the plain stage, and the attention probabilities of the query heads left out."""
+    loss, grad, _ = run_stage(False, spec=LLAMA)
+    loss_r, grad_r, timers = run_stage(recompute, selective, spec=LLAMA)
+    assert loss == loss_r and (timers.seconds["recompute"] > 0) == (recompute or selective)
+    np.testing.assert_array_equal(grad, grad_r)
+    loss3, grad3, mem = run_zero3_stage(recompute, selective, spec=LLAMA)
+    assert loss3 == loss
+    np.testing.assert_allclose(grad3, grad, rtol=1e-5, atol=1e-8)
+    if selective:
+        full = run_zero3_stage(False, False, spec=LLAMA)[2].report()
+        probs = 2 * 2 * LLAMA.heads * LLAMA.seq_len**2 * 4 * LLAMA.layers
+        assert full["activations"] - mem.report()["activations"] == probs
