@@ -16,6 +16,7 @@ import contextlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,9 +24,11 @@ from typing import Any
 
 
 def temp_name(final: Path) -> Path:
-    """A fresh hidden sibling name for ``final`` (``.name.tmp-XXXX``), not yet created."""
+    """A fresh hidden sibling name for ``final`` (``.name.tmp-XXXX.suffix``: the suffix kept,
+    so a writer that goes by it writes the same format), not yet created."""
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{final.name}.tmp-", dir=final.parent)
+    fd, name = tempfile.mkstemp(prefix=f".{final.name}.tmp-", suffix=final.suffix,
+                                dir=final.parent)
     os.close(fd)
     os.unlink(name)
     return Path(name)
@@ -52,16 +55,134 @@ def atomic_dir(final: str | Path) -> Iterator[Path]:
     tmp.mkdir()
     try:
         yield tmp
-        if final.exists():
-            old = temp_name(final)
-            os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
+        _replace(tmp, final)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _replace(tmp: Path, final: Path) -> None:
+    """Rename ``tmp`` to ``final``; a folder already at ``final`` is moved aside first and
+    removed after (``os.replace`` cannot replace a folder that holds files)."""
+    if tmp.is_dir() and final.is_dir() and not final.is_symlink():
+        old = temp_name(final)
+        os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+
+
+@contextlib.contextmanager
+def atomic_paths(finals: list[Path]) -> Iterator[list[Path]]:
+    """Temporary paths for several outputs that belong together (eval.json and eval.md; a
+    CSV and its plot; a release folder and its tarball): all are renamed into place once the
+    block succeeds, none when it fails, so a reader never finds one without the others. The
+    block creates what it needs at each temporary path (a file, or a folder with mkdir)."""
+    temps = [temp_name(Path(f)) for f in finals]
+    try:
+        yield temps
+        for tmp, final in zip(temps, finals):
+            _replace(tmp, Path(final))
+    finally:
+        for tmp in temps:
+            if tmp.is_dir():
+                shutil.rmtree(tmp, ignore_errors=True)
+            elif tmp.exists():
+                tmp.unlink()
+
+
+def _nearest_existing(path: Path) -> Path:
+    """``path`` or its nearest ancestor that exists (``.`` for a relative path)."""
+    current = path
+    while True:
+        try:
+            os.stat(current)
+            return current
+        except FileNotFoundError:
+            if current.parent == current:
+                return current
+            current = current.parent
+
+
+def check_output_path(path: str | Path, what: str, folder: bool = False) -> Path:
+    """Check, before any work, that ``path`` can be written as a file (or, with ``folder``,
+    made or filled as a folder): what exists there is of the right kind, the nearest existing
+    folder above it is a folder and writable. Nothing is created.
+
+    ``what`` names the option in the message (``--out results/eval``).
+
+    Raises:
+        UserError: a folder where a file is wanted or a file where a folder is, a device or
+            pipe there, a file in the way above it, a folder that cannot be written, or a
+            name the OS refuses (one line).
+    """
+    from fugaku_sim.errors import UserError
+
+    path = Path(path)
+    kind = "folder" if folder else "file"
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        mode = None
+    except NotADirectoryError:
+        raise UserError(f"{what}: a part of the path is a file, not a folder") from None
+    except OSError as exc:
+        raise UserError(f"{what}: cannot be used ({exc.strerror})") from None
+    if mode is not None:
+        if folder and not stat.S_ISDIR(mode):
+            raise UserError(f"{what}: exists and is not a folder; give a folder path")
+        if not folder and stat.S_ISDIR(mode):
+            raise UserError(f"{what}: is a folder; give a file path")
+        if not folder and not stat.S_ISREG(mode):
+            raise UserError(f"{what}: is a device, pipe or socket, not a {kind} to write")
+    base = path if mode is not None and folder else _nearest_existing(path.parent)
+    try:
+        base_mode = os.stat(base).st_mode
+    except OSError as exc:
+        raise UserError(f"{what}: cannot be used ({exc.strerror})") from None
+    if not stat.S_ISDIR(base_mode):
+        raise UserError(f"{what}: {base} is a file, not a folder, so nothing can go below it")
+    if not os.access(base, os.W_OK | os.X_OK):
+        raise UserError(f"{what}: cannot write in {base} (permission denied)")
+    try:
+        name_max = os.pathconf(base, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):  # not reported by this file system or OS
+        name_max = 255
+    too_long = [p for p in path.parts if len(p.encode()) > name_max - 24]
+    if too_long:  # the temporary sibling adds a prefix and suffix to the name
+        raise UserError(f"{what}: the name {too_long[0][:40]!r}... is too long for the "
+                        "file system")
+    return path
+
+
+def plot_format(path: str | Path, what: str) -> str:
+    """The file format a plot at ``path`` is written in (its suffix), checked before any
+    work against the formats matplotlib can write.
+
+    Raises:
+        UserError: no suffix, or one matplotlib cannot write (lists the ones it can).
+    """
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    from fugaku_sim.errors import UserError
+
+    formats = FigureCanvasBase.get_supported_filetypes()
+    suffix = Path(path).suffix.lower().lstrip(".")
+    if suffix not in formats:
+        raise UserError(f"{what}: cannot write a plot as {suffix or 'a file without a suffix'!r}; "
+                        f"use one of {', '.join(sorted(formats))}")
+    return suffix
+
+
+def write_figure(fig: Any, path: str | Path, **savefig: Any) -> None:
+    """Save a matplotlib figure at ``path`` in the format its suffix names, atomically (the
+    parent folder is made if missing)."""
+    path = Path(path)
+    fmt = plot_format(path, str(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=fmt, **savefig)
 
 
 def write_json(path: str | Path, obj: Any) -> None:
@@ -77,28 +198,71 @@ def write_text(path: str | Path, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
-def read_text(path: str | Path, what: str, hint: str = "", kind: str = "file") -> str:
-    """The UTF-8 text of the file at ``path``.
+def is_file(path: str | Path) -> bool:
+    """Whether ``path`` names an existing regular file; False (not an exception) for a name
+    the OS refuses outright (too long, a loop of links, no permission on a folder)."""
+    try:
+        return Path(path).is_file()
+    except (OSError, ValueError):  # ValueError: a NUL byte in the name
+        return False
+
+
+#: the largest file a reader takes by default (a metrics log of a million steps is ~250 MB);
+#: a larger one, or an endless one such as /dev/zero, is refused rather than read into memory
+MAX_TEXT_BYTES = 512 * 2**20
+
+
+def read_bytes(path: str | Path, what: str, hint: str = "", kind: str = "file",
+               max_bytes: int = MAX_TEXT_BYTES) -> bytes:
+    """The bytes of the regular file at ``path``, at most ``max_bytes`` of them.
 
     ``what`` names the file in the message, ``hint`` says what to do, ``kind`` what the file
-    should be (``a directory, not a JSON file``).
+    should be (``a directory, not a JSON file``). A device, pipe or socket is refused before
+    it is opened (opening a pipe would wait for a writer; /dev/zero never ends).
 
     Raises:
-        UserError: the file is missing, a directory, unreadable or not UTF-8 (one line).
+        UserError: the file is missing, a directory, not a regular file, larger than
+            ``max_bytes``, or unreadable (one line).
     """
     from fugaku_sim.errors import UserError
 
     tail = f"; {hint}" if hint else ""
     try:
-        return Path(path).read_text(encoding="utf-8")
+        mode = os.stat(path).st_mode
+        if stat.S_ISDIR(mode):
+            raise UserError(f"{what}: is a directory, not a {kind}{tail}")
+        if not stat.S_ISREG(mode):
+            raise UserError(f"{what}: not a regular file (a device, pipe or socket), not a "
+                            f"{kind}{tail}")
+        with open(path, "rb") as f:
+            data = f.read(max_bytes + 1)
     except FileNotFoundError:
         raise UserError(f"{what}: no such file{tail}") from None
-    except IsADirectoryError:
-        raise UserError(f"{what}: is a directory, not a {kind}{tail}") from None
-    except UnicodeDecodeError:
-        raise UserError(f"{what}: not UTF-8 text{tail}") from None
+    except NotADirectoryError:
+        raise UserError(f"{what}: no such file (a part of the path is a file){tail}") from None
     except OSError as exc:
         raise UserError(f"{what}: cannot be read ({exc.strerror}){tail}") from None
+    if len(data) > max_bytes:
+        raise UserError(f"{what}: larger than {max_bytes / 2**20:g} MiB, too large for a "
+                        f"{kind}{tail}")
+    return data
+
+
+def read_text(path: str | Path, what: str, hint: str = "", kind: str = "file",
+              max_bytes: int = MAX_TEXT_BYTES) -> str:
+    """The UTF-8 text of the file at ``path`` (see :func:`read_bytes`).
+
+    Raises:
+        UserError: as :func:`read_bytes`, or the file is not UTF-8 (one line).
+    """
+    from fugaku_sim.errors import UserError
+
+    data = read_bytes(path, what, hint, kind, max_bytes)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        tail = f"; {hint}" if hint else ""
+        raise UserError(f"{what}: not UTF-8 text (byte {exc.start}){tail}") from None
 
 
 def load_json(path: str | Path, what: str, hint: str = "") -> Any:
@@ -110,14 +274,26 @@ def load_json(path: str | Path, what: str, hint: str = "") -> Any:
     Raises:
         UserError: the file is missing, unreadable, not UTF-8 or not JSON (one line).
     """
-    from fugaku_sim.errors import UserError
 
     text = read_text(path, what, hint, "JSON file")
+    return parse_json(text, what, hint)
+
+
+def parse_json(text: str, what: str, hint: str = "") -> Any:
+    """The JSON value of ``text`` (read from ``what``).
+
+    Raises:
+        UserError: not JSON, or nested too deeply for the parser (one line).
+    """
+    from fugaku_sim.errors import UserError
+
+    tail = f"; {hint}" if hint else ""
     try:
         return json.loads(text)
     except ValueError as exc:
-        tail = f"; {hint}" if hint else ""
         raise UserError(f"{what}: not valid JSON ({exc}){tail}") from None
+    except RecursionError:
+        raise UserError(f"{what}: JSON nested too deeply{tail}") from None
 
 
 def read_json_object(path: str | Path, what: str, hint: str = "") -> dict[str, Any]:
@@ -154,7 +330,7 @@ def read_json_lines(path: str | Path, what: str, hint: str = "",
             continue
         try:
             record = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             record = None
         if isinstance(record, dict):
             records.append(record)

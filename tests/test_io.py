@@ -43,7 +43,7 @@ def test_atomic_dir_replaces_a_folder_whole(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("content", "message"), [
     (None, "--in x: no such file; run the stage"),
-    (b"\xff\xfe", "--in x: not UTF-8 text; run the stage"),
+    (b"\xff\xfe", "--in x: not UTF-8 text (byte 0); run the stage"),
     (b"{1", "--in x: not valid JSON (Expecting property name"),
     (b"[1]", "--in x: expected a JSON object, found list; run the stage"),
 ])

@@ -9,7 +9,13 @@ import sys
 from fugaku_sim.errors import UserError
 from fugaku_sim.spec import load_cluster, load_model
 from fugaku_sim.workflow.allocation import run_allocation
-from fugaku_sim.workflow.config import check_against_schema, fixed_layout, load_workflow_config
+from fugaku_sim.workflow.config import (
+    check_against_schema,
+    check_config_files,
+    check_run,
+    fixed_layout,
+    load_workflow_config,
+)
 from fugaku_sim.workflow.launch import cli_command, resolve_launcher
 from fugaku_sim.workflow.rundir import work_folder
 
@@ -21,8 +27,10 @@ def config_error(message):
 
 
 try:
+    check_config_files(workflow.configfiles)  # duplicate keys: Snakemake keeps the last
     check_against_schema(config, "")
     CFG = load_workflow_config(config, "")
+    check_run(CFG)  # the training job's cross-field rules, before the data stage runs
 except UserError as exc:
     config_error(exc)
 

@@ -47,6 +47,7 @@ from pydantic import ValidationError
 
 from fugaku_sim.calibrate.measured import MeasuredRun, unmodelled_features
 from fugaku_sim.errors import UserError
+from fugaku_sim.io import read_bytes
 from fugaku_sim.spec.load import validation_message
 
 ARGS_START = "-- arguments --"
@@ -82,10 +83,8 @@ def parse_megatron_log(path: Path) -> MegatronLog:
     Raises:
         UserError: unreadable file, no arguments block, or two runs' blocks in one log.
     """
-    try:
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read the log ({exc.strerror or exc})") from None
+    data = read_bytes(path, str(path), kind="training log")  # devices, pipes, giants refused
+    lines = data.decode("utf-8", errors="replace").splitlines()
     log = MegatronLog(path)
     in_args, args_line = False, 0
     for number, line in enumerate(lines, start=1):

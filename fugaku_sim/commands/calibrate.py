@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from fugaku_sim.calibrate.launch import add_launch_arguments
+from fugaku_sim.commands.common import positive_int, positive_number
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,9 +23,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, help="YAML to write (default clusters/<name>.yaml)")
     parser.add_argument("--base", default="local",
                         help="profile whose unmeasured figures (power, scheduler) are kept")
-    parser.add_argument("--ranks", type=int, help="ranks that fill the node (default: cores)")
+    parser.add_argument("--ranks", type=positive_int,
+                        help="ranks that fill the node (default: cores)")
     parser.add_argument("--quick", action="store_true", help="few sizes, short timings (CI)")
-    parser.add_argument("--array-MB", type=float, default=4.0, dest="array_MB",
+    parser.add_argument("--array-MB", type=positive_number, default=4.0, dest="array_MB",
                         help="array size at which memory bandwidth is quoted (default 4)")
     add_launch_arguments(parser, 300.0, "allowed per benchmark launch")
 
@@ -51,11 +53,12 @@ def run(args: argparse.Namespace) -> int:
     ranks = args.ranks or usable_cores()
     if ranks < 2:
         raise UserError(f"--ranks: need at least 2 (point-to-point needs a pair), got {ranks}")
-    if args.array_MB <= 0:
-        raise UserError(f"--array-MB: must be positive, got {args.array_MB}")
+    from fugaku_sim.io import check_output_path
+
     base = load_cluster(args.base)
     launcher = parse_launcher(args.launcher)
     out = args.out or Path("clusters") / f"{args.name}.yaml"
+    check_output_path(out, f"--out {out}")  # before minutes of measurement
     console = Console(stderr=True)
     prov = provenance(["fugaku-sim", *sys.argv[1:]] if sys.argv[1:2] == ["calibrate"] else None)
     prov["launcher"] = launcher.describe()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, get_args
@@ -39,6 +40,7 @@ from fugaku_sim.spec import (
     validate_section,
 )
 from fugaku_sim.spec.layout import RequestedAllocation
+from fugaku_sim.spec.limits import MAX_LAYERS, MAX_MACHINE_NODES
 from fugaku_sim.spec.record import read_layout_record
 from fugaku_sim.spec.train import (
     AttentionKind,
@@ -83,6 +85,53 @@ _LAYOUT_OPTIONS = {
 }
 
 
+def whole_number(text: str, least: int, most: int | None = None) -> int:
+    """An argparse value: a whole number in [least, most].
+
+    Raises:
+        argparse.ArgumentTypeError: not a whole number, or out of range (argparse prints one
+            line and exits 2).
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < least:
+        raise argparse.ArgumentTypeError(f"must be at least {least}, got {value}")
+    if most is not None and value > most:
+        raise argparse.ArgumentTypeError(f"must be at most {most:,}, got {value}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """An argparse value: a whole number >= 1."""
+    return whole_number(text, 1)
+
+
+def count(text: str) -> int:
+    """An argparse value: a whole number >= 0."""
+    return whole_number(text, 0)
+
+
+def finite_number(text: str) -> float:
+    """An argparse value: a finite number (``inf`` and ``nan`` refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return value
+
+
+def positive_number(text: str) -> float:
+    """An argparse value: a finite number > 0."""
+    value = finite_number(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
 def parse_shape(text: str) -> list[int]:
     """``48x6x48`` -> [48, 6, 48]."""
     try:
@@ -91,16 +140,24 @@ def parse_shape(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"{text!r} is not a shape like 48x6x48") from None
     if any(v <= 0 for v in shape):
         raise argparse.ArgumentTypeError(f"{text!r}: extents must be positive")
+    if len(shape) > 6 or any(v > MAX_MACHINE_NODES for v in shape):  # Tofu's 6-D at most
+        raise argparse.ArgumentTypeError(f"{text!r}: at most 6 axes of at most "
+                                         f"{MAX_MACHINE_NODES:,} nodes")
     return shape
 
 
 def parse_stages(text: str) -> list[int]:
-    """``0-3`` or ``0,2,5`` -> stage list."""
+    """``0-3`` or ``0,2,5`` -> stage list (stage numbers below :data:`MAX_LAYERS`: a pipeline
+    has no more stages than layers, so a longer range is a typo, not a list to build)."""
     stages: list[int] = []
     try:
         for part in text.split(","):
             lo, _, hi = part.partition("-")
-            stages += range(int(lo), int(hi or lo) + 1)
+            first, last = int(lo), int(hi or lo)
+            if not 0 <= first <= last < MAX_LAYERS:
+                raise argparse.ArgumentTypeError(
+                    f"{part!r}: stages run from 0 up to {MAX_LAYERS - 1}, low to high")
+            stages += range(first, last + 1)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a stage list like 0-3 or 0,2") from None
     return stages
@@ -177,7 +234,7 @@ def _overrides(args: argparse.Namespace, options: dict[str, str]) -> dict[str, A
     return out
 
 
-def _apply_train_layer(train: dict[str, Any], layer: dict[str, Any]) -> None:
+def apply_train_layer(train: dict[str, Any], layer: dict[str, Any]) -> None:
     """Override ``train`` with ``layer``; a layer's steps or tokens replaces both."""
     if {"steps", "tokens"} & {k for k, v in layer.items() if v is not None}:
         train.pop("steps", None)
@@ -201,8 +258,8 @@ def resolve_specs(args: argparse.Namespace) -> tuple[ModelSpec, TrainSpec, Layou
         if record.train is not None:
             train = record.train.model_dump(mode="json", exclude_none=True)
     if getattr(args, "train_config", None):
-        _apply_train_layer(train, read_yaml(Path(args.train_config)))
-    _apply_train_layer(train, _overrides(args, _TRAIN_OPTIONS))
+        apply_train_layer(train, read_yaml(Path(args.train_config)))
+    apply_train_layer(train, _overrides(args, _TRAIN_OPTIONS))
     if getattr(args, "recompute", None) is not None and args.recompute_stages is None:
         train.pop("recompute_stages", None)  # a new mode: the earlier layers' list was for another
     if getattr(args, "recompute_stages", None) is not None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from fugaku_sim.commands.common import positive_int
+
 VERB_HELP = {
     "collect": "fetch and load every configured source into raw/",
     "clean": "normalise, strip boilerplate, filter and route by language into clean/",
@@ -31,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         p.add_argument("--config", default="default",
                        help="preset name (default, ci) or YAML file with the data settings")
         p.add_argument("--out", default="results/data", help="output directory")
-        p.add_argument("--workers", type=int, default=None,
+        p.add_argument("--workers", type=positive_int, default=None,
                        help="worker processes (overrides the config)")
         p.add_argument("--quiet", action="store_true", help="no progress on stderr")
 
@@ -42,12 +44,11 @@ def run(args: argparse.Namespace) -> int:
 
     from fugaku_sim.data.config import load_data_config
     from fugaku_sim.data.pipeline import STAGES, run_stage, summarise
-    from fugaku_sim.errors import UserError
+    from fugaku_sim.io import check_output_path
 
+    check_output_path(args.out, f"--out {args.out}", folder=True)
     cfg = load_data_config(args.config)
     if args.workers is not None:
-        if args.workers < 1:
-            raise UserError("--workers must be at least 1")
         cfg = cfg.model_copy(update={"workers": args.workers})
     out = Path(args.out)
     stages = STAGES if args.stage == "all" else (args.stage,)

@@ -9,11 +9,17 @@ from __future__ import annotations
 
 import argparse
 
+from fugaku_sim.commands.common import count, finite_number, positive_int, whole_number
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text} must be a positive integer")
+
+def _choices(text: str) -> int:
+    return whole_number(text, 2)  # one choice is always right: no measurement
+
+
+def _temperature(text: str) -> float:
+    value = finite_number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0 (0 = greedy), got {text}")
     return value
 
 
@@ -30,23 +36,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--release", metavar="DIR", help="a release directory instead")
     parser.add_argument("--data", default="results/data", help="data stage output directory")
     parser.add_argument("--out", default="results/eval", help="where eval.json/eval.md go")
-    parser.add_argument("--seed", type=int, default=0, help="subsets, distractors, sampling")
-    parser.add_argument("--max-docs", type=_positive, default=200,
+    parser.add_argument("--seed", type=count, default=0, help="subsets, distractors, sampling")
+    parser.add_argument("--max-docs", type=positive_int, default=200,
                         help="held-out documents per domain (seeded subset)")
-    parser.add_argument("--stride", type=_positive,
+    parser.add_argument("--stride", type=positive_int,
                         help="perplexity window stride in tokens (default: seq_len)")
-    parser.add_argument("--max-problems", type=_positive, default=200,
+    parser.add_argument("--max-problems", type=positive_int, default=200,
                         help="arithmetic problems (seeded subset)")
-    parser.add_argument("--maths-shots", type=int, default=0,
+    parser.add_argument("--maths-shots", type=count, default=0,
                         help="solved problems before each arithmetic prompt (few-shot)")
-    parser.add_argument("--choice-items", type=_positive, default=100,
+    parser.add_argument("--choice-items", type=positive_int, default=100,
                         help="multiple-choice items per language")
-    parser.add_argument("--choices", type=_positive, default=4, help="choices per item")
+    parser.add_argument("--choices", type=_choices, default=4, help="choices per item")
     parser.add_argument("--prompt", type=_prompt, action="append", metavar="LANG:TEXT",
                         help="a generation prompt (repeatable; replaces the defaults)")
-    parser.add_argument("--temperature", type=float, default=0.8, help="0 = greedy")
-    parser.add_argument("--top-k", type=_positive, default=40)
-    parser.add_argument("--max-new-tokens", type=_positive, default=48)
+    parser.add_argument("--temperature", type=_temperature, default=0.8, help="0 = greedy")
+    parser.add_argument("--top-k", type=positive_int, default=40)
+    parser.add_argument("--max-new-tokens", type=positive_int, default=48)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,9 +67,11 @@ def run(args: argparse.Namespace) -> int:
         write_results,
     )
     from fugaku_sim.evaluate.tokenizer import Tokenizer
+    from fugaku_sim.io import check_output_path
     from fugaku_sim.progress import Progress
     from fugaku_sim.tensors.consolidated import read_consolidated
 
+    check_output_path(args.out, f"--out {args.out}", folder=True)
     data = DataDir.open(args.data)
     tokenizer = Tokenizer(data.tokenizer_path, eod_id=data.eod_id)
     if args.release:
@@ -82,10 +90,6 @@ def run(args: argparse.Namespace) -> int:
                         f"model's vocabulary of {spec.vocab}")
     if args.stride and args.stride > spec.seq_len:
         raise UserError(f"--stride {args.stride} exceeds the model's seq_len {spec.seq_len}")
-    if args.temperature < 0:
-        raise UserError(f"--temperature must be >= 0, got {args.temperature}")
-    if args.maths_shots < 0:
-        raise UserError(f"--maths-shots must be >= 0, got {args.maths_shots}")
     opts = EvalOptions(seed=args.seed, max_docs=args.max_docs, stride=args.stride,
                        max_problems=args.max_problems, maths_shots=args.maths_shots, choice_items=args.choice_items,
                        n_choices=args.choices, temperature=args.temperature, top_k=args.top_k,

@@ -22,15 +22,19 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fugaku_sim.commands.campaign import _count, _positive, _positive_int, add_policy_arguments
+from fugaku_sim.commands.campaign import _seeds, add_policy_arguments
 from fugaku_sim.commands.common import (
     add_model_arguments,
     add_train_arguments,
     command_meta,
+    count,
+    positive_int,
+    positive_number,
     print_json,
     resolve_specs,
 )
 from fugaku_sim.errors import UserError
+from fugaku_sim.io import check_output_path, plot_format
 from fugaku_sim.spec.record import PLANS_KEY
 
 if TYPE_CHECKING:  # the simulator is imported when the verb runs, not when the CLI starts
@@ -41,12 +45,12 @@ if TYPE_CHECKING:  # the simulator is imported when the verb runs, not when the 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser)
     add_train_arguments(parser)
-    parser.add_argument("--nodes", type=int, help="node count to plan for")
+    parser.add_argument("--nodes", type=positive_int, help="node count to plan for")
     parser.add_argument(
-        "--processes-per-node", type=int, metavar="K",
+        "--processes-per-node", type=positive_int, metavar="K",
         help="MPI processes per node (default: the cluster profile's)",
     )
-    parser.add_argument("--top", type=int, help="show only the best K layouts")
+    parser.add_argument("--top", type=positive_int, help="show only the best K layouts")
     parser.add_argument(
         "--interleaved",
         action="store_true",
@@ -65,18 +69,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="write the job chain of the best layout (job script, rank map, "
                         "layout record, submit script)")
     g = parser.add_argument_group("goal-seek (instead of --nodes)")
-    g.add_argument("--deadline", type=_positive, metavar="DAYS",
+    g.add_argument("--deadline", type=positive_number, metavar="DAYS",
                    help="days to the token target, met with 90%% probability")
-    g.add_argument("--budget", type=_positive, metavar="NODE_HOURS",
+    g.add_argument("--budget", type=positive_number, metavar="NODE_HOURS",
                    help="node-hours the run may use, with 90%% probability")
-    g.add_argument("--nodes-min", type=_positive_int, metavar="N",
+    g.add_argument("--nodes-min", type=positive_int, metavar="N",
                    help="smallest node count to try (default: where the model's states fit "
                    "and 100%% of peak meets the deadline, or a year)")
-    g.add_argument("--nodes-max", type=_positive_int, metavar="N",
+    g.add_argument("--nodes-max", type=positive_int, metavar="N",
                    help="largest node count to try (default: the largest job the machine takes)")
-    g.add_argument("--seeds", type=_positive_int, default=200,
+    g.add_argument("--seeds", type=_seeds, default=200,
                    help="campaigns sampled per node count (default 200)")
-    g.add_argument("--first-seed", type=_count, default=0, help="seed of the first campaign")
+    g.add_argument("--first-seed", type=count, default=0, help="seed of the first campaign")
     add_policy_arguments(parser)
     j = parser.add_argument_group("job scripts (--emit-job; default: the profile's scheduler)")
     j.add_argument("--group", help="PJM group charged for the jobs (#PJM -g)")
@@ -129,8 +133,6 @@ def _cluster(args: argparse.Namespace) -> ClusterSpec:
 
     cluster = load_cluster(args.cluster)
     if args.processes_per_node is not None:
-        if args.processes_per_node <= 0:
-            raise UserError(f"--processes-per-node: must be positive, got {args.processes_per_node}")
         node = cluster.node.model_copy(update={"processes_per_node": args.processes_per_node})
         cluster = cluster.model_copy(update={"node": node})
     return cluster
@@ -143,8 +145,11 @@ def run(args: argparse.Namespace) -> int:
                         "the search with --nodes-min/--nodes-max instead")
     if not seeking and args.nodes is None:
         raise UserError("--nodes: give a node count, or --deadline/--budget to search for one")
-    if args.nodes is not None and args.nodes <= 0:
-        raise UserError(f"--nodes: must be positive, got {args.nodes}")
+    if args.plot:  # outputs checked before any work
+        check_output_path(args.plot, f"--plot {args.plot}")
+        plot_format(args.plot, f"--plot {args.plot}")
+    if args.emit_job:
+        check_output_path(args.emit_job, f"--emit-job {args.emit_job}", folder=True)
     cluster = _cluster(args)
     args.tp = args.pp = args.dp = None  # the plan chooses the layout
     model, train, _layout = resolve_specs(args)

@@ -15,6 +15,7 @@ from fugaku_sim.commands.common import (
     job_from_args,
     print_json,
 )
+from fugaku_sim.io import check_output_path
 from fugaku_sim.sim.predict import Mode
 from fugaku_sim.spec.record import RECORD_KEYS
 
@@ -104,6 +105,8 @@ def print_prediction(d: dict[str, Any]) -> None:
 def run(args: argparse.Namespace) -> int:
     from fugaku_sim.sim.predict import predict
 
+    if args.trace:
+        check_output_path(args.trace, f"--trace {args.trace}")
     job = job_from_args(args)
     pred = predict(job, mode=args.mode, trace=bool(args.trace))
     fields = pred.to_json()

@@ -18,6 +18,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from fugaku_sim.commands.common import count, positive_int, positive_number
 from fugaku_sim.errors import UserError
 
 
@@ -38,15 +39,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         p.add_argument("inputs", nargs="+", type=Path, metavar=what)
         p.add_argument("--cluster", required=True,
                        help="cluster profile the runs ran on (preset name or YAML path)")
-        p.add_argument("--warmup", type=int, default=None,
+        p.add_argument("--warmup", type=count, default=None,
                        help="steps left out of the timing (default 2; for trainer runs, the "
                             "warm-up recorded in run.json)")
-        p.add_argument("--clock-ghz", type=float, default=None, help="core clock of the runs")
+        p.add_argument("--clock-ghz", type=positive_number, default=None,
+                       help="core clock of the runs")
         p.add_argument("--condition", action="append", default=[], metavar="KEY=VALUE",
                        help="a condition column (cond_KEY) for every imported row; repeatable")
         p.add_argument("--out", type=Path, help="runs file to write (default: print it)")
         if name == "megatron":
-            p.add_argument("--processes-per-node", type=int, required=True,
+            p.add_argument("--processes-per-node", type=positive_int, required=True,
                            help="ranks per node (GPUs per node; MPI ranks per A64FX node)")
         p.set_defaults(_action=_run_import, _importer=name)
 
@@ -116,7 +118,10 @@ def parse_conditions(items: list[str]) -> dict[str, str]:
 
 def _run_import(args: argparse.Namespace) -> int:
     from fugaku_sim.calibrate.measured import format_runs, parse_runs, write_runs
+    from fugaku_sim.io import check_output_path
 
+    if args.out is not None:
+        check_output_path(args.out, f"--out {args.out}")
     conditions = parse_conditions(args.condition)
     common = {"cluster": args.cluster, "clock_GHz": args.clock_ghz, "conditions": conditions}
     if args._importer == "megatron":

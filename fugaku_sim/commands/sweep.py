@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import argparse
 import csv
-from pathlib import Path
 
 from fugaku_sim.commands.common import (
     add_job_arguments,
     command_meta,
+    finite_number,
     job_from_args,
     print_json,
 )
 from fugaku_sim.errors import UserError
+from fugaku_sim.io import atomic_paths, check_output_path
 from fugaku_sim.sim.sweep import VARIABLES, axis_label
 from fugaku_sim.spec.record import LayoutRecord
 
@@ -21,7 +22,8 @@ from fugaku_sim.spec.record import LayoutRecord
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_job_arguments(parser)
     parser.add_argument("--vary", required=True, choices=VARIABLES, help="the quantity to vary")
-    parser.add_argument("--values", required=True, type=float, nargs="+", help="its values")
+    parser.add_argument("--values", required=True, type=finite_number, nargs="+",
+                        help="its values")
     parser.add_argument("--out", required=True, metavar="DIR", help="writes sweep-<vary>.csv/.png")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON (under 'rows', with 'meta')")
 
@@ -31,22 +33,24 @@ def run(args: argparse.Namespace) -> int:
     from fugaku_sim.sim.plots import plot_sweep
     from fugaku_sim.sim.sweep import csv_rows, sweep
 
+    out = check_output_path(args.out, f"--out {args.out}", folder=True)
     job = job_from_args(args)
     with Progress("sweep") as progress:
         rows = sweep(job, args.vary, list(args.values),
                      lambda done, total: progress.update(done, total, "values"))
     if all("error" in r for r in rows):
         raise UserError(f"--values: no valid variant ({rows[0]['error']})")
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     header, cells = csv_rows(rows)
-    with (out / f"sweep-{args.vary}.csv").open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(header)
-        writer.writerows(cells)
-    label = axis_label(args.vary, job.cluster)
-    title = f"{job.model.name} on {job.cluster.name}: varying the {label}"
-    plot_sweep(rows, args.vary, label, out / f"sweep-{args.vary}.png", title)
+    table, plot = out / f"sweep-{args.vary}.csv", out / f"sweep-{args.vary}.png"
+    with atomic_paths([table, plot]) as (table_tmp, plot_tmp):  # both or neither
+        with table_tmp.open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(header)
+            writer.writerows(cells)
+        label = axis_label(args.vary, job.cluster)
+        title = f"{job.model.name} on {job.cluster.name}: varying the {label}"
+        plot_sweep(rows, args.vary, label, plot_tmp, title)
     if args.json:
         record = LayoutRecord(job.layout, job.train).to_json()
         print_json(rows, command_meta(args, record=record), "rows")

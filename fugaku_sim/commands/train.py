@@ -2,7 +2,9 @@
 
 Launch with ``mpiexec -n N python -m fugaku_sim.cli train ...`` (or ``srun``) with
 N = tp x pp x dp. Every rank checks the options; if any rank finds a problem, rank 0 prints
-it on one line and every rank exits 2 before anything is written. Once training runs, a rank
+it on one line and every rank exits 2 before anything is written (the checks include the
+output folder, the checkpoint index and every token id of the shards against the model's
+vocabulary, so none of these surfaces mid-run). Once training runs, a rank
 that fails prints one line and calls ``MPI_Abort``, which ends every rank of the job (never a
 hang); the exit status is then non-zero.
 """
@@ -15,8 +17,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fugaku_sim.commands.campaign import _positive_int
-from fugaku_sim.commands.common import add_job_arguments, resolve_specs
+from fugaku_sim.commands.common import add_job_arguments, positive_int, resolve_specs
 from fugaku_sim.errors import UserError
 
 if TYPE_CHECKING:
@@ -43,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="train at most K steps, save a checkpoint and exit 0 (one job of a "
                    "chain: the next job resumes with --resume auto)")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
-    r.add_argument("--log-interval", type=_positive_int, default=1, metavar="N",
+    r.add_argument("--log-interval", type=positive_int, default=1, metavar="N",
                    help="a progress line every N steps when stderr is not a terminal (a "
                    "batch job's log; default 1, as Megatron-LM's --log-interval)")
     f = parser.add_argument_group("fault injection (tests)")
@@ -86,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
         plan = build_plan(args, world.size, select=world.rank == 0)
     except UserError as exc:
         error = str(exc)
+    except Exception as exc:  # a bug, not bad input: still reach the allgather, never a hang
+        error = f"rank {world.rank}: {type(exc).__name__}: {exc} (a bug: please report it)"
     errors = world.allgather(error)
     first = next((e for e in errors if e), None)
     if first is not None:

@@ -24,7 +24,7 @@ from typing import get_args
 
 from fugaku_sim.calibrate.compare import STATISTICS
 from fugaku_sim.calibrate.launch import add_launch_arguments
-from fugaku_sim.commands.common import command_meta, print_json
+from fugaku_sim.commands.common import command_meta, count, print_json
 from fugaku_sim.sim.predict import Mode
 
 
@@ -39,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="output directory (default results/compare)")
     parser.add_argument("--data", type=Path,
                         help="data directory for the runs (default: synthetic, <out>/data)")
-    parser.add_argument("--warmup", type=int, default=None,
+    parser.add_argument("--warmup", type=count, default=None,
                         help="steps left out of the timing of --from-metrics runs (default 2)")
     parser.add_argument("--statistic", choices=STATISTICS, default="median",
                         help="measured step time: this statistic of the timed steps")
@@ -62,10 +62,12 @@ def run(args: argparse.Namespace) -> int:
     from fugaku_sim.calibrate.record import load_occupancy
     from fugaku_sim.calibrate.report import TARGETS, rich_table, write_outputs
     from fugaku_sim.calibrate.runs import load_runs
+    from fugaku_sim.io import check_output_path
     from fugaku_sim.progress import Progress
     from fugaku_sim.spec import load_cluster
     from fugaku_sim.spec.load import resolve_cluster_path
 
+    check_output_path(args.out, f"--out {args.out}", folder=True)  # before the runs
     cluster = load_cluster(args.cluster)
     cluster_file = resolve_cluster_path(args.cluster)
     occupancy = load_occupancy(cluster_file)

@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from fugaku_sim.commands.common import positive_int
 from fugaku_sim.errors import UserError
 from fugaku_sim.io import load_json, write_json, write_text
 
@@ -34,7 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, type=Path)
     lp = sub.add_parser("loss-plot", help="plot the loss curves of metrics.jsonl")
     lp.add_argument("--metrics", required=True, type=Path)
-    lp.add_argument("--vocab", type=int, help="draw ln(vocab), the loss of a uniform guess")
+    lp.add_argument("--vocab", type=positive_int,
+                    help="draw ln(vocab), the loss of a uniform guess")
     lp.add_argument("--title", default="training loss")
     lp.add_argument("--out", required=True, type=Path)
     t = sub.add_parser("plan-table",
@@ -132,11 +134,14 @@ def _name_value(text: str) -> tuple[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from fugaku_sim.io import check_output_path, parse_json, plot_format
+
+    if getattr(args, "out", None) is not None:  # every action but run-dir writes one file
+        check_output_path(args.out, f"--out {args.out}")
+    if args.action == "loss-plot":
+        plot_format(args.out, f"--out {args.out}")
     if args.action == "write":
-        try:
-            payload = json.loads(args.payload)
-        except ValueError as exc:
-            raise UserError(f"--json: not JSON ({exc})") from None
+        payload = parse_json(args.payload, "--json")
         text, _ = _validated(args.section, payload)
         write_text(args.out, text)
     elif args.action == "pick-layout":

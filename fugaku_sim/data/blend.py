@@ -14,6 +14,7 @@ folder, e.g. ``cd results/data && ... --data-path $(cat blend_train.txt)``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from pydantic import Field, model_validator
 
 from fugaku_sim.data.config import SPLITS
 from fugaku_sim.errors import UserError
-from fugaku_sim.io import read_json_object, write_json, write_text
+from fugaku_sim.io import read_json_object, read_text, write_json, write_text
 from fugaku_sim.spec.base import SpecModel
 
 BLEND_FILE = "blend.json"
@@ -120,16 +121,17 @@ def read_data_path(path: str | Path) -> list[tuple[float, Path]]:
         UserError: the file is missing, or its words are not weight-prefix pairs.
     """
     path = Path(path)
-    try:
-        words = path.read_text(encoding="utf-8").split()
-    except OSError as exc:
-        raise UserError(f"{path}: cannot be read ({exc.strerror}); rerun `fugaku-sim data "
-                        "mix`") from None
+    words = read_text(path, str(path), "rerun `fugaku-sim data mix`").split()
     try:
         if len(words) % 2:
             raise ValueError
-        return [(float(w), resolve_prefix(path.parent, p)) for w, p in zip(words[::2],
-                                                                              words[1::2])]
+        pairs = [(float(w), resolve_prefix(path.parent, p)) for w, p in zip(words[::2],
+                                                                               words[1::2])]
     except ValueError:
         raise UserError(f"{path}: expected 'weight prefix' pairs; rerun `fugaku-sim data "
                         "mix`") from None
+    bad = [w for w, _ in pairs if not (math.isfinite(w) and w >= 0)]
+    if bad:
+        raise UserError(f"{path}: weight {bad[0]} is not a finite number >= 0; rerun "
+                        "`fugaku-sim data mix`")
+    return pairs

@@ -15,9 +15,11 @@ import math
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from fugaku_sim.errors import UserError
+from fugaku_sim.io import is_file, read_text
+from fugaku_sim.spec.base import SpecModel
 
 DOMAINS: tuple[str, ...] = ("ja", "en", "code", "maths")
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
@@ -28,8 +30,9 @@ RoutedDomain = Literal["ja", "en", "code", "maths", "auto"]
 SourceName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)]
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class _Model(SpecModel):
+    """Frozen, unknown keys refused, finite numbers, no booleans for numbers (the spec's
+    rules)."""
 
 
 class FilesSource(_Model):
@@ -92,7 +95,7 @@ class MathsSource(_Model):
     name: SourceName
     count: int = Field(default=60_000, gt=0, description="training problems generated")
     eval_count: int = Field(default=500, ge=0, description="held-out problems for evaluation")
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, description="problem generator seed")
     max_operand: int = Field(default=999, ge=10)
     problems_per_document: int = Field(default=20, gt=0)
     max_bytes: int | None = Field(default=None, gt=0)
@@ -219,7 +222,7 @@ class DataConfig(_Model):
     splits: SplitConfig = SplitConfig()
     mixture: MixtureConfig = MixtureConfig()
     tokenizer: TokenizerConfig = TokenizerConfig()
-    seed: int = 1234
+    seed: int = Field(default=1234, ge=0, description="sampling seed of every stage")
     workers: int = Field(default=2, ge=1, le=256)
 
     @model_validator(mode="after")
@@ -238,17 +241,6 @@ class DataConfig(_Model):
 PRESET_DIR = Path(__file__).with_name("presets")
 
 
-def format_validation_error(exc: ValidationError, where: str, prefix: str = "data") -> str:
-    """One line naming the first bad field as a dotted path (``data.mixture``) and the file."""
-    err = exc.errors()[0]
-    loc = ".".join(str(p) for p in (prefix, *err["loc"]) if p != "")
-    msg = err["msg"].removeprefix("Value error, ")
-    if err["type"] == "extra_forbidden":
-        msg = "unknown key (misspelt?)"
-    more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
-    return f"{where}: {loc}: {msg}{more}"
-
-
 def resolve_config_path(name_or_path: str) -> Path | None:
     """Map a preset name (``ci``, ``default``) or a path to a file; ``None`` means defaults.
 
@@ -258,10 +250,10 @@ def resolve_config_path(name_or_path: str) -> Path | None:
     if name_or_path == "default":
         return None
     preset = PRESET_DIR / f"{name_or_path}.yaml"
-    if "/" not in name_or_path and preset.is_file():
+    if "/" not in name_or_path and is_file(preset):
         return preset
     path = Path(name_or_path)
-    if path.is_file():
+    if is_file(path):
         return path
     presets = ", ".join(["default"] + sorted(p.stem for p in PRESET_DIR.glob("*.yaml")))
     raise UserError(f"--config {name_or_path}: no such file or preset (presets: {presets})")
@@ -277,21 +269,15 @@ def load_data_config(path: str | Path | None) -> DataConfig:
         UserError: unreadable file, YAML syntax error, unknown key or bad value; the message
             names the file and the dotted field path.
     """
-    import yaml
+    from fugaku_sim.spec.load import MAX_YAML_BYTES, parse_yaml, validation_message
 
     if path is None:
         return DataConfig()
     resolved = resolve_config_path(str(path))
     if resolved is None:
         return DataConfig()
-    try:
-        raw = yaml.safe_load(resolved.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise UserError(f"{resolved}: cannot read: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise UserError(f"{resolved}:{where}: YAML syntax error") from None
+    text = read_text(resolved, str(resolved), kind="YAML file", max_bytes=MAX_YAML_BYTES)
+    raw = parse_yaml(text, str(resolved))
     if raw is None:
         raw = {}
     if isinstance(raw, dict) and isinstance(raw.get("data"), dict):
@@ -301,4 +287,4 @@ def load_data_config(path: str | Path | None) -> DataConfig:
     try:
         return DataConfig.model_validate(raw)
     except ValidationError as exc:
-        raise UserError(format_validation_error(exc, str(resolved))) from None
+        raise UserError(validation_message(exc, str(resolved), "data")) from None

@@ -27,6 +27,7 @@ Token dtype: ``uint16`` when the vocabulary is below 65,500, else ``int32``
 from __future__ import annotations
 
 import os
+import stat
 import struct
 from pathlib import Path
 from typing import Any
@@ -148,10 +149,14 @@ class IndexedDatasetWriter:
 
 def _read_header(idx_path: Path) -> tuple[np.dtype[Any], int, int]:
     try:
+        if not stat.S_ISREG(os.stat(idx_path).st_mode):  # a FIFO would block the open
+            raise UserError(f"{idx_path}: not a regular file, not an indexed dataset index")
         with open(idx_path, "rb") as f:
             head = f.read(_HEADER_BYTES)
     except FileNotFoundError:
         raise UserError(f"{idx_path}: indexed dataset index not found") from None
+    except OSError as exc:
+        raise UserError(f"{idx_path}: cannot be read ({exc.strerror})") from None
     if len(head) < _HEADER_BYTES or head[:9] != INDEX_HEADER:
         raise UserError(f"{idx_path}: not a Megatron MMIDIDX index (bad or truncated header)")
     (version,) = struct.unpack("<Q", head[9:17])
@@ -202,6 +207,10 @@ class IndexedDataset:
             raise UserError(f"{idx_path}: corrupt index (sequence pointers do not follow lengths)")
         if len(self.document_indices) == 0 or self.document_indices[0] != 0:
             raise UserError(f"{idx_path}: corrupt index (document indices must start at 0)")
+        if (np.diff(self.document_indices) < 0).any() \
+                or self.document_indices[-1] != len(self.sizes):
+            raise UserError(f"{idx_path}: corrupt index (document indices must rise to the "
+                            f"sequence count, {len(self.sizes)})")
         try:
             bin_bytes = bin_path.stat().st_size
         except FileNotFoundError:
@@ -209,6 +218,19 @@ class IndexedDataset:
         if bin_bytes != self.num_tokens * item:
             raise UserError(f"{bin_path}: truncated or corrupt data file ({bin_bytes} bytes, "
                             f"index implies {self.num_tokens * item})")
+
+    def token_range(self) -> tuple[int, int]:
+        """The smallest and largest token id of the data file (reads all of it, in blocks).
+
+        Raises:
+            ValueError: the shard holds no tokens.
+        """
+        block = 1 << 24
+        parts = [(int(c.min()), int(c.max())) for c in
+                 (self._bin[i:i + block] for i in range(0, self.num_tokens, block))]
+        if not parts:
+            raise ValueError(f"{self.prefix}: no tokens")
+        return min(p[0] for p in parts), max(p[1] for p in parts)
 
     def __len__(self) -> int:
         return int(self.sizes.shape[0])

@@ -26,6 +26,7 @@ from enum import IntEnum
 from pathlib import Path
 
 from fugaku_sim.errors import UserError
+from fugaku_sim.io import read_bytes
 
 _VARINT, _FIXED64, _BYTES, _FIXED32 = 0, 1, 2, 5
 MODEL_TYPES = {1: "unigram", 2: "bpe", 3: "word", 4: "char"}
@@ -272,10 +273,7 @@ def read_model(path: Path) -> SpmModel:
     Raises:
         UserError: missing, unreadable or not a sentencepiece model.
     """
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise UserError(f"{path}: unreadable ({exc.strerror})") from None
+    data = read_bytes(path, str(path), kind="sentencepiece model")
     try:
         return parse_model(data)
     except (ValueError, UnicodeDecodeError, struct.error) as exc:

@@ -203,12 +203,15 @@ def evaluate_model(model: GPT, tokenizer: Tokenizer, data: DataDir, opts: EvalOp
 
 
 def write_results(result: dict[str, Any], out_dir: str | Path) -> tuple[Path, Path]:
-    """Write ``eval.json`` and ``eval.md`` under ``out_dir`` (each atomically)."""
+    """Write ``eval.json`` and ``eval.md`` under ``out_dir``: both or neither (a report that
+    fails to render leaves no eval.json without its eval.md)."""
     from fugaku_sim.evaluate.report import render_markdown
-    from fugaku_sim.io import write_json, write_text
+    from fugaku_sim.io import atomic_paths, write_json, write_text
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "eval.json", result)
-    write_text(out / "eval.md", render_markdown(result))
-    return out / "eval.json", out / "eval.md"
+    finals = [out / "eval.json", out / "eval.md"]
+    with atomic_paths(finals) as (json_tmp, md_tmp):
+        write_json(json_tmp, result)
+        write_text(md_tmp, render_markdown(result))
+    return finals[0], finals[1]

@@ -47,15 +47,58 @@ def pipeline_schedule(
         ValueError: bad degrees, or an interleaved schedule whose micro-batches are not a
             multiple of the stages.
     """
-    if stages < 1 or micro_batches < 1 or chunks < 1 or not 0 <= stage < stages:
-        raise ValueError(f"bad schedule: stages={stages} stage={stage} m={micro_batches}")
+    warmup = warmup_forwards(kind, stages, stage, micro_batches, chunks)
     if kind == "gpipe":
         return gpipe_schedule(micro_batches)
     if kind == "1f1b":
-        return one_f_one_b_schedule(stages, stage, micro_batches)
-    if kind == "interleaved":
-        return interleaved_schedule(stages, stage, micro_batches, chunks)
-    raise ValueError(f"unknown pipeline schedule {kind!r}")
+        return one_f_one_b_schedule(micro_batches, warmup)
+    return interleaved_schedule(stages, micro_batches, chunks, warmup)
+
+
+def warmup_forwards(
+    kind: ScheduleKind, stages: int, stage: int, micro_batches: int, chunks: int = 1
+) -> int:
+    """Forwards ``stage`` runs before its first backward less the steady phase's first one:
+    all passes for GPipe (and for interleaving when m = p), p - s - 1 for 1F1B, and
+    2(p - s - 1) + (v - 1)p for interleaving, each at most the passes there are.
+
+    Raises:
+        ValueError: as :func:`pipeline_schedule`.
+    """
+    if stages < 1 or micro_batches < 1 or chunks < 1 or not 0 <= stage < stages:
+        raise ValueError(f"bad schedule: stages={stages} stage={stage} m={micro_batches}")
+    if kind == "gpipe":
+        return micro_batches
+    if kind == "1f1b":
+        return min(stages - stage - 1, micro_batches)
+    if kind != "interleaved":
+        raise ValueError(f"unknown pipeline schedule {kind!r}")
+    if micro_batches % stages:
+        raise ValueError(
+            f"interleaved schedule needs micro-batches ({micro_batches}) "
+            f"to be a multiple of stages ({stages})"
+        )
+    total = micro_batches * chunks
+    if micro_batches == stages:
+        return total
+    return min((stages - stage - 1) * 2 + (chunks - 1) * stages, total)
+
+
+def schedule_in_flight(
+    kind: ScheduleKind, stages: int, stage: int, micro_batches: int, chunks: int = 1
+) -> int:
+    """``max_in_flight(pipeline_schedule(...))`` without listing the ops: the warm-up forwards
+    plus the steady phase's first forward, or every pass when there is no steady phase.
+    O(1), so a step of millions of micro-batches is sized at once.
+
+    >>> schedule_in_flight("1f1b", 4, 1, 4), schedule_in_flight("interleaved", 4, 0, 8, 2)
+    (3, 11)
+
+    Raises:
+        ValueError: as :func:`pipeline_schedule`.
+    """
+    warmup = warmup_forwards(kind, stages, stage, micro_batches, chunks)
+    return min(warmup + 1, micro_batches * (chunks if kind == "interleaved" else 1))
 
 
 def gpipe_schedule(micro_batches: int) -> list[PipelineOp]:
@@ -64,9 +107,8 @@ def gpipe_schedule(micro_batches: int) -> list[PipelineOp]:
     return fwd + [PipelineOp("B", i) for i in range(micro_batches)]
 
 
-def one_f_one_b_schedule(stages: int, stage: int, micro_batches: int) -> list[PipelineOp]:
+def one_f_one_b_schedule(micro_batches: int, warmup: int) -> list[PipelineOp]:
     """Warm-up forwards, steady one-forward-one-backward, cool-down backwards."""
-    warmup = min(stages - stage - 1, micro_batches)
     ops = [PipelineOp("F", i) for i in range(warmup)]
     for i in range(micro_batches - warmup):
         ops.append(PipelineOp("F", warmup + i))
@@ -86,19 +128,10 @@ def _interleaved_op(kind: Literal["F", "B"], k: int, stages: int, chunks: int) -
 
 
 def interleaved_schedule(
-    stages: int, stage: int, micro_batches: int, chunks: int
+    stages: int, micro_batches: int, chunks: int, warmup: int
 ) -> list[PipelineOp]:
     """Megatron's interleaved 1F1B over ``chunks`` model chunks per stage."""
-    if micro_batches % stages:
-        raise ValueError(
-            f"interleaved schedule needs micro-batches ({micro_batches}) "
-            f"to be a multiple of stages ({stages})"
-        )
     total = micro_batches * chunks
-    if micro_batches == stages:
-        warmup = total
-    else:
-        warmup = min((stages - stage - 1) * 2 + (chunks - 1) * stages, total)
     ops = [_interleaved_op("F", k, stages, chunks) for k in range(warmup)]
     for i in range(total - warmup):
         ops.append(_interleaved_op("F", warmup + i, stages, chunks))

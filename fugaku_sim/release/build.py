@@ -62,15 +62,20 @@ def check_eval(ev: Any, digest: str, path: Path) -> dict[str, Any]:
 
     if not isinstance(ev, dict) or ev.get("schema") != SCHEMA:
         raise UserError(f"{path}: not an eval.json written by `fugaku-sim evaluate`")
-    if (ev.get("model") or {}).get("weights_sha256") != digest:
+    if eval_weights_digest(ev) != digest:
         raise UserError(f"{path}: was computed on other weights than the checkpoint; rerun "
                         "`fugaku-sim evaluate` on it")
     return ev
 
 
-def _archive(directory: Path, tarball: Path) -> None:
-    """A gzip tar of ``directory`` (entries under its name), sorted, fixed owner and mtime."""
-    from fugaku_sim.io import atomic_path
+def eval_weights_digest(ev: dict[str, Any]) -> Any:
+    """The ``model.weights_sha256`` of an eval.json object (None when absent or misshapen)."""
+    model = ev.get("model")
+    return model.get("weights_sha256") if isinstance(model, dict) else None
+
+
+def _archive(directory: Path, tarball: Path, name: str) -> None:
+    """A gzip tar of ``directory`` (entries under ``name``), sorted, fixed owner and mtime."""
 
     def clean(info: tarfile.TarInfo) -> tarfile.TarInfo:
         info.uid = info.gid = 0
@@ -78,10 +83,10 @@ def _archive(directory: Path, tarball: Path) -> None:
         info.mtime = 0
         return info
 
-    with atomic_path(tarball) as tmp, tarfile.open(tmp, "w:gz") as tar:
-        tar.add(directory, arcname=directory.name, recursive=False, filter=clean)
+    with tarfile.open(tarball, "w:gz") as tar:
+        tar.add(directory, arcname=name, recursive=False, filter=clean)
         for path in sorted(directory.iterdir()):
-            tar.add(path, arcname=f"{directory.name}/{path.name}", filter=clean)
+            tar.add(path, arcname=f"{name}/{path.name}", filter=clean)
 
 
 def _write_files(tmp: Path, inputs: ReleaseInputs, spec: Any, params: Any, tokenizer: Any,
@@ -122,7 +127,7 @@ def build_release(inputs: ReleaseInputs) -> tuple[Path, Path, list[str]]:
     from fugaku_sim.evaluate.heldout import DataDir
     from fugaku_sim.evaluate.runner import weights_digest
     from fugaku_sim.evaluate.tokenizer import Tokenizer
-    from fugaku_sim.io import atomic_dir
+    from fugaku_sim.io import atomic_paths, check_output_path
     from fugaku_sim.release.card import CardInputs
     from fugaku_sim.release.tokenizer_files import heldout_notes
     from fugaku_sim.release.verify import verify_release
@@ -133,6 +138,8 @@ def build_release(inputs: ReleaseInputs) -> tuple[Path, Path, list[str]]:
     name = inputs.name or spec.name
     if not NAME_PATTERN.match(name):
         raise UserError(f"release name {name!r}: use letters, digits, '.', '_' and '-'")
+    check_output_path(inputs.out_dir / name, f"--out {inputs.out_dir}: {name}", folder=True)
+    check_output_path(inputs.out_dir / f"{name}.tar.gz", f"--out {inputs.out_dir}: {name}.tar.gz")
     data = DataDir.open(inputs.data_dir)
     tokenizer = Tokenizer(data.tokenizer_path, eod_id=data.eod_id)
     if tokenizer.vocab_size > spec.vocab:
@@ -154,11 +161,11 @@ def build_release(inputs: ReleaseInputs) -> tuple[Path, Path, list[str]]:
         tokenizer_vocab=tokenizer.vocab_size, eod_id=tokenizer.eod_id)
     if card.manifest is None:
         notes.append(f"{data.path / 'manifest.json'} absent or unreadable: no mixture table")
-    final = inputs.out_dir / name
-    with atomic_dir(final) as tmp:
+    final, tarball = inputs.out_dir / name, inputs.out_dir / f"{name}.tar.gz"
+    with atomic_paths([final, tarball]) as (tmp, tar_tmp):  # the folder and tarball, or neither
+        tmp.mkdir()
         notes += _write_files(tmp, inputs, spec, params, tokenizer, card, eval_bytes)
         verify_release(tmp)
         notes += heldout_notes(tmp, {d: data.heldout_texts(d) for d in DOMAINS})
-    tarball = inputs.out_dir / f"{name}.tar.gz"
-    _archive(final, tarball)
+        _archive(tmp, tar_tmp, name)
     return final, tarball, notes

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from fugaku_sim.checksum import sha256_file
 from fugaku_sim.errors import UserError
+from fugaku_sim.io import read_text
 
 SUMS_NAME = "SHA256SUMS"
 _LINE = re.compile(r"^([0-9a-f]{64}) [ *](.+)$")
@@ -32,12 +33,7 @@ def read_checksums(path: Path) -> dict[str, str]:
     Raises:
         UserError: missing file, a malformed line, an absolute or ``..`` path, a duplicate.
     """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"{path}: not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: unreadable ({exc})") from None
+    text = read_text(path, str(path), kind="SHA256SUMS file")
     sums: dict[str, str] = {}
     for n, line in enumerate(text.splitlines(), 1):
         m = _LINE.match(line)

@@ -1,6 +1,6 @@
 """``fugaku-sim release verify DIR``: is this release intact and loadable?
 
-Checks, in order: the directory and every required file exist; every line of SHA256SUMS
+Checks, in order: the directory and every required file exist, none a symbolic link; every line of SHA256SUMS
 matches its file and no file is unlisted; no pickle-format file is present; ``config.json``
 is a GPT-2 or Llama config this package can run; ``model.safetensors`` loads with safetensors (never
 pickle) and holds exactly the tensors and shapes ``config.json`` implies, finite; the
@@ -12,12 +12,13 @@ matter that has a ``model-index``.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 from fugaku_sim.errors import UserError
-from fugaku_sim.io import read_json_object
-from fugaku_sim.release.build import CONTENT_FILES
+from fugaku_sim.io import read_json_object, read_text
+from fugaku_sim.release.build import CONTENT_FILES, eval_weights_digest
 from fugaku_sim.release.checksums import SUMS_NAME
 
 REQUIRED_FILES = (*CONTENT_FILES, SUMS_NAME)
@@ -30,18 +31,30 @@ def check_card(path: Path) -> dict[str, Any]:
     Raises:
         UserError: no front matter, invalid YAML, or no ``model-index``.
     """
-    import yaml
+    from fugaku_sim.spec.load import parse_yaml
 
-    text = path.read_text(encoding="utf-8")
+    text = read_text(path, str(path), "rebuild the release with `fugaku-sim release build`")
     if not text.startswith("---\n") or "\n---\n" not in text[4:]:
         raise UserError(f"{path}: no YAML front matter (--- ... ---) at the top")
-    try:
-        meta = yaml.safe_load(text[4:text.index("\n---\n", 4)])
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path}: front matter is not valid YAML ({exc})") from None
+    meta = parse_yaml(text[4:text.index("\n---\n", 4)], f"{path}: front matter")
     if not isinstance(meta, dict) or not isinstance(meta.get("model-index"), list):
         raise UserError(f"{path}: front matter has no model-index")
     return meta
+
+
+def check_no_links(root: Path) -> None:
+    """Refuse symbolic links anywhere in a release: a link to a file outside it would pass
+    every checksum here yet be a dangling absolute link in the tarball or an upload.
+
+    Raises:
+        UserError: names the first link and where it points.
+    """
+    for folder, dirs, files in os.walk(root):  # links to folders are listed, not followed
+        for name in sorted(dirs + files):
+            path = Path(folder) / name
+            if path.is_symlink():
+                raise UserError(f"{path}: a symbolic link (to {os.readlink(path)}); a release "
+                                "holds its files themselves: copy the file in and rebuild")
 
 
 def verify_release(directory: str | Path) -> dict[str, Any]:
@@ -60,6 +73,7 @@ def verify_release(directory: str | Path) -> dict[str, Any]:
     root = Path(directory)
     if not root.is_dir():
         raise UserError(f"{root}: release directory not found")
+    check_no_links(root)
     for name in REQUIRED_FILES:
         if not (root / name).is_file():
             raise UserError(f"{root / name}: required release file missing")
@@ -81,7 +95,7 @@ def verify_release(directory: str | Path) -> dict[str, Any]:
     check_tokenizer_files(root, spec.seq_len)
     ev = read_json_object(root / "eval.json", str(root / "eval.json"),
                           "rebuild the release with `fugaku-sim release build`")
-    if (ev.get("model") or {}).get("weights_sha256") != weights_digest(tensors):
+    if eval_weights_digest(ev) != weights_digest(tensors):
         raise UserError(f"{root / 'eval.json'}: describes other weights than model.safetensors")
     check_card(root / "README.md")
     return {"name": root.name, "files": len(sums),

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field, replace
 
 import simpy
 
+from fugaku_sim.errors import SpecError
 from fugaku_sim.parallel import PipelineOp, pipeline_schedule, stage_of_virtual, virtual_stage
 from fugaku_sim.sim.collectives import Collective
 from fugaku_sim.sim.compute import optimizer_time_s
@@ -60,6 +61,42 @@ from fugaku_sim.tensors import (
 
 #: what a stage replica charges time to; the bubble is what is left of the step
 CATEGORIES = CHARGED_KEYS
+
+#: most work one simulated step may hold, in passes (a forward or backward of one
+#: micro-batch through one model chunk on one stage replica) of the fast mode; a detailed
+#: pass costs :data:`DETAILED_PASS_WEIGHT` per layer (each layer's collectives are flows).
+#: Measured on a shared 2-core machine (load 7): ~11 us a fast pass, ~44 us a detailed layer,
+#: so the limit is about 2 s of simulation; the largest published layouts need a few thousand.
+MAX_SIMULATED_WORK = 200_000
+DETAILED_PASS_WEIGHT = 4
+
+
+def simulated_work(job: Job, replicas: int, detailed: bool) -> int:
+    """Work units of one simulated step (see :data:`MAX_SIMULATED_WORK`)."""
+    lay = job.layout
+    passes = replicas * lay.pp * lay.virtual_stages * 2 * job.micro_batches
+    if not detailed:
+        return passes
+    return passes * DETAILED_PASS_WEIGHT * job.model.layers // (lay.pp * lay.virtual_stages)
+
+
+def check_simulation_size(job: Job, replicas: int, detailed: bool) -> None:
+    """Refuse a step too large to simulate in a few seconds, naming the field to change.
+
+    Raises:
+        SpecError: the step's work exceeds :data:`MAX_SIMULATED_WORK`.
+    """
+    work = simulated_work(job, replicas, detailed)
+    if work <= MAX_SIMULATED_WORK:
+        return
+    t, lay = job.train, job.layout
+    more = "; or use --mode fast" if detailed else ""
+    raise SpecError(
+        f"train.global_batch: {t.global_batch} sequences make {job.micro_batches} "
+        f"micro-batches per pipeline (global_batch / (micro_batch {t.micro_batch} x dp "
+        f"{lay.dp})), {work:,} units of simulation a step, above the simulator's "
+        f"{MAX_SIMULATED_WORK:,}; raise train.micro_batch or layout.dp{more}"
+    )
 
 
 def gradient_reduction(zero_stage: int) -> Collective:

@@ -29,11 +29,10 @@ Sources:
 
 from __future__ import annotations
 
-import functools
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-from fugaku_sim.parallel.schedule import max_in_flight, pipeline_schedule
+from fugaku_sim.parallel.schedule import schedule_in_flight
 from fugaku_sim.sim.compute import local_heads
 from fugaku_sim.sim.segments import unit_parameters
 from fugaku_sim.spec.breakdown import MEMORY_KEYS
@@ -183,18 +182,11 @@ def attention_core_bytes(job: Job) -> float:
 
 
 def in_flight(job: Job, stage: int) -> int:
-    """Micro-batches whose activations ``stage`` holds at once, from the shared schedule."""
+    """Micro-batches whose activations ``stage`` holds at once, from the shared schedule (in
+    closed form: a huge global batch is sized without listing its passes)."""
     lay = job.layout
-    return _schedule_in_flight(lay.schedule, lay.pp, stage, job.micro_batches,
-                               lay.virtual_stages)
-
-
-@functools.lru_cache(maxsize=4096)
-def _schedule_in_flight(schedule: str, pp: int, stage: int, micro_batches: int,
-                        virtual_stages: int) -> int:
-    """:func:`in_flight` of a schedule (a plan asks for the same ones thousands of times)."""
-    ops = pipeline_schedule(schedule, pp, stage, micro_batches, virtual_stages)  # type: ignore[arg-type]
-    return max_in_flight(ops)
+    return schedule_in_flight(lay.schedule, lay.pp, stage, job.micro_batches,
+                              lay.virtual_stages)
 
 
 def workspace_bytes(job: Job, stage: int, mode: Recomputation) -> float:

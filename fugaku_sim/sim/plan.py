@@ -52,7 +52,7 @@ def divisors(n: int) -> list[int]:
 
 def micro_batch_sizes(per_replica: int, limit: int = 8) -> list[int]:
     """Micro-batch sizes that divide the per-replica batch, up to ``limit``."""
-    return [b for b in divisors(per_replica) if b <= limit]
+    return [b for b in range(1, min(per_replica, limit) + 1) if per_replica % b == 0]
 
 
 def parallel_degrees(model: ModelSpec, ranks: int) -> Iterator[tuple[int, int, int]]:

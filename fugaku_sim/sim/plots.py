@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from fugaku_sim.io import write_figure
 from fugaku_sim.sim.plan_rows import layout_label, split_dimensions
 from fugaku_sim.spec.breakdown import BREAKDOWN_KEYS
 
@@ -52,8 +53,7 @@ def plot_plan(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     ax2.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=4)
     fig.suptitle(title)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+    write_figure(fig, path, dpi=120, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -62,8 +62,7 @@ def plot_sweep(rows: list[dict[str, Any]], vary: str, label: str, path: Path,
     """Write :func:`sweep_figure` as a PNG."""
     plt = _pyplot()
     fig = sweep_figure(rows, vary, label, title)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+    write_figure(fig, path, dpi=120, bbox_inches="tight")
     plt.close(fig)
 
 

@@ -40,7 +40,12 @@ from fugaku_sim.parallel.placement import Placement, place_ranks
 from fugaku_sim.sim.allocation import JobAllocation, allocation_network, resolve_allocation
 from fugaku_sim.sim.comm import CommModel
 from fugaku_sim.sim.contention import Contention
-from fugaku_sim.sim.engine import CATEGORIES, EngineResult, PipelineEngine
+from fugaku_sim.sim.engine import (
+    CATEGORIES,
+    EngineResult,
+    PipelineEngine,
+    check_simulation_size,
+)
 from fugaku_sim.sim.flops import (
     attention_core_flops,
     layer_forward_flops,
@@ -102,6 +107,7 @@ def run_engine(job: Job, setup: Setup, mode: Mode, trace: bool = False) -> Engin
         replicas = job.layout.dp
     else:
         raise ValueError(f"unknown mode {mode!r}")
+    check_simulation_size(job, replicas, detailed=mode == "detailed")
     return PipelineEngine(job, transport, replicas=replicas, trace=trace).run()
 
 
@@ -255,7 +261,12 @@ def checkpoint_bytes(job: Job) -> float:
 def predict(
     job: Job, mode: Mode = "fast", trace: bool = False, setup: Setup | None = None
 ) -> Prediction:
-    """Simulate one step of ``job`` and cost its run (when tokens or steps are set)."""
+    """Simulate one step of ``job`` and cost its run (when tokens or steps are set).
+
+    Raises:
+        SpecError: the step is too large to simulate (names the field to change).
+    """
+    check_simulation_size(job, job.layout.dp if mode == "detailed" else 1, mode == "detailed")
     setup = setup or prepare(job)
     result = run_engine(job, setup, mode, trace)
     steps = job.run_steps()

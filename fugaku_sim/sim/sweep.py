@@ -27,6 +27,7 @@ from fugaku_sim.spec import ClusterSpec, make_job
 from fugaku_sim.spec.breakdown import BREAKDOWN_KEYS
 from fugaku_sim.spec.figures import sequences_per_replica
 from fugaku_sim.spec.job import Job
+from fugaku_sim.spec.load import validate_section
 
 #: each quantity ``--vary`` takes, with the axis label that gives its unit
 VARIABLE_LABELS = {
@@ -53,14 +54,29 @@ def axis_label(vary: str, cluster: ClusterSpec) -> str:
 
 
 def _cluster(cluster: ClusterSpec, path: str, value: Any) -> ClusterSpec:
-    """A copy of ``cluster`` with the dotted field ``path`` set."""
+    """A copy of ``cluster`` with the dotted field ``path`` set.
+
+    Raises:
+        SpecError: the value is not valid there (names ``cluster.<path>``).
+    """
     data = cluster.model_dump()
     target = data
     keys = path.split(".")
     for k in keys[:-1]:
         target = target[k]
     target[keys[-1]] = value
-    return ClusterSpec.model_validate(data)
+    return validate_section(ClusterSpec, data, "", "cluster")
+
+
+def _whole(vary: str, value: float) -> int:
+    """``value`` as the whole count ``vary`` is (nodes, dp, sequences).
+
+    Raises:
+        SpecError: the value has a fraction (it would be cut silently otherwise).
+    """
+    if not float(value).is_integer():
+        raise SpecError(f"{vary}: {value:g} is not a whole number")
+    return int(value)
 
 
 def _scaled_curve(cluster: ClusterSpec, top: float) -> ClusterSpec:
@@ -94,21 +110,20 @@ def variant(job: Job, vary: str, value: float) -> Job:
     if vary in cluster_edits:
         c = cluster_edits[vary]()
     elif vary == "nodes":
-        ranks = int(value) * job.processes_per_node
+        ranks = _whole(vary, value) * job.processes_per_node
         if ranks % (lay.tp * lay.pp):
             raise SpecError(f"nodes: {int(value)} is not a multiple of tp x pp / ppn")
         lay = lay.model_copy(update={"dp": ranks // (lay.tp * lay.pp), "job_shape": None})
     elif vary == "dp":
         per_replica = sequences_per_replica(t, lay.dp)
-        lay = lay.model_copy(update={"dp": int(value), "job_shape": None})
+        lay = lay.model_copy(update={"dp": _whole(vary, value), "job_shape": None})
         t = t.model_copy(update={"global_batch": per_replica * int(value)})
     elif vary in ("global_batch", "micro_batch"):
-        t = t.model_copy(update={vary: int(value)})
+        t = t.model_copy(update={vary: _whole(vary, value)})
     else:
         raise SpecError(f"--vary: {vary!r} is not one of {', '.join(VARIABLES)}")
-    return make_job(
-        c, m, type(t).model_validate(t.model_dump()), type(lay).model_validate(lay.model_dump())
-    )
+    return make_job(c, m, validate_section(type(t), t.model_dump(), "", "train"),
+                    validate_section(type(lay), lay.model_dump(), "", "layout"))
 
 
 def sweep(job: Job, vary: str, values: list[float],

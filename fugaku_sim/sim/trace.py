@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from fugaku_sim.io import write_text
 from fugaku_sim.sim.engine import TraceEvent
 
 LANES = {"compute": 0, "comm": 1}
@@ -54,4 +55,4 @@ def write_trace(path: Path, events: list[TraceEvent], pp: int, metadata: dict[st
     other = {k: str(v) for k, v in metadata.items() if not isinstance(v, dict | list)}
     doc = {"traceEvents": trace_events(events, pp), "displayTimeUnit": "ms", "otherData": other}
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc), encoding="utf-8")
+    write_text(path, json.dumps(doc))

@@ -14,6 +14,7 @@ from pydantic import Field, model_validator
 
 from fugaku_sim.spec.base import SpecModel
 from fugaku_sim.spec.campaign import CampaignProfile
+from fugaku_sim.spec.limits import MAX_MACHINE_NODES
 
 Precision = Literal["fp64", "fp32", "fp16", "bf16"]
 
@@ -69,6 +70,9 @@ class NodeSpec(SpecModel):
         bad = [k for k, v in self.elementwise_Gelem_per_s.items() if not v > 0]
         if bad:
             raise ValueError(f"elementwise_Gelem_per_s: {bad[0]}: rates must be positive")
+        if self.mem_reserved_GiB >= self.mem_GiB:
+            raise ValueError(f"mem_reserved_GiB: {self.mem_reserved_GiB:g} leaves nothing of "
+                             f"mem_GiB ({self.mem_GiB:g}) to the job")
         return self
 
     def gemm_efficiency_at(self, min_dim: float) -> float:
@@ -135,6 +139,9 @@ class TorusInterconnect(SpecModel):
         names = [d.name for d in self.dims]
         if len(set(names)) != len(names):
             raise ValueError(f"dims: dimension names must be unique, got {names}")
+        if self.nodes > MAX_MACHINE_NODES:
+            raise ValueError(f"dims: the sizes make {self.nodes} nodes, above the "
+                             f"{MAX_MACHINE_NODES} this tool models (fugaku_sim/spec/limits.py)")
         return self
 
     @property
@@ -161,7 +168,7 @@ class SwitchedInterconnect(SpecModel):
     """Accelerators on an intra-node switch (NVSwitch) joined by a fat tree (InfiniBand)."""
 
     kind: Literal["switched"]
-    nodes: int = Field(gt=0, description="nodes the fabric connects")
+    nodes: int = Field(gt=0, le=MAX_MACHINE_NODES, description="nodes the fabric connects")
     intra_node: SwitchLevel
     inter_node: SwitchLevel
     oversubscription: float = Field(default=1.0, ge=1.0, description="fat-tree taper")

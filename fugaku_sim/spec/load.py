@@ -10,6 +10,7 @@ checkpoint intervals, elapsed time per job) that the command line starts from.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -17,7 +18,8 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from fugaku_sim.errors import SpecError
+from fugaku_sim.errors import SpecError, UserError
+from fugaku_sim.io import is_file, read_text
 from fugaku_sim.spec.campaign import CampaignSettings
 from fugaku_sim.spec.cluster import ClusterSpec
 from fugaku_sim.spec.layout import Layout
@@ -39,27 +41,181 @@ def cluster_dirs() -> list[Path]:
     return dirs
 
 
-def read_yaml(path: Path) -> dict[str, Any]:
-    """Parse a YAML mapping.
+#: the largest YAML file a loader takes (the largest shipped spec is about 10 kB)
+MAX_YAML_BYTES = 4 * 2**20
+#: deepest nesting of mappings and lists (a spec file nests four or five levels)
+MAX_YAML_DEPTH = 32
+#: most values a YAML document may expand to once its aliases are followed: a "billion
+#: laughs" document of a few lines would otherwise expand to billions in every consumer
+#: that walks it (validation, a JSON schema check, a dump)
+MAX_YAML_NODES = 100_000
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader (no tags that run code) that also refuses duplicate keys,
+    which plain YAML loaders resolve silently by keeping the last one, and nesting deeper
+    than :data:`MAX_YAML_DEPTH` while it composes (before Python's recursion limit)."""
+
+    depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self.depth += 1
+        try:
+            if self.depth > MAX_YAML_DEPTH:
+                mark = self.peek_event().start_mark
+                raise yaml.YAMLError(f"nested deeper than {MAX_YAML_DEPTH} levels at line "
+                                     f"{mark.line + 1}")
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                if key_node.tag == _MERGE_TAG:
+                    continue  # ``<<: *base`` merges are overrides by design
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    duplicate = key in seen
+                    seen.add(key)
+                except TypeError:
+                    raise yaml.YAMLError(f"an unhashable mapping key at line "
+                                         f"{key_node.start_mark.line + 1}") from None
+                if duplicate:
+                    raise yaml.YAMLError(f"duplicate key {key!r} at line "
+                                         f"{key_node.start_mark.line + 1} (which one is meant?)")
+        return super().construct_mapping(node, deep=deep)
+
+
+def _node_children(node: Any) -> list[Any]:
+    """The child nodes of a composed YAML node (keys and values of a mapping)."""
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []
+
+
+def _value_children(value: Any) -> list[Any]:
+    """The items of a loaded list, or the keys and values of a loaded mapping."""
+    if isinstance(value, list | tuple):
+        return list(value)
+    if isinstance(value, dict):
+        return [v for pair in value.items() for v in pair]
+    return []
+
+
+def _check_expansion(root: Any, children: Callable[[Any], list[Any]] = _node_children) -> None:
+    """Refuse a graph (YAML nodes, or a loaded value) that expands, aliases followed, beyond
+    :data:`MAX_YAML_NODES` values or :data:`MAX_YAML_DEPTH` levels, or refers to itself.
+    Each node is visited once: an alias is the same object, so its expanded size is
+    memoised.
 
     Raises:
-        SpecError: the file is missing, unreadable, not YAML, or not a mapping.
+        yaml.YAMLError: the limit broken, in words.
+    """
+    sizes: dict[int, tuple[int, int]] = {}  # id -> (values when expanded, depth)
+    active: set[int] = set()
+
+    def walk(node: Any) -> tuple[int, int]:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in active:
+            raise yaml.YAMLError("an alias refers to the mapping or list that holds it")
+        active.add(key)
+        count, depth = 1, 0
+        for child in children(node):
+            c, d = walk(child)
+            count, depth = count + c, max(depth, d)
+            if count > MAX_YAML_NODES:
+                raise yaml.YAMLError(f"expands to more than {MAX_YAML_NODES} values once its "
+                                     "aliases are followed")
+        if depth + 1 > MAX_YAML_DEPTH:
+            raise yaml.YAMLError(f"nested deeper than {MAX_YAML_DEPTH} levels once its "
+                                 "aliases are followed")
+        active.discard(key)
+        sizes[key] = (count, depth + 1)
+        return sizes[key]
+
+    walk(root)
+
+
+def check_loaded_size(value: Any, source: str) -> None:
+    """The limits of :func:`parse_yaml` on a value another loader made (Snakemake's config):
+    an alias bomb is refused before anything walks it (a JSON schema check would take
+    hours).
+
+    Raises:
+        SpecError: ``source: expands to more than ... values`` (or nested too deeply).
     """
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"{path}: cannot read ({exc})") from None
+        _check_expansion(value, _value_children)
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{source or 'config'}: {exc}") from None
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """The value of the YAML document ``text`` (read from ``source``), with the limits of
+    :class:`_StrictLoader` and :func:`_check_expansion`.
+
+    Raises:
+        SpecError: ``source: line L column C: YAML syntax error: ...``, a duplicate key, an
+            alias bomb, nesting too deep, more than one document.
+    """
+    loader = None
     try:
-        data = yaml.safe_load(text)
+        loader = _StrictLoader(text)  # the reader refuses control characters here
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_expansion(node)
+        return loader.construct_document(node)
+    except yaml.reader.ReaderError as exc:
+        char = exc.character  # a code point, or a byte of undecodable input
+        shown = f"#x{char:04x}" if isinstance(char, int) else repr(char)
+        raise SpecError(f"{source}: YAML syntax error: {exc.reason} (character {shown} at "
+                        f"position {exc.position})") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1} column {mark.column + 1}" if mark else ""
+        where = f" line {mark.line + 1} column {mark.column + 1}:" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
-        raise SpecError(f"{path}:{where}: YAML syntax error: {problem}") from None
+        context = getattr(exc, "context", None)  # "expected a single document in the stream"
+        if context and getattr(exc, "problem", None):
+            problem = f"{context}, {problem}"
+        raise SpecError(f"{source}:{where} YAML syntax error: {problem}") from None
+    except (ValueError, OverflowError) as exc:  # 5,000 digits; a date such as 2024-13-45
+        first = (str(exc).splitlines() or [type(exc).__name__])[0][:120]
+        raise SpecError(f"{source}: YAML syntax error: a value that cannot be read "
+                        f"({first})") from None
+    except RecursionError:
+        raise SpecError(f"{source}: YAML syntax error: nested too deeply") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+
+
+def read_yaml(path: Path, what: str | None = None) -> dict[str, Any]:
+    """Parse the YAML mapping in the file at ``path`` (see :func:`parse_yaml`; at most
+    :data:`MAX_YAML_BYTES`, UTF-8, a regular file).
+
+    ``what`` names the file in messages (default: the path).
+
+    Raises:
+        SpecError: the file is missing, unreadable, too large, not UTF-8, not YAML, breaks a
+            limit of :func:`parse_yaml`, or is not a mapping.
+    """
+    source = what or str(path)
+    try:
+        text = read_text(path, source, kind="YAML file", max_bytes=MAX_YAML_BYTES)
+    except UserError as exc:
+        raise SpecError(str(exc)) from None
+    data = parse_yaml(text, source)
     if not isinstance(data, dict):
-        raise SpecError(f"{path}: expected a mapping of keys to values at the top level")
+        raise SpecError(f"{source}: expected a mapping of keys to values at the top level")
     return data
 
 
@@ -97,7 +253,7 @@ def validate_section(model: type[M], data: Any, source: str, prefix: str = "") -
 
 
 def _is_path(ref: str) -> bool:
-    return "/" in ref or ref.endswith((".yaml", ".yml")) or Path(ref).is_file()
+    return "/" in ref or ref.endswith((".yaml", ".yml")) or is_file(ref)
 
 
 def resolve_cluster_path(ref: str) -> Path:
@@ -106,7 +262,7 @@ def resolve_cluster_path(ref: str) -> Path:
         return Path(ref)
     for folder in cluster_dirs():
         candidate = folder / f"{ref}.yaml"
-        if candidate.is_file():
+        if is_file(candidate):
             return candidate
     names = sorted({p.stem for d in cluster_dirs() if d.is_dir() for p in d.glob("*.yaml")})
     raise SpecError(f"--cluster: no cluster preset {ref!r}; known: {', '.join(names)}")
@@ -144,7 +300,7 @@ def load_model_preset(ref: str) -> ModelPreset:
         path = Path(ref)
     else:
         path = MODEL_PRESET_DIR / f"{ref}.yaml"
-        if not path.is_file():
+        if not is_file(path):
             known = ", ".join(model_preset_names())
             raise SpecError(f"--model: no model preset {ref!r}; known: {known}")
     data = read_yaml(path)

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from fugaku_sim.spec.base import SpecModel
+from fugaku_sim.spec.limits import MAX_FFN_HIDDEN, MAX_HIDDEN, MAX_LAYERS, MAX_SEQ_LEN, MAX_VOCAB
 
 NormKind = Literal["layernorm", "rmsnorm"]
 MlpKind = Literal["gelu", "swiglu"]
@@ -36,12 +37,12 @@ class ModelSpec(SpecModel):
     """
 
     name: str = Field(min_length=1)
-    layers: int = Field(gt=0)
-    hidden: int = Field(gt=0)
+    layers: int = Field(gt=0, le=MAX_LAYERS)
+    hidden: int = Field(gt=0, le=MAX_HIDDEN)
     heads: int = Field(gt=0)
-    ffn_hidden: int | None = Field(default=None, gt=0)
-    seq_len: int = Field(gt=0)
-    vocab: int = Field(gt=0)
+    ffn_hidden: int | None = Field(default=None, gt=0, le=MAX_FFN_HIDDEN)
+    seq_len: int = Field(gt=0, le=MAX_SEQ_LEN)
+    vocab: int = Field(gt=0, le=MAX_VOCAB)
     tied_embeddings: bool = True
     norm: NormKind = "layernorm"
     norm_eps: float = Field(default=1e-5, gt=0, lt=1)

@@ -7,6 +7,13 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from fugaku_sim.spec.base import SpecModel
+from fugaku_sim.spec.limits import (
+    MAX_BUCKET_MB,
+    MAX_GLOBAL_BATCH,
+    MAX_LAYERS,
+    MAX_STEPS,
+    MAX_TOKENS,
+)
 
 RecomputeMode = Literal["none", "selective", "all", "first-half", "stages"]
 TrainPrecision = Literal["fp32", "fp16", "bf16"]
@@ -40,23 +47,25 @@ class TrainSpec(SpecModel):
     the trainer and the simulator agree on it (:func:`fugaku_sim.spec.figures.run_steps`).
     """
 
-    global_batch: int = Field(gt=0, description="sequences per optimizer step")
+    global_batch: int = Field(gt=0, le=MAX_GLOBAL_BATCH,
+                              description="sequences per optimizer step")
     micro_batch: int = Field(default=1, gt=0, description="sequences per micro-batch")
     tokens: float | None = Field(
-        default=None, gt=0, description="tokens to train on in all (or give steps)"
+        default=None, gt=0, le=MAX_TOKENS, description="tokens to train on in all (or give steps)"
     )
-    steps: int | None = Field(default=None, gt=0, description="optimizer steps (or give tokens)")
+    steps: int | None = Field(default=None, gt=0, le=MAX_STEPS,
+                              description="optimizer steps (or give tokens)")
     precision: TrainPrecision = "fp32"
     optimizer: OptimizerKind = "adamw"
     zero_stage: ZeroStage = 0
     recompute: RecomputeMode = "none"
-    recompute_stages: list[int] = Field(default_factory=list)
+    recompute_stages: list[int] = Field(default_factory=list, max_length=MAX_LAYERS)
     overlap_grad_reduce: bool = False
     attention: AttentionKind = "materialized"
-    grad_bucket_MB: float = Field(default=25.0, gt=0)
+    grad_bucket_MB: float = Field(default=25.0, gt=0, le=MAX_BUCKET_MB)
     lr: float = Field(default=6e-4, gt=0)
     min_lr: float = Field(default=6e-5, ge=0)
-    warmup_steps: int = Field(default=10, ge=0)
+    warmup_steps: int = Field(default=10, ge=0, le=MAX_STEPS)
     weight_decay: float = Field(default=0.1, ge=0)
     beta1: float = Field(default=0.9, ge=0, lt=1)
     beta2: float = Field(default=0.95, ge=0, lt=1)
@@ -82,8 +91,9 @@ class TrainSpec(SpecModel):
                 "recompute_stages: only used when recompute is 'stages' (full) or 'selective' "
                 "(full on the listed stages, selective on the rest)"
             )
-        if any(s < 0 for s in self.recompute_stages):
-            raise ValueError("recompute_stages: stage numbers must be >= 0")
+        if any(not 0 <= s < MAX_LAYERS for s in self.recompute_stages):
+            raise ValueError(f"recompute_stages: stage numbers must be >= 0 and below "
+                             f"{MAX_LAYERS} (each stage holds a layer)")
         if self.min_lr > self.lr:
             raise ValueError(f"min_lr: {self.min_lr} is above lr ({self.lr})")
         return self

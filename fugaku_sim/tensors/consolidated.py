@@ -43,8 +43,10 @@ def read_safetensors(path: str | Path) -> tuple[dict[str, str], dict[str, np.nda
         with safe_open(str(path), framework="numpy") as f:
             metadata = dict(f.metadata() or {})
             tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open API)
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise UserError(f"{path}: cannot read consolidated checkpoint ({exc})") from None
+    except (SafetensorError, OSError, ValueError, TypeError, MemoryError, OverflowError) as exc:
+        # TypeError: a dtype numpy lacks (F8_E4M3); MemoryError: a header claiming terabytes
+        first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+        raise UserError(f"{path}: cannot read consolidated checkpoint ({first})") from None
     return metadata, tensors
 
 

@@ -142,7 +142,28 @@ def read_index(directory: Path) -> dict[str, Any]:
     index = read_json_object(directory / "index.json", f"{directory}: checkpoint index")
     if index.get("format") != FORMAT:
         raise UserError(f"{directory}: not a fugaku-sim checkpoint")
+    problem = _index_shape_problem(index)
+    if problem:  # valid JSON of the wrong shape: refused here, not as a KeyError mid-load
+        raise UserError(f"{directory}: corrupt checkpoint index ({problem})")
     return index
+
+
+def _index_shape_problem(index: dict[str, Any]) -> str | None:
+    """What is wrong with the shape of a checkpoint index, in a few words (None: nothing)."""
+    step, files = index.get("step"), index.get("files")
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        return "step is not a whole number >= 0"
+    if not isinstance(index.get("model"), dict):
+        return "model is not a mapping"
+    if not isinstance(files, dict) or not files:
+        return "files is not a mapping of file names"
+    for name, info in files.items():
+        if "/" in name or name.startswith(".") or not isinstance(info, dict):
+            return f"files: {name[:40]!r} is not a file of the checkpoint"
+        size, digest = info.get("bytes"), info.get("sha256")
+        if isinstance(size, bool) or not isinstance(size, int) or not isinstance(digest, str):
+            return f"files: {name[:40]!r} lacks its bytes and sha256"
+    return None
 
 
 def verify(directory: Path) -> str | None:

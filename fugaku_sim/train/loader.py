@@ -128,12 +128,17 @@ class BlendedSamples:
 
 
 def open_split(shards: Sequence[Shard], split: str, seq_len: int, seed: int, size: int,
-               vocab: int) -> BlendedSamples | None:
+               vocab: int, check_ids: bool = False) -> BlendedSamples | None:
     """The blended samples of ``split`` (``size`` of them) from its ``shards``
     (:meth:`fugaku_sim.data.blend.Blend.shards`); None if the split has none.
 
+    With ``check_ids`` every token id is checked to be in [0, vocab) (one pass over the
+    shards, about a second a gigabyte), so a shard written with another tokenizer is refused
+    before training rather than as an out-of-range embedding lookup mid-run.
+
     Raises:
-        UserError: a shard is missing or corrupt, or its dtype cannot hold the vocabulary.
+        UserError: a shard is missing or corrupt, holds non-integer values, or (with
+            ``check_ids``) a token id outside the vocabulary.
     """
     from fugaku_sim.data.indexed import IndexedDataset
 
@@ -145,6 +150,13 @@ def open_split(shards: Sequence[Shard], split: str, seq_len: int, seed: int, siz
         if np.issubdtype(ds.dtype, np.floating):
             raise UserError(f"--data: shard {shard.prefix} holds {ds.dtype} values, not token "
                             "ids")
+        if check_ids and ds.num_tokens:
+            low, high = ds.token_range()
+            if low < 0 or high >= vocab:
+                bad = high if high >= vocab else low
+                raise UserError(f"--data: shard {shard.prefix} holds token id {bad}, outside "
+                                f"model.vocab ({vocab}); retokenize with the model's "
+                                "tokenizer or use a model with a larger vocabulary")
         key = zlib.crc32(f"{split}/{i}/{shard.domain}".encode())
         samples.append(ShardSamples(ds, seq_len, seed, key, str(shard.prefix)))
     return BlendedSamples(samples, [s.weight for s in shards], size)

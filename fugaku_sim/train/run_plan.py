@@ -14,6 +14,7 @@ from typing import Literal
 
 from fugaku_sim.data.blend import Blend, read_blend
 from fugaku_sim.errors import UserError
+from fugaku_sim.io import check_output_path
 from fugaku_sim.spec import Layout, ModelSpec, TrainSpec
 from fugaku_sim.spec.figures import run_steps
 from fugaku_sim.spec.job import check_batch, check_model_split, check_modelled
@@ -52,13 +53,32 @@ def check_layout(model: ModelSpec, train: TrainSpec, layout: Layout, world: int)
     if model.vocab % layout.tp:
         raise UserError(f"layout.tp: {layout.tp} does not divide model.vocab ({model.vocab}); "
                         "the vocabulary-parallel embedding needs equal shards")
-    if train.precision != "fp32":
-        raise UserError(f"train.precision: the numpy trainer computes in fp32, not "
-                        f"{train.precision}")
+    check_trainable(model, train)
     if layout.world != world:
         raise UserError(f"layout: tp x pp x dp = {layout.tp} x {layout.pp} x {layout.dp} = "
                         f"{layout.world} ranks, but the job has {world} "
                         f"(launch with mpiexec -n {layout.world})")
+
+
+def check_trainable(model: ModelSpec, train: TrainSpec) -> None:
+    """The trainer's rules that hold whatever the layout (checked by the workflow before
+    its plan chooses one): features it computes, fp32.
+
+    Raises:
+        UserError: naming the field.
+    """
+    check_modelled(model, train, Layout(), "train")
+    if train.precision != "fp32":
+        raise UserError(f"train.precision: the numpy trainer computes in fp32, not "
+                        f"{train.precision}")
+
+
+def check_tokenizer_fits(vocab_size: int, model: ModelSpec, what: str) -> None:
+    """Raises UserError if a tokenizer of ``vocab_size`` pieces (named ``what``) gives ids
+    beyond the model's embedding."""
+    if vocab_size > model.vocab:
+        raise UserError(f"{what}: the tokenizer's vocabulary ({vocab_size}) exceeds "
+                        f"model.vocab ({model.vocab})")
 
 
 def total_steps(model: ModelSpec, train: TrainSpec) -> int:
@@ -77,9 +97,7 @@ def check_blend(blend: Blend, model: ModelSpec) -> None:
     """Raises UserError if the data cannot feed ``model``."""
     if not blend.splits.get("train"):
         raise UserError("--data: the blend file lists no train shards")
-    if blend.vocab_size > model.vocab:
-        raise UserError(f"--data: the tokenizer's vocabulary ({blend.vocab_size}) exceeds "
-                        f"model.vocab ({model.vocab})")
+    check_tokenizer_fits(blend.vocab_size, model, "--data")
 
 
 def check_options(opts: RunOptions, world: int) -> None:
@@ -122,15 +140,16 @@ def plan_run(model: ModelSpec, train: TrainSpec, layout: Layout, opts: RunOption
     """
     check_layout(model, train, layout, world)
     check_options(opts, world)
+    check_output_path(opts.out, f"--out {opts.out}", folder=True)
     steps = total_steps(model, train)
     blend = read_blend(opts.data)
     check_blend(blend, model)
     if open_data:
         from fugaku_sim.train.loader import open_split
 
-        for split in ("train", "valid"):
+        for split in ("train", "valid"):  # rank 0 (``select``) alone scans the token ids
             open_split(blend.shards(split, opts.data), split, model.seq_len, train.seed, 1,
-                       model.vocab)
+                       model.vocab, check_ids=select)
     selection = Selection(None)
     if opts.resume == "auto" and select:
         selection = select_checkpoint(opts.out, model)

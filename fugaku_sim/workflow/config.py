@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationError, create_model, model_validator
 
 from fugaku_sim.data.config import DataConfig
-from fugaku_sim.errors import SpecError
+from fugaku_sim.errors import SpecError, UserError
 from fugaku_sim.io import load_json
 from fugaku_sim.spec.base import SpecModel
 from fugaku_sim.spec.layout import Layout
@@ -78,7 +78,7 @@ class TrainSection(SpecModel):
 
 class EvaluateSection(SpecModel):
     max_docs: int = Field(default=200, gt=0, description="held-out documents per domain")
-    seed: int = 0
+    seed: int = Field(default=0, ge=0)
 
 
 class PlanSection(SpecModel):
@@ -134,14 +134,81 @@ def load_workflow_config(data: dict[str, Any], source: str = "config") -> Workfl
         raise SpecError(validation_message(exc, source)) from None
 
 
+def check_config_files(paths: list[str]) -> None:
+    """Read each config file again through the spec's YAML loader: Snakemake's own loader
+    keeps the last of two equal keys silently, takes control characters and any size.
+
+    Raises:
+        SpecError: one line naming the file (a duplicate key, an alias bomb, ...).
+    """
+    from fugaku_sim.io import read_text
+    from fugaku_sim.spec.load import MAX_YAML_BYTES, parse_yaml
+
+    for path in paths:
+        try:
+            text = read_text(path, str(path), kind="YAML file", max_bytes=MAX_YAML_BYTES)
+        except UserError as exc:
+            raise SpecError(str(exc)) from None
+        parse_yaml(text, str(path))
+
+
+def check_run(cfg: WorkflowConfig) -> None:
+    """The cross-field rules the training job would apply, checked before any job runs (the
+    data stage takes minutes; a batch that does not divide should not wait for it): the
+    model preset's training settings with ``train.settings`` over them, as ``train`` reads
+    them, with a step count; the fixed layout against the model and batch (as ``check``);
+    the tokenizer's vocabulary against the model's.
+
+    Raises:
+        SpecError: one line naming the field (``train.settings.lr``, ``layout.tp``, ...).
+    """
+    from fugaku_sim.commands.common import apply_train_layer
+    from fugaku_sim.spec import load_model_preset, validate_section
+    from fugaku_sim.train.run_plan import (
+        check_layout,
+        check_tokenizer_fits,
+        check_trainable,
+        total_steps,
+    )
+
+    try:
+        preset = load_model_preset(cfg.train.model)
+    except UserError as exc:  # the loader names its option: name the key
+        raise SpecError(f"train.model: {str(exc).removeprefix('--model: ')}") from None
+    train = dict(preset.train)
+    settings = cfg.train.settings.model_dump(mode="json")  # type: ignore[attr-defined]
+    apply_train_layer(train, {k: v for k, v in settings.items() if v is not None})
+    if "global_batch" not in train:
+        raise SpecError(f"train.settings.global_batch: not set by model {cfg.train.model!r}")
+    spec = validate_section(TrainSpec, train, "", "train.settings")
+    try:
+        if isinstance(cfg.train.layout, Layout):
+            check_layout(preset.model, spec, cfg.train.layout, cfg.train.ranks)
+        check_trainable(preset.model, spec)
+        total_steps(preset.model, spec)
+        check_tokenizer_fits(cfg.data.tokenizer.vocab_size, preset.model,
+                             "data.tokenizer.vocab_size")
+    except UserError as exc:  # the rules name spec fields: name the config's keys
+        message = str(exc)
+        for spec_key, config_key in (("layout.", "train.layout."), ("train.", "train.settings.")):
+            if message.startswith(spec_key):
+                message = config_key + message.removeprefix(spec_key)
+                break
+        raise SpecError(f"{message} (train.model {cfg.train.model})") from None
+
+
 def check_against_schema(data: dict[str, Any], source: str = "config") -> None:
     """Validate a config mapping against ``workflows/config/schema.json`` (JSON Schema).
 
     Raises:
-        SpecError: one line naming the dotted path of the most relevant error.
+        SpecError: one line naming the dotted path of the most relevant error, or a config
+            too large once its aliases are followed.
     """
     import jsonschema
 
+    from fugaku_sim.spec.load import check_loaded_size
+
+    check_loaded_size(data, source)  # before the schema check walks every alias
     schema = load_json(SCHEMA_PATH, str(SCHEMA_PATH), "reinstall fugaku-sim")
     validator = jsonschema.Draft202012Validator(schema)
     error = jsonschema.exceptions.best_match(validator.iter_errors(data))

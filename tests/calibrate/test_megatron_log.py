@@ -133,3 +133,8 @@ def test_errors_name_the_log(tmp_path: Path) -> None:
                     "global batch size:   512 | lm loss: 9.100000E+00")
     with pytest.raises(UserError, match="global batch size changes"):
         run_from_megatron_log(ramp, **kw)
+
+
+def test_a_device_as_a_log_is_refused_not_read_forever() -> None:
+    with pytest.raises(UserError, match="/dev/zero: not a regular file"):
+        parse_megatron_log(Path("/dev/zero"))

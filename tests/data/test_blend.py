@@ -88,6 +88,9 @@ def test_old_absolute_prefixes_are_still_read(tmp_path: Path) -> None:
     ('{"eod_id": 2, "vocab_size": 8, "splits": {"train": '
      '[{"domain": "a", "prefix": "s", "weight": 0}]}}', "splits.train: needs a positive weight"),
     ('{"eod_id": 2, "vocab_size": 8, "splits": {"tran": []}}', "splits.tran: not one of"),
+    ('{"eod_id": 2, "vocab_size": 8, "splits": {"train": '
+     '[{"domain": "a", "prefix": "s", "weight": NaN}]}}', "splits.train.0.weight"),
+    ('{"eod_id": 2, "vocab_size": true, "splits": {}}', "vocab_size"),
     ('{"eod_id": 2, "vocab_size": 8, "splits": {}, "vocab": 3}', "vocab: unknown key"),
 ])
 def test_bad_blend_is_one_line_naming_file_and_field(tmp_path: Path, content: str,
@@ -108,5 +111,9 @@ def test_bad_data_path_file(tmp_path: Path) -> None:
     (tmp_path / "blend_train.txt").write_text("0.5 shards/a 0.5\n")
     with pytest.raises(UserError, match="expected 'weight prefix' pairs"):
         read_data_path(tmp_path / "blend_train.txt")
-    with pytest.raises(UserError, match="cannot be read"):
+    with pytest.raises(UserError, match="blend_valid.txt: no such file; rerun"):
         read_data_path(tmp_path / "blend_valid.txt")
+    for weight in ("nan", "inf", "-1"):
+        (tmp_path / "blend_train.txt").write_text(f"{weight} shards/a 0.5 shards/b\n")
+        with pytest.raises(UserError, match=f"weight {weight.replace('-', '-')}.* not a finite"):
+            read_data_path(tmp_path / "blend_train.txt")

@@ -108,3 +108,29 @@ def test_add_dataset_concatenates(tmp_path: Path) -> None:
     ds = IndexedDataset(tmp_path / "c")
     assert [ds[i].tolist() for i in range(len(ds))] == [[1, 2], [3], [4, 5, 6]]
     assert ds[-1].tolist() == [4, 5, 6]
+
+
+def test_an_index_that_is_a_folder_or_a_pipe_is_a_user_error(tmp_path: Path) -> None:
+    import os
+
+    (tmp_path / "d.idx").mkdir()
+    with pytest.raises(UserError, match=r"d\.idx: not a regular file"):
+        IndexedDataset(tmp_path / "d")
+    os.mkfifo(tmp_path / "p.idx")  # opening it would wait for a writer forever
+    with pytest.raises(UserError, match=r"p\.idx: not a regular file"):
+        IndexedDataset(tmp_path / "p")
+
+
+def test_document_indices_beyond_the_sequences_are_a_user_error(tmp_path: Path) -> None:
+    write_docs(tmp_path / "x", [[1, 2, 3], [4, 5]])
+    idx = tmp_path / "x.idx"
+    data = bytearray(idx.read_bytes())
+    data[-8:] = struct.pack("<q", 99)  # the last document index: past the 2 sequences
+    idx.write_bytes(bytes(data))
+    with pytest.raises(UserError, match=r"document indices must rise to the sequence count"):
+        IndexedDataset(tmp_path / "x")
+
+
+def test_token_range_reads_every_block(tmp_path: Path) -> None:
+    write_docs(tmp_path / "x", [[7, 3, 9], [4, 65000]])
+    assert IndexedDataset(tmp_path / "x").token_range() == (3, 65000)

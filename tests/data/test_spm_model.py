@@ -109,7 +109,7 @@ def test_not_a_model_is_a_one_line_user_error(tmp_path: Path, content: bytes,
 
 
 def test_missing_file_is_a_user_error(tmp_path: Path) -> None:
-    with pytest.raises(UserError, match="unreadable"):
+    with pytest.raises(UserError, match="absent.model: no such file"):
         read_model(tmp_path / "absent.model")
 
 
@@ -117,3 +117,8 @@ def test_wire_format_fields() -> None:
     # field 1 varint 150 (protobuf.dev's example), field 2 string "hi", field 3 fixed32 1.0
     assert fields(b"\x08\x96\x01\x12\x02hi\x1d\x00\x00\x80\x3f") == [
         (1, 150), (2, b"hi"), (3, 0x3F800000)]
+
+
+def test_a_device_is_refused_not_read_forever() -> None:
+    with pytest.raises(UserError, match="/dev/zero: not a regular file"):
+        read_model(Path("/dev/zero"))

@@ -159,3 +159,40 @@ def test_extra_tensor_in_checkpoint(run_cli, tiny_spec, tiny_data, tmp_path):
               metadata={"model_spec": tiny_spec.model_dump_json()})
     _fails(run_cli, "--checkpoint", str(tmp_path / "extra.safetensors"), "--data",
            str(tiny_data), message="unexpected tensor transformer.h.9.extra")
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--choices", "1"], "argument --choices: must be at least 2"),
+    (["--temperature", "nan"], "argument --temperature: must be a finite number"),
+    (["--temperature", "-1"], "argument --temperature: must be >= 0"),
+    (["--seed", "-3"], "argument --seed: must be at least 0"),
+    (["--maths-shots", "-1"], "argument --maths-shots: must be at least 0"),
+])
+def test_bad_options_are_refused_before_work(run_cli, checkpoint, tiny_data, tmp_path, args,
+                                             message):
+    out = tmp_path / "eval"
+    _fails(run_cli, "--checkpoint", str(checkpoint), "--data", str(tiny_data),
+           "--out", str(out), *args, message=message)
+    assert not out.exists()
+
+
+def test_an_out_that_is_a_file_is_refused_before_work(run_cli, checkpoint, tiny_data,
+                                                      tmp_path):
+    out = tmp_path / "eval"
+    out.write_text("x")
+    _fails(run_cli, "--checkpoint", str(checkpoint), "--data", str(tiny_data),
+           "--out", str(out), message="exists and is not a folder")
+
+
+def test_eval_json_and_md_are_written_together(tmp_path, monkeypatch):
+    """A report that fails to render leaves no eval.json without its eval.md."""
+    import fugaku_sim.evaluate.report as report
+    from fugaku_sim.evaluate.runner import write_results
+
+    def fail(result):
+        raise ValueError("render failed")
+
+    monkeypatch.setattr(report, "render_markdown", fail)
+    with pytest.raises(ValueError, match="render failed"):
+        write_results({"schema": "x"}, tmp_path / "eval")
+    assert list((tmp_path / "eval").iterdir()) == []

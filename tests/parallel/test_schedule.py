@@ -15,6 +15,7 @@ from fugaku_sim.parallel import (
     stage_of_virtual,
     virtual_stage,
 )
+from fugaku_sim.parallel.schedule import schedule_in_flight
 
 
 def _text(ops) -> str:
@@ -83,6 +84,24 @@ def test_interleaved_covers_every_chunk(stages, chunks, groups, data) -> None:
     ops = pipeline_schedule("interleaved", stages, stage, m, chunks)
     expected = [(k, i, c) for k in "FB" for i in range(m) for c in range(chunks)]
     assert Counter((o.kind, o.micro_batch, o.chunk) for o in ops) == Counter(expected)
+
+
+@given(st.sampled_from(["1f1b", "gpipe", "interleaved"]), st.integers(1, 6), st.integers(1, 4),
+       st.integers(1, 4), st.data())
+def test_in_flight_in_closed_form_matches_the_listed_schedule(kind, stages, chunks, groups,
+                                                              data) -> None:
+    m = stages * groups if kind == "interleaved" else data.draw(st.integers(1, 24))
+    chunks = chunks if kind == "interleaved" else 1
+    stage = data.draw(st.integers(0, stages - 1))
+    listed = max_in_flight(pipeline_schedule(kind, stages, stage, m, chunks))
+    assert schedule_in_flight(kind, stages, stage, m, chunks) == listed
+
+
+def test_in_flight_of_a_huge_step_is_immediate() -> None:
+    assert schedule_in_flight("1f1b", 8, 0, 10**12) == 8
+    assert schedule_in_flight("gpipe", 8, 0, 10**12) == 10**12
+    with pytest.raises(ValueError, match="multiple of stages"):
+        schedule_in_flight("interleaved", 4, 0, 6, 2)
 
 
 def test_stage_layers_cover_model() -> None:

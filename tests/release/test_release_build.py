@@ -203,3 +203,30 @@ def test_no_release_file_holds_a_path_of_the_build_machine(rel_inputs, tmp_path)
         leaks = [m for m in machine if m.encode() in content]
         assert leaks == [], f"{path.name} holds {leaks}"
     verify_release(directory)
+
+
+def test_a_failed_build_leaves_neither_folder_nor_tarball(rel_inputs, tmp_path, monkeypatch):
+    """The tarball is written inside the all-or-nothing block: a failure while archiving
+    leaves no release folder without its tarball (and no temporary files)."""
+    import fugaku_sim.release.build as build
+
+    def fail(*args):
+        raise UserError("disk full (simulated)")
+
+    monkeypatch.setattr(build, "_archive", fail)
+    out = tmp_path / "rel"
+    with pytest.raises(UserError, match="disk full"):
+        build_release(ReleaseInputs(checkpoint=rel_inputs["checkpoint"],
+                                    data_dir=rel_inputs["data"], eval_json=rel_inputs["eval"],
+                                    out_dir=out))
+    assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_an_output_folder_that_is_a_file_is_refused_before_work(rel_inputs, tmp_path):
+    out = tmp_path / "rel"
+    out.write_text("not a folder")
+    with pytest.raises(UserError, match="is a file, not a folder"):
+        build_release(ReleaseInputs(checkpoint=rel_inputs["checkpoint"],
+                                    data_dir=rel_inputs["data"], eval_json=rel_inputs["eval"],
+                                    out_dir=out))
+    assert out.read_text() == "not a folder"

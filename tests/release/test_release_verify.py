@@ -92,6 +92,39 @@ def test_weights_are_read_without_pickle(built_release):
     assert header["transformer.wte.weight"]["dtype"] == "F32"
 
 
+@pytest.mark.parametrize("target", ["outside", "inside"])
+def test_a_file_that_is_a_symbolic_link_fails(run_cli, release_copy, tmp_path, target):
+    """A link passes every checksum (it is read through) but is no file of the release: the
+    tarball would store a dangling link."""
+    cfg = release_copy / "generation_config.json"
+    if target == "outside":
+        moved = tmp_path / "elsewhere.json"
+        cfg.rename(moved)
+    else:
+        moved = release_copy / "generation_config.json.real"
+        cfg.rename(moved)
+    cfg.symlink_to(moved)
+    _fails(run_cli, release_copy, "generation_config.json: a symbolic link")
+
+
+@pytest.mark.parametrize("model", ["a string", ["list"], None])
+def test_eval_json_of_the_wrong_shape_fails(run_cli, release_copy, model):
+    ev = json.loads((release_copy / "eval.json").read_text())
+    (release_copy / "eval.json").write_text(json.dumps({**ev, "model": model}))
+    write_checksums(release_copy, [p.name for p in sorted(release_copy.iterdir())
+                                   if p.name != "SHA256SUMS"])
+    _fails(run_cli, release_copy, "eval.json: describes other weights")
+
+
+@pytest.mark.parametrize("card", [b"\xff\xfe---\n", b"---\na: 1\na: 2\n---\n",
+                                  b"---\n" + b"[" * 100 + b"\n---\n"])
+def test_model_card_that_cannot_be_read_fails(run_cli, release_copy, card):
+    (release_copy / "README.md").write_bytes(card)
+    write_checksums(release_copy, [p.name for p in sorted(release_copy.iterdir())
+                                   if p.name != "SHA256SUMS"])
+    _fails(run_cli, release_copy, "README.md")
+
+
 def test_verify_accepts_a_llama_release(run_cli, llama_release):
     status, out, err = run_cli("release", "verify", str(llama_release))
     assert status == 0, err

@@ -425,3 +425,48 @@ def test_checkpoint_of_another_model(job: dict[str, Any]) -> None:
     assert r.returncode == 2 and "checkpoint is of model" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
+
+
+def test_out_that_is_a_file(job: dict[str, Any]) -> None:
+    out = job["root"] / "out_is_a_file"
+    out.write_text("keep me\n")
+    r = cli([*job["base"], "--out", str(out)])
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and "is not a folder" in lines[0], r.stderr
+    assert out.read_text() == "keep me\n"
+
+
+def test_token_ids_outside_the_vocabulary(job: dict[str, Any]) -> None:
+    """A shard of another tokenizer is refused on every rank before training (exit 2, not
+    an MPI_Abort mid-run with an empty metrics log)."""
+    from .helpers import write_shard
+
+    data = job["root"] / "data_big_ids"
+    shutil.copytree(job["data"], data)
+    write_shard(data / "shards/en_train", [np.array([3, 4, 64, 2]), np.array([5, 2])])
+    out = job["root"] / "bad_ids"
+    base = [a if a != str(job["data"]) else str(data) for a in job["base"]]
+    r = mpirun(2, [[*base, "--dp", "2", "--out", str(out)]], timeout=60)
+    assert_bad_input(r, out, "token id 64", "model.vocab (64)")
+
+
+@pytest.mark.parametrize("index", [
+    {"files": []},
+    {"files": {"rank_tp0_pp0_dp0.safetensors": "x"}},
+    {"step": "two"},
+    {"model": None},
+])
+def test_checkpoint_index_of_the_wrong_shape(job: dict[str, Any],
+                                             index: dict[str, Any]) -> None:
+    """Valid JSON of the wrong shape in the newest index: skipped like a corrupt checkpoint,
+    and every rank goes on together (it used to raise on rank 0 alone: a hang)."""
+    out = job["root"] / f"bad_index_{len(list(job['root'].iterdir()))}"
+    shutil.copytree(job["ref"], out)
+    newest = sorted((out / "checkpoints").iterdir())[-1]
+    path = newest / "index.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), **index}))
+    start = time.monotonic()
+    r = mpirun(2, [[*job["base"], "--dp", "2", "--out", str(out)]], timeout=60)
+    assert time.monotonic() - start < 30
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "skipped corrupt checkpoint" in r.stderr and "corrupt checkpoint index" in r.stderr

@@ -41,3 +41,43 @@ def test_shipped_configs_validate(name: str) -> None:
 def test_bad_configs_name_the_field(data: dict, expected: str) -> None:
     with pytest.raises(SpecError, match=expected.replace(".", r"\.")):
         load_workflow_config(data)
+
+
+@pytest.mark.parametrize(("data", "expected"), [
+    ({"train": {"settings": {"global_batch": 7, "micro_batch": 2}}},
+     "train.settings.global_batch: 7 is not a multiple of micro_batch (2)"),
+    ({"train": {"ranks": 3, "layout": {"tp": 3}}},
+     "train.layout.tp: 3 does not divide model.heads (4) (train.model gpt-tiny)"),
+    ({"train": {"ranks": 4, "layout": {"dp": 4}, "settings": {"global_batch": 8, "micro_batch": 4}}},
+     "train.settings.global_batch: 8 is not a multiple of train.micro_batch x layout.dp"),
+    ({"data": {"tokenizer": {"vocab_size": 100000}}},
+     "data.tokenizer.vocab_size: the tokenizer's vocabulary (100000) exceeds model.vocab (8192)"),
+    ({"train": {"settings": {"precision": "bf16"}}}, "train.settings.precision: the numpy"),
+    ({"train": {"settings": {"lr": 1e-9}}}, "train.settings.min_lr: 0.0002 is above lr"),
+    ({"train": {"model": "gpt-nano"}}, "train.model: no model preset 'gpt-nano'"),
+])
+def test_cross_field_rules_are_checked_before_any_job(data: dict, expected: str) -> None:
+    """What the training job would refuse after the data stage, refused at once."""
+    from fugaku_sim.workflow.config import check_run
+
+    with pytest.raises(SpecError) as info:
+        check_run(load_workflow_config(data))
+    assert expected in str(info.value), str(info.value)
+
+
+def test_shipped_configs_pass_the_cross_field_rules() -> None:
+    from fugaku_sim.workflow.config import check_run
+
+    for name in ("default.yaml", "ci.yaml"):
+        check_run(load_workflow_config(yaml.safe_load((SCHEMA_PATH.parent / name).read_text())
+                                       or {}))
+
+
+def test_an_alias_bomb_is_refused_before_the_schema_walks_it() -> None:
+    from fugaku_sim.workflow.config import check_against_schema
+
+    bomb = "\n".join(["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+                     + [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)])
+    data = yaml.safe_load(bomb)  # as Snakemake loads it: shared lists, 10^9 values expanded
+    with pytest.raises(SpecError, match="expands to more than"):
+        check_against_schema(data, "config")

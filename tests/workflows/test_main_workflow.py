@@ -149,9 +149,16 @@ def test_lint_is_clean_on_the_command_line(tmp_path: Path) -> None:
         ("data: {mixture: {ja: 0.9}}\n", "data.mixture: ja + en + code + maths must be 1"),
         ("train: {ranks: 0}\n", "train.ranks:"),
         ("train: {model: gpt-nano}\n", "train.model: no model preset 'gpt-nano'"),
+        ("train: {settings: {global_batch: 7, micro_batch: 2}}\n",
+         "train.settings.global_batch: 7 is not a multiple of micro_batch (2)"),
+        ("data: {tokenizer: {vocab_size: 100000}}\n",
+         "data.tokenizer.vocab_size: the tokenizer's vocabulary (100000) exceeds model.vocab"),
+        ("train: {ranks: 2}\nrun_name: a\ntrain: {ranks: 4}\n",
+         "YAML syntax error: duplicate key 'train' at line 3"),
     ],
     ids=["misspelt-key", "misspelt-nested-key", "ranks-vs-layout", "mixture-sum",
-         "ranks-zero", "unknown-model"],
+         "ranks-zero", "unknown-model", "batch-not-dividing", "tokenizer-too-large",
+         "duplicate-key"],
 )
 def test_config_error_stops_before_any_job_in_one_line(tmp_path: Path, config: str,
                                                        message: str) -> None:
