@@ -70,7 +70,9 @@ from fugaku_sim.spec import (
     make_job,
 )
 from fugaku_sim.spec.base import SpecModel
+from fugaku_sim.spec.cluster import at_clock
 from fugaku_sim.spec.job import check_batch, check_model_split
+from fugaku_sim.spec.stack import StackSpec
 from fugaku_sim.spec.train import RecomputeMode, TrainPrecision
 
 COND_PREFIX = "cond_"
@@ -261,8 +263,10 @@ def _cluster(ref: str) -> ClusterSpec:
     return load_cluster(ref)
 
 
-def job_of(run: MeasuredRun, cluster: ClusterSpec | None = None) -> Job:
-    """The simulator's :class:`Job` for a representable row, on its cluster profile.
+def job_of(run: MeasuredRun, cluster: ClusterSpec | None = None,
+           stack: StackSpec | None = None) -> Job:
+    """The simulator's :class:`Job` for a representable row, on its cluster profile at the
+    row's clock (:func:`~fugaku_sim.spec.cluster.at_clock`), on ``stack`` (ideal if None).
 
     Raises:
         SpecError: the row is marked not representable, its cluster is unknown, or the
@@ -270,8 +274,8 @@ def job_of(run: MeasuredRun, cluster: ClusterSpec | None = None) -> Job:
     """
     if not run.representable:
         raise SpecError(f"run {run.id}: marked not representable ({run.reason})")
-    return make_job(cluster or _cluster(run.cluster), run_model(run), run_train(run),
-                    run_layout(run))
+    hardware = at_clock(cluster or _cluster(run.cluster), run.clock_GHz)
+    return make_job(hardware, run_model(run), run_train(run), run_layout(run), stack)
 
 
 def _validated(model: type[Any], fields: dict[str, Any]) -> Any:

@@ -38,6 +38,7 @@ from fugaku_sim.spec import (
 )
 from fugaku_sim.spec.layout import RequestedAllocation
 from fugaku_sim.spec.record import read_layout_record
+from fugaku_sim.spec.stack import load_stack
 from fugaku_sim.spec.train import OptimizerKind, RecomputeMode, TrainPrecision, ZeroStage
 
 # command-line option -> (section, field)
@@ -100,7 +101,15 @@ def parse_stages(text: str) -> list[int]:
 def add_model_arguments(parser: argparse.ArgumentParser, cluster: bool = True) -> None:
     if cluster:
         parser.add_argument("--cluster", default="fugaku", help="preset name or YAML path")
+        add_stack_argument(parser)
     parser.add_argument("--model", default="fugaku-llm-13b", help="preset name or YAML path")
+
+
+def add_stack_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--stack", metavar="NAME|YAML",
+        help="software stack: a name under clusters/stacks/ or a YAML path (default: ideal, "
+        "the hardware as the simulator prices it)")
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
@@ -218,7 +227,7 @@ def job_from_args(args: argparse.Namespace) -> Job:
     """Build and validate the :class:`Job` the options describe."""
     cluster = load_cluster(args.cluster)
     model, train, layout = resolve_specs(args)
-    return make_job(cluster, model, train, layout)
+    return make_job(cluster, model, train, layout, load_stack(getattr(args, "stack", None)))
 
 
 def print_json(obj: Any) -> None:

@@ -87,6 +87,7 @@ def _table(rows: list[dict[str, Any]], title: str) -> None:
 def run(args: argparse.Namespace) -> int:
     from fugaku_sim.sim.plan import no_layout_message, plan_layouts
     from fugaku_sim.spec import load_cluster
+    from fugaku_sim.spec.stack import load_stack
 
     if args.nodes <= 0:
         raise UserError(f"--nodes: must be positive, got {args.nodes}")
@@ -98,7 +99,9 @@ def run(args: argparse.Namespace) -> int:
         cluster = cluster.model_copy(update={"node": node})
     args.tp = args.pp = args.dp = None  # the plan chooses the layout
     model, train, _layout = resolve_specs(args)
-    result = plan_layouts(cluster, model, train, args.nodes, interleaved=args.interleaved)
+    stack = load_stack(args.stack)
+    result = plan_layouts(cluster, model, train, args.nodes, interleaved=args.interleaved,
+                          stack=stack)
     if not result.predictions:
         raise UserError(no_layout_message(result, cluster, args.nodes))
     best = result.predictions[: args.top] if args.top else result.predictions

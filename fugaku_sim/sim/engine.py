@@ -10,7 +10,9 @@ forward of its layers again right before each backward. After the last backward 
 synchronises gradients (data-parallel all-reduce, then the tied-embedding all-reduce on the
 first and last stage) -- or, with ``overlap_grad_reduce``, starts the data-parallel all-reduce
 when its last backward starts and waits only for what is left -- then steps the optimizer.
-The bubble is not a formula: it is the idle time this leaves.
+The bubble is not a formula: it is the idle time this leaves. The job's software stack adds
+its fixed overheads: one per micro-batch forward pass of a model chunk (charged to compute) and
+one per step before the optimizer (charged to it).
 
 Every stage keeps a :class:`Ledger` of where its time went.
 """
@@ -137,6 +139,9 @@ class PipelineEngine:
                 sync = self.env.process(self.transport.grad_sync(r, s))
             if op.kind == "B" and s in self.recompute:
                 yield from self._run(r, s, (op.chunk, "F"), "recompute", f"R{op}")
+            if op.kind == "F" and self.job.stack.micro_batch_overhead_s:
+                yield from self._pause(r, s, self.job.stack.micro_batch_overhead_s, "compute",
+                                       f"overhead {op}")
             yield from self._run(r, s, (op.chunk, op.kind), "compute", str(op))
             yield from self._send(r, s, v, op)
         yield from self._finish(r, s, sync)
@@ -154,11 +159,21 @@ class PipelineEngine:
         model, lay = self.job.model, self.job.layout
         params = stage_parameters(model, lay, s)
         tensors = stage_tensor_count(model, lay, s, "block")  # fused ops: the blocks' tensors
+        if self.job.stack.step_overhead_s:
+            yield from self._pause(r, s, self.job.stack.step_overhead_s, "optimizer",
+                                   "step overhead")
         t1 = self.env.now
         yield self.env.timeout(optimizer_time_s(self.job, params, tensors))
         book.add("optimizer", self.env.now - t1)
         self._trace(r, s, "compute", "optimizer", "optimizer", t1, self.env.now - t1)
         book.end = self.env.now
+
+    def _pause(self, r: int, s: int, seconds: float, category: str, name: str) -> Proc:
+        """A fixed overhead of the software stack, charged to ``category``."""
+        t0 = self.env.now
+        yield self.env.timeout(seconds)
+        self.ledgers[(r, s)].add(category, seconds)
+        self._trace(r, s, "compute", name, category, t0, seconds)
 
     def _send(self, r: int, s: int, v: int, op: PipelineOp) -> Proc:
         if op.kind == "F" and v < self.virtual - 1:

@@ -13,6 +13,9 @@ Sources:
   The byte counts scale with the activation element size (x2 for fp32).
 - Under 1F1B, stage s of p holds the activations of min(p - s, m) micro-batches
   (Narayanan et al., SC21); under GPipe all m. Both are read off the shared schedule.
+
+Beside these, the job's software stack keeps ``framework_memory_GiB`` per rank (allocator
+pools, communication buffers, the runtime; :mod:`fugaku_sim.spec.stack`).
 """
 
 from __future__ import annotations
@@ -59,10 +62,12 @@ class StageMemory:
     workspace: float
     micro_batches_in_flight: int
     recompute: bool
+    framework: float = 0.0  # what the software stack keeps per rank
 
     @property
     def total(self) -> float:
-        return self.weights + self.gradients + self.optimizer + self.activations + self.workspace
+        return (self.weights + self.gradients + self.optimizer + self.activations
+                + self.workspace + self.framework)
 
     def as_GiB(self) -> dict[str, float | int | bool]:
         out: dict[str, float | int | bool] = {
@@ -122,6 +127,7 @@ def stage_memory(job: Job, stage: int) -> StageMemory:
         workspace=float(workspace),
         micro_batches_in_flight=flights,
         recompute=recompute,
+        framework=float(job.stack.framework_memory_GiB * GiB),
     )
 
 

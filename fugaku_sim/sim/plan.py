@@ -26,6 +26,7 @@ from fugaku_sim.sim.predict import Prediction, Setup, predict, prepare
 from fugaku_sim.spec import ClusterSpec, Layout, ModelSpec, TrainSpec, make_job
 from fugaku_sim.spec.figures import sequences_per_replica
 from fugaku_sim.spec.job import Job
+from fugaku_sim.spec.stack import StackSpec
 
 RECOMPUTE = ("none", "first-half", "all")
 PLACEMENTS = ("topology", "linear")
@@ -64,9 +65,11 @@ class PlanResult:
 
 
 def candidate_jobs(
-    cluster: ClusterSpec, model: ModelSpec, train: TrainSpec, nodes: int, interleaved: bool = False
+    cluster: ClusterSpec, model: ModelSpec, train: TrainSpec, nodes: int, interleaved: bool = False,
+    stack: StackSpec | None = None,
 ) -> Iterator[Job | str]:
-    """Every valid job for ``nodes``; a string names why a combination was invalid."""
+    """Every valid job for ``nodes`` (on ``stack``); a string names why a combination was
+    invalid."""
     ppn = cluster.node.processes_per_node
     # on one node every placement is the same: predict it once
     placements = PLACEMENTS if nodes > 1 else ("topology",)
@@ -87,18 +90,21 @@ def candidate_jobs(
             )
             lay = Layout(tp=tp, pp=pp, dp=dp, placement=place, schedule=sched, virtual_stages=v)  # type: ignore[arg-type]
             try:
-                yield make_job(cluster, model, TrainSpec.model_validate(t.model_dump()), lay)
+                yield make_job(cluster, model, TrainSpec.model_validate(t.model_dump()), lay,
+                               stack)
             except SpecError as exc:
                 yield str(exc).split(":")[0]
 
 
 def plan_layouts(
-    cluster: ClusterSpec, model: ModelSpec, train: TrainSpec, nodes: int, interleaved: bool = False
+    cluster: ClusterSpec, model: ModelSpec, train: TrainSpec, nodes: int, interleaved: bool = False,
+    stack: StackSpec | None = None,
 ) -> PlanResult:
-    """Predict every valid layout that fits memory; best (most tokens/s) first."""
+    """Predict every valid layout that fits memory (on ``stack``); best (most tokens/s)
+    first."""
     result = PlanResult([])
     setups: dict[tuple[Any, ...], Setup] = {}
-    for job in candidate_jobs(cluster, model, train, nodes, interleaved):
+    for job in candidate_jobs(cluster, model, train, nodes, interleaved, stack):
         result.considered += 1
         if isinstance(job, str):
             result.rejected[job] = result.rejected.get(job, 0) + 1

@@ -97,7 +97,8 @@ def variant(job: Job, vary: str, value: float) -> Job:
     else:
         raise SpecError(f"--vary: {vary!r} is not one of {', '.join(VARIABLES)}")
     return make_job(
-        c, m, type(t).model_validate(t.model_dump()), type(lay).model_validate(lay.model_dump())
+        c, m, type(t).model_validate(t.model_dump()), type(lay).model_validate(lay.model_dump()),
+        job.stack,
     )
 
 

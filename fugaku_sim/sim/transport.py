@@ -14,6 +14,9 @@ Messages per call (bytes):
 - gradient sync: each rank's gradients over its data-parallel group, then, with tied
   embeddings and pp > 1, the embedding gradient between the first and last stage
   (Megatron-LM ``_allreduce_embedding_grads``).
+
+The job's software stack prices every message at its collective efficiency by kind
+(:func:`stack_bytes`); the ideal stack at the network model's bandwidth.
 """
 
 from __future__ import annotations
@@ -70,6 +73,13 @@ class Transport(Protocol):
         ...
 
 
+def stack_bytes(job: Job, kind: str, nbytes: float) -> float:
+    """The bytes a collective of ``kind`` (allreduce, p2p, allgather) costs on the job's
+    software stack: at efficiency e it moves ``nbytes`` at e x the priced bandwidth, which
+    is what ``nbytes / e`` cost at the full bandwidth (latencies unchanged)."""
+    return nbytes / getattr(job.stack.collective_efficiency, kind)
+
+
 def grad_bytes(job: Job, stage: int) -> float:
     """Gradient bytes one rank of ``stage`` all-reduces (fp32 or 16-bit gradients): every
     tensor it holds (:func:`fugaku_sim.tensors.stage_parameters`)."""
@@ -94,16 +104,18 @@ class AnalyticTransport:
         self._embedding: simpy.Event | None = None
 
     def tp_time_s(self, stage: int, nbytes: float) -> float:
-        return self.comm.tp_plan(stage).time_s(nbytes)
+        return self.comm.tp_plan(stage).time_s(stack_bytes(self.job, "allreduce", nbytes))
 
     def p2p_time_s(self, src: int, dst: int, nbytes: float) -> float:
-        return self.comm.p2p_plan(src, dst).time_s(nbytes)
+        return self.comm.p2p_plan(src, dst).time_s(stack_bytes(self.job, "p2p", nbytes))
 
     def grad_sync_time_s(self, stage: int) -> float:
-        return self.comm.dp_plan(stage).time_s(grad_bytes(self.job, stage))
+        nbytes = stack_bytes(self.job, "allreduce", grad_bytes(self.job, stage))
+        return self.comm.dp_plan(stage).time_s(nbytes)
 
     def embedding_time_s(self) -> float:
-        return self.comm.embedding_plan().time_s(embedding_grad_bytes(self.job))
+        nbytes = stack_bytes(self.job, "allreduce", embedding_grad_bytes(self.job))
+        return self.comm.embedding_plan().time_s(nbytes)
 
     def tp_allreduce(self, replica: int, stage: int, nbytes: float) -> Proc:
         yield self.env.timeout(self.tp_time_s(stage, nbytes))
@@ -141,7 +153,7 @@ class NetworkTransport:
     def tp_time_s(self, stage: int, nbytes: float) -> float:
         """The priced plan's seconds (what fast mode charges); this transport simulates the
         all-reduce instead (:meth:`tp_allreduce`)."""
-        return self.comm.tp_plan(stage).time_s(nbytes)
+        return self.comm.tp_plan(stage).time_s(stack_bytes(self.job, "allreduce", nbytes))
 
     def _route(self, src: int, dst: int) -> list[int]:
         key = (src, dst)
@@ -177,12 +189,14 @@ class NetworkTransport:
 
     def tp_allreduce(self, replica: int, stage: int, nbytes: float) -> Proc:
         members = self.comm.tp_groups(stage)[replica : replica + 1]
+        nbytes = stack_bytes(self.job, "allreduce", nbytes)
         yield from self._allreduce(members, self.comm.tp_plan(stage).best(nbytes), nbytes)
 
     def p2p(self, replica: int, src: int, dst: int, nbytes: float) -> Proc:
         a = self.comm.ranks[:, src, replica].tolist()
         b = self.comm.ranks[:, dst, replica].tolist()
         latency = self.net.step_latency_s(_flows(self.placement, list(zip(a, b))))
+        nbytes = stack_bytes(self.job, "p2p", nbytes)
         yield self.env.timeout(latency)
         yield self.env.all_of([self._send(x, y, nbytes) for x, y in zip(a, b)])
 
@@ -197,7 +211,7 @@ class NetworkTransport:
         """All data-parallel groups of ``stage`` at once, when every replica has arrived."""
         last, done = self._meet(("dp", stage), self.job.layout.dp)
         if last:
-            nbytes = grad_bytes(self.job, stage)
+            nbytes = stack_bytes(self.job, "allreduce", grad_bytes(self.job, stage))
             members = self.comm.dp_groups(stage)
             self.env.process(
                 self._all_groups(members, self.comm.dp_plan(stage).best(nbytes), nbytes, done)
@@ -208,7 +222,7 @@ class NetworkTransport:
         """The tied-embedding all-reduce between first and last stage, once both are ready."""
         last, done = self._meet(("emb", 0), 2 * self.job.layout.dp)
         if last:
-            nbytes = embedding_grad_bytes(self.job)
+            nbytes = stack_bytes(self.job, "allreduce", embedding_grad_bytes(self.job))
             pairs = self.comm.embedding_groups()
             self.env.process(
                 self._all_groups(pairs, self.comm.embedding_plan().best(nbytes), nbytes, done)

@@ -96,13 +96,14 @@ def validate_section(model: type[M], data: Any, source: str, prefix: str = "") -
         raise SpecError(validation_message(exc, source, prefix)) from None
 
 
-def _is_path(ref: str) -> bool:
+def is_path_ref(ref: str) -> bool:
+    """Whether a preset reference is a file path rather than a name."""
     return "/" in ref or ref.endswith((".yaml", ".yml")) or Path(ref).is_file()
 
 
 def resolve_cluster_path(ref: str) -> Path:
     """The YAML file for a cluster preset name or path."""
-    if _is_path(ref):
+    if is_path_ref(ref):
         return Path(ref)
     for folder in cluster_dirs():
         candidate = folder / f"{ref}.yaml"
@@ -140,7 +141,7 @@ def load_model_preset(ref: str) -> ModelPreset:
     the optional sections are validated here (as complete specs where they are complete) and returned as
     plain mappings so the command line can override single fields.
     """
-    if _is_path(ref):
+    if is_path_ref(ref):
         path = Path(ref)
     else:
         path = MODEL_PRESET_DIR / f"{ref}.yaml"
