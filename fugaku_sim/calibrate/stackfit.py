@@ -40,13 +40,7 @@ from fugaku_sim.errors import UserError
 from fugaku_sim.sim.perturb import step_with_gradient
 from fugaku_sim.sim.predict import Setup, prepare
 from fugaku_sim.spec.job import Job
-from fugaku_sim.spec.stack import FITTABLE, StackSpec, stack_value, with_values
-
-#: parameters whose time is proportional to their inverse (an efficiency) rather than to
-#: themselves (an overhead): the sign of the exponent of their natural coordinate
-INVERSE = frozenset({"gemm_efficiency_scale", "nongemm_efficiency",
-                     "collective_efficiency.allreduce", "collective_efficiency.p2p",
-                     "collective_efficiency.allgather"})
+from fugaku_sim.spec.stack import EFFICIENCIES, FITTABLE, StackSpec, stack_value, with_values
 
 #: starting values of overheads that are 0 in the base stack (a log cannot start at 0)
 START_OVERHEAD = {"kernel_overhead_us": 10.0, "step_overhead_s": 0.1,
@@ -129,7 +123,7 @@ class Problem:
         self.rows, self.base, self.free = rows, base, list(free)
         self.factors = list(factors)
         self.labels = self.free + [f.label for f in self.factors]
-        self.sign = np.array([-1.0 if p in INVERSE else 1.0 for p in self.free])
+        self.sign = np.array([-1.0 if p in EFFICIENCIES else 1.0 for p in self.free])
         # M[i]: (free paths x theta) map from theta to the row's log parameter values
         k, n = len(self.free), len(self.labels)
         self.maps = np.zeros((len(rows), k, n))
@@ -317,24 +311,25 @@ class LeaveOneOut:
                 "coverage_p10_p90": float(np.mean(inside))}
 
 
-def leave_one_out(problem: Problem, fit: FitResult,
+def leave_one_out(problem: Problem, fit: FitResult, exact: bool = False,
                   progress: Callable[[int], None] | None = None) -> LeaveOneOut:
     """Refit without each row in turn (on the linear models at the full fit, from its
-    parameters), then simulate the left-out row exactly at the refitted parameters. Its
-    p10-p90 is the normal interval of ln(step) with the refit's parameter covariance and
-    the refit's robust residual scatter (the model's own error)."""
+    parameters) and predict the left-out row at the refitted parameters: by its linear
+    model (exact while its critical path stays; ``exact`` simulates it again). Its p10-p90
+    is the normal interval of ln(step) with the refit's parameter covariance and the
+    refit's robust residual scatter (the model's own error)."""
     n = len(problem.rows)
     pred, lo, hi = np.empty(n), np.empty(n), np.empty(n)
     all_rows = list(range(n))
     for i in all_rows:
-        others = [j for j in all_rows if j != i]
+        others = all_rows[:i] + all_rows[i + 1:]
         measured = np.array([problem.rows[j].measured_s for j in others])
         theta = _solve(problem, fit.lin, fit.theta, others, measured)
         cov, scale = covariance(problem, fit.lin, theta, others, measured)
-        exact = problem.linearise(theta, rows=[i])[0].t0
-        _, jac = problem.model(fit.lin, theta, [i])
+        (linear,), jac = problem.model(fit.lin, theta, [i])
+        t = problem.linearise(theta, rows=[i])[0].t0 if exact else float(linear)
         sd = math.sqrt(float(jac[0] @ cov @ jac[0]) + scale * scale)
-        pred[i], lo[i], hi[i] = exact, exact * math.exp(-Z80 * sd), exact * math.exp(Z80 * sd)
+        pred[i], lo[i], hi[i] = t, t * math.exp(-Z80 * sd), t * math.exp(Z80 * sd)
         if progress:
             progress(i + 1)
     measured = np.array([r.measured_s for r in problem.rows])

@@ -112,6 +112,17 @@ def add_stack_argument(parser: argparse.ArgumentParser) -> None:
         "the hardware as the simulator prices it)")
 
 
+def add_interval_arguments(parser: argparse.ArgumentParser, default: bool = True) -> None:
+    """--intervals / --no-intervals and --draws (p10/p50/p90 of step time and time to train
+    from the profile's assumed ranges and the stack's fitted intervals)."""
+    parser.add_argument(
+        "--intervals", action=argparse.BooleanOptionalAction, default=default,
+        help="p10/p50/p90 of step time and time to train from the profile's assumed ranges "
+        "and the stack's fitted parameters (fugaku_sim/sim/intervals.py)")
+    parser.add_argument("--draws", type=int, default=256,
+                        help="joint draws of the uncertain inputs (default 256)")
+
+
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("training settings (override the model preset's)")
     g.add_argument("--train-config", metavar="YAML", help="a TrainSpec mapping to start from")

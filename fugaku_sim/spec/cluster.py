@@ -14,6 +14,7 @@ from pydantic import Field, model_validator
 
 from fugaku_sim.spec.base import SpecModel
 from fugaku_sim.spec.campaign import CampaignProfile
+from fugaku_sim.spec.ranges import AssumedRange, check_ranges
 
 Precision = Literal["fp64", "fp32", "fp16", "bf16"]
 
@@ -293,9 +294,15 @@ class ClusterSpec(SpecModel):
         default_factory=CampaignProfile,
         description="start-up, checkpoint read rate, failure shape and queue wait of a job chain",
     )
+    assumed: dict[str, AssumedRange] = Field(
+        default_factory=dict,
+        description="figures with no public source: dotted path -> plausible {low, high} and "
+        "how to measure it (predictions sample within the ranges)",
+    )
 
     @model_validator(mode="after")
     def _allocation_fits(self) -> ClusterSpec:
+        check_ranges(self, self.assumed, "assumed")
         ic = self.interconnect
         total = ic.nodes
         if self.allocation.max_nodes > total:

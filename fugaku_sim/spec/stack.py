@@ -37,6 +37,7 @@ from pydantic import Field, model_validator
 from fugaku_sim.errors import SpecError
 from fugaku_sim.spec.base import SpecModel
 from fugaku_sim.spec.cluster import GemmPoint, efficiency_on_curve
+from fugaku_sim.spec.ranges import Interval, check_ranges, numeric_at
 
 #: the stack of a job when none is named: the hardware as the simulator always priced it
 DEFAULT_STACK = "ideal"
@@ -50,20 +51,6 @@ class CollectiveEfficiency(SpecModel):
     p2p: float = Field(default=1.0, gt=0, description="pipeline sends")
     allgather: float = Field(
         default=1.0, gt=0, description="all-gather and reduce-scatter (ZeRO, sequence parallelism)")
-
-
-class Interval(SpecModel):
-    """A range ``low <= value <= high``: a fitted parameter's 90% interval, or the plausible
-    range of an assumed figure."""
-
-    low: float
-    high: float
-
-    @model_validator(mode="after")
-    def _ordered(self) -> Interval:
-        if self.low > self.high:
-            raise ValueError(f"low: {self.low} is above high ({self.high})")
-        return self
 
 
 class StackProvenance(SpecModel):
@@ -125,11 +112,7 @@ class StackSpec(SpecModel):
             dims = [p.min_dim for p in curve]
             if not curve or dims != sorted(set(dims)):
                 raise ValueError("gemm_efficiency: min_dim values must be strictly increasing")
-        for path, interval in self.intervals.items():
-            value = stack_value(self, path)  # raises naming the path
-            if not interval.low <= value <= interval.high:
-                raise ValueError(f"intervals.{path}: {value:g} is outside "
-                                 f"[{interval.low:g}, {interval.high:g}]")
+        check_ranges(self, self.intervals, "intervals")
         return self
 
     def gemm_efficiency_at(self, hardware: float, min_dim: float) -> float:
@@ -154,20 +137,19 @@ FITTABLE: tuple[str, ...] = (
 )
 
 
+#: the parameters that are efficiencies: time goes as their inverse (an overhead's as itself)
+EFFICIENCIES = frozenset({"gemm_efficiency_scale", "nongemm_efficiency",
+                          "collective_efficiency.allreduce", "collective_efficiency.p2p",
+                          "collective_efficiency.allgather"})
+
+
 def stack_value(stack: StackSpec, path: str) -> float:
     """The numeric field at dotted ``path`` (``collective_efficiency.p2p``).
 
     Raises:
         ValueError: the path names no numeric field of a stack.
     """
-    node: Any = stack
-    for part in path.split("."):
-        if not isinstance(node, SpecModel) or part not in type(node).model_fields:
-            raise ValueError(f"{path}: not a field of a stack (fittable: {', '.join(FITTABLE)})")
-        node = getattr(node, part)
-    if isinstance(node, bool) or not isinstance(node, int | float):
-        raise ValueError(f"{path}: not a numeric field")
-    return float(node)
+    return numeric_at(stack, path)
 
 
 def with_values(stack: StackSpec, values: dict[str, Any]) -> StackSpec:
