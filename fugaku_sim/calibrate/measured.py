@@ -39,6 +39,9 @@ The format (``clusters/runs/README.md`` says the same for a reader of the data):
   modelled: a row using them must say ``representable`` false.
 - ``duplicate_of`` names the ``id`` of a row that reports the same measurement (a run quoted
   in two tables), so a fit counts it once.
+- ``fit_exclude`` gives the reason a fit of a software stack leaves a row out (the source
+  flags the run as anomalous, or replicates of it disagree beyond what any recorded condition
+  explains); the row stays in the file, and ``calibrate --from-runs`` still reports it.
 
 Errors are one line, ``FILE:LINE:COLUMN: column: what is wrong`` (:class:`UserError`).
 """
@@ -124,6 +127,9 @@ class MeasuredRun(SpecModel):
     representable: bool = True
     reason: str | None = None
     duplicate_of: str | None = None
+    fit_exclude: str | None = Field(
+        default=None, min_length=1,
+        description="why a fit of a software stack leaves the row out (the row stays data)")
     date: datetime.date | None = None
     source: str = Field(min_length=1)
     notes: str | None = None

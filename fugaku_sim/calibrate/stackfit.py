@@ -39,6 +39,7 @@ from fugaku_sim.calibrate.measured import MeasuredRun, _field_text, job_of
 from fugaku_sim.errors import UserError
 from fugaku_sim.sim.perturb import step_with_gradient
 from fugaku_sim.sim.predict import Setup, prepare
+from fugaku_sim.spec.cluster import ClusterSpec
 from fugaku_sim.spec.job import Job
 from fugaku_sim.spec.stack import EFFICIENCIES, FITTABLE, StackSpec, stack_value, with_values
 
@@ -214,7 +215,7 @@ class FitResult:
     theta: np.ndarray
     covariance: np.ndarray
     predicted_s: np.ndarray
-    residual_scale: float  # robust scale of the in-sample log residuals
+    residual_scale: float  # weighted standard deviation of the in-sample log residuals
     iterations: int
     lin: list[Linearised] = field(repr=False)
 
@@ -249,17 +250,17 @@ def _solve(problem: Problem, lin: list[Linearised], theta0: np.ndarray, rows: Se
 def covariance(problem: Problem, lin: list[Linearised], theta: np.ndarray,
                rows: Sequence[int], measured: np.ndarray) -> tuple[np.ndarray, float]:
     """Covariance of theta at the fit (robust-weighted Gauss-Newton: the soft-L1 loss's
-    weights, the weighted residual variance) and the robust residual scale."""
+    weights, the weighted residual variance over the degrees of freedom) and that residual
+    standard deviation (of ln step time; 0 when the rows leave no degree of freedom)."""
     t, jac = problem.model(lin, theta, rows)
     r = np.log(t) - np.log(measured)
     z = (r / SOFT_L1_SCALE) ** 2
     w = 1.0 / np.sqrt(1.0 + z)  # soft_l1: rho'(z) = (1 + z)^-1/2
     jw = jac * np.sqrt(w)[:, None]
-    dof = max(len(rows) - len(theta), 1)
-    s2 = float(np.sum(w * r * r) / dof)
-    info = jw.T @ jw
-    cov = np.linalg.pinv(info) * s2
-    return cov, _robust_scale(r)
+    dof = len(rows) - len(theta)
+    s2 = float(np.sum(w * r * r) / dof) if dof > 0 else 0.0
+    cov = np.linalg.pinv(jw.T @ jw) * s2
+    return cov, math.sqrt(s2)
 
 
 def fit_rows(problem: Problem, rows: Sequence[int] | None = None,
@@ -289,8 +290,8 @@ def fit_rows(problem: Problem, rows: Sequence[int] | None = None,
         if gap < tol:
             break
     cov, scale = covariance(problem, lin, theta, rows, measured)
-    exact = np.array([lin[i].t0 for i in rows])
-    return FitResult(theta, cov, exact, scale, outer, lin)
+    every = np.array([L.t0 for L in lin])  # every row's exact time at the fit
+    return FitResult(theta, cov, every, scale, outer, lin)
 
 
 @dataclass(frozen=True)
@@ -336,11 +337,29 @@ def leave_one_out(problem: Problem, fit: FitResult, exact: bool = False,
     return LeaveOneOut(pred, lo, hi, pred / measured - 1.0)
 
 
-def prepare_rows(runs: Sequence[MeasuredRun], base: StackSpec) -> list[FitRow]:
-    """Each run's job on ``base`` and its placed setup (built once)."""
+def hold_out(problem: Problem, fit_rows_: Sequence[int], progress: Callable[[str], None] | None
+             = None) -> tuple[FitResult, LeaveOneOut]:
+    """Fit on ``fit_rows_`` only and predict every row from that fit (the fitted ones
+    in-sample, the others held out), each with its p10-p90 (parameter covariance and the
+    fit's residual scatter)."""
+    fit = fit_rows(problem, fit_rows_, progress=progress)
+    n = len(problem.rows)
+    _, jac = problem.model(fit.lin, fit.theta, list(range(n)))
+    pred = np.array([L.t0 for L in fit.lin])
+    sd = np.sqrt(np.einsum("ij,jk,ik->i", jac, fit.covariance, jac) + fit.residual_scale ** 2)
+    measured = np.array([r.measured_s for r in problem.rows])
+    out = LeaveOneOut(pred, pred * np.exp(-Z80 * sd), pred * np.exp(Z80 * sd),
+                      pred / measured - 1.0)
+    return fit, out
+
+
+def prepare_rows(runs: Sequence[MeasuredRun], base: StackSpec,
+                 cluster: ClusterSpec | None = None) -> list[FitRow]:
+    """Each run's job on ``base`` (on ``cluster``, else the run's own profile) and its
+    placed setup (built once)."""
     out = []
     for run in runs:
-        job = job_of(run, stack=base)
+        job = job_of(run, cluster, stack=base)
         assert run.step_time_s is not None  # selected rows have a time
         out.append(FitRow(run, job, prepare(job), float(run.step_time_s)))
     return out

@@ -38,7 +38,7 @@ from fugaku_sim.spec import (
 )
 from fugaku_sim.spec.layout import RequestedAllocation
 from fugaku_sim.spec.record import read_layout_record
-from fugaku_sim.spec.stack import load_stack
+from fugaku_sim.spec.stack import StackSpec, load_stack, parse_scale, scaled
 from fugaku_sim.spec.train import OptimizerKind, RecomputeMode, TrainPrecision, ZeroStage
 
 # command-line option -> (section, field)
@@ -110,6 +110,21 @@ def add_stack_argument(parser: argparse.ArgumentParser) -> None:
         "--stack", metavar="NAME|YAML",
         help="software stack: a name under clusters/stacks/ or a YAML path (default: ideal, "
         "the hardware as the simulator prices it)")
+    parser.add_argument(
+        "--stack-scale", action="append", default=[], metavar="PARAMETER=FACTOR",
+        help="what-if: multiply a stack parameter (and its interval) by FACTOR, e.g. "
+        "gemm_efficiency_scale=6; repeatable")
+
+
+def stack_from_args(args: argparse.Namespace) -> StackSpec:
+    """The stack of --stack with the --stack-scale factors applied.
+
+    Raises:
+        SpecError: unknown stack, bad file, or a malformed factor.
+    """
+    stack = load_stack(getattr(args, "stack", None))
+    factors = dict(parse_scale(text) for text in getattr(args, "stack_scale", None) or [])
+    return scaled(stack, factors)
 
 
 def add_interval_arguments(parser: argparse.ArgumentParser, default: bool = True) -> None:
@@ -238,7 +253,7 @@ def job_from_args(args: argparse.Namespace) -> Job:
     """Build and validate the :class:`Job` the options describe."""
     cluster = load_cluster(args.cluster)
     model, train, layout = resolve_specs(args)
-    return make_job(cluster, model, train, layout, load_stack(getattr(args, "stack", None)))
+    return make_job(cluster, model, train, layout, stack_from_args(args))
 
 
 def print_json(obj: Any) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 from fugaku_sim.commands.common import (
     add_model_arguments,
+    stack_from_args,
     add_train_arguments,
     print_json,
     resolve_specs,
@@ -87,7 +88,6 @@ def _table(rows: list[dict[str, Any]], title: str) -> None:
 def run(args: argparse.Namespace) -> int:
     from fugaku_sim.sim.plan import no_layout_message, plan_layouts
     from fugaku_sim.spec import load_cluster
-    from fugaku_sim.spec.stack import load_stack
 
     if args.nodes <= 0:
         raise UserError(f"--nodes: must be positive, got {args.nodes}")
@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         cluster = cluster.model_copy(update={"node": node})
     args.tp = args.pp = args.dp = None  # the plan chooses the layout
     model, train, _layout = resolve_specs(args)
-    stack = load_stack(args.stack)
+    stack = stack_from_args(args)
     result = plan_layouts(cluster, model, train, args.nodes, interleaved=args.interleaved,
                           stack=stack)
     if not result.predictions:
