@@ -210,10 +210,26 @@ class FromRuns:
         return max(_robust_scale(r), self.fit.residual_scale)
 
 
+def hardware_of(cluster: ClusterSpec, occupancy: dict[str, Any] | None
+                ) -> Callable[[MeasuredRun], ClusterSpec]:
+    """The hardware each run saw: ``cluster``; for a run on one node, the node as a job of
+    that many processes sees it (:func:`fugaku_sim.calibrate.compare.occupied_cluster`,
+    with the calibrated ``occupancy``), as ``validate`` predicts it."""
+    from fugaku_sim.calibrate.compare import occupied_cluster
+
+    def for_run(run: MeasuredRun) -> ClusterSpec:
+        if run.nodes == 1:
+            return occupied_cluster(cluster, run.processes_per_node, occupancy)
+        return cluster
+
+    return for_run
+
+
 def run_fit(inputs: Inputs, cluster: ClusterSpec, base: StackSpec, free: Sequence[str] | None,
             factors: Sequence[ConditionFactor], qualities: Sequence[str],
             include_excluded: bool, fit_only: Sequence[str] | None,
-            progress: Callable[[str], None] | None = None) -> FromRuns:
+            progress: Callable[[str], None] | None = None,
+            occupancy: dict[str, Any] | None = None) -> FromRuns:
     """Select, fit and check (see the module docstring).
 
     Raises:
@@ -228,7 +244,8 @@ def run_fit(inputs: Inputs, cluster: ClusterSpec, base: StackSpec, free: Sequenc
             raise UserError(f"--condition-factor: no fitted run has {f.name}={f.value}")
     if progress:
         progress(f"placing {len(rows)} runs")
-    problem = Problem(prepare_rows(rows, base, cluster), base, free, factors)
+    problem = Problem(prepare_rows(rows, base, hardware_of(cluster, occupancy)), base, free,
+                      factors)
     ids = [r.id for r in rows]
     if fit_only:
         unknown = [i for i in fit_only if i not in ids]

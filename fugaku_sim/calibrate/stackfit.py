@@ -354,12 +354,13 @@ def hold_out(problem: Problem, fit_rows_: Sequence[int], progress: Callable[[str
 
 
 def prepare_rows(runs: Sequence[MeasuredRun], base: StackSpec,
-                 cluster: ClusterSpec | None = None) -> list[FitRow]:
-    """Each run's job on ``base`` (on ``cluster``, else the run's own profile) and its
-    placed setup (built once)."""
+                 cluster_for: Callable[[MeasuredRun], ClusterSpec] | None = None
+                 ) -> list[FitRow]:
+    """Each run's job on ``base`` (on ``cluster_for(run)``, else the run's own profile) and
+    its placed setup (built once)."""
     out = []
     for run in runs:
-        job = job_of(run, cluster, stack=base)
+        job = job_of(run, cluster_for(run) if cluster_for else None, stack=base)
         assert run.step_time_s is not None  # selected rows have a time
         out.append(FitRow(run, job, prepare(job), float(run.step_time_s)))
     return out

@@ -25,7 +25,9 @@ def run_from_runs(args: argparse.Namespace) -> int:
         stack_path,
         stack_yaml,
     )
+    from fugaku_sim.calibrate.record import load_occupancy
     from fugaku_sim.calibrate.stackfit import parse_condition_factor
+    from fugaku_sim.spec.load import resolve_cluster_path
     from fugaku_sim.io import write_text
     from fugaku_sim.spec import load_cluster
     from fugaku_sim.spec.stack import load_stack
@@ -43,9 +45,11 @@ def run_from_runs(args: argparse.Namespace) -> int:
     fit_only = [i.strip() for i in args.fit_only.split(",")] if args.fit_only else None
     inputs = read_inputs(args.from_runs, args.cluster)
     console = Console(stderr=True)
+    occupancy = load_occupancy(resolve_cluster_path(args.cluster))
     with console.status("fitting") as status:
         result = run_fit(inputs, cluster, base, free, factors, qualities,
-                         args.include_excluded, fit_only, progress=status.update)
+                         args.include_excluded, fit_only, progress=status.update,
+                         occupancy=occupancy)
     name = out.stem
     command = " ".join(["fugaku-sim", *sys.argv[1:]]) if sys.argv[1:2] == ["calibrate"] else ""
     stack = fitted_stack(result, base, name, args.description or

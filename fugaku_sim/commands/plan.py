@@ -37,6 +37,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print a JSON list, best first")
     parser.add_argument("--plot", metavar="FILE", help="write a PNG of every layout")
     parser.add_argument("--emit-job", metavar="DIR", help="write job script + rank map of the best")
+    parser.add_argument("--intervals-top", type=int, default=3, metavar="K",
+                        help="p10/p50/p90 of step time and time to train for the best K "
+                        "layouts (default 3; 0: none); the others get none")
+
+
+def _spread(row: dict[str, Any]) -> str:
+    iv = row.get("intervals")
+    if not iv:
+        return "-"
+    q = iv["step_time_s"]
+    return f"{q['p10']:.2f}..{q['p90']:.2f}"
 
 
 def _table(rows: list[dict[str, Any]], title: str) -> None:
@@ -54,6 +65,7 @@ def _table(rows: list[dict[str, Any]], title: str) -> None:
         "placement",
         "shape",
         "step s",
+        "p10..p90 s",
         "tokens/s",
         "MFU",
         "GiB",
@@ -74,6 +86,7 @@ def _table(rows: list[dict[str, Any]], title: str) -> None:
             r["placement"],
             r["job_shape"],
             f"{r['step_time_s']:.3f}",
+            _spread(r),
             f"{r['tokens_per_s']:,.0f}",
             f"{r['mfu']:.3f}",
             f"{r['memory_per_node_GiB']:.1f}",
@@ -81,11 +94,12 @@ def _table(rows: list[dict[str, Any]], title: str) -> None:
             "-" if r.get("node_hours") is None else f"{r['node_hours']:,.0f}",
         )
     console = Console()
-    console.width = max(console.width, 150)  # 14 columns: do not squeeze them in 80
+    console.width = max(console.width, 165)  # 15 columns: do not squeeze them in 80
     console.print(t)
 
 
 def run(args: argparse.Namespace) -> int:
+    from fugaku_sim.sim.intervals import predict_intervals
     from fugaku_sim.sim.plan import no_layout_message, plan_layouts
     from fugaku_sim.spec import load_cluster
 
@@ -106,6 +120,11 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(no_layout_message(result, cluster, args.nodes))
     best = result.predictions[: args.top] if args.top else result.predictions
     rows = [p.to_json() for p in best]
+    if args.intervals_top < 0:
+        raise UserError(f"--intervals-top: must be 0 or more, got {args.intervals_top}")
+    for i, (pred, row) in enumerate(zip(best, rows)):
+        row["intervals"] = (predict_intervals(pred, result.setup_of(pred)).to_json()
+                            if i < args.intervals_top else None)
     if args.plot:
         from fugaku_sim.sim.plots import plot_plan
 
@@ -119,7 +138,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         _table(
             rows,
-            f"{model.name} on {args.nodes:,} nodes of {cluster.name}: "
-            f"{len(result.predictions)} layouts fit of {result.considered} considered",
+            f"{model.name} on {args.nodes:,} nodes of {cluster.name} (stack {stack.name}): "
+            f"{len(result.predictions)} layouts fit of {result.considered} considered; "
+            f"p10..p90 for the best {min(args.intervals_top, len(rows))} only",
         )
     return 0

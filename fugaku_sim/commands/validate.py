@@ -25,12 +25,14 @@ from typing import get_args
 
 from fugaku_sim.calibrate.compare import STATISTICS
 from fugaku_sim.calibrate.launch import add_launch_arguments
+from fugaku_sim.commands.common import add_stack_argument, stack_from_args
 from fugaku_sim.sim.predict import Mode
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cluster", default="local-calibrated",
                         help="calibrated profile (preset name or YAML path)")
+    add_stack_argument(parser)
     parser.add_argument("--runs", default="default",
                         help="run set: default, quick, or a YAML file with a 'runs:' list")
     parser.add_argument("--from-metrics", nargs="+", type=Path, metavar="DIR",
@@ -63,12 +65,15 @@ def run(args: argparse.Namespace) -> int:
     from fugaku_sim.calibrate.runs import load_runs
     from fugaku_sim.spec import load_cluster
     from fugaku_sim.spec.load import resolve_cluster_path
+    from fugaku_sim.spec.stack import stack_identity
 
     cluster = load_cluster(args.cluster)
+    stack = stack_from_args(args)
     cluster_file = resolve_cluster_path(args.cluster)
     occupancy = load_occupancy(cluster_file)
     console = Console(stderr=True)
     meta = {"cluster": cluster.name, "cluster_file": str(cluster_file), "mode": args.mode,
+            "stack": stack_identity(stack),
             "occupancy": occupancy, **provenance()}
     if args.from_metrics:
         dirs = list(args.from_metrics)
@@ -85,8 +90,8 @@ def run(args: argparse.Namespace) -> int:
         warm = {d: r.warmup_steps for d, r in zip(dirs, runs)}
     meta["load_average_end"] = load_average()
     meta["statistic"] = args.statistic
-    rows = [compare_run(cluster, read_measured(d, warm[d], args.statistic), args.mode, occupancy)
-            for d in dirs]
+    rows = [compare_run(cluster, read_measured(d, warm[d], args.statistic), args.mode, occupancy,
+                        stack) for d in dirs]
     summary = summarize_rows(rows)
     summary["targets"] = TARGETS
     summary["targets_met"] = bool(

@@ -59,6 +59,11 @@ class PlanResult:
     considered: int = 0
     too_big: list[tuple[float, Job]] = field(default_factory=list)
     rejected: dict[str, int] = field(default_factory=dict)
+    setups: dict[tuple[Any, ...], Setup] = field(default_factory=dict)  # by setup_key
+
+    def setup_of(self, pred: Prediction) -> Setup:
+        """The placed job a prediction ran on (for its intervals)."""
+        return self.setups[setup_key(pred.job)]
 
     def smallest_memory(self) -> tuple[float, Job] | None:
         return min(self.too_big, key=lambda x: x[0]) if self.too_big else None
@@ -103,7 +108,7 @@ def plan_layouts(
     """Predict every valid layout that fits memory (on ``stack``); best (most tokens/s)
     first."""
     result = PlanResult([])
-    setups: dict[tuple[Any, ...], Setup] = {}
+    setups = result.setups
     for job in candidate_jobs(cluster, model, train, nodes, interleaved, stack):
         result.considered += 1
         if isinstance(job, str):
@@ -113,8 +118,7 @@ def plan_layouts(
         if not fits_memory(job, peak):
             result.too_big.append((peak, job))
             continue
-        lay = job.layout
-        key = (lay.tp, lay.pp, lay.dp, lay.placement, lay.rank_order)
+        key = setup_key(job)
         try:
             if key not in setups:
                 setups[key] = prepare(job)
@@ -123,6 +127,12 @@ def plan_layouts(
             result.rejected[str(exc)] = result.rejected.get(str(exc), 0) + 1
     result.predictions.sort(key=lambda p: p.step_time_s / p.job.global_batch_tokens)
     return result
+
+
+def setup_key(job: Job) -> tuple[Any, ...]:
+    """What a placed job depends on: the split and where its ranks go."""
+    lay = job.layout
+    return (lay.tp, lay.pp, lay.dp, lay.placement, lay.rank_order)
 
 
 def no_layout_message(result: PlanResult, cluster: ClusterSpec, nodes: int) -> str:
