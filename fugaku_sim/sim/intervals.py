@@ -11,8 +11,9 @@ The uncertain inputs:
   with standard deviation ``log_residual_sigma``.
 
 Propagation (:func:`predict_intervals`). The step is simulated at each profile figure's
-``low`` and ``high`` with everything else central; between those, its effect is
-interpolated linearly (through the central value). The stack's parameters act through the
+``low`` and ``high`` with everything else central; between those, its effect follows the
+curve a + b / x + c x through the three points (exact when time goes as the figure's inverse,
+an efficiency or a bandwidth, or as the figure, an overhead or a latency). The stack's parameters act through the
 step's exact derivatives in their natural coordinates (:mod:`fugaku_sim.sim.perturb`), so
 correlated parameters are drawn together. Effects add (the interactions between profile
 figures are not simulated); the model error multiplies. Draws (256 by default, a fixed seed)
@@ -190,35 +191,78 @@ def _triangular(rng: np.random.Generator, item: Uncertain, n: int) -> np.ndarray
 
 
 def _interpolate(x: np.ndarray, r: Response, central: float) -> np.ndarray:
-    """Effect on the step of a profile figure at ``x``: linear through (low, step_low),
-    (value, central), (high, step_high)."""
+    """Effect on the step of a profile figure at ``x``: the curve a + b / x + c x through
+    (low, step_low), (value, central), (high, step_high), which is exact for a time that
+    goes as the inverse of the figure (an efficiency, a bandwidth) or as the figure itself
+    (an overhead, a latency); piecewise linear when the three points do not fix it."""
     lo, mid, hi = r.input.low, r.input.value, r.input.high
-    out = np.zeros_like(x)
-    if mid > lo:
-        below = x < mid
-        out[below] = (r.step_s[0] - central) * (mid - x[below]) / (mid - lo)
-    if hi > mid:
-        above = x > mid
-        out[above] = (r.step_s[1] - central) * (x[above] - mid) / (hi - mid)
-    return out
+    ys = np.array([r.step_s[0], central, r.step_s[1]])
+    xs = np.array([lo, mid, hi])
+    if min(xs) > 0 and lo < mid < hi:
+        basis = np.stack([np.ones(3), 1.0 / xs, xs], axis=1)
+        a, b, c = np.linalg.solve(basis, ys)
+        return (a + b / x + c * x) - central
+    return np.interp(x, xs, ys) - central
 
 
-def _stack_draws(job: Job, setup: Setup, rng: np.random.Generator, n: int,
-                 central: float) -> np.ndarray:
-    """Step time of ``n`` joint draws of the stack's fitted parameters (linear in their
-    natural coordinates, from the exact derivatives at the centre)."""
+@dataclass(frozen=True)
+class Draws:
+    """Joint draws of the uncertain inputs: the stack's log parameters (n, k), each profile
+    figure's values (n,), the model error's standard normals (n,)."""
+
+    stack_logs: np.ndarray
+    profile: dict[str, np.ndarray]
+    noise: np.ndarray
+
+
+@dataclass(frozen=True)
+class Surrogate:
+    """The step as a cheap function of the uncertain inputs (see the module docstring)."""
+
+    central: float
+    paths: list[str]  # the stack's fitted parameters
+    mean: np.ndarray  # their logs at the centre
+    cov: np.ndarray  # covariance of their logs
+    slope: np.ndarray  # d step / d natural coordinate
+    sign: np.ndarray  # -1 for an efficiency, +1 for an overhead
+    profile: list[Response]
+    sigma: float  # the stack's model error
+
+    def draw(self, rng: np.random.Generator, n: int) -> Draws:
+        logs = (rng.multivariate_normal(self.mean, self.cov, size=n, method="svd")
+                if self.paths else np.zeros((n, 0)))
+        values = {r.input.path: _triangular(rng, r.input, n) for r in self.profile}
+        noise = rng.standard_normal(n) if self.sigma > 0 else np.zeros(n)
+        return Draws(logs, values, noise)
+
+    def steps(self, d: Draws) -> np.ndarray:
+        """The step time of each draw."""
+        coord0 = np.exp(self.sign * self.mean)
+        step = self.central + (np.exp(self.sign * d.stack_logs) - coord0) @ self.slope
+        profile = np.zeros(len(d.noise))
+        for r in self.profile:
+            profile = profile + _interpolate(d.profile[r.input.path], r, self.central)
+        # the profile's effects scale with the stack's: relative to the central step
+        step = step * (1.0 + profile / self.central) * np.exp(self.sigma * d.noise)
+        return np.maximum(step, 1e-12)
+
+
+def surrogate(pred: Prediction, setup: Setup, resp: list[Response]) -> Surrogate:
+    """The step of ``pred`` as a function of its uncertain inputs: exact derivatives of the
+    stack's fitted parameters in their natural coordinates (one simulated run), the profile
+    figures' simulated ends (``resp``)."""
+    job, central = pred.job, pred.step_time_s
     stack = job.stack
     paths = [p for p in stack.intervals if p in FITTABLE]
-    if not paths:
-        return np.full(n, central)
-    mean = np.log([stack_value(stack, p) for p in paths])
-    cov = _log_covariance(stack, paths)
-    logs = rng.multivariate_normal(mean, cov, size=n, method="svd")
-    grad = step_with_gradient(job, setup, paths)
+    mean = np.log([stack_value(stack, p) for p in paths]) if paths else np.zeros(0)
     sign = np.array([-1.0 if p in EFFICIENCIES else 1.0 for p in paths])
-    coord0 = np.exp(sign * mean)
-    slope = np.array([grad.d_step_d_log[p] for p in paths]) / (sign * coord0)
-    return central + (np.exp(sign * logs) - coord0) @ slope
+    slope = np.zeros(len(paths))
+    if paths:
+        grad = step_with_gradient(job, setup, paths)
+        slope = np.array([grad.d_step_d_log[p] for p in paths]) / (sign * np.exp(sign * mean))
+    cov = _log_covariance(stack, paths) if paths else np.zeros((0, 0))
+    profile = [r for r in resp if r.input.source == "profile"]
+    return Surrogate(central, paths, mean, cov, slope, sign, profile, stack.log_residual_sigma)
 
 
 def _log_covariance(stack: Any, paths: list[str]) -> np.ndarray:
@@ -227,8 +271,7 @@ def _log_covariance(stack: Any, paths: list[str]) -> np.ndarray:
     prov = stack.provenance
     if prov is not None and prov.covariance and set(paths) <= set(prov.parameters):
         idx = [prov.parameters.index(p) for p in paths]
-        full = np.array(prov.covariance)
-        return full[np.ix_(idx, idx)]
+        return np.array(prov.covariance)[np.ix_(idx, idx)]
     sd = [math.log(stack.intervals[p].high / stack.intervals[p].low) / (2 * Z90)
           for p in paths]
     return np.diag(np.square(sd))
@@ -258,30 +301,20 @@ class IntervalResult:
 def predict_intervals(pred: Prediction, setup: Setup, draws: int = DRAWS, seed: int = 0,
                       resp: list[Response] | None = None) -> IntervalResult:
     """p10/p50/p90 of ``pred``'s step time and time to train (see the module docstring)."""
-    job, central = pred.job, pred.step_time_s
-    rng = np.random.default_rng(seed)
+    job = pred.job
     resp = resp if resp is not None else responses(pred, setup)
-    step = _stack_draws(job, setup, rng, draws, central)
-    sampled: dict[str, np.ndarray] = {}
-    for r in resp:
-        if r.input.source != "profile":
-            continue
-        x = _triangular(rng, r.input, draws)
-        sampled[r.input.path] = x
-        step = step + _interpolate(x, r, central)
-    sigma = job.stack.log_residual_sigma
-    if sigma > 0:
-        step = step * np.exp(sigma * rng.standard_normal(draws))
-    step = np.maximum(step, 1e-12)
+    model = surrogate(pred, setup, resp)
+    d = model.draw(np.random.default_rng(seed), draws)
+    step = model.steps(d)
     train = None
     if job.run_steps() is not None:
-        write = sampled.get("checkpoint_write_GBps", np.full(draws, job.cluster.checkpoint_write_GBps))
-        mtbf = sampled.get("mtbf_node_h", np.full(draws, job.cluster.mtbf_node_h))
+        c = job.cluster
+        write = d.profile.get("checkpoint_write_GBps", np.full(draws, c.checkpoint_write_GBps))
+        mtbf = d.profile.get("mtbf_node_h", np.full(draws, c.mtbf_node_h))
         days = [_train_days(job, float(s), float(w), float(m))
                 for s, w, m in zip(step, write, mtbf)]
         train = _quantiles(np.array(days, dtype=float))
-    names = [r.input.name for r in resp]
-    return IntervalResult(_quantiles(step), train, draws, names)
+    return IntervalResult(_quantiles(step), train, draws, [r.input.name for r in resp])
 
 
 @dataclass(frozen=True)
