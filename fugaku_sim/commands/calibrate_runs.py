@@ -27,9 +27,9 @@ def run_from_runs(args: argparse.Namespace) -> int:
     )
     from fugaku_sim.calibrate.record import load_occupancy
     from fugaku_sim.calibrate.stackfit import parse_condition_factor
-    from fugaku_sim.spec.load import resolve_cluster_path
     from fugaku_sim.io import write_text
     from fugaku_sim.spec import load_cluster
+    from fugaku_sim.spec.load import resolve_cluster_path
     from fugaku_sim.spec.stack import load_stack
 
     if not args.cluster:
@@ -51,7 +51,8 @@ def run_from_runs(args: argparse.Namespace) -> int:
                          args.include_excluded, fit_only, progress=status.update,
                          occupancy=occupancy)
     name = out.stem
-    command = " ".join(["fugaku-sim", *sys.argv[1:]]) if sys.argv[1:2] == ["calibrate"] else ""
+    # the arguments as given (a list, so the fit can be replayed exactly)
+    command = sys.argv[1:] if sys.argv[1:2] == ["calibrate"] else []
     stack = fitted_stack(result, base, name, args.description or
                          f"fitted to {len(result.problem.rows)} runs on {cluster.name}", command)
     write_text(out, stack_yaml(stack, result, args.cluster))

@@ -12,10 +12,10 @@ from typing import Any
 
 from fugaku_sim.commands.common import (
     add_model_arguments,
-    stack_from_args,
     add_train_arguments,
     print_json,
     resolve_specs,
+    stack_from_args,
 )
 from fugaku_sim.errors import UserError
 

@@ -27,6 +27,7 @@ files and their sha256, the tool version, the date, the fit's statistics and cov
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,6 +104,10 @@ class StackSpec(SpecModel):
         "the fit's leave-one-out: the error of the model itself, beside its parameters'")
     intervals: dict[str, Interval] = Field(
         default_factory=dict, description="90% interval of each fitted parameter, by path")
+    scaled_from: str | None = Field(
+        default=None, description="a what-if: the stack whose parameters it scales")
+    scale_factors: dict[str, float] = Field(
+        default_factory=dict, description="a what-if: the factor on each scaled parameter")
     provenance: StackProvenance | None = None
 
     @model_validator(mode="after")
@@ -205,7 +210,7 @@ class LoadedStack:
     path: Path
     sha256: str
 
-    def describe(self) -> dict[str, str]:
+    def describe(self) -> dict[str, Any]:
         """``{"name": ..., "file": ..., "sha256": ...}`` for JSON output."""
         return {"name": self.spec.name, "file": self.path.name, "sha256": self.sha256}
 
@@ -221,9 +226,7 @@ def load_stack_file(ref: str | None) -> LoadedStack:
     path = resolve_stack_path(ref or DEFAULT_STACK)
     data = read_yaml(path)
     spec = validate_section(StackSpec, data, str(path))
-    loaded = LoadedStack(spec, path, hashlib.sha256(path.read_bytes()).hexdigest())
-    _remember(loaded)
-    return loaded
+    return LoadedStack(spec, path, hashlib.sha256(path.read_bytes()).hexdigest())
 
 
 def load_stack(ref: str | None) -> StackSpec:
@@ -236,26 +239,28 @@ IDEAL = StackSpec(name=DEFAULT_STACK,
                   description="the hardware as the simulator prices it; no software losses")
 
 
-_IDENTITIES: dict[str, dict[str, str | None]] = {}
+def stack_identity(stack: StackSpec) -> dict[str, Any]:
+    """Name, file and file sha256 of a stack, for the JSON of a prediction: the file of the
+    stack's name if its content is the stack's (``file`` and ``sha256`` None for a stack
+    built in memory); a what-if names the stack it was scaled from, with that stack's file,
+    and the factors."""
+    if stack.scaled_from is not None:
+        return {"name": stack.name, "file": None, "sha256": None,
+                "scaled_from": _file_identity(stack.scaled_from, None),
+                "scale_factors": dict(stack.scale_factors)}
+    return _file_identity(stack.name, stack.model_dump_json())
 
 
-def _remember(loaded: LoadedStack) -> None:
-    _IDENTITIES[loaded.spec.model_dump_json()] = loaded.describe()
-
-
-def stack_identity(stack: StackSpec) -> dict[str, str | None]:
-    """Name, file and file sha256 of a stack, for the JSON of a prediction. The file is the
-    one the stack's content was loaded from (the named stack's file if its content is the
-    same); ``file`` and ``sha256`` are None for a stack built in memory (a what-if)."""
-    key = stack.model_dump_json()
-    if key not in _IDENTITIES:
-        try:
-            loaded = load_stack_file(stack.name)
-        except SpecError:
-            loaded = None
-        if loaded is None or loaded.spec.model_dump_json() != key:
-            return {"name": stack.name, "file": None, "sha256": None}
-    return _IDENTITIES[key]
+@functools.lru_cache(maxsize=64)
+def _file_identity(name: str, content: str | None) -> dict[str, Any]:
+    """The file of stack ``name`` (when its content is ``content``, if given)."""
+    try:
+        loaded = load_stack_file(name)
+    except SpecError:
+        loaded = None
+    if loaded is None or (content is not None and loaded.spec.model_dump_json() != content):
+        return {"name": name, "file": None, "sha256": None}
+    return loaded.describe()
 
 
 def parse_scale(text: str) -> tuple[str, float]:
@@ -293,8 +298,6 @@ def scaled(stack: StackSpec, factors: dict[str, float]) -> StackSpec:
     what = ", ".join(f"{p} x{f:g}" for p, f in factors.items())
     data["name"] = f"{stack.name}+what-if"
     data["description"] = f"{stack.description} -- what-if: {what}".strip(" -")
-    out = StackSpec.model_validate(data)
-    base = stack_identity(stack)
-    _IDENTITIES[out.model_dump_json()] = {**base, "name": out.name, "base": stack.name,
-                                          "scaled": what}
-    return out
+    data["scaled_from"] = stack.name
+    data["scale_factors"] = dict(factors)
+    return StackSpec.model_validate(data)

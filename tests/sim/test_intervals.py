@@ -14,10 +14,10 @@ from fugaku_sim.sim.intervals import (
     _log_covariance,
     predict_intervals,
     profile_inputs,
-    surrogate,
     responses,
     sensitivity,
     stack_inputs,
+    surrogate,
 )
 from fugaku_sim.sim.predict import predict, prepare, run_engine
 from fugaku_sim.spec.ranges import with_numbers

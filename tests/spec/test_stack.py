@@ -102,8 +102,10 @@ def test_scaled_what_if_multiplies_values_and_intervals() -> None:
     lo = base.spec.intervals["collective_efficiency.p2p"].low
     assert out.intervals["collective_efficiency.p2p"].low == pytest.approx(3 * lo)
     ident = stack_identity(out)
-    assert ident["base"] == base.spec.name and ident["sha256"] == base.sha256
-    assert "gemm_efficiency_scale x6" in str(ident["scaled"])
+    assert ident["scaled_from"] == base.describe() and ident["sha256"] is None
+    assert ident["scale_factors"] == {"gemm_efficiency_scale": 6.0,
+                                      "collective_efficiency.p2p": 3.0}
+    assert out.name == "deepspeedfugaku-2023+what-if"
     assert scaled(base.spec, {}) is base.spec
 
 
