@@ -1,7 +1,7 @@
 # Close the loop.
 # - compare_run (part of `all`): the simulator's prediction for the layout the training run
-#   used, beside what the run measured; on train.cluster, or (compare.profile: measured) on
-#   the profile `calibrate` measures on this machine in the same build.
+#   used, beside what the run measured; on the profile `calibrate` measures on this machine in
+#   the same build (compare.profile: measured, the default), or on train.cluster.
 # - `snakemake compare`: calibrate this machine with microbenchmarks, run a set of short
 #   training runs (DP, TP, PP, mixed; oversubscribed ones included), compare each with its
 #   prediction on the calibrated profile, and fit this machine's software stack to those runs

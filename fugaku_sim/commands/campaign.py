@@ -164,13 +164,10 @@ def step_distribution(values: list[float] | None) -> Duration | None:
 def predicted_step_distribution(pred: Prediction, setup: Any) -> Duration | None:
     """The prediction's p10/p50/p90 step time as the campaign's step distribution (None,
     the single value, when the inputs leave no spread)."""
-    from fugaku_sim.sim.distributions import Quantiles
     from fugaku_sim.sim.intervals import predict_intervals
 
     q = predict_intervals(pred, setup).step_time_s
-    if not q.p10 < q.p90:
-        return None
-    return Quantiles(q.p10, q.p50, q.p90)
+    return q if q.p10 < q.p90 else None
 
 
 def _quantile_dates(q: dict[str, float | None], start: datetime) -> dict[str, str | None]:
@@ -293,7 +290,7 @@ def run(args: argparse.Namespace) -> int:
     step = step_distribution(args.step_time_s)
     job = job_from_args(args)
     if args.mtbf_node_h is not None:
-        job = replace(job, cluster=job.cluster.model_copy(update={"mtbf_node_h": args.mtbf_node_h}))
+        job = replace(job, cluster=job.cluster.with_given({"mtbf_node_h": args.mtbf_node_h}))
     setup = prepare(job)
     pred = predict(job, setup=setup)
     if step is None and args.step_interval:

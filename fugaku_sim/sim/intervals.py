@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from fugaku_sim.sim.distributions import Quantiles
 from fugaku_sim.sim.perturb import step_with_gradient
 from fugaku_sim.sim.predict import Prediction, Setup, checkpoint_bytes, prepare, run_engine
 from fugaku_sim.sim.reliability import plan_failures
@@ -167,16 +168,6 @@ def responses(pred: Prediction, setup: Setup,
         fn = profile_response if item.source == "profile" else stack_response
         out.append(fn(pred, setup, item))
     return out
-
-
-@dataclass(frozen=True)
-class Quantiles:
-    p10: float
-    p50: float
-    p90: float
-
-    def to_json(self) -> dict[str, float]:
-        return {"p10": self.p10, "p50": self.p50, "p90": self.p90}
 
 
 def _quantiles(values: np.ndarray) -> Quantiles:

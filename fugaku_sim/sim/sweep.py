@@ -43,14 +43,9 @@ VARIABLES = (
 
 
 def _cluster(cluster: ClusterSpec, path: str, value: Any) -> ClusterSpec:
-    """A copy of ``cluster`` with the dotted field ``path`` set."""
-    data = cluster.model_dump()
-    target = data
-    keys = path.split(".")
-    for k in keys[:-1]:
-        target = target[k]
-    target[keys[-1]] = value
-    return ClusterSpec.model_validate(data)
+    """A copy of ``cluster`` with the dotted field ``path`` set (a given figure: its
+    assumed range goes, :meth:`ClusterSpec.with_given`)."""
+    return cluster.with_given({path: value})
 
 
 def _scaled_curve(cluster: ClusterSpec, top: float) -> ClusterSpec:

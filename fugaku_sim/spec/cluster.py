@@ -8,13 +8,13 @@ the bottom of each class (bytes per second, seconds, FLOP/s). Hardware numbers l
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
 from fugaku_sim.spec.base import SpecModel
 from fugaku_sim.spec.campaign import CampaignProfile
-from fugaku_sim.spec.ranges import AssumedRange, check_ranges
+from fugaku_sim.spec.ranges import AssumedRange, check_ranges, with_numbers
 
 Precision = Literal["fp64", "fp32", "fp16", "bf16"]
 
@@ -319,6 +319,17 @@ class ClusterSpec(SpecModel):
                         f"allocation.virtual_axes.{i}: unknown dimension {unknown[0]!r}"
                     )
         return self
+
+    def with_given(self, values: dict[str, Any]) -> ClusterSpec:
+        """A validated copy with the fields at the dotted paths of ``values`` set: figures
+        given now, so the ranges ``assumed`` for them (and for anything under them) go.
+
+        Raises:
+            pydantic.ValidationError: a value breaks a rule of the profile.
+        """
+        assumed = {p: r for p, r in self.assumed.items()
+                   if not any(p == v or p.startswith(v + ".") for v in values)}
+        return with_numbers(self.model_copy(update={"assumed": assumed}), values)
 
     def virtual_axis_limits(self) -> list[int]:
         """Largest extent of each virtual job axis (product of the physical sizes it folds)."""

@@ -1,4 +1,5 @@
-"""Job: a cluster, a model, training settings and a layout, checked against each other.
+"""Job: a cluster, a model, training settings, a layout and a software stack, checked against
+each other (what + how + where: the hardware and the stack that runs on it).
 
 The single-section rules live on each model; the rules that span sections live here and name
 the dotted path of the field to fix (``layout.tp: 5 does not divide model.heads (36)``).

@@ -101,16 +101,25 @@ def is_path_ref(ref: str) -> bool:
     return "/" in ref or ref.endswith((".yaml", ".yml")) or Path(ref).is_file()
 
 
-def resolve_cluster_path(ref: str) -> Path:
-    """The YAML file for a cluster preset name or path."""
+def resolve_named_yaml(ref: str, dirs: list[Path], option: str, noun: str) -> Path:
+    """``ref`` as a path, else ``<ref>.yaml`` in the first of ``dirs`` that has it.
+
+    Raises:
+        SpecError: ``<option>: no <noun> 'ref'; known: ...`` when no folder has it.
+    """
     if is_path_ref(ref):
         return Path(ref)
-    for folder in cluster_dirs():
+    for folder in dirs:
         candidate = folder / f"{ref}.yaml"
         if candidate.is_file():
             return candidate
-    names = sorted({p.stem for d in cluster_dirs() if d.is_dir() for p in d.glob("*.yaml")})
-    raise SpecError(f"--cluster: no cluster preset {ref!r}; known: {', '.join(names)}")
+    names = sorted({p.stem for d in dirs if d.is_dir() for p in d.glob("*.yaml")})
+    raise SpecError(f"{option}: no {noun} {ref!r}; known: {', '.join(names) or 'none'}")
+
+
+def resolve_cluster_path(ref: str) -> Path:
+    """The YAML file for a cluster preset name or path."""
+    return resolve_named_yaml(ref, cluster_dirs(), "--cluster", "cluster preset")
 
 
 def load_cluster(ref: str) -> ClusterSpec:

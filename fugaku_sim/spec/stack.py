@@ -190,16 +190,9 @@ def resolve_stack_path(ref: str) -> Path:
     Raises:
         SpecError: no such stack (naming the known ones).
     """
-    from fugaku_sim.spec.load import is_path_ref
+    from fugaku_sim.spec.load import resolve_named_yaml
 
-    if is_path_ref(ref):
-        return Path(ref)
-    for folder in stack_dirs():
-        candidate = folder / f"{ref}.yaml"
-        if candidate.is_file():
-            return candidate
-    names = sorted({p.stem for d in stack_dirs() if d.is_dir() for p in d.glob("*.yaml")})
-    raise SpecError(f"--stack: no stack {ref!r}; known: {', '.join(names) or 'none'}")
+    return resolve_named_yaml(ref, stack_dirs(), "--stack", "stack")
 
 
 @dataclass(frozen=True)

@@ -126,7 +126,7 @@ class CompareSection(SpecModel):
         default="default", description="run set for validate: default, quick, or a YAML path"
     )
     profile: Literal["train", "measured"] = Field(
-        default="train", description="profile the training run is compared on: train.cluster, "
+        default="measured", description="profile the training run is compared on: train.cluster, "
         "or the one `calibrate` measures on this machine in the same build")
     stack_free: str = Field(
         default="gemm_efficiency_scale,nongemm_efficiency,kernel_overhead_us",
