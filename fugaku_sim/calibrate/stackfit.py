@@ -220,6 +220,12 @@ class FitResult:
     lin: list[Linearised] = field(repr=False)
 
 
+def _robust_cost(residuals: np.ndarray) -> float:
+    """The soft-L1 cost of log residuals (what the solver minimises)."""
+    z = (residuals / SOFT_L1_SCALE) ** 2
+    return float(np.sum(2.0 * (np.sqrt(1.0 + z) - 1.0)))
+
+
 def _robust_scale(residuals: np.ndarray) -> float:
     """1.4826 x median absolute deviation from 0 (the standard deviation for normal data)."""
     return float(1.4826 * np.median(np.abs(residuals))) if len(residuals) else 0.0
@@ -278,6 +284,7 @@ def fit_rows(problem: Problem, rows: Sequence[int] | None = None,
     theta = problem.start() if theta0 is None else theta0
     lin = lin or problem.linearise(theta)
     check_identifiable(problem, lin, theta, rows)
+    best: tuple[float, np.ndarray, list[Linearised]] | None = None
     for outer in range(1, max_outer + 1):
         new = _solve(problem, lin, theta, rows, measured)
         predicted, _ = problem.model(lin, new, rows)
@@ -287,8 +294,15 @@ def fit_rows(problem: Problem, rows: Sequence[int] | None = None,
         gap = float(np.max(np.abs(np.log(exact / predicted))))
         if progress:
             progress(f"iteration {outer}: linear model within {gap:.2e} of the simulator")
+        cost = _robust_cost(np.log(exact / measured))
+        if best is None or cost < best[0]:
+            best = (cost, theta, lin)
         if gap < tol:
             break
+    # a critical path that switches between iterations can make them cycle: keep the point
+    # whose exact times fit best
+    assert best is not None
+    _, theta, lin = best
     cov, scale = covariance(problem, lin, theta, rows, measured)
     every = np.array([L.t0 for L in lin])  # every row's exact time at the fit
     return FitResult(theta, cov, every, scale, outer, lin)
