@@ -18,6 +18,10 @@ from snakemake.utils import min_version
 min_version("9.19")
 
 
+# The report's first page: what the workflow does and how to read what it collects.
+report: "workflows/report/workflow.rst"
+
+
 # By absolute path: a relative one is looked up in the working directory, so with
 # `-d DIR` the defaults would be silently skipped when --configfile is given.
 configfile: f"{workflow.basedir}/workflows/config/default.yaml"
@@ -59,6 +63,7 @@ rule all:
         rules.predict_reference.output.whatif,
         rules.sensitivity_reference.output.json,
         rules.predict_train.output.prediction,
+        rules.predict_train.output.table,
         rules.train.output.metrics,
         rules.loss_plot.output.plot,
         rules.evaluate.output.json,

@@ -44,7 +44,7 @@ rule data_collect:
         ENV
     shell:
         "{params.fs} data collect --config {input.config} --out {params.out}"
-        " --workers {threads} --quiet > {log} 2>&1"
+        " --workers {threads} > {log} 2>&1"
 
 
 rule data_clean:
@@ -66,7 +66,7 @@ rule data_clean:
         ENV
     shell:
         "{params.fs} data clean --config {input.config} --out {params.out}"
-        " --workers {threads} --quiet > {log} 2>&1"
+        " --workers {threads} > {log} 2>&1"
 
 
 rule data_dedup:
@@ -88,7 +88,7 @@ rule data_dedup:
         ENV
     shell:
         "{params.fs} data dedup --config {input.config} --out {params.out}"
-        " --workers {threads} --quiet > {log} 2>&1"
+        " --workers {threads} > {log} 2>&1"
 
 
 rule data_tokenizer:
@@ -111,7 +111,7 @@ rule data_tokenizer:
         ENV
     shell:
         "{params.fs} data tokenizer --config {input.config} --out {params.out}"
-        " --workers {threads} --quiet > {log} 2>&1"
+        " --workers {threads} > {log} 2>&1"
 
 
 rule data_tokenize:
@@ -133,7 +133,7 @@ rule data_tokenize:
         ENV
     shell:
         "{params.fs} data tokenize --config {input.config} --out {params.out}"
-        " --workers {threads} --quiet > {log} 2>&1"
+        " --workers {threads} > {log} 2>&1"
 
 
 rule data_mix:
@@ -162,4 +162,4 @@ rule data_mix:
         ENV
     shell:
         "{params.fs} data mix --config {input.config} --out {params.out}"
-        " --workers {threads} --quiet > {log} 2>&1"
+        " --workers {threads} > {log} 2>&1"

@@ -203,8 +203,9 @@ rule plan_train:
     conda:
         ENV
     shell:
+        # only layouts the trainer runs (the simulator models more)
         "{params.fs} plan --cluster {params.cluster} --stack {params.stack} --model {params.model}"
-        " --nodes {params.nodes} --processes-per-node {params.ppn}"
+        " --nodes {params.nodes} --processes-per-node {params.ppn} --engine train"
         " --train-config {input.settings} --json > {output.plan} 2> {log}"
 
 
@@ -238,7 +239,12 @@ rule predict_train:
         layout=rules.train_layout.output.layout,
     output:
         prediction=f"{PLAN}/train_prediction.json",
-        trace=f"{PLAN}/train_trace.json",
+        table=report(
+            f"{PLAN}/train_prediction.md", category="Prediction", caption="report/prediction.rst"
+        ),
+        trace=report(
+            f"{PLAN}/train_trace.json", category="Prediction", caption="report/trace.rst"
+        ),
     log:
         "logs/plan/predict_train.log",
     params:
@@ -254,6 +260,9 @@ rule predict_train:
         ENV
     shell:
         # the layout record carries the processes per node and job shape the run uses
-        "{params.fs} predict --cluster {params.cluster} --stack {params.stack} --model {params.model}"
+        "({params.fs} predict --cluster {params.cluster} --stack {params.stack}"
+        " --model {params.model}"
         " --train-config {input.settings} --layout-from {input.layout}"
-        " --json --trace {output.trace} > {output.prediction} 2> {log}"
+        " --json --trace {output.trace} > {output.prediction}"
+        " && {params.fs} workflow plan-table --plan {output.prediction} --out {output.table})"
+        " 2> {log}"

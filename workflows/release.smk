@@ -14,6 +14,9 @@ rule release:
         compare=rules.compare_run.output.json,
     output:
         sums=f"results/release/{RUN}/SHA256SUMS",
+        card=report(
+            f"results/release/{RUN}/README.md", category="Release", caption="report/card.rst"
+        ),
         tarball=f"results/release/{RUN}.tar.gz",
     log:
         "logs/release/release.log",

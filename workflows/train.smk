@@ -50,7 +50,7 @@ rule train:
         " --model {params.model} --data {params.data}"
         " --train-config {input.settings} --layout-from {input.layout}"
         " --out {params.work} --checkpoint-every {params.checkpoint_every}"
-        " --eval-every {params.eval_every} --resume auto --no-progress) > {log} 2>&1"
+        " --eval-every {params.eval_every} --resume auto) > {log} 2>&1"
         " && cp {params.work}/model.safetensors {output.model}"
         " && cp {params.work}/summary.json {output.summary}"
         " && cp {params.work}/metrics.jsonl {output.metrics}"

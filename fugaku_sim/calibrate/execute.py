@@ -19,14 +19,37 @@ from fugaku_sim.io import read_json_object, write_text
 from fugaku_sim.spec import load_model
 
 
+def train_args(run: RunSpec, data: Path, out: Path) -> list[str]:
+    """The ``fugaku-sim`` arguments that train ``run``."""
+    return ["train", "--model", run.model, "--data", str(data),
+            "--tp", str(run.tp), "--pp", str(run.pp), "--dp", str(run.dp),
+            "--micro-batch", str(run.micro_batch), "--global-batch", str(run.global_batch),
+            "--steps", str(run.steps), "--out", str(out), "--resume", "never", "--no-progress",
+            *run.train_options()]
+
+
 def train_argv(run: RunSpec, data: Path, out: Path) -> list[str]:
     """The trainer's command line for ``run`` (after the launcher)."""
-    return python_module(
-        "fugaku_sim.cli", "train", "--model", run.model, "--data", str(data),
-        "--tp", str(run.tp), "--pp", str(run.pp), "--dp", str(run.dp),
-        "--micro-batch", str(run.micro_batch), "--global-batch", str(run.global_batch),
-        "--steps", str(run.steps), "--out", str(out), "--resume", "never", "--no-progress",
-    )
+    return python_module("fugaku_sim.cli", *train_args(run, data, out))
+
+
+def check_predictable(runs: list[RunSpec]) -> None:
+    """Before anything is trained: every run's specs, as the trainer will resolve them, are
+    ones the simulator models (else validation would fail after the training).
+
+    Raises:
+        UserError: naming the run and the field.
+    """
+    from fugaku_sim.cli import build_parser
+    from fugaku_sim.commands.common import resolve_specs
+    from fugaku_sim.spec.job import check_modelled
+
+    for run in runs:
+        args = build_parser().parse_args(train_args(run, Path("data"), Path("out")))
+        try:
+            check_modelled(*resolve_specs(args), "sim")
+        except UserError as exc:
+            raise UserError(f"--runs: {run.label}: {exc}") from None
 
 
 def prepare_data(runs: list[RunSpec], data_dir: Path) -> dict[str, Path]:
@@ -48,18 +71,20 @@ def execute_runs(
     """Train every run; returns their directories.
 
     Raises:
-        UserError: a run fails (the message names it and the last error line).
+        UserError: a run the simulator cannot predict, or a run that fails (the message
+            names it and the last error line).
     """
+    check_predictable(runs)
     data = prepare_data(runs, data_dir)
     dirs = []
-    for i, run in enumerate(runs, 1):
+    for run in runs:
         out = runs_dir / run.slug
         if out.exists():
             shutil.rmtree(out)
         out.mkdir(parents=True)
         write_text(out / "run.json", run.model_dump_json(indent=1) + "\n")
         if progress:
-            progress(f"[{i}/{len(runs)}] {run.label} on {run.ranks} ranks, {run.steps} steps")
+            progress(f"{run.label} on {run.ranks} ranks, {run.steps} steps")
         run_mpi(launcher, run.ranks, train_argv(run, data[run.model], out), timeout_s,
                 f"validate: training run {run.label}", log=out / "launch.log",
                 allocator=allocator)

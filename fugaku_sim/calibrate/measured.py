@@ -34,9 +34,8 @@ The format (``clusters/runs/README.md`` says the same for a reader of the data):
   ``withdrawn`` (the source later removed it without comment).
 - ``nodes`` x ``processes_per_node`` equals ``tp`` x ``pp`` x ``dp``.
 - ``representable`` (default true) says whether the simulator can describe the row; a row it
-  cannot is kept with ``representable`` false and a ``reason``. Selective recomputation,
-  partial (per-layer) recomputation, sequence parallelism and ZeRO stages above 1 are not
-  modelled: a row using them must say ``representable`` false.
+  cannot is kept with ``representable`` false and a ``reason``. Partial (per-layer)
+  recomputation is not modelled: a row using it must say ``representable`` false.
 - ``duplicate_of`` names the ``id`` of a row that reports the same measurement (a run quoted
   in two tables), so a fit counts it once.
 - ``fit_exclude`` gives the reason a fit of a software stack leaves a row out (the source
@@ -80,7 +79,7 @@ from fugaku_sim.spec.train import RecomputeMode, TrainPrecision
 
 COND_PREFIX = "cond_"
 SHAPE_COLUMNS = ("layers", "hidden", "heads", "seq_len", "vocab")
-UnmodelledRecompute = Literal["selective", "partial"]  # in published runs, not in the spec
+UnmodelledRecompute = Literal["partial"]  # in published runs, not in the spec
 UNMODELLED_RECOMPUTE = get_args(UnmodelledRecompute)
 TimeQuality = Literal["measured", "first-step", "estimated", "derived", "withdrawn"]
 
@@ -193,22 +192,13 @@ class MeasuredRun(SpecModel):
         return self.layers is not None
 
 
-def unmodelled_features(
-    recompute: str, sequence_parallel: bool, zero_stage: int
-) -> list[tuple[str, str]]:
+def unmodelled_features(recompute: str) -> list[tuple[str, str]]:
     """The settings of a run that the simulator does not model, as (column, what) pairs."""
-    found = []
-    if recompute in UNMODELLED_RECOMPUTE:
-        found.append(("recompute", f"{recompute} recomputation"))
-    if sequence_parallel:
-        found.append(("sequence_parallel", "sequence parallelism"))
-    if zero_stage > 1:
-        found.append(("zero_stage", f"ZeRO stage {zero_stage}"))
-    return found
+    return [("recompute", f"{recompute} recomputation")] if recompute in UNMODELLED_RECOMPUTE else []
 
 
 def _unmodelled(run: MeasuredRun) -> list[tuple[str, str]]:
-    return unmodelled_features(run.recompute, run.sequence_parallel, run.zero_stage)
+    return unmodelled_features(run.recompute)
 
 
 COLUMNS: tuple[str, ...] = tuple(f for f in MeasuredRun.model_fields if f != "conditions")
@@ -258,7 +248,8 @@ def run_layout(run: MeasuredRun) -> Layout:
     fields: dict[str, Any] = {"tp": run.tp, "pp": run.pp, "dp": run.dp,
                               "schedule": run.schedule, "virtual_stages": run.virtual_stages,
                               "processes_per_node": run.processes_per_node,
-                              "job_shape": run.job_shape}
+                              "job_shape": run.job_shape,
+                              "sequence_parallel": run.sequence_parallel}
     if run.placement is not None:
         fields["placement"] = run.placement
     return _validated(Layout, fields)

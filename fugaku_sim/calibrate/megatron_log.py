@@ -266,9 +266,9 @@ def run_from_megatron_log(
 ) -> MeasuredRun:
     """A measured run (one row of a runs file) from a Megatron training log.
 
-    Settings the simulator does not model (selective or partial recomputation, sequence or
-    context parallelism, SwiGLU, grouped-query attention, experts, ZeRO above stage 1) make
-    the row ``representable`` false with the reason.
+    Settings the simulator does not model (partial recomputation, context parallelism,
+    SwiGLU, grouped-query attention, experts) make the row ``representable`` false with the
+    reason.
 
     Raises:
         UserError: the log lacks what a row needs (arguments, vocabulary, timed
@@ -283,8 +283,8 @@ def run_from_megatron_log(
         **_timing_fields(log, warmup_steps),
         "conditions": {**({"ddp_impl": ddp.lower()} if ddp else {}), **(conditions or {})},
     }
-    reasons = [*_unrepresentable(a, row["heads"]), *(what for _, what in unmodelled_features(
-        row["recompute"], row["sequence_parallel"], row["zero_stage"]))]
+    reasons = [*_unrepresentable(a, row["heads"]),
+               *(what for _, what in unmodelled_features(row["recompute"]))]
     if reasons:
         row |= {"representable": False, "reason": "; ".join(reasons)}
     try:

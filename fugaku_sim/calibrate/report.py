@@ -10,6 +10,7 @@ from typing import Any
 
 from fugaku_sim.calibrate.compare import Row
 from fugaku_sim.io import atomic_path
+from fugaku_sim.meta import machine_of
 from fugaku_sim.spec.breakdown import BREAKDOWN_KEYS, SHORT_LABELS
 
 TARGETS = {"median_abs_error": 0.10, "worst_abs_error": 0.25}
@@ -93,6 +94,60 @@ def markdown_text(rows: list[Row], summary: dict[str, Any], header: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def profile_lines(meta: dict[str, Any]) -> list[str]:
+    """What the predictions were made on, for a reader of compare.md: each spec file of
+    ``meta`` (:mod:`fugaku_sim.meta`: the cluster profile, a stack) with its sha256 and when
+    and where its figures were measured, the machine the runs were measured on, and a warning
+    when the profile was measured on another machine."""
+    here = machine_of(meta)
+    lines = []
+    for kind in ("cluster", "stack"):
+        spec = meta.get(kind)
+        if not isinstance(spec, dict):
+            continue
+        what = "cluster profile" if kind == "cluster" else "software stack"
+        digest = f"sha256 `{str(spec['sha256'])[:12]}`" if spec.get("sha256") else "no file"
+        where = (f"measured {spec['measured_utc']}" if spec.get("measured_utc") else
+                 "not measured (datasheet or assumed figures)")
+        if spec.get("measured_on"):
+            where += f" on {spec['measured_on']}"
+        lines.append(f"Predicted on {what} `{spec.get('name')}` "
+                     f"({'`' + spec['file'] + '`, ' if spec.get('file') else ''}{digest}), "
+                     f"{where}.")
+        other = spec.get("measured_on")
+        if kind == "cluster" and other and here and other != here:
+            lines.append(f"**The profile was measured on another machine ({other}) than these "
+                         f"runs ({here}): errors include the difference between the machines.**")
+    runs_on = f" on {here}" if here else ""
+    lines.append(f"Runs measured{runs_on}; load average {meta.get('load_average_start')} -> "
+                 f"{meta.get('load_average_end')}.")
+    return lines
+
+
+def profile_name(meta: dict[str, Any]) -> str:
+    """``profile local-calibrated, measured 2026-11-29 on vm (...); runs on ...``: what a
+    plot's title says of the profile and the machines."""
+    spec = meta.get("cluster")
+    if not isinstance(spec, dict):
+        return f"profile {spec}"
+    text = f"profile {spec.get('name')}"
+    if spec.get("measured_utc"):
+        text += f", measured {str(spec['measured_utc'])[:10]}"
+        text += f" on {spec['measured_on']}" if spec.get("measured_on") else ""
+    here = machine_of(meta)
+    return text + (f"; runs on {here}" if here else "")
+
+
+def _log_ticks(axis: Any) -> None:
+    """Labels at 1, 2 and 5 times powers of ten, in plain numbers (``20``, not ``2x10^1``):
+    matplotlib's default labels every minor tick of a short log range, and they overlap."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
 def plot(rows: list[Row], path: Path, title: str) -> None:
     """Scatter of predicted vs measured step time (log-log, y = x and +-25% bands) beside
     per-run bars of the error."""
@@ -117,6 +172,8 @@ def plot(rows: list[Row], path: Path, title: str) -> None:
     ax.set(xscale="log", yscale="log", xlim=(lo, hi), ylim=(lo, hi),
            xlabel="measured step time (ms)", ylabel="predicted step time (ms)",
            title="step time (dotted +-10%, dashed +-25%)")
+    _log_ticks(ax.xaxis)
+    _log_ticks(ax.yaxis)
     ax.legend(fontsize=8)
     errs = [r.error * 100 for r in rows]
     bx.barh(range(len(rows)), errs, color=["tab:red" if abs(e) > 25 else "tab:blue" for e in errs])
@@ -126,7 +183,7 @@ def plot(rows: list[Row], path: Path, title: str) -> None:
         bx.axvline(x, color="k", ls="--" if abs(x) == 25 else ":", lw=0.7)
     bx.axvline(0, color="k", lw=1)
     bx.set(xlabel="error: predicted / measured - 1 (%)", title="error per run")
-    fig.suptitle(title)
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
@@ -137,8 +194,8 @@ def write_outputs(rows: list[Row], summary: dict[str, Any], meta: dict[str, Any]
                   out_dir: Path) -> list[Path]:
     """compare.json, compare.csv, compare.md and compare.png under ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    header = (f"Cluster profile `{meta.get('cluster')}`; {len(rows)} runs; load average "
-              f"{meta.get('load_average_start')} -> {meta.get('load_average_end')}.")
+    count = f"{len(rows)} run" + ("s" if len(rows) != 1 else "")
+    header = "\n\n".join([f"{count}.", *profile_lines(meta)])
     files = {
         "compare.json": json.dumps({"meta": meta, "summary": summary,
                                     "runs": [r.as_dict() for r in rows]}, indent=1) + "\n",
@@ -150,5 +207,5 @@ def write_outputs(rows: list[Row], summary: dict[str, Any], meta: dict[str, Any]
         with atomic_path(out_dir / name) as tmp:
             tmp.write_text(text, encoding="utf-8")
         paths.append(out_dir / name)
-    plot(rows, out_dir / "compare.png", f"{meta.get('cluster')}: {caption(summary)}")
+    plot(rows, out_dir / "compare.png", f"{profile_name(meta)}\n{caption(summary)}")
     return paths + [out_dir / "compare.png"]

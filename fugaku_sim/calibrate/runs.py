@@ -1,13 +1,18 @@
 """The set of short training runs that validation measures and predicts.
 
-A run is a model preset, a layout and batch settings. ``--runs`` takes a set name
-(``default``, ``quick``) or a YAML file holding a list of runs::
+A run is a model preset, a layout, batch settings and the memory savers (ZeRO stage,
+recomputation). ``--runs`` takes a set name (``default``, ``quick``, ``zero``) or a YAML file
+holding a list of runs::
 
     - {model: gpt-tiny, tp: 2, pp: 2, dp: 1, micro_batch: 4, global_batch: 16, steps: 8}
+    - {model: gpt-tiny, dp: 2, micro_batch: 4, global_batch: 16, zero_stage: 3,
+       recompute: selective}
 
 The default set covers data, tensor and pipeline parallelism and their mixes, 1 to 4 ranks
-(4 ranks oversubscribe this 2-core machine) and two model sizes. Every run of one model has
-the same global batch, so their step times compare layouts at equal work.
+(4 ranks oversubscribe this 2-core machine) and two model sizes. The ``zero`` set is the
+trainer's ZeRO-1/2/3 and selective-recomputation layouts, up to tp 2 x pp 2 x dp 2 on 8
+ranks. Every run of one model has the same global batch, so their step times compare
+layouts at equal work.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from pydantic import Field
 from fugaku_sim.errors import UserError
 from fugaku_sim.spec.base import SpecModel
 from fugaku_sim.spec.load import read_yaml, validate_section
+from fugaku_sim.spec.train import RecomputeMode, ZeroStage
 
 
 class RunSpec(SpecModel):
@@ -33,6 +39,11 @@ class RunSpec(SpecModel):
     global_batch: int = Field(gt=0)
     steps: int = Field(default=8, gt=0, description="optimizer steps, warm-up included")
     warmup_steps: int = Field(default=2, ge=0, description="steps not timed")
+    zero_stage: ZeroStage = 0
+    recompute: RecomputeMode = "none"
+    recompute_stages: list[int] = Field(default_factory=list)
+    overlap_grad_reduce: bool = False
+    grad_bucket_MB: float | None = Field(default=None, gt=0, description="default: preset's")
     name: str | None = None
 
     @property
@@ -41,9 +52,32 @@ class RunSpec(SpecModel):
 
     @property
     def label(self) -> str:
-        """``gpt-tiny tp2 pp1 dp2 mb4`` unless a name is given."""
-        return self.name or (f"{self.model} tp{self.tp} pp{self.pp} dp{self.dp} "
-                             f"mb{self.micro_batch}")
+        """``gpt-tiny tp2 pp1 dp2 mb4`` (then ``zero2``, ``selective``, ``recompute0,1``,
+        ``overlap`` where set) unless a name is given."""
+        if self.name:
+            return self.name
+        savers = [f"zero{self.zero_stage}" if self.zero_stage else "",
+                  self.recompute if self.recompute != "none" else "",
+                  "recompute" + ",".join(map(str, self.recompute_stages))
+                  if self.recompute_stages else "",
+                  "overlap" if self.overlap_grad_reduce else ""]
+        return " ".join([f"{self.model} tp{self.tp} pp{self.pp} dp{self.dp} "
+                         f"mb{self.micro_batch}", *(x for x in savers if x)])
+
+    def train_options(self) -> list[str]:
+        """The ``fugaku-sim train`` options of the memory savers (none for defaults)."""
+        out = []
+        if self.zero_stage:
+            out += ["--zero", str(self.zero_stage)]
+        if self.recompute != "none":
+            out += ["--recompute", self.recompute]
+        if self.recompute_stages:
+            out += ["--recompute-stages", ",".join(map(str, self.recompute_stages))]
+        if self.overlap_grad_reduce:
+            out += ["--overlap-grad-reduce"]
+        if self.grad_bucket_MB is not None:
+            out += ["--grad-bucket-mb", repr(self.grad_bucket_MB)]
+        return out
 
     @property
     def slug(self) -> str:
@@ -70,7 +104,30 @@ def quick_runs() -> list[RunSpec]:
                     warmup_steps=1) for dp in (1, 2)]
 
 
-RUN_SETS = {"default": default_runs, "quick": quick_runs}
+def zero_runs() -> list[RunSpec]:
+    """Ten gpt-tiny runs of 1 to 8 ranks: ZeRO 1, 2 and 3 (with and without overlap and
+    small buckets), selective recomputation alone, with full recomputation on stage 0, and
+    with ZeRO; the layouts the trainer's equivalence tests cover."""
+    small = 0.5  # MB: several gradient buckets per stage of gpt-tiny
+    layouts: list[tuple[int, int, int, dict[str, Any]]] = [
+        (1, 1, 2, {"zero_stage": 1}),
+        (1, 1, 2, {"zero_stage": 2, "overlap_grad_reduce": True, "grad_bucket_MB": small}),
+        (1, 1, 2, {"zero_stage": 3}),
+        (1, 1, 2, {"zero_stage": 3, "overlap_grad_reduce": True}),
+        (1, 1, 1, {"recompute": "selective"}),
+        (1, 2, 1, {"recompute": "selective", "recompute_stages": [0]}),
+        (2, 1, 2, {"zero_stage": 3, "recompute": "selective", "overlap_grad_reduce": True}),
+        (1, 2, 2, {"zero_stage": 2, "recompute": "selective", "overlap_grad_reduce": True,
+                   "grad_bucket_MB": small}),
+        (1, 1, 4, {"zero_stage": 3, "recompute": "all", "overlap_grad_reduce": True}),
+        (2, 2, 2, {"zero_stage": 2, "recompute": "selective", "recompute_stages": [0],
+                   "overlap_grad_reduce": True, "grad_bucket_MB": small}),
+    ]
+    return [RunSpec(model="gpt-tiny", tp=tp, pp=pp, dp=dp, micro_batch=4, global_batch=16,
+                    steps=8, **savers) for tp, pp, dp, savers in layouts]
+
+
+RUN_SETS = {"default": default_runs, "quick": quick_runs, "zero": zero_runs}
 
 
 def load_runs(ref: str) -> list[RunSpec]:

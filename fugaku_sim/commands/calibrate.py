@@ -64,6 +64,11 @@ def run(args: argparse.Namespace) -> int:
         from fugaku_sim.commands.calibrate_runs import run_from_runs
 
         return run_from_runs(args)
+    if args.json:
+        from fugaku_sim.errors import UserError
+
+        raise UserError("--json: prints a stack fit; give --from-runs (a calibration of this "
+                        "machine writes its profile instead)")
     from rich.console import Console
 
     from fugaku_sim.calibrate.calibration import fit_calibration
@@ -79,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
     )
     from fugaku_sim.calibrate.record import write_profile
     from fugaku_sim.errors import UserError
+    from fugaku_sim.progress import Progress
     from fugaku_sim.spec import load_cluster
 
     ranks = args.ranks or usable_cores()
@@ -93,16 +99,13 @@ def run(args: argparse.Namespace) -> int:
     prov = provenance(["fugaku-sim", *sys.argv[1:]] if sys.argv[1:2] == ["calibrate"] else None)
     prov["launcher"] = launcher.describe()
     prov["allocator"] = args.allocator
-    steps = len(planned_runs(ranks))
-    done = [0]
-
-    def progress(text: str) -> None:
-        done[0] += 1
-        console.log(f"[{done[0]}/{steps}] {text}")
-
-    with console.status("calibrating"):
-        raw = measure_machine(launcher, ranks, args.quick, progress, args.timeout,
-                              args.allocator)
+    suites = len(planned_runs(ranks))
+    with Progress("calibrate") as progress:
+        done = iter(range(suites))
+        raw = measure_machine(launcher, ranks, args.quick,
+                              lambda text: progress.update(next(done), suites, "suites", text),
+                              args.timeout, args.allocator)
+        progress.update(suites, suites, "suites", "measured")
     prov["load_average_end"] = load_average()
     prov["mpi_library"] = raw["compute"].get("mpi_library")
     prov["mpi4py"] = raw["compute"].get("mpi4py")

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 from typing import Any
 
@@ -12,11 +13,10 @@ import numpy as np
 
 from fugaku_sim.calibrate.fromruns import FromRuns
 from fugaku_sim.errors import UserError
+from fugaku_sim.meta import Source
 
 
 def run_from_runs(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
     from fugaku_sim.calibrate.fromruns import (
         fitted_stack,
         parse_free,
@@ -28,6 +28,7 @@ def run_from_runs(args: argparse.Namespace) -> int:
     from fugaku_sim.calibrate.record import load_occupancy
     from fugaku_sim.calibrate.stackfit import parse_condition_factor
     from fugaku_sim.io import write_text
+    from fugaku_sim.progress import Progress
     from fugaku_sim.spec import load_cluster
     from fugaku_sim.spec.load import resolve_cluster_path
     from fugaku_sim.spec.stack import load_stack
@@ -44,11 +45,12 @@ def run_from_runs(args: argparse.Namespace) -> int:
     qualities = [q.strip() for q in args.time_quality.split(",") if q.strip()]
     fit_only = [i.strip() for i in args.fit_only.split(",")] if args.fit_only else None
     inputs = read_inputs(args.from_runs, args.cluster)
-    console = Console(stderr=True)
     occupancy = load_occupancy(resolve_cluster_path(args.cluster))
-    with console.status("fitting") as status:
+    with Progress("calibrate --from-runs") as progress:
+        steps = itertools.count(1)
         result = run_fit(inputs, cluster, base, free, factors, qualities,
-                         args.include_excluded, fit_only, progress=status.update,
+                         args.include_excluded, fit_only,
+                         progress=lambda what: progress.update(next(steps), None, "fit", what),
                          occupancy=occupancy)
     name = out.stem
     # the arguments as given (a list, so the fit can be replayed exactly)
@@ -58,13 +60,26 @@ def run_from_runs(args: argparse.Namespace) -> int:
     write_text(out, stack_yaml(stack, result, args.cluster))
     doc = fit_json(result, stack)
     if args.json:
-        from fugaku_sim.commands.common import print_json
+        from fugaku_sim.commands.common import command_meta, print_json
 
-        print_json(doc | {"stack_file": str(out)})
+        print_json(doc | {"stack_file": str(out)}, command_meta(args, sources=fit_sources(args)))
     else:
         print_fit(doc)
         print(f"wrote {out}")
     return 0
+
+
+def fit_sources(args: argparse.Namespace) -> list[Source]:
+    """The files a fit depends on, for its ``meta``: the base stack, each runs file and each
+    trainer run's summary."""
+    from fugaku_sim.spec.stack import DEFAULT_STACK, resolve_stack_path
+
+    base = args.stack_base or DEFAULT_STACK
+    sources: list[Source] = [("stack", base, resolve_stack_path(base))]
+    for path in args.from_runs:
+        file = path if path.is_file() else path / "summary.json"
+        sources.append(("runs", str(path), file))
+    return sources
 
 
 def fit_json(result: FromRuns, stack: Any) -> dict[str, Any]:

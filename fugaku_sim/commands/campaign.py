@@ -21,15 +21,20 @@ finish), ``wall_days``, ``node_hours``, ``lost_h``, ``jobs``, ``failures``, ``st
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fugaku_sim.commands.common import add_job_arguments, job_from_args, print_json
+from fugaku_sim.commands.common import (
+    add_job_arguments,
+    command_meta,
+    job_from_args,
+    print_json,
+)
 from fugaku_sim.errors import UserError
 from fugaku_sim.spec.campaign import CampaignSettings
+from fugaku_sim.spec.record import LayoutRecord
 
 if TYPE_CHECKING:  # the simulator is imported when the verb runs, not when the CLI starts
     from fugaku_sim.sim.campaign import CampaignPlan
@@ -268,19 +273,10 @@ def print_campaign(d: dict[str, Any]) -> None:
                   f"(failure-free {d['failure_free_days']:.2f} days)")
 
 
-def _progress(total: int) -> Any:
-    """A rich bar on a terminal's stderr; nothing otherwise."""
-    if not sys.stderr.isatty() or total < 200:
-        return None
-    from rich.console import Console
-    from rich.progress import Progress
-
-    return Progress(console=Console(stderr=True), transient=True)
-
-
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from fugaku_sim.progress import Progress
     from fugaku_sim.sim.campaign import simulate
     from fugaku_sim.sim.campaign_costs import plan_campaign
     from fugaku_sim.sim.montecarlo import run_campaigns
@@ -297,14 +293,9 @@ def run(args: argparse.Namespace) -> int:
         step = predicted_step_distribution(pred, setup)
     plan, interval = plan_campaign(pred, settings, step=step, failures=not args.no_failures,
                                    queue=not args.no_queue, shrink=args.shrink_step)
-    bar = _progress(args.seeds)
-    if bar is None:
-        summary = run_campaigns(plan, args.seeds, args.first_seed)
-    else:
-        with bar:
-            task = bar.add_task("campaigns", total=args.seeds)
-            summary = run_campaigns(plan, args.seeds, args.first_seed,
-                                    progress=lambda n: bar.update(task, completed=n))
+    with Progress("campaign") as progress:
+        summary = run_campaigns(plan, args.seeds, args.first_seed,
+                                progress=lambda n: progress.update(n, args.seeds, "seeds"))
     doc = campaign_json(pred, settings, plan, interval, summary, args.start_date)
     if args.plot:
         from fugaku_sim.sim.campaign_plots import plot_campaign
@@ -314,7 +305,7 @@ def run(args: argparse.Namespace) -> int:
                       f"{job.model.name} on {job.nodes:,} nodes of {job.cluster.name}",
                       args.start_date, doc["predict_time_to_train_days"])
     if args.json:
-        print_json(doc)
+        print_json(doc, command_meta(args, record=LayoutRecord(job.layout, job.train).to_json()))
     else:
         print_campaign(doc)
     return 0

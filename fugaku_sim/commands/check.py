@@ -8,16 +8,24 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from fugaku_sim.commands.common import add_job_arguments, job_from_args, print_json
+from fugaku_sim.commands.common import (
+    add_job_arguments,
+    command_meta,
+    job_from_args,
+    print_json,
+)
 from fugaku_sim.sim.allocation import resolve_allocation
 from fugaku_sim.sim.flops import (
     megatron_flops_per_step,
+    megatron_formulas_apply,
     megatron_parameter_count,
     model_flops_per_token,
     parameter_count,
 )
 from fugaku_sim.sim.memory import GiB, fits_memory, memory_by_stage, peak_memory_per_node
+from fugaku_sim.spec.breakdown import MEMORY_KEYS
 from fugaku_sim.spec.job import Job
+from fugaku_sim.spec.record import LayoutRecord
 from fugaku_sim.tensors import parameters_by_stage
 
 
@@ -30,6 +38,7 @@ def derived_figures(job: Job) -> dict[str, Any]:
     """The figures ``check`` reports, as a JSON-ready mapping."""
     model, train, lay = job.model, job.train, job.layout
     recompute_any = bool(job.recompute_stages)
+    closed_form = megatron_formulas_apply(model)  # Narayanan et al. count GPT layers only
     alloc = resolve_allocation(job)
     stages = memory_by_stage(job)
     peak = peak_memory_per_node(job, stages)
@@ -51,14 +60,17 @@ def derived_figures(job: Job) -> dict[str, Any]:
         "global_batch_tokens": job.global_batch_tokens,
         "grad_accum": job.micro_batches,
         "recompute_stages": sorted(job.recompute_stages),
+        "selective_recompute_stages": sorted(train.selective_stage_set(lay.pp)),
+        "sequence_parallel": lay.sequence_parallel,
+        "zero_stage": train.zero_stage,
         "parameters": parameter_count(model),
-        "parameters_megatron_formula": round(megatron_parameter_count(model)),
+        "parameters_megatron_formula": (round(megatron_parameter_count(model))
+                                        if closed_form else None),
         "parameters_per_rank_by_stage": parameters_by_stage(model, lay),
         "model_flops_per_token": model_flops_per_token(model),
         "model_flops_per_step": model_flops_per_token(model) * job.global_batch_tokens,
-        "megatron_flops_per_step": megatron_flops_per_step(
-            model, train.global_batch, recompute=recompute_any
-        ),
+        "megatron_flops_per_step": (megatron_flops_per_step(
+            model, train.global_batch, recompute=recompute_any) if closed_form else None),
         "steps": job.run_steps(),
         "memory_per_node_GiB": peak / GiB,
         "usable_memory_per_node_GiB": job.cluster.node.usable_mem_bytes / GiB,
@@ -80,7 +92,8 @@ def _print_table(fig: dict[str, Any]) -> None:
         ("allocation", f"{fig['job_shape']} ({fig['allocation']})"),
         ("tp x pp x dp", f"{fig['tp']} x {fig['pp']} x {fig['dp']} ({fig['schedule']})"),
         ("parameters", f"{fig['parameters'] / 1e9:,.3f} B"),
-        ("  Megatron formula", f"{fig['parameters_megatron_formula'] / 1e9:,.3f} B"),
+        ("  Megatron formula", "-" if fig["parameters_megatron_formula"] is None
+         else f"{fig['parameters_megatron_formula'] / 1e9:,.3f} B"),
         ("model FLOPs per token", f"{fig['model_flops_per_token'] / 1e9:,.2f} GFLOP"),
         ("model FLOPs per step", f"{fig['model_flops_per_step'] / 1e15:,.2f} PFLOP"),
         ("global batch", f"{fig['global_batch']} seq = {fig['global_batch_tokens']:,} tokens"),
@@ -95,23 +108,22 @@ def _print_table(fig: dict[str, Any]) -> None:
         summary.add_row(key, value)
     console.print(summary)
     mem = Table(title="parameters and memory (GiB) per rank by pipeline stage")
-    for col in ("stage", "Mparam", "weights", "grads", "optim", "activ", "work", "total",
-                "m held", "recomp"):
+    for col in ("stage", "Mparam", *MEMORY_KEYS, "total", "m held", "recompute"):
         mem.add_column(col, justify="right")
     for s, params in zip(fig["memory_by_stage_GiB"], fig["parameters_per_rank_by_stage"]):
         mem.add_row(
             str(s["stage"]), f"{params / 1e6:.1f}",
-            *(f"{s[k]:.2f}" for k in ("weights", "gradients", "optimizer", "activations",
-                                      "workspace", "total")),
-            str(s["micro_batches_in_flight"]), "yes" if s["recompute"] else "no",
+            *(f"{s[k]:.2f}" for k in (*MEMORY_KEYS, "total")),
+            str(s["micro_batches_in_flight"]), str(s["recompute"]),
         )
     console.print(mem)
 
 
 def run(args: argparse.Namespace) -> int:
-    fig = derived_figures(job_from_args(args))
+    job = job_from_args(args)
+    fig = derived_figures(job)
     if args.json:
-        print_json(fig)
+        print_json(fig, command_meta(args, record=LayoutRecord(job.layout, job.train).to_json()))
     else:
         _print_table(fig)
     return 0

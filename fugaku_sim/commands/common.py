@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, get_args
 
 from fugaku_sim.errors import SpecError
+from fugaku_sim.meta import Source, argument_values, build_meta
 from fugaku_sim.parallel.groups import RANK_ORDERS
 from fugaku_sim.parallel.placement import Strategy
 from fugaku_sim.parallel.schedule import ScheduleKind
@@ -38,8 +40,21 @@ from fugaku_sim.spec import (
 )
 from fugaku_sim.spec.layout import RequestedAllocation
 from fugaku_sim.spec.record import read_layout_record
-from fugaku_sim.spec.stack import StackSpec, load_stack, parse_scale, scaled
-from fugaku_sim.spec.train import OptimizerKind, RecomputeMode, TrainPrecision, ZeroStage
+from fugaku_sim.spec.stack import (
+    DEFAULT_STACK,
+    StackSpec,
+    load_stack,
+    parse_scale,
+    resolve_stack_path,
+    scaled,
+)
+from fugaku_sim.spec.train import (
+    AttentionKind,
+    OptimizerKind,
+    RecomputeMode,
+    TrainPrecision,
+    ZeroStage,
+)
 
 # command-line option -> (section, field)
 _TRAIN_OPTIONS = {
@@ -52,6 +67,7 @@ _TRAIN_OPTIONS = {
     "zero": "zero_stage",
     "recompute": "recompute",
     "overlap_grad_reduce": "overlap_grad_reduce",
+    "attention": "attention",
     "lr": "lr",
     "min_lr": "min_lr",
     "warmup_steps": "warmup_steps",
@@ -151,6 +167,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--recompute", choices=get_args(RecomputeMode))
     g.add_argument("--recompute-stages", type=parse_stages, metavar="0-3")
     g.add_argument("--overlap-grad-reduce", action=argparse.BooleanOptionalAction, default=None)
+    g.add_argument("--attention", choices=get_args(AttentionKind),
+                   help="materialized scores, or flash attention (fused, scores kept on chip)")
     g.add_argument("--lr", type=float, help="peak learning rate")
     g.add_argument("--min-lr", type=float, help="learning rate at the end of the cosine")
     g.add_argument("--warmup-steps", type=int, help="linear warm-up steps")
@@ -165,7 +183,7 @@ def add_layout_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--layout-from", metavar="JSON",
         help="start from a layout record: the layout (and training settings) of a predict "
-        "JSON object, of the best entry of a plan JSON list, or of `workflow pick-layout`",
+        "JSON object, of the best entry of a plan's JSON, or of `workflow pick-layout`",
     )
     g.add_argument("--tp", type=int, help="tensor-parallel degree")
     g.add_argument("--pp", type=int, help="pipeline-parallel degree")
@@ -256,5 +274,41 @@ def job_from_args(args: argparse.Namespace) -> Job:
     return make_job(cluster, model, train, layout, stack_from_args(args))
 
 
-def print_json(obj: Any) -> None:
-    print(json.dumps(obj, indent=2, sort_keys=False))
+def spec_sources(args: argparse.Namespace) -> list[Source]:
+    """The spec files the options name, for the ``meta`` block: the cluster profile, the
+    model preset and the software stack (a verb's further files are added by the verb)."""
+    from fugaku_sim.spec.load import resolve_cluster_path
+
+    sources: list[Source] = []
+    if getattr(args, "cluster", None):
+        sources.append(("cluster", args.cluster, resolve_cluster_path(args.cluster)))
+    if getattr(args, "model", None):
+        sources.append(("model", args.model, Path(load_model_preset(args.model).source)))
+    if hasattr(args, "stack"):  # the verb takes --stack (what-if factors are in the arguments)
+        ref = args.stack or DEFAULT_STACK
+        sources.append(("stack", ref, resolve_stack_path(ref)))
+    return sources
+
+
+def command_meta(args: argparse.Namespace, *, record: dict[str, Any] | None = None,
+                 sources: Sequence[Source] = ()) -> dict[str, Any]:
+    """The ``meta`` block (:mod:`fugaku_sim.meta`) of a verb's output: the spec files of
+    :func:`spec_sources` and ``sources``, the parsed arguments and, for a verb about one job,
+    its layout ``record``."""
+    inputs: dict[str, Any] = {"arguments": argument_values(args)}
+    if record is not None:
+        inputs["layout_record"] = record
+    return build_meta([*spec_sources(args), *sources], inputs)
+
+
+def print_json(obj: Any, meta: dict[str, Any], key: str | None = None) -> None:
+    """Print a verb's ``--json`` output on stdout, always one JSON object with ``meta``
+    (:func:`command_meta`): beside an object's keys, or ``{"meta": ..., key: [...]}`` for a
+    list. Nothing else may go to stdout with ``--json`` (tables and progress go to stderr)."""
+    if isinstance(obj, dict):
+        doc = {**obj, "meta": meta}
+    else:
+        if key is None:
+            raise TypeError("print_json: a list needs the key it goes under")
+        doc = {"meta": meta, key: obj}
+    print(json.dumps(doc, indent=2, sort_keys=False))

@@ -50,6 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from fugaku_sim.data.spm_model import same_model
     from fugaku_sim.errors import UserError
     from fugaku_sim.evaluate.gpt import GPT
     from fugaku_sim.evaluate.heldout import DataDir
@@ -60,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         write_results,
     )
     from fugaku_sim.evaluate.tokenizer import Tokenizer
-    from fugaku_sim.release.checksums import sha256_file
+    from fugaku_sim.progress import Progress
     from fugaku_sim.tensors.consolidated import read_consolidated
 
     data = DataDir.open(args.data)
@@ -69,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         from fugaku_sim.release.load import load_release
 
         spec, params, rel_tok = load_release(args.release)
-        if sha256_file(rel_tok.path) != sha256_file(tokenizer.path):
+        if not same_model(rel_tok.path, tokenizer.path):
             raise UserError(f"{rel_tok.path}: differs from {tokenizer.path}; evaluate a "
                             "release with the data directory it was trained on")
         source = str(args.release)
@@ -90,7 +91,10 @@ def run(args: argparse.Namespace) -> int:
                        n_choices=args.choices, temperature=args.temperature, top_k=args.top_k,
                        max_new_tokens=args.max_new_tokens,
                        prompts=tuple(args.prompt) if args.prompt else DEFAULT_PROMPTS)
-    result = evaluate_model(GPT(spec, params), tokenizer, data, opts, source)
+    with Progress("evaluate") as progress:
+        result = evaluate_model(GPT(spec, params), tokenizer, data, opts, source,
+                                lambda task, done, total, info: progress.update(done, total,
+                                                                                task, info))
     json_path, md_path = write_results(result, args.out)
     _print_summary(result, json_path, md_path)
     return 0

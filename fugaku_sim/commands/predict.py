@@ -12,11 +12,13 @@ from typing import Any, get_args
 from fugaku_sim.commands.common import (
     add_interval_arguments,
     add_job_arguments,
+    command_meta,
     job_from_args,
     print_json,
 )
 from fugaku_sim.errors import UserError
 from fugaku_sim.sim.predict import Mode
+from fugaku_sim.spec.record import RECORD_KEYS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,6 +42,8 @@ def print_prediction(d: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from fugaku_sim.sim.plan_rows import recompute_label
+
     console = Console()
     t = Table(
         title=f"{d['model']} on {d['nodes']:,} nodes of {d['cluster']} ({d['mode']} mode)",
@@ -54,7 +58,9 @@ def print_prediction(d: dict[str, Any]) -> None:
             "micro-batch x grad accum",
             f"{d['micro_batch']} x {d['grad_accum']} (global batch {d['global_batch']})",
         ),
-        ("recompute stages", ", ".join(map(str, d["recompute_stages"])) or "none"),
+        ("recompute", recompute_label(d)),
+        ("sequence parallel / ZeRO", f"{'on' if d['sequence_parallel'] else 'off'} / "
+                                     f"stage {d['zero_stage']}"),
         ("step time", f"{d['step_time_s']:.3f} s"),
         *_interval_rows(d),
         ("throughput", f"{d['tokens_per_s']:,.0f} tokens/s"),
@@ -67,6 +73,8 @@ def print_prediction(d: dict[str, Any]) -> None:
             "memory per node",
             f"{d['memory_per_node_GiB']:.2f} GiB of {d['usable_memory_per_node_GiB']:.1f} usable",
         ),
+        (f"  per rank (stage {d['memory_peak_stage']})", ", ".join(
+            f"{k} {v:.2f}" for k, v in d["memory_per_rank_GiB"].items() if k != "total")),
         ("fits memory", "yes" if d["fits_memory"] else "[red]NO[/red]"),
     ]
     if d.get("time_to_train_days") is not None:
@@ -134,7 +142,8 @@ def run(args: argparse.Namespace) -> int:
 
         write_trace(Path(args.trace), pred.result.trace, job.layout.pp, fields)
     if args.json:
-        print_json(fields)
+        record = {k: fields[k] for k in RECORD_KEYS if k in fields}
+        print_json(fields, command_meta(args, record=record))
     else:
         print_prediction(fields)
     return 0

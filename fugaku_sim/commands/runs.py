@@ -1,6 +1,6 @@
 """``fugaku-sim runs``: check runs files, and import measured runs into one.
 
-    fugaku-sim runs check clusters/runs/*.csv [--json]
+    fugaku-sim runs check clusters/runs/*.csv [--json]   # {"files": {path: counts}, "meta"}
     fugaku-sim runs megatron train.log [...] --cluster dgx-a100 --processes-per-node 8 \\
         [--warmup 2] [--clock-ghz F] [--condition pytorch=2.1 ...] [--out runs.csv]
     fugaku-sim runs trainer results/train [...] --cluster local [--out runs.csv]
@@ -14,7 +14,6 @@ in :mod:`fugaku_sim.calibrate.measured` and ``clusters/runs/README.md``.
 from __future__ import annotations
 
 import argparse
-import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     check = sub.add_parser("check", help="validate runs files and build each representable job",
                            description="validate runs files and build each representable job")
     check.add_argument("files", nargs="+", type=Path, metavar="FILE")
-    check.add_argument("--json", action="store_true", help="print the counts as JSON")
+    check.add_argument("--json", action="store_true",
+                       help="print the counts by file as JSON (under 'files', with 'meta')")
     check.set_defaults(_action=_run_check)
     for name, what, help_text in (
         ("megatron", "LOG", "import Megatron-LM / Megatron-DeepSpeed training logs"),
@@ -87,7 +87,10 @@ def file_counts(path: Path) -> dict[str, Any]:
 def _run_check(args: argparse.Namespace) -> int:
     counts = {str(path): file_counts(path) for path in args.files}
     if args.json:
-        print(json.dumps(counts, indent=2))
+        from fugaku_sim.commands.common import command_meta, print_json
+
+        files = [("runs", str(path), path) for path in args.files]
+        print_json({"files": counts}, command_meta(args, sources=files))
         return 0
     for name, c in counts.items():
         quality = ", ".join(f"{k} {v}" for k, v in sorted(c["time_quality"].items()))

@@ -14,7 +14,12 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from fugaku_sim.commands.common import add_job_arguments, job_from_args, print_json
+from fugaku_sim.commands.common import (
+    add_job_arguments,
+    command_meta,
+    job_from_args,
+    print_json,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -96,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
                      f"{doc['stack']['name']}: each input at the ends of its range",
                      central, "time to train (days)" if by_train else "step time (s)")
     if args.json:
-        print_json(doc)
+        print_json(doc, command_meta(args))
     else:
         _print(doc)
     return 0

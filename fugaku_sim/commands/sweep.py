@@ -7,9 +7,15 @@ import argparse
 import csv
 from pathlib import Path
 
-from fugaku_sim.commands.common import add_job_arguments, job_from_args, print_json
+from fugaku_sim.commands.common import (
+    add_job_arguments,
+    command_meta,
+    job_from_args,
+    print_json,
+)
 from fugaku_sim.errors import UserError
-from fugaku_sim.sim.sweep import VARIABLES
+from fugaku_sim.sim.sweep import VARIABLES, axis_label
+from fugaku_sim.spec.record import LayoutRecord
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,15 +23,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vary", required=True, choices=VARIABLES, help="the quantity to vary")
     parser.add_argument("--values", required=True, type=float, nargs="+", help="its values")
     parser.add_argument("--out", required=True, metavar="DIR", help="writes sweep-<vary>.csv/.png")
-    parser.add_argument("--json", action="store_true", help="also print the rows as JSON")
+    parser.add_argument("--json", action="store_true", help="print the rows as JSON (under 'rows', with 'meta')")
 
 
 def run(args: argparse.Namespace) -> int:
+    from fugaku_sim.progress import Progress
     from fugaku_sim.sim.plots import plot_sweep
     from fugaku_sim.sim.sweep import csv_rows, sweep
 
     job = job_from_args(args)
-    rows = sweep(job, args.vary, list(args.values))
+    with Progress("sweep") as progress:
+        rows = sweep(job, args.vary, list(args.values),
+                     lambda done, total: progress.update(done, total, "values"))
     if all("error" in r for r in rows):
         raise UserError(f"--values: no valid variant ({rows[0]['error']})")
     out = Path(args.out)
@@ -35,10 +44,12 @@ def run(args: argparse.Namespace) -> int:
         writer = csv.writer(fh)
         writer.writerow(header)
         writer.writerows(cells)
-    title = f"{job.model.name} on {job.cluster.name}: varying {args.vary}"
-    plot_sweep(rows, args.vary, out / f"sweep-{args.vary}.png", title)
+    label = axis_label(args.vary, job.cluster)
+    title = f"{job.model.name} on {job.cluster.name}: varying the {label}"
+    plot_sweep(rows, args.vary, label, out / f"sweep-{args.vary}.png", title)
     if args.json:
-        print_json(rows)
+        record = LayoutRecord(job.layout, job.train).to_json()
+        print_json(rows, command_meta(args, record=record), "rows")
     else:
         for r in rows:
             msg = r.get("error") or (

@@ -15,13 +15,14 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from fugaku_sim.commands.campaign import _positive_int
 from fugaku_sim.commands.common import add_job_arguments, resolve_specs
 from fugaku_sim.errors import UserError
 
 if TYPE_CHECKING:
     from fugaku_sim.train.run_plan import Plan
 
-# TrainSpec fields the shared job options do not cover: option -> field
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_job_arguments(parser, cluster=False)
     parser.set_defaults(model="gpt-tiny")
@@ -39,6 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     r.add_argument("--resume", choices=["auto", "never"], default="auto",
                    help="auto: continue from the newest intact checkpoint in --out")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    r.add_argument("--log-interval", type=_positive_int, default=1, metavar="N",
+                   help="a progress line every N steps when stderr is not a terminal (a "
+                   "batch job's log; default 1, as Megatron-LM's --log-interval)")
     f = parser.add_argument_group("fault injection (tests)")
     f.add_argument("--fail-at-step", type=int, metavar="K", help="fail when step K starts")
     f.add_argument("--fail-rank", type=int, help="the rank that fails (default: the last)")
@@ -61,7 +65,7 @@ def build_plan(args: argparse.Namespace, world: int, select: bool = True) -> Pla
         keep_checkpoints=args.keep_checkpoints,
         eval_every=args.eval_every, eval_iters=args.eval_iters, resume=args.resume,
         fail_at_step=args.fail_at_step, fail_rank=args.fail_rank, fail_mode=args.fail_mode,
-        progress=not args.no_progress)
+        progress=not args.no_progress, log_interval=args.log_interval)
     return plan_run(model, train, layout, opts, world, select=select)
 
 

@@ -19,13 +19,17 @@ when the median |error| > 10%, the worst > 25%, or the fastest layouts disagree.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import get_args
 
 from fugaku_sim.calibrate.compare import STATISTICS
 from fugaku_sim.calibrate.launch import add_launch_arguments
-from fugaku_sim.commands.common import add_stack_argument, stack_from_args
+from fugaku_sim.commands.common import (
+    add_stack_argument,
+    command_meta,
+    print_json,
+    stack_from_args,
+)
 from fugaku_sim.sim.predict import Mode
 
 
@@ -34,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="calibrated profile (preset name or YAML path)")
     add_stack_argument(parser)
     parser.add_argument("--runs", default="default",
-                        help="run set: default, quick, or a YAML file with a 'runs:' list")
+                        help="run set: default, quick, zero, or a YAML file with a 'runs:' list")
     parser.add_argument("--from-metrics", nargs="+", type=Path, metavar="DIR",
                         help="compare these finished runs instead of training")
     parser.add_argument("--out", type=Path, default=Path("results/compare"),
@@ -48,7 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mode", choices=get_args(Mode), default="fast",
                         help="simulator mode")
     add_launch_arguments(parser, 900.0, "per run")
-    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument("--json", action="store_true",
+                        help="print the summary and 'meta' as JSON (the table goes to stderr)")
     parser.add_argument("--check-targets", action="store_true",
                         help="exit 1 unless the error targets are met")
 
@@ -63,18 +68,19 @@ def run(args: argparse.Namespace) -> int:
     from fugaku_sim.calibrate.record import load_occupancy
     from fugaku_sim.calibrate.report import TARGETS, rich_table, write_outputs
     from fugaku_sim.calibrate.runs import load_runs
+    from fugaku_sim.progress import Progress
     from fugaku_sim.spec import load_cluster
     from fugaku_sim.spec.load import resolve_cluster_path
-    from fugaku_sim.spec.stack import stack_identity
 
     cluster = load_cluster(args.cluster)
     stack = stack_from_args(args)
     cluster_file = resolve_cluster_path(args.cluster)
     occupancy = load_occupancy(cluster_file)
     console = Console(stderr=True)
-    meta = {"cluster": cluster.name, "cluster_file": str(cluster_file), "mode": args.mode,
-            "stack": stack_identity(stack),
-            "occupancy": occupancy, **provenance()}
+    # meta["cluster"], meta["stack"]: the profile and the stack compared against (file,
+    # sha256, when and where measured; --stack-scale factors in the arguments); the
+    # provenance: this machine and this run
+    meta = {**command_meta(args), "mode": args.mode, "occupancy": occupancy, **provenance()}
     if args.from_metrics:
         dirs = list(args.from_metrics)
         warm = {d: args.warmup if args.warmup is not None else warmup_of(d, 2) for d in dirs}
@@ -84,9 +90,13 @@ def run(args: argparse.Namespace) -> int:
         meta["launcher"] = launcher.describe()
         meta["runs"] = args.runs
         meta["allocator"] = args.allocator
-        with console.status("training"):
+        with Progress("validate") as progress:
+            done = iter(range(len(runs)))
             dirs = execute_runs(runs, launcher, args.out / "runs", args.data or args.out / "data",
-                                args.timeout, console.log, args.allocator)
+                                args.timeout,
+                                lambda text: progress.update(next(done), len(runs), "runs", text),
+                                args.allocator)
+            progress.update(len(runs), len(runs), "runs", "trained")
         warm = {d: r.warmup_steps for d, r in zip(dirs, runs)}
     meta["load_average_end"] = load_average()
     meta["statistic"] = args.statistic
@@ -100,8 +110,10 @@ def run(args: argparse.Namespace) -> int:
         and summary["fastest_agreed"] is not False
     )
     paths = write_outputs(rows, summary, meta, args.out)
-    Console().print(rich_table(rows, summary, f"predicted vs measured on {cluster.name}"))
+    # with --json, stdout is the JSON alone: the table goes to stderr (a log)
+    table_console = console if args.json else Console()
+    table_console.print(rich_table(rows, summary, f"predicted vs measured on {cluster.name}"))
     if args.json:
-        print(json.dumps(summary, indent=2))
+        print_json(summary, meta)
     console.log("wrote " + ", ".join(str(p) for p in paths))
     return 1 if args.check_targets and not summary["targets_met"] else 0

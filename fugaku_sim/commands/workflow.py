@@ -6,7 +6,7 @@
   record (:mod:`fugaku_sim.spec.record`), which ``train`` and ``predict`` read;
 - ``loss-plot``: the loss curves of a run;
 - ``run-dir``: make a training work folder this run's own before the trainer resumes from it;
-- ``plan-table``: a plan's layouts as a Markdown table (for the report).
+- ``plan-table``: a plan's layouts, or a prediction, as a Markdown table (for the report).
 """
 
 from __future__ import annotations
@@ -30,14 +30,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     w.add_argument("--out", required=True, type=Path)
     p = sub.add_parser("pick-layout", help="the fastest layout of a plan, as a layout record")
     p.add_argument("--plan", required=True, type=Path,
-                   help="a plan JSON list (best first), a predict JSON object or a layout record")
+                   help="a plan's JSON (best first), a predict JSON object or a layout record")
     p.add_argument("--out", required=True, type=Path)
     lp = sub.add_parser("loss-plot", help="plot the loss curves of metrics.jsonl")
     lp.add_argument("--metrics", required=True, type=Path)
     lp.add_argument("--vocab", type=int, help="draw ln(vocab), the loss of a uniform guess")
     lp.add_argument("--title", default="training loss")
     lp.add_argument("--out", required=True, type=Path)
-    t = sub.add_parser("plan-table", help="a plan JSON list as a Markdown table")
+    t = sub.add_parser("plan-table",
+                       help="a plan's (or a prediction's) JSON as a Markdown table")
     t.add_argument("--plan", required=True, type=Path)
     t.add_argument("--out", required=True, type=Path)
     r = sub.add_parser("run-dir", help="keep a work folder's checkpoints only if its inputs match")
@@ -70,40 +71,55 @@ def _validated(section: str, payload: Any) -> tuple[str, str]:
     return json.dumps(LayoutRecord(layout).to_json(), indent=2) + "\n", "json"
 
 
-# (plan key, column heading, format) of the plan table
-PLAN_COLUMNS = (
-    ("tp", "TP", "{}"), ("pp", "PP", "{}"), ("dp", "DP", "{}"),
-    ("micro_batch", "micro batch", "{}"), ("schedule", "schedule", "{}"),
-    ("job_shape", "node shape", "{}"), ("step_time_s", "step s", "{:.3f}"),
-    ("tokens_per_s", "tokens/s", "{:,.0f}"), ("mfu", "MFU", "{:.1%}"),
-    ("memory_per_node_GiB", "memory GiB/node", "{:.1f}"),
-    ("time_to_train_days", "days to train", "{:.1f}"), ("node_hours", "node-hours", "{:,.0f}"),
-)
+def _table_rows(path: Path) -> tuple[list[dict[str, Any]], str]:
+    """The layouts of a plan's JSON, best first, or the one of a predict JSON object, and
+    what the table is (``Plan``, ``Prediction``).
+
+    Raises:
+        UserError: neither, or a plan without layouts.
+    """
+    from fugaku_sim.spec.record import plan_entries
+
+    data = load_json(path, str(path))
+    rows = plan_entries(data)
+    if rows is None and isinstance(data, dict) and "step_time_s" in data:
+        return [data], "Prediction"
+    if not rows or not isinstance(rows[0], dict):
+        raise UserError(f"{path}: expected the JSON of `fugaku-sim plan --json` with at least "
+                        "one layout, or of `fugaku-sim predict --json`")
+    return rows, "Plan"
 
 
 def _plan_table(plan: Path) -> str:
-    """A plan's layouts, best first, as Markdown; columns the plan lacks are left out."""
-    rows = load_json(plan, str(plan))
-    if not isinstance(rows, list) or not rows or not isinstance(rows[0], dict):
-        raise UserError(f"{plan}: expected a non-empty JSON list of layouts")
+    """A plan's layouts, best first, as Markdown: a column for every choice that differs
+    between them, what they share, and why the first wins
+    (:mod:`fugaku_sim.sim.plan_rows`)."""
+    from fugaku_sim.sim.plan_rows import (
+        METRICS,
+        explain_winner,
+        metric_cell,
+        shared_text,
+        split_dimensions,
+    )
+
+    rows, kind = _table_rows(plan)
     first = rows[0]
-    columns = [c for c in PLAN_COLUMNS if c[0] in first]
-    title = f"# Plan: {first.get('model', '?')} on {first.get('nodes', '?')} {first.get('cluster', '?')} nodes"
-    lines = [title, "", "| rank | " + " | ".join(c[1] for c in columns) + " |",
-             "|---:|" + "---:|" * len(columns)]
+    differ, shared = split_dimensions(rows)
+    metrics = [m for m in METRICS if m[0] in first]
+    title = f"# {kind}: {first.get('model', '?')} on {first.get('nodes', '?')} {first.get('cluster', '?')} nodes"
+    headings = [d.heading for d in differ] + [m[1] for m in metrics]
+    lines = [title, ""]
+    if shared:
+        lines += [f"Every layout: {shared_text(rows, shared)}.", ""]
+    lines += ["| rank | " + " | ".join(headings) + " |", "|---:|" + "---:|" * len(headings)]
     for number, row in enumerate(rows, 1):
-        cells = [_cell(row.get(key), fmt) for key, _, fmt in columns]
+        cells = [d.cell(row) for d in differ]
+        cells += [metric_cell(row.get(key), fmt) for key, _, fmt in metrics]
         lines.append(f"| {number} | " + " | ".join(cells) + " |")
+    why = explain_winner(rows)
+    if why:
+        lines += ["", "Why the first layout wins:", ""] + [f"- {line}" for line in why]
     return "\n".join(lines) + "\n"
-
-
-def _cell(value: Any, fmt: str) -> str:
-    if value is None:
-        return "-"
-    try:
-        return fmt.format(value)
-    except (TypeError, ValueError):
-        return str(value)
 
 
 def _name_value(text: str) -> tuple[str, str]:

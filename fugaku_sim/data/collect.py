@@ -91,6 +91,7 @@ def collect_source(source: Source, cfg: DataConfig, out: TextIO,
             stats["bytes"] += len(text.encode("utf-8"))
             stats["documents_with_undecodable_bytes"] += int(loaded.undecodable > 0)
         if cap is not None and stats["bytes"] >= cap:
+            progress(source.name, stats["items"], stats["items"])  # done: the cap is reached
             break
     if stats["documents"] == 0:
         raise UserError(f"source {source.name}: no documents (empty files?); give it text "

@@ -22,25 +22,19 @@ Progress = Callable[[str, int, int], None]
 
 @contextmanager
 def progress_bar(stage: str, quiet: bool) -> Iterator[Progress]:
-    """A rich progress display on stderr; yields ``update(task, done, total)``."""
-    if quiet:
-        yield lambda task, done, total: None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    """The stage's progress on stderr (:mod:`fugaku_sim.progress`: a bar on a terminal, lines
+    in a log); yields ``update(task, done, total)`` (total 0: unknown)."""
+    from fugaku_sim.progress import Progress as Lines
 
-    console = Console(stderr=True)
-    columns = (TextColumn(f"[bold]{stage}[/] {{task.description}}"), BarColumn(),
-               MofNCompleteColumn())
-    with Progress(*columns, console=console, transient=True) as bar:
-        tasks: dict[str, Any] = {}
+    with Lines(f"data {stage}", enabled=not quiet) as progress:
 
         def update(task: str, done: int, total: int) -> None:
-            if task not in tasks:
-                tasks[task] = bar.add_task(task, total=total or None)
-            bar.update(tasks[task], completed=done, total=total or None)
+            progress.update(done, total or None, task)
 
+        progress.update(0, 1, "stage", "started")  # a line whether or not the stage counts
         yield update
+        progress.flush()  # each task's last count, then the stage's end
+        progress.update(1, 1, "stage", "done")
 
 
 def run_stage(stage: str, cfg: DataConfig, out_dir: Path, quiet: bool = False) -> dict:

@@ -5,6 +5,15 @@ Ids: ``<unk>`` 0, ``<s>`` 1, ``</s>`` 2 (the end-of-document token appended to e
 document), no padding id. ``byte_fallback`` makes any character encodable; the ``identity``
 normalisation rule and ``remove_extra_whitespaces=False`` keep sentencepiece from rewriting
 text (cleaning already normalised it), so ``decode(encode(x)) == x``.
+
+Piece scores are rounded to multiples of 1/16 after training (:func:`quantize_scores`).
+sentencepiece's Viterbi adds scores in float32 (``unigram_model.cc``, ``EncodeOptimized``), so
+with unrounded scores a long document's ids depend on rounding: segmentations of equal or
+nearly equal score (runs of spaces in code) are chosen differently from an exact search such
+as Hugging Face ``tokenizers``' (float64). With scores on a 2^-4 grid every partial sum up to
+2^20 in magnitude is exact in float32, so both searches agree exactly (measured on the CI
+data: 59 of 1,618 documents differed before, none after; characters per token unchanged
+to 4 digits).
 Writes ``tokenizer.model``, ``tokenizer.vocab`` and ``tokenizer/report.json`` under DIR.
 """
 
@@ -23,6 +32,7 @@ from fugaku_sim.io import atomic_dir, read_json, write_json
 
 UNK_ID, BOS_ID, EOS_ID, PAD_ID = 0, 1, 2, -1
 MAX_SENTENCE_BYTES = 8192
+SCORE_GRID_LOG2 = 4  # scores are multiples of 2^-4; float32 sums are exact below 2^(24-4)
 
 
 def write_sample(dedup_dir: Path, cfg: DataConfig, out_path: Path) -> dict[str, int]:
@@ -84,6 +94,26 @@ def train_sentencepiece(sample: Path, prefix: Path, cfg: DataConfig) -> None:
                         "data.tokenizer.vocab_size or raise data.tokenizer.sample_chars") from None
 
 
+def quantize_scores(model: Path, vocab: Path) -> None:
+    """Round every piece score of the model file ``model`` to a multiple of
+    ``2**-SCORE_GRID_LOG2`` (see the module's docstring for why) and rewrite the ``vocab``
+    listing (``piece<TAB>score``) to match.
+
+    Raises:
+        UserError: ``model`` is not a sentencepiece model.
+    """
+    import math
+
+    from fugaku_sim.data.spm_model import read_model, with_scores
+
+    pieces = read_model(model).pieces
+    scores = [math.ldexp(round(math.ldexp(p.score, SCORE_GRID_LOG2)), -SCORE_GRID_LOG2)
+              for p in pieces]
+    model.write_bytes(with_scores(model.read_bytes(), scores))
+    vocab.write_text("".join(f"{p.text}\t{s:g}\n" for p, s in zip(pieces, scores)),
+                     encoding="utf-8")
+
+
 def check_round_trip(model: Path, dedup_dir: Path, max_docs: int = 50) -> dict[str, Any]:
     """Encode then decode held-out (test, else valid) documents of every domain.
 
@@ -127,6 +157,7 @@ def run_tokenizer(cfg: DataConfig, out_dir: Path) -> dict[str, Any]:
         started = time.perf_counter()
         chars = write_sample(dedup_dir, cfg, tmp / "sample.txt")
         train_sentencepiece(tmp / "sample.txt", tmp / "tokenizer", cfg)
+        quantize_scores(tmp / "tokenizer.model", tmp / "tokenizer.vocab")
         seconds = time.perf_counter() - started
         os.unlink(tmp / "sample.txt")
         trip = check_round_trip(tmp / "tokenizer.model", dedup_dir)
@@ -137,6 +168,7 @@ def run_tokenizer(cfg: DataConfig, out_dir: Path) -> dict[str, Any]:
                   "byte_fallback": cfg.tokenizer.byte_fallback, "unk_id": UNK_ID,
                   "bos_id": BOS_ID, "eos_id": EOS_ID, "pad_id": PAD_ID,
                   "normalization": "identity (text normalised while cleaning)",
+                  "score_grid": 2.0 ** -SCORE_GRID_LOG2,
                   "sample_characters_by_domain": chars, "train_seconds": round(seconds, 2),
                   "round_trip_heldout": trip}
         write_json(tmp / "report.json", report)

@@ -8,6 +8,7 @@ The completion's first line, stripped of white space, must equal the answer exac
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -54,8 +55,10 @@ def solve(model: LanguageModel, tokenizer: Tokenizer, prompt: str,
 
 def evaluate_arithmetic(model: LanguageModel, tokenizer: Tokenizer,
                         problems: list[tuple[str, str]], max_new_tokens: int = 12,
-                        examples: int = 5, shots: int = 0, seed: int = 0) -> dict[str, Any]:
-    """Exact-match accuracy over ``problems`` (prompt, answer) and a few worked examples.
+                        examples: int = 5, shots: int = 0, seed: int = 0,
+                        on_item: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Exact-match accuracy over ``problems`` (prompt, answer) and a few worked examples;
+    ``on_item(done, total)`` after each problem.
 
     With ``shots`` > 0 each prompt follows that many other problems of the set, solved, as
     worksheet lines (lm-evaluation-harness few-shot style; the scored problem is never
@@ -71,6 +74,8 @@ def evaluate_arithmetic(model: LanguageModel, tokenizer: Tokenizer,
         context = shot_text(problems, i, shots, seed) + prompt
         completion = solve(model, tokenizer, context, max_new_tokens)
         results.append((prompt, answer, completion, is_exact_match(completion, answer)))
+        if on_item is not None:
+            on_item(i + 1, len(problems))
     correct = sum(r[3] for r in results)
     return {"problems": len(results), "correct": correct, "shots": shots,
             "exact_match": correct / len(results),

@@ -16,6 +16,7 @@ avoids tokenising a continuation apart from its context.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,8 +86,10 @@ def build_continuation_items(docs: list[list[int]], decode: Any, eod_id: int,
     return items
 
 
-def score_items(model: LanguageModel, items: list[ChoiceItem]) -> dict[str, Any]:
-    """Accuracy, length-normalised accuracy, their standard errors and chance level.
+def score_items(model: LanguageModel, items: list[ChoiceItem],
+                on_item: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Accuracy, length-normalised accuracy, their standard errors and chance level;
+    ``on_item(done, total)`` after each item.
 
     Returns items, choices, chance, acc, acc_stderr, acc_norm, acc_norm_stderr and
     per-item predictions (``predictions``: list of (label, predicted, predicted_norm)).
@@ -104,6 +107,8 @@ def score_items(model: LanguageModel, items: list[ChoiceItem]) -> dict[str, Any]
         ll = choices_logprob(model, it.context, it.choices)  # [N]
         norm = ll / np.array(it.choice_chars, dtype=np.float64)
         preds.append((it.label, int(np.argmax(ll)), int(np.argmax(norm))))
+        if on_item is not None:
+            on_item(len(preds), len(items))
     n = len(items)
     acc = sum(p[0] == p[1] for p in preds) / n
     acc_norm = sum(p[0] == p[2] for p in preds) / n

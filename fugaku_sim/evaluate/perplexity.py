@@ -17,6 +17,7 @@ where ``bytes`` counts the UTF-8 bytes of the documents' decoded text.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -65,10 +66,12 @@ def plan_windows(targets: int, seq_len: int, stride: int) -> list[Window]:
 
 
 def stream_nll(model: LanguageModel, stream: np.ndarray, stride: int,
-               batch: int | None = None) -> tuple[float, int]:
+               batch: int | None = None,
+               on_item: Callable[[int, int], None] | None = None) -> tuple[float, int]:
     """Summed negative log-likelihood (nats) of ``stream[1:]`` and the number of targets.
 
-    Windows of equal length are run ``batch`` at a time (default: about 4096 tokens).
+    Windows of equal length are run ``batch`` at a time (default: about 4096 tokens);
+    ``on_item(windows done, windows)`` after each batch.
     """
     batch = batch or max(1, 4096 // model.seq_len)
     windows = plan_windows(len(stream) - 1, model.seq_len, stride)
@@ -85,12 +88,17 @@ def stream_nll(model: LanguageModel, stream: np.ndarray, stride: int,
         logp = target_logprobs(model, inputs, targets)  # [B,T]
         total -= sum(float(row[-w.scored:].sum()) for row, w in zip(logp, group))
         i += len(group)
+        if on_item is not None:
+            on_item(i, len(windows))
     return total, len(stream) - 1
 
 
 def domain_perplexity(model: LanguageModel, documents: list[np.ndarray], eod_id: int,
-                      stride: int, text_bytes: int | None = None) -> dict[str, float | int]:
-    """Perplexity of ``documents`` (token arrays ending with EOD), as defined above.
+                      stride: int, text_bytes: int | None = None,
+                      on_item: Callable[[int, int], None] | None = None
+                      ) -> dict[str, float | int]:
+    """Perplexity of ``documents`` (token arrays ending with EOD), as defined above;
+    ``on_item`` as :func:`stream_nll`'s.
 
     Returns documents, tokens (targets), nll_nats, loss (nats/token), perplexity,
     bits_per_token and, when ``text_bytes`` is given, bits_per_byte.
@@ -102,7 +110,7 @@ def domain_perplexity(model: LanguageModel, documents: list[np.ndarray], eod_id:
         raise ValueError("no documents to score")
     stream = np.concatenate([np.asarray([eod_id], dtype=np.int64)]
                             + [np.asarray(d, dtype=np.int64) for d in documents])
-    nll, n = stream_nll(model, stream, stride)
+    nll, n = stream_nll(model, stream, stride, on_item=on_item)
     loss = nll / n
     out: dict[str, float | int] = {
         "documents": len(documents), "tokens": n, "nll_nats": nll, "loss": loss,

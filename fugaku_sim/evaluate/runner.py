@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,19 @@ ARITHMETIC_DEFINITION = (
     "prompt after an EOD and `shots` other solved problems of the set as worksheet lines "
     "(`prompt answer` per line), greedy decoding until a newline or EOD (at most `max_new_tokens`); "
     "correct when the text before the first newline, stripped, equals the answer exactly")
+
+
+#: progress within a section: (task, done, total, info)
+Tick = Callable[[str, int, int, str], None]
+
+
+def _no_tick(task: str, done: int, total: int, info: str) -> None:
+    return None
+
+
+def _task_tick(tick: Tick, task: str) -> Callable[[int, int], None]:
+    """``tick`` for one task, as an item loop calls it: ``(done, total)``."""
+    return lambda done, total: tick(task, done, total, "")
 
 
 @dataclass(frozen=True)
@@ -81,7 +95,7 @@ def _text_bytes(tokenizer: Tokenizer, docs: list[np.ndarray]) -> int:
 
 
 def run_perplexity(model: GPT, tokenizer: Tokenizer, documents: dict[str, tuple[list, str]],
-                   stride: int) -> dict[str, Any]:
+                   stride: int, tick: Tick = _no_tick) -> dict[str, Any]:
     """Per-domain perplexity (see :mod:`fugaku_sim.evaluate.perplexity`)."""
     out: dict[str, Any] = {}
     for domain, (docs, source) in documents.items():
@@ -89,13 +103,14 @@ def run_perplexity(model: GPT, tokenizer: Tokenizer, documents: dict[str, tuple[
             out[domain] = {"skipped": "no held-out documents"}
             continue
         r = domain_perplexity(model, docs, tokenizer.eod_id, stride,
-                              _text_bytes(tokenizer, docs))
+                              _text_bytes(tokenizer, docs),
+                              _task_tick(tick, f"perplexity {domain} windows"))
         out[domain] = {**r, "source": source}
     return {"definition": PERPLEXITY_DEFINITION, "stride": stride, "domains": out}
 
 
 def run_choice(model: GPT, tokenizer: Tokenizer, documents: dict[str, tuple[list, str]],
-               opts: EvalOptions) -> dict[str, Any]:
+               opts: EvalOptions, tick: Tick = _no_tick) -> dict[str, Any]:
     """The continuation multiple-choice task of each language in ``opts.languages``."""
     cont = opts.continuation_tokens
     ctx = max(1, min(opts.context_tokens, model.seq_len - cont))
@@ -110,7 +125,7 @@ def run_choice(model: GPT, tokenizer: Tokenizer, documents: dict[str, tuple[list
             tasks[name] = {"skipped": f"fewer than {opts.n_choices} documents of "
                                       f">= {ctx + cont} tokens", "chance": 1 / opts.n_choices}
             continue
-        scored = score_items(model, items)
+        scored = score_items(model, items, _task_tick(tick, f"{name} items"))
         scored.pop("predictions")
         tasks[name] = scored
     return {"definition": CHOICE_DEFINITION, "context_tokens": ctx,
@@ -118,7 +133,7 @@ def run_choice(model: GPT, tokenizer: Tokenizer, documents: dict[str, tuple[list
 
 
 def run_arithmetic(model: GPT, tokenizer: Tokenizer, data: DataDir,
-                   opts: EvalOptions) -> dict[str, Any]:
+                   opts: EvalOptions, tick: Tick = _no_tick) -> dict[str, Any]:
     """Exact match on (a seeded subset of) ``maths_eval.jsonl``."""
     path, problems = data.maths_problems()
     base = {"definition": ARITHMETIC_DEFINITION, "max_new_tokens": opts.max_new_tokens_maths}
@@ -126,17 +141,20 @@ def run_arithmetic(model: GPT, tokenizer: Tokenizer, data: DataDir,
         return {**base, "skipped": "no maths_eval.jsonl in the data directory"}
     chosen = [problems[i] for i in pick(len(problems), opts.max_problems, opts.seed, "maths")]
     r = evaluate_arithmetic(model, tokenizer, chosen, opts.max_new_tokens_maths,
-                            shots=opts.maths_shots, seed=opts.seed)
+                            shots=opts.maths_shots, seed=opts.seed,
+                            on_item=_task_tick(tick, "arithmetic problems"))
     em, n = r["exact_match"], r["problems"]
     stderr = math.sqrt(em * (1 - em) / (n - 1)) if n > 1 else None
     return {**base, "source": str(path), **r, "exact_match_stderr": stderr}
 
 
-def run_samples(model: GPT, tokenizer: Tokenizer, opts: EvalOptions) -> list[dict[str, Any]]:
+def run_samples(model: GPT, tokenizer: Tokenizer, opts: EvalOptions,
+                tick: Tick = _no_tick) -> list[dict[str, Any]]:
     """One seeded, KV-cached sample per prompt (after an EOD, stopping at EOD)."""
     sampling = Sampling(opts.temperature, opts.top_k)
     out = []
     for i, (lang, prompt) in enumerate(opts.prompts):
+        tick("samples", i, len(opts.prompts), prompt)
         rng = np.random.default_rng([opts.seed, i])
         ids = [tokenizer.eod_id] + tokenizer.encode(prompt)
         new = generate(model, ids, opts.max_new_tokens, sampling, rng,
@@ -145,12 +163,14 @@ def run_samples(model: GPT, tokenizer: Tokenizer, opts: EvalOptions) -> list[dic
                     "completion": tokenizer.decode([t for t in new if t != tokenizer.eod_id]),
                     "tokens": len(new), "temperature": opts.temperature,
                     "top_k": opts.top_k, "seed": [opts.seed, i]})
+    tick("samples", len(opts.prompts), len(opts.prompts), "")
     return out
 
 
 def evaluate_model(model: GPT, tokenizer: Tokenizer, data: DataDir, opts: EvalOptions,
-                   source: str) -> dict[str, Any]:
-    """Every measurement as the eval.json object (see the module docstring).
+                   source: str, tick: Tick = _no_tick) -> dict[str, Any]:
+    """Every measurement as the eval.json object (see the module docstring); ``tick(task,
+    done, total, info)`` reports progress within each section.
 
     Raises:
         UserError: unreadable held-out files or shards (from the readers).
@@ -169,10 +189,10 @@ def evaluate_model(model: GPT, tokenizer: Tokenizer, data: DataDir, opts: EvalOp
         "options": {k: (list(v) if isinstance(v, tuple) else v)
                     for k, v in asdict(opts).items()}}
     stages = [("perplexity", lambda: run_perplexity(model, tokenizer, documents,
-                                                    opts.stride or model.seq_len)),
-              ("arithmetic", lambda: run_arithmetic(model, tokenizer, data, opts)),
-              ("multiple_choice", lambda: run_choice(model, tokenizer, documents, opts)),
-              ("samples", lambda: run_samples(model, tokenizer, opts))]
+                                                    opts.stride or model.seq_len, tick)),
+              ("arithmetic", lambda: run_arithmetic(model, tokenizer, data, opts, tick)),
+              ("multiple_choice", lambda: run_choice(model, tokenizer, documents, opts, tick)),
+              ("samples", lambda: run_samples(model, tokenizer, opts, tick))]
     for name, stage in stages:
         t0 = time.perf_counter()
         result[name] = stage()

@@ -11,7 +11,9 @@ How to load a release's tokenizer::
     ids = tok.encode("富岳で学習した言語モデル")
     text = tok.decode(ids)
 
-or with sentencepiece alone: ``sentencepiece.SentencePieceProcessor(model_file=...)``.
+or with sentencepiece alone: ``sentencepiece.SentencePieceProcessor(model_file=...)``, or
+with transformers: ``AutoTokenizer.from_pretrained("results/release/NAME")`` (the release's
+``tokenizer.json``, same ids).
 """
 
 from __future__ import annotations

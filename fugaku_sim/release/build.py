@@ -3,14 +3,16 @@
 The directory is written under a temporary name, verified (:func:`verify_release`), then
 renamed into place; the archive likewise. Contents: ``model.safetensors`` (Hugging Face
 GPT-2 names, metadata ``format: pt`` and the ``model_spec``), ``config.json``,
-``generation_config.json``, ``tokenizer.model``, ``README.md``, ``eval.json``, ``SHA256SUMS``.
+``generation_config.json``, ``tokenizer.model`` with ``tokenizer.json`` and
+``tokenizer_config.json`` (:mod:`fugaku_sim.release.tokenizer_files`), ``README.md``,
+``eval.json``, ``SHA256SUMS``. Paths of the build machine in the inputs are reduced to their
+last component (:mod:`fugaku_sim.release.paths`).
 """
 
 from __future__ import annotations
 
 import json
 import re
-import shutil
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,10 +20,12 @@ from typing import Any
 
 from fugaku_sim.errors import UserError
 from fugaku_sim.io import read_json_object
+from fugaku_sim.release.paths import strip_paths_json
+from fugaku_sim.release.tokenizer_files import TOKENIZER_FILES
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 CONTENT_FILES = ("model.safetensors", "config.json", "generation_config.json",
-                 "tokenizer.model", "README.md", "eval.json")
+                 *TOKENIZER_FILES, "README.md", "eval.json")
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,7 @@ def _optional_json(path: Path | None, what: str, notes: list[str]) -> dict[str, 
     if path is None or not path.is_file():
         notes.append(f"{what} not provided" + (f" ({path} absent)" if path else ""))
         return None
-    return read_json_object(path, f"{path}: {what}")
+    return strip_paths_json(read_json_object(path, f"{path}: {what}"))
 
 
 def check_eval(ev: Any, digest: str, path: Path) -> dict[str, Any]:
@@ -80,10 +84,12 @@ def _archive(directory: Path, tarball: Path) -> None:
 
 
 def _write_files(tmp: Path, inputs: ReleaseInputs, spec: Any, params: Any, tokenizer: Any,
-                 card: Any, eval_bytes: bytes) -> None:
+                 card: Any, eval_bytes: bytes) -> list[str]:
+    """Write every content file and SHA256SUMS into ``tmp``; return notes."""
     from fugaku_sim.release.card import render_card
     from fugaku_sim.release.checksums import SUMS_NAME, write_checksums
     from fugaku_sim.release.hf_config import generation_config, gpt2_config
+    from fugaku_sim.release.tokenizer_files import write_tokenizer_files
     from fugaku_sim.tensors.consolidated import write_consolidated
 
     write_consolidated(tmp / "model.safetensors", spec, params, {"format": "pt"})
@@ -92,13 +98,14 @@ def _write_files(tmp: Path, inputs: ReleaseInputs, spec: Any, params: Any, token
     gen = generation_config(tokenizer.bos_id, tokenizer.eod_id)
     (tmp / "generation_config.json").write_text(json.dumps(gen, indent=2) + "\n",
                                                 encoding="utf-8")
-    shutil.copyfile(tokenizer.path, tmp / "tokenizer.model")
+    notes = write_tokenizer_files(tmp, tokenizer.path, spec.seq_len)
     (tmp / "eval.json").write_bytes(eval_bytes)
     (tmp / "README.md").write_text(render_card(card, [*CONTENT_FILES, SUMS_NAME]),
                                    encoding="utf-8")
     write_checksums(tmp, list(CONTENT_FILES))
     for path in tmp.iterdir():  # temporary files are created private; a release is public
         path.chmod(0o644)
+    return notes
 
 
 def build_release(inputs: ReleaseInputs) -> tuple[Path, Path, list[str]]:
@@ -110,11 +117,13 @@ def build_release(inputs: ReleaseInputs) -> tuple[Path, Path, list[str]]:
             directory or eval.json, an eval.json of other weights, a tokenizer that does not
             fit the model.
     """
+    from fugaku_sim.data.config import DOMAINS
     from fugaku_sim.evaluate.heldout import DataDir
     from fugaku_sim.evaluate.runner import weights_digest
     from fugaku_sim.evaluate.tokenizer import Tokenizer
     from fugaku_sim.io import atomic_dir
     from fugaku_sim.release.card import CardInputs
+    from fugaku_sim.release.tokenizer_files import heldout_notes
     from fugaku_sim.release.verify import verify_release
     from fugaku_sim.tensors import tensor_table
     from fugaku_sim.tensors.consolidated import read_consolidated
@@ -128,16 +137,17 @@ def build_release(inputs: ReleaseInputs) -> tuple[Path, Path, list[str]]:
     if tokenizer.vocab_size > spec.vocab:
         raise UserError(f"{tokenizer.path}: {tokenizer.vocab_size} tokens do not fit the "
                         f"model's vocabulary of {spec.vocab}")
-    eval_bytes = inputs.eval_json.read_bytes() if inputs.eval_json.is_file() else b""
-    ev = check_eval(read_json_object(inputs.eval_json, f"--eval {inputs.eval_json}",
-                                     "run `fugaku-sim evaluate` first"),
-                    weights_digest(params), inputs.eval_json)
+    ev = strip_paths_json(check_eval(read_json_object(
+        inputs.eval_json, f"--eval {inputs.eval_json}", "run `fugaku-sim evaluate` first"),
+        weights_digest(params), inputs.eval_json))
+    eval_bytes = (json.dumps(ev, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
     notes: list[str] = []
     summary = _optional_json(inputs.train_dir / "summary.json" if inputs.train_dir else None,
                              "training summary", notes)
     card = CardInputs(
         name=name, spec=spec, parameters=tensor_table(spec).parameters(),
-        license=inputs.license, eval_result=ev, manifest=data.manifest(), summary=summary,
+        license=inputs.license, eval_result=ev, manifest=strip_paths_json(data.manifest()),
+        summary=summary,
         prediction=_optional_json(inputs.prediction, "simulator prediction", notes),
         compare=_optional_json(inputs.compare, "predicted-vs-measured comparison", notes),
         tokenizer_vocab=tokenizer.vocab_size, eod_id=tokenizer.eod_id)
@@ -145,8 +155,9 @@ def build_release(inputs: ReleaseInputs) -> tuple[Path, Path, list[str]]:
         notes.append(f"{data.path / 'manifest.json'} absent or unreadable: no mixture table")
     final = inputs.out_dir / name
     with atomic_dir(final) as tmp:
-        _write_files(tmp, inputs, spec, params, tokenizer, card, eval_bytes)
+        notes += _write_files(tmp, inputs, spec, params, tokenizer, card, eval_bytes)
         verify_release(tmp)
+        notes += heldout_notes(tmp, {d: data.heldout_texts(d) for d in DOMAINS})
     tarball = inputs.out_dir / f"{name}.tar.gz"
     _archive(final, tarball)
     return final, tarball, notes

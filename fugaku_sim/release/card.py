@@ -132,17 +132,15 @@ def front_matter(c: CardInputs) -> dict[str, Any]:
 def _usage(c: CardInputs) -> list[str]:
     return [
         "## How to use", "",
-        "With Hugging Face transformers (weights) and sentencepiece (text). The tokenizer is a "
-        "sentencepiece model, not a `tokenizer.json`, so load it with sentencepiece:", "",
+        "With Hugging Face transformers (the tokenizer loads from `tokenizer.json`; neither "
+        "sentencepiece nor protobuf is needed):", "",
         "```python",
-        "import sentencepiece as spm",
-        "import torch",
-        "from transformers import GPT2LMHeadModel", "",
-        'model = GPT2LMHeadModel.from_pretrained("PATH/TO/RELEASE")',
-        'sp = spm.SentencePieceProcessor(model_file="PATH/TO/RELEASE/tokenizer.model")',
-        f'ids = [{c.eod_id}] + sp.encode("富岳は")  # a prompt starts after an end-of-document',
-        "out = model.generate(torch.tensor([ids]), max_new_tokens=32, do_sample=True, top_k=40)",
-        "print(sp.decode(out[0, 1:].tolist()))",
+        "from transformers import AutoModelForCausalLM, AutoTokenizer", "",
+        'tokenizer = AutoTokenizer.from_pretrained("PATH/TO/RELEASE")',
+        'model = AutoModelForCausalLM.from_pretrained("PATH/TO/RELEASE")',
+        'ids = tokenizer("富岳は", return_tensors="pt").input_ids',
+        "out = model.generate(ids, max_new_tokens=32, do_sample=True, top_k=40)",
+        "print(tokenizer.decode(out[0], skip_special_tokens=True))",
         "```", "",
         "Without torch, with this project's numpy implementation (KV-cached decoding):", "",
         "```python",
@@ -151,9 +149,14 @@ def _usage(c: CardInputs) -> list[str]:
         'spec, params, tokenizer = load_release("PATH/TO/RELEASE")',
         "model = GPT(spec, params)",
         "```", "",
-        f"Tokenizer: sentencepiece, {c.tokenizer_vocab} pieces with byte fallback; ids "
-        f"`<unk>` 0, `<s>` 1, `</s>` {c.eod_id} = end of document (EOD). Documents were "
-        "trained as `tokens + [EOD]`, back to back; no BOS is added.", ""]
+        f"Tokenizer: sentencepiece (`tokenizer.model`), {c.tokenizer_vocab} pieces with byte "
+        f"fallback; ids `<unk>` 0, `<s>` 1, `</s>` {c.eod_id} = end of document (EOD). "
+        "`tokenizer.json` is the same tokenizer for Hugging Face `tokenizers` and gives the "
+        "same ids; it adds no BOS or EOS, and the text `</s>` is encoded as text, as "
+        "sentencepiece does (transformers 4.42 or later; older versions read it as EOD). "
+        "Documents were trained as `tokens + [EOD]`, back to back; to "
+        f"start a prompt as a new document, put `{c.eod_id}` (`tokenizer.eos_token_id`) "
+        "first.", ""]
 
 
 def _training(c: CardInputs) -> list[str]:
@@ -169,9 +172,13 @@ def _training(c: CardInputs) -> list[str]:
     lines += ["", "## Training layout and measured throughput", ""]
     lines += training_section(c.summary) if c.summary else [NOT_PROVIDED]
     lines += ["", "## Simulator prediction for the same layout", ""]
-    # the figures only: the layout record repeats the training section's settings
-    figures = {k: v for k, v in (c.prediction or {}).items() if k not in RECORD_KEYS}
+    # the figures only: the layout record repeats the training section's settings, and the
+    # meta block is said in one line
+    figures = {k: v for k, v in (c.prediction or {}).items() if k not in (*RECORD_KEYS, "meta")}
     lines += table_of(figures) if c.prediction else [NOT_PROVIDED]
+    made_by = prediction_source((c.prediction or {}).get("meta"))
+    if made_by:
+        lines += ["", made_by]
     warn = layout_mismatch(c.summary, c.prediction)
     if warn:
         lines += ["", f"**Warning:** {warn}"]
@@ -181,6 +188,21 @@ def _training(c: CardInputs) -> list[str]:
 
 
 SKIP_SUMMARY = ("model.", "checkpoint", "consolidated")
+
+
+def prediction_source(meta: Any) -> str:
+    """A sentence naming what made the prediction (its ``meta`` block, :mod:`fugaku_sim.meta`):
+    tool version and commit, cluster profile and its sha256; '' without one."""
+    if not isinstance(meta, dict):
+        return ""
+    tool = f"fugaku-sim {meta.get('version', '?')}"
+    if meta.get("git_commit"):
+        tool += f" (commit {str(meta['git_commit'])[:12]})"
+    cluster = meta.get("cluster")
+    if isinstance(cluster, dict):
+        sha = f", sha256 `{str(cluster['sha256'])[:12]}`" if cluster.get("sha256") else ""
+        tool += f" on the cluster profile `{cluster.get('name')}`{sha}"
+    return f"Predicted by {tool}."
 
 
 def compare_section(compare: Any) -> list[str]:
@@ -295,7 +317,7 @@ def render_card(c: CardInputs, files: list[str]) -> str:
     files_section = [
         "## Files", "", *[f"- `{f}`" for f in files], "",
         "Check them with `fugaku-sim release verify DIR` (checksums, required files, weights "
-        "against `config.json`) or `sha256sum -c SHA256SUMS` inside the directory.", ""]
+        "against `config.json`, tokenizer files against `tokenizer.model`) or `sha256sum -c SHA256SUMS` inside the directory.", ""]
     body = (head + _usage(c) + _training(c) + _evaluation(c) + _limitations(c)
             + files_section)
     return "\n".join(body)

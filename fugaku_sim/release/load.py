@@ -5,8 +5,9 @@
     from fugaku_sim.release.load import load_release
     spec, params, tokenizer = load_release("results/release/NAME")
 
-With transformers instead: ``GPT2LMHeadModel.from_pretrained(DIR)`` for the weights and
-``sentencepiece.SentencePieceProcessor(model_file=DIR + "/tokenizer.model")`` for text.
+With transformers instead: ``AutoModelForCausalLM.from_pretrained(DIR)`` for the weights and
+``AutoTokenizer.from_pretrained(DIR)`` for text (``tokenizer.json``, the same ids as
+``tokenizer.model``; see :mod:`fugaku_sim.release.hf_tokenizer`).
 """
 
 from __future__ import annotations

@@ -4,8 +4,10 @@ Checks, in order: the directory and every required file exist; every line of SHA
 matches its file and no file is unlisted; no pickle-format file is present; ``config.json``
 is a GPT-2 config this package can run; ``model.safetensors`` loads with safetensors (never
 pickle) and holds exactly the tensors and shapes ``config.json`` implies, finite; the
-tokenizer loads and fits the vocabulary; ``eval.json`` describes these weights; README.md
-starts with YAML front matter that has a ``model-index``.
+tokenizer loads and fits the vocabulary, and ``tokenizer.json``/``tokenizer_config.json``
+are its conversion (with sentencepiece's ids on probe texts when the ``tokenizers`` library
+is installed); ``eval.json`` describes these weights; README.md starts with YAML front
+matter that has a ``model-index``.
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ from typing import Any
 
 from fugaku_sim.errors import UserError
 from fugaku_sim.io import read_json_object
+from fugaku_sim.release.build import CONTENT_FILES
+from fugaku_sim.release.checksums import SUMS_NAME
 
-REQUIRED_FILES = ("model.safetensors", "config.json", "generation_config.json",
-                  "tokenizer.model", "README.md", "eval.json", "SHA256SUMS")
+REQUIRED_FILES = (*CONTENT_FILES, SUMS_NAME)
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".npy", ".npz")
 
 
@@ -51,6 +54,7 @@ def verify_release(directory: str | Path) -> dict[str, Any]:
     from fugaku_sim.evaluate.tokenizer import Tokenizer
     from fugaku_sim.release.checksums import verify_checksums
     from fugaku_sim.release.load import release_spec
+    from fugaku_sim.release.tokenizer_files import check_tokenizer_files
     from fugaku_sim.tensors.consolidated import check_params, read_safetensors
 
     root = Path(directory)
@@ -74,6 +78,7 @@ def verify_release(directory: str | Path) -> dict[str, Any]:
     if tokenizer.vocab_size > spec.vocab:
         raise UserError(f"{root / 'tokenizer.model'}: {tokenizer.vocab_size} pieces exceed "
                         f"config.json's vocab_size {spec.vocab}")
+    check_tokenizer_files(root, spec.seq_len)
     ev = read_json_object(root / "eval.json", str(root / "eval.json"),
                           "rebuild the release with `fugaku-sim release build`")
     if (ev.get("model") or {}).get("weights_sha256") != weights_digest(tensors):

@@ -75,9 +75,10 @@ class CampaignPlan:
     shrink_dp_min: int | None = None
     shrink_factor: Callable[[int], float] | None = None
 
-    @property
-    def nodes_per_replica(self) -> int:
-        return self.nodes // self.dp
+    def nodes_for(self, dp: int) -> int:
+        """Nodes that ``dp`` of the ``self.dp`` replicas occupy (several replicas may share a
+        node: whole nodes, rounded up)."""
+        return math.ceil(self.nodes * dp / self.dp)
 
     @property
     def allocated_nodes(self) -> int:
@@ -190,7 +191,7 @@ class Campaign:
         end_by, spares, dp = start + plan.elapse_s, plan.spare_nodes, plan.dp
         while True:
             run = self.new_run(dp)
-            failed = yield from self.wait_for_end(run, end_by, dp * plan.nodes_per_replica)
+            failed = yield from self.wait_for_end(run, end_by, plan.nodes_for(dp))
             if not failed:
                 break
             self.failures += 1

@@ -5,10 +5,12 @@ ranks sit comes from :mod:`fugaku_sim.parallel.placement`; the network prices th
 
 Concurrency (what contends with what): all groups of one kind *on one pipeline stage* run
 their collective at the same moment (data-parallel replicas run identical timelines), so
-their flows are priced together; collectives of different stages, and traffic of different
-kinds, are staggered in time by the pipeline and are priced apart. The detailed mode
-(:class:`fugaku_sim.sim.transport.NetworkTransport`) drops this assumption and shares links among whatever flows
-are live, which is how the assumption is tested.
+their flows are priced together, and each plan prices them alone. When the rings of
+collectives that can run at once meet on a link -- tensor rings of different stages, the
+data-parallel traffic of ZeRO beside a stage's tensor collectives -- the fast mode shares
+those links among the live collectives (:mod:`fugaku_sim.sim.contention`). The detailed
+mode (:class:`fugaku_sim.sim.transport.NetworkTransport`) drops all these assumptions and
+shares links among whatever flows are live, which is how they are tested.
 
 A group that forms a grid over (node slot, virtual axes) -- every combination of its
 distinct coordinates present -- gets two candidate all-reduce algorithms: one ring through the
@@ -20,13 +22,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Literal
 
 import numpy as np
 
 from fugaku_sim.parallel.groups import RankGrid
 from fugaku_sim.parallel.placement import Placement, grid_indices
-from fugaku_sim.sim.collectives import AllReducePlan, P2PPlan, RingPhase
+from fugaku_sim.sim.collectives import CollectivePlan, P2PPlan, RingPhase
 from fugaku_sim.sim.topology import Flows, Network, snake
+
+#: the groups whose collectives of different stages may meet on a link
+GroupKind = Literal["tp", "dp"]
 
 
 @dataclass(frozen=True)
@@ -104,13 +110,19 @@ def ring_algorithms(members: np.ndarray, placement: Placement) -> dict[str, list
     return out
 
 
-def ring_flows(rings: np.ndarray, placement: Placement, directions: int = 2) -> Flows:
-    """Flows of one step of ``rings``: each rank to its successor (and predecessor)."""
+def ring_pairs(rings: np.ndarray, directions: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """(sources, destinations) of one step of ``rings``: each rank to its successor (and
+    predecessor)."""
     src = rings.reshape(-1)
     dst = np.roll(rings, -1, axis=1).reshape(-1)
     if directions == 2:
         src, dst = np.concatenate([src, dst]), np.concatenate([dst, src])
-    return pair_flows(src, dst, placement)
+    return src, dst
+
+
+def ring_flows(rings: np.ndarray, placement: Placement, directions: int = 2) -> Flows:
+    """Flows of one step of ``rings``: each rank to its successor (and predecessor)."""
+    return pair_flows(*ring_pairs(rings, directions), placement)
 
 
 def pair_flows(src: np.ndarray, dst: np.ndarray, placement: Placement) -> Flows:
@@ -121,18 +133,20 @@ def price_rings(
     ring_sets: list[RingSet], placement: Placement, network: Network
 ) -> tuple[RingPhase, ...]:
     """Price each ring phase with all its concurrent flows."""
-    phases = []
-    for rs in ring_sets:
-        flows = ring_flows(rs.rings, placement)
-        phases.append(
-            RingPhase(
-                ranks=rs.rings.shape[1],
-                share=rs.share,
-                seconds_per_byte=network.seconds_per_byte(flows),
-                latency_s=network.step_latency_s(flows),
-            )
-        )
-    return tuple(phases)
+    return tuple(price_phase(rs.rings, rs.share, placement, network) for rs in ring_sets)
+
+
+def price_phase(rings: np.ndarray, share: float, placement: Placement, network: Network,
+                ranks: int | None = None) -> RingPhase:
+    """One ring phase of ``ranks``-rank rings carrying ``share``, priced with all the flows
+    of ``rings`` (which may hold the rings of other groups running at once)."""
+    flows = ring_flows(rings, placement)
+    return RingPhase(
+        ranks=ranks or rings.shape[1],
+        share=share,
+        seconds_per_byte=network.seconds_per_byte(flows),
+        latency_s=network.step_latency_s(flows),
+    )
 
 
 class CommModel:
@@ -141,6 +155,7 @@ class CommModel:
     def __init__(self, grid: RankGrid, placement: Placement, network: Network):
         self.grid, self.placement, self.network = grid, placement, network
         self._cache: dict[tuple[str, int, int], object] = {}
+        self._rings: dict[tuple[GroupKind, int], dict[str, list[RingSet]]] = {}
 
     @cached_property
     def ranks(self) -> np.ndarray:
@@ -160,21 +175,22 @@ class CommModel:
         last = self.ranks[:, -1, :].reshape(-1)
         return np.stack([first, last], axis=1)
 
-    def _allreduce(self, key: tuple[str, int, int], members: np.ndarray) -> AllReducePlan:
+    def _plan(self, key: tuple[str, int, int], members: np.ndarray,
+              algos: dict[str, list[RingSet]] | None = None) -> CollectivePlan:
         if key not in self._cache:
-            algos = ring_algorithms(members, self.placement)
+            algos = algos if algos is not None else ring_algorithms(members, self.placement)
             priced = tuple(price_rings(v, self.placement, self.network) for v in algos.values())
-            self._cache[key] = AllReducePlan(priced, tuple(algos))
+            self._cache[key] = CollectivePlan(priced, tuple(algos))
         return self._cache[key]  # type: ignore[return-value]
 
-    def tp_plan(self, stage: int) -> AllReducePlan:
-        return self._allreduce(("tp", stage, 0), self.tp_groups(stage))
+    def tp_plan(self, stage: int) -> CollectivePlan:
+        return self._plan(("tp", stage, 0), self.tp_groups(stage), self.rings("tp", stage))
 
-    def dp_plan(self, stage: int) -> AllReducePlan:
-        return self._allreduce(("dp", stage, 0), self.dp_groups(stage))
+    def dp_plan(self, stage: int) -> CollectivePlan:
+        return self._plan(("dp", stage, 0), self.dp_groups(stage), self.rings("dp", stage))
 
-    def embedding_plan(self) -> AllReducePlan:
-        return self._allreduce(("emb", 0, 0), self.embedding_groups())
+    def embedding_plan(self) -> CollectivePlan:
+        return self._plan(("emb", 0, 0), self.embedding_groups())
 
     def p2p_plan(self, src_stage: int, dst_stage: int) -> P2PPlan:
         """All tensor ranks of all replicas send from ``src_stage`` to ``dst_stage`` at once."""
@@ -187,3 +203,13 @@ class CommModel:
                 self.network.seconds_per_byte(flows), self.network.step_latency_s(flows)
             )
         return self._cache[key]  # type: ignore[return-value]
+
+    def rings(self, kind: GroupKind, stage: int) -> dict[str, list[RingSet]]:
+        """The candidate algorithms' rings of ``stage``'s ``kind`` groups (cached)."""
+        if (kind, stage) not in self._rings:
+            groups = self.tp_groups(stage) if kind == "tp" else self.dp_groups(stage)
+            self._rings[(kind, stage)] = ring_algorithms(groups, self.placement)
+        return self._rings[(kind, stage)]
+
+    def plan(self, kind: GroupKind, stage: int) -> CollectivePlan:
+        return self.tp_plan(stage) if kind == "tp" else self.dp_plan(stage)

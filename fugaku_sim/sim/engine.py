@@ -6,13 +6,26 @@ A stage's forward of micro-batch i on virtual stage v waits for the activation o
 *arrive*; its backward waits for the gradient of v + 1. After an op the stage sends its
 output to the neighbour (a blocking send, as Megatron's and DeepSpeed's 1F1B do) and the
 receiver's arrival event fires when the transfer ends. A stage that recomputes runs the
-forward of its layers again right before each backward. After the last backward it
-synchronises gradients (data-parallel all-reduce, then the tied-embedding all-reduce on the
-first and last stage) -- or, with ``overlap_grad_reduce``, starts the data-parallel all-reduce
-when its last backward starts and waits only for what is left -- then steps the optimizer.
-The bubble is not a formula: it is the idle time this leaves. The job's software stack adds
-its fixed overheads: one per micro-batch forward pass of a model chunk (charged to compute) and
-one per step before the optimizer (charged to it).
+forward of its layers again right before each backward (a stage with selective
+recomputation re-runs only the attention core, inside its backward pass:
+:mod:`fugaku_sim.sim.segments`). After the last backward it synchronises gradients (the
+copied key/value heads' over the tensor group when there are fewer key/value heads than
+tensor ranks, then the data-parallel all-reduce, then the tied-embedding all-reduce on the
+first and last stage) -- or, with ``overlap_grad_reduce``, starts the data-parallel
+all-reduce when its last backward starts and waits only for what is left -- then steps the
+optimizer. Under ZeRO-1 the gradients are reduce-scattered instead (same overlap), and the
+updated weights all-gathered over the data-parallel group after the optimizer step; under
+ZeRO-2 and ZeRO-3 they were reduce-scattered during every backward already, ZeRO-2 then
+all-gathers the updated weights (ZeRO-3 keeps them sharded until the next forward gathers
+them). The bubble is not a formula: it is the idle time this leaves. The job's software
+stack adds its fixed overheads: one per micro-batch forward pass of a model chunk (charged to
+compute) and one per step before the optimizer (charged to it).
+
+A pass is priced in one of two ways. When the transport prices collectives on their own
+(``Transport.analytic``: the fast mode where no collectives that run at once meet on a
+link), the whole pass is one timeout (:func:`fugaku_sim.sim.segments.time_pass`).
+Otherwise its segments are played one by one: compute as timeouts, collectives as the
+transport's processes, started collectives as processes on a per-stage stream.
 
 Every stage keeps a :class:`Ledger` of where its time went.
 """
@@ -24,13 +37,18 @@ from dataclasses import dataclass, field
 import simpy
 
 from fugaku_sim.parallel import PipelineOp, pipeline_schedule, stage_of_virtual, virtual_stage
-from fugaku_sim.sim.compute import (
+from fugaku_sim.sim.collectives import Collective
+from fugaku_sim.sim.compute import optimizer_time_s
+from fugaku_sim.sim.segments import (
+    COMM_CATEGORY,
+    PassTiming,
     Segment,
-    activation_message_bytes,
-    optimizer_time_s,
+    comm_label,
+    p2p_message_bytes,
     stage_segments,
+    time_pass,
 )
-from fugaku_sim.sim.transport import Proc, Transport
+from fugaku_sim.sim.transport import Proc, Transport, grad_bytes, kv_copy_grad_bytes
 from fugaku_sim.spec.breakdown import CHARGED_KEYS
 from fugaku_sim.spec.job import Job
 from fugaku_sim.tensors import (
@@ -42,6 +60,13 @@ from fugaku_sim.tensors import (
 
 #: what a stage replica charges time to; the bubble is what is left of the step
 CATEGORIES = CHARGED_KEYS
+
+
+def gradient_reduction(zero_stage: int) -> Collective:
+    """The data-parallel gradient collective after the backward: an all-reduce, or under
+    ZeRO-1 a reduce-scatter, each rank keeping the summed gradients of its shard (the
+    trainer's and DeepSpeed's), the updated weights all-gathered after the optimizer step."""
+    return "reduce_scatter" if zero_stage == 1 else "allreduce"
 
 
 @dataclass
@@ -94,12 +119,11 @@ class PipelineEngine:
         self.virtual = self.pp * self.chunks
         self.stage_chunks = [layout_chunks(job.model, lay, s) for s in range(self.pp)]
         self.recompute = job.recompute_stages
-        self.msg = activation_message_bytes(job)
+        self.msg = p2p_message_bytes(job)
         self._segments: dict[tuple[int, int, str], list[Segment]] = {}
-        self._timings: dict[
-            tuple[int, int, str], tuple[float, float, list[tuple[bool, float]]]
-        ] = {}
+        self._timings: dict[tuple[int, int, str, str], PassTiming] = {}
         self._arrivals: dict[tuple[int, str, int, int], simpy.Event] = {}
+        self._streams: dict[tuple[int, int, str], simpy.Process] = {}
         self.ledgers = {(r, s): Ledger() for r in range(replicas) for s in range(self.pp)}
         self.events: list[TraceEvent] = []
 
@@ -114,9 +138,7 @@ class PipelineEngine:
         key = (stage, chunk, kind)
         if key not in self._segments:
             c = self.stage_chunks[stage][chunk]
-            self._segments[key] = stage_segments(
-                self.job, stage, "F" if kind == "F" else "B", len(c.layers), c.first, c.last
-            )
+            self._segments[key] = stage_segments(self.job, stage, "F" if kind == "F" else "B", c)
         return self._segments[key]
 
     def _arrival(self, r: int, kind: str, v: int, mb: int) -> simpy.Event:
@@ -128,6 +150,7 @@ class PipelineEngine:
     def _stage(self, r: int, s: int) -> Proc:
         lay = self.job.layout
         ops = pipeline_schedule(lay.schedule, self.pp, s, self.job.micro_batches, self.chunks)
+        zero = self.job.train.zero_stage if lay.dp > 1 else 0
         sync = None
         for i, op in enumerate(ops):
             v = virtual_stage(s, op.chunk, self.pp)
@@ -135,8 +158,8 @@ class PipelineEngine:
                 yield self._arrival(r, "F", v - 1, op.micro_batch)
             if op.kind == "B" and v < self.virtual - 1:
                 yield self._arrival(r, "B", v + 1, op.micro_batch)
-            if i == len(ops) - 1 and self.job.train.overlap_grad_reduce:
-                sync = self.env.process(self.transport.grad_sync(r, s))
+            if i == len(ops) - 1 and self.job.train.overlap_grad_reduce and zero < 2:
+                sync = self.env.process(self.transport.grad_sync(r, s, gradient_reduction(zero)))
             if op.kind == "B" and s in self.recompute:
                 yield from self._run(r, s, (op.chunk, "F"), "recompute", f"R{op}")
             if op.kind == "F" and self.job.stack.micro_batch_overhead_s:
@@ -147,25 +170,41 @@ class PipelineEngine:
         yield from self._finish(r, s, sync)
 
     def _finish(self, r: int, s: int, sync: simpy.Process | None) -> Proc:
-        book, t0 = self.ledgers[(r, s)], self.env.now
-        if sync is None:
-            yield from self.transport.grad_sync(r, s)
-        else:
-            yield sync
-        if tied_copy_parameters(self.job.model, self.job.layout) and s in (0, self.pp - 1):
+        book, job = self.ledgers[(r, s)], self.job
+        kv = kv_copy_grad_bytes(job, s)
+        if kv:  # the copied key/value heads' gradients, summed over the tensor group
+            t_kv = self.env.now
+            yield from self.transport.tp_collective(r, s, kv, "allreduce")
+            book.add("tp_comm", self.env.now - t_kv)
+            self._trace(r, s, "comm", "kv grad sum", "tp_comm", t_kv, self.env.now - t_kv)
+        t0 = self.env.now
+        zero = job.train.zero_stage if job.layout.dp > 1 else 0
+        if zero < 2:  # ZeRO-2 and 3 reduced the gradients during the backward passes
+            if sync is None:
+                yield from self.transport.grad_sync(r, s, gradient_reduction(zero))
+            else:
+                yield sync
+        if tied_copy_parameters(job.model, job.layout) and s in (0, self.pp - 1):
             yield from self.transport.embedding_sync(r, s)
         book.add("dp_comm", self.env.now - t0)
         self._trace(r, s, "comm", "grad sync", "dp_comm", t0, self.env.now - t0)
-        model, lay = self.job.model, self.job.layout
+        model, lay = job.model, job.layout
         params = stage_parameters(model, lay, s)
         tensors = stage_tensor_count(model, lay, s, "block")  # fused ops: the blocks' tensors
-        if self.job.stack.step_overhead_s:
-            yield from self._pause(r, s, self.job.stack.step_overhead_s, "optimizer",
-                                   "step overhead")
+        if job.stack.step_overhead_s:
+            yield from self._pause(r, s, job.stack.step_overhead_s, "optimizer", "step overhead")
         t1 = self.env.now
-        yield self.env.timeout(optimizer_time_s(self.job, params, tensors))
+        yield self.env.timeout(optimizer_time_s(job, params, tensors))
         book.add("optimizer", self.env.now - t1)
         self._trace(r, s, "compute", "optimizer", "optimizer", t1, self.env.now - t1)
+        if zero in (1, 2):
+            # every rank updated its shard: the weights (as many bytes as the gradients, both
+            # at the training precision) are all-gathered over the data-parallel group
+            t2 = self.env.now
+            yield from self.transport.dp_collective(r, s, grad_bytes(job, s), "all_gather",
+                                                    ("weights",))
+            book.add("dp_comm", self.env.now - t2)
+            self._trace(r, s, "comm", "weight all-gather", "dp_comm", t2, self.env.now - t2)
         book.end = self.env.now
 
     def _pause(self, r: int, s: int, seconds: float, category: str, name: str) -> Proc:
@@ -188,57 +227,84 @@ class PipelineEngine:
         self._trace(r, s, "comm", f"send {op}", "pp_comm", t0, self.env.now - t0)
         self._arrival(r, kind, v, op.micro_batch).succeed()
 
-    def _timed(
-        self, s: int, which: tuple[int, str]
-    ) -> tuple[float, float, list[tuple[bool, float]]]:
-        """Fast mode: (compute seconds, tensor all-reduce seconds, pieces) of a pass, cached."""
-        key = (s, *which)
+    def _price(self, s: int, g: Segment) -> float:
+        """Fast mode: seconds of collective ``g`` of stage ``s``, priced on its own."""
+        if g.kind == "tp":
+            return self.transport.tp_time_s(s, g.nbytes, g.op)
+        return self.transport.dp_time_s(s, g.nbytes, g.op)
+
+    def _timed(self, s: int, which: tuple[int, str], category: str) -> PassTiming:
+        """Fast mode: a pass priced as one block of time (cached)."""
+        key = (s, *which, category)
         if key not in self._timings:
-            segs = self.segments(s, *which)
-            pieces = [
-                (
-                    g.kind == "compute",
-                    g.seconds if g.kind == "compute" else self.transport.tp_time_s(s, g.nbytes),
-                )
-                for g in segs
-            ]
-            compute = sum(d for c, d in pieces if c)
-            self._timings[key] = (compute, sum(d for c, d in pieces if not c), pieces)
+            self._timings[key] = time_pass(
+                self.segments(s, *which), category, lambda g: self._price(s, g))
         return self._timings[key]
 
     def _run(self, r: int, s: int, which: tuple[int, str], category: str, name: str) -> Proc:
-        """Run compute segments and tensor all-reduces; one timeout per pass in fast mode."""
+        """Run a pass: one timeout in fast mode, segment by segment otherwise."""
         book = self.ledgers[(r, s)]
-        if self.transport.analytic:
-            t0 = self.env.now
-            compute, tp, pieces = self._timed(s, which)
-            yield self.env.timeout(compute + tp)
-            book.add(category, compute)
-            book.add("tp_comm", tp)
-            if self.tracing and r == 0:
-                at = t0
-                for is_compute, d in pieces:
-                    lane, label = ("compute", name) if is_compute else ("comm", f"tp {name}")
-                    self._trace(r, s, lane, label, category if is_compute else "tp_comm", at, d)
-                    at += d
+        if not self.transport.analytic:
+            yield from self._play(r, s, which, category, name)
             return
-        for g in self.segments(s, *which):
+        t0 = self.env.now
+        timing = self._timed(s, which, category)
+        yield self.env.timeout(timing.seconds)
+        for key, seconds in timing.charges.items():
+            book.add(key, seconds)
+        if self.tracing and r == 0:
+            for piece in timing.pieces:
+                label = name if piece.lane == "compute" else f"{piece.label} {name}"
+                self._trace(r, s, piece.lane, label, piece.category, t0 + piece.start,
+                            piece.seconds)
+
+    def _play(self, r: int, s: int, which: tuple[int, str], category: str, name: str) -> Proc:
+        """Play a pass's segments: compute as timeouts, collectives through the transport,
+        started ones on the stage's streams; waits charge what they expose."""
+        book = self.ledgers[(r, s)]
+        started: dict[int, tuple[simpy.Process, str]] = {}
+        for i, g in enumerate(self.segments(s, *which)):
             t0 = self.env.now
             if g.kind == "compute":
+                cat = "recompute" if g.recompute else category
                 yield self.env.timeout(g.seconds)
-                book.add(category, g.seconds)
+                book.add(cat, g.seconds)
+                self._trace(r, s, "compute", name, cat, t0, g.seconds)
+            elif g.kind == "wait":
+                proc, cat = started[g.handle]
+                yield proc
+                book.add(cat, self.env.now - t0)
+            elif g.stream:
+                key = (category, name, i)
+                started[g.handle] = (self._start(r, s, g, key, name), COMM_CATEGORY[g.kind])
             else:
-                yield from self.transport.tp_allreduce(r, s, g.nbytes)
-                book.add("tp_comm", self.env.now - t0)
-            self._trace(
-                r,
-                s,
-                "compute" if g.kind == "compute" else "comm",
-                name if g.kind == "compute" else f"tp {name}",
-                category if g.kind == "compute" else "tp_comm",
-                t0,
-                self.env.now - t0,
-            )
+                yield from self._collective(r, s, g, (category, name, i))
+                book.add(COMM_CATEGORY[g.kind], self.env.now - t0)
+                self._trace(r, s, "comm", f"{comm_label(g)} {name}", COMM_CATEGORY[g.kind], t0,
+                            self.env.now - t0)
+
+    def _collective(self, r: int, s: int, g: Segment, key: tuple[object, ...]) -> Proc:
+        if g.kind == "tp":
+            yield from self.transport.tp_collective(r, s, g.nbytes, g.op)
+        else:
+            yield from self.transport.dp_collective(r, s, g.nbytes, g.op, key)
+
+    def _start(self, r: int, s: int, g: Segment, key: tuple[object, ...], name: str
+               ) -> simpy.Process:
+        """Start ``g`` on its stream, after what was started there before."""
+        before = self._streams.get((r, s, g.stream))
+
+        def body() -> Proc:
+            if before is not None:
+                yield before
+            t0 = self.env.now
+            yield from self._collective(r, s, g, key)
+            self._trace(r, s, "comm", f"{comm_label(g)} {name}", COMM_CATEGORY[g.kind], t0,
+                        self.env.now - t0)
+
+        proc = self.env.process(body())
+        self._streams[(r, s, g.stream)] = proc
+        return proc
 
     def _trace(
         self, r: int, s: int, lane: str, name: str, cat: str, start: float, dur: float

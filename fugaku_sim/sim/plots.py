@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from fugaku_sim.sim.plan_rows import layout_label, split_dimensions
 from fugaku_sim.spec.breakdown import BREAKDOWN_KEYS
 
 #: one colour per breakdown key, in its order (Paul Tol's bright scheme)
@@ -23,20 +24,13 @@ def _pyplot() -> Any:
     return plt
 
 
-def layout_label(row: dict[str, Any]) -> str:
-    rec = "+".join(map(str, row["recompute_stages"])) if row["recompute_stages"] else "-"
-    rec = "all" if len(row["recompute_stages"]) == row["pp"] and row["pp"] > 1 else rec
-    return (
-        f"tp{row['tp']} pp{row['pp']} dp{row['dp']} mb{row['micro_batch']} "
-        f"rc:{rec} {row['placement'][:4]}"
-    )
-
-
 def plot_plan(rows: list[dict[str, Any]], path: Path, title: str) -> None:
-    """Horizontal bars: tokens/s of each layout (best on top), step-time breakdown beside."""
+    """Horizontal bars: tokens/s of each layout (best on top), step-time breakdown beside;
+    each layout labelled by the choices that differ between layouts."""
     plt = _pyplot()
+    differ, _shared = split_dimensions(rows)
     rows = rows[::-1]
-    labels = [layout_label(r) for r in rows]
+    labels = [layout_label(r, differ) for r in rows]
     height = max(3.0, 0.28 * len(rows) + 1.5)
     fig, (ax1, ax2) = plt.subplots(
         1, 2, figsize=(13, height), sharey=True, gridspec_kw={"width_ratios": [1, 1.2]}
@@ -63,49 +57,14 @@ def plot_plan(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def plot_sweep(rows: list[dict[str, Any]], vary: str, path: Path, title: str) -> None:
-    """Left: tokens/s and MFU against the varied quantity; right: step-time breakdown."""
+def plot_sweep(rows: list[dict[str, Any]], vary: str, label: str, path: Path,
+               title: str) -> None:
+    """Write :func:`sweep_figure` as a PNG."""
     plt = _pyplot()
-    ok = [r for r in rows if r.get("step_time_s") is not None]
-    x = [r["value"] for r in ok]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
-    ax1.plot(x, [r["tokens_per_s"] / 1e3 for r in ok], "o-", color="#4477aa", label="tokens/s")
-    if vary == "nodes" and ok:
-        base = ok[0]
-        ideal = [base["tokens_per_s"] / 1e3 * v / base["value"] for v in x]
-        ax1.plot(x, ideal, "--", color="#999999", label="linear scaling")
-    ax1.set_xlabel(vary)
-    ax1.set_ylabel("thousand tokens/s")
-    twin = ax1.twinx()
-    twin.plot(x, [r["mfu"] for r in ok], "s:", color="#ee6677", label="MFU")
-    twin.set_ylabel("MFU")
-    twin.set_ylim(0, max([r["mfu"] for r in ok] + [0.01]) * 1.2)
-    lines = ax1.get_legend_handles_labels()
-    lines2 = twin.get_legend_handles_labels()
-    ax1.legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize=8, loc="best")
-    ax1.set_title("throughput")
-    bottom = [0.0] * len(ok)
-    width = _bar_width(x)
-    for key, colour in zip(BREAKDOWN_KEYS, COLOURS, strict=True):
-        vals = [r["breakdown_s"][key] for r in ok]
-        ax2.bar(x, vals, bottom=bottom, color=colour, label=key, width=width)
-        bottom = [a + b for a, b in zip(bottom, vals)]
-    ax2.set_xlabel(vary)
-    ax2.set_ylabel("step time (s)")
-    ax2.set_title("step time breakdown")
-    ax2.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    fig.suptitle(title)
-    fig.tight_layout()
+    fig = sweep_figure(rows, vary, label, title)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
-
-
-def _bar_width(x: list[float]) -> float:
-    if len(x) < 2:
-        return 0.8 * (abs(x[0]) if x else 1.0) or 0.8
-    gaps = [b - a for a, b in zip(sorted(x), sorted(x)[1:]) if b > a]
-    return 0.6 * min(gaps) if gaps else 0.8
 
 
 def plot_tornado(rows: list[dict[str, Any]], path: Path, title: str, central: float,
@@ -143,3 +102,64 @@ def plot_tornado(rows: list[dict[str, Any]], path: Path, title: str, central: fl
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
     plt.close(fig)
+
+
+def sweep_figure(rows: list[dict[str, Any]], vary: str, label: str, title: str) -> Any:
+    """Left: tokens/s and MFU against the varied quantity ``vary`` (``label``: its name and
+    unit, :func:`fugaku_sim.sim.sweep.axis_label`); right: the step-time breakdown of each
+    value.
+
+    Both left axes start at zero and end 15% above their largest value, so that the same
+    relative change looks the same on either curve (a twin axis with its own baseline turns a
+    15% change into a cliff beside a flat line).
+    """
+    plt = _pyplot()
+    ok = [r for r in rows if r.get("step_time_s") is not None]
+    x = [r["value"] for r in ok]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    kilo = [r["tokens_per_s"] / 1e3 for r in ok]
+    # wide, so it still shows where MFU (which is proportional at a fixed node count) lies on it
+    ax1.plot(x, kilo, "o-", color="#4477aa", label="tokens/s", linewidth=4, markersize=9)
+    tops = [*kilo]
+    if vary == "nodes" and ok:
+        base = ok[0]
+        ideal = [base["tokens_per_s"] / 1e3 * v / base["value"] for v in x]
+        ax1.plot(x, ideal, "--", color="#999999", label="linear scaling")
+        tops += ideal
+    ax1.set_xlabel(label)
+    ax1.set_ylabel("thousand tokens/s")
+    ax1.set_ylim(0, max(tops + [1e-9]) * 1.15)
+    twin = ax1.twinx()
+    mfu = [r["mfu"] for r in ok]
+    twin.plot(x, mfu, "s:", color="#ee6677", label="MFU")
+    twin.set_ylabel("MFU (fraction of peak)")
+    twin.set_ylim(0, max(mfu + [1e-9]) * 1.15)
+    _value_ticks(ax1, x)
+    lines = ax1.get_legend_handles_labels()
+    lines2 = twin.get_legend_handles_labels()
+    ax1.legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize=8, loc="lower right")
+    ax1.set_title("throughput (both axes from zero)")
+    # one bar per value, evenly spaced: values are often doublings, too far apart for bars
+    # drawn to scale
+    bottom = [0.0] * len(ok)
+    slots = list(range(len(ok)))
+    for key, colour in zip(BREAKDOWN_KEYS, COLOURS, strict=True):
+        vals = [r["breakdown_s"][key] for r in ok]
+        ax2.bar(slots, vals, bottom=bottom, color=colour, label=key, width=0.6)
+        bottom = [a + b for a, b in zip(bottom, vals)]
+    ax2.set_xticks(slots, [f"{v:,g}" for v in x])
+    ax2.set_xlabel(label)
+    ax2.set_ylabel("step time (s)")
+    ax2.set_title("step time breakdown (critical stage)")
+    ax2.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def _value_ticks(ax: Any, x: list[float]) -> None:
+    """Ticks at the swept values themselves when they are far enough apart to be read."""
+    ordered = sorted(set(x))
+    span = (ordered[-1] - ordered[0]) if len(ordered) > 1 else 0.0
+    if span > 0 and min(b - a for a, b in zip(ordered, ordered[1:])) >= 0.06 * span:
+        ax.set_xticks(ordered, [f"{v:,g}" for v in ordered])

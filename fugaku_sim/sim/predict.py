@@ -12,11 +12,15 @@ it is for small tori and for checking the fast mode.
 How the breakdown partitions the step time. The step ends when the last stage replica has
 stepped its optimizer; that one is the *critical stage*. Its timeline is cut into:
 ``compute`` (forward and backward arithmetic), ``recompute`` (forward arithmetic re-run before
-backward), ``tp_comm`` (tensor all-reduces, those of recomputation included), ``pp_comm``
+backward), ``tp_comm`` (tensor all-reduces, those of recomputation and the sum of copied
+key/value heads' gradients included), ``pp_comm``
 (its blocking sends to pipeline neighbours), ``dp_comm`` (gradient all-reduce and tied
-embedding all-reduce not hidden behind backward), ``optimizer``; and ``bubble``, the rest: the
+embedding all-reduce not hidden behind backward; ZeRO's gradient reduce-scatters and weight
+all-gathers where the compute waits for them), ``optimizer``; and ``bubble``, the rest: the
 time it sat waiting for a neighbour's activation or gradient. The seven terms sum to
-``step_time_s`` exactly.
+``step_time_s`` exactly. Selective recomputation's re-run attention core is ``recompute``;
+tensor collectives overlapped with compute (sequence parallelism's backward) count only
+where the compute waits for them.
 
 Throughput figures: model FLOPs per token are 3 x forward FLOPs without recomputation
 (:func:`fugaku_sim.sim.flops.model_flops_per_token`); MFU is model FLOP/s over the job's peak
@@ -35,9 +39,22 @@ import simpy
 from fugaku_sim.parallel.placement import Placement, place_ranks
 from fugaku_sim.sim.allocation import JobAllocation, allocation_network, resolve_allocation
 from fugaku_sim.sim.comm import CommModel
+from fugaku_sim.sim.contention import Contention
 from fugaku_sim.sim.engine import CATEGORIES, EngineResult, PipelineEngine
-from fugaku_sim.sim.flops import layer_forward_flops, model_flops_per_token, parameter_count
-from fugaku_sim.sim.memory import GiB, fits_memory, parameter_bytes, peak_memory_per_node
+from fugaku_sim.sim.flops import (
+    attention_core_flops,
+    layer_forward_flops,
+    model_flops_per_token,
+    parameter_count,
+)
+from fugaku_sim.sim.memory import (
+    GiB,
+    fits_memory,
+    memory_by_stage,
+    parameter_bytes,
+    peak_memory_per_node,
+    peak_stage,
+)
 from fugaku_sim.sim.reliability import FailurePlan, plan_failures
 from fugaku_sim.sim.topology import Network
 from fugaku_sim.sim.transport import AnalyticTransport, NetworkTransport, Transport
@@ -53,14 +70,15 @@ Mode = Literal["fast", "detailed"]
 
 @dataclass(frozen=True)
 class Setup:
-    """The placed job: shape, rank placement, network, its priced communication, and how
-    its nodes were allocated."""
+    """The placed job: shape, rank placement, network, its priced communication (and which
+    collectives meet), and how its nodes were allocated."""
 
     shape: list[int]
     placement: Placement
     network: Network
     comm: CommModel
     allocation: JobAllocation
+    contention: Contention
 
 
 def prepare(job: Job) -> Setup:
@@ -70,14 +88,15 @@ def prepare(job: Job) -> Setup:
     grid = lay.grid
     placement = place_ranks(grid, alloc.shape, job.processes_per_node, lay.placement)
     network = allocation_network(job.cluster, alloc, job.processes_per_node)
-    return Setup(alloc.shape, placement, network, CommModel(grid, placement, network), alloc)
+    comm = CommModel(grid, placement, network)
+    return Setup(alloc.shape, placement, network, comm, alloc, Contention(comm))
 
 
 def run_engine(job: Job, setup: Setup, mode: Mode, trace: bool = False) -> EngineResult:
     """Simulate one step; fast mode runs one replica, detailed mode all of them."""
     env = simpy.Environment()
     if mode == "fast":
-        transport: Transport = AnalyticTransport(env, job, setup.comm)
+        transport: Transport = AnalyticTransport(env, job, setup.comm, setup.contention)
         replicas = 1
     elif mode == "detailed":
         transport = NetworkTransport(env, job, setup.comm)
@@ -121,13 +140,14 @@ class Prediction:
 
     @property
     def hardware_flops_per_step(self) -> float:
-        """Model FLOPs plus the forward FLOPs recomputed on recomputing stages."""
+        """Model FLOPs plus the forward FLOPs recomputed: whole layers on stages with full
+        recomputation, the attention core on stages with selective recomputation."""
         job = self.job
-        share = len(job.recompute_stages) / job.layout.pp
-        tokens = job.global_batch_tokens
-        return self.model_flops_per_step + share * job.model.layers * layer_forward_flops(
-            job.model, tokens
-        )
+        pp, layers, tokens = job.layout.pp, job.model.layers, job.global_batch_tokens
+        full = len(job.recompute_stages) / pp * layers * layer_forward_flops(job.model, tokens)
+        selective = len(job.train.selective_stage_set(pp)) / pp * layers * attention_core_flops(
+            job.model, tokens)
+        return self.model_flops_per_step + full + selective
 
     @property
     def mfu(self) -> float:
@@ -155,7 +175,8 @@ class Prediction:
         """The contract's flat fields (plus a few more) and the layout record
         (``layout`` and ``train`` objects, :mod:`fugaku_sim.spec.record`), JSON-ready."""
         job, lay, step = self.job, self.job.layout, self.step_time_s
-        peak_mem = peak_memory_per_node(job)
+        stages = memory_by_stage(job)
+        peak_mem, fullest = peak_memory_per_node(job, stages), peak_stage(stages)
         out: dict[str, Any] = {
             "cluster": job.cluster.name,
             "model": job.model.name,
@@ -174,7 +195,11 @@ class Prediction:
             "rank_order": lay.rank_order,
             "job_shape": "x".join(map(str, self.shape)),
             "allocation": self.allocation.kind,
+            "sequence_parallel": lay.sequence_parallel,
+            "recompute": job.train.recompute,
             "recompute_stages": sorted(job.recompute_stages),
+            "selective_recompute_stages": sorted(job.train.selective_stage_set(lay.pp)),
+            "zero_stage": job.train.zero_stage,
             "overlap_grad_reduce": job.train.overlap_grad_reduce,
             "step_time_s": step,
             "tokens_per_s": job.global_batch_tokens / step,
@@ -182,6 +207,10 @@ class Prediction:
             "hw_tflops_per_node": self.hardware_flops_per_step / step / job.nodes / 1e12,
             "mfu": self.mfu,
             "memory_per_node_GiB": peak_mem / GiB,
+            # the fullest stage's ranks, by part (MEMORY_KEYS)
+            "memory_per_rank_GiB": {**{k: v / GiB for k, v in fullest.parts().items()},
+                                    "total": fullest.total / GiB},
+            "memory_peak_stage": fullest.stage,
             "fits_memory": fits_memory(job, peak_mem),
             "usable_memory_per_node_GiB": job.cluster.node.usable_mem_bytes / GiB,
             "breakdown_s": self.breakdown_s,

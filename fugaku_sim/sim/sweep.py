@@ -28,18 +28,28 @@ from fugaku_sim.spec.breakdown import BREAKDOWN_KEYS
 from fugaku_sim.spec.figures import sequences_per_replica
 from fugaku_sim.spec.job import Job
 
-VARIABLES = (
-    "nodes",
-    "dp",
-    "global_batch",
-    "micro_batch",
-    "link_bw",
-    "hop_latency",
-    "gemm_efficiency",
-    "mem_bw",
-    "mtbf_node_h",
-    "checkpoint_write",
-)
+#: each quantity ``--vary`` takes, with the axis label that gives its unit
+VARIABLE_LABELS = {
+    "nodes": "nodes",
+    "dp": "data-parallel degree (replicas)",
+    "global_batch": "global batch (sequences)",
+    "micro_batch": "micro-batch (sequences)",
+    "link_bw": "link bandwidth (GB/s per link and direction)",
+    "hop_latency": "router hop latency (µs)",
+    "gemm_efficiency": "efficiency of the largest GEMMs (fraction of peak)",
+    "mem_bw": "memory bandwidth (GB/s per node)",
+    "mtbf_node_h": "node MTBF (hours)",
+    "checkpoint_write": "checkpoint write bandwidth (GB/s, aggregate)",
+}
+VARIABLES = tuple(VARIABLE_LABELS)
+
+
+def axis_label(vary: str, cluster: ClusterSpec) -> str:
+    """The varied quantity with its unit, as the sweep's plot and CSV name it (a switched
+    network's bandwidth is per rail)."""
+    if vary == "link_bw" and cluster.interconnect.kind != "torus":
+        return "network bandwidth (GB/s per rail)"
+    return VARIABLE_LABELS[vary]
 
 
 def _cluster(cluster: ClusterSpec, path: str, value: Any) -> ClusterSpec:
@@ -97,16 +107,22 @@ def variant(job: Job, vary: str, value: float) -> Job:
     )
 
 
-def sweep(job: Job, vary: str, values: list[float]) -> list[dict[str, Any]]:
-    """One row per value: the prediction's JSON fields, or ``error`` for an invalid variant."""
+def sweep(job: Job, vary: str, values: list[float],
+          progress: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
+    """One row per value: the prediction's JSON fields, or ``error`` for an invalid variant;
+    ``progress(done, total)`` before each value and at the end."""
     rows = []
-    for value in values:
+    for i, value in enumerate(values):
+        if progress is not None:
+            progress(i, len(values))
         row: dict[str, Any] = {"value": value}
         try:
             row.update(predict(variant(job, vary, value)).to_json())
         except UserError as exc:
             row["error"] = str(exc)
         rows.append(row)
+    if progress is not None:
+        progress(len(values), len(values))
     return rows
 
 

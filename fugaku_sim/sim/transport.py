@@ -1,40 +1,55 @@
 """Transport: how the pipeline engine's communication calls turn into simulated time.
 
-:class:`Transport` is what the engine asks of one. :class:`AnalyticTransport` (fast mode) answers each call with a timeout whose length comes
-from the priced collective plans of :class:`~fugaku_sim.sim.comm.CommModel` (all concurrent
-groups of a stage contending, see there). :class:`NetworkTransport` (detailed mode) sends the
-same algorithm's flows, group by group, over a :class:`~fugaku_sim.sim.network.FlowNetwork`
-in which every link is shared by whatever is live at that moment.
+:class:`Transport` is what the engine asks of one. :class:`AnalyticTransport` (fast mode)
+answers each call with a timeout whose length comes from the priced collective plans of
+:class:`~fugaku_sim.sim.comm.CommModel` (all concurrent groups of a stage contending, see
+there) -- except where collectives that run at once meet on a link, where
+:class:`~fugaku_sim.sim.contention.LinkShare` runs them as a fluid. :class:`NetworkTransport`
+(detailed mode) sends the same algorithm's flows, group by group, over a
+:class:`~fugaku_sim.sim.network.FlowNetwork` in which every link is shared by whatever is
+live at that moment.
 
-Messages per call (bytes):
-- tensor all-reduce: the payload the compute model gives (a micro-batch's hidden states);
-- pipeline send: the hidden states [B, T, C] from each tensor rank to its peer on the next
-  (forward) or previous (backward) stage, whole, without Megatron's scatter/gather
-  optimisation (DeepSpeed's pipeline engine, which Fugaku-LLM used, sends whole tensors);
+Messages per call (bytes; a reduce-scatter's or all-gather's is the whole, unsharded message):
+- tensor collective: the payload the segments give (a micro-batch's hidden states);
+- pipeline send: the hidden states from each tensor rank to its peer on the next (forward)
+  or previous (backward) stage (:func:`fugaku_sim.sim.segments.p2p_message_bytes`);
+- data-parallel collective: ZeRO's gradient reduce-scatters and weight all-gathers;
 - gradient sync: each rank's gradients over its data-parallel group, then, with tied
   embeddings and pp > 1, the embedding gradient between the first and last stage
-  (Megatron-LM ``_allreduce_embedding_grads``).
+  (Megatron-LM ``_allreduce_embedding_grads``); with fewer key/value heads than tensor ranks,
+  first the gradients of the key/value copies over the tensor group
+  (:func:`kv_copy_grad_bytes`). An untied head has no copy: nothing passes between the first
+  and last stage.
 
 The job's software stack prices every message at its collective efficiency by kind
-(:func:`stack_bytes`); the ideal stack at the network model's bandwidth.
+(:func:`stack_bytes`: all-reduces, pipeline sends, and ZeRO's and sequence parallelism's
+reduce-scatters and all-gathers); the ideal stack at the network model's bandwidth.
 """
 
 from __future__ import annotations
 
 from collections.abc import Generator
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import simpy
 
 from fugaku_sim.parallel.placement import Placement
-from fugaku_sim.sim.collectives import ring_allreduce_steps, ring_allreduce_volume
+from fugaku_sim.sim.collectives import Collective, ring_collective_steps, ring_collective_volume
 from fugaku_sim.sim.comm import CommModel, RingSet, ring_algorithms
+from fugaku_sim.sim.compute import local_heads
+from fugaku_sim.sim.contention import Contention, LinkShare, contention_in
 from fugaku_sim.sim.network import FlowNetwork
 from fugaku_sim.sim.topology import Torus
 from fugaku_sim.spec.figures import element_bytes
 from fugaku_sim.spec.job import Job
-from fugaku_sim.tensors import stage_parameters, tied_copy_parameters
+from fugaku_sim.tensors import (
+    held_tensors,
+    layout_chunks,
+    stage_parameters,
+    tensor_table,
+    tied_copy_parameters,
+)
 
 Proc = Generator[simpy.Event, Any, None]
 
@@ -48,24 +63,34 @@ class Transport(Protocol):
     """
 
     env: simpy.Environment
-    # True: tensor all-reduces are priced by tp_time_s and folded into a pass's single
-    # timeout (no contention between them); False: each is simulated by tp_allreduce.
+    # True: collectives of a pass are priced by tp_time_s / dp_time_s and the pass is
+    # folded into a single timeout; False: each is simulated by tp_collective / dp_collective.
     analytic: bool
 
-    def tp_time_s(self, stage: int, nbytes: float) -> float:
-        """Seconds of one tensor-parallel all-reduce of ``nbytes`` on ``stage``."""
+    def tp_time_s(self, stage: int, nbytes: float, op: Collective = "allreduce") -> float:
+        """Seconds of one tensor-parallel ``op`` of ``nbytes`` on ``stage``."""
         ...
 
-    def tp_allreduce(self, replica: int, stage: int, nbytes: float) -> Proc:
-        """One tensor-parallel all-reduce of ``nbytes`` per rank."""
+    def dp_time_s(self, stage: int, nbytes: float, op: Collective) -> float:
+        """Seconds of one data-parallel ``op`` of ``nbytes`` on ``stage``."""
+        ...
+
+    def tp_collective(self, replica: int, stage: int, nbytes: float, op: Collective) -> Proc:
+        """One tensor-parallel ``op`` of ``nbytes`` per rank."""
+        ...
+
+    def dp_collective(self, replica: int, stage: int, nbytes: float, op: Collective,
+                      key: tuple[object, ...]) -> Proc:
+        """One data-parallel ``op`` of ``nbytes`` per rank; ``key`` names the call, the same
+        on every replica."""
         ...
 
     def p2p(self, replica: int, src: int, dst: int, nbytes: float) -> Proc:
         """The activation (or its gradient) from stage ``src`` to stage ``dst``."""
         ...
 
-    def grad_sync(self, replica: int, stage: int) -> Proc:
-        """The data-parallel gradient all-reduce of ``stage``."""
+    def grad_sync(self, replica: int, stage: int, op: Collective = "allreduce") -> Proc:
+        """The data-parallel gradient collective of ``stage`` after the backward."""
         ...
 
     def embedding_sync(self, replica: int, stage: int) -> Proc:
@@ -73,11 +98,16 @@ class Transport(Protocol):
         ...
 
 
-def stack_bytes(job: Job, kind: str, nbytes: float) -> float:
-    """The bytes a collective of ``kind`` (allreduce, p2p, allgather) costs on the job's
-    software stack: at efficiency e it moves ``nbytes`` at e x the priced bandwidth, which
-    is what ``nbytes / e`` cost at the full bandwidth (latencies unchanged)."""
-    return nbytes / getattr(job.stack.collective_efficiency, kind)
+#: the stack's efficiency field that prices each kind of message
+STACK_EFFICIENCY = {"allreduce": "allreduce", "reduce_scatter": "allgather",
+                    "all_gather": "allgather", "p2p": "p2p"}
+
+
+def stack_bytes(job: Job, kind: Collective | Literal["p2p"], nbytes: float) -> float:
+    """The bytes a message of ``kind`` costs on the job's software stack: at efficiency e it
+    moves ``nbytes`` at e x the priced bandwidth, which is what ``nbytes / e`` cost at the full
+    bandwidth (latencies unchanged). Every transport call prices its message through this."""
+    return nbytes / getattr(job.stack.collective_efficiency, STACK_EFFICIENCY[kind])
 
 
 def grad_bytes(job: Job, stage: int) -> float:
@@ -94,37 +124,78 @@ def embedding_grad_bytes(job: Job) -> float:
     return float(params * element_bytes(job.train.precision))
 
 
+def kv_copy_grad_bytes(job: Job, stage: int) -> float:
+    """Gradient bytes of the key/value projections one rank of ``stage`` holds as copies.
+
+    With fewer key/value heads than tensor ranks each head is copied to t / kv_heads ranks
+    (:mod:`fugaku_sim.tensors.split`), and each copy's gradient holds only the share of its
+    own rank's query heads, so the copies' gradients are summed over the tensor ranks once a
+    step, as the tied embedding's are over its two stages. Priced as an all-reduce over the
+    whole tensor group (the ranks sharing a head are t / kv_heads of them: an upper bound).
+    0 when the key/value heads split over the ranks.
+    """
+    m, t = job.model, job.layout.tp
+    if m.kv >= t:
+        return 0.0
+    q_heads, kv_heads = local_heads(job)
+    params = 0
+    for row in held_tensors(tensor_table(m), layout_chunks(m, job.layout, stage)):
+        if row.role in ("k", "v", "k_bias", "v_bias"):
+            params += row.local_size(t)
+        elif row.role in ("qkv", "qkv_bias"):  # the key and value columns of the fused one
+            params += row.local_size(t) * 2 * kv_heads // (q_heads + 2 * kv_heads)
+    return float(params * element_bytes(job.train.precision))
+
+
 class AnalyticTransport:
-    """Fast mode: every call is a timeout from the priced plans (one pipeline replica)."""
+    """Fast mode: every call is a timeout from the priced plans (one pipeline replica), or,
+    where collectives meet, a share of the links (:mod:`fugaku_sim.sim.contention`)."""
 
-    analytic = True
-
-    def __init__(self, env: simpy.Environment, job: Job, comm: CommModel):
+    def __init__(self, env: simpy.Environment, job: Job, comm: CommModel,
+                 contention: Contention | None = None):
         self.env, self.job, self.comm = env, job, comm
         self._embedding: simpy.Event | None = None
+        contention = contention or Contention(comm)  # shared by jobs of one placement
+        passes, ends = contention_in(job, contention)
+        self.share = LinkShare(env, contention) if passes or ends else None
+        # a pass is one timeout unless its collectives meet others (the gradient sync after
+        # the backward is a process of its own either way)
+        self.analytic = not passes
 
-    def tp_time_s(self, stage: int, nbytes: float) -> float:
-        return self.comm.tp_plan(stage).time_s(stack_bytes(self.job, "allreduce", nbytes))
+    def tp_time_s(self, stage: int, nbytes: float, op: Collective = "allreduce") -> float:
+        return self.comm.tp_plan(stage).time_s(stack_bytes(self.job, op, nbytes), op)
+
+    def dp_time_s(self, stage: int, nbytes: float, op: Collective) -> float:
+        return self.comm.dp_plan(stage).time_s(stack_bytes(self.job, op, nbytes), op)
 
     def p2p_time_s(self, src: int, dst: int, nbytes: float) -> float:
         return self.comm.p2p_plan(src, dst).time_s(stack_bytes(self.job, "p2p", nbytes))
 
-    def grad_sync_time_s(self, stage: int) -> float:
-        nbytes = stack_bytes(self.job, "allreduce", grad_bytes(self.job, stage))
-        return self.comm.dp_plan(stage).time_s(nbytes)
+    def grad_sync_time_s(self, stage: int, op: Collective = "allreduce") -> float:
+        return self.dp_time_s(stage, grad_bytes(self.job, stage), op)
 
     def embedding_time_s(self) -> float:
         nbytes = stack_bytes(self.job, "allreduce", embedding_grad_bytes(self.job))
         return self.comm.embedding_plan().time_s(nbytes)
 
-    def tp_allreduce(self, replica: int, stage: int, nbytes: float) -> Proc:
-        yield self.env.timeout(self.tp_time_s(stage, nbytes))
+    def tp_collective(self, replica: int, stage: int, nbytes: float, op: Collective) -> Proc:
+        if self.share is not None:
+            yield from self.share.run("tp", stage, stack_bytes(self.job, op, nbytes), op)
+        else:
+            yield self.env.timeout(self.tp_time_s(stage, nbytes, op))
+
+    def dp_collective(self, replica: int, stage: int, nbytes: float, op: Collective,
+                      key: tuple[object, ...]) -> Proc:
+        if self.share is not None:
+            yield from self.share.run("dp", stage, stack_bytes(self.job, op, nbytes), op)
+        else:
+            yield self.env.timeout(self.dp_time_s(stage, nbytes, op))
 
     def p2p(self, replica: int, src: int, dst: int, nbytes: float) -> Proc:
         yield self.env.timeout(self.p2p_time_s(src, dst, nbytes))
 
-    def grad_sync(self, replica: int, stage: int) -> Proc:
-        yield self.env.timeout(self.grad_sync_time_s(stage))
+    def grad_sync(self, replica: int, stage: int, op: Collective = "allreduce") -> Proc:
+        yield from self.dp_collective(replica, stage, grad_bytes(self.job, stage), op, ("grad",))
 
     def embedding_sync(self, replica: int, stage: int) -> Proc:
         """Waits for the other end (first or last stage), then the all-reduce."""
@@ -148,12 +219,15 @@ class NetworkTransport:
         self.net = comm.network
         self.flows = FlowNetwork(env, self.net.capacities())
         self._routes: dict[tuple[int, int], list[int]] = {}
-        self._rendezvous: dict[tuple[str, int], tuple[int, simpy.Event]] = {}
+        self._rendezvous: dict[tuple[object, ...], tuple[int, simpy.Event]] = {}
 
-    def tp_time_s(self, stage: int, nbytes: float) -> float:
+    def tp_time_s(self, stage: int, nbytes: float, op: Collective = "allreduce") -> float:
         """The priced plan's seconds (what fast mode charges); this transport simulates the
-        all-reduce instead (:meth:`tp_allreduce`)."""
-        return self.comm.tp_plan(stage).time_s(stack_bytes(self.job, "allreduce", nbytes))
+        collective instead (:meth:`tp_collective`)."""
+        return self.comm.tp_plan(stage).time_s(stack_bytes(self.job, op, nbytes), op)
+
+    def dp_time_s(self, stage: int, nbytes: float, op: Collective) -> float:
+        return self.comm.dp_plan(stage).time_s(stack_bytes(self.job, op, nbytes), op)
 
     def _route(self, src: int, dst: int) -> list[int]:
         key = (src, dst)
@@ -174,23 +248,36 @@ class NetworkTransport:
     def _ring_phases(self, members: np.ndarray, algorithm: str) -> list[RingSet]:
         return ring_algorithms(members, self.placement).get(algorithm, [])
 
-    def _allreduce(self, members: np.ndarray, algorithm: str, nbytes: float) -> Proc:
+    def _collective(self, members: np.ndarray, algorithm: str, nbytes: float,
+                    op: Collective = "allreduce") -> Proc:
         """The chosen algorithm's phases; each phase's latency, then its flows at once."""
         for rs in self._ring_phases(members, algorithm):
             n = rs.rings.shape[1]
             # two counter-rotating rings, half the message each
-            per_flow = ring_allreduce_volume(n) * nbytes * rs.share / 2
+            per_flow = ring_collective_volume(op, n) * nbytes * rs.share / 2
             src = rs.rings.reshape(-1)
             dst = np.roll(rs.rings, -1, axis=1).reshape(-1)
             pairs = list(zip(src.tolist(), dst.tolist())) + list(zip(dst.tolist(), src.tolist()))
             latency = self.net.step_latency_s(_flows(self.placement, pairs))
-            yield self.env.timeout(ring_allreduce_steps(n) * latency)
+            yield self.env.timeout(ring_collective_steps(op, n) * latency)
             yield self.env.all_of([self._send(a, b, per_flow) for a, b in pairs])
 
-    def tp_allreduce(self, replica: int, stage: int, nbytes: float) -> Proc:
+    def tp_collective(self, replica: int, stage: int, nbytes: float, op: Collective) -> Proc:
         members = self.comm.tp_groups(stage)[replica : replica + 1]
-        nbytes = stack_bytes(self.job, "allreduce", nbytes)
-        yield from self._allreduce(members, self.comm.tp_plan(stage).best(nbytes), nbytes)
+        nbytes = stack_bytes(self.job, op, nbytes)
+        yield from self._collective(members, self.comm.tp_plan(stage).best(nbytes, op), nbytes,
+                                    op)
+
+    def dp_collective(self, replica: int, stage: int, nbytes: float, op: Collective,
+                      key: tuple[object, ...]) -> Proc:
+        """All data-parallel groups of ``stage`` at once, when every replica has called."""
+        last, done = self._meet(("dpc", stage, *key), self.job.layout.dp)
+        if last:
+            nbytes = stack_bytes(self.job, op, nbytes)
+            members = self.comm.dp_groups(stage)
+            algorithm = self.comm.dp_plan(stage).best(nbytes, op)
+            self.env.process(self._all_groups(members, algorithm, nbytes, done, op))
+        yield done
 
     def p2p(self, replica: int, src: int, dst: int, nbytes: float) -> Proc:
         a = self.comm.ranks[:, src, replica].tolist()
@@ -200,22 +287,21 @@ class NetworkTransport:
         yield self.env.timeout(latency)
         yield self.env.all_of([self._send(x, y, nbytes) for x, y in zip(a, b)])
 
-    def _meet(self, key: tuple[str, int], expected: int) -> tuple[bool, simpy.Event]:
+    def _meet(self, key: tuple[object, ...], expected: int) -> tuple[bool, simpy.Event]:
         """Rendezvous of ``expected`` callers: (am I the last to arrive, all-arrived event)."""
         count, event = self._rendezvous.get(key, (0, self.env.event()))
         count += 1
         self._rendezvous[key] = (count, event)
         return count == expected, event
 
-    def grad_sync(self, replica: int, stage: int) -> Proc:
+    def grad_sync(self, replica: int, stage: int, op: Collective = "allreduce") -> Proc:
         """All data-parallel groups of ``stage`` at once, when every replica has arrived."""
         last, done = self._meet(("dp", stage), self.job.layout.dp)
         if last:
-            nbytes = stack_bytes(self.job, "allreduce", grad_bytes(self.job, stage))
+            nbytes = stack_bytes(self.job, op, grad_bytes(self.job, stage))
             members = self.comm.dp_groups(stage)
-            self.env.process(
-                self._all_groups(members, self.comm.dp_plan(stage).best(nbytes), nbytes, done)
-            )
+            algorithm = self.comm.dp_plan(stage).best(nbytes, op)
+            self.env.process(self._all_groups(members, algorithm, nbytes, done, op))
         yield done
 
     def embedding_sync(self, replica: int, stage: int) -> Proc:
@@ -230,10 +316,11 @@ class NetworkTransport:
         yield done
 
     def _all_groups(
-        self, members: np.ndarray, algorithm: str, nbytes: float, done: simpy.Event
+        self, members: np.ndarray, algorithm: str, nbytes: float, done: simpy.Event,
+        op: Collective = "allreduce",
     ) -> Proc:
         procs = [
-            self.env.process(self._allreduce(members[g : g + 1], algorithm, nbytes))
+            self.env.process(self._collective(members[g : g + 1], algorithm, nbytes, op))
             for g in range(members.shape[0])
         ]
         yield self.env.all_of(procs)

@@ -15,6 +15,20 @@ use these keys, in this order:
 
 How each engine charges time to them is documented where it does so
 (:mod:`fugaku_sim.sim.predict`, :mod:`fugaku_sim.train.timers`).
+
+A rank's peak memory is split into :data:`MEMORY_KEYS`, the same for the simulator's
+prediction (:mod:`fugaku_sim.sim.memory`) and the trainer's tracked peak:
+
+- ``weights``: parameters at the training precision (the rank's ZeRO-3 shard, plus the
+  layers gathered at once);
+- ``gradients``: their gradients (the ZeRO-2/3 shard, plus the bucket being reduced);
+- ``optimizer``: optimizer states and the fp32 master copy of 16-bit weights (sharded from
+  ZeRO-1 on);
+- ``activations``: what the forward passes in flight keep for their backward;
+- ``workspace``: transient buffers of the pass at the peak (the layer being recomputed,
+  logits, GEMM temporaries);
+- ``framework``: what the software stack itself holds per rank (runtime, communicator
+  buffers, allocator caches).
 """
 
 from __future__ import annotations
@@ -24,6 +38,8 @@ BREAKDOWN_KEYS = ("compute", "recompute", "tp_comm", "pp_comm", "dp_comm", "bubb
 BUBBLE = "bubble"
 #: the keys an engine charges time to (everything but the bubble)
 CHARGED_KEYS = tuple(k for k in BREAKDOWN_KEYS if k != BUBBLE)
+#: the parts a rank's peak memory is split into, in this order
+MEMORY_KEYS = ("weights", "gradients", "optimizer", "activations", "workspace", "framework")
 #: short column labels for narrow tables, by key
 SHORT_LABELS = {"compute": "comp", "recompute": "recomp", "tp_comm": "tp", "pp_comm": "pp",
                 "dp_comm": "dp", "bubble": "bub", "optimizer": "opt"}

@@ -71,10 +71,10 @@ class NodeSpec(SpecModel):
     elementwise_Gelem_per_s: dict[str, float] = Field(
         default_factory=dict,
         description="optional measured rates of non-GEMM operations, 1e9 elements/s per node, "
-        "by kind and direction (layernorm_fwd, layernorm_bwd, gelu_fwd, gelu_bwd, softmax_fwd, "
-        "softmax_bwd, residual_fwd, residual_bwd, cross_entropy_fwd, cross_entropy_bwd, "
-        "embedding_fwd, embedding_bwd); an op of a listed kind takes elements / rate instead of "
-        "its bytes / mem_bw (empty: every op is priced by its memory traffic)",
+        "by kind and direction, <kind>_fwd or <kind>_bwd for the kinds layernorm, rmsnorm, "
+        "softmax, gelu, silu, gate_mul, rotary, residual, embedding, cross_entropy (e.g. "
+        "gelu_fwd, silu_bwd); an op of a listed kind takes elements / rate instead of its "
+        "bytes / mem_bw (empty: every op is priced by its memory traffic)",
     )
 
     @model_validator(mode="after")

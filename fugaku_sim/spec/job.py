@@ -77,18 +77,16 @@ def make_job(cluster: ClusterSpec, model: ModelSpec, train: TrainSpec, layout: L
 
 #: features of the spec that an engine does not model yet: (what, engines lacking it, test)
 _NOT_MODELLED: list[tuple[str, frozenset[str], Callable[[ModelSpec, TrainSpec, Layout], bool]]] = [
-    ("model.mlp: the Llama family (rmsnorm, swiglu, rotary)", frozenset({"sim", "train"}),
+    ("model.mlp: the Llama family (rmsnorm, swiglu, rotary)", frozenset({"train"}),
      lambda m, t, lay: m.family == "llama"),
-    ("model.kv_heads: grouped-query attention", frozenset({"sim", "train"}),
+    ("model.kv_heads: grouped-query attention", frozenset({"train"}),
      lambda m, t, lay: m.kv != m.heads),
-    ("model.bias: linear layers without biases", frozenset({"sim", "train"}),
+    ("model.bias: linear layers without biases", frozenset({"train"}),
      lambda m, t, lay: not m.bias),
-    ("layout.sequence_parallel", frozenset({"sim", "train"}),
+    ("train.attention: flash", frozenset({"train"}),
+     lambda m, t, lay: t.attention == "flash"),
+    ("layout.sequence_parallel", frozenset({"train"}),
      lambda m, t, lay: lay.sequence_parallel),
-    ("train.recompute: selective", frozenset({"sim", "train"}),
-     lambda m, t, lay: t.recompute == "selective"),
-    ("train.zero_stage: 2 and 3", frozenset({"sim", "train"}),
-     lambda m, t, lay: t.zero_stage >= 2),
 ]
 
 
@@ -105,12 +103,17 @@ def check_modelled(model: ModelSpec, train: TrainSpec, layout: Layout, engine: s
             raise SpecError(f"{what}: not modelled by {where} yet")
 
 
+def kv_heads_fit(model: ModelSpec, tp: int) -> bool:
+    """Whether the key/value heads split over ``tp`` tensor ranks (tp divides them; Megatron-LM)
+    or are each copied to tp / kv_heads ranks (a multiple of them; as vLLM does)."""
+    return model.kv % tp == 0 or tp % model.kv == 0
+
+
 def check_model_split(model: ModelSpec, layout: Layout) -> None:
     if model.heads % layout.tp:
         raise SpecError(f"layout.tp: {layout.tp} does not divide model.heads ({model.heads})")
     kv = model.kv
-    if kv % layout.tp and layout.tp % kv:
-        # Megatron-LM splits key/value heads over tp; vLLM replicates them when kv < tp
+    if not kv_heads_fit(model, layout.tp):
         raise SpecError(
             f"layout.tp: {layout.tp} neither divides nor is a multiple of model.kv_heads ({kv}); "
             "key/value heads are split over tensor ranks or each copied to tp / kv_heads ranks"

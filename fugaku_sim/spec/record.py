@@ -13,8 +13,8 @@ run that is trained is the run that was predicted::
 - ``train`` is a complete :class:`~fugaku_sim.spec.train.TrainSpec`; it is absent when only a
   layout was fixed (a workflow config's ``train.layout``).
 
-Writers: ``predict --json`` and every entry of ``plan --json`` carry the record beside the
-contract's flat keys (shared/DESIGN.md); ``workflow write --section layout`` and
+Writers: ``predict --json`` and every entry of ``plan --json``'s ``plans`` list carry the
+record beside the contract's flat keys (shared/DESIGN.md); ``workflow write --section layout`` and
 ``workflow pick-layout`` write it alone; ``plan --emit-job`` writes it beside the job script.
 Reader: :func:`read_layout_record`, behind ``--layout-from`` of ``train``, ``predict`` and
 ``check``, and behind ``workflow pick-layout``.
@@ -33,6 +33,8 @@ from fugaku_sim.spec.load import validate_section
 from fugaku_sim.spec.train import TrainSpec
 
 RECORD_KEYS = ("layout", "train")
+#: the key of ``plan --json``'s object under which its layouts are listed, best first
+PLANS_KEY = "plans"
 
 
 @dataclass(frozen=True)
@@ -50,18 +52,30 @@ class LayoutRecord:
         return out
 
 
+def plan_entries(data: Any) -> list[Any] | None:
+    """The layouts of a plan's JSON, best first: ``plan --json``'s object lists them under
+    :data:`PLANS_KEY`; a plan written before it carried a ``meta`` block is a bare list.
+    None when ``data`` is not a plan."""
+    if isinstance(data, list):
+        return data
+    if isinstance(data, dict) and isinstance(data.get(PLANS_KEY), list):
+        return data[PLANS_KEY]
+    return None
+
+
 def parse_layout_record(data: Any, what: str) -> LayoutRecord:
     """The record in ``data``: an object with ``layout`` (and ``train``), such as a predict
-    JSON object, or a plan JSON list, whose first entry is its best layout. Other keys of the
-    object (a prediction's figures) are ignored.
+    JSON object, or a plan's JSON (:func:`plan_entries`), whose first entry is its best
+    layout. Other keys of the object (a prediction's figures, ``meta``) are ignored.
 
     Raises:
         UserError: ``what``-prefixed, naming the missing or invalid field.
     """
-    if isinstance(data, list):
-        if not data:
+    entries = plan_entries(data)
+    if entries is not None:
+        if not entries:
             raise UserError(f"{what}: an empty plan (no layout to take)")
-        data = data[0]
+        data = entries[0]
     if not isinstance(data, dict):
         raise UserError(f"{what}: expected a JSON object with a 'layout' object, "
                         f"found {type(data).__name__}")

@@ -12,6 +12,7 @@ RecomputeMode = Literal["none", "selective", "all", "first-half", "stages"]
 TrainPrecision = Literal["fp32", "fp16", "bf16"]
 OptimizerKind = Literal["adam", "adamw", "sgd"]
 ZeroStage = Literal[0, 1, 2, 3]
+AttentionKind = Literal["materialized", "flash"]
 
 
 class TrainSpec(SpecModel):
@@ -30,6 +31,11 @@ class TrainSpec(SpecModel):
     optimizer states, 2 also the gradients (reduce-scattered as they are produced), 3 also the
     weights (gathered per layer for the forward and the backward, freed after).
 
+    ``attention`` is how the attention scores are computed: ``materialized`` (the [B, A, T, T]
+    scores and probabilities in memory, kept for the backward) or ``flash`` (Dao et al. 2022,
+    FlashAttention-2 in Dao 2023: one fused kernel that keeps them on chip and recomputes them
+    in the backward, as Megatron-LM's ``--use-flash-attn`` and Transformer Engine do).
+
     The run's length is ``steps`` or ``tokens`` (rounded up to whole steps), never both, so
     the trainer and the simulator agree on it (:func:`fugaku_sim.spec.figures.run_steps`).
     """
@@ -46,6 +52,7 @@ class TrainSpec(SpecModel):
     recompute: RecomputeMode = "none"
     recompute_stages: list[int] = Field(default_factory=list)
     overlap_grad_reduce: bool = False
+    attention: AttentionKind = "materialized"
     grad_bucket_MB: float = Field(default=25.0, gt=0)
     lr: float = Field(default=6e-4, gt=0)
     min_lr: float = Field(default=6e-5, ge=0)

@@ -95,6 +95,25 @@ class TensorInfo:
         """Elements of one tensor rank's part."""
         return math.prod(self.local_shape(tp))
 
+    def features(self, tp: int) -> tuple[int, int]:
+        """(input, output) features of one tensor rank's part of a linear layer's weight, in
+        either storage layout: a column-, head- or vocabulary-split weight is split along its
+        output axis, a row-split one along its input axis (:mod:`fugaku_sim.tensors.split`).
+        GPT-2's ``attn.c_attn.weight`` [C, 3C] at tp 4 gives (C, 3C/4); Llama's
+        ``self_attn.o_proj.weight`` [C, C] gives (C/4, C).
+
+        Raises:
+            ValueError: the tensor is not a split two-dimensional weight.
+        """
+        axis = self.split.axis
+        if len(self.shape) != 2 or axis is None:
+            raise ValueError(f"{self.name} is not a split linear weight")
+        local = self.local_shape(tp)
+        split_axis = axis % 2
+        along_output = self.split.kind != "row"
+        out_axis = split_axis if along_output else 1 - split_axis
+        return local[1 - out_axis], local[out_axis]
+
 
 #: the roles rows may take: embeddings, per-block tensors, the head
 ROLES = (

@@ -3,11 +3,13 @@
 Layout of ``<out>/checkpoints/step_0000042/`` (42 optimizer steps done):
 
 - ``rank_tp{t}_pp{p}_dp{d}.safetensors``, one per rank that has something to save: the
-  rank's part of every tensor but a tied copy (``param/<name>``, data-parallel rank 0 only)
-  and its range of
-  the flat optimizer states (``exp_avg``, ``exp_avg_sq``: its ZeRO-1 shard, or the whole
-  buffer from data-parallel rank 0). The safetensors metadata ``flat`` lists the flat buffer
-  (name, start, end, local shape) and ``owned`` the range saved.
+  rank's part of every tensor but a tied copy (``param/<name>``, data-parallel rank 0 only;
+  under ZeRO-3 every rank saves its shard of the flat weights instead, ``param_shard``)
+  and its shard of the flat optimizer states (``exp_avg``, ``exp_avg_sq``: its ZeRO shard,
+  or the whole buffer from data-parallel rank 0 without ZeRO). The safetensors metadata
+  ``flat`` lists the flat buffer (name, start, end, local shape) and ``owned`` the flat
+  ranges [start, end) the shards hold, concatenated in that order (one per segment of the
+  buffer, :mod:`fugaku_sim.train.buffers`; version 1 wrote a single range).
 - ``index.json``: format, step, model, train settings, layout, and the sha256 and size of
   every file.
 
@@ -38,7 +40,7 @@ from fugaku_sim.tensors import TensorTable, tensor_table
 
 FORMAT = "fugaku-sim-checkpoint"
 CONSOLIDATED_FORMAT = "huggingface-gpt2"
-VERSION = 1
+VERSION = 2
 
 
 def step_dir(out: Path, step: int) -> Path:
@@ -61,9 +63,10 @@ class RankState:
     flat: list[tuple[str, int, int, tuple[int, ...]]]
     padded: int
     params: dict[str, np.ndarray]  # local parts, tied copies left out (empty off dp rank 0)
-    owned: tuple[int, int]
+    owned: list[tuple[int, int]]  # flat ranges of the shards below, in their order
     exp_avg: np.ndarray | None
     exp_avg_sq: np.ndarray | None
+    param_shard: np.ndarray | None = None  # ZeRO-3: this rank's shard of the flat weights
 
 
 def write_rank_file(directory: Path, state: RankState) -> tuple[str, dict[str, Any]] | None:
@@ -74,13 +77,15 @@ def write_rank_file(directory: Path, state: RankState) -> tuple[str, dict[str, A
     if state.exp_avg is not None and state.exp_avg_sq is not None:
         tensors["exp_avg"] = np.ascontiguousarray(state.exp_avg)
         tensors["exp_avg_sq"] = np.ascontiguousarray(state.exp_avg_sq)
+    if state.param_shard is not None:
+        tensors["param_shard"] = np.ascontiguousarray(state.param_shard)
     if not tensors:
         return None
     meta = {
         "coords": json.dumps([state.tp, state.pp, state.dp]),
         "flat": json.dumps([[n, s, e, list(sh)] for n, s, e, sh in state.flat]),
         "padded": str(state.padded),
-        "owned": json.dumps(list(state.owned)),
+        "owned": json.dumps([list(r) for r in state.owned]),
     }
     name = rank_file(state.tp, state.pp, state.dp)
     path = directory / name
@@ -220,6 +225,23 @@ def _read_rank_files(directory: Path, index: dict[str, Any]) -> list[tuple[dict,
     return out
 
 
+#: flat shards a rank file may hold, and the state each belongs to
+FLAT_SHARDS = ("param_shard", "exp_avg", "exp_avg_sq")
+
+
+def owned_ranges(meta: dict[str, str]) -> list[tuple[int, int]]:
+    """The flat ranges of a rank file's shards (a version 1 file's single range too)."""
+    owned = json.loads(meta["owned"])
+    if len(owned) == 2 and all(isinstance(x, int) for x in owned):
+        return [(owned[0], owned[1])]
+    return [(int(a), int(b)) for a, b in owned]
+
+
+def _unshard(table: TensorTable, parts: dict[str, dict[int, np.ndarray]]
+             ) -> dict[str, np.ndarray]:
+    return {n: table.unshard(n, [p[t] for t in sorted(p)]) for n, p in parts.items()}
+
+
 def read_global_state(directory: Path, model: ModelSpec, optimizer: bool = True) -> GlobalState:
     """Reassemble the full tensors (and optimizer states) of a checkpoint of ``model``.
 
@@ -228,32 +250,31 @@ def read_global_state(directory: Path, model: ModelSpec, optimizer: bool = True)
     """
     index = read_index(directory)
     table = tensor_table(model)
-    parts: dict[str, dict[int, np.ndarray]] = {}
+    wanted = FLAT_SHARDS if optimizer else FLAT_SHARDS[:1]
+    parts: dict[str, dict[str, dict[int, np.ndarray]]] = {k: {} for k in ("param", *wanted)}
     flats: dict[tuple[int, int], dict[str, Any]] = {}
     for meta, tensors in _read_rank_files(directory, index):
         tp, pp, _ = json.loads(meta["coords"])
         for key, value in tensors.items():
             if key.startswith("param/"):
-                parts.setdefault(key[6:], {})[tp] = value
-        if optimizer and "exp_avg" in tensors:
-            group = flats.setdefault((tp, pp), {
-                "flat": json.loads(meta["flat"]), "m": np.zeros(int(meta["padded"]), np.float32),
-                "v": np.zeros(int(meta["padded"]), np.float32)})
-            a, b = json.loads(meta["owned"])
-            group["m"][a:b] = tensors["exp_avg"]
-            group["v"][a:b] = tensors["exp_avg_sq"]
-    params = {n: table.unshard(n, [p[t] for t in sorted(p)]) for n, p in parts.items()}
-    m_parts: dict[str, dict[int, np.ndarray]] = {}
-    v_parts: dict[str, dict[int, np.ndarray]] = {}
+                parts["param"].setdefault(key[6:], {})[tp] = value
+        for key in (k for k in wanted if k in tensors):
+            group = flats.setdefault((tp, pp), {"flat": json.loads(meta["flat"])})
+            full = group.setdefault(key, np.zeros(int(meta["padded"]), np.float32))
+            at = 0
+            for a, b in owned_ranges(meta):
+                full[a:b] = tensors[key][at:at + b - a]
+                at += b - a
     for (tp, _), group in flats.items():
         for name, start, end, shape in group["flat"]:
             if table[name].tied_to is not None:  # its states are those of what it copies
                 continue
-            m_parts.setdefault(name, {})[tp] = group["m"][start:end].reshape(shape)
-            v_parts.setdefault(name, {})[tp] = group["v"][start:end].reshape(shape)
-    exp_avg = {n: table.unshard(n, [p[t] for t in sorted(p)]) for n, p in m_parts.items()}
-    exp_avg_sq = {n: table.unshard(n, [p[t] for t in sorted(p)]) for n, p in v_parts.items()}
-    return GlobalState(int(index["step"]), params, exp_avg, exp_avg_sq)
+            for key in (k for k in wanted if k in group):
+                key_parts = parts["param" if key == "param_shard" else key]
+                key_parts.setdefault(name, {})[tp] = group[key][start:end].reshape(shape)
+    return GlobalState(int(index["step"]), _unshard(table, parts["param"]),
+                       _unshard(table, parts.get("exp_avg", {})),
+                       _unshard(table, parts.get("exp_avg_sq", {})))
 
 
 def local_part(table: TensorTable, name: str, full: dict[str, np.ndarray], tp: int,

@@ -19,6 +19,7 @@ import numpy as np
 
 from fugaku_sim.parallel import RankCoords, RankGrid
 from fugaku_sim.spec import Layout
+from fugaku_sim.train.memory import MemoryTracker
 from fugaku_sim.train.timers import Timers
 
 
@@ -112,15 +113,18 @@ class PipelineLinks:
     order, so a tag per (sender's virtual stage, direction) is enough.
     """
 
-    def __init__(self, comm: Any, timers: Timers) -> None:
+    def __init__(self, comm: Any, timers: Timers, memory: MemoryTracker | None = None) -> None:
         self.comm = comm
         self.timers = timers
+        self.memory = memory or MemoryTracker(enabled=False)
         self._pending: list[tuple[Any, np.ndarray]] = []
 
     def send(self, x: np.ndarray, dest: int, tag: int) -> None:
+        """Post the send of ``x``; its buffer is workspace until the send completes."""
         with self.timers.region("pp_comm"):
             buf = np.ascontiguousarray(x)
             self._pending.append((self.comm.Isend(buf, dest=dest, tag=tag), buf))
+            self.memory.hold("workspace", ("message out", id(buf)), buf.nbytes)
             if len(self._pending) > 8:
                 self._reap()
 
@@ -133,7 +137,10 @@ class PipelineLinks:
         return buf
 
     def _reap(self) -> None:
-        self._pending = [(r, b) for r, b in self._pending if not r.Test()]
+        done = [(r, b) for r, b in self._pending if r.Test()]
+        self._pending = [(r, b) for r, b in self._pending if all(r is not d for d, _ in done)]
+        for _, b in done:
+            self.memory.drop(("message out", id(b)))
 
     def wait_all(self) -> None:
         """Complete every send posted so far."""
@@ -141,4 +148,6 @@ class PipelineLinks:
 
         with self.timers.region("pp_comm"):
             MPI.Request.Waitall([r for r, _ in self._pending])
+            for _, b in self._pending:
+                self.memory.drop(("message out", id(b)))
             self._pending.clear()

@@ -165,7 +165,7 @@ class AttentionCache(NamedTuple):
     q: np.ndarray  # [B, H, T, D]
     k: np.ndarray  # [B, H, T, D]
     v: np.ndarray  # [B, H, T, D]
-    att: np.ndarray  # [B, H, T, T] softmax probabilities (causal)
+    att: np.ndarray | None  # [B, H, T, T] softmax probabilities (causal); None when not kept
 
 
 @functools.lru_cache(maxsize=8)
@@ -177,45 +177,73 @@ def _causal_bias(t: int, dtype: np.dtype) -> np.ndarray:
     return bias
 
 
-def attention_forward(qkv: np.ndarray, heads: int) -> tuple[np.ndarray, AttentionCache]:
+def attention_probs(q: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """Causal softmax probabilities [B, H, T, T] of q, k [B, H, T, D].
+
+    Scores are scaled by 1/sqrt(D); masked positions get -inf before the softmax.
+    """
+    att = q @ k.transpose(0, 1, 3, 2)  # [B, H, T, T]
+    att *= 1.0 / math.sqrt(q.shape[-1])
+    att += _causal_bias(q.shape[2], att.dtype)
+    att -= att.max(axis=-1, keepdims=True)
+    np.exp(att, out=att)
+    att /= att.sum(axis=-1, keepdims=True)
+    return att
+
+
+def attention_core_forward(
+    q: np.ndarray, k: np.ndarray, v: np.ndarray, keep_probs: bool = True
+) -> tuple[np.ndarray, AttentionCache]:
+    """Scores, softmax and weighted values: y [B, H, T, D] from q, k, v [B, H, T, D].
+
+    Without ``keep_probs`` the [B, H, T, T] probabilities are not cached: the backward
+    recomputes them from q and k (selective activation recomputation, Korthikanti et al.
+    2022, section 4.2: the attention core's activations grow with T^2 but cost few FLOPs).
+    """
+    att = attention_probs(q, k)
+    return att @ v, AttentionCache(q, k, v, att if keep_probs else None)
+
+
+def attention_core_backward(
+    dy: np.ndarray, cache: AttentionCache
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gradients (dq, dk, dv), each [B, H, T, D], of :func:`attention_core_forward`."""
+    q, k, v, att = cache
+    if att is None:
+        att = attention_probs(q, k)
+    dv = att.transpose(0, 1, 3, 2) @ dy  # [B, H, T, D]
+    datt = dy @ v.transpose(0, 1, 3, 2)  # [B, H, T, T]
+    # softmax backward: dS = P * (dP - sum(dP * P)); masked entries have P = 0
+    datt -= np.einsum("bhij,bhij->bhi", datt, att)[..., None]
+    datt *= att
+    datt *= 1.0 / math.sqrt(q.shape[-1])
+    return datt @ k, datt.transpose(0, 1, 3, 2) @ q, dv
+
+
+def attention_forward(
+    qkv: np.ndarray, heads: int, keep_probs: bool = True
+) -> tuple[np.ndarray, AttentionCache]:
     """Causal multi-head self-attention of a fused QKV tensor.
 
     qkv [B, T, 3 Cl] holds [q | k | v], each Cl = heads x D channels, head-major within a
     block (Hugging Face ``GPT2Attention._split_heads``). Returns y [B, T, Cl].
-    Scores are scaled by 1/sqrt(D); masked positions get -inf before the softmax.
+    ``keep_probs``: see :func:`attention_core_forward`.
     """
     b, t, three_c = qkv.shape
     cl = three_c // 3
     d = cl // heads
     # [B, T, 3, H, D] -> [3, B, H, T, D]
     q, k, v = qkv.reshape(b, t, 3, heads, d).transpose(2, 0, 3, 1, 4)
-    q = np.ascontiguousarray(q)
-    k = np.ascontiguousarray(k)
-    v = np.ascontiguousarray(v)
-    att = q @ k.transpose(0, 1, 3, 2)  # [B, H, T, T]
-    att *= 1.0 / math.sqrt(d)
-    att += _causal_bias(t, att.dtype)
-    att -= att.max(axis=-1, keepdims=True)
-    np.exp(att, out=att)
-    att /= att.sum(axis=-1, keepdims=True)
-    y = att @ v  # [B, H, T, D]
-    y = y.transpose(0, 2, 1, 3).reshape(b, t, cl)  # [B, T, Cl]
-    return y, AttentionCache(q, k, v, att)
+    y, cache = attention_core_forward(np.ascontiguousarray(q), np.ascontiguousarray(k),
+                                      np.ascontiguousarray(v), keep_probs)
+    return y.transpose(0, 2, 1, 3).reshape(b, t, cl), cache  # [B, T, Cl]
 
 
 def attention_backward(dout: np.ndarray, cache: AttentionCache) -> tuple[np.ndarray]:
     """Gradient (dqkv,) of :func:`attention_forward`; dout [B, T, Cl] -> dqkv [B, T, 3 Cl]."""
-    q, k, v, att = cache
-    b, h, t, d = q.shape
+    b, h, t, d = cache.q.shape
     dy = dout.reshape(b, t, h, d).transpose(0, 2, 1, 3)  # [B, H, T, D]
-    dv = att.transpose(0, 1, 3, 2) @ dy  # [B, H, T, D]
-    datt = dy @ v.transpose(0, 1, 3, 2)  # [B, H, T, T]
-    # softmax backward: dS = P * (dP - sum(dP * P)); masked entries have P = 0
-    datt -= np.einsum("bhij,bhij->bhi", datt, att)[..., None]
-    datt *= att
-    datt *= 1.0 / math.sqrt(d)
-    dq = datt @ k  # [B, H, T, D]
-    dk = datt.transpose(0, 1, 3, 2) @ q
+    dq, dk, dv = attention_core_backward(dy, cache)
     dqkv = np.empty((b, t, 3, h, d), dtype=dout.dtype)
     dqkv[:, :, 0] = dq.transpose(0, 2, 1, 3)
     dqkv[:, :, 1] = dk.transpose(0, 2, 1, 3)

@@ -83,16 +83,18 @@ class BlockCache(NamedTuple):
 
 
 def block_forward(
-    p: Params, layer: int, x: np.ndarray, heads: int, allreduce: L.AllReduce = L.no_allreduce
+    p: Params, layer: int, x: np.ndarray, heads: int, allreduce: L.AllReduce = L.no_allreduce,
+    keep_probs: bool = True,
 ) -> tuple[np.ndarray, BlockCache]:
     """One pre-LN transformer block: x + attn(ln_1(x)), then + mlp(ln_2(.)). x [B, T, C].
 
-    ``heads`` is the number of heads this rank holds (heads / tp).
+    ``heads`` is the number of heads this rank holds (heads / tp); ``keep_probs`` False is
+    selective recomputation (:func:`fugaku_sim.train.layers.attention_core_forward`).
     """
     n = layer_name(layer, "")
     h, c_ln1 = L.layernorm_forward(x, p[n + "ln_1.weight"], p[n + "ln_1.bias"])
     qkv, c_qkv = L.linear_forward(h, p[n + "attn.c_attn.weight"], p[n + "attn.c_attn.bias"])
-    a, c_att = L.attention_forward(qkv, heads)  # [B, T, Cl]
+    a, c_att = L.attention_forward(qkv, heads, keep_probs)  # [B, T, Cl]
     o, c_proj = L.linear_forward(a, p[n + "attn.c_proj.weight"], None)  # [B, T, C] partial
     o = allreduce(o, "sum")  # g: row-parallel output
     o += p[n + "attn.c_proj.bias"]

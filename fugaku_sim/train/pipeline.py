@@ -10,6 +10,9 @@ computes the loss.
 
 from __future__ import annotations
 
+import contextlib
+import functools
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -39,6 +42,15 @@ class PipelineRunner:
         self.last_backward = {op.chunk: i for i, op in enumerate(self.ops) if op.kind == "B"}
         self.total_virtual = layout.pp * chunks
 
+    @contextlib.contextmanager
+    def _message(self, x: np.ndarray | None) -> Iterator[None]:
+        """The op's input message counts as workspace while the op runs."""
+        self.sm.memory.hold("workspace", "message in", 0 if x is None else x.nbytes)
+        try:
+            yield
+        finally:
+            self.sm.memory.drop("message in")
+
     def _rank_of(self, virtual: int) -> int:
         return self.ranks[stage_of_virtual(virtual, self.layout.pp)]
 
@@ -66,8 +78,9 @@ class PipelineRunner:
             if op.kind == "F":
                 loss_sum += self._forward(op, chunk, batches, micro_batch)
             else:
-                ready = reducer.mark_ready if self.last_backward[op.chunk] == i else None
-                self._backward(op, chunk, micro_batch, dloss, ready)
+                final = self.last_backward[op.chunk] == i  # the chunk's last micro-batch
+                self._backward(op, chunk, micro_batch, dloss,
+                               functools.partial(reducer.grads_ready, final=final))
         if self.links is not None:
             self.links.wait_all()
         return loss_sum
@@ -76,7 +89,7 @@ class PipelineRunner:
                  size: int) -> float:
         inp = self._input(chunk, op.micro_batch, batches, size)
         targets = batches[op.micro_batch][1] if chunk.last and batches is not None else None
-        with self.timers.region("compute"):
+        with self.timers.region("compute"), self._message(inp):
             out = self.sm.forward(chunk, op.micro_batch, inp, targets)
         if chunk.last:
             return float(out)  # type: ignore[arg-type]
@@ -92,7 +105,7 @@ class PipelineRunner:
             shape = (size, self.model.seq_len, self.model.hidden)
             dout = self.links.recv(shape, np.float32, self._rank_of(chunk.virtual + 1),
                                    2 * (chunk.virtual + 1) + 1)
-        with self.timers.region("compute"):
+        with self.timers.region("compute"), self._message(dout):
             dx = self.sm.backward(chunk, op.micro_batch, dout, dloss, ready)
         if dx is not None:
             assert self.links is not None

@@ -35,6 +35,7 @@ class RunOptions:
     fail_rank: int | None = None  # which rank fails (default: the last)
     fail_mode: Literal["raise", "exit"] = "raise"
     progress: bool = True
+    log_interval: int = 1  # steps between progress lines (a batch log)
     warmup_timing_steps: int = 2  # steps left out of the summary's means
 
 

@@ -2,14 +2,22 @@
 
 Per step (every rank, collective where it says so):
 
-1. zero the gradient buffer; the first and last stage read their micro-batches;
+1. zero the gradients (the full buffer, or the ZeRO-2/3 shard); the first and last stage
+   read their micro-batches;
 2. run the stage's ops in schedule order (:class:`PipelineRunner`); the loss of each
    micro-batch is weighted 1 / (micro-batches x dp), so that summing over data-parallel ranks
-   gives the gradient of the global batch's mean loss;
-3. reduce the gradients (tied embedding between stages, then buckets over dp);
+   gives the gradient of the global batch's mean loss. Under ZeRO-3 each layer's weights are
+   gathered for its forward and again for its backward (:mod:`fugaku_sim.train.weights`);
+   under ZeRO-2/3 each micro-batch's gradient buckets are reduce-scattered as the backward
+   completes them (:mod:`fugaku_sim.train.grad_reduce`);
+3. finish the gradient reduction (tied embedding between stages, buckets over dp);
 4. global gradient norm (every parameter counted once, all-reduce over the world), clip,
-   optimizer update of this rank's range, ZeRO-1 all-gather of the parameters;
+   optimizer update of what this rank owns (everything, or its ZeRO shard), then under
+   ZeRO-1/2 the all-gather of the updated weights (ZeRO-3 keeps only its shard);
 5. loss, slowest step time and mean breakdown over ranks; rank 0 writes the metrics line.
+
+The first step is also measured for memory (:mod:`fugaku_sim.train.memory`): every rank's
+peak by kind goes into that step's metrics line and into ``summary.json``.
 """
 
 from __future__ import annotations
@@ -22,29 +30,25 @@ from typing import Any
 import numpy as np
 
 from fugaku_sim.io import write_json
-from fugaku_sim.spec.breakdown import BREAKDOWN_KEYS
+from fugaku_sim.spec.breakdown import BREAKDOWN_KEYS, MEMORY_KEYS
 from fugaku_sim.spec.figures import micro_batches_per_replica, tokens_per_step
 from fugaku_sim.spec.record import LayoutRecord
 from fugaku_sim.tensors import layout_chunks, tensor_table, tied_names
 from fugaku_sim.train import checkpoint as ckpt
-from fugaku_sim.train.buffers import FlatParams
 from fugaku_sim.train.comm import PipelineLinks, TensorAllReduce, build_comms
-from fugaku_sim.train.grad_reduce import GradReducer
+from fugaku_sim.train.grad_reduce import GradReducer, ShardedGradReducer
 from fugaku_sim.train.loader import BlendedSamples, open_split, rank_micro_batches
 from fugaku_sim.train.lr_schedule import learning_rate
-from fugaku_sim.train.metrics import MetricsLog, Progress, summarize
+from fugaku_sim.train.memory import MemoryTracker
+from fugaku_sim.train.metrics import MetricsLog, TrainProgress, summarize
 from fugaku_sim.train.model import init_param
 from fugaku_sim.train.optimizer import Optimizer
 from fugaku_sim.train.pipeline import MicroBatch, PipelineRunner
 from fugaku_sim.train.run_plan import Plan
-from fugaku_sim.train.stage import (
-    StageModel,
-    decay_names,
-    local_entries,
-    norm_names,
-    stage_tensor_names,
-)
+from fugaku_sim.train.sharding import flat_buffer
+from fugaku_sim.train.stage import StageModel, decay_names, norm_names, stage_tensor_names
 from fugaku_sim.train.timers import Timers
+from fugaku_sim.train.weights import FullWeights, GatheredWeights
 
 
 class InjectedFault(RuntimeError):
@@ -58,76 +62,95 @@ class Trainer:
         from mpi4py import MPI
 
         self.plan, self.world = plan, world
+        self.memory = mem = MemoryTracker()  # before anything is allocated
         model, train, layout = plan.model, plan.train, plan.layout
         self.comms = c = build_comms(world, layout)
         self.timers = Timers(MPI.Wtime)
         self.stage, self.tp_rank, self.dp_rank = c.coords.pp, c.coords.tp, c.coords.dp
         self.m = micro_batches_per_replica(train, layout)
         self.table = tensor_table(model)
-        names = stage_tensor_names(model, layout_chunks(model, layout, self.stage))
-        self.flat = FlatParams(local_entries(model, names, layout.tp), pad_to=layout.dp)
-        recompute = self.stage in train.recompute_stage_set(layout.pp)
-        allreduce = TensorAllReduce(c.tp, self.timers)
-        self.sm = StageModel(model, layout, self.stage, self.tp_rank, self.flat, recompute,
-                             self.timers, allreduce)
-        self.runner = PipelineRunner(model, layout, self.stage, c.pipeline_ranks, self.sm,
-                                     PipelineLinks(world, self.timers), self.timers, self.m)
+        self.zero = train.zero_stage if layout.dp > 1 else 0  # nothing to shard over one rank
+        chunks = layout_chunks(model, layout, self.stage)
+        names = stage_tensor_names(model, chunks)
         tied = tied_names(model, layout) & set(names)
-        self.reducer = GradReducer(self.flat, c.dp, c.embed, train.zero_stage,
-                                   train.overlap_grad_reduce, train.grad_bucket_MB * 2**20,
-                                   tied, self.timers)
-        self.sharded = bool(train.zero_stage) and layout.dp > 1
-        a, b = self.reducer.owned
-        self.update_range = (a, b) if self.sharded else (0, self.flat.padded)
-        self.optimizer = Optimizer(train, self.update_range[1] - self.update_range[0])
-        self.decay = self.flat.mask(decay_names(model, names))
-        self.norm_mask = self.flat.mask(norm_names(model, names, self.tp_rank))
+        self.flat, units = flat_buffer(model, train, layout, chunks, self.zero, tied)
+        self.weights = (GatheredWeights(self.flat, units, c.dp, self.timers, mem)
+                        if self.zero == 3 else FullWeights(self.flat, mem))
+        reducer = ShardedGradReducer if self.zero >= 2 else GradReducer
+        self.reducer = reducer(self.flat, c.dp, c.embed, self.zero, train.overlap_grad_reduce,
+                               tied, self.timers, mem)
+        self.optimizer = Optimizer(train, sum(p.size for p in self.reducer.update))
+        mem.hold("optimizer", "optimizer states", self.optimizer.nbytes)
+        decay = decay_names(model, names)
+        self.decay_ranges = [self.flat.ranges_of(decay, p) for p in self.reducer.update]
+        counted = norm_names(model, names, self.tp_rank)
+        self.norm_ranges = [self.flat.ranges_of(counted, p) for p in self.reducer.counted]
+        allreduce = TensorAllReduce(c.tp, self.timers)
+        self.sm = StageModel(model, layout, self.stage, self.tp_rank, self.flat,
+                             self.stage in train.recompute_stage_set(layout.pp), self.timers,
+                             allreduce, selective=self.stage in train.selective_stage_set(
+                                 layout.pp), weights=self.weights, grads=self.reducer.grads,
+                             memory=mem)
+        self.runner = PipelineRunner(model, layout, self.stage, c.pipeline_ranks, self.sm,
+                                     PipelineLinks(world, self.timers, mem), self.timers, self.m)
         self.is_first = any(ch.first for ch in self.sm.chunks)
         self.is_last = any(ch.last for ch in self.sm.chunks)
         self.step = 0
+        self.memory_report: dict[str, Any] | None = None
         self.train_set: BlendedSamples | None = None
         self.valid_set: BlendedSamples | None = None
 
     # ------------------------------------------------------------------ state
 
+    def _set_weights(self, local: np.ndarray) -> None:
+        """Take this rank's weights from ``local``, its full flat buffer (padded)."""
+        if isinstance(self.weights, GatheredWeights):
+            self.weights.shard[...] = self.flat.shard_of(local, self.weights.pieces)
+        else:
+            self.flat.data[...] = local
+
+    def _local_flat(self, full: dict[str, np.ndarray]) -> np.ndarray:
+        """This rank's flat buffer of the full tensors ``full`` (a tied copy reads what it
+        copies)."""
+        p, local = self.plan, np.zeros(self.flat.padded, dtype=np.float32)
+        for name in self.flat.names:
+            s, e = self.flat.offsets[name]
+            local[s:e] = ckpt.local_part(self.table, name, full, p.layout.tp,
+                                         self.tp_rank).ravel()
+        return local
+
     def init_params(self) -> None:
         """GPT-2 initialisation of this rank's parts (layout-independent values)."""
         p = self.plan
-        for name in self.flat.names:
-            full = init_param(name, p.model, p.train.seed)
-            self.flat.params[name][...] = self.table.shard(name, full, p.layout.tp, self.tp_rank)
+        full = {self.table.source(n): init_param(n, p.model, p.train.seed)
+                for n in self.flat.names}
+        self._set_weights(self._local_flat(full))
 
     def load(self, directory: Path) -> None:
-        """Resume from a checkpoint of any layout (re-sharding its full tensors)."""
+        """Resume from a checkpoint of any layout and ZeRO stage (re-sharding its full
+        tensors)."""
         state = ckpt.read_global_state(directory, self.plan.model,
                                        optimizer=self.optimizer.exp_avg.size > 0)
-        tp = self.plan.layout.tp
-        for name in self.flat.names:
-            self.flat.params[name][...] = ckpt.local_part(self.table, name, state.params, tp,
-                                                          self.tp_rank)
-        a, b = self.update_range
+        self._set_weights(self._local_flat(state.params))
         for full, target in ((state.exp_avg, self.optimizer.exp_avg),
                              (state.exp_avg_sq, self.optimizer.exp_avg_sq)):
-            if target.size == 0 or not full:
-                continue
-            local = np.zeros(self.flat.padded, dtype=np.float32)
-            for name in self.flat.names:
-                s, e = self.flat.offsets[name]
-                local[s:e] = ckpt.local_part(self.table, name, full, tp, self.tp_rank).ravel()
-            target[...] = local[a:b]
+            if target.size and full:
+                target[...] = self.flat.shard_of(self._local_flat(full), self.reducer.update)
         self.step = state.step
 
     def rank_state(self) -> ckpt.RankState:
-        a, b = self.update_range
-        keep_opt = self.sharded or self.dp_rank == 0
+        keep_opt = self.zero > 0 or self.dp_rank == 0
         flat = [(n, *self.flat.offsets[n], self.flat.shapes[n]) for n in self.flat.names]
         opt = self.optimizer
+        params = {}
+        if self.zero < 3 and self.dp_rank == 0:
+            params = {n: v for n, v in self.flat.params.items() if self.table[n].tied_to is None}
         return ckpt.RankState(
-            self.tp_rank, self.stage, self.dp_rank, flat, self.flat.padded,
-            {n: v for n, v in self.flat.params.items() if self.table[n].tied_to is None}
-            if self.dp_rank == 0 else {}, (a, b),
+            self.tp_rank, self.stage, self.dp_rank, flat, self.flat.padded, params,
+            [(piece.start, piece.end) for piece in self.reducer.update],
             opt.exp_avg if keep_opt and opt.exp_avg.size else None,
-            opt.exp_avg_sq if keep_opt and opt.exp_avg_sq.size else None)
+            opt.exp_avg_sq if keep_opt and opt.exp_avg_sq.size else None,
+            self.weights.shard if isinstance(self.weights, GatheredWeights) else None)
 
     def save_checkpoint(self) -> Path:
         """Write the checkpoint of the current step (collective); returns its directory."""
@@ -189,36 +212,47 @@ class Trainer:
 
         p, t0 = self.plan, MPI.Wtime()
         self.timers.reset()
-        self.flat.zero_grad()
+        self.memory.start_step()
         batches = self._batches(self.train_set, self.step * p.train.global_batch)
         dloss = 1.0 / (self.m * p.layout.dp)
         loss_sum = self.runner.train_step(batches, p.train.micro_batch, dloss, self.reducer)
         self.reducer.finish()
         lr = learning_rate(self.step, p.train, p.steps)
-        with self.timers.region("optimizer"):
+        with self.timers.region("optimizer"), self.memory.region():
             norm = self.clip_and_update(lr)
-        if self.sharded:
+        if self.zero in (1, 2):  # every rank updated its shard: gather the weights
             with self.timers.region("dp_comm"):
-                self.comms.dp.Allgather(MPI.IN_PLACE, self.flat.data)
+                MPI.Request.Waitall([self.comms.dp.Iallgather(MPI.IN_PLACE,
+                                                              self.flat.data[s:e])
+                                     for s, e in self.flat.segments])
         step_time = MPI.Wtime() - t0
+        measured = self.memory.measuring
+        self.memory.end_step()
         self.step += 1
-        return self._record(loss_sum, norm, lr, step_time)
+        record = self._record(loss_sum, norm, lr, step_time)
+        if measured:
+            self.memory_report = self._gather_memory()
+            record["memory_peak_bytes"] = self.memory_report["memory_peak_bytes"]
+        return record
 
     def clip_and_update(self, lr: float) -> float:
         """Global gradient norm (each parameter once), clipping, update; returns the norm."""
         from mpi4py import MPI
 
-        a, b = self.reducer.owned
-        g = self.reducer.owned_grad
-        sq = np.array([np.dot(g * self.norm_mask[a:b], g)], dtype=np.float64)
+        r = self.reducer
+        sq = np.array([sum(float(np.dot(g[lo:hi], g[lo:hi]))
+                           for piece, ranges in zip(r.counted, self.norm_ranges)
+                           for g in (r.grad(piece),) for lo, hi in ranges)], dtype=np.float64)
         self.world.Allreduce(MPI.IN_PLACE, sq, op=MPI.SUM)
         norm = float(np.sqrt(sq[0]))
         clip = self.plan.train.grad_clip
-        s, e = self.update_range
-        grad = g if self.sharded else self.flat.grad
-        if clip > 0 and norm > clip:
-            grad *= np.float32(clip / (norm + 1e-6))
-        self.optimizer.step(self.flat.data[s:e], grad, self.decay[s:e], lr, self.step + 1)
+        scale = np.float32(clip / (norm + 1e-6)) if clip > 0 and norm > clip else None
+        for piece, decay in zip(r.update, self.decay_ranges):
+            grad = r.grad(piece)
+            if scale is not None:
+                grad *= scale
+            self.optimizer.step(self.weights.param(piece), grad, decay, lr, self.step + 1,
+                                piece.shard_start)
         return norm
 
     def _record(self, loss_sum: float, norm: float, lr: float, step_time: float
@@ -240,6 +274,18 @@ class Trainer:
             "breakdown_s": {k: float(v) / self.world.size
                             for k, v in zip(BREAKDOWN_KEYS, sums[1:])},
         }
+
+    def _gather_memory(self) -> dict[str, Any]:
+        """Every rank's measured memory peak (collective; see :mod:`fugaku_sim.train.memory`):
+        the fullest rank's by kind, and every rank's with its coordinates (bytes)."""
+        mine = {"rank": self.world.rank, "tp": self.tp_rank, "stage": self.stage,
+                "dp": self.dp_rank, **self.memory.report()}
+        ranks = self.world.allgather(mine)
+        # the fullest by what the model holds: the framework's resident memory is noise here
+        fullest = max(ranks, key=lambda r: r["total"] - r["framework"])
+        return {"memory_measured_step": self.step,
+                "memory_peak_bytes": {k: fullest[k] for k in (*MEMORY_KEYS, "total")},
+                "memory_by_rank": ranks}
 
     def validate(self) -> float:
         """Mean loss over ``eval_iters`` global batches of the valid split (collective)."""
@@ -288,7 +334,7 @@ class Trainer:
         self.world.Barrier()
         self.open_data()
         log = MetricsLog(p.opts.out / "metrics.jsonl", start) if rank0 else None
-        bar = Progress(p.steps, start, p.opts.progress and rank0)
+        bar = TrainProgress(p.steps, start, p.opts.progress and rank0, p.opts.log_interval)
         saved_at = start if p.resume.directory is not None else -1
         while self.step < p.steps:
             self.maybe_fail()
@@ -298,7 +344,7 @@ class Trainer:
                 record["val_loss"] = self.validate()
             if log is not None:
                 log.write(record)
-            bar.update(self.step, record["loss"], record["tokens_per_s"])
+            bar.update(record)
             if p.opts.checkpoint_every and self.step % p.opts.checkpoint_every == 0:
                 self.save_checkpoint()
                 saved_at = self.step
@@ -323,6 +369,7 @@ class Trainer:
             "checkpoint": str(final), "consolidated": str(p.opts.out / "model.safetensors"),
             **summarize(records, p.opts.warmup_timing_steps),
             "breakdown_aggregation": "mean over ranks per step, then mean over steps",
+            **(self.memory_report or {}),
         }
         write_json(p.opts.out / "summary.json", summary)
         return summary

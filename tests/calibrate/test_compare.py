@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -110,6 +111,46 @@ def test_run_sets() -> None:
         assert len({r.global_batch for r in runs if r.model == model}) == 1
     assert [r.ranks for r in quick_runs()] == [1, 2]
     assert load_runs("quick") == quick_runs()
+
+
+def test_zero_run_set_trains_what_it_says() -> None:
+    """The ``zero`` set: ZeRO 1-3 and selective recomputation up to tp 2 x pp 2 x dp 2, each
+    run's options parsed by the trainer's own command line into the specs it names."""
+    from fugaku_sim.calibrate.execute import check_predictable, train_args
+    from fugaku_sim.cli import build_parser
+    from fugaku_sim.commands.common import resolve_specs
+
+    runs = load_runs("zero")
+    assert {1, 2, 3} <= {r.zero_stage for r in runs} and max(r.ranks for r in runs) == 8
+    assert len({r.slug for r in runs}) == len(runs) and len({r.global_batch for r in runs}) == 1
+    for run in runs:
+        args = build_parser().parse_args(train_args(run, Path("d"), Path("o")))
+        _, train, layout = resolve_specs(args)
+        assert (layout.tp, layout.pp, layout.dp) == (run.tp, run.pp, run.dp)
+        assert (train.zero_stage, train.recompute, train.recompute_stages,
+                train.overlap_grad_reduce) == (run.zero_stage, run.recompute,
+                                               run.recompute_stages, run.overlap_grad_reduce)
+    (full,) = [r for r in runs if r.ranks == 8]
+    assert full.label == ("gpt-tiny tp2 pp2 dp2 mb4 zero2 selective recompute0 overlap")
+    check_predictable(default_runs())  # the simulator models these
+
+
+def test_runs_the_simulator_cannot_predict_are_refused_before_training(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from fugaku_sim.calibrate import execute
+    from fugaku_sim.errors import SpecError
+    from fugaku_sim.spec import job
+
+    def refuse_zero3(model: object, train: Any, layout: object, engine: str) -> None:
+        if train.zero_stage == 3 and engine == "sim":
+            raise SpecError("train.zero_stage: 2 and 3: not modelled by the simulator yet")
+
+    monkeypatch.setattr(job, "check_modelled", refuse_zero3)
+    ran: list[object] = []
+    monkeypatch.setattr(execute, "prepare_data", lambda *a: ran.append(a))
+    with pytest.raises(UserError, match=r"^--runs: gpt-tiny tp1 pp1 dp2 mb4 zero3: train\."):
+        execute.execute_runs(load_runs("zero"), None, Path("r"), Path("d"), 1.0)  # type: ignore[arg-type]
+    assert ran == []  # nothing prepared, nothing trained
 
 
 def test_run_file(tmp_path: Path) -> None:

@@ -99,8 +99,8 @@ def test_round_trip_of_generated_rows(tp: int, pp: int, dp: int, ppn: int, mb: i
     (GOOD.replace("613.2,measured", ","), "runs.csv:2:14: step_time_s: a run with status ok"),
     (GOOD.replace("613.2", "-1"), "runs.csv:2:14: step_time_s: Input should be greater than 0"),
     (GOOD.replace(",megatron,", ",,"), "runs.csv:2:13: framework: required, but empty"),
-    (GOOD.replace(",none,", ",selective,"),
-     "runs.csv:2:9: recompute: selective recomputation is not modelled"),
+    (GOOD.replace(",none,", ",partial,"),
+     "runs.csv:2:9: recompute: partial recomputation is not modelled"),
     (GOOD + ",extra", "runs.csv:2: 18 fields but the header (line 1) has 17"),
     (GOOD.replace("notes", '"unclosed'), "runs.csv:2: not a CSV record"),
 ])
@@ -114,7 +114,7 @@ def test_a_malformed_row_names_file_line_and_column(line: str, expected: str) ->
 
 def test_a_column_the_header_lacks_is_placed_one_past_the_last() -> None:
     """A rule on a column the header lacks points where that column would be added."""
-    with pytest.raises(UserError, match=r"runs\.csv:2:18: sequence_parallel: sequence paral"):
+    with pytest.raises(UserError, match=r"runs\.csv:2:18: sequence_parallel: needs layout\.tp > 1"):
         _parse(HEADER + ",x_dummy".replace("x_dummy", "sequence_parallel"), GOOD + ",true")
 
 

@@ -57,3 +57,16 @@ def test_recomputation_shrinks_memory(run_cli) -> None:
     _, out_none, _ = run_cli(*PROD, "--recompute", "none", "--json")
     _, out_all, _ = run_cli(*PROD, "--recompute", "all", "--json")
     assert json.loads(out_all)["memory_per_node_GiB"] < json.loads(out_none)["memory_per_node_GiB"]
+
+
+def test_a_llama_layout_leaves_the_gpt_closed_forms_out(run_cli) -> None:
+    """Narayanan et al.'s formulas count GPT layers; for a Llama model they are null, and the
+    parameters and FLOPs come from the tensor table."""
+    status, out, err = run_cli("check", "--cluster", "dgx-a100", "--model", "llama-3-70b",
+                               "--tp", "8", "--pp", "4", "--dp", "2", "--global-batch", "64",
+                               "--precision", "bf16", "--attention", "flash", "--json")
+    assert status == 0, err
+    fig = json.loads(out)
+    assert fig["parameters"] == 70_553_706_496
+    assert fig["parameters_megatron_formula"] is None and fig["megatron_flops_per_step"] is None
+    assert fig["model_flops_per_token"] == model_flops_per_token(load_model("llama-3-70b"))

@@ -34,9 +34,12 @@ JOBS = [
 
 
 def _predict(run_cli, *argv: str) -> dict:
+    """predict --json's object without its meta block (which names the arguments)."""
     status, out, err = run_cli("predict", *argv, "--json")
     assert status == 0, err
-    return json.loads(out)
+    fields = json.loads(out)
+    assert fields.pop("meta")["inputs"]["layout_record"]["layout"] == fields["layout"]
+    return fields
 
 
 @pytest.mark.parametrize(("cluster", "options"), JOBS,
@@ -60,7 +63,7 @@ def test_the_best_entry_of_a_plan_and_options_over_the_record(run_cli, tmp_path:
     status, out, err = run_cli("plan", "--cluster", "fugaku", "--model", "gpt2-small", "--nodes",
                                "24", "--global-batch", "48", "--json")
     assert status == 0, err
-    plan = json.loads(out)
+    plan = json.loads(out)["plans"]
     path = tmp_path / "plan.json"
     path.write_text(out)
     base = ["--cluster", "fugaku", "--model", "gpt2-small", "--layout-from", str(path)]

@@ -15,7 +15,9 @@ def test_check_counts_the_shipped_files(run_cli) -> None:
     status, out, err = run_cli("runs", "check", str(RUNS / "fugaku-deepspeed-2023.csv"),
                                str(RUNS / "megatron-sc21.csv"), "--json")
     assert status == 0, err
-    counts = json.loads(out)
+    doc = json.loads(out)
+    counts = doc["files"]
+    assert [f["name"] for f in doc["meta"]["runs"]] == list(counts)  # each file's sha256
     fugaku = counts[str(RUNS / "fugaku-deepspeed-2023.csv")]
     assert (fugaku["rows"], fugaku["with_time"], fugaku["representable"]) == (103, 98, 103)
     assert counts[str(RUNS / "megatron-sc21.csv")]["time_quality"] == {"derived": 13}

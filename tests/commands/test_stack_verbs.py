@@ -50,7 +50,7 @@ def test_plan_gives_intervals_to_the_best_rows(run_cli) -> None:  # type: ignore
                                "--nodes", "12", "--global-batch", "96", *FITTED,
                                "--intervals-top", "2", "--json")
     assert status == 0, err
-    rows = json.loads(out)
+    rows = json.loads(out)["plans"]
     assert all(r["stack"]["name"] == "deepspeedfugaku-2023" for r in rows)
     assert [r["intervals"] is not None for r in rows[:3]] == [True, True, False]
     status, out, _ = run_cli("plan", "--cluster", "fugaku", "--model", "gpt2-small",
@@ -72,7 +72,7 @@ def test_sweep_keeps_the_stack(run_cli, tmp_path: Path) -> None:  # type: ignore
     status, out, err = run_cli("sweep", *SMALL, *FITTED, "--vary", "gemm_efficiency",
                                "--values", "0.5", "0.95", "--out", str(tmp_path), "--json")
     assert status == 0, err
-    rows = json.loads(out[out.index("["):])
+    rows = json.loads(out)["rows"]
     assert all(r["stack"]["name"] == "deepspeedfugaku-2023" for r in rows)
     assert rows[0]["step_time_s"] > rows[1]["step_time_s"]
 

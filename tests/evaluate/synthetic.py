@@ -60,18 +60,42 @@ def synthetic_texts(seed: int, docs_per_domain: int) -> dict[str, list[str]]:
     return {d: [make(rng) for _ in range(docs_per_domain)] for d, make in _MAKERS.items()}
 
 
-def train_tokenizer(texts: list[str], prefix: Path, vocab_size: int) -> Path:
-    """Train a small sentencepiece model (byte fallback, unk 0 / bos 1 / eos 2)."""
+def indented_documents(texts: dict[str, list[str]], n: int, lines: int = 400) -> list[str]:
+    """Code-like documents: lines of ``texts`` behind runs of 0-19 spaces, which pieces of
+    one to many spaces cover in many ways of equal score (where float32 rounding decides
+    between them in sentencepiece)."""
+    rng = np.random.default_rng(0)
+    domains = sorted(texts)
+    return ["".join(" " * int(rng.integers(0, 20))
+                    + texts[str(d)][int(rng.integers(len(texts[str(d)])))] + "\n"
+                    for d in rng.choice(domains, size=lines)) for _ in range(n)]
+
+
+# the data stage's sentencepiece options (fugaku_sim.data.tokenizer), small-corpus settings
+TOKENIZER_OPTIONS = {
+    "model_type": "unigram", "character_coverage": 0.98, "byte_fallback": True, "unk_id": 0,
+    "bos_id": 1, "eos_id": 2, "pad_id": -1, "normalization_rule_name": "identity",
+    "remove_extra_whitespaces": False, "split_digits": True,
+    "allow_whitespace_only_pieces": True, "hard_vocab_limit": False, "minloglevel": 2,
+    "num_threads": 1}
+
+
+def train_tokenizer(texts: list[str], prefix: Path, vocab_size: int, rounded: bool = True,
+                    **options: object) -> Path:
+    """Train a small sentencepiece model (byte fallback, unk 0 / bos 1 / eos 2; scores
+    rounded as the data stage rounds them unless ``rounded`` is false); ``options`` override
+    :data:`TOKENIZER_OPTIONS` (``model_type="bpe"``, sentencepiece's defaults ...)."""
     import sentencepiece as spm
+
+    from fugaku_sim.data.tokenizer import quantize_scores
 
     sample = prefix.with_suffix(".txt")
     sample.write_text("\n".join(t.replace("\n", " ") for t in texts) + "\n", encoding="utf-8")
-    spm.SentencePieceTrainer.train(
-        input=str(sample), model_prefix=str(prefix), model_type="unigram",
-        vocab_size=vocab_size, character_coverage=0.98, byte_fallback=True, unk_id=0, bos_id=1,
-        eos_id=2, pad_id=-1, normalization_rule_name="identity", remove_extra_whitespaces=False,
-        split_digits=True, hard_vocab_limit=False, minloglevel=2, num_threads=1)
+    spm.SentencePieceTrainer.train(input=str(sample), model_prefix=str(prefix),
+                                   vocab_size=vocab_size, **{**TOKENIZER_OPTIONS, **options})
     sample.unlink()
+    if rounded:
+        quantize_scores(prefix.with_suffix(".model"), prefix.with_suffix(".vocab"))
     return prefix.with_suffix(".model")
 
 

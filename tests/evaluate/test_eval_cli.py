@@ -30,9 +30,15 @@ def _evaluate(run_cli, *args: str) -> tuple[str, str]:
 
 
 def test_evaluate_writes_json_and_markdown(run_cli, checkpoint, tiny_data, tmp_path):
-    out, _ = _evaluate(run_cli, "--checkpoint", str(checkpoint), "--data", str(tiny_data),
-                       "--out", str(tmp_path / "eval"))
+    out, err = _evaluate(run_cli, "--checkpoint", str(checkpoint), "--data", str(tiny_data),
+                         "--out", str(tmp_path / "eval"))
     assert "perplexity: ja" in out and "chance 0.250" in out
+    # progress lines on stderr (not a terminal): each section starts and ends with one
+    for task, total in (("perplexity maths windows", None), ("arithmetic problems", 3),
+                        ("samples", 4)):
+        ends = [line for line in err.splitlines() if line.startswith(f"evaluate: {task} ")
+                and "(100%)" in line]
+        assert ends and (total is None or f" {total}/{total} " in ends[-1]), (task, err)
     result = json.loads((tmp_path / "eval" / "eval.json").read_text(encoding="utf-8"))
     assert result["schema"] == "fugaku-sim/eval/1"
     for domain in ("ja", "en", "code", "maths"):
@@ -75,6 +81,15 @@ def test_evaluate_a_release_gives_the_checkpoints_numbers(run_cli, checkpoint, t
     assert one["model"]["weights_sha256"] == two["model"]["weights_sha256"]
     assert one["perplexity"] == two["perplexity"]
     assert one["multiple_choice"] == two["multiple_choice"]
+    # the release's copy of the tokenizer has no training paths, but is the same model; a
+    # model with other scores is another tokenizer
+    from fugaku_sim.data.spm_model import read_model, with_scores
+
+    model = rel / "tokenizer.model"
+    model.write_bytes(with_scores(model.read_bytes(),
+                                  [p.score - 1.0 for p in read_model(model).pieces]))
+    _fails(run_cli, "--release", str(rel), "--data", str(tiny_data), *FAST,
+           message="tokenizer.model: differs from")
 
 
 def _fails(run_cli, *args: str, message: str) -> None:

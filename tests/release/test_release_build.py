@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import shutil
+import sys
+import sysconfig
 import tarfile
 from pathlib import Path
 
@@ -27,7 +30,7 @@ def test_release_has_every_file_listed_and_verifies(built_release):
     assert set(sums) == set(REQUIRED_FILES) - {"SHA256SUMS"}
     assert all(sha256_file(built_release / n) == d for n, d in sums.items())
     report = verify_release(built_release)
-    assert report["files"] == 6 and report["name"] == "tiny-release"
+    assert report["files"] == 8 and report["name"] == "tiny-release"
 
 
 def test_config_fields_are_gpt2config_fields(built_release, rel_spec):
@@ -132,3 +135,39 @@ def test_bad_inputs_are_one_line_user_errors(rel_inputs, tmp_path, change, messa
         build_release(ReleaseInputs(**{**base, **change}))
     assert "\n" not in str(info.value)
     assert not (tmp_path / "rel").exists() or not any((tmp_path / "rel").iterdir())
+
+
+def test_no_release_file_holds_a_path_of_the_build_machine(rel_inputs, tmp_path):
+    """Inputs that record paths (eval.json's sources, the manifest's stdlib origin, the
+    training summary, the comparison's profile, the trainer's sample in tokenizer.model)
+    leave none in any release file, text or binary."""
+    from fugaku_sim.io import read_json_object, write_json
+
+    data = tmp_path / "data"
+    shutil.copytree(rel_inputs["data"], data)
+    stdlib = sysconfig.get_paths()["stdlib"]
+    manifest = read_json_object(data / "manifest.json", "manifest")
+    manifest["sources"]["python-stdlib"] = {
+        "kind": "python-stdlib", "domain": "code", "licence": "PSF-2.0",
+        "origin": f"python 3.11.2 {stdlib}", "documents": 3}
+    write_json(data / "manifest.json", manifest)
+    train = tmp_path / "train"
+    train.mkdir()
+    write_json(train / "summary.json", {"steps": 10, "world": 1, "tokens_per_s_mean": 10.0,
+                                        "checkpoint": str(train / "run" / "step_10"),
+                                        "python": sys.executable, "out_dir": str(train)})
+    compare = tmp_path / "compare.json"
+    write_json(compare, {"meta": {"profile": str(Path.cwd() / "clusters" / "local.yaml")},
+                         "runs": [{"label": "run", "log": str(train / "metrics.jsonl")}]})
+    directory, _, _ = build_release(ReleaseInputs(
+        checkpoint=rel_inputs["checkpoint"], data_dir=data, eval_json=rel_inputs["eval"],
+        out_dir=tmp_path / "rel", train_dir=train, compare=compare))
+    machine = {str(rel_inputs["root"]), str(tmp_path), stdlib, sys.prefix, sys.base_prefix,
+               sys.executable, str(Path.home()), str(Path.cwd()), "/root/", "/work/", "/tmp/",
+               "/home/"}
+    assert "python3" in (directory / "README.md").read_text(encoding="utf-8")
+    for path in directory.iterdir():
+        content = path.read_bytes()
+        leaks = [m for m in machine if m.encode() in content]
+        assert leaks == [], f"{path.name} holds {leaks}"
+    verify_release(directory)

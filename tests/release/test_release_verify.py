@@ -21,7 +21,7 @@ def _fails(run_cli, directory, message):
 def test_verify_accepts_the_built_release(run_cli, built_release):
     status, out, err = run_cli("release", "verify", str(built_release))
     assert status == 0, err
-    assert "OK (6 files checked" in out
+    assert "OK (8 files checked" in out
 
 
 def test_tampered_file_fails(run_cli, release_copy):
@@ -37,7 +37,8 @@ def test_tampered_weights_fail(run_cli, release_copy):
     _fails(run_cli, release_copy, "model.safetensors: checksum mismatch")
 
 
-@pytest.mark.parametrize("name", ["README.md", "tokenizer.model", "SHA256SUMS"])
+@pytest.mark.parametrize("name", ["README.md", "tokenizer.model", "tokenizer.json",
+                                  "tokenizer_config.json", "SHA256SUMS"])
 def test_missing_file_fails(run_cli, release_copy, name):
     (release_copy / name).unlink()
     _fails(run_cli, release_copy, f"{name}: required release file missing")
@@ -62,6 +63,15 @@ def test_weights_of_another_shape_than_config_fail(run_cli, release_copy):
     names = [p.name for p in release_copy.iterdir() if p.name != "SHA256SUMS"]
     write_checksums(release_copy, names)  # consistent checksums: the shape check must catch it
     _fails(run_cli, release_copy, "does not match model")
+
+
+def test_tokenizer_json_of_another_model_fails(run_cli, release_copy):
+    body = json.loads((release_copy / "tokenizer.json").read_text(encoding="utf-8"))
+    body["model"]["vocab"][300][1] -= 1.0  # one piece's score
+    (release_copy / "tokenizer.json").write_text(json.dumps(body), encoding="utf-8")
+    names = [p.name for p in release_copy.iterdir() if p.name != "SHA256SUMS"]
+    write_checksums(release_copy, names)  # consistent checksums: the conversion check catches it
+    _fails(run_cli, release_copy, "tokenizer.json: differs from what tokenizer.model converts to")
 
 
 def test_malformed_checksum_line_fails(run_cli, release_copy):

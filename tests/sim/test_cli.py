@@ -105,7 +105,7 @@ def test_plan_emits_pjsub_script_and_vcoordfile(run_cli, tmp_path: Path) -> None
         str(tmp_path / "plan.png"),
     )
     assert status == 0, err
-    rows = json.loads(out)
+    rows = json.loads(out)["plans"]
     speeds = [r["tokens_per_s"] for r in rows]
     assert speeds == sorted(speeds, reverse=True)
     script = (tmp_path / "job.pjm.sh").read_text()
@@ -205,6 +205,20 @@ def test_full_fugaku_llm_plan(run_cli, tmp_path: Path) -> None:
         str(tmp_path),
     )
     assert status == 0, err
-    rows = json.loads(out)
+    rows = json.loads(out)["plans"]
     assert any((r["tp"], r["pp"], r["dp"]) == (6, 8, 288) for r in rows)
     assert len((tmp_path / "rankmap.vcoord").read_text().splitlines()) == 13824
+
+
+def test_plan_emit_job_needs_a_layout_the_trainer_runs(run_cli, tmp_path: Path) -> None:
+    """The job script runs this tool's trainer, which has no fused (flash) attention kernel:
+    one error line naming the option and why (after the progress lines), exit 2, no script."""
+    status, _, err = run_cli("plan", "--cluster", "dgx-a100", "--model", "llama-2-7b",
+                             "--nodes", "1", "--global-batch", "16", "--precision", "bf16",
+                             "--attention", "flash", "--top", "1",
+                             "--emit-job", str(tmp_path / "job"))
+    assert status == 2
+    errors = [line for line in err.splitlines() if not line.startswith("plan: ")]
+    assert len(errors) == 1 and errors[0].startswith("fugaku-sim: error: --emit-job: no layout")
+    assert "not modelled by the trainer" in errors[0] and "Traceback" not in err
+    assert not (tmp_path / "job").exists()

@@ -7,11 +7,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fugaku_sim.sim.collectives import (
+    CollectivePlan,
     RingPhase,
     p2p_time_s,
     ring_allreduce_steps,
     ring_allreduce_time_s,
     ring_allreduce_volume,
+    ring_collective_steps,
+    ring_collective_volume,
     ring_reduce_scatter_time_s,
     torus_allreduce_time_s,
 )
@@ -54,3 +57,18 @@ def test_bidirectional_phase_halves_bandwidth_time() -> None:
     one = RingPhase(4, 1.0, 1e-9, 0.0, directions=1).allreduce_time_s(4e9)
     two = RingPhase(4, 1.0, 1e-9, 0.0, directions=2).allreduce_time_s(4e9)
     assert two == pytest.approx(one / 2)
+
+
+@pytest.mark.parametrize("ranks", [2, 3, 6, 48])
+def test_reduce_scatter_and_all_gather_are_the_halves_of_the_all_reduce(ranks: int) -> None:
+    """Each moves (n - 1) / n of the message in n - 1 steps (Thakur et al. 2005), so a
+    reduce-scatter then an all-gather cost an all-reduce: sequence parallelism's pair costs
+    what tensor parallelism's all-reduce does (Korthikanti et al. 2022, section 4.2.2)."""
+    assert ring_collective_volume("reduce_scatter", ranks) == (ranks - 1) / ranks
+    assert ring_collective_steps("all_gather", ranks) == ranks - 1
+    phase = RingPhase(ranks, 0.5, 2e-10, 3e-6)
+    halves = phase.time_s(1e8, "reduce_scatter") + phase.time_s(1e8, "all_gather")
+    assert halves == pytest.approx(phase.time_s(1e8, "allreduce"))
+    plan = CollectivePlan(((phase,), (phase, RingPhase(2, 0.25, 1e-10, 1e-6))), ("a", "b"))
+    assert plan.time_s(1e8, "reduce_scatter") == pytest.approx(plan.time_s(1e8) / 2)
+    assert plan.phases("b")[1].ranks == 2 and plan.phases("c") == ()

@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from fugaku_sim.sim.compute import attention_ops, backward_of, mlp_ops, op_time_s
+from fugaku_sim.sim.compute import (
+    ELEMENTWISE_KINDS,
+    attention_ops,
+    backward_of,
+    embedding_forward_ops,
+    head_forward_ops,
+    mlp_ops,
+    op_time_s,
+    residual_op,
+)
 from fugaku_sim.sim.flops import layer_forward_flops, parameter_count
-from fugaku_sim.spec import Layout, TrainSpec, load_cluster, load_model_preset, make_job
+from fugaku_sim.spec import Layout, ModelSpec, TrainSpec, load_cluster, load_model_preset, make_job
 
 
 def fugaku_llm(tp: int = 6):
@@ -64,3 +73,88 @@ def test_measured_elementwise_rate_replaces_the_roofline() -> None:
     assert op_time_s(gelu, job) == pytest.approx(gelu.elements / (2.0e9 / 2) + overhead)
     assert op_time_s(backward_of(gelu), job) == op_time_s(backward_of(gelu), plain)
     assert base.node.elementwise_Gelem_per_s == {}  # optional: absent means the roofline
+
+
+def llama_job(tp: int = 1, kv_heads: int = 8, attention: str = "materialized", pp: int = 1,
+              micro_batch: int = 1):
+    """A 4-layer Llama-3-shaped model (hidden 4096, 32 heads, 8 key/value heads) on DGX A100."""
+    model = ModelSpec(name="llama", layers=4, hidden=4096, heads=32, kv_heads=kv_heads,
+                      ffn_hidden=14336, seq_len=2048, vocab=128256, norm="rmsnorm",
+                      mlp="swiglu", positions="rotary", bias=False, tied_embeddings=False)
+    train = TrainSpec(global_batch=8 * micro_batch, micro_batch=micro_batch, precision="bf16",
+                      attention=attention)  # type: ignore[arg-type]
+    return make_job(load_cluster("dgx-a100"), model, train, Layout(tp=tp, pp=pp, dp=8 // (tp * pp)))
+
+
+def names(ops) -> list[str]:
+    return [op.name for op in ops]
+
+
+def test_llama_block_ops() -> None:
+    job = llama_job()
+    assert names(attention_ops(job)) == ["rmsnorm1", "q", "k", "v", "rotary", "scores", "softmax",
+                                         "attn_values", "projection"]
+    assert names(mlp_ops(job)) == ["residual1", "rmsnorm2", "gate", "up", "silu", "gate_mul",
+                                   "down"]
+    assert residual_op(job).name == "residual2"
+    assert names(embedding_forward_ops(job)) == ["embedding"]  # no position table, no dropout
+    assert names(head_forward_ops(job)) == ["final_rmsnorm", "lm_head", "cross_entropy"]
+    gpt = fugaku_llm()
+    assert names(attention_ops(gpt)) == ["layernorm1", "qkv", "scores", "softmax",
+                                         "attn_values", "projection"]
+    assert names(mlp_ops(gpt)) == ["dropout_residual1", "layernorm2", "fc1", "gelu", "fc2"]
+
+
+@pytest.mark.parametrize("tp", [1, 2, 4, 8])
+def test_llama_gemm_flops_sum_to_layer_flops(tp: int) -> None:
+    """Where the 8 key/value heads split over tp, the ranks' GEMMs add up to the block."""
+    job = llama_job(tp)
+    gemms = [op for op in attention_ops(job) + mlp_ops(job) if op.min_dim]
+    tokens = job.model.seq_len * job.train.micro_batch
+    assert sum(op.flops for op in gemms) * tp == pytest.approx(
+        layer_forward_flops(job.model, tokens))
+
+
+def test_grouped_query_attention_shapes() -> None:
+    """k and v have kv_heads x D columns (a copied head each when fewer than tp); the scores
+    are over every query head of the rank."""
+    b, s, c, d = 1, 2048, 4096, 128
+    for tp, kv_heads, kv_local in [(1, 8, 8), (4, 8, 2), (8, 8, 1), (8, 2, 1), (4, 32, 8)]:
+        ops = {op.name: op for op in attention_ops(llama_job(tp, kv_heads))}
+        assert ops["q"].flops == 2 * b * s * c * (32 // tp) * d
+        assert ops["k"].flops == ops["v"].flops == 2 * b * s * c * kv_local * d
+        assert ops["scores"].flops == 2 * s * s * d * b * (32 // tp)
+        assert ops["rotary"].elements == b * s * (32 // tp + kv_local) * d
+
+
+def test_rmsnorm_swiglu_and_rotary_elementwise() -> None:
+    """RMSNorm: the layer norm's traffic with half its FLOPs; SwiGLU's SiLU and product over
+    the rank's F/t; each kind has its own rate key in both directions."""
+    llama, gpt = attention_ops(llama_job())[0], attention_ops(fugaku_llm(1))[0]
+    assert llama.kind == "rmsnorm" and llama.flops == 4 * llama.elements
+    assert gpt.kind == "layernorm" and gpt.flops == 8 * gpt.elements
+    assert llama.bytes == 2 * 2 * llama.elements  # bf16, one read and one write
+    mlp = {op.name: op for op in mlp_ops(llama_job(4))}
+    assert mlp["silu"].elements == mlp["gate_mul"].elements == 2048 * 14336 / 4
+    assert mlp["gate_mul"].bytes == 3 * 2 * mlp["gate_mul"].elements
+    keys = {op.rate_key for op in attention_ops(llama_job()) + mlp_ops(llama_job())} - {""}
+    assert keys == {"rmsnorm_fwd", "rotary_fwd", "softmax_fwd", "residual_fwd", "silu_fwd",
+                    "gate_mul_fwd"}
+    assert backward_of(mlp["silu"]).rate_key == "silu_bwd"
+    assert {"rmsnorm", "rotary", "silu", "gate_mul"} <= set(ELEMENTWISE_KINDS)
+
+
+def test_flash_attention_replaces_the_materialized_core() -> None:
+    """One fused op for scores, softmax and values: half the 4 B A T^2 D FLOPs (causal), 2.5x
+    that backward, no T x T traffic (Dao 2023)."""
+    flat = {op.name: op for op in attention_ops(llama_job(2))}
+    fused = {op.name: op for op in attention_ops(llama_job(2, attention="flash"))}
+    assert "flash_attention" in fused and not {"scores", "softmax", "attn_values"} & set(fused)
+    flash = fused["flash_attention"]
+    assert flash.flops == pytest.approx((flat["scores"].flops + flat["attn_values"].flops) / 2)
+    assert backward_of(flash).flops == 2.5 * flash.flops
+    assert flash.min_dim == 128  # priced on the GEMM curve at the head size, as the scores are
+    b, s, d, q, kv = 1, 2048, 128, 16, 4
+    assert flash.bytes == 2 * b * s * d * (2 * q + 2 * kv) + 4 * b * q * s
+    assert flash.bytes < flat["softmax"].bytes / 10
+    assert names(attention_ops(fugaku_llm(6)))[2:5] == ["scores", "softmax", "attn_values"]

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import simpy
 
-from fugaku_sim.sim.compute import Segment
 from fugaku_sim.sim.engine import PipelineEngine
+from fugaku_sim.sim.segments import Segment
 from tests.sim.small import small_job, small_torus
 
 
@@ -21,16 +21,24 @@ class FixedTransport:
     def __init__(self, env: simpy.Environment):
         self.env = env
 
-    def tp_time_s(self, stage: int, nbytes: float) -> float:
+    def tp_time_s(self, stage: int, nbytes: float, op: str = "allreduce") -> float:
         return 0.0
 
-    def tp_allreduce(self, r: int, stage: int, nbytes: float) -> Generator[Any, Any, None]:
+    def dp_time_s(self, stage: int, nbytes: float, op: str) -> float:
+        return 0.0
+
+    def tp_collective(self, r: int, stage: int, nbytes: float, op: str
+                      ) -> Generator[Any, Any, None]:
         yield self.env.timeout(self.tp_time_s(stage, nbytes))
+
+    def dp_collective(self, r: int, stage: int, nbytes: float, op: str, key: Any
+                      ) -> Generator[Any, Any, None]:
+        yield self.env.timeout(0.0)
 
     def p2p(self, r: int, src: int, dst: int, nbytes: float) -> Generator[Any, Any, None]:
         yield self.env.timeout(0.5)
 
-    def grad_sync(self, r: int, stage: int) -> Generator[Any, Any, None]:
+    def grad_sync(self, r: int, stage: int, op: str = "allreduce") -> Generator[Any, Any, None]:
         yield self.env.timeout(1.0)
 
     def embedding_sync(self, r: int, stage: int) -> Generator[Any, Any, None]:

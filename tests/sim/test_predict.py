@@ -8,6 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fugaku_sim.errors import SpecError
 from fugaku_sim.sim.predict import predict
 from fugaku_sim.spec import Layout, TrainSpec, load_cluster, load_model_preset, make_job
 from fugaku_sim.spec.breakdown import BREAKDOWN_KEYS
@@ -83,6 +84,26 @@ def test_overlap_hides_gradient_all_reduce() -> None:
     assert overlapped.step_time_s <= plain.step_time_s
 
 
+def test_fugaku_llm_what_if_selective_instead_of_full_recompute_on_stages_0_to_3() -> None:
+    """Issue 13's what-if. Sequence parallelism needs tp | seq_len: TP6 with s = 2048 is
+    refused (one line, naming the field), and no layout with it exists on 13,824 nodes at
+    global batch 2016 (dp | 2016 and tp x pp x dp = 2^9 3^3 leave tp 2 or 4, dp >= 432).
+    Selective recomputation everywhere instead of full recomputation on stages 0-3: a
+    shorter step, within the node's memory (README, "Sequence parallelism, selective
+    recomputation and ZeRO")."""
+    with pytest.raises(SpecError, match=r"^layout.sequence_parallel: layout.tp \(6\) does not"):
+        fugaku_llm(sequence_parallel=True)
+    base = predict(fugaku_llm())
+    job = base.job
+    selective = predict(make_job(job.cluster, job.model,
+                                 job.train.model_copy(update={"recompute": "selective"}),
+                                 job.layout))
+    d = selective.to_json()
+    assert d["fits_memory"] and d["selective_recompute_stages"] == list(range(8))
+    assert selective.step_time_s == pytest.approx(0.932 * base.step_time_s, rel=0.01)
+    assert selective.breakdown_s["recompute"] < 0.1 * base.breakdown_s["recompute"]
+
+
 SMALL_CASES = [
     dict(tp=4, pp=4, dp=4, placement="linear", rank_order="dp-tp-pp"),
     dict(tp=2, pp=4, dp=8, placement="topology", recompute="first-half"),
@@ -90,6 +111,9 @@ SMALL_CASES = [
     dict(tp=4, pp=2, dp=8, placement="topology", schedule="interleaved", virtual_stages=2),
     dict(tp=2, pp=8, dp=4, placement="linear", rank_order="dp-pp-tp"),
     dict(tp=4, pp=4, dp=8, placement="topology", processes_per_node=2),
+    dict(tp=4, pp=4, dp=4, placement="topology", sequence_parallel=True, recompute="selective"),
+    dict(tp=2, pp=2, dp=16, placement="linear", zero_stage=2, recompute="selective"),
+    dict(tp=2, pp=1, dp=32, placement="topology", zero_stage=3, sequence_parallel=True),
 ]
 
 
@@ -114,8 +138,10 @@ def small_jobs(draw: st.DrawFn) -> Job:
     layout = {
         "placement": draw(st.sampled_from(["linear", "topology"])),
         "schedule": draw(st.sampled_from(["1f1b", "gpipe"])),
-        "recompute": draw(st.sampled_from(["none", "all"])),
+        "recompute": draw(st.sampled_from(["none", "all", "selective"])),
         "rank_order": draw(st.sampled_from(["tp-dp-pp", "dp-tp-pp", "pp-dp-tp"])),
+        "sequence_parallel": tp > 1 and draw(st.booleans()),
+        "zero_stage": draw(st.sampled_from([0, 1, 2, 3] if pp == 1 else [0, 1, 2])),
     }
     return small_job(
         small_torus(dims), tp, pp, dp, micro_batch=b, global_batch=m * b * dp, **layout

@@ -93,16 +93,54 @@ def _predict_json(args: list[str], capsys: pytest.CaptureFixture[str]) -> dict:
 
 
 def test_ideal_stack_reproduces_main_byte_for_byte(capsys: pytest.CaptureFixture[str]) -> None:
-    """Predictions of every model preset on every cluster profile (15 cases, fast and
-    detailed mode) as main computed them before stacks existed; the stack adds only its own
-    fields. Regenerate the file only when the simulator's prices change on purpose."""
+    """Predictions of every GPT model preset on every cluster profile, and of sequence
+    parallelism, selective recomputation, ZeRO 1-3 and a Llama model (20 cases, fast and
+    detailed mode), as main computes them without stacks (main's ``predict --json`` without
+    its ``meta``); the stack adds only its own fields. Regenerate the file from main only when
+    the simulator's prices change on purpose."""
     cases = json.loads(GOLDEN.read_text())
     for case in cases:
         got = _predict_json(case["args"], capsys)
         assert got.pop("stack")["name"] == "ideal"
         assert got.pop("intervals") is None
+        got.pop("meta")  # the commit and the arguments of this run
         assert json.dumps(got, sort_keys=True) == json.dumps(case["prediction"], sort_keys=True), (
             case["args"])
     assert {c["args"][3] for c in cases} >= {"fugaku-llm-13b", "gpt-tiny", "gpt-micro",
-                                             "gpt2-small", "gpt2-xl", "gpt3-175b", "gpt-1t"}
+                                             "gpt2-small", "gpt2-xl", "gpt3-175b", "gpt-1t",
+                                             "llama-3-8b"}
+    assert {"--sequence-parallel", "selective", "--zero"} <= {a for c in cases for a in c["args"]}
     assert sys.modules["fugaku_sim.spec.stack"].IDEAL == IDEAL
+
+
+def _breakdown(job, mode: str = "fast") -> dict[str, float]:  # type: ignore[no-untyped-def]
+    return predict(job, mode=mode, setup=prepare(job)).breakdown_s  # type: ignore[arg-type]
+
+
+def test_sequence_parallel_collectives_are_priced_as_all_gathers() -> None:
+    """Sequence parallelism turns the tensor all-reduces into all-gathers and reduce-scatters:
+    the stack's all-gather efficiency prices them, its all-reduce efficiency does not; the
+    selectively recomputed attention core runs at the stack's compute efficiencies."""
+    sp = small_job(small_torus((2, 2, 2)), tp=2, pp=2, dp=2, sequence_parallel=True,
+                   recompute="selective")
+    base = _breakdown(sp)
+    assert base["tp_comm"] > 0 and base["recompute"] > 0
+    gather = _breakdown(_on(sp, **{"collective_efficiency.allgather": 0.25}))
+    reduce = _breakdown(_on(sp, **{"collective_efficiency.allreduce": 0.25}))
+    assert gather["tp_comm"] > 1.5 * base["tp_comm"]
+    assert reduce["tp_comm"] == pytest.approx(base["tp_comm"])
+    slow = _breakdown(_on(sp, nongemm_efficiency=0.5, gemm_efficiency_scale=0.5))
+    assert slow["recompute"] > 1.5 * base["recompute"]
+
+
+@pytest.mark.parametrize("mode", ["fast", "detailed"])
+@pytest.mark.parametrize("zero", [1, 2, 3])
+def test_zero_collectives_are_priced_as_all_gathers(zero: int, mode: str) -> None:
+    """ZeRO's gradient reduce-scatters and weight all-gathers run at the stack's all-gather
+    efficiency, in the fast and the detailed mode."""
+    job = small_job(small_torus((2, 2, 2)), tp=1, pp=1, dp=4, zero_stage=zero)
+    base = predict(job, mode=mode, setup=prepare(job)).step_time_s  # type: ignore[arg-type]
+    slow = _on(job, **{"collective_efficiency.allgather": 0.1})
+    assert predict(slow, mode=mode, setup=prepare(slow)).step_time_s > base  # type: ignore[arg-type]
+    other = _on(job, **{"collective_efficiency.allreduce": 0.1})
+    assert predict(other, mode=mode, setup=prepare(other)).step_time_s == pytest.approx(base)  # type: ignore[arg-type]

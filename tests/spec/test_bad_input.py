@@ -138,6 +138,7 @@ CASES = {
         _text("m.yaml", "model: {name: m, layers: 2, hidden: 16, heads: 4, norm: rmsnorm, "
               "mlp: swiglu, positions: rotary, seq_len: 8, vocab: 16}\n", "--model"),
         "model.ffn_hidden: give the gated MLP's width"),
+    "unknown attention kind": (_args(*PROD, "--attention", "sparse"), "invalid choice: 'sparse'"),
     "unknown allocation method": (
         _cluster(_set("allocation.resource_groups.0.kinds", ["noncont", "cube"])),
         "allocation.resource_groups.0.kinds.1"),
@@ -165,3 +166,20 @@ def test_each_mistake_gets_its_own_message(tmp_path: Path, run_cli) -> None:
         _, _, err = run_cli("check", *make_args(folder))
         lines[name] = err.strip().replace(str(folder), "DIR")
     assert len(set(lines.values())) == len(CASES), lines
+
+
+def test_the_simulator_takes_llama_and_the_trainer_refuses_flash_attention() -> None:
+    """The simulator models the Llama family, grouped-query attention and bias-free layers;
+    the numpy trainer computes materialized attention only."""
+    from fugaku_sim.errors import SpecError
+    from fugaku_sim.spec import Layout, TrainSpec, load_cluster, load_model_preset, make_job
+    from fugaku_sim.spec.job import check_modelled
+
+    model = load_model_preset("llama-2-70b").model
+    flash = TrainSpec(global_batch=8, attention="flash")
+    make_job(load_cluster("dgx-a100"), model, flash, Layout(tp=8, dp=8))
+    check_modelled(model, flash, Layout(), "sim")
+    with pytest.raises(SpecError, match="train.attention: flash: not modelled by the trainer"):
+        check_modelled(model.model_copy(update={"mlp": "gelu", "norm": "layernorm",
+                                                "positions": "learned", "kv_heads": None,
+                                                "bias": True}), flash, Layout(), "train")

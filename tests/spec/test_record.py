@@ -22,6 +22,8 @@ def test_round_trip_and_plan_lists(tmp_path: Path) -> None:
     other = LayoutRecord(Layout(tp=4))
     plan = [RECORD.to_json() | {"step_time_s": 1.0}, other.to_json()]
     assert parse_layout_record(plan, "plan") == RECORD  # the best (first) entry
+    # plan --json's object: the layouts under "plans", beside its meta block
+    assert parse_layout_record({"meta": {}, "plans": plan}, "plan") == RECORD
     assert parse_layout_record(other.to_json(), "fixed").train is None
     assert "train" not in other.to_json()
 
@@ -29,11 +31,12 @@ def test_round_trip_and_plan_lists(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("data", "message"), [
     ({"tp": 2, "pp": 1, "dp": 1}, "x.json: no 'layout' object; write one with"),
     ([], "x.json: an empty plan"),
+    ({"meta": {}, "plans": []}, "x.json: an empty plan"),
     ("tp=2", "x.json: expected a JSON object with a 'layout' object, found str"),
     ({"layout": {"tp": 0}}, "x.json: layout.tp: Input should be greater than 0"),
     ({"layout": {"tp": 1, "shape": [1]}}, "x.json: layout.shape: unknown key"),
     ({"layout": {}, "train": {"micro_batch": 2}}, "x.json: train.global_batch: missing"),
-], ids=["flat-keys", "empty-plan", "not-an-object", "bad-field", "unknown-key", "bad-train"])
+], ids=["flat-keys", "empty-plan", "empty-plans", "not-an-object", "bad-field", "unknown-key", "bad-train"])
 def test_bad_records_are_one_line_naming_the_field(data: object, message: str) -> None:
     with pytest.raises(UserError) as err:
         parse_layout_record(data, "x.json")

@@ -120,3 +120,31 @@ def write_data(root: Path, vocab: int = 64, seed: int = 0, docs: int = 40) -> Pa
     write_blend(root, Blend(tokenizer="tokenizer.model", eod_id=2, vocab_size=vocab,
                             splits=splits))
     return root
+
+
+# --------------------------------------------------------------------------- one-rank comm
+
+
+class _Done:
+    """A completed request."""
+
+    def Wait(self) -> None:  # noqa: N802  (mpi4py's name)
+        return None
+
+
+class SelfComm:
+    """The data-parallel communicator of one rank, without MPI: every collective over one
+    rank leaves the buffer as it is (in place), as MPI's would."""
+
+    rank, size = 0, 1
+
+    def Iallgather(self, sendbuf: Any, recvbuf: np.ndarray) -> _Done:  # noqa: N802
+        return _Done()
+
+    def Reduce_scatter_block(self, sendbuf: Any, recvbuf: np.ndarray, op: Any = None  # noqa: N802
+                             ) -> None:
+        return None
+
+    def Ireduce_scatter_block(self, sendbuf: Any, recvbuf: np.ndarray,  # noqa: N802
+                              op: Any = None) -> _Done:
+        return _Done()

@@ -14,6 +14,7 @@ from fugaku_sim.spec import ModelSpec
 from fugaku_sim.tensors import tensor_table
 from fugaku_sim.tensors.consolidated import read_consolidated
 from fugaku_sim.train import checkpoint as ckpt
+from fugaku_sim.train.buffers import FlatParams
 from fugaku_sim.train.model import forward_logits, init_params
 
 SPEC = ModelSpec(name="t", layers=2, hidden=16, heads=2, seq_len=8, vocab=32)
@@ -32,7 +33,7 @@ def write_tp2_checkpoint(out: Path, step: int, spec: ModelSpec = SPEC) -> dict[s
             flat.append((n, pos, pos + v.size, v.shape))
             pos += v.size
         m = np.concatenate([v.ravel() for v in local.values()]) * 0.5
-        state = ckpt.RankState(t, 0, 0, flat, pos, local, (0, pos), m, m * m)
+        state = ckpt.RankState(t, 0, 0, flat, pos, local, [(0, pos)], m, m * m)
         info = ckpt.write_rank_file(directory, state)
         assert info is not None
         files[info[0]] = info[1]
@@ -49,6 +50,39 @@ def test_shards_reassemble(tmp_path: Path) -> None:
         np.testing.assert_array_equal(state.exp_avg[n], v * 0.5)
     part = ckpt.local_part(tensor_table(SPEC), "lm_head.weight", state.params, 2, 1)
     np.testing.assert_array_equal(part, params["transformer.wte.weight"][16:])
+
+
+def test_zero3_shards_reassemble(tmp_path: Path) -> None:
+    """Two data-parallel ranks of one stage under ZeRO-3: each saves its 1/2 of every
+    segment of the flat buffer (weights and optimizer states, in shard order); reading
+    puts every tensor back together, whichever rank held which part."""
+    from fugaku_sim.train.sharding import unit_groups
+
+    params = init_params(SPEC, 2)
+    table = tensor_table(SPEC)
+    names = [n for n in params if table[n].tied_to is None]
+    flat = FlatParams([(n, params[n].shape) for n in names], pad_to=2,
+                      groups=unit_groups(names, table))
+    for n in names:
+        flat.params[n][...] = params[n]
+    meta = [(n, *flat.offsets[n], flat.shapes[n]) for n in flat.names]
+    directory = ckpt.step_dir(tmp_path, 7)
+    directory.mkdir(parents=True)
+    files = {}
+    for d in range(2):
+        pieces = flat.owned(d, 2)
+        shard = flat.shard_of(flat.data, pieces)
+        state = ckpt.RankState(0, 0, d, meta, flat.padded, {},
+                               [(p.start, p.end) for p in pieces], shard * 2, shard * 3, shard)
+        info = ckpt.write_rank_file(directory, state)
+        assert info is not None
+        files[info[0]] = info[1]
+    ckpt.write_index(directory, {"step": 7, "model": SPEC.model_dump(mode="json")}, files)
+    state = ckpt.read_global_state(directory, SPEC)
+    assert set(state.params) == set(names) == set(state.exp_avg_sq)
+    for n in names:
+        np.testing.assert_array_equal(state.params[n], params[n])
+        np.testing.assert_array_equal(state.exp_avg_sq[n], params[n] * 3)
 
 
 def test_corruption_falls_back_to_the_previous(tmp_path: Path) -> None:

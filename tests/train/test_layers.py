@@ -111,6 +111,25 @@ def test_attention(rng: np.random.Generator) -> None:
     assert_close(dqkv, numeric_grad(f, qkv))
 
 
+def test_attention_core_recomputes_what_it_did_not_keep(rng: np.random.Generator) -> None:
+    """Selective recomputation: without the probabilities in the cache the core's backward
+    rebuilds them, and the output and every gradient are the same to the bit."""
+    q, k, v = (rng.standard_normal((2, 3, 5, 4)) for _ in range(3))
+    dy = rng.standard_normal((2, 3, 5, 4))
+    y, kept = L.attention_core_forward(q, k, v)
+    y2, dropped = L.attention_core_forward(q, k, v, keep_probs=False)
+    assert dropped.att is None and kept.att is not None
+    np.testing.assert_array_equal(y, y2)
+    for a, b in zip(L.attention_core_backward(dy, kept), L.attention_core_backward(dy, dropped)):
+        np.testing.assert_array_equal(a, b)
+    qkv = rng.standard_normal((2, 5, 3 * 2 * 3))
+    proj = rng.standard_normal((2, 5, 2 * 3))
+    _, full = L.attention_forward(qkv, 2)
+    _, selective = L.attention_forward(qkv, 2, keep_probs=False)
+    np.testing.assert_array_equal(L.attention_backward(proj, full)[0],
+                                  L.attention_backward(proj, selective)[0])
+
+
 def test_attention_is_causal(rng: np.random.Generator) -> None:
     qkv = rng.standard_normal((1, 6, 12))
     y, _ = L.attention_forward(qkv, 2)

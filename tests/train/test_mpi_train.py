@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -23,11 +21,8 @@ import pytest
 from fugaku_sim.spec.breakdown import BREAKDOWN_KEYS
 
 from .helpers import write_data, write_model
+from .mpi_job import MPIEXEC, cli, grad_norms, layout_args, losses, mpirun, weights
 
-REPO = Path(__file__).resolve().parents[2]
-VENV_BIN = Path(sys.executable).parent
-MPIEXEC = shutil.which("mpiexec", path=str(VENV_BIN)) or shutil.which("mpiexec")
-RUNS = Path(__file__).with_name("mpi_runs.py")
 REL = 1e-5  # loss agreement across layouts (relative)
 
 pytestmark = [
@@ -55,25 +50,6 @@ LAYOUTS_4 = [
 ]
 
 
-def env() -> dict[str, str]:
-    e = dict(os.environ, OPENBLAS_NUM_THREADS="1", PYTHONPATH=str(REPO))
-    return e
-
-
-def mpirun(n: int, commands: list[list[str]], timeout: float = 120
-           ) -> subprocess.CompletedProcess[str]:
-    """Run fugaku-sim commands one after another in one ``mpiexec -n n`` job."""
-    cmd = [str(MPIEXEC), "-n", str(n), sys.executable, str(RUNS), json.dumps(commands)]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env(),
-                          cwd=REPO)
-
-
-def cli(args: list[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """One fugaku-sim command as a single process (an MPI singleton)."""
-    return subprocess.run([sys.executable, "-m", "fugaku_sim.cli", *args], capture_output=True,
-                          text=True, timeout=timeout, env=env(), cwd=REPO)
-
-
 @pytest.fixture(scope="module")
 def job(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("mpi")
@@ -85,25 +61,6 @@ def job(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     r = mpirun(1, [[*base, "--out", str(ref), "--checkpoint-every", "2"]])
     assert r.returncode == 0, r.stderr
     return {"root": root, "data": data, "model": model, "base": base, "ref": ref}
-
-
-def losses(out: Path) -> list[float]:
-    return [json.loads(line)["loss"] for line in (out / "metrics.jsonl").read_text().splitlines()]
-
-
-def grad_norms(out: Path) -> list[float]:
-    return [json.loads(line)["grad_norm"]
-            for line in (out / "metrics.jsonl").read_text().splitlines()]
-
-
-def weights(out: Path) -> dict[str, np.ndarray]:
-    from fugaku_sim.tensors.consolidated import read_consolidated
-
-    return read_consolidated(out / "model.safetensors")[1]
-
-
-def layout_args(tp: int, pp: int, dp: int) -> list[str]:
-    return ["--tp", str(tp), "--pp", str(pp), "--dp", str(dp)]
 
 
 def check_equivalent(job: dict[str, Any], n: int, layouts: list[Any]) -> None:
@@ -205,6 +162,24 @@ def test_single_rank_run_writes_the_contract(job: dict[str, Any]) -> None:
     summary = json.loads((out / "summary.json").read_text())
     assert summary["steps"] == 5 and summary["tokens"] == 5 * 8 * 8
     assert set(summary["breakdown_s_mean"]) == set(BREAKDOWN_KEYS)
+
+
+def test_rank_zero_logs_a_line_per_step_and_tensorboard_events(job: dict[str, Any]) -> None:
+    """A batch log (stderr not a terminal) gets one line per step, from rank 0 only, and the
+    run's TensorBoard events hold the losses of metrics.jsonl."""
+    out = job["root"] / "logged"
+    base = [a for a in job["base"] if a != "--no-progress"]
+    r = mpirun(2, [[*base, "--dp", "2", "--out", str(out)]])
+    assert r.returncode == 0, r.stderr[-3000:]
+    lines = [line for line in r.stderr.splitlines() if line.startswith("train: iteration ")]
+    assert [line.split(" | ")[0] for line in lines] == [
+        f"train: iteration {step}/5" for step in range(1, 6)]
+    assert all("lm loss: " in line and "grad norm: " in line for line in lines)
+    pytest.importorskip("tensorboardX")
+    from fugaku_sim.train.events import read_scalars
+
+    logged = [value for _, value in read_scalars(out)["loss/train"]]
+    np.testing.assert_allclose(logged, losses(out), rtol=1e-6)  # float32 in the events
 
 
 def test_layouts_of_two_ranks_match_one(job: dict[str, Any]) -> None:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 
-from fugaku_sim.spec import Layout, ModelSpec
+from fugaku_sim.spec import Layout, ModelSpec, TrainSpec
 from fugaku_sim.tensors import LM_HEAD, WPE, WTE, layout_chunks
 from fugaku_sim.train.buffers import FlatParams
+from fugaku_sim.train.grad_reduce import ShardedGradReducer
+from fugaku_sim.train.memory import MemoryTracker
 from fugaku_sim.train.model import init_params, loss_and_grads
+from fugaku_sim.train.sharding import flat_buffer
 from fugaku_sim.train.stage import (
     StageModel,
     decay_names,
@@ -17,6 +22,9 @@ from fugaku_sim.train.stage import (
     stage_tensor_names,
 )
 from fugaku_sim.train.timers import Timers
+from fugaku_sim.train.weights import GatheredWeights
+
+from .helpers import SelfComm
 
 SPEC = ModelSpec(name="t", layers=4, hidden=16, heads=2, seq_len=8, vocab=32)
 
@@ -44,7 +52,7 @@ def test_norm_and_decay_sets() -> None:
     assert decay_names(SPEC, names) == {WTE, WPE, "transformer.h.0.attn.c_attn.weight", LM_HEAD}
 
 
-def run_stage(recompute: bool) -> tuple[float, np.ndarray, Timers]:
+def run_stage(recompute: bool, selective: bool = False) -> tuple[float, np.ndarray, Timers]:
     layout = Layout()
     names = stage_tensor_names(SPEC, layout_chunks(SPEC, layout, 0))
     flat = FlatParams(local_entries(SPEC, names, 1))
@@ -52,7 +60,7 @@ def run_stage(recompute: bool) -> tuple[float, np.ndarray, Timers]:
     for n in names:
         flat.params[n][...] = params[n]
     timers = Timers()
-    sm = StageModel(SPEC, layout, 0, 0, flat, recompute, timers)
+    sm = StageModel(SPEC, layout, 0, 0, flat, recompute, timers, selective=selective)
     rng = np.random.default_rng(0)
     seq = rng.integers(0, SPEC.vocab, size=(2, 2, SPEC.seq_len + 1))
     loss = 0.0
@@ -64,6 +72,75 @@ def run_stage(recompute: bool) -> tuple[float, np.ndarray, Timers]:
     assert sm.pending() == 0
     assert set(ready) >= set(names)
     return loss, flat.grad.copy(), timers
+
+
+def run_zero3_stage(recompute: bool, selective: bool) -> tuple[float, np.ndarray,
+                                                              MemoryTracker]:
+    """:func:`run_stage` with ZeRO-3's machinery over one data-parallel rank: weights kept
+    as a shard and gathered unit by unit (a new buffer each time), gradients reduced into a
+    shard by buckets; returns the loss, the gradients in flat order and the tracker."""
+    layout = Layout()
+    chunks = layout_chunks(SPEC, layout, 0)
+    flat, units = flat_buffer(SPEC, TrainSpec(global_batch=4), layout, chunks, 3, frozenset())
+    assert flat.data.size == 0 and flat.grad.size == 0  # nothing full on this rank
+    params = init_params(SPEC, 5)
+    mem, timers, comm = MemoryTracker(), Timers(), SelfComm()
+    try:
+        weights = GatheredWeights(flat, units, comm, timers, mem)
+        for n in flat.names:
+            s, e = flat.offsets[n]
+            weights.shard[s:e] = params[n].ravel()
+        reducer = ShardedGradReducer(flat, comm, None, 3, False, frozenset(), timers, mem)
+        sm = StageModel(SPEC, layout, 0, 0, flat, recompute, timers, selective=selective,
+                        weights=weights, grads=reducer.grads, memory=mem)
+        reducer.start_step()
+        mem.start_step()
+        rng = np.random.default_rng(0)
+        seq = rng.integers(0, SPEC.vocab, size=(2, 2, SPEC.seq_len + 1))
+        loss = 0.0
+        for mb in range(2):
+            loss += float(sm.forward(sm.chunks[0], mb, seq[mb, :, :-1], seq[mb, :, 1:]))
+        shard = weights.shard.nbytes
+        assert mem.held["activations"] > 0 and mem.held["weights"] > shard  # the root
+        for mb in range(2):
+            sm.backward(sm.chunks[0], mb, None, 0.5,
+                        functools.partial(reducer.grads_ready, final=mb == 1))
+        reducer.finish()
+    finally:
+        mem.end_step()
+    # every cache, gathered unit and gradient bucket freed
+    assert mem.held["activations"] == mem.held["workspace"] == 0
+    assert mem.held["weights"] == mem.held["gradients"] == shard
+    grad = np.zeros(flat.padded, dtype=np.float32)
+    for piece in reducer.update:
+        grad[piece.start:piece.end] = reducer.grad(piece)
+    return loss, np.concatenate([grad[slice(*flat.offsets[n])] for n in
+                                 stage_tensor_names(SPEC, chunks)]), mem
+
+
+@pytest.mark.parametrize(("recompute", "selective"), [(False, False), (True, False),
+                                                      (False, True)])
+def test_zero3_units_give_the_same_numbers(recompute: bool, selective: bool) -> None:
+    loss, grad, _ = run_stage(False)
+    loss3, grad3, mem = run_zero3_stage(recompute, selective)
+    assert loss == loss3
+    # each micro-batch's gradients are summed in its bucket before joining the shard: the
+    # tied embedding (head, then embedding) adds in another order than in one buffer
+    np.testing.assert_allclose(grad3, grad, rtol=1e-5, atol=1e-8)
+    peak = mem.report()  # dp = 1: the shard is everything; gathered units and buckets more
+    assert peak["weights"] > grad.nbytes and peak["gradients"] > grad.nbytes
+
+
+def test_selective_recompute_keeps_less_and_gives_the_same_numbers() -> None:
+    loss, grad, _ = run_stage(False)
+    loss_s, grad_s, timers = run_stage(False, selective=True)
+    assert loss == loss_s and timers.seconds["recompute"] > 0
+    np.testing.assert_array_equal(grad, grad_s)
+    full = run_zero3_stage(False, False)[2].report()
+    selective = run_zero3_stage(False, True)[2].report()
+    # two micro-batches in flight keep [B, H, T, T] probabilities of every layer
+    probs = 2 * 2 * SPEC.heads * SPEC.seq_len**2 * 4 * SPEC.layers
+    assert full["activations"] - selective["activations"] == probs
 
 
 def test_recompute_gives_the_same_numbers() -> None:

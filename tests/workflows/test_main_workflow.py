@@ -213,10 +213,53 @@ def test_report_holds_curves_tables_and_plots(ci_build: Build, tmp_path: Path) -
     assert run.returncode == 0, run.output[-3000:]
     html = report.read_text()
     for name in ("loss.png", "eval.md", "composition.png", "manifest.json", "plan.png",
-                 "plan.json", "plan.md", "campaign.png", "compare.png", "compare.md"):
+                 "plan.json", "plan.md", "campaign.png", "compare.png", "compare.md",
+                 "train_prediction.md", "train_trace.json", "README.md"):
         assert name in html, name
-    for category in ("Training", "Evaluation", "Data", "Plan", "Predicted vs measured"):
+    for category in ("Training", "Evaluation", "Data", "Plan", "Predicted vs measured",
+                     "Prediction", "Release"):
         assert category in html, category
+    # the workflow description page, rendered with this build's config
+    page = html.index("fugaku-sim: the build of run")
+    assert RUN_NAME in html[page:page + 200]
+    table = (ci_build.workdir / "results/plan/train_prediction.md").read_text()
+    prediction = json.loads((ci_build.workdir / "results/plan/train_prediction.json").read_text())
+    assert table.startswith("# Prediction: ") and f"| {prediction['dp']} |" in table
+
+
+@pytest.mark.slow
+def test_logs_can_be_followed_line_by_line(ci_build: Build) -> None:
+    """A new user's build leaves logs that talk: a Megatron-style line per training step,
+    items done and ETA of the data stages, the plan and the evaluation; and every JSON the
+    verbs printed says what produced it."""
+    assert ci_build.run.returncode == 0, "the ci build failed; see the test above"
+    logs = ci_build.workdir / "logs"
+    steps = yaml.safe_load(CI.read_text())["train"]["settings"]["steps"]
+    train = (logs / "train/train.log").read_text().splitlines()
+    iterations = [line for line in train if line.startswith("train: iteration ")]
+    assert [line.split(" | ")[0] for line in iterations] == [
+        f"train: iteration {step}/{steps}" for step in range(1, steps + 1)]
+    for words in ("lm loss: ", "learning rate: ", "grad norm: ",
+                  "elapsed time per iteration (ms): ", "tokens per second: "):
+        assert all(words in line for line in iterations), words
+    assert "ETA " in iterations[1]
+    collect = (logs / "data/collect.log").read_text()
+    assert "data collect: stage 1/1 (100%) | done" in collect
+    assert "data collect: manpages-ja " in collect and "ETA " in collect
+    plan = (logs / "plan/reference.log").read_text().splitlines()
+    assert plan[0].startswith("plan: layouts 0/") and "(100%)" in plan[-1]
+    evaluate = (logs / "eval/evaluate.log").read_text()
+    assert "evaluate: arithmetic problems " in evaluate and "evaluate: samples " in evaluate
+    for name in ("plan/plan.json", "plan/train_plan.json", "plan/train_prediction.json",
+                 "plan/campaign.json"):
+        meta = json.loads((ci_build.workdir / "results" / name).read_text())["meta"]
+        assert meta["version"] and len(meta["cluster"]["sha256"]) == 64, name
+    # the comparison names the profile it predicted on and when that profile was measured
+    compare = (ci_build.workdir / "results/compare/run/compare.md").read_text()
+    profile = json.loads((ci_build.workdir / "results/compare/run/compare.json").read_text())
+    cluster = profile["meta"]["cluster"]
+    assert f"Predicted on cluster profile `{cluster['name']}`" in compare
+    assert cluster["sha256"][:12] in compare and str(cluster["measured_utc"]) in compare
 
 
 # --- resumable training ---------------------------------------------------------------------
