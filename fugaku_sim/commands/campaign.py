@@ -97,8 +97,9 @@ def _date(text: str) -> datetime:
             f"{text!r} is not a date like 2024-01-15 or 2024-01-15T09:00") from None
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_job_arguments(parser)
+def add_policy_arguments(parser: argparse.ArgumentParser) -> None:
+    """The campaign policy options (``campaign`` and ``plan``): each overrides one field of
+    the model preset's ``campaign:`` section (absent from the namespace when not given)."""
     c = parser.add_argument_group("campaign policy (overrides the model preset's campaign)",
                                   argument_default=argparse.SUPPRESS)
     c.add_argument("--checkpoint-every", type=_interval, metavar="N|young|daly|none",
@@ -115,6 +116,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     c.add_argument("--shrink-step", choices=["repredict", "scale"], default="repredict",
                    help="step time after shrinking: re-predicted with the busiest replica's "
                    "micro-batches (default), or scaled by dp/dp'")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_job_arguments(parser)
+    add_policy_arguments(parser)
     w = parser.add_argument_group("what-if")
     w.add_argument("--step-time-s", type=_positive, nargs="+", metavar="S",
                    help="step time instead of the prediction: P50, or P10 P50 P90")

@@ -1,18 +1,28 @@
-"""``fugaku-sim plan``: rank every valid layout of a model on a node count.
+"""``fugaku-sim plan``: rank every valid layout of a model on a node count, or goal-seek the
+node count for a deadline or a budget.
 
-Enumerates (tp, pp, dp, micro-batch, placement, schedule, sequence parallelism,
-recomputation, ZeRO stage; :mod:`fugaku_sim.sim.plan`), drops layouts that do not fit memory,
-predicts the rest and sorts them by throughput. The table shows a column for every choice
-that differs between the layouts it lists, and why the first wins. ``--emit-job DIR`` writes the job
-script and rank map of the best one; ``--plot FILE`` a chart of every layout."""
+``--nodes N`` enumerates (tp, pp, dp, micro-batch, placement, schedule, sequence
+parallelism, recomputation, ZeRO stage; :mod:`fugaku_sim.sim.plan`), drops layouts that do not
+fit memory, predicts the rest and sorts them by throughput; the table shows a column for every
+choice that differs between the layouts it lists, and why the first wins (``--json``: the
+layouts under ``plans``, best first). ``--deadline DAYS`` and/or ``--budget NODE_HOURS``
+instead search a ladder of node counts (:mod:`fugaku_sim.sim.goalseek`): the fastest layout of
+each and its campaign (the model preset's ``campaign:`` section and the policy options), the
+Pareto front of days against node-hours, and the smallest allocation that meets the deadline
+with 90% probability (``--json``: one object, see
+:meth:`fugaku_sim.sim.goalseek.GoalResult.to_json`, with the choice's layout record on top, so
+``--layout-from`` reads it). ``--plot FILE`` charts either. ``--emit-job DIR`` writes the job
+chain of the best layout this tool's trainer runs (or of the choice):
+:mod:`fugaku_sim.sim.jobscript`."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from fugaku_sim.commands.campaign import _count, _positive, _positive_int, add_policy_arguments
 from fugaku_sim.commands.common import (
     add_model_arguments,
     add_train_arguments,
@@ -24,11 +34,15 @@ from fugaku_sim.commands.common import (
 from fugaku_sim.errors import UserError
 from fugaku_sim.spec.record import PLANS_KEY
 
+if TYPE_CHECKING:  # the simulator is imported when the verb runs, not when the CLI starts
+    from fugaku_sim.sim.predict import Prediction
+    from fugaku_sim.spec import ClusterSpec, ModelSpec, TrainSpec
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser)
     add_train_arguments(parser)
-    parser.add_argument("--nodes", type=int, required=True, help="node count to plan for")
+    parser.add_argument("--nodes", type=int, help="node count to plan for")
     parser.add_argument(
         "--processes-per-node", type=int, metavar="K",
         help="MPI processes per node (default: the cluster profile's)",
@@ -45,9 +59,41 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
              "runs, for a training run (train)",
     )
     parser.add_argument("--json", action="store_true",
-                        help="print JSON: the layouts under 'plans', best first, and 'meta'")
+                        help="print JSON: the layouts under 'plans', best first, and 'meta' (a "
+                        "goal-seek: its result object)")
     parser.add_argument("--plot", metavar="FILE", help="write a PNG of every layout")
-    parser.add_argument("--emit-job", metavar="DIR", help="write job script + rank map of the best")
+    parser.add_argument("--emit-job", metavar="DIR",
+                        help="write the job chain of the best layout (job script, rank map, "
+                        "layout record, submit script)")
+    g = parser.add_argument_group("goal-seek (instead of --nodes)")
+    g.add_argument("--deadline", type=_positive, metavar="DAYS",
+                   help="days to the token target, met with 90%% probability")
+    g.add_argument("--budget", type=_positive, metavar="NODE_HOURS",
+                   help="node-hours the run may use, with 90%% probability")
+    g.add_argument("--nodes-min", type=_positive_int, metavar="N",
+                   help="smallest node count to try (default: where the model's states fit "
+                   "and 100%% of peak meets the deadline, or a year)")
+    g.add_argument("--nodes-max", type=_positive_int, metavar="N",
+                   help="largest node count to try (default: the largest job the machine takes)")
+    g.add_argument("--seeds", type=_positive_int, default=200,
+                   help="campaigns sampled per node count (default 200)")
+    g.add_argument("--first-seed", type=_count, default=0, help="seed of the first campaign")
+    add_policy_arguments(parser)
+    j = parser.add_argument_group("job scripts (--emit-job; default: the profile's scheduler)")
+    j.add_argument("--group", help="PJM group charged for the jobs (#PJM -g)")
+    j.add_argument("--account", help="Slurm account (#SBATCH --account)")
+    j.add_argument("--partition", help="Slurm partition (#SBATCH --partition)")
+    j.add_argument("--llio-volumes", metavar="VOLS",
+                   help="volumes LLIO caches (PJM_LLIO_GFSCACHE), e.g. /vol0004:/vol0005")
+    j.add_argument("--llio", action="append", metavar="OPTION",
+                   help="#PJM --llio option, e.g. localtmp-size=50Gi (repeat for more)")
+    j.add_argument("--setup", metavar="LINE",
+                   help="shell line the job runs first (puts fugaku-sim on PATH)")
+    j.add_argument("--train-data", default="results/data", metavar="DIR",
+                   help="data folder the trainer reads, as the job sees it (relative to the "
+                   "job folder, or absolute)")
+    j.add_argument("--train-out", default="results/train", metavar="DIR",
+                   help="the trainer's output folder (checkpoints), as the job sees it")
     parser.add_argument("--intervals-top", type=int, default=3, metavar="K",
                         help="p10/p50/p90 of step time and time to train for the best K "
                         "layouts (default 3; 0: none); the others get none")
@@ -95,22 +141,45 @@ def _table(rows: list[dict[str, Any]], title: str, notes: list[str]) -> None:
         console.print(f"why #1: {line}", highlight=False)
 
 
-def run(args: argparse.Namespace) -> int:
-    from fugaku_sim.progress import Progress
-    from fugaku_sim.sim.intervals import predict_intervals
-    from fugaku_sim.sim.plan import no_layout_message, plan_layouts
+def _cluster(args: argparse.Namespace) -> ClusterSpec:
     from fugaku_sim.spec import load_cluster
 
-    if args.nodes <= 0:
-        raise UserError(f"--nodes: must be positive, got {args.nodes}")
     cluster = load_cluster(args.cluster)
     if args.processes_per_node is not None:
         if args.processes_per_node <= 0:
             raise UserError(f"--processes-per-node: must be positive, got {args.processes_per_node}")
         node = cluster.node.model_copy(update={"processes_per_node": args.processes_per_node})
         cluster = cluster.model_copy(update={"node": node})
+    return cluster
+
+
+def run(args: argparse.Namespace) -> int:
+    seeking = args.deadline is not None or args.budget is not None
+    if seeking and args.nodes is not None:
+        raise UserError("--nodes: a goal-seek (--deadline/--budget) searches node counts; bound "
+                        "the search with --nodes-min/--nodes-max instead")
+    if not seeking and args.nodes is None:
+        raise UserError("--nodes: give a node count, or --deadline/--budget to search for one")
+    if args.nodes is not None and args.nodes <= 0:
+        raise UserError(f"--nodes: must be positive, got {args.nodes}")
+    cluster = _cluster(args)
     args.tp = args.pp = args.dp = None  # the plan chooses the layout
     model, train, _layout = resolve_specs(args)
+    if seeking:
+        from fugaku_sim.commands.plan_goal import run_goal
+
+        return run_goal(args, cluster, model, train)
+    return _run_nodes(args, cluster, model, train)
+
+
+def _run_nodes(args: argparse.Namespace, cluster: ClusterSpec, model: ModelSpec,
+               train: TrainSpec) -> int:
+    from fugaku_sim.progress import Progress
+    from fugaku_sim.sim.intervals import predict_intervals
+    from fugaku_sim.sim.plan import no_layout_message, plan_layouts
+
+    if args.intervals_top < 0:
+        raise UserError(f"--intervals-top: must be 0 or more, got {args.intervals_top}")
     stack = stack_from_args(args)
     with Progress("plan") as progress:
         result = plan_layouts(cluster, model, train, args.nodes, interleaved=args.interleaved,
@@ -121,17 +190,10 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(no_layout_message(result, cluster, args.nodes))
     best = result.predictions[: args.top] if args.top else result.predictions
     rows = [p.to_json() for p in best]
-    if args.intervals_top < 0:
-        raise UserError(f"--intervals-top: must be 0 or more, got {args.intervals_top}")
     for i, (pred, row) in enumerate(zip(best, rows)):
         row["intervals"] = (predict_intervals(pred, result.setup_of(pred)).to_json()
                             if i < args.intervals_top else None)
-    if args.plot:
-        from fugaku_sim.sim.plots import plot_plan
-
-        plot_plan(rows, Path(args.plot), f"{model.name} on {args.nodes:,} nodes of {cluster.name}")
     if args.emit_job:
-        from fugaku_sim.sim.jobscript import write_job
         from fugaku_sim.sim.plan import trainer_runnable
 
         rank, chosen, why = trainer_runnable(result.predictions)
@@ -141,7 +203,11 @@ def run(args: argparse.Namespace) -> int:
         if rank > 1:
             print(f"fugaku-sim plan: the job script runs layout #{rank}, the best one this "
                   f"tool's trainer runs (#1: {why})", file=sys.stderr)
-        write_job(chosen, Path(args.emit_job), args.model)
+        emit_job(args, chosen)
+    if args.plot:
+        from fugaku_sim.sim.plots import plot_plan
+
+        plot_plan(rows, Path(args.plot), f"{model.name} on {args.nodes:,} nodes of {cluster.name}")
     if args.json:
         print_json(rows, command_meta(args), PLANS_KEY)
     else:
@@ -152,3 +218,39 @@ def run(args: argparse.Namespace) -> int:
             [f"p10..p90 for the best {min(args.intervals_top, len(rows))} only"],
         )
     return 0
+
+
+def emit_job(args: argparse.Namespace, pred: Prediction) -> list[Path]:
+    """Write the job chain of ``pred`` into ``--emit-job`` (:mod:`fugaku_sim.sim.jobscript`).
+
+    Raises:
+        UserError: no run length, a policy the chain cannot run (spare nodes, shrinking), an
+            elapsed time the resource group refuses or that holds no step.
+    """
+    from fugaku_sim.commands.campaign import resolve_settings
+    from fugaku_sim.sim.goalseek import Sampling, campaign_point
+    from fugaku_sim.sim.jobchain import campaign_chain, single_job
+    from fugaku_sim.sim.jobscript import JobSettings, write_job
+
+    steps = pred.job.run_steps()
+    if steps is None:
+        raise UserError("--emit-job: the job chain needs the run's length; pass --tokens or --steps")
+    settings = resolve_settings(args)
+    if settings.spare_nodes or settings.shrink_dp_min is not None:
+        raise UserError("--emit-job: the job chain resumes by requeueing; it does not run spare "
+                        "nodes or shrinking (campaign what-ifs): drop --spare-nodes/--shrink-dp-min")
+    sched = pred.job.cluster.scheduler
+    if sched.kind == "local":
+        chain = single_job(steps, settings)
+    else:
+        sampling = Sampling(args.seeds, args.first_seed, hasattr(args, "elapse_h"),
+                            args.shrink_step)
+        point = campaign_point(pred, settings, sampling)
+        chain = campaign_chain(point.plan, point.interval, point.settings, point.summary)
+    given = {"group": args.group, "account": args.account, "partition": args.partition,
+             "llio_volumes": args.llio_volumes, "llio": args.llio, "setup": args.setup}
+    sched = sched.model_copy(update={k: v for k, v in given.items() if v is not None})
+    # a model given as a file must be found from the job's folder too
+    model_ref = str(Path(args.model).resolve()) if Path(args.model).is_file() else args.model
+    job = JobSettings(model_ref, sched, args.train_data, args.train_out)
+    return write_job(pred, Path(args.emit_job), job, chain)

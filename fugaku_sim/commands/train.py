@@ -39,6 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="global batches of the valid split per validation")
     r.add_argument("--resume", choices=["auto", "never"], default="auto",
                    help="auto: continue from the newest intact checkpoint in --out")
+    r.add_argument("--steps-per-job", type=int, metavar="K",
+                   help="train at most K steps, save a checkpoint and exit 0 (one job of a "
+                   "chain: the next job resumes with --resume auto)")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     r.add_argument("--log-interval", type=_positive_int, default=1, metavar="N",
                    help="a progress line every N steps when stderr is not a terminal (a "
@@ -64,6 +67,7 @@ def build_plan(args: argparse.Namespace, world: int, select: bool = True) -> Pla
         data=args.data, out=args.out, checkpoint_every=args.checkpoint_every,
         keep_checkpoints=args.keep_checkpoints,
         eval_every=args.eval_every, eval_iters=args.eval_iters, resume=args.resume,
+        steps_per_job=args.steps_per_job,
         fail_at_step=args.fail_at_step, fail_rank=args.fail_rank, fail_mode=args.fail_mode,
         progress=not args.no_progress, log_interval=args.log_interval)
     return plan_run(model, train, layout, opts, world, select=select)
@@ -103,7 +107,11 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr, flush=True)
         world.Abort(1)
         return 1
-    if world.rank == 0:
+    if world.rank == 0 and "stopped_at_step" in summary:
+        print(f"stopped at step {summary['stopped_at_step']} of {summary['steps']} "
+              f"(--steps-per-job {args.steps_per_job}): checkpoint {summary['checkpoint']}; "
+              "the next job resumes from it")
+    elif world.rank == 0:
         print(f"trained {summary['steps']} steps: loss {summary['final_train_loss']}, "
               f"{summary['tokens_per_s_mean']:.0f} tokens/s -> {plan.opts.out}")
     return 0

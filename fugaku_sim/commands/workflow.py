@@ -105,6 +105,8 @@ def _plan_table(plan: Path) -> str:
     rows, kind = _table_rows(plan)
     first = rows[0]
     differ, shared = split_dimensions(rows)
+    if len(rows) == 1:  # one layout (a prediction): every choice in its own column
+        differ, shared = differ + shared, []
     metrics = [m for m in METRICS if m[0] in first]
     title = f"# {kind}: {first.get('model', '?')} on {first.get('nodes', '?')} {first.get('cluster', '?')} nodes"
     headings = [d.heading for d in differ] + [m[1] for m in metrics]

@@ -106,6 +106,28 @@ def default_elapse_h(pred: Prediction) -> float:
     return cluster.scheduler.max_elapse_h
 
 
+def group_elapse_settings(pred: Prediction, settings: CampaignSettings,
+                          asked_by_user: bool) -> CampaignSettings:
+    """``settings`` with an elapsed time the job's resource group accepts: its limit when
+    none is asked, or when the asked one (a model preset's production setting, such as
+    Fugaku-LLM's 165 h in a dedicated group) exceeds it.
+
+    Raises:
+        UserError: an elapsed time the user asked for exceeds the group's limit.
+    """
+    limit = default_elapse_h(pred)
+    asked = settings.elapse_h
+    if asked is not None and asked <= limit:
+        return settings
+    if asked is not None and asked_by_user:
+        group = pred.job.cluster.allocation.resource_group_for(pred.job.nodes,
+                                                               pred.allocation.kind)
+        where = f"resource group {group.name}" if group else "the scheduler"
+        raise UserError(f"--elapse-h: {asked:g} h exceeds the {limit:g}-h limit of {where} for "
+                        f"{pred.job.nodes:,} nodes; ask for at most {limit:g} h")
+    return settings.model_copy(update={"elapse_h": limit})
+
+
 def fit_steps(elapse_s: float, overhead_s: float, write_s: float, step_s: float) -> float:
     """The most steps one job can train and save after ``overhead_s`` of start-up/restore."""
     return math.floor((elapse_s - overhead_s - write_s) / step_s) if math.isfinite(

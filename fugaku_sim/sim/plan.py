@@ -27,7 +27,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from fugaku_sim.errors import SpecError, UserError
 from fugaku_sim.sim.memory import GiB, fits_memory, peak_memory_per_node, stage_recomputation
@@ -81,6 +81,7 @@ class PlanResult:
     too_big: list[tuple[float, Job]] = field(default_factory=list)
     rejected: dict[str, int] = field(default_factory=dict)
     setups: dict[tuple[Any, ...], Setup] = field(default_factory=dict)  # by setup_key
+    pruned: int = 0  # layouts not predicted: their bound reaches the best wanted
 
     def setup_of(self, pred: Prediction) -> Setup:
         """The placed job a prediction ran on (for its intervals)."""
@@ -150,15 +151,31 @@ def least_recomputing(jobs: list[Job]) -> tuple[list[Job], list[Job]]:
     return kept, [j for j in jobs if j not in kept]
 
 
+class StepBound(Protocol):
+    """Lower bounds of a job's predicted step time, seconds: before and after placement
+    (``tight`` may stop early, with any value >= ``cutoff_s``, once it reaches ``cutoff_s``)."""
+
+    def quick(self, job: Job) -> float: ...
+
+    def tight(self, job: Job, setup: Setup, cutoff_s: float) -> float: ...
+
+
 def plan_layouts(
     cluster: ClusterSpec, model: ModelSpec, train: TrainSpec, nodes: int,
     interleaved: bool = False, engine: str = "sim",
-    progress: Callable[[int, int], None] | None = None, stack: StackSpec | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    best: int | None = None, bound: StepBound | None = None, stack: StackSpec | None = None,
 ) -> PlanResult:
     """Predict every valid layout that fits memory (on ``stack``); best (most tokens/s)
     first. With
     ``engine="train"``, only layouts the trainer runs (a training run's plan).
-    ``progress(done, total)`` after each layout predicted (total: the layouts kept)."""
+    ``progress(done, total)`` after each layout taken (total: the layouts kept).
+
+    With ``best`` = k and a ``bound`` (:class:`fugaku_sim.sim.step_bound.FastModeBound`), only
+    the k fastest are wanted: layouts are taken in order of their quick bound, the search stops
+    once it reaches the k-th best step time found, and a layout whose tight bound reaches it is
+    not predicted (both counted in ``pruned``). The k fastest are the same as without pruning.
+    """
     result = PlanResult([])
     kept_jobs: list[Job] = []
     for group in candidate_groups(cluster, model, train, nodes, interleaved, stack):
@@ -183,14 +200,24 @@ def plan_layouts(
         for _ in dominated:
             result.reject(DOMINATED)
         kept_jobs += kept
+    ranked = sorted(((bound.quick(j) if bound and best else 0.0, j) for j in kept_jobs),
+                    key=lambda x: x[0])
     setups = result.setups
-    for i, job in enumerate(kept_jobs):
+    for i, (quick_s, job) in enumerate(ranked):
         if progress is not None:
-            progress(i, len(kept_jobs))
+            progress(i, len(ranked))
+        times = sorted(p.step_time_s for p in result.predictions)
+        kth = times[best - 1] if best and len(times) >= best else None
+        if bound is not None and kth is not None and quick_s >= kth:
+            result.pruned += len(ranked) - i
+            break
         key = setup_key(job)
         try:
             if key not in setups:
                 setups[key] = prepare(job)
+            if bound is not None and kth is not None and bound.tight(job, setups[key], kth) >= kth:
+                result.pruned += 1
+                continue
             result.predictions.append(predict(job, setup=setups[key]))
         except UserError as exc:
             result.reject(str(exc))

@@ -266,12 +266,29 @@ class AllocationSpec(SpecModel):
 
 
 class SchedulerSpec(SpecModel):
-    """The batch system that runs jobs, with the defaults its job scripts need."""
+    """The batch system that runs jobs, with the defaults its job scripts need.
+
+    The user's own settings (``group``, ``account``, ``llio_volumes``, ``llio``, ``setup``)
+    have no default: set them in a copy of the profile or with ``plan --emit-job``'s options.
+    """
 
     kind: Literal["pjm", "slurm", "local"]
     resource_group: str | None = None
-    partition: str | None = None
-    account: str | None = None
+    partition: str | None = Field(default=None, description="Slurm partition (#SBATCH)")
+    account: str | None = Field(default=None, description="Slurm account (#SBATCH --account)")
+    group: str | None = Field(
+        default=None, description="PJM group charged for the job (#PJM -g), e.g. hp240123")
+    llio_volumes: str | None = Field(
+        default=None, description="volumes LLIO caches for a PJM job (PJM_LLIO_GFSCACHE), "
+        "e.g. /vol0004:/vol0005")
+    llio: list[str] = Field(default_factory=list,
+                            description="#PJM --llio options, e.g. localtmp-size=50Gi")
+    job_resources: dict[str, str] = Field(
+        default_factory=dict,
+        description="further #PJM -L resources every job asks for (power knobs: eco_state ...)")
+    setup: str | None = Field(
+        default=None, description="shell line a job script runs before training (modules, a "
+        "virtual environment with fugaku-sim)")
     max_elapse_h: float = Field(default=24.0, gt=0)
 
 

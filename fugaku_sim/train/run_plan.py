@@ -31,6 +31,7 @@ class RunOptions:
     eval_every: int | None = None  # steps; validation also runs at the end
     eval_iters: int = 1  # global batches of the valid split per validation
     resume: Literal["auto", "never"] = "auto"
+    steps_per_job: int | None = None  # train at most this many steps, save, stop (a chain job)
     fail_at_step: int | None = None  # fault injection: fail when step K starts
     fail_rank: int | None = None  # which rank fails (default: the last)
     fail_mode: Literal["raise", "exit"] = "raise"
@@ -82,7 +83,7 @@ def check_blend(blend: Blend, model: ModelSpec) -> None:
 
 
 def check_options(opts: RunOptions, world: int) -> None:
-    for name in ("checkpoint_every", "eval_every", "fail_at_step"):
+    for name in ("checkpoint_every", "eval_every", "steps_per_job", "fail_at_step"):
         value = getattr(opts, name)
         if value is not None and value < 1:
             raise UserError(f"--{name.replace('_', '-')}: must be >= 1 (got {value})")

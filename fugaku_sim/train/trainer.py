@@ -315,7 +315,8 @@ class Trainer:
             raise InjectedFault(f"injected fault at step {o.fail_at_step} (--fail-at-step)")
 
     def run(self) -> dict[str, Any]:
-        """Train to the plan's step count; returns the summary (rank 0; others get {})."""
+        """Train to the plan's step count (or --steps-per-job steps of it); returns the summary
+        (rank 0; others get {}), or where a chain job stopped."""
         p, rank0 = self.plan, self.world.rank == 0
         if p.resume.directory is not None:
             self.load(p.resume.directory)
@@ -336,7 +337,10 @@ class Trainer:
         log = MetricsLog(p.opts.out / "metrics.jsonl", start) if rank0 else None
         bar = TrainProgress(p.steps, start, p.opts.progress and rank0, p.opts.log_interval)
         saved_at = start if p.resume.directory is not None else -1
-        while self.step < p.steps:
+        # one job of a chain trains its share and leaves the rest to the next (--steps-per-job)
+        stop = p.steps if p.opts.steps_per_job is None else min(p.steps,
+                                                                 start + p.opts.steps_per_job)
+        while self.step < stop:
             self.maybe_fail()
             record = self.train_step()
             every = p.opts.eval_every
@@ -351,6 +355,10 @@ class Trainer:
         bar.close()
         final = ckpt.step_dir(p.opts.out, self.step) if saved_at == self.step \
             else self.save_checkpoint()
+        if self.step < p.steps:  # the run goes on in the next job: no summary, no release file
+            if log is not None:
+                log.close()
+            return {"stopped_at_step": self.step, "steps": p.steps, "checkpoint": str(final)}
         return self.finish(final, log, start) if rank0 else {}
 
     def finish(self, final: Path, log: MetricsLog | None, start: int) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """Fujitsu PJM (Fugaku's job manager) glue for Snakemake's cluster-generic executor.
 
 Three small programs use this module: ``workflows/scripts/pjm-submit`` turns a Snakemake job
-script into a PJM job script with ``#PJM`` directives and submits it with ``pjsub -z jid``;
+script into a PJM job script with ``#PJM`` directives (the request is built here,
+:func:`snakemake_request`; the lines by the one renderer, :func:`fugaku_sim.pjm.pjm_directives`) and submits it with ``pjsub -z jid``;
 ``pjm-status`` maps ``pjstat`` / ``pjstat -H -S`` output to ``running``, ``success`` or
 ``failed``; ``pjm-cancel`` calls ``pjdel``. Only the standard library is used, so the scripts
 run under whatever ``python3`` is on PATH when Snakemake calls them.
@@ -43,7 +44,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from fugaku_sim.errors import UserError
-from fugaku_sim.timelimit import elapse_hms
+from fugaku_sim.pjm import JOB_NAME_MAX_BYTES, PjmRequest
 
 Status = Literal["running", "success", "failed"]
 
@@ -53,7 +54,6 @@ FAILED_STATES = frozenset({"CCL", "ERR", "RJT"})
 ALLOC_MODES = ("torus", "mesh", "noncont")
 _SHAPE = re.compile(r"^[1-9][0-9]*(x[1-9][0-9]*){0,2}$")
 _PROPERTIES = re.compile(r"^# properties = (\{.*\})\s*$", re.MULTILINE)
-JOB_NAME_MAX_BYTES = 63  # pjsub --name limit
 
 
 class PjmError(UserError):
@@ -155,43 +155,28 @@ def job_name(props: Mapping[str, Any]) -> str:
     return name[:JOB_NAME_MAX_BYTES]
 
 
-def pjm_directives(props: Mapping[str, Any], settings: PjmSettings, logdir: str) -> list[str]:
-    """The ``#PJM`` lines for one Snakemake job; ``logdir`` is where -o/-e/--spath point."""
+def snakemake_request(props: Mapping[str, Any], settings: PjmSettings, logdir: str) -> PjmRequest:
+    """The PJM request of one Snakemake job (rendered by :func:`fugaku_sim.pjm.pjm_directives`);
+    ``logdir`` is where -o/-e/--spath point."""
     resources: Mapping[str, Any] = props.get("resources", {})
     shape, nodes = node_shape(resources, settings.alloc)
     procs = _positive_int("resources.tasks", resources.get("tasks", 1))
     runtime = resources.get("runtime", 60)  # Snakemake's runtime is in minutes
-    name = job_name(props)
-    lines = [
-        f'#PJM --name "{name}"',
-        f'#PJM -L "node={shape}"',
-        f'#PJM -L "rscgrp={resources.get("pjm_rscgrp") or settings.rscgrp}"',
-        f'#PJM -L "elapse={elapse_hms(60 * _positive_int("resources.runtime", runtime))}"',
-    ]
     freq = resources.get("pjm_freq") or settings.freq_MHz
-    if freq:
-        lines.append(f'#PJM -L "freq={_positive_int("resources.pjm_freq", freq)}"')
-    mpi = f"proc={procs}"
-    if procs > nodes:
-        mpi += f",max-proc-per-node={math.ceil(procs / nodes)}"
-    lines.append(f'#PJM --mpi "{mpi}"')
-    group = resources.get("pjm_group") or settings.group
-    if group:
-        lines.append(f"#PJM -g {group}")
-    if settings.volumes:
-        lines.append(f"#PJM -x PJM_LLIO_GFSCACHE={settings.volumes}")
     threads = _positive_int("threads", props.get("threads", 1))
-    lines.append(f"#PJM -x OMP_NUM_THREADS={threads},OPENBLAS_NUM_THREADS={threads}")
-    if settings.inherit_env:
-        lines.append("#PJM -X")
-    lines += [f'#PJM --llio "{opt}"' for opt in settings.llio]
-    lines += [f"#PJM {opt}" for opt in settings.extra]
-    lines += [
-        f"#PJM -o {logdir}/{name}.%j.out",
-        f"#PJM -e {logdir}/{name}.%j.err",
-        f"#PJM -S --spath {logdir}/{name}.%j.stats",
-    ]
-    return lines
+    name = job_name(props)
+    return PjmRequest(
+        node=shape, rscgrp=resources.get("pjm_rscgrp") or settings.rscgrp,
+        elapse_s=60 * _positive_int("resources.runtime", runtime), procs=procs,
+        max_proc_per_node=math.ceil(procs / nodes) if procs > nodes else None, name=name,
+        group=resources.get("pjm_group") or settings.group,
+        freq_MHz=_positive_int("resources.pjm_freq", freq) if freq else None,
+        volumes=settings.volumes,
+        env=(("OMP_NUM_THREADS", str(threads)), ("OPENBLAS_NUM_THREADS", str(threads))),
+        inherit_env=settings.inherit_env, llio=settings.llio, extra=settings.extra,
+        stdout=f"{logdir}/{name}.%j.out", stderr=f"{logdir}/{name}.%j.err",
+        stats=f"{logdir}/{name}.%j.stats",
+    )
 
 
 def render_job_script(jobscript: str, directives: list[str], settings: PjmSettings) -> str:

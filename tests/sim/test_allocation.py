@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from fugaku_sim.sim.allocation import resolve_allocation
-from fugaku_sim.sim.jobscript import pjm_script, train_command
+from fugaku_sim.sim.jobchain import Chain
+from fugaku_sim.sim.jobscript import JobSettings, pjm_request
 from fugaku_sim.sim.memory import memory_by_stage
 from fugaku_sim.sim.predict import predict, prepare
 from fugaku_sim.spec import Layout, TrainSpec, load_cluster, load_model_preset, make_job
@@ -86,13 +87,14 @@ def test_a_process_gets_a_quarter_of_the_node() -> None:
 
 
 def test_jobscript_asks_for_a_noncont_job_in_the_small_group() -> None:
+    chain = Chain(10, 1, 3600.0, None, None, None, 1, "one job")
+    settings = JobSettings("gpt2-small", load_cluster("fugaku").scheduler)
     pred = predict(job(tp=4, dp=16))
-    script = pjm_script(pred, train_command("gpt2-small"))
-    assert '#PJM -L "node=64:noncont"' in script and '#PJM -L "rscgrp=small"' in script
+    request = pjm_request(pred, settings, chain)
+    assert (request.node, request.rscgrp) == ("64:noncont", "small")
     assert pred.record.layout.allocation == "noncont"  # what the script's train line reads
-    big = predict(job(dp=512))
-    script = pjm_script(big, train_command("gpt2-small"))
-    assert '#PJM -L "node=512:torus"' in script and '#PJM -L "rscgrp=large"' in script
+    big = pjm_request(predict(job(dp=512)), settings, chain)
+    assert (big.node, big.rscgrp) == ("512:torus", "large")
 
 
 def test_check_json_shows_the_allocation(run_cli) -> None:

@@ -98,6 +98,8 @@ def test_plan_emits_pjsub_script_and_vcoordfile(run_cli, tmp_path: Path) -> None
         "12",
         "--global-batch",
         "24",
+        "--tokens",
+        "1e9",
         "--json",
         "--emit-job",
         str(tmp_path),
@@ -111,7 +113,7 @@ def test_plan_emits_pjsub_script_and_vcoordfile(run_cli, tmp_path: Path) -> None
     script = (tmp_path / "job.pjm.sh").read_text()
     best = rows[0]
     assert f'#PJM -L "node={best["job_shape"]}:torus"' in script
-    assert f'#PJM --mpi "proc={best["nodes"]}"' in script
+    assert f'#PJM --mpi "proc={best["nodes"]}"' in script and '#PJM -L "freq=2200"' in script
     assert '#PJM -L "elapse=' in script and "-vcoordfile ./rankmap.vcoord" in script
     lines = (tmp_path / "rankmap.vcoord").read_text().splitlines()
     assert len(lines) == best["tp"] * best["pp"] * best["dp"]
@@ -147,6 +149,8 @@ def test_plan_on_gpu_cluster_writes_sbatch(run_cli, tmp_path: Path) -> None:
         "2",
         "--global-batch",
         "64",
+        "--tokens",
+        "1e9",
         "--top",
         "3",
         "--emit-job",

@@ -239,6 +239,27 @@ def test_resume_is_exact_and_reshards(job: dict[str, Any]) -> None:
     np.testing.assert_allclose(losses(zero), losses(job["ref"]), rtol=REL)
 
 
+def test_a_chain_of_jobs_gives_the_uninterrupted_run(job: dict[str, Any]) -> None:
+    """--steps-per-job 2 over 5 steps: three jobs, each resuming from the one before; the
+    first two leave a checkpoint and no summary or release file; the chain's result is the
+    uninterrupted run's bit for bit."""
+    root, base = job["root"], job["base"]
+    chained, whole = root / "chained", root / "whole"
+    first = [*base, "--pp", "2", "--out", str(chained), "--steps-per-job", "2"]
+    r = mpirun(2, [first])
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "stopped at step 2 of 5" in r.stdout
+    assert (chained / "checkpoints/step_0000002").is_dir()
+    assert not (chained / "summary.json").exists()
+    assert not (chained / "model.safetensors").exists()
+    r = mpirun(2, [first, first, [*base, "--pp", "2", "--out", str(whole)]])
+    assert r.returncode == 0, r.stderr[-3000:]
+    a, b = weights(chained), weights(whole)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert losses(chained) == losses(whole)
+    assert json.loads((chained / "summary.json").read_text())["resumed_from_step"] == 4
+
+
 def test_corrupt_latest_checkpoint_falls_back(job: dict[str, Any]) -> None:
     out = job["root"] / "corrupt"
     shutil.copytree(job["ref"], out)

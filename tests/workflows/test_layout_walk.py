@@ -75,7 +75,7 @@ def test_layout_reaches_train_and_predict(tmp_path: Path, monkeypatch: pytest.Mo
         # the prediction's record also names the allocation it resolved for that shape
         predicted = expected.model_copy(update={"allocation": "torus"})
     else:
-        best = json.loads((work / "results/plan/train_plan.json").read_text())[0]
+        best = json.loads((work / "results/plan/train_plan.json").read_text())["plans"][0]
         expected = predicted = Layout.model_validate(best["layout"])
         assert prediction["step_time_s"] == best["step_time_s"]  # the plan's own prediction
     assert Layout.model_validate(prediction["layout"]) == predicted

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import pytest
 
+from fugaku_sim.pjm import pjm_directives
 from fugaku_sim.workflow.pjm import (
     PjmError,
     PjmSettings,
     job_status,
     node_shape,
     parse_pjstat_table,
-    pjm_directives,
+    snakemake_request,
     status_from_state,
 )
 
@@ -65,7 +66,8 @@ def test_node_shape(resources: dict, shape: tuple[str, int]) -> None:
 
 def test_elapse_from_minutes_and_bad_values() -> None:
     def elapse(runtime: object) -> str:
-        lines = pjm_directives({"resources": {"runtime": runtime}}, PjmSettings(), "logs")
+        lines = pjm_directives(snakemake_request({"resources": {"runtime": runtime}},
+                                                 PjmSettings(), "logs"))
         return next(line for line in lines if "elapse=" in line)
 
     assert elapse(5) == '#PJM -L "elapse=00:05:00"'
@@ -77,7 +79,7 @@ def test_elapse_from_minutes_and_bad_values() -> None:
 def test_more_ranks_than_nodes_sets_max_proc_per_node() -> None:
     props = {"rule": "train", "jobid": 3, "threads": 12,
              "resources": {"pjm_shape": "2x3x2", "tasks": 48, "runtime": 30}}
-    lines = pjm_directives(props, PjmSettings(group="hp1"), "/logs")
-    assert '#PJM --mpi "proc=48,max-proc-per-node=4"' in lines
+    lines = pjm_directives(snakemake_request(props, PjmSettings(group="hp1"), "/logs"))
+    assert '#PJM --mpi "proc=48"' in lines and '#PJM --mpi "max-proc-per-node=4"' in lines
     assert "#PJM -x OMP_NUM_THREADS=12,OPENBLAS_NUM_THREADS=12" in lines
     assert "#PJM -g hp1" in lines

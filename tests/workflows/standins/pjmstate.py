@@ -2,7 +2,9 @@
 
 Each job is one JSON file ``$PJM_STANDIN_DIR/jobs/<id>.json`` holding the submitted script's
 path, its ``#PJM`` directives (raw and parsed), the state (QUE, RUN, EXT, CCL) and, once it
-ended, the exit code and PJM code. Updates hold an flock on ``$PJM_STANDIN_DIR/lock``.
+ended, the exit code and PJM code. A step job's sub-jobs are ``<id>_<step number>.json``
+with their step number, the step job id and their dependency expression. Updates hold an
+flock on ``$PJM_STANDIN_DIR/lock``.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import shlex
 import sys
 from collections.abc import Iterator
@@ -43,9 +46,18 @@ def job_path(root: Path, jobid: str) -> Path:
     return root / "jobs" / f"{jobid}.json"
 
 
+def valid_id(jobid: str) -> bool:
+    """A job id (``1000``) or a step job's sub-job id (``1000_2``)."""
+    return re.fullmatch(r"[0-9]+(_[0-9]+)?", jobid) is not None
+
+
+def id_key(jobid: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in jobid.split("_"))
+
+
 def load(root: Path, jobid: str) -> dict[str, Any] | None:
     path = job_path(root, jobid)
-    if not jobid.isdigit() or not path.exists():
+    if not valid_id(jobid) or not path.exists():
         return None
     job: dict[str, Any] = json.loads(path.read_text())
     return job
@@ -59,7 +71,8 @@ def save(root: Path, job: dict[str, Any]) -> None:
 
 
 def all_jobs(root: Path) -> list[dict[str, Any]]:
-    return [json.loads(p.read_text()) for p in sorted((root / "jobs").glob("*.json"), key=lambda p: int(p.stem))]
+    paths = sorted((root / "jobs").glob("*.json"), key=lambda p: id_key(p.stem))
+    return [json.loads(p.read_text()) for p in paths]
 
 
 def parse_directives(script: str) -> tuple[list[str], list[list[str]]]:
