@@ -9,7 +9,6 @@
 
 COMPARE = "results/compare"
 MEASURED_PROFILE = f"{COMPARE}/calibrated.yaml"
-COMPARE_ON = MEASURED_PROFILE if CFG.compare.profile == "measured" else CFG.train.cluster
 
 
 rule compare_run:
@@ -34,7 +33,8 @@ rule compare_run:
         "logs/compare/run.log",
     params:
         fs=FS,
-        cluster=COMPARE_ON,
+        # the measured profile is this rule's input: named through it
+        cluster=lambda w, input: input.profile if input.profile else CFG.train.cluster,
         stack=CFG.train.stack,
         out=folder_of("output.json"),
     threads: 1
