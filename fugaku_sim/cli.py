@@ -23,6 +23,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "predict": ("fugaku_sim.commands.predict", "simulate one training step and cost the run"),
     "plan": ("fugaku_sim.commands.plan", "rank every valid layout for a node count"),
     "sweep": ("fugaku_sim.commands.sweep", "vary one quantity and write CSV plus a plot"),
+    "sensitivity": ("fugaku_sim.commands.sensitivity", "rank the uncertain inputs by how far each moves a prediction"),
     "campaign": ("fugaku_sim.commands.campaign", "the whole run as a chain of jobs with failures, over many seeds"),
     "data": ("fugaku_sim.commands.data", "collect, clean, deduplicate, tokenize and mix text corpora"),
     "train": ("fugaku_sim.commands.train", "train a GPT over MPI with tensor, pipeline and data parallelism"),

@@ -8,6 +8,7 @@ import sys
 
 from fugaku_sim.errors import UserError
 from fugaku_sim.spec import load_cluster, load_model
+from fugaku_sim.spec.stack import load_stack
 from fugaku_sim.workflow.allocation import run_allocation
 from fugaku_sim.workflow.config import (
     check_against_schema,
@@ -44,6 +45,11 @@ for field, load in (("cluster", load_cluster), ("model", load_model)):
         load(getattr(CFG.train, field))
     except UserError as exc:  # the loaders name their command-line option: name the key
         config_error(f"train.{field}: {str(exc).removeprefix(f'--{field}: ')}")
+for field, ref in (("train.stack", CFG.train.stack), ("plan.stack", CFG.plan.stack)):
+    try:
+        load_stack(ref)
+    except UserError as exc:  # the loader names its command-line option: name the key
+        config_error(f"{field}: {str(exc).removeprefix('--stack: ')}")
 TRAIN_VOCAB = load_model(CFG.train.model).vocab
 AUTO_LAYOUT = CFG.train.layout == "auto"
 TRAIN_ALLOCATION = run_allocation(

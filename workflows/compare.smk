@@ -1,11 +1,14 @@
 # Close the loop.
 # - compare_run (part of `all`): the simulator's prediction for the layout the training run
-#   used, beside what the run measured.
+#   used, beside what the run measured; on the profile `calibrate` measures on this machine in
+#   the same build (compare.profile: measured, the default), or on train.cluster.
 # - `snakemake compare`: calibrate this machine with microbenchmarks, run a set of short
-#   training runs (DP, TP, PP, mixed; oversubscribed ones included) and compare each with
-#   its prediction on the calibrated profile.
+#   training runs (DP, TP, PP, mixed; oversubscribed ones included), compare each with its
+#   prediction on the calibrated profile, and fit this machine's software stack to those runs
+#   (leave-one-out error and coverage in stack/fit.json).
 
 COMPARE = "results/compare"
+MEASURED_PROFILE = f"{COMPARE}/calibrated.yaml"
 
 
 rule compare_run:
@@ -13,6 +16,7 @@ rule compare_run:
         summary=rules.train.output.summary,
         metrics=rules.train.output.metrics,
         prediction=rules.predict_train.output.prediction,
+        profile=MEASURED_PROFILE if CFG.compare.profile == "measured" else [],
     output:
         json=f"{COMPARE}/run/compare.json",
         plot=report(
@@ -29,7 +33,9 @@ rule compare_run:
         "logs/compare/run.log",
     params:
         fs=FS,
-        cluster=CFG.train.cluster,
+        # the measured profile is this rule's input: named through it
+        cluster=lambda w, input: input.profile if input.profile else CFG.train.cluster,
+        stack=CFG.train.stack,
         out=folder_of("output.json"),
     threads: 1
     resources:
@@ -38,13 +44,14 @@ rule compare_run:
     conda:
         ENV
     shell:
-        "{params.fs} validate --cluster {params.cluster} --from-metrics {input.summary}"
+        "{params.fs} validate --cluster {params.cluster} --stack {params.stack}"
+        " --from-metrics {input.summary}"
         " --out {params.out} --json > {log} 2>&1"
 
 
 rule calibrate:
     output:
-        profile=f"{COMPARE}/calibrated.yaml",
+        profile=MEASURED_PROFILE,
     log:
         "logs/compare/calibrate.log",
     params:
@@ -90,7 +97,33 @@ rule validate:
         " --out {params.out} --json > {log} 2>&1"
 
 
+rule calibrate_stack:
+    input:
+        profile=rules.calibrate.output.profile,
+        validate=rules.validate.output.json,
+    output:
+        stack=f"{COMPARE}/stack/local.yaml",
+        fit=f"{COMPARE}/stack/fit.json",
+    log:
+        "logs/compare/calibrate_stack.log",
+    params:
+        fs=FS,
+        runs=lambda wildcards, input: os.path.join(os.path.dirname(input.validate), "runs"),
+        free=CFG.compare.stack_free,
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        ENV
+    shell:
+        # every run validate trained, fitted with the same job mapping validate predicts with
+        "{params.fs} calibrate --from-runs {params.runs}/* --cluster {input.profile}"
+        " --free {params.free} --out {output.stack} --json > {output.fit} 2> {log}"
+
+
 rule compare:
     input:
         rules.validate.output.json,
         rules.compare_run.output.json,
+        rules.calibrate_stack.output.fit,

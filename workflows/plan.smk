@@ -1,7 +1,10 @@
 # Plan before run: the capacity plan for the reference job (Fugaku-LLM on 13,824 Fugaku
-# nodes) and the campaign of its best layout (the chain of jobs with failures, queue waits
-# and the model preset's production settings), the plan for this run's ranks on its cluster (which picks the layout when
-# train.layout is "auto"), and the simulator's prediction for the layout actually used.
+# nodes, on the software stack fitted to the team's measured runs) and the campaign of its best
+# layout (the chain of jobs with failures, queue waits and the model preset's production
+# settings); the reference job's own layout predicted on that stack and on the what-if stack
+# of the May 2024 announcement, with intervals, and what moves the answer most; the plan for
+# this run's ranks on its cluster (which picks the layout when train.layout is "auto"), and
+# the simulator's prediction for the layout actually used.
 # Verbs that print JSON write it straight into the declared output: if they fail, Snakemake
 # removes the partial file.
 
@@ -18,6 +21,7 @@ rule plan_reference:
     params:
         fs=FS,
         cluster=CFG.plan.cluster,
+        stack=CFG.plan.stack,
         model=CFG.plan.model,
         nodes=CFG.plan.nodes,
         global_batch=CFG.plan.global_batch,
@@ -30,7 +34,7 @@ rule plan_reference:
     conda:
         ENV
     shell:
-        "{params.fs} plan --cluster {params.cluster} --model {params.model}"
+        "{params.fs} plan --cluster {params.cluster} --stack {params.stack} --model {params.model}"
         " --nodes {params.nodes} --global-batch {params.global_batch} --tokens {params.tokens}"
         " --top {params.top} --json --plot {output.plot} --emit-job {output.job}"
         " > {output.plan} 2> {log}"
@@ -66,6 +70,7 @@ rule plan_campaign:
     params:
         fs=FS,
         cluster=CFG.plan.cluster,
+        stack=CFG.plan.stack,
         model=CFG.plan.model,
         global_batch=CFG.plan.global_batch,
         tokens=CFG.plan.tokens,
@@ -76,9 +81,66 @@ rule plan_campaign:
     conda:
         ENV
     shell:
-        "{params.fs} campaign --cluster {params.cluster} --model {params.model}"
+        "{params.fs} campaign --cluster {params.cluster} --stack {params.stack} --model {params.model}"
         " --layout-from {input} --global-batch {params.global_batch} --tokens {params.tokens}"
         " --json --plot {output.plot} > {output.campaign} 2> {log}"
+
+
+rule predict_reference:
+    output:
+        fitted=report(
+            f"{PLAN}/reference.json", category="Plan", caption="report/reference.rst"
+        ),
+        whatif=report(
+            f"{PLAN}/reference_whatif.json", category="Plan", caption="report/reference.rst"
+        ),
+    log:
+        "logs/plan/predict_reference.log",
+    params:
+        fs=FS,
+        cluster=CFG.plan.cluster,
+        stack=CFG.plan.stack,
+        whatif=CFG.plan.whatif_options(),
+        model=CFG.plan.model,
+        tokens=CFG.plan.tokens,
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        ENV
+    shell:
+        # the model preset's own layout (Fugaku-LLM: TP6 PP8 DP288), on the fitted stack and
+        # on the what-if stack, each with p10/p50/p90
+        "({params.fs} predict --cluster {params.cluster} --stack {params.stack}"
+        " --model {params.model} --tokens {params.tokens} --json > {output.fitted}"
+        " && {params.fs} predict --cluster {params.cluster} --stack {params.stack}"
+        " {params.whatif} --model {params.model} --tokens {params.tokens} --json"
+        " > {output.whatif}) 2> {log}"
+
+
+rule sensitivity_reference:
+    output:
+        json=f"{PLAN}/sensitivity.json",
+        plot=report(f"{PLAN}/sensitivity.png", category="Plan", caption="report/reference.rst"),
+    log:
+        "logs/plan/sensitivity.log",
+    params:
+        fs=FS,
+        cluster=CFG.plan.cluster,
+        stack=CFG.plan.stack,
+        model=CFG.plan.model,
+        tokens=CFG.plan.tokens,
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        ENV
+    shell:
+        "{params.fs} sensitivity --cluster {params.cluster} --stack {params.stack}"
+        " --model {params.model} --tokens {params.tokens} --json --plot {output.plot}"
+        " > {output.json} 2> {log}"
 
 
 rule train_settings:
@@ -130,6 +192,7 @@ rule plan_train:
     params:
         fs=FS,
         cluster=CFG.train.cluster,
+        stack=CFG.train.stack,
         model=CFG.train.model,
         nodes=TRAIN_ALLOCATION.nodes,
         ppn=TRAIN_ALLOCATION.processes_per_node,
@@ -141,7 +204,7 @@ rule plan_train:
         ENV
     shell:
         # only layouts the trainer runs (the simulator models more)
-        "{params.fs} plan --cluster {params.cluster} --model {params.model}"
+        "{params.fs} plan --cluster {params.cluster} --stack {params.stack} --model {params.model}"
         " --nodes {params.nodes} --processes-per-node {params.ppn} --engine train"
         " --train-config {input.settings} --json > {output.plan} 2> {log}"
 
@@ -187,6 +250,7 @@ rule predict_train:
     params:
         fs=FS,
         cluster=CFG.train.cluster,
+        stack=CFG.train.stack,
         model=CFG.train.model,
     threads: 1
     resources:
@@ -196,7 +260,8 @@ rule predict_train:
         ENV
     shell:
         # the layout record carries the processes per node and job shape the run uses
-        "({params.fs} predict --cluster {params.cluster} --model {params.model}"
+        "({params.fs} predict --cluster {params.cluster} --stack {params.stack}"
+        " --model {params.model}"
         " --train-config {input.settings} --layout-from {input.layout}"
         " --json --trace {output.trace} > {output.prediction}"
         " && {params.fs} workflow plan-table --plan {output.prediction} --out {output.table})"

@@ -32,6 +32,7 @@ from fugaku_sim.spec.breakdown import BREAKDOWN_KEYS
 from fugaku_sim.spec.cluster import SwitchedInterconnect
 from fugaku_sim.spec.load import validate_section
 from fugaku_sim.spec.record import parse_layout_record
+from fugaku_sim.spec.stack import StackSpec
 from fugaku_sim.train.metrics import read_metrics
 
 
@@ -155,9 +156,11 @@ def occupied_cluster(
 
 
 def job_on_one_node(
-    cluster: ClusterSpec, measured: Measured, occupancy: dict[str, Any] | None = None
+    cluster: ClusterSpec, measured: Measured, occupancy: dict[str, Any] | None = None,
+    stack: StackSpec | None = None,
 ) -> Job:
-    """The measured run as a job with all its ranks on one node of ``cluster``.
+    """The measured run as a job with all its ranks on one node of ``cluster`` (on
+    ``stack``, the ideal one when None).
 
     Raises:
         SpecError: the run does not fit the cluster.
@@ -166,7 +169,7 @@ def job_on_one_node(
     layout = measured.layout.model_copy(update={"processes_per_node": ranks,
                                                 "job_shape": None})
     return make_job(occupied_cluster(cluster, ranks, occupancy), measured.model,
-                    measured.train, layout)
+                    measured.train, layout, stack)
 
 
 @dataclass(frozen=True)
@@ -219,11 +222,11 @@ def run_label(m: Measured) -> str:
 
 
 def compare_run(cluster: ClusterSpec, measured: Measured, mode: str = "fast",
-                occupancy: dict[str, Any] | None = None) -> Row:
-    """Predict ``measured``'s job on ``cluster`` and pair the two."""
+                occupancy: dict[str, Any] | None = None, stack: StackSpec | None = None) -> Row:
+    """Predict ``measured``'s job on ``cluster`` (and ``stack``) and pair the two."""
     from fugaku_sim.sim.predict import predict
 
-    job = job_on_one_node(cluster, measured, occupancy)
+    job = job_on_one_node(cluster, measured, occupancy, stack)
     pred = predict(job, mode=mode)  # type: ignore[arg-type]
     data = pred.to_json()
     lay = measured.layout

@@ -38,6 +38,9 @@ The format (``clusters/runs/README.md`` says the same for a reader of the data):
   recomputation is not modelled: a row using it must say ``representable`` false.
 - ``duplicate_of`` names the ``id`` of a row that reports the same measurement (a run quoted
   in two tables), so a fit counts it once.
+- ``fit_exclude`` gives the reason a fit of a software stack leaves a row out (the source
+  flags the run as anomalous, or replicates of it disagree beyond what any recorded condition
+  explains); the row stays in the file, and ``calibrate --from-runs`` still reports it.
 
 Errors are one line, ``FILE:LINE:COLUMN: column: what is wrong`` (:class:`UserError`).
 """
@@ -69,7 +72,9 @@ from fugaku_sim.spec import (
     make_job,
 )
 from fugaku_sim.spec.base import SpecModel
+from fugaku_sim.spec.cluster import at_clock
 from fugaku_sim.spec.job import check_batch, check_model_split
+from fugaku_sim.spec.stack import StackSpec
 from fugaku_sim.spec.train import RecomputeMode, TrainPrecision
 
 COND_PREFIX = "cond_"
@@ -121,6 +126,9 @@ class MeasuredRun(SpecModel):
     representable: bool = True
     reason: str | None = None
     duplicate_of: str | None = None
+    fit_exclude: str | None = Field(
+        default=None, min_length=1,
+        description="why a fit of a software stack leaves the row out (the row stays data)")
     date: datetime.date | None = None
     source: str = Field(min_length=1)
     notes: str | None = None
@@ -252,8 +260,10 @@ def _cluster(ref: str) -> ClusterSpec:
     return load_cluster(ref)
 
 
-def job_of(run: MeasuredRun, cluster: ClusterSpec | None = None) -> Job:
-    """The simulator's :class:`Job` for a representable row, on its cluster profile.
+def job_of(run: MeasuredRun, cluster: ClusterSpec | None = None,
+           stack: StackSpec | None = None) -> Job:
+    """The simulator's :class:`Job` for a representable row, on its cluster profile at the
+    row's clock (:func:`~fugaku_sim.spec.cluster.at_clock`), on ``stack`` (ideal if None).
 
     Raises:
         SpecError: the row is marked not representable, its cluster is unknown, or the
@@ -261,8 +271,8 @@ def job_of(run: MeasuredRun, cluster: ClusterSpec | None = None) -> Job:
     """
     if not run.representable:
         raise SpecError(f"run {run.id}: marked not representable ({run.reason})")
-    return make_job(cluster or _cluster(run.cluster), run_model(run), run_train(run),
-                    run_layout(run))
+    hardware = at_clock(cluster or _cluster(run.cluster), run.clock_GHz)
+    return make_job(hardware, run_model(run), run_train(run), run_layout(run), stack)
 
 
 def _validated(model: type[Any], fields: dict[str, Any]) -> Any:

@@ -1,5 +1,14 @@
 """``fugaku-sim calibrate``: measure this machine with MPI microbenchmarks and write a
-calibrated cluster profile (YAML) with its provenance and raw measurements.
+calibrated cluster profile (YAML) with its provenance and raw measurements; or, with
+``--from-runs``, fit a software stack to measured runs.
+
+    fugaku-sim calibrate --from-runs clusters/runs/fugaku-deepspeed-2023.csv --cluster fugaku \
+        --out deepspeedfugaku-2023 [--free P,P,...] [--condition-factor NAME=VALUE:P,...]
+        [--fit-only ID,ID,...] [--include-excluded] [--json]
+
+fits the stack's free parameters to the runs (:mod:`fugaku_sim.calibrate.fromruns`), prints
+each run measured / fitted / residual with its leave-one-out prediction, each parameter with
+its 90% interval and the leave-one-out summary, and writes ``clusters/stacks/<NAME>.yaml``.
 
 Run it as an ordinary command (not under mpiexec): it launches each benchmark suite itself
 with ``--launcher`` (default: the venv's ``mpiexec -n {ranks}``; inside a Slurm allocation
@@ -20,7 +29,8 @@ from fugaku_sim.commands.common import positive_int, positive_number
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", default="local-calibrated", help="name of the new profile")
-    parser.add_argument("--out", type=Path, help="YAML to write (default clusters/<name>.yaml)")
+    parser.add_argument("--out", type=Path, help="YAML to write (default clusters/<name>.yaml); "
+                        "with --from-runs: a stack name (clusters/stacks/NAME.yaml) or a path")
     parser.add_argument("--base", default="local",
                         help="profile whose unmeasured figures (power, scheduler) are kept")
     parser.add_argument("--ranks", type=positive_int,
@@ -29,9 +39,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--array-MB", type=positive_number, default=4.0, dest="array_MB",
                         help="array size at which memory bandwidth is quoted (default 4)")
     add_launch_arguments(parser, 300.0, "allowed per benchmark launch")
+    r = parser.add_argument_group("fit a software stack to measured runs")
+    r.add_argument("--from-runs", nargs="+", type=Path, metavar="FILE",
+                   help="runs files (CSV) or finished trainer runs (folders, summary.json)")
+    r.add_argument("--cluster", help="hardware profile the runs ran on (with --from-runs)")
+    r.add_argument("--stack-base", default=None, metavar="STACK",
+                   help="stack whose fixed (not free) values are kept (default: ideal)")
+    r.add_argument("--free", metavar="P,P", help="parameters to fit (default: GEMM, non-GEMM, "
+                   "kernel and step overhead, and the collectives the runs use)")
+    r.add_argument("--condition-factor", action="append", default=[],
+                   metavar="NAME=VALUE:P,P",
+                   help="a factor on parameters P for runs with that condition (a cond_ "
+                   "column or a runs column such as processes_per_node); repeatable")
+    r.add_argument("--fit-only", metavar="ID,ID",
+                   help="fit on these runs only; report the error on the others")
+    r.add_argument("--time-quality", default="measured,derived", metavar="Q,Q",
+                   help="step-time qualities fitted (default measured,derived)")
+    r.add_argument("--include-excluded", action="store_true",
+                   help="also fit rows that carry a fit_exclude reason")
+    r.add_argument("--description", default="", help="the stack's description")
+    r.add_argument("--json", action="store_true", help="print the fit as JSON")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.from_runs:
+        from fugaku_sim.commands.calibrate_runs import run_from_runs
+
+        return run_from_runs(args)
+    if args.json:
+        from fugaku_sim.errors import UserError
+
+        raise UserError("--json: prints a stack fit; give --from-runs (a calibration of this "
+                        "machine writes its profile instead)")
     from rich.console import Console
 
     from fugaku_sim.calibrate.calibration import fit_calibration

@@ -1,6 +1,7 @@
 """``fugaku-sim campaign``: the whole run as a chain of jobs, sampled over many seeds.
 
-Predicts the step (or takes ``--step-time-s``), derives what every job pays outside it from
+Predicts the step with its p10/p50/p90 (from the profile's assumed ranges and the stack's
+fitted intervals; ``--no-step-interval`` takes its single value) or takes ``--step-time-s``, derives what every job pays outside it from
 the cluster profile (start-up, restore, checkpoint writes, evaluations, failures, queue
 waits), runs the Monte Carlo and prints p10/p50/p90 of the wall time to the token target,
 node-hours, work lost, jobs and failures (a table, or ``--json``). The model preset's
@@ -107,6 +108,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     w = parser.add_argument_group("what-if")
     w.add_argument("--step-time-s", type=positive_number, nargs="+", metavar="S",
                    help="step time instead of the prediction: P50, or P10 P50 P90")
+    w.add_argument("--step-interval", action=argparse.BooleanOptionalAction, default=True,
+                   help="sample the step time from the prediction's p10/p50/p90 (the "
+                   "profile's assumed ranges and the stack's fitted intervals; default), or "
+                   "take its single value")
     w.add_argument("--mtbf-node-h", type=positive_number, help="node MTBF, hours (profile's otherwise)")
     w.add_argument("--no-failures", action="store_true", help="nodes never fail")
     w.add_argument("--no-queue", action="store_true", help="jobs start when submitted")
@@ -149,6 +154,15 @@ def step_distribution(values: list[float] | None) -> Duration | None:
     if len(values) != 3 or not values[0] <= values[1] <= values[2]:
         raise UserError("--step-time-s: give P50, or P10 P50 P90 in increasing order")
     return Quantiles(*values)
+
+
+def predicted_step_distribution(pred: Prediction, setup: Any) -> Duration | None:
+    """The prediction's p10/p50/p90 step time as the campaign's step distribution (None,
+    the single value, when the inputs leave no spread)."""
+    from fugaku_sim.sim.intervals import predict_intervals
+
+    q = predict_intervals(pred, setup).step_time_s
+    return q if q.p10 < q.p90 else None
 
 
 def _quantile_dates(q: dict[str, float | None], start: datetime) -> dict[str, str | None]:
@@ -256,14 +270,17 @@ def run(args: argparse.Namespace) -> int:
     from fugaku_sim.sim.campaign import simulate
     from fugaku_sim.sim.campaign_costs import plan_campaign
     from fugaku_sim.sim.montecarlo import run_campaigns
-    from fugaku_sim.sim.predict import predict
+    from fugaku_sim.sim.predict import predict, prepare
 
     settings = resolve_settings(args)
     step = step_distribution(args.step_time_s)
     job = job_from_args(args)
     if args.mtbf_node_h is not None:
-        job = replace(job, cluster=job.cluster.model_copy(update={"mtbf_node_h": args.mtbf_node_h}))
-    pred = predict(job)
+        job = replace(job, cluster=job.cluster.with_given({"mtbf_node_h": args.mtbf_node_h}))
+    setup = prepare(job)
+    pred = predict(job, setup=setup)
+    if step is None and args.step_interval:
+        step = predicted_step_distribution(pred, setup)
     plan, interval = plan_campaign(pred, settings, step=step, failures=not args.no_failures,
                                    queue=not args.no_queue, shrink=args.shrink_step)
     with Progress("campaign") as progress:

@@ -42,6 +42,14 @@ from fugaku_sim.spec import (
 from fugaku_sim.spec.layout import RequestedAllocation
 from fugaku_sim.spec.limits import MAX_LAYERS, MAX_MACHINE_NODES
 from fugaku_sim.spec.record import read_layout_record
+from fugaku_sim.spec.stack import (
+    DEFAULT_STACK,
+    StackSpec,
+    load_stack,
+    parse_scale,
+    resolve_stack_path,
+    scaled,
+)
 from fugaku_sim.spec.train import (
     AttentionKind,
     OptimizerKind,
@@ -166,7 +174,41 @@ def parse_stages(text: str) -> list[int]:
 def add_model_arguments(parser: argparse.ArgumentParser, cluster: bool = True) -> None:
     if cluster:
         parser.add_argument("--cluster", default="fugaku", help="preset name or YAML path")
+        add_stack_argument(parser)
     parser.add_argument("--model", default="fugaku-llm-13b", help="preset name or YAML path")
+
+
+def add_stack_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--stack", metavar="NAME|YAML",
+        help="software stack: a name under clusters/stacks/ or a YAML path (default: ideal, "
+        "the hardware as the simulator prices it)")
+    parser.add_argument(
+        "--stack-scale", action="append", default=[], metavar="PARAMETER=FACTOR",
+        help="what-if: multiply a stack parameter (and its interval) by FACTOR, e.g. "
+        "gemm_efficiency_scale=6; repeatable")
+
+
+def stack_from_args(args: argparse.Namespace) -> StackSpec:
+    """The stack of --stack with the --stack-scale factors applied.
+
+    Raises:
+        SpecError: unknown stack, bad file, or a malformed factor.
+    """
+    stack = load_stack(getattr(args, "stack", None))
+    factors = dict(parse_scale(text) for text in getattr(args, "stack_scale", None) or [])
+    return scaled(stack, factors)
+
+
+def add_interval_arguments(parser: argparse.ArgumentParser, default: bool = True) -> None:
+    """--intervals / --no-intervals and --draws (p10/p50/p90 of step time and time to train
+    from the profile's assumed ranges and the stack's fitted intervals)."""
+    parser.add_argument(
+        "--intervals", action=argparse.BooleanOptionalAction, default=default,
+        help="p10/p50/p90 of step time and time to train from the profile's assumed ranges "
+        "and the stack's fitted parameters (fugaku_sim/sim/intervals.py)")
+    parser.add_argument("--draws", type=int, default=256,
+                        help="joint draws of the uncertain inputs (default 256)")
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
@@ -286,12 +328,12 @@ def job_from_args(args: argparse.Namespace) -> Job:
     """Build and validate the :class:`Job` the options describe."""
     cluster = load_cluster(args.cluster)
     model, train, layout = resolve_specs(args)
-    return make_job(cluster, model, train, layout)
+    return make_job(cluster, model, train, layout, stack_from_args(args))
 
 
 def spec_sources(args: argparse.Namespace) -> list[Source]:
-    """The spec files the options name, for the ``meta`` block: the cluster profile and the
-    model preset (a verb's further files are added by the verb)."""
+    """The spec files the options name, for the ``meta`` block: the cluster profile, the
+    model preset and the software stack (a verb's further files are added by the verb)."""
     from fugaku_sim.spec.load import resolve_cluster_path
 
     sources: list[Source] = []
@@ -299,6 +341,9 @@ def spec_sources(args: argparse.Namespace) -> list[Source]:
         sources.append(("cluster", args.cluster, resolve_cluster_path(args.cluster)))
     if getattr(args, "model", None):
         sources.append(("model", args.model, Path(load_model_preset(args.model).source)))
+    if hasattr(args, "stack"):  # the verb takes --stack (what-if factors are in the arguments)
+        ref = args.stack or DEFAULT_STACK
+        sources.append(("stack", ref, resolve_stack_path(ref)))
     return sources
 
 

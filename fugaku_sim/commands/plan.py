@@ -32,6 +32,7 @@ from fugaku_sim.commands.common import (
     positive_number,
     print_json,
     resolve_specs,
+    stack_from_args,
 )
 from fugaku_sim.errors import UserError
 from fugaku_sim.io import check_output_path, plot_format
@@ -97,11 +98,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    "job folder, or absolute)")
     j.add_argument("--train-out", default="results/train", metavar="DIR",
                    help="the trainer's output folder (checkpoints), as the job sees it")
+    parser.add_argument("--intervals-top", type=int, default=3, metavar="K",
+                        help="p10/p50/p90 of step time and time to train for the best K "
+                        "layouts (default 3; 0: none); the others get none")
 
 
-def _table(rows: list[dict[str, Any]], title: str) -> None:
+def _spread(row: dict[str, Any]) -> str:
+    iv = row.get("intervals")
+    if not iv:
+        return "-"
+    q = iv["step_time_s"]
+    return f"{q['p10']:.2f}..{q['p90']:.2f}"
+
+
+def _table(rows: list[dict[str, Any]], title: str, notes: list[str]) -> None:
     """The layouts with a column for every choice that differs between them, what they
-    share, and why the first wins (:mod:`fugaku_sim.sim.plan_rows`)."""
+    share, why the first wins (:mod:`fugaku_sim.sim.plan_rows`), then ``notes``."""
     from rich.console import Console
     from rich.table import Table
 
@@ -116,14 +128,19 @@ def _table(rows: list[dict[str, Any]], title: str) -> None:
     differ, shared = split_dimensions(rows)
     caption = f"every layout: {shared_text(rows, shared)}" if shared else None
     t = Table(title=title, caption=caption)
-    for heading in ["#", *(d.heading for d in differ), *(m[1] for m in METRICS)]:
+    # the step time's p10..p90 beside the step time
+    step, rest = METRICS[0], METRICS[1:]
+    for heading in ["#", *(d.heading for d in differ), step[1], "p10..p90 s",
+                    *(m[1] for m in rest)]:
         t.add_column(heading, justify="right")
     for i, r in enumerate(rows, 1):
-        t.add_row(str(i), *(d.cell(r) for d in differ),
-                  *(metric_cell(r.get(key), fmt) for key, _, fmt in METRICS))
+        t.add_row(str(i), *(d.cell(r) for d in differ), metric_cell(r.get(step[0]), step[2]),
+                  _spread(r), *(metric_cell(r.get(key), fmt) for key, _, fmt in rest))
     console = Console()
-    console.width = max(console.width, 150)  # many columns: do not squeeze them in 80
+    console.width = max(console.width, 165)  # many columns: do not squeeze them in 80
     console.print(t)
+    for note in notes:
+        console.print(note, highlight=False)
     for line in explain_winner(rows):
         console.print(f"why #1: {line}", highlight=False)
 
@@ -163,16 +180,24 @@ def run(args: argparse.Namespace) -> int:
 def _run_nodes(args: argparse.Namespace, cluster: ClusterSpec, model: ModelSpec,
                train: TrainSpec) -> int:
     from fugaku_sim.progress import Progress
+    from fugaku_sim.sim.intervals import predict_intervals
     from fugaku_sim.sim.plan import no_layout_message, plan_layouts
 
+    if args.intervals_top < 0:
+        raise UserError(f"--intervals-top: must be 0 or more, got {args.intervals_top}")
+    stack = stack_from_args(args)
     with Progress("plan") as progress:
         result = plan_layouts(cluster, model, train, args.nodes, interleaved=args.interleaved,
                               engine=args.engine,
-                              progress=lambda done, total: progress.update(done, total, "layouts"))
+                              progress=lambda done, total: progress.update(done, total, "layouts"),
+                              stack=stack)
     if not result.predictions:
         raise UserError(no_layout_message(result, cluster, args.nodes))
     best = result.predictions[: args.top] if args.top else result.predictions
     rows = [p.to_json() for p in best]
+    for i, (pred, row) in enumerate(zip(best, rows)):
+        row["intervals"] = (predict_intervals(pred, result.setup_of(pred)).to_json()
+                            if i < args.intervals_top else None)
     if args.emit_job:
         from fugaku_sim.sim.plan import trainer_runnable
 
@@ -191,8 +216,12 @@ def _run_nodes(args: argparse.Namespace, cluster: ClusterSpec, model: ModelSpec,
     if args.json:
         print_json(rows, command_meta(args), PLANS_KEY)
     else:
-        _table(rows, f"{model.name} on {args.nodes:,} nodes of {cluster.name}: "
-               f"{len(result.predictions)} layouts fit of {result.considered} considered")
+        _table(
+            rows,
+            f"{model.name} on {args.nodes:,} nodes of {cluster.name} (stack {stack.name}): "
+            f"{len(result.predictions)} layouts fit of {result.considered} considered",
+            [f"p10..p90 for the best {min(args.intervals_top, len(rows))} only"],
+        )
     return 0
 
 

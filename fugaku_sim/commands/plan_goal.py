@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from fugaku_sim.commands.common import command_meta, print_json
+from fugaku_sim.commands.common import command_meta, print_json, stack_from_args
 from fugaku_sim.errors import UserError
 from fugaku_sim.sim.goalseek import (
     GOAL_QUANTILE,
@@ -106,20 +106,21 @@ def run_goal(args: argparse.Namespace, cluster: ClusterSpec, model: ModelSpec,
     from fugaku_sim.commands.campaign import resolve_settings
 
     settings = resolve_settings(args)
+    stack = stack_from_args(args)
     counts, lo, hi = node_ladder(args, cluster, model, train)
     goal = Goal(args.deadline, args.budget)
     sampling = Sampling(args.seeds, args.first_seed, hasattr(args, "elapse_h"), args.shrink_step)
     bar = _bar(len(counts))
     if bar is None:
         result = seek(cluster, model, train, settings, goal, counts, sampling,
-                      engine=args.engine)
+                      engine=args.engine, stack=stack)
     else:
         with bar:
             task = bar.add_task("node counts", total=len(counts))
             result = seek(cluster, model, train, settings, goal, counts, sampling,
                           progress=lambda nodes, _: bar.update(task, advance=1,
                                                                description=f"{nodes:,} nodes"),
-                          engine=args.engine)
+                          engine=args.engine, stack=stack)
     choice = result.choice()
     doc = goal_json(args, cluster, model, train, result, (lo, hi))
     if args.emit_job:

@@ -10,11 +10,13 @@ from pathlib import Path
 from typing import Any, get_args
 
 from fugaku_sim.commands.common import (
+    add_interval_arguments,
     add_job_arguments,
     command_meta,
     job_from_args,
     print_json,
 )
+from fugaku_sim.errors import UserError
 from fugaku_sim.io import check_output_path
 from fugaku_sim.sim.predict import Mode
 from fugaku_sim.spec.record import RECORD_KEYS
@@ -30,6 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--trace", metavar="FILE", help="write Chrome trace-event JSON of one step")
+    add_interval_arguments(parser)
 
 
 def _hours(h: float | None) -> str:
@@ -60,6 +63,7 @@ def print_prediction(d: dict[str, Any]) -> None:
         ("sequence parallel / ZeRO", f"{'on' if d['sequence_parallel'] else 'off'} / "
                                      f"stage {d['zero_stage']}"),
         ("step time", f"{d['step_time_s']:.3f} s"),
+        *_interval_rows(d),
         ("throughput", f"{d['tokens_per_s']:,.0f} tokens/s"),
         (
             "model TFLOP/s per node",
@@ -102,14 +106,40 @@ def print_prediction(d: dict[str, Any]) -> None:
     console.print(b)
 
 
+def _interval_rows(d: dict[str, Any]) -> list[tuple[str, str]]:
+    iv = d.get("intervals")
+    if not iv:
+        return []
+    step = iv["step_time_s"]
+    rows = [("  p10 / p50 / p90", f"{step['p10']:.3f} / {step['p50']:.3f} / {step['p90']:.3f} s")]
+    if iv.get("time_to_train_days"):
+        t = iv["time_to_train_days"]
+        rows.append(("time to train p10 / p50 / p90",
+                     f"{t['p10']:.2f} / {t['p50']:.2f} / {t['p90']:.2f} days"))
+    return rows
+
+
+def interval_fields(pred: Any, setup: Any, args: argparse.Namespace) -> dict[str, Any] | None:
+    """The ``intervals`` object of a prediction (None when --no-intervals; fast mode only)."""
+    from fugaku_sim.sim.intervals import predict_intervals
+
+    if not args.intervals or pred.mode != "fast":
+        return None
+    if args.draws < 2:
+        raise UserError(f"--draws: need at least 2, got {args.draws}")
+    return predict_intervals(pred, setup, draws=args.draws).to_json()
+
+
 def run(args: argparse.Namespace) -> int:
-    from fugaku_sim.sim.predict import predict
+    from fugaku_sim.sim.predict import predict, prepare
 
     if args.trace:
         check_output_path(args.trace, f"--trace {args.trace}")
     job = job_from_args(args)
-    pred = predict(job, mode=args.mode, trace=bool(args.trace))
+    setup = prepare(job)
+    pred = predict(job, mode=args.mode, trace=bool(args.trace), setup=setup)
     fields = pred.to_json()
+    fields["intervals"] = interval_fields(pred, setup, args)
     if args.trace:
         from fugaku_sim.sim.trace import write_trace
 

@@ -81,6 +81,7 @@ def file_counts(path: Path) -> dict[str, Any]:
         "representable": sum(r.representable for r in runs),
         "representable_with_time": sum(r.representable for r in timed),
         "duplicates": sum(r.duplicate_of is not None for r in runs),
+        "fit_excluded": sum(r.fit_exclude is not None for r in runs),
         "time_quality": dict(Counter(r.time_quality for r in timed)),
     }
 
@@ -97,7 +98,8 @@ def _run_check(args: argparse.Namespace) -> int:
         quality = ", ".join(f"{k} {v}" for k, v in sorted(c["time_quality"].items()))
         print(f"{name}: {c['rows']} rows, {c['with_time']} with a time ({quality}), "
               f"{c['representable']} representable ({c['representable_with_time']} with a time), "
-              f"{c['duplicates']} duplicates; every representable row builds a job")
+              f"{c['duplicates']} duplicates, {c['fit_excluded']} left out of stack fits; "
+              "every representable row builds a job")
     return 0
 
 

@@ -24,13 +24,20 @@ from typing import get_args
 
 from fugaku_sim.calibrate.compare import STATISTICS
 from fugaku_sim.calibrate.launch import add_launch_arguments
-from fugaku_sim.commands.common import command_meta, count, print_json
+from fugaku_sim.commands.common import (
+    add_stack_argument,
+    command_meta,
+    count,
+    print_json,
+    stack_from_args,
+)
 from fugaku_sim.sim.predict import Mode
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cluster", default="local-calibrated",
                         help="calibrated profile (preset name or YAML path)")
+    add_stack_argument(parser)
     parser.add_argument("--runs", default="default",
                         help="run set: default, quick, zero, or a YAML file with a 'runs:' list")
     parser.add_argument("--from-metrics", nargs="+", type=Path, metavar="DIR",
@@ -69,11 +76,13 @@ def run(args: argparse.Namespace) -> int:
 
     check_output_path(args.out, f"--out {args.out}", folder=True)  # before the runs
     cluster = load_cluster(args.cluster)
+    stack = stack_from_args(args)
     cluster_file = resolve_cluster_path(args.cluster)
     occupancy = load_occupancy(cluster_file)
     console = Console(stderr=True)
-    # meta["cluster"]: the profile compared against (file, sha256, when and where measured);
-    # the provenance: this machine and this run
+    # meta["cluster"], meta["stack"]: the profile and the stack compared against (file,
+    # sha256, when and where measured; --stack-scale factors in the arguments); the
+    # provenance: this machine and this run
     meta = {**command_meta(args), "mode": args.mode, "occupancy": occupancy, **provenance()}
     if args.from_metrics:
         dirs = list(args.from_metrics)
@@ -94,8 +103,8 @@ def run(args: argparse.Namespace) -> int:
         warm = {d: r.warmup_steps for d, r in zip(dirs, runs)}
     meta["load_average_end"] = load_average()
     meta["statistic"] = args.statistic
-    rows = [compare_run(cluster, read_measured(d, warm[d], args.statistic), args.mode, occupancy)
-            for d in dirs]
+    rows = [compare_run(cluster, read_measured(d, warm[d], args.statistic), args.mode, occupancy,
+                        stack) for d in dirs]
     summary = summarize_rows(rows)
     summary["targets"] = TARGETS
     summary["targets_met"] = bool(

@@ -164,7 +164,7 @@ def repredicted_shrink(pred: Prediction) -> Callable[[int], float]:
         if m not in cache:
             train = job.train.model_copy(update={"global_batch": m * micro * dp})
             try:
-                busier = make_job(job.cluster, job.model, train, job.layout)
+                busier = make_job(job.cluster, job.model, train, job.layout, job.stack)
             except SpecError as exc:
                 raise UserError(f"--shrink-step repredict: {exc}; try --shrink-step scale"
                                 ) from None

@@ -36,7 +36,10 @@ memory traffic alone, and its forward and backward costs differ by kind. The bac
 a GEMM is two GEMMs of the same shape class (input gradient and weight gradient), twice the
 forward FLOPs (Narayanan et al., SC21, appendix); elementwise backwards read about twice what
 the forward did. Peak, memory bandwidth and the GEMM efficiency curve are per node in the
-profile and divided among the node's processes.
+profile and divided among the node's processes. The job's software stack
+(:mod:`fugaku_sim.spec.stack`) scales the GEMM efficiency (capped at 1) and the rate of
+non-GEMM operations, and adds its kernel overhead to the launch cost (:func:`op_time_s`); the
+ideal stack changes nothing.
 
 How these ops make up a pass, with the collectives between them, is
 :mod:`fugaku_sim.sim.segments`.
@@ -265,16 +268,26 @@ def backward_of(op: OpCost) -> OpCost:
                   op.kind, op.elements, backward=True)
 
 
+def op_overhead_s(job: Job) -> float:
+    """Fixed cost of one operation: the hardware's launch cost plus the stack's."""
+    return (job.cluster.node.op_overhead_us + job.stack.kernel_overhead_us) * 1e-6
+
+
 def op_time_s(op: OpCost, job: Job) -> float:
-    """Roofline time of one op on one process (see the module docstring)."""
-    node, ppn = job.cluster.node, job.processes_per_node
+    """Roofline time of one op on one process (see the module docstring), on the job's
+    software stack: its GEMM efficiency on the curve, its non-GEMM efficiency on the memory
+    bandwidth or the measured per-element rate, its kernel overhead on the launch cost."""
+    node, ppn, stack = job.cluster.node, job.processes_per_node, job.stack
+    overhead = op_overhead_s(job)
     rate = node.elementwise_Gelem_per_s.get(op.rate_key) if not op.min_dim else None
     if rate:
-        return op.elements / (rate * 1e9 / ppn) + node.op_overhead_us * 1e-6
+        return op.elements / (rate * 1e9 / ppn * stack.nongemm_efficiency) + overhead
     peak = node.peak_flops(job.train.precision) / ppn
-    efficiency = node.gemm_efficiency_at(op.min_dim) if op.min_dim else 1.0
     mem_bw = node.mem_bw_Bps / ppn
-    return max(op.flops / (peak * efficiency), op.bytes / mem_bw) + node.op_overhead_us * 1e-6
+    if op.min_dim:
+        efficiency = stack.gemm_efficiency_at(node.gemm_efficiency_at(op.min_dim), op.min_dim)
+        return max(op.flops / (peak * efficiency), op.bytes / mem_bw) + overhead
+    return max(op.flops / peak, op.bytes / (mem_bw * stack.nongemm_efficiency)) + overhead
 
 
 def embedding_forward_ops(job: Job) -> list[OpCost]:
@@ -325,16 +338,18 @@ def optimizer_rate_key(kind: str) -> str:
 def optimizer_time_s(job: Job, params: int, tensors: int) -> float:
     """One optimizer step over ``params`` local parameters in ``tensors`` tensors:
     memory-bound streaming of weights, gradients and states (Adam reads w, g, m, v and writes
-    w, m, v: 7 fp32 arrays), one fused op per tensor. When the profile measured the
-    optimizer's rate (:func:`optimizer_rate_key`; software that makes more passes than the
-    seven, such as numpy's one array expression at a time), the parameters take that."""
+    w, m, v: 7 fp32 arrays), one fused op per tensor; at the stack's non-GEMM efficiency.
+    When the profile measured the optimizer's rate (:func:`optimizer_rate_key`; software
+    that makes more passes than the seven, such as numpy's one array expression at a time),
+    the parameters take that (at the same efficiency)."""
     node, ppn = job.cluster.node, job.processes_per_node
     arrays = {"adam": 7, "adamw": 7, "sgd": 3}[job.train.optimizer]
     if job.train.zero_stage >= 1:
         params = params // job.layout.dp
-    overhead_s = tensors * node.op_overhead_us * 1e-6
+    overhead_s = tensors * op_overhead_s(job)
+    efficiency = job.stack.nongemm_efficiency
     rate = node.elementwise_Gelem_per_s.get(optimizer_rate_key(job.train.optimizer))
     if rate:
-        return params / (rate * 1e9 / ppn) + overhead_s
+        return params / (rate * 1e9 / ppn * efficiency) + overhead_s
     bytes_moved = params * 4.0 * arrays
-    return bytes_moved / (node.mem_bw_Bps / ppn) + overhead_s
+    return bytes_moved / (node.mem_bw_Bps / ppn * efficiency) + overhead_s

@@ -66,6 +66,9 @@ class Quantiles:
         if not 0 < self.p10 <= self.p50 <= self.p90:
             raise ValueError(f"need 0 < p10 <= p50 <= p90, got {self.p10}, {self.p50}, {self.p90}")
 
+    def to_json(self) -> dict[str, float]:
+        return {"p10": self.p10, "p50": self.p50, "p90": self.p90}
+
     @classmethod
     def lognormal(cls, p50: float, p90: float) -> Quantiles:
         """The ordinary lognormal through a median and a 90th percentile."""

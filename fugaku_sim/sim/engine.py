@@ -19,7 +19,9 @@ optimizer. Under ZeRO-1 the gradients are reduce-scattered instead (same overlap
 updated weights all-gathered over the data-parallel group after the optimizer step; under
 ZeRO-2 and ZeRO-3 they were reduce-scattered during every backward already, ZeRO-2 then
 all-gathers the updated weights (ZeRO-3 keeps them sharded until the next forward gathers
-them). The bubble is not a formula: it is the idle time this leaves.
+them). The bubble is not a formula: it is the idle time this leaves. The job's software
+stack adds its fixed overheads: one per micro-batch forward pass of a model chunk (charged to
+compute) and one per step before the optimizer (charged to it).
 
 A pass is priced in one of two ways. When the transport prices collectives on their own
 (``Transport.analytic``: the fast mode where no collectives that run at once meet on a
@@ -204,6 +206,9 @@ class PipelineEngine:
                 sync = self.env.process(self.transport.grad_sync(r, s, gradient_reduction(zero)))
             if op.kind == "B" and s in self.recompute:
                 yield from self._run(r, s, (op.chunk, "R"), "recompute", f"R{op}")
+            if op.kind == "F" and self.job.stack.micro_batch_overhead_s:
+                yield from self._pause(r, s, self.job.stack.micro_batch_overhead_s, "compute",
+                                       f"overhead {op}")
             yield from self._run(r, s, (op.chunk, op.kind), "compute", str(op))
             yield from self._send(r, s, v, op)
         yield from self._finish(r, s, sync)
@@ -230,6 +235,8 @@ class PipelineEngine:
         model, lay = job.model, job.layout
         params = stage_parameters(model, lay, s)
         tensors = stage_tensor_count(model, lay, s, "block")  # fused ops: the blocks' tensors
+        if job.stack.step_overhead_s:
+            yield from self._pause(r, s, job.stack.step_overhead_s, "optimizer", "step overhead")
         t1 = self.env.now
         yield self.env.timeout(optimizer_time_s(job, params, tensors))
         book.add("optimizer", self.env.now - t1)
@@ -243,6 +250,13 @@ class PipelineEngine:
             book.add("dp_comm", self.env.now - t2)
             self._trace(r, s, "comm", "weight all-gather", "dp_comm", t2, self.env.now - t2)
         book.end = self.env.now
+
+    def _pause(self, r: int, s: int, seconds: float, category: str, name: str) -> Proc:
+        """A fixed overhead of the software stack, charged to ``category``."""
+        t0 = self.env.now
+        yield self.env.timeout(seconds)
+        self.ledgers[(r, s)].add(category, seconds)
+        self._trace(r, s, "compute", name, category, t0, seconds)
 
     def _send(self, r: int, s: int, v: int, op: PipelineOp) -> Proc:
         if op.kind == "F" and v < self.virtual - 1:

@@ -48,6 +48,7 @@ from fugaku_sim.sim.step_bound import FastModeBound
 from fugaku_sim.spec import ClusterSpec, ModelSpec, TrainSpec
 from fugaku_sim.spec.campaign import CampaignSettings
 from fugaku_sim.spec.figures import run_steps
+from fugaku_sim.spec.stack import StackSpec
 
 #: ratio of neighbouring rungs of the ladder: two rungs per doubling of the node count
 LADDER_RATIO = math.sqrt(2.0)
@@ -258,8 +259,10 @@ def campaign_point(pred: Prediction, settings: CampaignSettings, sampling: Sampl
 
 def seek(cluster: ClusterSpec, model: ModelSpec, train: TrainSpec, settings: CampaignSettings,
          goal: Goal, counts: Iterable[int], sampling: Sampling,
-         progress: Callable[[int, str], None] | None = None, engine: str = "sim") -> GoalResult:
-    """Plan and campaign every node count of ``counts``; ``progress(nodes, note)`` after each.
+         progress: Callable[[int, str], None] | None = None, engine: str = "sim",
+         stack: StackSpec | None = None) -> GoalResult:
+    """Plan and campaign every node count of ``counts`` (on ``stack``); ``progress(nodes,
+    note)`` after each.
     ``engine="train"``: only layouts this tool's trainer runs (:func:`plan_layouts`).
 
     Raises:
@@ -268,7 +271,7 @@ def seek(cluster: ClusterSpec, model: ModelSpec, train: TrainSpec, settings: Cam
     result = GoalResult(goal, list(counts))
     for nodes in result.counts:
         plan = plan_layouts(cluster, model, train, nodes, engine=engine, best=1,
-                            bound=FastModeBound())
+                            bound=FastModeBound(), stack=stack)
         if not plan.predictions:
             result.skipped[nodes] = no_layout_message(plan, cluster, nodes)
         else:

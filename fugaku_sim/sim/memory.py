@@ -25,6 +25,9 @@ Sources:
   parallelism).
 - Under 1F1B, stage s of p holds the activations of min(p - s, m) micro-batches
   (Narayanan et al., SC21); under GPipe all m. Both are read off the shared schedule.
+
+Beside these, the job's software stack keeps ``framework_memory_GiB`` per rank (allocator
+pools, communication buffers, the runtime; :mod:`fugaku_sim.spec.stack`).
 """
 
 from __future__ import annotations
@@ -221,9 +224,9 @@ def parameter_memory(job: Job, stage: int) -> tuple[float, float, float]:
     return weights, gradients, optimizer
 
 
-def stage_memory(job: Job, stage: int, framework_bytes: float = 0.0) -> StageMemory:
-    """Memory of one rank of ``stage`` (bytes); ``framework_bytes`` is the software stack's
-    own memory per rank (0 until a stack profile gives it)."""
+def stage_memory(job: Job, stage: int) -> StageMemory:
+    """Memory of one rank of ``stage`` (bytes), the software stack's own memory per rank
+    included (``job.stack.framework_memory_GiB``)."""
     lay = job.layout
     mode = stage_recomputation(job, stage)
     per_mb = job.model.layers // lay.pp * activation_bytes_per_layer(job, mode)
@@ -238,15 +241,15 @@ def stage_memory(job: Job, stage: int, framework_bytes: float = 0.0) -> StageMem
         optimizer=optimizer,
         activations=float(flights * per_mb),
         workspace=float(workspace_bytes(job, stage, mode)),
-        framework=float(framework_bytes),
+        framework=float(job.stack.framework_memory_GiB * GiB),
         micro_batches_in_flight=flights,
         recompute=mode,
     )
 
 
-def memory_by_stage(job: Job, framework_bytes: float = 0.0) -> list[StageMemory]:
+def memory_by_stage(job: Job) -> list[StageMemory]:
     """Memory of one rank of every pipeline stage."""
-    return [stage_memory(job, s, framework_bytes) for s in range(job.layout.pp)]
+    return [stage_memory(job, s) for s in range(job.layout.pp)]
 
 
 def peak_stage(stages: list[StageMemory]) -> StageMemory:

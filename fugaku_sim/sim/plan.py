@@ -35,6 +35,7 @@ from fugaku_sim.sim.predict import Prediction, Setup, predict, prepare
 from fugaku_sim.spec import ClusterSpec, Layout, ModelSpec, TrainSpec, make_job
 from fugaku_sim.spec.figures import sequences_per_replica
 from fugaku_sim.spec.job import Job, check_modelled, kv_heads_fit
+from fugaku_sim.spec.stack import StackSpec
 
 PLACEMENTS = ("topology", "linear")
 #: (recompute, full recomputation on the first half of the stages): what the plan tries
@@ -79,7 +80,12 @@ class PlanResult:
     considered: int = 0
     too_big: list[tuple[float, Job]] = field(default_factory=list)
     rejected: dict[str, int] = field(default_factory=dict)
+    setups: dict[tuple[Any, ...], Setup] = field(default_factory=dict)  # by setup_key
     pruned: int = 0  # layouts not predicted: their bound reaches the best wanted
+
+    def setup_of(self, pred: Prediction) -> Setup:
+        """The placed job a prediction ran on (for its intervals)."""
+        return self.setups[setup_key(pred.job)]
 
     def smallest_memory(self) -> tuple[float, Job] | None:
         return min(self.too_big, key=lambda x: x[0]) if self.too_big else None
@@ -100,10 +106,11 @@ def train_variants(train: TrainSpec, pp: int, dp: int, b: int) -> Iterator[Train
 
 
 def candidate_groups(
-    cluster: ClusterSpec, model: ModelSpec, train: TrainSpec, nodes: int, interleaved: bool = False
+    cluster: ClusterSpec, model: ModelSpec, train: TrainSpec, nodes: int, interleaved: bool = False,
+    stack: StackSpec | None = None,
 ) -> Iterator[list[Job | str]]:
-    """Every valid job for ``nodes``, in groups that differ only in recomputation; a string
-    names why a combination was invalid."""
+    """Every valid job for ``nodes`` (on ``stack``), in groups that differ only in
+    recomputation; a string names why a combination was invalid."""
     ppn = cluster.node.processes_per_node
     # on one node every placement is the same: predict it once
     placements = PLACEMENTS if nodes > 1 else ("topology",)
@@ -123,7 +130,7 @@ def candidate_groups(
             groups: dict[int, list[Job | str]] = {}
             for t in train_variants(train, pp, dp, b):
                 try:
-                    job: Job | str = make_job(cluster, model, t, lay)
+                    job: Job | str = make_job(cluster, model, t, lay, stack)
                 except SpecError as exc:
                     job = str(exc).split(":")[0]
                 groups.setdefault(t.zero_stage, []).append(job)
@@ -157,9 +164,10 @@ def plan_layouts(
     cluster: ClusterSpec, model: ModelSpec, train: TrainSpec, nodes: int,
     interleaved: bool = False, engine: str = "sim",
     progress: Callable[[int, int], None] | None = None,
-    best: int | None = None, bound: StepBound | None = None,
+    best: int | None = None, bound: StepBound | None = None, stack: StackSpec | None = None,
 ) -> PlanResult:
-    """Predict every valid layout that fits memory; best (most tokens/s) first. With
+    """Predict every valid layout that fits memory (on ``stack``); best (most tokens/s)
+    first. With
     ``engine="train"``, only layouts the trainer runs (a training run's plan).
     ``progress(done, total)`` after each layout taken (total: the layouts kept).
 
@@ -170,7 +178,7 @@ def plan_layouts(
     """
     result = PlanResult([])
     kept_jobs: list[Job] = []
-    for group in candidate_groups(cluster, model, train, nodes, interleaved):
+    for group in candidate_groups(cluster, model, train, nodes, interleaved, stack):
         fitting = []
         for job in group:
             result.considered += 1
@@ -194,7 +202,7 @@ def plan_layouts(
         kept_jobs += kept
     ranked = sorted(((bound.quick(j) if bound and best else 0.0, j) for j in kept_jobs),
                     key=lambda x: x[0])
-    setups: dict[tuple[Any, ...], Setup] = {}
+    setups = result.setups
     for i, (quick_s, job) in enumerate(ranked):
         if progress is not None:
             progress(i, len(ranked))
@@ -203,8 +211,7 @@ def plan_layouts(
         if bound is not None and kth is not None and quick_s >= kth:
             result.pruned += len(ranked) - i
             break
-        lay = job.layout
-        key = (lay.tp, lay.pp, lay.dp, lay.placement, lay.rank_order)
+        key = setup_key(job)
         try:
             if key not in setups:
                 setups[key] = prepare(job)
@@ -218,6 +225,12 @@ def plan_layouts(
         progress(len(kept_jobs), len(kept_jobs))
     result.predictions.sort(key=lambda p: p.step_time_s / p.job.global_batch_tokens)
     return result
+
+
+def setup_key(job: Job) -> tuple[Any, ...]:
+    """What a placed job depends on: the split and where its ranks go."""
+    lay = job.layout
+    return (lay.tp, lay.pp, lay.dp, lay.placement, lay.rank_order)
 
 
 def trainer_runnable(predictions: list[Prediction]) -> tuple[int, Prediction | None, str]:

@@ -66,6 +66,43 @@ def plot_sweep(rows: list[dict[str, Any]], vary: str, label: str, path: Path,
     plt.close(fig)
 
 
+def plot_tornado(rows: list[dict[str, Any]], path: Path, title: str, central: float,
+                 unit: str) -> None:
+    """Tornado chart: for each input (largest swing on top) a bar from the answer with the
+    input at the low end of its range to the answer at the high end, around the central
+    answer. ``rows`` are ``{"label", "at_low", "at_high"}``."""
+    from matplotlib.patches import Patch
+
+    from fugaku_sim.io import atomic_path
+
+    plt = _pyplot()
+    rows = rows[::-1]
+    height = max(3.0, 0.42 * len(rows) + 1.6)
+    fig, ax = plt.subplots(figsize=(11, height))
+    y = list(range(len(rows)))
+    for yi, r in zip(y, rows):
+        lo, hi = r["at_low"], r["at_high"]
+        ax.barh(yi, lo - central, left=central, color="#4477aa", height=0.6)
+        ax.barh(yi, hi - central, left=central, color="#ee6677", height=0.6)
+        for v in (lo, hi):
+            ax.text(v, yi, f" {v:,.4g} ", va="center", fontsize=8,
+                    ha="left" if v >= central else "right")
+    ax.axvline(central, color="black", linewidth=1)
+    ax.set_yticks(y, [r["label"] for r in rows], fontsize=9)
+    ax.set_xlabel(f"{unit} (central {central:,.4g})")
+    span = max((abs(v - central) for r in rows for v in (r["at_low"], r["at_high"])),
+               default=0.0) or abs(central) * 0.05 or 1.0
+    ax.set_xlim(central - 1.35 * span, central + 1.35 * span)
+    ax.legend(handles=[Patch(color="#4477aa", label="input at the low end of its range"),
+                       Patch(color="#ee6677", label="input at the high end")],
+              fontsize=8, loc="lower right")
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
+    plt.close(fig)
+
+
 def sweep_figure(rows: list[dict[str, Any]], vary: str, label: str, title: str) -> Any:
     """Left: tokens/s and MFU against the varied quantity ``vary`` (``label``: its name and
     unit, :func:`fugaku_sim.sim.sweep.axis_label`); right: the step-time breakdown of each

@@ -67,6 +67,7 @@ from fugaku_sim.spec.breakdown import BREAKDOWN_KEYS, BUBBLE
 from fugaku_sim.spec.job import Job
 from fugaku_sim.spec.layout import Layout
 from fugaku_sim.spec.record import LayoutRecord
+from fugaku_sim.spec.stack import stack_identity
 from fugaku_sim.tensors import model_parallel_parameters
 
 Mode = Literal["fast", "detailed"]
@@ -185,6 +186,7 @@ class Prediction:
         out: dict[str, Any] = {
             "cluster": job.cluster.name,
             "model": job.model.name,
+            "stack": stack_identity(job.stack),
             "mode": self.mode,
             "nodes": job.nodes,
             "tp": lay.tp,

@@ -19,6 +19,9 @@ least the larger:
   gradient of its last micro-batch must then return through their backwards (with
   recomputation) before stage 0 all-reduces and steps.
 
+The software stack enters through the same functions (its efficiencies in the ops' and the
+collectives' prices), and its fixed overheads are added as the engine adds them.
+
 Left out, so the result stays a bound: the idle time between passes beyond the fill and
 drain, the tied-embedding all-reduce, the copied key/value heads' gradient sum, ZeRO-1/2's
 weight all-gather and waiting for a neighbour's arrival. Per layer and per
@@ -40,7 +43,7 @@ from fugaku_sim.sim.compute import optimizer_time_s
 from fugaku_sim.sim.engine import gradient_reduction
 from fugaku_sim.sim.predict import Setup
 from fugaku_sim.sim.segments import Segment, p2p_message_bytes, stage_segments, time_pass
-from fugaku_sim.sim.transport import grad_bytes
+from fugaku_sim.sim.transport import grad_bytes, stack_bytes
 from fugaku_sim.spec.job import Job
 from fugaku_sim.tensors import layout_chunks, stage_parameters, stage_tensor_count
 
@@ -62,14 +65,14 @@ class StagePasses:
                 + self.send_backward)
 
 
-def _pricer(comm: CommModel | None, stage: int) -> Callable[[Segment], float]:
+def _pricer(job: Job, comm: CommModel | None, stage: int) -> Callable[[Segment], float]:
     """Fast mode's price of a collective segment on ``stage`` on its own (the engine's
     ``_price``; sharing links with other collectives only slows it), or nothing without a
     placement's priced plans."""
     if comm is None:
         return lambda g: 0.0
-    return lambda g: (comm.tp_plan(stage).time_s(g.nbytes, g.op) if g.kind == "tp"
-                      else comm.dp_plan(stage).time_s(g.nbytes, g.op))
+    return lambda g: (comm.tp_plan(stage) if g.kind == "tp" else comm.dp_plan(stage)).time_s(
+        stack_bytes(job, g.op, g.nbytes), g.op)
 
 
 def _chunk_seconds(job: Job, stage: int, chunk: ModelChunk, comm: CommModel | None,
@@ -88,7 +91,7 @@ def _chunk_seconds(job: Job, stage: int, chunk: ModelChunk, comm: CommModel | No
             segments[shape] = stage_segments(job, stage, kind, c)  # type: ignore[arg-type]
         key = (*shape, stage if comm is not None else None)
         if key not in cache:
-            cache[key] = time_pass(segments[shape], "compute", _pricer(comm, stage)).seconds
+            cache[key] = time_pass(segments[shape], "compute", _pricer(job, comm, stage)).seconds
         return cache[key]
 
     if comm is not None:
@@ -109,7 +112,7 @@ def stage_passes(job: Job, setup: Setup | None = None) -> Iterator[StagePasses]:
     segments, :func:`_chunk_seconds`)."""
     model, lay = job.model, job.layout
     comm = None if setup is None else setup.comm
-    msg = p2p_message_bytes(job)
+    sent = stack_bytes(job, "p2p", p2p_message_bytes(job))
     cache: dict[tuple[object, ...], float] = {}
     segments: dict[tuple[object, ...], list[Segment]] = {}
     for s in range(lay.pp):
@@ -123,13 +126,15 @@ def stage_passes(job: Job, setup: Setup | None = None) -> Iterator[StagePasses]:
         behind = sum(not c.first for c in chunks)
         optimizer = optimizer_time_s(job, stage_parameters(model, lay, s),
                                      stage_tensor_count(model, lay, s, "block"))
+        # the stack's fixed overheads: one before each chunk's forward, one before the step
         yield StagePasses(
-            forward=f, backward=b, recompute=f if s in job.recompute_stages else 0.0,
-            send_forward=ahead * comm.p2p_plan(s, (s + 1) % lay.pp).time_s(msg)
+            forward=f + len(chunks) * job.stack.micro_batch_overhead_s, backward=b,
+            recompute=f if s in job.recompute_stages else 0.0,
+            send_forward=ahead * comm.p2p_plan(s, (s + 1) % lay.pp).time_s(sent)
             if ahead and comm is not None else 0.0,
-            send_backward=behind * comm.p2p_plan(s, (s - 1) % lay.pp).time_s(msg)
+            send_backward=behind * comm.p2p_plan(s, (s - 1) % lay.pp).time_s(sent)
             if behind and comm is not None else 0.0,
-            finish=optimizer)
+            finish=optimizer + job.stack.step_overhead_s)
 
 
 def step_lower_bound_s(job: Job, setup: Setup | None = None, cutoff_s: float = math.inf) -> float:
@@ -160,7 +165,8 @@ def step_lower_bound_s(job: Job, setup: Setup | None = None, cutoff_s: float = m
     zero = job.train.zero_stage if job.layout.dp > 1 else 0
     if setup is not None and not job.train.overlap_grad_reduce and zero < 2:
         # (ZeRO-2 and 3 reduce the gradients inside the backward passes, priced there)
-        sync = setup.comm.dp_plan(0).time_s(grad_bytes(job, 0), gradient_reduction(zero))
+        op = gradient_reduction(zero)
+        sync = setup.comm.dp_plan(0).time_s(stack_bytes(job, op, grad_bytes(job, 0)), op)
         bound = max(bound, ends_on_stage0 + sync + stage0.finish)
     return bound
 

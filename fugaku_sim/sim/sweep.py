@@ -54,18 +54,9 @@ def axis_label(vary: str, cluster: ClusterSpec) -> str:
 
 
 def _cluster(cluster: ClusterSpec, path: str, value: Any) -> ClusterSpec:
-    """A copy of ``cluster`` with the dotted field ``path`` set.
-
-    Raises:
-        SpecError: the value is not valid there (names ``cluster.<path>``).
-    """
-    data = cluster.model_dump()
-    target = data
-    keys = path.split(".")
-    for k in keys[:-1]:
-        target = target[k]
-    target[keys[-1]] = value
-    return validate_section(ClusterSpec, data, "", "cluster")
+    """A copy of ``cluster`` with the dotted field ``path`` set (a given figure: its
+    assumed range goes, :meth:`ClusterSpec.with_given`)."""
+    return cluster.with_given({path: value})
 
 
 def _whole(vary: str, value: float) -> int:
@@ -123,7 +114,7 @@ def variant(job: Job, vary: str, value: float) -> Job:
     else:
         raise SpecError(f"--vary: {vary!r} is not one of {', '.join(VARIABLES)}")
     return make_job(c, m, validate_section(type(t), t.model_dump(), "", "train"),
-                    validate_section(type(lay), lay.model_dump(), "", "layout"))
+                    validate_section(type(lay), lay.model_dump(), "", "layout"), job.stack)
 
 
 def sweep(job: Job, vary: str, values: list[float],

@@ -20,12 +20,16 @@ Messages per call (bytes; a reduce-scatter's or all-gather's is the whole, unsha
   first the gradients of the key/value copies over the tensor group
   (:func:`kv_copy_grad_bytes`). An untied head has no copy: nothing passes between the first
   and last stage.
+
+The job's software stack prices every message at its collective efficiency by kind
+(:func:`stack_bytes`: all-reduces, pipeline sends, and ZeRO's and sequence parallelism's
+reduce-scatters and all-gathers); the ideal stack at the network model's bandwidth.
 """
 
 from __future__ import annotations
 
 from collections.abc import Generator
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import simpy
@@ -94,6 +98,18 @@ class Transport(Protocol):
         ...
 
 
+#: the stack's efficiency field that prices each kind of message
+STACK_EFFICIENCY = {"allreduce": "allreduce", "reduce_scatter": "allgather",
+                    "all_gather": "allgather", "p2p": "p2p"}
+
+
+def stack_bytes(job: Job, kind: Collective | Literal["p2p"], nbytes: float) -> float:
+    """The bytes a message of ``kind`` costs on the job's software stack: at efficiency e it
+    moves ``nbytes`` at e x the priced bandwidth, which is what ``nbytes / e`` cost at the full
+    bandwidth (latencies unchanged). Every transport call prices its message through this."""
+    return nbytes / getattr(job.stack.collective_efficiency, STACK_EFFICIENCY[kind])
+
+
 def grad_bytes(job: Job, stage: int) -> float:
     """Gradient bytes one rank of ``stage`` all-reduces (fp32 or 16-bit gradients): every
     tensor it holds (:func:`fugaku_sim.tensors.stage_parameters`)."""
@@ -147,30 +163,31 @@ class AnalyticTransport:
         self.analytic = not passes
 
     def tp_time_s(self, stage: int, nbytes: float, op: Collective = "allreduce") -> float:
-        return self.comm.tp_plan(stage).time_s(nbytes, op)
+        return self.comm.tp_plan(stage).time_s(stack_bytes(self.job, op, nbytes), op)
 
     def dp_time_s(self, stage: int, nbytes: float, op: Collective) -> float:
-        return self.comm.dp_plan(stage).time_s(nbytes, op)
+        return self.comm.dp_plan(stage).time_s(stack_bytes(self.job, op, nbytes), op)
 
     def p2p_time_s(self, src: int, dst: int, nbytes: float) -> float:
-        return self.comm.p2p_plan(src, dst).time_s(nbytes)
+        return self.comm.p2p_plan(src, dst).time_s(stack_bytes(self.job, "p2p", nbytes))
 
     def grad_sync_time_s(self, stage: int, op: Collective = "allreduce") -> float:
-        return self.comm.dp_plan(stage).time_s(grad_bytes(self.job, stage), op)
+        return self.dp_time_s(stage, grad_bytes(self.job, stage), op)
 
     def embedding_time_s(self) -> float:
-        return self.comm.embedding_plan().time_s(embedding_grad_bytes(self.job))
+        nbytes = stack_bytes(self.job, "allreduce", embedding_grad_bytes(self.job))
+        return self.comm.embedding_plan().time_s(nbytes)
 
     def tp_collective(self, replica: int, stage: int, nbytes: float, op: Collective) -> Proc:
         if self.share is not None:
-            yield from self.share.run("tp", stage, nbytes, op)
+            yield from self.share.run("tp", stage, stack_bytes(self.job, op, nbytes), op)
         else:
             yield self.env.timeout(self.tp_time_s(stage, nbytes, op))
 
     def dp_collective(self, replica: int, stage: int, nbytes: float, op: Collective,
                       key: tuple[object, ...]) -> Proc:
         if self.share is not None:
-            yield from self.share.run("dp", stage, nbytes, op)
+            yield from self.share.run("dp", stage, stack_bytes(self.job, op, nbytes), op)
         else:
             yield self.env.timeout(self.dp_time_s(stage, nbytes, op))
 
@@ -178,10 +195,7 @@ class AnalyticTransport:
         yield self.env.timeout(self.p2p_time_s(src, dst, nbytes))
 
     def grad_sync(self, replica: int, stage: int, op: Collective = "allreduce") -> Proc:
-        if self.share is not None:
-            yield from self.share.run("dp", stage, grad_bytes(self.job, stage), op)
-        else:
-            yield self.env.timeout(self.grad_sync_time_s(stage, op))
+        yield from self.dp_collective(replica, stage, grad_bytes(self.job, stage), op, ("grad",))
 
     def embedding_sync(self, replica: int, stage: int) -> Proc:
         """Waits for the other end (first or last stage), then the all-reduce."""
@@ -210,10 +224,10 @@ class NetworkTransport:
     def tp_time_s(self, stage: int, nbytes: float, op: Collective = "allreduce") -> float:
         """The priced plan's seconds (what fast mode charges); this transport simulates the
         collective instead (:meth:`tp_collective`)."""
-        return self.comm.tp_plan(stage).time_s(nbytes, op)
+        return self.comm.tp_plan(stage).time_s(stack_bytes(self.job, op, nbytes), op)
 
     def dp_time_s(self, stage: int, nbytes: float, op: Collective) -> float:
-        return self.comm.dp_plan(stage).time_s(nbytes, op)
+        return self.comm.dp_plan(stage).time_s(stack_bytes(self.job, op, nbytes), op)
 
     def _route(self, src: int, dst: int) -> list[int]:
         key = (src, dst)
@@ -250,6 +264,7 @@ class NetworkTransport:
 
     def tp_collective(self, replica: int, stage: int, nbytes: float, op: Collective) -> Proc:
         members = self.comm.tp_groups(stage)[replica : replica + 1]
+        nbytes = stack_bytes(self.job, op, nbytes)
         yield from self._collective(members, self.comm.tp_plan(stage).best(nbytes, op), nbytes,
                                     op)
 
@@ -258,6 +273,7 @@ class NetworkTransport:
         """All data-parallel groups of ``stage`` at once, when every replica has called."""
         last, done = self._meet(("dpc", stage, *key), self.job.layout.dp)
         if last:
+            nbytes = stack_bytes(self.job, op, nbytes)
             members = self.comm.dp_groups(stage)
             algorithm = self.comm.dp_plan(stage).best(nbytes, op)
             self.env.process(self._all_groups(members, algorithm, nbytes, done, op))
@@ -267,6 +283,7 @@ class NetworkTransport:
         a = self.comm.ranks[:, src, replica].tolist()
         b = self.comm.ranks[:, dst, replica].tolist()
         latency = self.net.step_latency_s(_flows(self.placement, list(zip(a, b))))
+        nbytes = stack_bytes(self.job, "p2p", nbytes)
         yield self.env.timeout(latency)
         yield self.env.all_of([self._send(x, y, nbytes) for x, y in zip(a, b)])
 
@@ -281,7 +298,7 @@ class NetworkTransport:
         """All data-parallel groups of ``stage`` at once, when every replica has arrived."""
         last, done = self._meet(("dp", stage), self.job.layout.dp)
         if last:
-            nbytes = grad_bytes(self.job, stage)
+            nbytes = stack_bytes(self.job, op, grad_bytes(self.job, stage))
             members = self.comm.dp_groups(stage)
             algorithm = self.comm.dp_plan(stage).best(nbytes, op)
             self.env.process(self._all_groups(members, algorithm, nbytes, done, op))
@@ -291,7 +308,7 @@ class NetworkTransport:
         """The tied-embedding all-reduce between first and last stage, once both are ready."""
         last, done = self._meet(("emb", 0), 2 * self.job.layout.dp)
         if last:
-            nbytes = embedding_grad_bytes(self.job)
+            nbytes = stack_bytes(self.job, "allreduce", embedding_grad_bytes(self.job))
             pairs = self.comm.embedding_groups()
             self.env.process(
                 self._all_groups(pairs, self.comm.embedding_plan().best(nbytes), nbytes, done)

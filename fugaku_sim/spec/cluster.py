@@ -8,13 +8,14 @@ the bottom of each class (bytes per second, seconds, FLOP/s). Hardware numbers l
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
 from fugaku_sim.spec.base import SpecModel
 from fugaku_sim.spec.campaign import CampaignProfile
 from fugaku_sim.spec.limits import MAX_MACHINE_NODES
+from fugaku_sim.spec.ranges import AssumedRange, check_ranges, with_numbers
 
 Precision = Literal["fp64", "fp32", "fp16", "bf16"]
 
@@ -34,6 +35,22 @@ class GemmPoint(SpecModel):
 
     min_dim: int = Field(gt=0)
     efficiency: float = Field(gt=0, le=1)
+
+
+def efficiency_on_curve(points: list[GemmPoint], min_dim: float) -> float:
+    """A GEMM efficiency curve's value at ``min_dim``: piecewise-linear in log2(min_dim)
+    between the points, flat beyond the ends."""
+    if min_dim <= points[0].min_dim:
+        return points[0].efficiency
+    if min_dim >= points[-1].min_dim:
+        return points[-1].efficiency
+    x = math.log2(min_dim)
+    for lo, hi in zip(points, points[1:]):
+        if min_dim <= hi.min_dim:
+            x0, x1 = math.log2(lo.min_dim), math.log2(hi.min_dim)
+            t = (x - x0) / (x1 - x0)
+            return lo.efficiency + t * (hi.efficiency - lo.efficiency)
+    return points[-1].efficiency  # pragma: no cover - loop always returns
 
 
 class NodeSpec(SpecModel):
@@ -76,22 +93,9 @@ class NodeSpec(SpecModel):
         return self
 
     def gemm_efficiency_at(self, min_dim: float) -> float:
-        """Fraction of peak for a GEMM whose smallest dimension is ``min_dim``.
-
-        Piecewise-linear in log2(min_dim) between the profile's points, flat beyond the ends.
-        """
-        pts = self.gemm_efficiency
-        if min_dim <= pts[0].min_dim:
-            return pts[0].efficiency
-        if min_dim >= pts[-1].min_dim:
-            return pts[-1].efficiency
-        x = math.log2(min_dim)
-        for lo, hi in zip(pts, pts[1:]):
-            if min_dim <= hi.min_dim:
-                x0, x1 = math.log2(lo.min_dim), math.log2(hi.min_dim)
-                t = (x - x0) / (x1 - x0)
-                return lo.efficiency + t * (hi.efficiency - lo.efficiency)
-        return pts[-1].efficiency  # pragma: no cover - loop always returns
+        """Fraction of peak for a GEMM whose smallest dimension is ``min_dim``
+        (:func:`efficiency_on_curve` of the profile's curve)."""
+        return efficiency_on_curve(self.gemm_efficiency, min_dim)
 
     def peak_flops(self, precision: Precision) -> float:
         """Peak FLOP/s of the whole node at ``precision``."""
@@ -315,9 +319,15 @@ class ClusterSpec(SpecModel):
         default_factory=CampaignProfile,
         description="start-up, checkpoint read rate, failure shape and queue wait of a job chain",
     )
+    assumed: dict[str, AssumedRange] = Field(
+        default_factory=dict,
+        description="figures with no public source: dotted path -> plausible {low, high} and "
+        "how to measure it (predictions sample within the ranges)",
+    )
 
     @model_validator(mode="after")
     def _allocation_fits(self) -> ClusterSpec:
+        check_ranges(self, self.assumed, "assumed")
         ic = self.interconnect
         total = ic.nodes
         if self.allocation.max_nodes > total:
@@ -335,6 +345,17 @@ class ClusterSpec(SpecModel):
                     )
         return self
 
+    def with_given(self, values: dict[str, Any]) -> ClusterSpec:
+        """A validated copy with the fields at the dotted paths of ``values`` set: figures
+        given now, so the ranges ``assumed`` for them (and for anything under them) go.
+
+        Raises:
+            pydantic.ValidationError: a value breaks a rule of the profile.
+        """
+        assumed = {p: r for p, r in self.assumed.items()
+                   if not any(p == v or p.startswith(v + ".") for v in values)}
+        return with_numbers(self.model_copy(update={"assumed": assumed}), values)
+
     def virtual_axis_limits(self) -> list[int]:
         """Largest extent of each virtual job axis (product of the physical sizes it folds)."""
         ic = self.interconnect
@@ -342,3 +363,19 @@ class ClusterSpec(SpecModel):
             return []
         sizes = {d.name: d.size for d in ic.dims}
         return [math.prod(sizes[a] for a in axis) for axis in self.allocation.virtual_axes]
+
+
+def at_clock(cluster: ClusterSpec, clock_GHz: float | None) -> ClusterSpec:
+    """``cluster`` with its cores at ``clock_GHz`` (None or the profile's clock: unchanged).
+
+    Peak arithmetic rates scale with the core clock (A64FX: 3.072 TFLOP/s FP64 per node at
+    2.0 GHz, 3.379 at 2.2, the datasheet's ratio of 1.1); memory and network rates do not.
+    """
+    node = cluster.node
+    if clock_GHz is None or clock_GHz == node.clock_GHz:
+        return cluster
+    ratio = clock_GHz / node.clock_GHz
+    peak = {k: v * ratio for k, v in node.peak_TFLOPs.model_dump().items()}
+    node = node.model_copy(update={"clock_GHz": clock_GHz,
+                                   "peak_TFLOPs": PeakTFLOPs.model_validate(peak)})
+    return cluster.model_copy(update={"node": node})

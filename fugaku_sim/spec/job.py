@@ -1,4 +1,5 @@
-"""Job: a cluster, a model, training settings and a layout, checked against each other.
+"""Job: a cluster, a model, training settings, a layout and a software stack, checked against
+each other (what + how + where: the hardware and the stack that runs on it).
 
 The single-section rules live on each model; the rules that span sections live here and name
 the dotted path of the field to fix (``layout.tp: 5 does not divide model.heads (36)``).
@@ -15,6 +16,7 @@ from fugaku_sim.spec.cluster import ClusterSpec, SwitchedInterconnect
 from fugaku_sim.spec.figures import micro_batches_per_replica, run_steps, tokens_per_step
 from fugaku_sim.spec.layout import Layout
 from fugaku_sim.spec.model import ModelSpec
+from fugaku_sim.spec.stack import IDEAL, StackSpec
 from fugaku_sim.spec.train import TrainSpec
 
 
@@ -26,6 +28,7 @@ class Job:
     model: ModelSpec
     train: TrainSpec
     layout: Layout
+    stack: StackSpec = IDEAL  # the software: efficiencies and overheads (spec/stack.py)
 
     @property
     def processes_per_node(self) -> int:
@@ -53,8 +56,10 @@ class Job:
         return run_steps(self.train, self.model)
 
 
-def make_job(cluster: ClusterSpec, model: ModelSpec, train: TrainSpec, layout: Layout) -> Job:
-    """Check the cross-section rules and return the :class:`Job`.
+def make_job(cluster: ClusterSpec, model: ModelSpec, train: TrainSpec, layout: Layout,
+             stack: StackSpec | None = None) -> Job:
+    """Check the cross-section rules and return the :class:`Job` (on ``stack``, the ideal
+    one when None).
 
     Raises:
         SpecError: naming the dotted field path and what is wrong.
@@ -62,7 +67,7 @@ def make_job(cluster: ClusterSpec, model: ModelSpec, train: TrainSpec, layout: L
     check_model_split(model, layout)
     check_batch(train, layout)
     check_modelled(model, train, layout, "sim")
-    job = Job(cluster, model, train, layout)
+    job = Job(cluster, model, train, layout, IDEAL if stack is None else stack)
     _check_nodes(job)
     check_allocation(cluster, layout, job.nodes)
     if layout.job_shape is not None:

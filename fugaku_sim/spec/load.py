@@ -252,20 +252,30 @@ def validate_section(model: type[M], data: Any, source: str, prefix: str = "") -
         raise SpecError(validation_message(exc, source, prefix)) from None
 
 
-def _is_path(ref: str) -> bool:
+def is_path_ref(ref: str) -> bool:
+    """Whether a preset reference is a file path rather than a name."""
     return "/" in ref or ref.endswith((".yaml", ".yml")) or is_file(ref)
+
+
+def resolve_named_yaml(ref: str, dirs: list[Path], option: str, noun: str) -> Path:
+    """``ref`` as a path, else ``<ref>.yaml`` in the first of ``dirs`` that has it.
+
+    Raises:
+        SpecError: ``<option>: no <noun> 'ref'; known: ...`` when no folder has it.
+    """
+    if is_path_ref(ref):
+        return Path(ref)
+    for folder in dirs:
+        candidate = folder / f"{ref}.yaml"
+        if is_file(candidate):
+            return candidate
+    names = sorted({p.stem for d in dirs if d.is_dir() for p in d.glob("*.yaml")})
+    raise SpecError(f"{option}: no {noun} {ref!r}; known: {', '.join(names) or 'none'}")
 
 
 def resolve_cluster_path(ref: str) -> Path:
     """The YAML file for a cluster preset name or path."""
-    if _is_path(ref):
-        return Path(ref)
-    for folder in cluster_dirs():
-        candidate = folder / f"{ref}.yaml"
-        if is_file(candidate):
-            return candidate
-    names = sorted({p.stem for d in cluster_dirs() if d.is_dir() for p in d.glob("*.yaml")})
-    raise SpecError(f"--cluster: no cluster preset {ref!r}; known: {', '.join(names)}")
+    return resolve_named_yaml(ref, cluster_dirs(), "--cluster", "cluster preset")
 
 
 def load_cluster(ref: str) -> ClusterSpec:
@@ -296,7 +306,7 @@ def load_model_preset(ref: str) -> ModelPreset:
     the optional sections are validated here (as complete specs where they are complete) and returned as
     plain mappings so the command line can override single fields.
     """
-    if _is_path(ref):
+    if is_path_ref(ref):
         path = Path(ref)
     else:
         path = MODEL_PRESET_DIR / f"{ref}.yaml"

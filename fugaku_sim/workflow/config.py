@@ -22,6 +22,7 @@ from fugaku_sim.io import load_json
 from fugaku_sim.spec.base import SpecModel
 from fugaku_sim.spec.layout import Layout
 from fugaku_sim.spec.load import validation_message
+from fugaku_sim.spec.stack import FITTABLE
 from fugaku_sim.spec.train import TrainSpec
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflows" / "config" / "schema.json"
@@ -56,6 +57,8 @@ class TrainSection(SpecModel):
 
     model: str = Field(default="gpt-tiny", description="model preset name or YAML path")
     cluster: str = Field(default="local-calibrated", description="cluster profile the run is planned on")
+    stack: str = Field(default="ideal", description="software stack the run is planned and "
+                       "predicted on: a name under clusters/stacks/ or a YAML path")
     ranks: int = Field(default=2, gt=0, description="MPI processes")
     layout: Literal["auto"] | Layout = Field(
         default="auto", description="'auto' takes the layout the plan ranks fastest"
@@ -85,11 +88,34 @@ class PlanSection(SpecModel):
     """The capacity plan for the reference job (Fugaku-LLM on 13,824 Fugaku nodes)."""
 
     cluster: str = "fugaku"
+    stack: str = Field(default="deepspeedfugaku-2023", description="software stack the "
+                       "reference job is planned and predicted on (fitted from measured runs)")
+    whatif_scale: dict[str, float] = Field(
+        default_factory=lambda: {"gemm_efficiency_scale": 6.0,
+                                 "collective_efficiency.allreduce": 3.0,
+                                 "collective_efficiency.p2p": 3.0},
+        description="the what-if stack of the reference prediction: factors on the stack's "
+        "parameters (default: the May 2024 announcement, dense matrix multiplication 6x and "
+        "communication 3x faster)")
     model: str = "fugaku-llm-13b"
     nodes: int = Field(default=13_824, gt=0)
     global_batch: int = Field(default=2016, gt=0)
     tokens: float = Field(default=380e9, gt=0)
     top: int = Field(default=20, gt=0)
+
+    @model_validator(mode="after")
+    def _whatif(self) -> PlanSection:
+        for path, factor in self.whatif_scale.items():
+            if path not in FITTABLE:
+                raise ValueError(f"whatif_scale.{path}: not a stack parameter "
+                                 f"({', '.join(FITTABLE)})")
+            if not factor > 0:
+                raise ValueError(f"whatif_scale.{path}: must be positive, got {factor}")
+        return self
+
+    def whatif_options(self) -> str:
+        """The what-if as ``--stack-scale P=F`` options."""
+        return " ".join(f"--stack-scale {p}={f:g}" for p, f in self.whatif_scale.items())
 
 
 class CompareSection(SpecModel):
@@ -99,6 +125,19 @@ class CompareSection(SpecModel):
     runs: str = Field(
         default="default", description="run set for validate: default, quick, or a YAML path"
     )
+    profile: Literal["train", "measured"] = Field(
+        default="measured", description="profile the training run is compared on: train.cluster, "
+        "or the one `calibrate` measures on this machine in the same build")
+    stack_free: str = Field(
+        default="gemm_efficiency_scale,nongemm_efficiency,kernel_overhead_us",
+        description="parameters of the local stack fitted to the validate runs")
+
+    @model_validator(mode="after")
+    def _free(self) -> CompareSection:
+        bad = [p for p in self.stack_free.split(",") if p.strip() not in FITTABLE]
+        if bad:
+            raise ValueError(f"stack_free: {bad[0]!r} is not a stack parameter")
+        return self
 
 
 class WorkflowConfig(SpecModel):

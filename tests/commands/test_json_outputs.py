@@ -34,6 +34,13 @@ ARGUMENTS: dict[tuple[str, ...], list[str]] = {
     ("validate",): ["--cluster", "local-calibrated", "--from-metrics", RUN_DIR,
                     "--out", OUT_DIR],
     ("runs", "check"): [str(REPO / "clusters/runs/megatron-sc21.csv")],
+    # --json is the stack fit's (without --from-runs it is refused: a calibration writes files)
+    ("calibrate",): ["--from-runs", str(REPO / "clusters/runs/megatron-sc21.csv"),
+                     "--cluster", "dgx-a100", "--out", OUT_DIR, "--free", "gemm_efficiency_scale",
+                     "--fit-only", "sc21-table1-1.7b,sc21-table1-39.1b,sc21-table1-1008b"],
+    ("sensitivity",): ["--cluster", "fugaku", "--model", "gpt2-small", "--tp", "4", "--pp", "1",
+                       "--dp", "16", "--processes-per-node", "4", "--global-batch", "256",
+                       "--top", "2"],
 }
 
 

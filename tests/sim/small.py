@@ -18,7 +18,6 @@ def small_torus(
     base["interconnect"]["dims"] = [
         {"name": n, "size": s, "wrap": True} for n, s in zip(names, dims)
     ]
-    base["interconnect"]["link_bw_GBps"] = link_bw_GBps
     base["allocation"] = {
         "max_nodes": 1,
         "virtual_axes": [[n] for n in names],
@@ -29,8 +28,9 @@ def small_torus(
     for s in dims:
         n *= s
     base["allocation"]["max_nodes"] = n
-    base["node"].update(node)
-    return ClusterSpec.model_validate(base)
+    # figures given here are no longer assumed: their ranges go
+    given = {f"node.{k}": v for k, v in node.items()} | {"interconnect.link_bw_GBps": link_bw_GBps}
+    return ClusterSpec.model_validate(base).with_given(given)
 
 
 SMALL_MODEL = ModelSpec(

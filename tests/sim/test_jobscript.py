@@ -162,9 +162,10 @@ def test_emit_job_refuses_what_the_chain_cannot_run(run_cli, tmp_path: Path) -> 
 
 def pjm_test_cluster(path: Path) -> Path:
     """Fugaku with no start-up or queue wait, so a job of seconds can hold a few steps."""
-    data = load_cluster("fugaku").model_dump(mode="json")
+    given = {"campaign.startup_s": 0.0, "campaign.queue_wait_h.p50_h": 0.0,
+             "campaign.queue_wait_h.p90_h": 0.0}  # given here: no longer assumed
+    data = load_cluster("fugaku").with_given(given).model_dump(mode="json")
     data["name"] = "fugaku-standin"
-    data["campaign"].update(startup_s=0.0, queue_wait_h={"p50_h": 0.0, "p90_h": 0.0})
     path.write_text(yaml.safe_dump(data))
     return path
 

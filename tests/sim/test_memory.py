@@ -4,6 +4,7 @@ parallel and selective rows), the ZeRO stages, the parts of a rank's peak."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -20,6 +21,7 @@ from fugaku_sim.sim.predict import predict
 from fugaku_sim.spec import Layout, ModelSpec, TrainSpec, load_cluster, make_job
 from fugaku_sim.spec.breakdown import MEMORY_KEYS
 from fugaku_sim.spec.job import Job
+from fugaku_sim.spec.stack import with_values
 from fugaku_sim.tensors import stage_parameters
 from tests.sim.small import small_job, small_torus
 
@@ -162,7 +164,8 @@ def test_zero_stages_shard_states_then_gradients_then_weights() -> None:
 
 
 def test_parts_are_the_shared_memory_keys_and_sum_to_the_total() -> None:
-    m = stage_memory(zero_job(1), 0, framework_bytes=3 * GiB)
+    job = zero_job(1)
+    m = stage_memory(replace(job, stack=with_values(job.stack, {"framework_memory_GiB": 3.0})), 0)
     assert tuple(m.parts()) == MEMORY_KEYS
     assert m.framework == 3 * GiB and m.total == pytest.approx(sum(m.parts().values()))
 

@@ -24,7 +24,7 @@ import pytest
 GOLDEN = json.loads((Path(__file__).parent / "data" / "preset_predictions.json").read_text())
 #: fields ``predict --json`` gained after the golden file was written
 ADDED = ("sequence_parallel", "recompute", "selective_recompute_stages", "zero_stage",
-         "memory_per_rank_GiB", "memory_peak_stage", "meta")
+         "memory_per_rank_GiB", "memory_peak_stage", "meta", "stack", "intervals")
 
 
 @pytest.mark.parametrize("case", sorted(GOLDEN))

@@ -72,3 +72,24 @@ def test_tight_bound_stops_at_the_cutoff() -> None:
     assert step_lower_bound_s(job, setup, cutoff_s=math.inf) == full
     early = step_lower_bound_s(job, setup, cutoff_s=full / 10)
     assert full / 10 <= early <= full
+
+
+def test_bounds_hold_on_a_fitted_stack() -> None:
+    """On the 2023 Fugaku stack (slow non-GEMM ops, kernel and step overheads, slow
+    collectives) the bounds stay below the engine, and the stack's overheads make the tight
+    bound larger than on the ideal stack by at least the step overhead."""
+    from dataclasses import replace
+
+    from fugaku_sim.spec.stack import load_stack, with_values
+
+    stack = with_values(load_stack("deepspeedfugaku-2023"), {"micro_batch_overhead_s": 0.01})
+    plan = plan_layouts(small_torus((2, 2, 2)), MODEL, TrainSpec(global_batch=32), 8,
+                        stack=stack)
+    assert len(plan.predictions) > 10
+    for pred in plan.predictions:
+        setup = prepare(pred.job)
+        tight = step_lower_bound_s(pred.job, setup)
+        assert step_lower_bound_s(pred.job) <= tight * ROUNDING
+        assert tight <= pred.step_time_s * ROUNDING, (pred.job.layout, pred.job.train)
+        ideal = replace(pred.job, stack=load_stack("ideal"))
+        assert tight >= step_lower_bound_s(ideal, setup) + stack.step_overhead_s

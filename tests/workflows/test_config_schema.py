@@ -36,6 +36,10 @@ def test_shipped_configs_validate(name: str) -> None:
         ({"train": {"settings": {"global_batch": -1}}}, "train.settings.global_batch"),
         ({"data": {"mixture": {"ja": 0.9}}}, "data.mixture"),
         ({"run_name": "a b"}, "run_name"),
+        ({"plan": {"whatif_scale": {"gemm": 6}}}, "plan.whatif_scale.gemm: not a stack parameter"),
+        ({"plan": {"whatif_scale": {"gemm_efficiency_scale": 0}}}, "must be positive"),
+        ({"compare": {"profile": "elsewhere"}}, "compare.profile"),
+        ({"compare": {"stack_free": "gemm"}}, "compare.stack_free: 'gemm' is not a stack"),
     ],
 )
 def test_bad_configs_name_the_field(data: dict, expected: str) -> None:
@@ -81,3 +85,12 @@ def test_an_alias_bomb_is_refused_before_the_schema_walks_it() -> None:
     data = yaml.safe_load(bomb)  # as Snakemake loads it: shared lists, 10^9 values expanded
     with pytest.raises(SpecError, match="expands to more than"):
         check_against_schema(data, "config")
+
+
+def test_defaults_plan_on_the_fitted_stack_and_compare_on_this_build() -> None:
+    cfg = load_workflow_config({})
+    assert cfg.plan.stack == "deepspeedfugaku-2023" and cfg.train.stack == "ideal"
+    assert cfg.compare.profile == "measured"
+    assert cfg.plan.whatif_options() == (
+        "--stack-scale gemm_efficiency_scale=6 --stack-scale collective_efficiency.allreduce=3 "
+        "--stack-scale collective_efficiency.p2p=3")

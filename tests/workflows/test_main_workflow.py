@@ -37,15 +37,17 @@ CONTRACT = [
     "results/compare/run/compare.json",
 ]
 # Rules of `all`; the ones in the Snakefile's `localrules` run beside Snakemake, not as jobs.
-LOCAL_RULES = {"data_config", "plan_table", "plan_campaign", "train_settings", "train_layout",
+LOCAL_RULES = {"data_config", "plan_table", "plan_campaign", "predict_reference",
+               "sensitivity_reference", "train_settings", "train_layout",
                "loss_plot", "release_verify"}
 BATCH_RULES = {"data_collect", "data_clean", "data_dedup", "data_tokenizer", "data_tokenize",
                "data_mix", "plan_reference", "plan_train", "predict_train", "train", "evaluate",
-               "compare_run", "release"}
+               "compare_run", "release", "calibrate"}  # ci compares on its own calibration
 CI_JOBS = len(LOCAL_RULES | BATCH_RULES) + 1  # + all
 # The slurm and fugaku profiles group the data stages and the post-training rules: the batch
 # jobs of a cluster build, by rule or group name.
-CLUSTER_JOBS = {"data", "plan_reference", "plan_train", "predict_train", "train", "post"}
+CLUSTER_JOBS = {"data", "plan_reference", "plan_train", "predict_train", "train", "post",
+                "calibrate"}
 
 
 def assert_ci_outputs(workdir: Path) -> None:
