@@ -259,8 +259,8 @@ def print_campaign(d: dict[str, Any]) -> None:
     wall = sum(parts.values()) or 1.0
     console.print("mean hours: " + ", ".join(
         f"{k} {v:,.1f} ({v / wall:.1%})" for k, v in parts.items()))
-    console.print(f"predict's single number: {d['predict_time_to_train_days']:.2f} days "
-                  f"(failure-free {d['failure_free_days']:.2f} days)")
+    console.print(f"predict's single number: {d['predict_time_to_train_days']:.2f} days; "
+                  f"failure-free at the campaign's median step: {d['failure_free_days']:.2f} days")
 
 
 def run(args: argparse.Namespace) -> int:
