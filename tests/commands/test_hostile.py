@@ -91,7 +91,7 @@ CASES: dict[str, tuple[Prepared, str]] = {
                                 "argument --recompute-stages"),
     # the cluster: memory, sizes
     "reserved memory above total": (
-        _cluster(lambda t: t.replace("mem_reserved_GiB: ", "mem_reserved_GiB: 100 #")),
+        _cluster(lambda t: t.replace("mem_reserved_GiB: ", "mem_reserved_GiB: 100 #", 1)),
         "node.mem_reserved_GiB: 100 leaves nothing of mem_GiB"),
     "NaN link bandwidth": (
         _cluster(lambda t: t.replace("link_bw_GBps: ", "link_bw_GBps: .nan #")),
