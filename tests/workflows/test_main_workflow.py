@@ -258,7 +258,11 @@ def test_logs_can_be_followed_line_by_line(ci_build: Build) -> None:
     assert "ETA " in iterations[1]
     collect = (logs / "data/collect.log").read_text()
     assert "data collect: stage 1/1 (100%) | done" in collect
-    assert "data collect: manpages-ja " in collect and "ETA " in collect
+    assert "data collect: manpages-ja " in collect
+    # a line between a task's first and its last names its ETA (a quick machine may print none)
+    between = [line for line in collect.splitlines() if line.startswith("data collect: ")
+               and " 1/" not in line and "(100%)" not in line and "stage " not in line]
+    assert all("ETA " in line for line in between), between
     plan = [line for line in (logs / "plan/reference.log").read_text().splitlines()
             if line.startswith("plan: ")]  # (the job script's warnings follow)
     assert plan[0].startswith("plan: layouts 0/") and "(100%)" in plan[-1]
