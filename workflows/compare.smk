@@ -50,10 +50,6 @@ rule compare_run:
 
 
 rule calibrate:
-    input:
-        # the microbenchmarks time this machine: not while the training job shares its cores
-        # (a scheduler that sees hyperthreads as CPUs would run both at once)
-        trained=rules.train.output.summary,
     output:
         profile=MEASURED_PROFILE,
     log:
