@@ -67,7 +67,10 @@ class Launcher:
 
 
 def default_launcher() -> Launcher:
-    """The venv's ``mpiexec -n {ranks}``, or the one on ``PATH``.
+    """The venv's ``mpiexec -n {ranks}``, or the one on ``PATH``. Inside a Slurm job
+    (``SLURM_JOB_ID`` set) MPICH's mpiexec would start its ranks through ``srun``, a new job
+    step that waits for CPUs the running step holds (a hang); the ranks of these single-node
+    measurements are then forked on this node (``-launcher fork``) instead.
 
     Raises:
         UserError: no ``mpiexec`` is found.
@@ -79,6 +82,8 @@ def default_launcher() -> Launcher:
             "--launcher: no mpiexec beside the Python or on PATH; install the 'mpi' extra "
             "(pip install mpich) or pass --launcher 'srun --mpi=pmi2 -n {ranks}'"
         )
+    if os.environ.get("SLURM_JOB_ID"):
+        return Launcher((found, "-launcher", "fork", "-n", "{ranks}"))
     return Launcher((found, "-n", "{ranks}"))
 
 
