@@ -307,6 +307,13 @@ def fit_effective_bw(
     return 1.0 / inv_bw, rms
 
 
+def usable_points(points: Iterable[tuple[float, float, float]]) -> list[tuple[float, float, float]]:
+    """The ``(elements, net seconds, measured seconds)`` points a per-element fit can use:
+    some elements and a positive time (a difference of two noisy timings can come out
+    negative, and then says nothing about the cost)."""
+    return [(e, y, t) for e, y, t in points if e > 0 and t > 0]
+
+
 def fit_seconds_per_element(points: Iterable[tuple[float, float, float]]) -> float:
     """Seconds per element of ``t = fixed + other + elements x cost`` from points
     ``(elements, seconds net of the fixed and other costs, measured seconds)``: least squares
@@ -316,7 +323,7 @@ def fit_seconds_per_element(points: Iterable[tuple[float, float, float]]) -> flo
     Raises:
         ValueError: no points.
     """
-    pts = [(e / t, y / t) for e, y, t in points if e > 0 and t > 0]
+    pts = [(e / t, y / t) for e, y, t in usable_points(points)]
     if not pts:
         raise ValueError("fit_seconds_per_element: no working-shape measurements")
     x = np.array([p[0] for p in pts])

@@ -27,6 +27,7 @@ from fugaku_sim.calibrate.fit import (
     efficiency_at,
     fit_seconds_per_element,
     tiny_kernel_rows,
+    usable_points,
 )
 
 DIRECTIONS = ("fwd_bwd", "fwd", "bwd")  # longest first: "x_fwd_bwd" also ends with "_bwd"
@@ -158,11 +159,9 @@ def elementwise_costs(
     cost: dict[str, float] = {}
 
     def fit(key: str, points: Points) -> None:
-        # a difference of two noisy timings can come out negative (the cross-entropy's
-        # forward+backward timed below its forward alone at small shapes): such a point says
-        # nothing about the cost, and a key without one keeps the profile's figure
-        usable = [p for p in points if p[0] > 0 and p[2] > 0]
-        if usable and (c := fit_seconds_per_element(usable)) > 0:
+        # the cross-entropy's forward+backward can time below its forward alone at small
+        # shapes: a key without a usable point keeps the profile's figure
+        if usable_points(points) and (c := fit_seconds_per_element(points)) > 0:
             cost[key] = c
 
     def priced(ops: list[Any], skip: str = "") -> float:

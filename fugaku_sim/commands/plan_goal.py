@@ -125,16 +125,13 @@ def run_goal(args: argparse.Namespace, cluster: ClusterSpec, model: ModelSpec,
     doc = goal_json(args, cluster, model, train, result, (lo, hi))
     if args.emit_job:
         from fugaku_sim.commands.plan import emit_job
-        from fugaku_sim.errors import SpecError
-        from fugaku_sim.spec.job import check_modelled
+        from fugaku_sim.sim.plan import trainer_runnable
 
-        job = choice.prediction.job
-        try:
-            check_modelled(job.model, job.train, job.layout, "train")
-        except SpecError as exc:
+        _, runnable, why = trainer_runnable([choice.prediction])
+        if runnable is None:
             raise UserError(f"--emit-job: the choice is a layout this tool's trainer does not "
-                            f"run ({exc}); goal-seek with --engine train") from None
-        emit_job(args, choice.prediction)
+                            f"run ({why}); goal-seek with --engine train")
+        emit_job(args, runnable)
     title = (f"{model.name} on {cluster.name}: {len(result.points)} node counts from {lo:,} to "
              f"{hi:,}, {args.seeds} campaigns each")
     if args.plot:
