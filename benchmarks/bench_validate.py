@@ -35,6 +35,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from fugaku_sim.calibrate.contention import CpuWatch  # noqa: E402
 from fugaku_sim.cli import main as cli  # noqa: E402
 
 CALIBRATE_LIMIT_S = 120.0
@@ -60,6 +61,12 @@ def validate_set(profile: Path, runs: str, out: Path) -> dict[str, Any]:
         "worst_abs_error": round(s["worst_abs_error"], 4), "worst_run": s["worst_run"],
         "errors": {r["label"]: round(r["error"], 4) for r in data["runs"]},
         "fastest_agreed": s["fastest_agreed"],
+        # other work on the machine while each run trained (calibrate/contention.py)
+        "contended_runs": s.get("contended_runs"),
+        "median_abs_error_quiet": s.get("median_abs_error_quiet"),
+        "worst_abs_error_quiet": s.get("worst_abs_error_quiet"),
+        "foreign_cpu_share": {r["label"]: r["extra"].get("foreign_cpu_share")
+                              for r in data["runs"]},
     }
 
 
@@ -68,9 +75,10 @@ def one_round(args: argparse.Namespace, k: int) -> dict[str, Any]:
     out: dict[str, Any] = {"load_average_start": load()}
     if not args.skip_calibrate:
         t0 = time.perf_counter()
-        with contextlib.redirect_stdout(sys.stderr):
+        with contextlib.redirect_stdout(sys.stderr), CpuWatch() as watch:
             status = cli(["calibrate", "--name", args.profile.stem, "--out", str(args.profile)])
         out["calibrate_s"] = round(time.perf_counter() - t0, 1)
+        out["calibrate_foreign_cpu_share"] = watch.figures()["foreign_cpu_share"]
         if status:
             return {**out, "error": f"calibrate exited {status}"}
         out["load_average_calibrated"] = load()

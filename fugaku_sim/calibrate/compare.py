@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fugaku_sim.calibrate.contention import MACHINE_FILE, QUIET_SHARE, is_quiet
 from fugaku_sim.calibrate.runs import layout_label
 from fugaku_sim.errors import UserError
 from fugaku_sim.io import read_json_object
@@ -49,6 +50,7 @@ class Measured:
     steps_timed: int
     breakdown_s: dict[str, float]
     step_time_stats: dict[str, float] = field(default_factory=dict)  # mean, median, min
+    machine: dict[str, Any] = field(default_factory=dict)  # contention.CpuWatch figures
 
 
 def _timed_records(metrics: Path, warmup: int) -> list[dict[str, Any]]:
@@ -59,6 +61,14 @@ def _timed_records(metrics: Path, warmup: int) -> list[dict[str, Any]]:
 
 
 STATISTICS = ("median", "mean", "min")
+
+
+def _machine_figures(run_dir: Path) -> dict[str, Any]:
+    """The run's ``machine.json`` (validate writes it), else {} (a run trained elsewhere)."""
+    path = run_dir / MACHINE_FILE
+    if not path.is_file():
+        return {}
+    return read_json_object(path, str(path), "re-run validate to measure it again")
 
 
 def read_measured(path: Path, warmup: int = 2, statistic: str = "median") -> Measured:
@@ -94,7 +104,7 @@ def read_measured(path: Path, warmup: int = 2, statistic: str = "median") -> Mea
                      for k in BREAKDOWN_KEYS}
         spread = (max(times) - min(times)) / stats["mean"] if stats["mean"] > 0 else 0.0
         return Measured(str(run_dir), model, train, layout, stats[statistic], spread,
-                        len(times), breakdown, stats)
+                        len(times), breakdown, stats, _machine_figures(run_dir))
     if "step_time_s_mean" not in summary:
         raise UserError(f"--from-metrics: {run_dir}: neither metrics.jsonl nor step_time_s_mean")
     bd = summary.get("breakdown_s_mean") or {}
@@ -240,7 +250,8 @@ def compare_run(cluster: ClusterSpec, measured: Measured, mode: str = "fast",
         steps_timed=measured.steps_timed, measured_spread=measured.step_time_spread,
         source=measured.source,
         extra={"mfu_predicted": data.get("mfu"), "critical_stage": data.get("critical_stage"),
-               "measured_step_time_stats": measured.step_time_stats},
+               "measured_step_time_stats": measured.step_time_stats,
+               "foreign_cpu_share": measured.machine.get("foreign_cpu_share")},
     )
 
 
@@ -273,6 +284,7 @@ def summarize_rows(rows: list[Row]) -> dict[str, Any]:
     worst = max(rows, key=lambda r: abs(r.error))
     by_model = fastest_agreement(rows, "model")
     by_ranks = fastest_agreement(rows, "model+ranks")
+    quiet = [abs(r.error) for r in rows if is_quiet(r.extra.get("foreign_cpu_share"))]
     return {
         "runs": len(rows),
         "median_abs_error": statistics.median(errs),
@@ -283,4 +295,9 @@ def summarize_rows(rows: list[Row]) -> dict[str, Any]:
         "fastest_by_model": by_model,
         "fastest_by_model_and_ranks": by_ranks,
         "fastest_agreed": all(g["agree"] for g in by_model) if by_model else None,
+        # the same figures over the runs other work left alone (contention.py)
+        "quiet_share_limit": QUIET_SHARE,
+        "contended_runs": len(rows) - len(quiet),
+        "median_abs_error_quiet": statistics.median(quiet) if quiet else None,
+        "worst_abs_error_quiet": max(quiet) if quiet else None,
     }

@@ -3,15 +3,19 @@
 Each run trains on synthetic tokens (:mod:`fugaku_sim.calibrate.synthetic`) into its own
 fresh directory ``<runs_dir>/<run slug>`` (``--resume never``), so an older run never
 leaks into a new measurement. Runs go one after another: they would disturb each other.
+Beside each run, ``machine.json`` records how much of the machine other work took while it
+trained (:mod:`fugaku_sim.calibrate.contention`).
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from fugaku_sim.calibrate.contention import MACHINE_FILE, CpuWatch
 from fugaku_sim.calibrate.launch import Launcher, python_module, run_mpi
 from fugaku_sim.calibrate.runs import RunSpec, file_slug
 from fugaku_sim.calibrate.synthetic import write_synthetic_data
@@ -122,9 +126,11 @@ def execute_runs(
         if progress:
             progress(f"{run.label} on {run.ranks} ranks, {run.steps} steps")
         argv = train_argv(run, model_ref(run, out), data[run.model_name], out)
-        run_mpi(launcher, run.ranks, argv, timeout_s,
-                f"validate: training run {run.label}", log=out / "launch.log",
-                allocator=allocator)
+        with CpuWatch() as watch:  # how much of the machine other work took meanwhile
+            run_mpi(launcher, run.ranks, argv, timeout_s,
+                    f"validate: training run {run.label}", log=out / "launch.log",
+                    allocator=allocator)
+        write_text(out / MACHINE_FILE, json.dumps(watch.figures(), indent=1) + "\n")
         dirs.append(out)
     return dirs
 

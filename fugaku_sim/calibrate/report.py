@@ -24,6 +24,12 @@ def _pct(x: float) -> str:
     return f"{x:+.1%}"
 
 
+def _foreign(r: Row) -> str:
+    """The share of the machine other work took during the run (``?`` when unknown)."""
+    share = r.extra.get("foreign_cpu_share")
+    return "?" if share is None else f"{share:.0%}"
+
+
 def breakdown_text(measured: dict[str, float], predicted: dict[str, float]) -> str:
     """``comp 120/131 tp 4/3 ...`` (ms, measured/predicted), the non-zero terms only."""
     parts = [f"{SHORT_LABELS[k]} {_ms(measured.get(k, 0.0))}/{_ms(predicted.get(k, 0.0))}"
@@ -39,21 +45,32 @@ def rich_table(rows: list[Row], summary: dict[str, Any], title: str) -> Any:
     table = Table(title=title, caption=caption(summary))
     for name, justify in (("run", "left"), ("ranks", "right"), ("measured ms", "right"),
                           ("predicted ms", "right"), ("error", "right"),
+                          ("other work", "right"),
                           ("breakdown ms (measured/predicted)", "left")):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for r in rows:
         style = "red" if abs(r.error) > TARGETS["worst_abs_error"] else None
         table.add_row(r.label, str(r.ranks), _ms(r.measured_step_s), _ms(r.predicted_step_s),
-                      _pct(r.error), breakdown_text(r.measured_breakdown_s,
+                      _pct(r.error), _foreign(r), breakdown_text(r.measured_breakdown_s,
                                                     r.predicted_breakdown_s), style=style)
     return table
 
 
 def caption(summary: dict[str, Any]) -> str:
     agreed = summary.get("fastest_agreed")
-    return (f"median |error| {summary['median_abs_error']:.1%} (target <= 10%), worst "
+    text = (f"median |error| {summary['median_abs_error']:.1%} (target <= 10%), worst "
             f"{summary['worst_abs_error']:.1%} ({summary['worst_run']}; target <= 25%), "
             f"fastest layout agreed: {'n/a' if agreed is None else 'yes' if agreed else 'no'}")
+    contended = summary.get("contended_runs", 0)
+    if contended:
+        limit = summary.get("quiet_share_limit", 0.1)
+        quiet = summary.get("median_abs_error_quiet")
+        text += (f"; {contended} of {summary['runs']} runs measured while other work took more "
+                 f"than {limit:.0%} of the machine (column 'other work'): they show a shared "
+                 "machine, not the prediction's dedicated one"
+                 + (f"; over the quiet runs median {quiet:.1%}, worst "
+                    f"{summary['worst_abs_error_quiet']:.1%}" if quiet is not None else ""))
+    return text
 
 
 def csv_text(rows: list[Row]) -> str:
@@ -61,7 +78,7 @@ def csv_text(rows: list[Row]) -> str:
     cols = ["label", "model", "ranks", "tp", "pp", "dp", "micro_batch", "global_batch",
             "measured_step_s", "predicted_step_s", "error", "steps_timed"]
     cols += [f"measured_{k}_s" for k in BREAKDOWN_KEYS] + [f"predicted_{k}_s" for k in BREAKDOWN_KEYS]
-    cols += [f"error_{k}_s" for k in BREAKDOWN_KEYS]
+    cols += [f"error_{k}_s" for k in BREAKDOWN_KEYS] + ["foreign_cpu_share"]
     w = csv.writer(buf)
     w.writerow(cols)
     for r in rows:
@@ -69,21 +86,25 @@ def csv_text(rows: list[Row]) -> str:
         w.writerow([d[c] for c in cols[:12]]
                    + [r.measured_breakdown_s[k] for k in BREAKDOWN_KEYS]
                    + [r.predicted_breakdown_s[k] for k in BREAKDOWN_KEYS]
-                   + [r.breakdown_error_s[k] for k in BREAKDOWN_KEYS])
+                   + [r.breakdown_error_s[k] for k in BREAKDOWN_KEYS]
+                   + [r.extra.get("foreign_cpu_share")])
     return buf.getvalue()
 
 
 def markdown_text(rows: list[Row], summary: dict[str, Any], header: str) -> str:
     lines = [f"# Predicted vs measured step time\n\n{header}\n",
-             "| run | ranks | measured ms | predicted ms | error | breakdown ms (measured/predicted) |",
-             "|---|---:|---:|---:|---:|---|"]
+             "| run | ranks | measured ms | predicted ms | error | other work | "
+             "breakdown ms (measured/predicted) |",
+             "|---|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         lines.append(f"| {r.label} | {r.ranks} | {_ms(r.measured_step_s)} | "
-                     f"{_ms(r.predicted_step_s)} | {_pct(r.error)} | "
+                     f"{_ms(r.predicted_step_s)} | {_pct(r.error)} | {_foreign(r)} | "
                      f"{breakdown_text(r.measured_breakdown_s, r.predicted_breakdown_s)} |")
     lines += ["", caption(summary) + ".", "",
               "Breakdown terms: the trainer's are the mean over ranks, the simulator's those "
-              "of its critical pipeline stage; both sum to about the step time.", ""]
+              "of its critical pipeline stage; both sum to about the step time. 'Other work': "
+              "the share of the machine's CPU time that other processes (or, in a virtual "
+              "machine, other tenants) took while the run trained.", ""]
     groups = summary.get("fastest_by_model", []) + summary.get("fastest_by_model_and_ranks", [])
     if groups:
         lines += ["| group | runs | measured fastest | predicted fastest | agree | margin |",

@@ -74,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from fugaku_sim.calibrate.calibration import fit_calibration
+    from fugaku_sim.calibrate.contention import CpuWatch, is_quiet
     from fugaku_sim.calibrate.launch import parse_launcher
     from fugaku_sim.calibrate.measure import measure_machine, planned_runs
     from fugaku_sim.calibrate.profile import calibrated_cluster
@@ -103,13 +104,19 @@ def run(args: argparse.Namespace) -> int:
     prov["launcher"] = launcher.describe()
     prov["allocator"] = args.allocator
     suites = len(planned_runs(ranks))
-    with Progress("calibrate") as progress:
+    with Progress("calibrate") as progress, CpuWatch() as watch:
         done = iter(range(suites))
         raw = measure_machine(launcher, ranks, args.quick,
                               lambda text: progress.update(next(done), suites, "suites", text),
                               args.timeout, args.allocator)
         progress.update(suites, suites, "suites", "measured")
     prov["load_average_end"] = load_average()
+    prov["machine_while_measuring"] = watch.figures()
+    share = prov["machine_while_measuring"]["foreign_cpu_share"]
+    if not is_quiet(share):
+        console.print(f"[yellow]calibrate: other work took {share:.0%} of the machine while "
+                      "it measured; the profile shows a shared machine (re-run it when "
+                      "`uptime` is low)[/yellow]")
     prov["mpi_library"] = raw["compute"].get("mpi_library")
     prov["mpi4py"] = raw["compute"].get("mpi4py")
     cal = fit_calibration(raw, args.array_MB * 2**20)

@@ -227,3 +227,19 @@ def test_occupied_cluster_scales_elementwise_rates() -> None:
     cluster = local.model_copy(update={"node": node})
     one = occupied_cluster(cluster, 1, {"lone_process": {"mem_bw_ratio": 1.5}})
     assert one.node.elementwise_Gelem_per_s["gelu_fwd"] == pytest.approx(4.0 / 2 * 1.5)
+
+
+def test_contended_runs_are_counted_and_left_out_of_the_quiet_figures(tmp_path: Path) -> None:
+    (tmp_path / "machine.json").write_text(json.dumps({"foreign_cpu_share": 0.4}))
+    assert read_measured(_write_run(tmp_path, [1.0, 1.0, 1.0])).machine == {
+        "foreign_cpu_share": 0.4}
+    quiet = _row("a", "m", 1, 1.0, 1.05)
+    busy = _row("b", "m", 2, 2.0, 1.0)
+    busy.extra["foreign_cpu_share"] = 0.4
+    s = summarize_rows([quiet, busy])
+    assert s["contended_runs"] == 1
+    assert s["median_abs_error"] == pytest.approx(0.275)
+    assert s["median_abs_error_quiet"] == pytest.approx(0.05)
+    assert s["worst_abs_error_quiet"] == pytest.approx(0.05)
+    busy_only = summarize_rows([busy])
+    assert busy_only["median_abs_error_quiet"] is None
