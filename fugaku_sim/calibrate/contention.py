@@ -12,6 +12,9 @@ means other work used half of it.
 A comparison of predicted and measured step time is only meaningful on a quiet machine, so
 validate reports its error figures over all runs and over the quiet ones (share at or
 below :data:`QUIET_SHARE`), and calibrate warns when its measurements were contended.
+Both retry a contended measurement (:func:`measure_quietly`): on a shared machine other work
+comes and goes, and a measurement repeated once the machine has settled shows the machine
+rather than its neighbours (five calibrations in a row then agree with each other).
 
 Off Linux (no ``/proc/stat``) the share is unknown (None).
 """
@@ -21,9 +24,12 @@ from __future__ import annotations
 import os
 import resource
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 MACHINE_FILE = "machine.json"  # a validate run's figures, beside its summary.json
 QUIET_SHARE = 0.10  # foreign share at or below which a measurement counts as quiet
@@ -108,3 +114,41 @@ class CpuWatch:
 def is_quiet(share: float | None) -> bool:
     """Whether a measurement with this foreign share counts as quiet (unknown counts)."""
     return share is None or share <= QUIET_SHARE
+
+
+def wait_for_quiet(max_wait_s: float, window_s: float = 1.0) -> bool:
+    """Sleep in ``window_s`` windows until one is quiet or ``max_wait_s`` has passed;
+    whether the machine settled (True off Linux: nothing to wait for)."""
+    deadline = time.monotonic() + max_wait_s
+    while True:
+        with CpuWatch() as watch:
+            time.sleep(window_s)
+        if is_quiet(watch.figures()["foreign_cpu_share"]):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+
+
+def measure_quietly(
+    measure: Callable[[], T], attempts: int, settle_s: float = 10.0,
+) -> tuple[T, dict[str, Any]]:
+    """Run ``measure`` and, while other work took more than :data:`QUIET_SHARE` of the
+    machine, wait up to ``settle_s`` for it to settle and run it again, ``attempts`` times in
+    all; the last result stands. Returns it with its :class:`CpuWatch` figures plus
+    ``attempts`` (how many runs) and ``foreign_cpu_shares`` (each run's share).
+
+    >>> result, figures = measure_quietly(lambda: 42, attempts=1)
+    >>> result, figures["attempts"]
+    (42, 1)
+    """
+    shares: list[float | None] = []
+    for attempt in range(1, max(1, attempts) + 1):
+        if attempt > 1:
+            wait_for_quiet(settle_s)
+        with CpuWatch() as watch:
+            result = measure()
+        figures = watch.figures()
+        shares.append(figures["foreign_cpu_share"])
+        if is_quiet(shares[-1]) or attempt >= attempts:
+            return result, {**figures, "attempts": attempt, "foreign_cpu_shares": shares}
+    raise AssertionError("unreachable")  # pragma: no cover

@@ -13,9 +13,10 @@ import json
 import shutil
 import tempfile
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
-from fugaku_sim.calibrate.contention import MACHINE_FILE, CpuWatch
+from fugaku_sim.calibrate.contention import MACHINE_FILE, measure_quietly
 from fugaku_sim.calibrate.launch import Launcher, python_module, run_mpi
 from fugaku_sim.calibrate.runs import RunSpec, file_slug
 from fugaku_sim.calibrate.synthetic import write_synthetic_data
@@ -107,6 +108,7 @@ def prepare_data(runs: list[RunSpec], data_dir: Path) -> dict[str, Path]:
 def execute_runs(
     runs: list[RunSpec], launcher: Launcher, runs_dir: Path, data_dir: Path,
     timeout_s: float, progress: Callable[[str], None] | None = None, allocator: str = "kept",
+    attempts: int = 1,
 ) -> list[Path]:
     """Train every run; returns their directories.
 
@@ -126,11 +128,13 @@ def execute_runs(
         if progress:
             progress(f"{run.label} on {run.ranks} ranks, {run.steps} steps")
         argv = train_argv(run, model_ref(run, out), data[run.model_name], out)
-        with CpuWatch() as watch:  # how much of the machine other work took meanwhile
-            run_mpi(launcher, run.ranks, argv, timeout_s,
-                    f"validate: training run {run.label}", log=out / "launch.log",
-                    allocator=allocator)
-        write_text(out / MACHINE_FILE, json.dumps(watch.figures(), indent=1) + "\n")
+        # trained again while other work took the machine (--resume never: an attempt
+        # starts afresh over the last one, which is the one kept)
+        train = partial(run_mpi, launcher, run.ranks, argv, timeout_s,
+                        f"validate: training run {run.label}", log=out / "launch.log",
+                        allocator=allocator)
+        _, machine = measure_quietly(train, attempts)
+        write_text(out / MACHINE_FILE, json.dumps(machine, indent=1) + "\n")
         dirs.append(out)
     return dirs
 

@@ -20,7 +20,6 @@ loop on one shape) never fault, so measurements and runs are both taken with mem
 
 from __future__ import annotations
 
-import argparse
 import os
 import shlex
 import shutil
@@ -99,15 +98,6 @@ def parse_launcher(text: str | None) -> Launcher:
     if not any("{ranks}" in p for p in parts):
         raise UserError(f"--launcher: {text!r} must contain {{ranks}}, e.g. 'mpiexec -n {{ranks}}'")
     return Launcher(parts)
-
-
-def add_launch_arguments(parser: argparse.ArgumentParser, timeout_s: float, per: str) -> None:
-    """--launcher, --allocator and --timeout, shared by ``calibrate`` and ``validate``."""
-    parser.add_argument("--launcher", help="MPI launcher template with {ranks}")
-    parser.add_argument("--allocator", choices=list(ALLOCATORS), default="kept",
-                        help="glibc allocator of every rank: kept (freed memory reused, the "
-                             "default) or default (returned to the OS, page faults)")
-    parser.add_argument("--timeout", type=float, default=timeout_s, help=f"seconds {per}")
 
 
 def python_module(module: str, *args: str) -> list[str]:

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from fugaku_sim.calibrate.contention import measure_quietly
 from fugaku_sim.calibrate.launch import Launcher, python_module, run_mpi
 from fugaku_sim.io import read_json_object
 
@@ -60,20 +62,27 @@ def measure_machine(
     progress: Progress | None = None,
     timeout_s: float = 300.0,
     allocator: str = "kept",
+    attempts: int = 1,
 ) -> dict[str, Any]:
     """All suites; returns ``{"compute": {...}, "compute_lone": {...}, "share": [..],
-    "comm": [..]}``.
+    "comm": [..], "machine": [..]}``; a suite measured while other work took more than
+    a tenth of the machine is measured again, ``attempts`` times at most
+    (:func:`~fugaku_sim.calibrate.contention.measure_quietly`; ``machine`` holds each
+    suite's figures).
 
     Raises:
         UserError: a launch fails.
     """
     result: dict[str, Any] = {"ranks": ranks, "quick": quick, "allocator": allocator,
-                              "share": [], "comm": []}
+                              "share": [], "comm": [], "machine": []}
     with tempfile.TemporaryDirectory(prefix="fugaku-calibrate-") as tmp:
         for suite, n in planned_runs(ranks):
             if progress:
                 progress(f"{suite} on {n} ranks")
-            rows = run_suite(launcher, suite, n, quick, Path(tmp), timeout_s, allocator)
+            rows, machine = measure_quietly(
+                partial(run_suite, launcher, suite, n, quick, Path(tmp), timeout_s, allocator),
+                attempts)
+            result["machine"].append({"suite": suite, "ranks": n, **machine})
             if suite == "compute":
                 result["compute" if n == ranks else "compute_lone"] = rows
             else:

@@ -23,8 +23,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from fugaku_sim.calibrate.launch import add_launch_arguments
-from fugaku_sim.commands.common import positive_int, positive_number
+from fugaku_sim.commands.common import add_launch_arguments, positive_int, positive_number
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -108,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         done = iter(range(suites))
         raw = measure_machine(launcher, ranks, args.quick,
                               lambda text: progress.update(next(done), suites, "suites", text),
-                              args.timeout, args.allocator)
+                              args.timeout, args.allocator, args.attempts)
         progress.update(suites, suites, "suites", "measured")
     prov["load_average_end"] = load_average()
     prov["machine_while_measuring"] = watch.figures()

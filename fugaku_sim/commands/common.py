@@ -369,3 +369,21 @@ def print_json(obj: Any, meta: dict[str, Any], key: str | None = None) -> None:
             raise TypeError("print_json: a list needs the key it goes under")
         doc = {"meta": meta, key: obj}
     print(json.dumps(doc, indent=2, sort_keys=False))
+
+
+def add_launch_arguments(parser: argparse.ArgumentParser, timeout_s: float, per: str) -> None:
+    """--launcher, --allocator, --timeout and --attempts, shared by ``calibrate`` and
+    ``validate`` (:mod:`fugaku_sim.calibrate.launch`, :mod:`fugaku_sim.calibrate.contention`)."""
+    from fugaku_sim.calibrate.contention import QUIET_SHARE
+    from fugaku_sim.calibrate.launch import ALLOCATORS
+
+    parser.add_argument("--launcher", help="MPI launcher template with {ranks}")
+    parser.add_argument("--allocator", choices=list(ALLOCATORS), default="kept",
+                        help="glibc allocator of every rank: kept (freed memory reused, the "
+                             "default) or default (returned to the OS, page faults)")
+    parser.add_argument("--timeout", type=positive_number, default=timeout_s,
+                        help=f"seconds {per}")
+    parser.add_argument("--attempts", type=positive_int, default=3,
+                        help="measure again, once the machine has settled, while other work "
+                             f"takes more than {QUIET_SHARE * 100:.0f}%% of the machine: this many "
+                             "measurements at most, the last one kept (default 3; 1: never)")

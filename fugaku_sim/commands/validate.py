@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import get_args
 
 from fugaku_sim.calibrate.compare import STATISTICS
-from fugaku_sim.calibrate.launch import add_launch_arguments
 from fugaku_sim.commands.common import (
+    add_launch_arguments,
     add_stack_argument,
     command_meta,
     count,
@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
             dirs = execute_runs(runs, launcher, args.out / "runs", args.data or args.out / "data",
                                 args.timeout,
                                 lambda text: progress.update(next(done), len(runs), "runs", text),
-                                args.allocator)
+                                args.allocator, args.attempts)
             progress.update(len(runs), len(runs), "runs", "trained")
         warm = {d: r.warmup_steps for d, r in zip(dirs, runs)}
     meta["load_average_end"] = load_average()
