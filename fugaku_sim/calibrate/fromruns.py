@@ -37,6 +37,7 @@ from fugaku_sim.calibrate.stackfit import (
     LeaveOneOut,
     Problem,
     _robust_scale,
+    check_pinned,
     fit_rows,
     hold_out,
     intervals90,
@@ -254,11 +255,13 @@ def run_fit(inputs: Inputs, cluster: ClusterSpec, base: StackSpec, free: Sequenc
                             f"({left.get(unknown[0], 'no such id')})")
         chosen = [ids.index(i) for i in fit_only]
         fit, check = hold_out(problem, chosen, progress)
+        check_pinned(problem, fit)
         held = [i for i in range(len(rows)) if i not in chosen]
         if not held:
             raise UserError("--fit-only: lists every run; nothing is left to check the fit on")
         return FromRuns(problem, fit, check, held, left, inputs.files, "held-out")
     fit = fit_rows(problem, progress=progress)
+    check_pinned(problem, fit)
     if progress:
         progress("leave-one-out refits")
     check = leave_one_out(problem, fit)

@@ -388,6 +388,27 @@ def intervals90(problem: Problem, fit: FitResult) -> dict[str, tuple[float, floa
             for lab, t, h in zip(problem.labels, fit.theta, half)}
 
 
+PINNED_FACTOR = 1e3  # a 90% interval wider than this factor either way: not pinned down
+
+
+def check_pinned(problem: Problem, fit: FitResult) -> None:
+    """Refuse a fit whose runs leave a parameter practically free: its 90% interval spans
+    more than :data:`PINNED_FACTOR` either way of the value (the runs barely depend on it,
+    or only through a combination with another parameter).
+
+    Raises:
+        UserError: naming those parameters.
+    """
+    sd = np.sqrt(np.maximum(np.diag(fit.covariance), 0.0))
+    loose = [lab for lab, s in zip(problem.labels, sd)
+             if not Z90 * s <= math.log(PINNED_FACTOR)]  # NaN counts as loose
+    if loose:
+        raise UserError(f"calibrate: the runs do not pin down {', '.join(loose)} (90% interval "
+                        f"wider than a factor of {PINNED_FACTOR:g} either way); leave "
+                        f"{'it' if len(loose) == 1 else 'them'} out of --free or add runs "
+                        "that depend on it")
+
+
 def median(values: Sequence[float]) -> float:
     return float(statistics.median(values)) if values else float("nan")
 

@@ -5,6 +5,7 @@ input, nothing half-written)."""
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -151,3 +152,20 @@ def test_command_errors_are_one_line_and_write_nothing(tmp_path: Path,
     assert f"{bad}:2:{header.index('tp') + 1}: tp:" in err and "\n" not in err.strip()
     assert main(base[:-2] + ["--out", "ideal"]) == 2
     assert not out.exists() and not list(tmp_path.glob(".x.yaml*"))
+
+
+def test_a_parameter_the_runs_barely_depend_on_is_named() -> None:
+    """A fit can be of full rank yet leave a parameter practically free (its 90% interval
+    from 1e-300 to 1e300): refused in one line naming it, before any stack is written."""
+    from types import SimpleNamespace
+
+    from fugaku_sim.calibrate.stackfit import PINNED_FACTOR, Z90, check_pinned
+
+    labels = ["gemm_efficiency_scale", "kernel_overhead_us", "nongemm_efficiency"]
+    problem = SimpleNamespace(labels=labels)
+    wide = (math.log(PINNED_FACTOR) / Z90) ** 2
+    fit = SimpleNamespace(covariance=np.diag([0.01, wide * 1.01, float("nan")]))
+    with pytest.raises(UserError, match=r"do not pin down kernel_overhead_us, "
+                                        r"nongemm_efficiency \(90% interval"):
+        check_pinned(problem, fit)  # type: ignore[arg-type]
+    check_pinned(problem, SimpleNamespace(covariance=np.diag([0.01, wide * 0.99, 0.0])))  # type: ignore[arg-type]
