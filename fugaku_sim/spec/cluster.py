@@ -10,8 +10,9 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, model_validator
 
+from fugaku_sim.errors import SpecError
 from fugaku_sim.spec.base import SpecModel
 from fugaku_sim.spec.campaign import CampaignProfile
 from fugaku_sim.spec.limits import (
@@ -397,12 +398,20 @@ def at_clock(cluster: ClusterSpec, clock_GHz: float | None) -> ClusterSpec:
 
     Peak arithmetic rates scale with the core clock (A64FX: 3.072 TFLOP/s FP64 per node at
     2.0 GHz, 3.379 at 2.2, the datasheet's ratio of 1.1); memory and network rates do not.
+
+    Raises:
+        SpecError: the scaled peak is above the limit of a node's peak.
     """
     node = cluster.node
     if clock_GHz is None or clock_GHz == node.clock_GHz:
         return cluster
     ratio = clock_GHz / node.clock_GHz
     peak = {k: v * ratio for k, v in node.peak_TFLOPs.model_dump().items()}
-    node = node.model_copy(update={"clock_GHz": clock_GHz,
-                                   "peak_TFLOPs": PeakTFLOPs.model_validate(peak)})
+    try:
+        scaled = PeakTFLOPs.model_validate(peak)
+    except ValidationError:  # a clock far from the profile's scales a peak past its limit
+        raise SpecError(f"clock_GHz: {clock_GHz:g} GHz on {cluster.name} (profiled at "
+                        f"{node.clock_GHz:g} GHz) puts a peak above "
+                        f"{NODE_PEAK_TFLOPS.high:g} {NODE_PEAK_TFLOPS.unit}") from None
+    node = node.model_copy(update={"clock_GHz": clock_GHz, "peak_TFLOPs": scaled})
     return cluster.model_copy(update={"node": node})

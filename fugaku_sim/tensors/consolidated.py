@@ -28,8 +28,10 @@ from fugaku_sim.tensors.table import tensor_table
 SPEC_METADATA_KEY = "model_spec"
 
 
-def read_safetensors(path: str | Path) -> tuple[dict[str, str], dict[str, np.ndarray]]:
-    """Metadata and tensors of a safetensors file (numpy; nothing executed).
+def read_safetensors(path: str | Path, kind: str = "consolidated checkpoint"
+                     ) -> tuple[dict[str, str], dict[str, np.ndarray]]:
+    """Metadata and tensors of a safetensors file (numpy; nothing executed); ``kind`` names
+    what the file is in messages (``checkpoint rank file``).
 
     Raises:
         UserError: the file is missing or not a valid safetensors file.
@@ -46,7 +48,7 @@ def read_safetensors(path: str | Path) -> tuple[dict[str, str], dict[str, np.nda
     except (SafetensorError, OSError, ValueError, TypeError, MemoryError, OverflowError) as exc:
         # TypeError: a dtype numpy lacks (F8_E4M3); MemoryError: a header claiming terabytes
         first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
-        raise UserError(f"{path}: cannot read consolidated checkpoint ({first})") from None
+        raise UserError(f"{path}: cannot read {kind} ({first})") from None
     return metadata, tensors
 
 

@@ -2,15 +2,26 @@
 
 ``workflows/config/schema.json`` is generated from :class:`WorkflowConfig`
 (``python -m fugaku_sim.workflow.config --write-schema``); a test fails when the two drift.
-The Snakefile validates the config against the schema before any job runs, then against the
-model itself (cross-field rules such as "the layout uses as many ranks as the run has").
+The Snakefile validates the config before any job runs (:func:`check_workflow_config`):
+each config file through the spec's strict YAML loader, the config against the schema, then
+against the model itself (cross-field rules such as "the layout uses as many ranks as the run
+has"), the training job's own rules, and every preset or file the config names.
+
+What the workflow cannot guard: Snakemake reads ``--configfile`` and ``--config`` itself,
+before the Snakefile runs, and merges mappings by copying them
+(``snakemake/settings/types.py``, ``ConfigSettings._get_overwrite_config`` calling
+``snakemake/utils.py``'s ``update_config``): a YAML alias bomb of mappings there is expanded
+in full before any of this code runs. A bomb of lists is not copied, so it reaches
+:func:`check_against_schema`, which refuses it before walking it.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -265,6 +276,70 @@ def check_against_schema(data: dict[str, Any], source: str = "config") -> None:
     path = ".".join(parts) or "(top level)"
     head = f"{source}: " if source else ""
     raise SpecError(f"{head}{path}: {message}")
+
+
+def check_references(cfg: WorkflowConfig) -> None:
+    """Every preset or file the config names loads (cluster, model and stack of the run and
+    of the plan, the compare run set), and the run's ranks fit its cluster: what a job would
+    find only when it runs, hours into the build.
+
+    Raises:
+        SpecError: ``train.cluster: no cluster preset 'x'; known: ...`` and the like.
+    """
+    from fugaku_sim.calibrate.runs import load_runs
+    from fugaku_sim.spec import load_cluster, load_model
+    from fugaku_sim.spec.stack import load_stack
+    from fugaku_sim.workflow.allocation import run_allocation
+
+    refs = [("train.cluster", load_cluster, cfg.train.cluster, "--cluster"),
+            ("train.model", load_model, cfg.train.model, "--model"),
+            ("train.stack", load_stack, cfg.train.stack, "--stack"),
+            ("plan.cluster", load_cluster, cfg.plan.cluster, "--cluster"),
+            ("plan.model", load_model, cfg.plan.model, "--model"),
+            ("plan.stack", load_stack, cfg.plan.stack, "--stack"),
+            ("compare.runs", load_runs, cfg.compare.runs, "--runs")]
+    for key, load, ref, option in refs:
+        try:
+            load(ref)
+        except UserError as exc:  # the loaders name their command-line option: name the key
+            raise SpecError(f"{key}: {str(exc).removeprefix(f'{option}: ')}") from None
+    cluster = load_cluster(cfg.train.cluster)
+    layout = cfg.train.layout
+    per_node = layout.processes_per_node if isinstance(layout, Layout) else None
+    nodes = run_allocation(cluster, cfg.train.ranks, per_node).nodes
+    if nodes > cluster.allocation.max_nodes:
+        raise SpecError(f"train.ranks: {cfg.train.ranks} ranks take {nodes} nodes of "
+                        f"{cluster.name}, which runs jobs of at most "
+                        f"{cluster.allocation.max_nodes}")
+
+
+def check_workflow_config(config: dict[str, Any], configfiles: list[str]) -> WorkflowConfig:
+    """What the Snakefile checks before any job runs: each config file through the spec's
+    strict YAML loader (Snakemake's own keeps the last of two equal keys), the config against
+    the schema and the model, the training job's cross-field rules (:func:`check_run`) and
+    every preset or file it names (:func:`check_references`).
+
+    Raises:
+        SpecError: one line naming the file or the dotted key.
+    """
+    check_config_files(configfiles)
+    check_against_schema(config, "")
+    cfg = load_workflow_config(config, "")
+    check_run(cfg)
+    check_references(cfg)
+    return cfg
+
+
+@contextlib.contextmanager
+def stop_on_config_error() -> Iterator[None]:
+    """Inside the Snakefile: a config error stops Snakemake before any job runs, with one
+    line naming what to fix and no traceback (exit status 1, Snakemake's for a bad
+    workflow)."""
+    try:
+        yield
+    except UserError as exc:
+        print(f"fugaku-sim workflow: config error: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 def workflow_schema() -> dict[str, Any]:
