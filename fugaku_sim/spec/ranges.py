@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError, model_validator
 
-from fugaku_sim.spec.base import SpecModel
+from fugaku_sim.spec.base import SpecModel, constrained
 
 
 class Interval(SpecModel):
@@ -81,11 +81,9 @@ def _field_adapter(model: type[BaseModel], name: str, depth: int) -> TypeAdapter
     """A validator of the values field ``name`` of ``model`` takes (its type with its
     constraints and limits), or, ``depth`` levels into it, its list items or mapping values."""
     field = model.model_fields[name]
-    annotation: Any = Annotated[(field.annotation, *field.metadata)] if field.metadata \
-        else field.annotation
-    for _ in range(depth):
-        args = [a for a in typing.get_args(_without_none(annotation))]
-        annotation = args[-1]  # list[X] -> X; dict[K, V] -> V
+    annotation = constrained(field.annotation, field.metadata)
+    for _ in range(depth):  # list[X] -> X; dict[K, V] -> V
+        annotation = typing.get_args(_without_none(annotation))[-1]
     return TypeAdapter(annotation)
 
 

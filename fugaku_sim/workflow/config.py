@@ -23,28 +23,20 @@ import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError, create_model, model_validator
 
 from fugaku_sim.data.config import DataConfig
 from fugaku_sim.errors import SpecError, UserError
 from fugaku_sim.io import load_json
-from fugaku_sim.spec.base import SpecModel
+from fugaku_sim.spec.base import SpecModel, constrained
 from fugaku_sim.spec.layout import Layout
 from fugaku_sim.spec.load import validation_message
 from fugaku_sim.spec.stack import FITTABLE
 from fugaku_sim.spec.train import TrainSpec
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflows" / "config" / "schema.json"
-
-
-def _constrained(annotation: Any, metadata: list[Any]) -> Any:
-    """``annotation`` with a field's constraints (``Annotated`` needs at least one)."""
-    if not metadata:
-        return annotation
-    params = (annotation, *metadata)
-    return Annotated[params]  # a tuple subscript: Annotated[annotation, *metadata]
 
 
 # Every TrainSpec field, optional: the workflow overrides only what it names, the rest comes
@@ -55,7 +47,7 @@ TrainOverrides = create_model(  # type: ignore[call-overload]
     **{
         # the field's constraints (gt=0, ...) kept on the value, None allowed beside it
         name: (
-            _constrained(field.annotation, field.metadata) | None,
+            constrained(field.annotation, field.metadata) | None,
             Field(default=None, description=field.description),
         )
         for name, field in TrainSpec.model_fields.items()
