@@ -32,6 +32,7 @@ from fugaku_sim.errors import SpecError, UserError
 from fugaku_sim.io import load_json
 from fugaku_sim.spec.base import SpecModel, constrained
 from fugaku_sim.spec.layout import Layout
+from fugaku_sim.spec.limits import MAX_GLOBAL_BATCH, MAX_MACHINE_NODES, MAX_TOKENS
 from fugaku_sim.spec.load import validation_message
 from fugaku_sim.spec.stack import FITTABLE
 from fugaku_sim.spec.train import TrainSpec
@@ -70,7 +71,8 @@ class TrainSection(SpecModel):
     checkpoint_every: int = Field(default=50, gt=0, description="steps between checkpoints")
     eval_every: int = Field(default=50, gt=0, description="steps between validation losses")
     mpi_launcher: str = Field(
-        default="mpiexec", description="'mpiexec' (the environment's), 'srun', or a command"
+        default="mpiexec", pattern=r"\S",
+        description="'mpiexec' (the environment's), 'srun', or a command"
     )
 
     @model_validator(mode="after")
@@ -101,9 +103,9 @@ class PlanSection(SpecModel):
         "parameters (default: the May 2024 announcement, dense matrix multiplication 6x and "
         "communication 3x faster)")
     model: str = "fugaku-llm-13b"
-    nodes: int = Field(default=13_824, gt=0)
-    global_batch: int = Field(default=2016, gt=0)
-    tokens: float = Field(default=380e9, gt=0)
+    nodes: int = Field(default=13_824, gt=0, le=MAX_MACHINE_NODES)
+    global_batch: int = Field(default=2016, gt=0, le=MAX_GLOBAL_BATCH)
+    tokens: float = Field(default=380e9, gt=0, le=MAX_TOKENS)
     top: int = Field(default=20, gt=0)
 
     @model_validator(mode="after")
@@ -146,7 +148,10 @@ class CompareSection(SpecModel):
 class WorkflowConfig(SpecModel):
     """Everything the Snakefile needs; defaults give the built-in build."""
 
-    run_name: str = Field(default="fugaku-sim-tiny", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    # a folder and a file name (results/release/<run_name>.tar.gz and the temporary names
+    # beside it): within the 255 bytes of a file name
+    run_name: str = Field(default="fugaku-sim-tiny", max_length=200,
+                          pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     data: DataConfig = Field(default_factory=DataConfig)
     train: TrainSection = Field(default_factory=TrainSection)
     evaluate: EvaluateSection = Field(default_factory=EvaluateSection)
@@ -226,6 +231,9 @@ def check_run(cfg: WorkflowConfig) -> None:
     try:
         if isinstance(cfg.train.layout, Layout):
             check_layout(preset.model, spec, cfg.train.layout, cfg.train.ranks)
+        elif any(s >= preset.model.layers for s in spec.recompute_stages):
+            raise UserError(f"train.recompute_stages: stage {max(spec.recompute_stages)} "
+                            f"exists in no layout of {preset.model.layers} layers")
         check_trainable(preset.model, spec)
         total_steps(preset.model, spec)
         check_tokenizer_fits(cfg.data.tokenizer.vocab_size, preset.model,
@@ -257,7 +265,11 @@ def check_against_schema(data: dict[str, Any], source: str = "config") -> None:
     if error is None:
         return
     parts = [str(p) for p in error.absolute_path]
-    message = error.message if len(error.message) < 200 else error.message[:197] + "..."
+    message = error.message
+    shown = repr(error.instance)
+    if len(shown) > 60 and message.startswith(shown):  # keep what is wrong, not all of the value
+        message = f"{shown[:40]}...{shown[-1]}{message[len(shown):]}"
+    message = message if len(message) < 200 else message[:197] + "..."
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
         # name the misspelt key itself, as the pydantic check does
         allowed = set(error.schema.get("properties", {}))
@@ -295,6 +307,10 @@ def check_references(cfg: WorkflowConfig) -> None:
             load(ref)
         except UserError as exc:  # the loaders name their command-line option: name the key
             raise SpecError(f"{key}: {str(exc).removeprefix(f'{option}: ')}") from None
+    plan_cluster = load_cluster(cfg.plan.cluster)
+    if cfg.plan.nodes > plan_cluster.allocation.max_nodes:
+        raise SpecError(f"plan.nodes: {cfg.plan.nodes} nodes, but {plan_cluster.name} runs "
+                        f"jobs of at most {plan_cluster.allocation.max_nodes}")
     cluster = load_cluster(cfg.train.cluster)
     layout = cfg.train.layout
     per_node = layout.processes_per_node if isinstance(layout, Layout) else None
