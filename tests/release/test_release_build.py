@@ -157,7 +157,7 @@ def test_eval_of_other_weights_is_refused(rel_inputs, tmp_path):
 @pytest.mark.parametrize("change, message", [
     ({"data_dir": Path("/nonexistent/data")}, "data directory not found"),
     ({"eval_json": Path("/nonexistent/eval.json")}, "eval.json"),
-    ({"checkpoint": Path("/nonexistent/model.safetensors")}, "checkpoint not found"),
+    ({"checkpoint": Path("/nonexistent/model.safetensors")}, "model.safetensors: no such file"),
     ({"name": "../escape"}, "release name"),
 ])
 def test_bad_inputs_are_one_line_user_errors(rel_inputs, tmp_path, change, message):
