@@ -164,7 +164,9 @@ def check_generation_config(generation: dict[str, Any], config: dict[str, Any],
     Raises:
         UserError: the first field that does not (one line naming it).
     """
-    expected = generation_config(config.get("bos_token_id"), config.get("eos_token_id"))
+    bos: Any = config.get("bos_token_id")  # compared as given, whatever config.json holds
+    eos: Any = config.get("eos_token_id")
+    expected = generation_config(bos, eos)
     for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
         if generation.get(key) != expected[key]:
             raise UserError(f"{source}: {key} is {generation.get(key)!r}, config.json's "
