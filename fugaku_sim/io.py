@@ -34,15 +34,15 @@ def temp_name(final: Path) -> Path:
     return Path(name)
 
 
-def _missing_folders(finals: list[Path]) -> list[Path]:
-    """The folders above ``finals`` that do not exist yet (each once, the highest first):
-    what writing them creates, and what a failure removes again."""
+def _missing_folders(folders: list[Path]) -> list[Path]:
+    """Which of ``folders`` and the folders above them do not exist yet (each once, the
+    highest first): what writing into them creates, and what a failure removes again."""
     missing: list[Path] = []
-    for final in finals:
-        chain, parent = [], Path(final).parent
-        while not parent.exists() and parent != parent.parent:
-            chain.append(parent)
-            parent = parent.parent
+    for folder in folders:
+        chain, current = [], Path(folder)
+        while not current.exists() and current != current.parent:
+            chain.append(current)
+            current = current.parent
         missing += [f for f in reversed(chain) if f not in missing]
     return missing
 
@@ -60,11 +60,26 @@ def _discard(temps: list[Path], made: list[Path]) -> None:
 
 
 @contextlib.contextmanager
+def output_folder(folder: str | Path) -> Iterator[Path]:
+    """Make ``folder`` (and the folders above it) for outputs that the block writes, each
+    all or nothing itself; if the block fails, the folders made here go again when empty
+    (a failed first stage leaves no empty output folder)."""
+    folder = Path(folder)
+    made = _missing_folders([folder])
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        yield folder
+    except BaseException:
+        _discard([], made)
+        raise
+
+
+@contextlib.contextmanager
 def atomic_path(final: str | Path) -> Iterator[Path]:
     """Yield a temporary file path; rename it to ``final`` on success; on failure delete it
     and any folder made for it."""
     final = Path(final)
-    made = _missing_folders([final])
+    made = _missing_folders([final.parent])
     tmp = temp_name(final)
     try:
         yield tmp
@@ -79,7 +94,7 @@ def atomic_dir(final: str | Path) -> Iterator[Path]:
     """Yield a temporary directory that replaces ``final`` (if any) when the block succeeds;
     on failure it goes, with any folder made for it."""
     final = Path(final)
-    made = _missing_folders([final])
+    made = _missing_folders([final.parent])
     tmp = temp_name(final)
     tmp.mkdir()
     try:
@@ -109,7 +124,7 @@ def atomic_paths(finals: list[Path]) -> Iterator[list[Path]]:
     block succeeds, none when it fails (and any folder made for them goes too), so a reader
     never finds one without the others. The block creates what it needs at each temporary
     path (a file, or a folder with mkdir)."""
-    made = _missing_folders([Path(f) for f in finals])
+    made = _missing_folders([Path(f).parent for f in finals])
     temps = [temp_name(Path(f)) for f in finals]
     try:
         yield temps

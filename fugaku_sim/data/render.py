@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import gzip
 import html.parser
+import io
 import re
 import shutil
 import subprocess
+import zlib
 from pathlib import Path
+
+from fugaku_sim.errors import UserError
 
 GROFF_ARGS = ["-k", "-Tutf8", "-mandoc", "-P-c", "-P-b", "-P-u", "-rLL=4000n", "-rcR=1"]
 
@@ -24,9 +28,28 @@ _MAN_FOOTER = re.compile(r"\S+\([0-9][0-9a-zA-Z]*\)\s*$")
 
 
 def read_maybe_gz(path: Path) -> bytes:
-    """The bytes of ``path``, gunzipped when its name ends in ``.gz``."""
-    data = path.read_bytes()
-    return gzip.decompress(data) if path.name.endswith(".gz") else data
+    """The bytes of ``path``, gunzipped when its name ends in ``.gz``: at most
+    :data:`fugaku_sim.io.MAX_TEXT_BYTES` of them (one document or JSON-lines file held in
+    memory at a time; a gzip "bomb" of a few megabytes would otherwise grow to gigabytes).
+
+    Raises:
+        UserError: unreadable, larger than the limit (compressed or not), or a ``.gz`` that
+            is not gzip or is cut short.
+    """
+    from fugaku_sim.io import MAX_TEXT_BYTES, read_bytes
+
+    data = read_bytes(path, str(path), kind="text file")
+    if not path.name.endswith(".gz"):
+        return data
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(data)) as f:
+            text = f.read(MAX_TEXT_BYTES + 1)
+    except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile is an OSError
+        raise UserError(f"{path}: not a whole gzip file ({exc}); fetch it again") from None
+    if len(text) > MAX_TEXT_BYTES:
+        raise UserError(f"{path}: decompresses to more than {MAX_TEXT_BYTES / 2**20:g} MiB; "
+                        "split it into smaller files")
+    return text
 
 
 def is_so_redirect(source: bytes) -> bool:
