@@ -9,9 +9,7 @@ removes requests and escapes; it is cruder but keeps the words.
 
 from __future__ import annotations
 
-import gzip
 import html.parser
-import io
 import re
 import shutil
 import subprocess
@@ -20,6 +18,8 @@ from pathlib import Path
 
 from fugaku_sim.errors import UserError
 
+#: zlib's window bits for a gzip header and trailer (zlib manual, inflateInit2: 16 + 15)
+GZIP_WBITS = 16 + zlib.MAX_WBITS
 GROFF_ARGS = ["-k", "-Tutf8", "-mandoc", "-P-c", "-P-b", "-P-u", "-rLL=4000n", "-rcR=1"]
 
 # A man header or footer line: "LS(1)   User Commands   LS(1)" / "GNU coreutils  2021  LS(1)".
@@ -41,15 +41,22 @@ def read_maybe_gz(path: Path) -> bytes:
     data = read_bytes(path, str(path), kind="text file")
     if not path.name.endswith(".gz"):
         return data
-    try:
-        with gzip.GzipFile(fileobj=io.BytesIO(data)) as f:
-            text = f.read(MAX_TEXT_BYTES + 1)
-    except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile is an OSError
-        raise UserError(f"{path}: not a whole gzip file ({exc}); fetch it again") from None
-    if len(text) > MAX_TEXT_BYTES:
-        raise UserError(f"{path}: decompresses to more than {MAX_TEXT_BYTES / 2**20:g} MiB; "
-                        "split it into smaller files")
-    return text
+    parts, size = [], 0
+    while data:  # gzip members back to back (RFC 1952, 2.2), each decompressed up to the limit
+        member = zlib.decompressobj(GZIP_WBITS)
+        try:
+            parts.append(member.decompress(data, MAX_TEXT_BYTES + 1 - size))
+        except zlib.error as exc:
+            raise UserError(f"{path}: not a whole gzip file ({exc}); fetch it again") from None
+        size += len(parts[-1])
+        if size > MAX_TEXT_BYTES:
+            raise UserError(f"{path}: decompresses to more than {MAX_TEXT_BYTES / 2**20:g} "
+                            "MiB; split it into smaller files")
+        if not member.eof:
+            raise UserError(f"{path}: not a whole gzip file (it ends mid-stream); fetch it "
+                            "again")
+        data = member.unused_data
+    return b"".join(parts)
 
 
 def is_so_redirect(source: bytes) -> bool:
