@@ -61,6 +61,7 @@ def test_byte_cap_stops_a_worker_pool_early_without_hanging(tmp_path: Path) -> N
     assert report["sources"]["local"]["documents"] == 4
 
 
+@pytest.mark.hostile
 def test_undecodable_bytes_fail_by_default(tmp_path: Path) -> None:
     (tmp_path / "bad.txt").write_bytes("ok 日本".encode() + b"\xff\xfe tail")
     out = tmp_path / "out"
@@ -77,6 +78,7 @@ def test_undecodable_bytes_replaced_and_counted(tmp_path: Path) -> None:
     assert read_raw(tmp_path / "out", "local")[0]["text"] == "ok \ufffd\ufffd tail"
 
 
+@pytest.mark.hostile
 def test_empty_source_is_a_user_error_with_no_output(tmp_path: Path) -> None:
     (tmp_path / "empty.txt").write_text("  \n")
     out = tmp_path / "out"
@@ -85,6 +87,7 @@ def test_empty_source_is_a_user_error_with_no_output(tmp_path: Path) -> None:
     assert not out.exists()  # nothing of the stage, not even its folder
 
 
+@pytest.mark.hostile
 def test_glob_matching_nothing(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="matches no files"):
         run_collect(files_config([str(tmp_path / "*.none")]), tmp_path / "out")
@@ -126,6 +129,7 @@ def test_url_source_checks_sha256(http_root: tuple[str, Path], tmp_path: Path) -
     assert read_raw(tmp_path / "out", "web")[0]["text"] == "A served document."
 
 
+@pytest.mark.hostile
 def test_url_checksum_mismatch_exits_2(http_root: tuple[str, Path], tmp_path: Path,
                                        capsys: pytest.CaptureFixture[str]) -> None:
     base, root = http_root

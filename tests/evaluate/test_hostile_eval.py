@@ -1,8 +1,7 @@
 """Hostile and careless evaluation inputs: a spoiled checkpoint or data folder ends
 ``fugaku-sim evaluate`` with exit status 2 and one line naming the file, no traceback, and no
 eval.json or eval.md. Before this suite a test shard holding ids beyond the tokenizer's
-vocabulary ended in sentencepiece's IndexError (a traceback), and a checkpoint whose spec
-metadata broke a field's limit was reported without naming the field.
+vocabulary ended in sentencepiece's IndexError (a traceback).
 """
 
 from __future__ import annotations
@@ -31,19 +30,14 @@ def checkpoint(tiny_spec, tmp_path_factory) -> Path:
     return path
 
 
-def _spec_metadata(checkpoint: Path, tmp: Path, edit: Callable[[dict], object] | str) -> Path:
-    """A copy of ``checkpoint`` whose ``model_spec`` metadata is edited (or replaced by text)."""
+def _spec_metadata(checkpoint: Path, tmp: Path, text: str) -> Path:
+    """A copy of ``checkpoint`` whose ``model_spec`` metadata is ``text``."""
     from safetensors.numpy import save_file
 
     from fugaku_sim.tensors.consolidated import read_safetensors
 
     meta, tensors = read_safetensors(checkpoint)
-    if isinstance(edit, str):
-        meta["model_spec"] = edit
-    else:
-        spec = json.loads(meta["model_spec"])
-        edit(spec)
-        meta["model_spec"] = json.dumps(spec)
+    meta["model_spec"] = text
     save_file(tensors, str(tmp / "edited.safetensors"), metadata=meta)
     return tmp / "edited.safetensors"
 
@@ -88,17 +82,8 @@ CASES: dict[str, tuple[Options, str]] = {
     "checkpoint spec metadata that is not JSON": (
         lambda c, d, t: ["--checkpoint", str(_spec_metadata(c, t, "{not json"))],
         "invalid 'model_spec' metadata (model: Invalid JSON"),
-    "a checkpoint spec of a billion-token context": (
-        lambda c, d, t: ["--checkpoint", str(_spec_metadata(
-            c, t, lambda s: s.update(seq_len=10**9)))],
-        "invalid 'model_spec' metadata (model.seq_len: Input should be less than or equal"),
-    "a checkpoint spec of more layers than its tensors": (
-        lambda c, d, t: ["--checkpoint", str(_spec_metadata(c, t, lambda s: s.update(layers=3)))],
-        "tensor transformer.h.2.ln_1.weight is missing"),
     "a folder that is no release": (
         lambda c, d, t: ["--release", str(t)], "config.json: no such file"),
-    "a window stride beyond the context": (lambda c, d, t: ["--stride", "100000000"],
-                                           "--stride 100000000 exceeds the model's seq_len 32"),
 }
 
 

@@ -69,6 +69,7 @@ def test_with_numbers_validates() -> None:
         with_numbers(c, {"node.gemm_efficiency.0.efficiency": 1.5}, "cluster")
 
 
+@pytest.mark.hostile
 @pytest.mark.parametrize(("path", "low", "high", "message"), [
     ("interconnect.hop_latency_us", 0.05, 2e4, "assumed.interconnect.hop_latency_us.high: "
      "above the limit of 10000 us"),
@@ -90,6 +91,7 @@ def test_a_range_end_its_field_refuses_is_named(path: str, low: float, high: flo
     assert message in str(info.value)
 
 
+@pytest.mark.hostile
 def test_range_ends_of_a_mapping_value_are_checked() -> None:
     """``node.elementwise_Gelem_per_s.<kind>``: a mapping's value, checked as the mapping's
     value type (with its limit)."""
