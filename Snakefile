@@ -9,7 +9,8 @@ the check of its prediction after.
 
 The config is checked against workflows/config/schema.json (generated from the pydantic
 models in fugaku_sim.workflow.config) and then against the models themselves, before any job
-runs (workflows/common.smk). Every rule calls a `fugaku-sim` verb; outputs go to
+runs (workflows/common.smk). Snakemake reads --configfile itself, before this file runs: a
+YAML alias bomb of mappings there is expanded by Snakemake, out of this workflow's reach. Every rule calls a `fugaku-sim` verb; outputs go to
 results/<stage>/, logs to logs/<stage>/.
 """
 
@@ -22,9 +23,18 @@ min_version("9.19")
 report: "workflows/report/workflow.rst"
 
 
+from fugaku_sim.workflow.config import check_config_files, stop_on_config_error
+
 # By absolute path: a relative one is looked up in the working directory, so with
 # `-d DIR` the defaults would be silently skipped when --configfile is given.
-configfile: f"{workflow.basedir}/workflows/config/default.yaml"
+DEFAULT_CONFIG = f"{workflow.basedir}/workflows/config/default.yaml"
+# Snakemake's loader expands YAML aliases while it merges the file into the config and keeps
+# the last of two equal keys: the defaults go through the spec's strict loader first.
+with stop_on_config_error():
+    check_config_files([DEFAULT_CONFIG])
+
+
+configfile: DEFAULT_CONFIG
 
 
 include: "workflows/common.smk"

@@ -34,31 +34,75 @@ def temp_name(final: Path) -> Path:
     return Path(name)
 
 
+def _missing_folders(folders: list[Path]) -> list[Path]:
+    """Which of ``folders`` and the folders above them do not exist yet (each once, the
+    highest first): what writing into them creates, and what a failure removes again."""
+    missing: list[Path] = []
+    for folder in folders:
+        chain, current = [], Path(folder)
+        while not current.exists() and current != current.parent:
+            chain.append(current)
+            current = current.parent
+        missing += [f for f in reversed(chain) if f not in missing]
+    return missing
+
+
+def _discard(temps: list[Path], made: list[Path]) -> None:
+    """Remove temporary files or folders, then the folders made for them if left empty."""
+    for tmp in temps:
+        if tmp.is_dir() and not tmp.is_symlink():
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif tmp.exists() or tmp.is_symlink():
+            tmp.unlink()
+    for folder in reversed(made):  # the deepest first
+        with contextlib.suppress(OSError):  # not empty: something else lives there
+            folder.rmdir()
+
+
+@contextlib.contextmanager
+def output_folder(folder: str | Path) -> Iterator[Path]:
+    """Make ``folder`` (and the folders above it) for outputs that the block writes, each
+    all or nothing itself; if the block fails, the folders made here go again when empty
+    (a failed first stage leaves no empty output folder)."""
+    folder = Path(folder)
+    made = _missing_folders([folder])
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        yield folder
+    except BaseException:
+        _discard([], made)
+        raise
+
+
 @contextlib.contextmanager
 def atomic_path(final: str | Path) -> Iterator[Path]:
-    """Yield a temporary file path; rename it to ``final`` on success, delete it on failure."""
+    """Yield a temporary file path; rename it to ``final`` on success; on failure delete it
+    and any folder made for it."""
     final = Path(final)
+    made = _missing_folders([final.parent])
     tmp = temp_name(final)
     try:
         yield tmp
         os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    except BaseException:
+        _discard([tmp], made)
+        raise
 
 
 @contextlib.contextmanager
 def atomic_dir(final: str | Path) -> Iterator[Path]:
-    """Yield a temporary directory that replaces ``final`` (if any) when the block succeeds."""
+    """Yield a temporary directory that replaces ``final`` (if any) when the block succeeds;
+    on failure it goes, with any folder made for it."""
     final = Path(final)
+    made = _missing_folders([final.parent])
     tmp = temp_name(final)
     tmp.mkdir()
     try:
         yield tmp
         _replace(tmp, final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        _discard([tmp], made)
+        raise
 
 
 def _replace(tmp: Path, final: Path) -> None:
@@ -77,19 +121,18 @@ def _replace(tmp: Path, final: Path) -> None:
 def atomic_paths(finals: list[Path]) -> Iterator[list[Path]]:
     """Temporary paths for several outputs that belong together (eval.json and eval.md; a
     CSV and its plot; a release folder and its tarball): all are renamed into place once the
-    block succeeds, none when it fails, so a reader never finds one without the others. The
-    block creates what it needs at each temporary path (a file, or a folder with mkdir)."""
+    block succeeds, none when it fails (and any folder made for them goes too), so a reader
+    never finds one without the others. The block creates what it needs at each temporary
+    path (a file, or a folder with mkdir)."""
+    made = _missing_folders([Path(f).parent for f in finals])
     temps = [temp_name(Path(f)) for f in finals]
     try:
         yield temps
         for tmp, final in zip(temps, finals):
             _replace(tmp, Path(final))
-    finally:
-        for tmp in temps:
-            if tmp.is_dir():
-                shutil.rmtree(tmp, ignore_errors=True)
-            elif tmp.exists():
-                tmp.unlink()
+    except BaseException:
+        _discard(temps, made)
+        raise
 
 
 def _nearest_existing(path: Path) -> Path:
@@ -212,6 +255,34 @@ def is_file(path: str | Path) -> bool:
 MAX_TEXT_BYTES = 512 * 2**20
 
 
+def check_regular_file(path: str | Path, what: str, hint: str = "", kind: str = "file") -> None:
+    """Check that ``path`` is an existing regular file before anything opens it (opening a
+    pipe waits for a writer; /dev/zero never ends); ``what``, ``hint`` and ``kind`` as for
+    :func:`read_bytes`.
+
+    Raises:
+        UserError: missing, a directory, a device, pipe or socket, or not reachable (one
+            line).
+    """
+    from fugaku_sim.errors import UserError
+
+    tail = f"; {hint}" if hint else ""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise UserError(f"{what}: no such file{tail}") from None
+    except NotADirectoryError:
+        raise UserError(f"{what}: no such file (a part of the path is a file){tail}") from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the name
+        raise UserError(f"{what}: cannot be read ({getattr(exc, 'strerror', None) or exc})"
+                        f"{tail}") from None
+    if stat.S_ISDIR(mode):
+        raise UserError(f"{what}: is a directory, not a {kind}{tail}")
+    if not stat.S_ISREG(mode):
+        raise UserError(f"{what}: not a regular file (a device, pipe or socket), not a "
+                        f"{kind}{tail}")
+
+
 def read_bytes(path: str | Path, what: str, hint: str = "", kind: str = "file",
                max_bytes: int = MAX_TEXT_BYTES) -> bytes:
     """The bytes of the regular file at ``path``, at most ``max_bytes`` of them.
@@ -228,18 +299,9 @@ def read_bytes(path: str | Path, what: str, hint: str = "", kind: str = "file",
 
     tail = f"; {hint}" if hint else ""
     try:
-        mode = os.stat(path).st_mode
-        if stat.S_ISDIR(mode):
-            raise UserError(f"{what}: is a directory, not a {kind}{tail}")
-        if not stat.S_ISREG(mode):
-            raise UserError(f"{what}: not a regular file (a device, pipe or socket), not a "
-                            f"{kind}{tail}")
+        check_regular_file(path, what, hint, kind)
         with open(path, "rb") as f:
             data = f.read(max_bytes + 1)
-    except FileNotFoundError:
-        raise UserError(f"{what}: no such file{tail}") from None
-    except NotADirectoryError:
-        raise UserError(f"{what}: no such file (a part of the path is a file){tail}") from None
     except OSError as exc:
         raise UserError(f"{what}: cannot be read ({exc.strerror}){tail}") from None
     if len(data) > max_bytes:

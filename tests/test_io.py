@@ -10,6 +10,7 @@ from fugaku_sim.errors import UserError
 from fugaku_sim.io import (
     atomic_dir,
     atomic_path,
+    atomic_paths,
     load_json,
     read_json_lines,
     read_json_object,
@@ -39,6 +40,24 @@ def test_atomic_dir_replaces_a_folder_whole(tmp_path: Path) -> None:
         raise RuntimeError("boom")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["shards"]
     assert sorted(p.name for p in folder.iterdir()) == ["new"]
+
+
+def test_a_failed_write_removes_the_folders_made_for_it(tmp_path: Path) -> None:
+    """Outputs whose folders did not exist: a failure leaves no empty folder behind (a
+    release folder and tarball under a new results/release/, a plot under a new folder),
+    and keeps a folder that something else now lives in."""
+    with pytest.raises(RuntimeError), atomic_paths([tmp_path / "a/b/rel", tmp_path / "a/b/rel.tgz",
+                                                    tmp_path / "c/x.csv"]) as (d, f, c):
+        d.mkdir()
+        (d / "half").write_text("1")
+        f.write_text("2")
+        raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "keep").mkdir()
+    with pytest.raises(RuntimeError), atomic_path(tmp_path / "keep/deep/x.json"):
+        (tmp_path / "keep/deep/other").write_text("someone else's")
+        raise RuntimeError("boom")
+    assert [p.name for p in (tmp_path / "keep/deep").iterdir()] == ["other"]
 
 
 @pytest.mark.parametrize(("content", "message"), [

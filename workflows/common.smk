@@ -4,52 +4,22 @@
 import json
 import os
 import shlex
-import sys
 
-from fugaku_sim.errors import UserError
 from fugaku_sim.spec import load_cluster, load_model
-from fugaku_sim.spec.stack import load_stack
 from fugaku_sim.workflow.allocation import run_allocation
-from fugaku_sim.workflow.config import (
-    check_against_schema,
-    check_config_files,
-    check_run,
-    fixed_layout,
-    load_workflow_config,
-)
+from fugaku_sim.workflow.config import check_workflow_config, fixed_layout, stop_on_config_error
 from fugaku_sim.workflow.launch import cli_command, resolve_launcher
 from fugaku_sim.workflow.rundir import work_folder
 
 
-def config_error(message):
-    """Stop before any job runs, with one line naming the field (no traceback)."""
-    print(f"fugaku-sim workflow: config error: {message}", file=sys.stderr)
-    raise SystemExit(1)
-
-
-try:
-    check_config_files(workflow.configfiles)  # duplicate keys: Snakemake keeps the last
-    check_against_schema(config, "")
-    CFG = load_workflow_config(config, "")
-    check_run(CFG)  # the training job's cross-field rules, before the data stage runs
-except UserError as exc:
-    config_error(exc)
+with stop_on_config_error():  # one line, before any job runs (the data stage takes minutes)
+    CFG = check_workflow_config(config, workflow.configfiles)
 
 FS = cli_command()  # `<this venv's python> -m fugaku_sim.cli`: works without the venv on PATH
 FS1 = cli_command(single_thread=True)  # the same with one BLAS thread per process
 RUN = CFG.run_name
 ENV = "envs/fugaku-sim.yaml"  # relative to workflows/, where the rules live
 
-for field, load in (("cluster", load_cluster), ("model", load_model)):
-    try:
-        load(getattr(CFG.train, field))
-    except UserError as exc:  # the loaders name their command-line option: name the key
-        config_error(f"train.{field}: {str(exc).removeprefix(f'--{field}: ')}")
-for field, ref in (("train.stack", CFG.train.stack), ("plan.stack", CFG.plan.stack)):
-    try:
-        load_stack(ref)
-    except UserError as exc:  # the loader names its command-line option: name the key
-        config_error(f"{field}: {str(exc).removeprefix('--stack: ')}")
 TRAIN_VOCAB = load_model(CFG.train.model).vocab
 AUTO_LAYOUT = CFG.train.layout == "auto"
 TRAIN_ALLOCATION = run_allocation(

@@ -54,7 +54,7 @@ import re
 from collections.abc import Iterable, Iterator
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
@@ -74,6 +74,7 @@ from fugaku_sim.spec import (
 from fugaku_sim.spec.base import SpecModel
 from fugaku_sim.spec.cluster import at_clock
 from fugaku_sim.spec.job import check_batch, check_model_split
+from fugaku_sim.spec.limits import CLOCK_GHZ, at_most
 from fugaku_sim.spec.stack import StackSpec
 from fugaku_sim.spec.train import RecomputeMode, TrainPrecision
 
@@ -114,7 +115,7 @@ class MeasuredRun(SpecModel):
     sequence_parallel: bool = False
     nodes: int = Field(gt=0)
     processes_per_node: int = Field(gt=0)
-    clock_GHz: float | None = Field(default=None, gt=0)
+    clock_GHz: Annotated[float, at_most(CLOCK_GHZ)] | None = Field(default=None, gt=0)
     framework: str = Field(min_length=1, description="training engine: megatron, deepspeed, ...")
     step_time_s: float | None = Field(default=None, gt=0)
     time_quality: TimeQuality | None = None

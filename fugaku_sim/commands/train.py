@@ -14,14 +14,17 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from fugaku_sim.commands.common import add_job_arguments, positive_int, resolve_specs
 from fugaku_sim.errors import UserError
 
 if TYPE_CHECKING:
     from fugaku_sim.train.run_plan import Plan
+
+T = TypeVar("T")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -74,29 +77,49 @@ def build_plan(args: argparse.Namespace, world: int, select: bool = True) -> Pla
     return plan_run(model, train, layout, opts, world, select=select)
 
 
-def run(args: argparse.Namespace) -> int:
-    from mpi4py import MPI
+def agree(world: Any, check: Callable[[], T]) -> tuple[T | None, str | None]:
+    """``check()`` on every rank, and the first error any rank met: every rank learns it,
+    so all go on or all stop together (a rank that raised alone would leave the others
+    waiting in the next collective: a hang).
 
-    from fugaku_sim.train.allocator import keep_freed_memory
-
-    keep_freed_memory()
-
-    world = MPI.COMM_WORLD
-    plan, error = None, None
-    try:  # every rank checks; rank 0 alone chooses the checkpoint and tells the others
-        plan = build_plan(args, world.size, select=world.rank == 0)
+    Returns:
+        (this rank's value, or None if it failed; the first rank's error, or None).
+    """
+    value, error = None, None
+    try:
+        value = check()
     except UserError as exc:
         error = str(exc)
     except Exception as exc:  # a bug, not bad input: still reach the allgather, never a hang
         error = f"rank {world.rank}: {type(exc).__name__}: {exc} (a bug: please report it)"
-    errors = world.allgather(error)
-    first = next((e for e in errors if e), None)
-    if first is not None:
+    return value, next((e for e in world.allgather(error) if e), None)
+
+
+def run(args: argparse.Namespace) -> int:
+    from mpi4py import MPI
+
+    from fugaku_sim.train.allocator import keep_freed_memory
+    from fugaku_sim.train.checkpoint import read_global_state
+
+    keep_freed_memory()
+
+    world = MPI.COMM_WORLD
+    # every rank checks; rank 0 alone chooses the checkpoint and tells the others
+    plan, error = agree(world, lambda: build_plan(args, world.size, select=world.rank == 0))
+    state = None
+    if error is None:
+        assert plan is not None
+        plan = dataclasses.replace(plan, resume=world.bcast(plan.resume, root=0))
+        directory = plan.resume.directory
+        # every rank reads the whole checkpoint (it re-shards); a corrupt part is found by
+        # all of them here, before the first collective of training
+        state, error = agree(world, lambda: None if directory is None else read_global_state(
+            directory, plan.model))
+    if error is not None:
         if world.rank == 0:
-            raise UserError(first)
+            raise UserError(error)
         return 2
     assert plan is not None
-    plan = dataclasses.replace(plan, resume=world.bcast(plan.resume, root=0))
     if plan.resume.skipped and world.rank == 0:
         print(f"fugaku-sim: warning: skipped corrupt checkpoint(s) {'; '.join(plan.resume.skipped)}"
               f"; resuming from {plan.resume.directory.name if plan.resume.directory else '-'}",
@@ -104,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         from fugaku_sim.train.trainer import Trainer
 
-        summary = Trainer(plan, world).run()
+        summary = Trainer(plan, world).run(state)
     except BaseException as exc:  # any failure on any rank ends the whole job
         print(f"fugaku-sim: error: rank {world.rank}: {type(exc).__name__}: {exc}",
               file=sys.stderr, flush=True)

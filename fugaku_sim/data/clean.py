@@ -25,7 +25,8 @@ from fugaku_sim.data.collect import Progress, _no_progress
 from fugaku_sim.data.config import CleanConfig, DataConfig
 from fugaku_sim.data.langid import identify_language
 from fugaku_sim.data.normalize import normalize_text, split_document, strip_gutenberg
-from fugaku_sim.io import atomic_dir, read_json, write_json
+from fugaku_sim.data.records import RAW_DOMAINS, parse_record, stage_report
+from fugaku_sim.io import atomic_dir, write_json
 
 _LETTER = re.compile(r"[^\W\d_]")
 
@@ -74,19 +75,25 @@ def clean_record(record: dict[str, str], cfg: CleanConfig) -> Cleaned:
     return kept, counts, drops
 
 
-def _clean_line(line: str, cfg: CleanConfig) -> Cleaned:
-    return clean_record(json.loads(line), cfg)
+def _clean_line(numbered: tuple[int, bytes], cfg: CleanConfig, path: str) -> Cleaned:
+    number, line = numbered
+    return clean_record(parse_record(line, f"{path}:{number}", "collect", RAW_DOMAINS), cfg)
 
 
 def iter_cleaned(path: Path, cfg: CleanConfig, workers: int) -> Iterator[Cleaned]:
-    """Clean the records of one raw file in order, in a process pool when ``workers > 1``."""
-    with open(path, encoding="utf-8") as lines:
+    """Clean the records of one raw file in order, in a process pool when ``workers > 1``.
+
+    Raises:
+        UserError: a line that is not a raw record (named by file and line).
+    """
+    clean = partial(_clean_line, cfg=cfg, path=str(path))
+    with open(path, "rb") as f:
+        lines = enumerate(f, 1)
         if workers <= 1:
-            for line in lines:
-                yield _clean_line(line, cfg)
+            yield from map(clean, lines)
             return
         with multiprocessing.Pool(workers) as pool:
-            yield from pool.imap(partial(_clean_line, cfg=cfg), lines, chunksize=8)
+            yield from pool.imap(clean, lines, chunksize=8)
 
 
 def clean_source(path: Path, out_path: Path, cfg: DataConfig,
@@ -122,7 +129,7 @@ def run_clean(cfg: DataConfig, out_dir: Path, progress: Progress = _no_progress)
     """
     from fugaku_sim.errors import UserError
 
-    raw_report = read_json(out_dir / "raw" / "report.json", "collect")
+    raw_report = stage_report(out_dir, "raw", "collect", ("sources",))
     with atomic_dir(out_dir / "clean") as tmp:
         report: dict[str, Any] = {"sources": {}}
         for name in raw_report["sources"]:

@@ -27,7 +27,9 @@ SPLITS: tuple[str, ...] = ("train", "valid", "test")
 Domain = Literal["ja", "en", "code", "maths"]
 # "auto": the language identifier routes each document to ja or en (others are dropped).
 RoutedDomain = Literal["ja", "en", "code", "maths", "auto"]
-SourceName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)]
+#: a source's name, which names its files (``raw/<name>.jsonl``): no folder, not hidden
+SOURCE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+SourceName = Annotated[str, Field(pattern=SOURCE_NAME_PATTERN, max_length=64)]
 
 
 class _Model(SpecModel):

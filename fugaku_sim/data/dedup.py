@@ -35,7 +35,8 @@ import numpy as np
 
 from fugaku_sim.data.collect import Progress, _no_progress
 from fugaku_sim.data.config import DOMAINS, SPLITS, DataConfig, DedupConfig, SplitConfig
-from fugaku_sim.io import atomic_dir, read_json, write_json
+from fugaku_sim.data.records import parse_record, stage_report
+from fugaku_sim.io import atomic_dir, write_json
 
 _MERSENNE = np.uint64((1 << 61) - 1)
 _MASK32 = np.uint64(0xFFFFFFFF)
@@ -165,8 +166,8 @@ def scan_documents(clean_dir: Path, names: list[str]) -> list[Doc]:
         path = clean_dir / f"{name}.jsonl"
         with open(path, "rb") as f:
             offset = 0
-            for raw in f:
-                rec = json.loads(raw)
+            for number, raw in enumerate(f, 1):
+                rec = parse_record(raw, f"{path}:{number}", "clean")
                 docs.append(Doc(len(docs), rec["id"], rec["source"], rec["domain"],
                                 exact_key(rec["text"]), str(path), offset))
                 offset += len(raw)
@@ -240,7 +241,7 @@ def run_dedup(cfg: DataConfig, out_dir: Path, progress: Progress = _no_progress)
     Raises:
         UserError: ``clean/`` is missing (run clean first).
     """
-    clean_report = read_json(out_dir / "clean" / "report.json", "clean")
+    clean_report = stage_report(out_dir, "clean", "clean", ("sources",))
     docs = scan_documents(out_dir / "clean", list(clean_report["sources"]))
     kept, report = deduplicate(docs, cfg, progress)
     table: dict[str, dict[str, dict[str, int]]] = {

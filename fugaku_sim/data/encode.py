@@ -9,7 +9,6 @@ with the corpus beyond one int32 per document for the index.
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import os
 import shutil
@@ -24,8 +23,9 @@ import numpy as np
 from fugaku_sim.data.collect import Progress, _no_progress
 from fugaku_sim.data.config import DOMAINS, SPLITS, DataConfig
 from fugaku_sim.data.indexed import IndexedDatasetWriter, best_fitting_dtype
+from fugaku_sim.data.records import parse_record, stage_report
 from fugaku_sim.data.tokenizer import EOS_ID
-from fugaku_sim.io import atomic_dir, read_json, write_json
+from fugaku_sim.io import atomic_dir, write_json
 
 PART_BYTES = 4 << 20
 
@@ -72,10 +72,11 @@ def encode_part(part: Part) -> dict[str, Any]:
             open(part.path, "rb") as f:
         f.seek(part.start)
         while f.tell() < part.end:
+            at = f.tell()
             line = f.readline()
             if not line:
                 break
-            rec = json.loads(line)
+            rec = parse_record(line, f"{part.path} (the line at byte {at})", "dedup")
             t0 = time.perf_counter()
             ids = sp.encode(rec["text"])
             encode_s += time.perf_counter() - t0
@@ -109,13 +110,19 @@ def run_tokenize(cfg: DataConfig, out_dir: Path, progress: Progress = _no_progre
         UserError: the dedup output or the tokenizer is missing (run those stages first).
     """
     from fugaku_sim.errors import UserError
+    from fugaku_sim.evaluate.tokenizer import Tokenizer
 
-    read_json(out_dir / "dedup" / "report.json", "dedup")
-    tok = read_json(out_dir / "tokenizer" / "report.json", "tokenizer")
+    stage_report(out_dir, "dedup", "dedup")
+    tok = stage_report(out_dir, "tokenizer", "tokenizer", ("vocab_size",))
     model = out_dir / "tokenizer.model"
     if not model.is_file():
         raise UserError(f"{model}: not found; run `fugaku-sim data tokenizer` first")
-    dtype = np.dtype(best_fitting_dtype(int(tok["vocab_size"]))).name
+    Tokenizer(model)  # a corrupt model: one line here, not a traceback from each worker
+    vocab = tok["vocab_size"]
+    if isinstance(vocab, bool) or not isinstance(vocab, int) or vocab < 1:
+        raise UserError(f"{out_dir / 'tokenizer' / 'report.json'}: vocab_size {vocab!r} is not "
+                        "a count; rerun `fugaku-sim data tokenizer`")
+    dtype = np.dtype(best_fitting_dtype(vocab)).name
     started = time.perf_counter()
     with atomic_dir(out_dir / "tokenized") as tmp:
         (tmp / "parts").mkdir()

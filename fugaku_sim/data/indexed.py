@@ -242,3 +242,24 @@ class IndexedDataset:
         i %= n
         start = int(self.pointers[i]) // self.dtype.itemsize
         return self._bin[start:start + int(self.sizes[i])]
+
+
+def check_token_ids(ds: IndexedDataset, vocab: int | None, what: str = "--data",
+                    vocab_name: str = "model.vocab") -> None:
+    """Refuse a shard whose values are not token ids, or (given ``vocab``) hold an id
+    outside [0, vocab): a shard written with another tokenizer, found before an embedding
+    lookup or a decode goes out of range (one pass over the data, about a second a
+    gigabyte). ``what`` names the input in the message, ``vocab_name`` the vocabulary.
+
+    Raises:
+        UserError: floating-point values, or an id outside the vocabulary (the first named).
+    """
+    if np.issubdtype(ds.dtype, np.floating):
+        raise UserError(f"{what}: shard {ds.prefix} holds {ds.dtype} values, not token ids")
+    if vocab is None or not ds.num_tokens:
+        return
+    low, high = ds.token_range()
+    if low < 0 or high >= vocab:
+        raise UserError(f"{what}: shard {ds.prefix} holds token id {high if high >= vocab else low}"
+                        f", outside {vocab_name} ({vocab}); retokenize with the model's "
+                        "tokenizer or use a model with a larger vocabulary")

@@ -22,6 +22,7 @@ import numpy as np
 from fugaku_sim.data.blend import Blend, BlendEntry, write_blend
 from fugaku_sim.data.config import DOMAINS, SPLITS, DataConfig
 from fugaku_sim.data.indexed import IndexedDataset, IndexedDatasetWriter
+from fugaku_sim.data.records import iter_texts
 from fugaku_sim.errors import UserError
 from fugaku_sim.io import atomic_dir, atomic_path, read_json
 
@@ -111,11 +112,9 @@ def write_heldout(dedup_dir: Path, heldout_dir: Path) -> dict[str, int]:
     counts = {}
     for d in DOMAINS:
         n = 0
-        with open(dedup_dir / f"{d}_test.jsonl", encoding="utf-8") as src, \
-                open(heldout_dir / f"{d}.jsonl", "w", encoding="utf-8") as out:
-            for line in src:
-                out.write(json.dumps({"text": json.loads(line)["text"]}, ensure_ascii=False)
-                          + "\n")
+        with open(heldout_dir / f"{d}.jsonl", "w", encoding="utf-8") as out:
+            for text in iter_texts(dedup_dir / f"{d}_test.jsonl", "dedup"):
+                out.write(json.dumps({"text": text}, ensure_ascii=False) + "\n")
                 n += 1
         counts[d] = n
     return counts

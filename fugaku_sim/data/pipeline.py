@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from fugaku_sim.data.config import DataConfig
+from fugaku_sim.io import output_folder
 
 STAGES: tuple[str, ...] = ("collect", "clean", "dedup", "tokenizer", "tokenize", "mix")
 
@@ -45,9 +46,8 @@ def run_stage(stage: str, cfg: DataConfig, out_dir: Path, quiet: bool = False) -
     """
     from fugaku_sim.data import clean, collect, dedup, encode, manifest, mixture, tokenizer
 
-    out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    with progress_bar(stage, quiet) as update:
+    with output_folder(out_dir), progress_bar(stage, quiet) as update:
         if stage == "collect":
             report = collect.run_collect(cfg, out_dir, update)
         elif stage == "clean":

@@ -9,13 +9,17 @@ removes requests and escapes; it is cruder but keeps the words.
 
 from __future__ import annotations
 
-import gzip
 import html.parser
 import re
 import shutil
 import subprocess
+import zlib
 from pathlib import Path
 
+from fugaku_sim.errors import UserError
+
+#: zlib's window bits for a gzip header and trailer (zlib manual, inflateInit2: 16 + 15)
+GZIP_WBITS = 16 + zlib.MAX_WBITS
 GROFF_ARGS = ["-k", "-Tutf8", "-mandoc", "-P-c", "-P-b", "-P-u", "-rLL=4000n", "-rcR=1"]
 
 # A man header or footer line: "LS(1)   User Commands   LS(1)" / "GNU coreutils  2021  LS(1)".
@@ -24,9 +28,35 @@ _MAN_FOOTER = re.compile(r"\S+\([0-9][0-9a-zA-Z]*\)\s*$")
 
 
 def read_maybe_gz(path: Path) -> bytes:
-    """The bytes of ``path``, gunzipped when its name ends in ``.gz``."""
-    data = path.read_bytes()
-    return gzip.decompress(data) if path.name.endswith(".gz") else data
+    """The bytes of ``path``, gunzipped when its name ends in ``.gz``: at most
+    :data:`fugaku_sim.io.MAX_TEXT_BYTES` of them (one document or JSON-lines file held in
+    memory at a time; a gzip "bomb" of a few megabytes would otherwise grow to gigabytes).
+
+    Raises:
+        UserError: unreadable, larger than the limit (compressed or not), or a ``.gz`` that
+            is not gzip or is cut short.
+    """
+    from fugaku_sim.io import MAX_TEXT_BYTES, read_bytes
+
+    data = read_bytes(path, str(path), kind="text file")
+    if not path.name.endswith(".gz"):
+        return data
+    parts, size = [], 0
+    while data:  # gzip members back to back (RFC 1952, 2.2), each decompressed up to the limit
+        member = zlib.decompressobj(GZIP_WBITS)
+        try:
+            parts.append(member.decompress(data, MAX_TEXT_BYTES + 1 - size))
+        except zlib.error as exc:
+            raise UserError(f"{path}: not a whole gzip file ({exc}); fetch it again") from None
+        size += len(parts[-1])
+        if size > MAX_TEXT_BYTES:
+            raise UserError(f"{path}: decompresses to more than {MAX_TEXT_BYTES / 2**20:g} "
+                            "MiB; split it into smaller files")
+        if not member.eof:
+            raise UserError(f"{path}: not a whole gzip file (it ends mid-stream); fetch it "
+                            "again")
+        data = member.unused_data
+    return b"".join(parts)
 
 
 def is_so_redirect(source: bytes) -> bool:

@@ -122,7 +122,7 @@ def _parse_jsonl(text: str, item: Item) -> list[tuple[str, str]]:
             continue
         try:
             record = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested beyond the parser
             raise UserError(f"{item.path}:{lineno}: not valid JSON") from None
         value = record.get(item.text_field) if isinstance(record, dict) else None
         if not isinstance(value, str):

@@ -19,7 +19,6 @@ Writes ``tokenizer.model``, ``tokenizer.vocab`` and ``tokenizer/report.json`` un
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import time
@@ -27,8 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from fugaku_sim.data.config import DOMAINS, DataConfig
+from fugaku_sim.data.records import iter_texts, stage_report
 from fugaku_sim.errors import UserError
-from fugaku_sim.io import atomic_dir, read_json, write_json
+from fugaku_sim.io import atomic_dir, write_json
 
 UNK_ID, BOS_ID, EOS_ID, PAD_ID = 0, 1, 2, -1
 MAX_SENTENCE_BYTES = 8192
@@ -41,7 +41,7 @@ def write_sample(dedup_dir: Path, cfg: DataConfig, out_path: Path) -> dict[str, 
 
     Returns the characters written per domain.
     """
-    report = read_json(dedup_dir / "report.json", "dedup")
+    report = stage_report(dedup_dir.parent, dedup_dir.name, "dedup", ("splits",))
     shares = cfg.mixture.shares()
     written: dict[str, int] = {}
     with open(out_path, "w", encoding="utf-8") as out:
@@ -54,17 +54,15 @@ def write_sample(dedup_dir: Path, cfg: DataConfig, out_path: Path) -> dict[str, 
             keep = min(1.0, budget / total)
             rng = random.Random(f"{cfg.seed}:tokenizer:{domain}")
             got = 0
-            with open(dedup_dir / f"{domain}_train.jsonl", encoding="utf-8") as f:
-                for line in f:
-                    if got >= budget:
-                        break
-                    if rng.random() >= keep:
-                        continue
-                    text = json.loads(line)["text"]
-                    for row in text.splitlines():
-                        if row.strip() and len(row.encode()) < MAX_SENTENCE_BYTES:
-                            out.write(row + "\n")
-                    got += len(text)
+            for text in iter_texts(dedup_dir / f"{domain}_train.jsonl", "dedup"):
+                if got >= budget:
+                    break
+                if rng.random() >= keep:
+                    continue
+                for row in text.splitlines():
+                    if row.strip() and len(row.encode()) < MAX_SENTENCE_BYTES:
+                        out.write(row + "\n")
+                got += len(text)
             written[domain] = got
     return written
 
@@ -128,18 +126,15 @@ def check_round_trip(model: Path, dedup_dir: Path, max_docs: int = 50) -> dict[s
         stats: dict[str, Any] = {"documents": 0, "exact": 0, "characters": 0, "tokens": 0,
                                  "unk": 0}
         for split in ("test", "valid"):
-            path = dedup_dir / f"{domain}_{split}.jsonl"
-            with open(path, encoding="utf-8") as f:
-                for line in f:
-                    if stats["documents"] >= max_docs:
-                        break
-                    text = json.loads(line)["text"]
-                    ids = sp.encode(text)
-                    stats["documents"] += 1
-                    stats["exact"] += int(sp.decode(ids) == text)
-                    stats["characters"] += len(text)
-                    stats["tokens"] += len(ids)
-                    stats["unk"] += sum(1 for i in ids if i == UNK_ID)
+            for text in iter_texts(dedup_dir / f"{domain}_{split}.jsonl", "dedup"):
+                if stats["documents"] >= max_docs:
+                    break
+                ids = sp.encode(text)
+                stats["documents"] += 1
+                stats["exact"] += int(sp.decode(ids) == text)
+                stats["characters"] += len(text)
+                stats["tokens"] += len(ids)
+                stats["unk"] += sum(1 for i in ids if i == UNK_ID)
         stats["chars_per_token"] = round(stats["characters"] / max(1, stats["tokens"]), 3)
         result[domain] = stats
     return result

@@ -23,31 +23,28 @@ import numpy as np
 
 from fugaku_sim.data.blend import BLEND_FILE, Blend, read_blend
 from fugaku_sim.errors import UserError
-from fugaku_sim.io import read_json_object
+from fugaku_sim.io import read_json_object, read_text
 
 
 def read_jsonl(path: Path, fields: tuple[str, ...]) -> list[dict[str, Any]]:
     """Every line of a JSON-lines file as a dict that has ``fields`` (string values).
 
     Raises:
-        UserError: unreadable file, a line that is not JSON or lacks a field (line named).
+        UserError: unreadable, not a regular file, not UTF-8 (the one reader's words), a
+            line that is not JSON or lacks a field (line named).
     """
     rows: list[dict[str, Any]] = []
-    try:
-        with open(path, encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except ValueError:
-                    raise UserError(f"{path}:{n}: not a JSON object") from None
-                if not isinstance(row, dict) or any(
-                        not isinstance(row.get(k), str) for k in fields):
-                    raise UserError(f"{path}:{n}: needs string fields {', '.join(fields)}")
-                rows.append(row)
-    except OSError as exc:
-        raise UserError(f"{path}: unreadable ({exc.strerror})") from None
+    text = read_text(path, str(path), "rerun `fugaku-sim data`", "JSON Lines file")
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except (ValueError, RecursionError):
+            raise UserError(f"{path}:{n}: not a JSON object") from None
+        if not isinstance(row, dict) or any(not isinstance(row.get(k), str) for k in fields):
+            raise UserError(f"{path}:{n}: needs string fields {', '.join(fields)}")
+        rows.append(row)
     return rows
 
 
@@ -131,7 +128,8 @@ class DataDir:
 
 
 def domain_documents(data: DataDir, domain: str, encode: Any, eod_id: int,
-                     limit: int | None, seed: int) -> tuple[list[np.ndarray], str]:
+                     limit: int | None, seed: int, vocab: int | None = None
+                     ) -> tuple[list[np.ndarray], str]:
     """Held-out documents of ``domain`` as token arrays, each ending with EOD.
 
     Read from the test-split shards named in ``blend.json`` when there are any (exactly the
@@ -139,15 +137,17 @@ def domain_documents(data: DataDir, domain: str, encode: Any, eod_id: int,
     EOD. Returns the documents and a description of where they came from ('' when none).
 
     Raises:
-        UserError: a shard named in the blend is missing or corrupt.
+        UserError: a shard named in the blend is missing or corrupt, or (given ``vocab``, the
+            tokenizer's) holds an id outside the vocabulary.
     """
     shards = data.test_shards(domain)
     if shards:
-        from fugaku_sim.data.indexed import IndexedDataset
+        from fugaku_sim.data.indexed import IndexedDataset, check_token_ids
 
         docs: list[np.ndarray] = []
         for prefix in shards:
             ds = IndexedDataset(prefix)
+            check_token_ids(ds, vocab, vocab_name="the tokenizer's vocabulary")
             docs += [np.asarray(ds[i], dtype=np.int64) for i in range(len(ds))]
         chosen = pick(len(docs), limit, seed, f"shard:{domain}")
         names = ", ".join(os.path.relpath(p, data.path) for p in shards)

@@ -178,7 +178,8 @@ def evaluate_model(model: GPT, tokenizer: Tokenizer, data: DataDir, opts: EvalOp
     seconds: dict[str, float] = {}
     started = time.perf_counter()
     documents = {d: domain_documents(data, d, tokenizer.encode, tokenizer.eod_id,
-                                     opts.max_docs, opts.seed) for d in DOMAINS}
+                                     opts.max_docs, opts.seed, tokenizer.vocab_size)
+                 for d in DOMAINS}
     result: dict[str, Any] = {
         "schema": SCHEMA,
         "model": {"name": model.spec.name, "source": source,

@@ -25,6 +25,8 @@ from fugaku_sim.release.paths import strip_paths_json
 from fugaku_sim.release.tokenizer_files import TOKENIZER_FILES
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+#: a licence id as the Hub's model card takes it (apache-2.0, mit, cc-by-4.0, other, ...)
+LICENSE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+-]*$")
 CONTENT_FILES = ("model.safetensors", "config.json", "generation_config.json",
                  *TOKENIZER_FILES, "README.md", "eval.json")
 
@@ -119,7 +121,7 @@ def build_release(inputs: ReleaseInputs) -> tuple[Path, Path, list[str]]:
     inputs that were not provided.
 
     Raises:
-        UserError: a bad name, an unreadable or mismatched checkpoint, a missing data
+        UserError: a bad name or licence id, an unreadable or mismatched checkpoint, a missing data
             directory or eval.json, an eval.json of other weights, a tokenizer that does not
             fit the model.
     """
@@ -134,6 +136,9 @@ def build_release(inputs: ReleaseInputs) -> tuple[Path, Path, list[str]]:
     from fugaku_sim.tensors import tensor_table
     from fugaku_sim.tensors.consolidated import read_consolidated
 
+    if not LICENSE_PATTERN.match(inputs.license):
+        raise UserError(f"--license {inputs.license[:40]!r}: give a licence id such as "
+                        "apache-2.0, mit or other (the model card's license field)")
     spec, params = read_consolidated(inputs.checkpoint)
     name = inputs.name or spec.name
     if not NAME_PATTERN.match(name):
@@ -161,11 +166,12 @@ def build_release(inputs: ReleaseInputs) -> tuple[Path, Path, list[str]]:
         tokenizer_vocab=tokenizer.vocab_size, eod_id=tokenizer.eod_id)
     if card.manifest is None:
         notes.append(f"{data.path / 'manifest.json'} absent or unreadable: no mixture table")
+    heldout = {d: data.heldout_texts(d) for d in DOMAINS}  # read before anything is written
     final, tarball = inputs.out_dir / name, inputs.out_dir / f"{name}.tar.gz"
     with atomic_paths([final, tarball]) as (tmp, tar_tmp):  # the folder and tarball, or neither
         tmp.mkdir()
         notes += _write_files(tmp, inputs, spec, params, tokenizer, card, eval_bytes)
         verify_release(tmp)
-        notes += heldout_notes(tmp, {d: data.heldout_texts(d) for d in DOMAINS})
+        notes += heldout_notes(tmp, heldout)
         _archive(tmp, tar_tmp, name)
     return final, tarball, notes

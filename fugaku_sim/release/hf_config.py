@@ -15,6 +15,7 @@ our ``bias``), ``tie_word_embeddings``.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from fugaku_sim.errors import UserError
@@ -147,6 +148,38 @@ def spec_from_config(config: dict[str, Any], name: str, source: str) -> ModelSpe
     fields = _llama_fields(config, source) if kind == "llama" else _gpt2_fields(config, source)
     try:
         return ModelSpec(name=name, **fields)
-    except ValidationError as exc:
-        first = str(exc).splitlines()[0]
-        raise UserError(f"{source}: not a valid model ({first})") from None
+    except ValidationError as exc:  # named by the spec's field (layers for n_layer ...)
+        from fugaku_sim.spec.load import validation_message
+
+        raise UserError(f"{source}: not a valid model "
+                        f"({validation_message(exc, '', 'model')})") from None
+
+
+def check_generation_config(generation: dict[str, Any], config: dict[str, Any],
+                            source: str) -> None:
+    """``generation_config.json`` (``generation``) fits ``config.json`` (``config``): the
+    token ids :func:`generation_config` writes are config.json's (the pad is the end of
+    document), the sampling settings numbers transformers takes.
+
+    Raises:
+        UserError: the first field that does not (one line naming it).
+    """
+    bos: Any = config.get("bos_token_id")  # compared as given, whatever config.json holds
+    eos: Any = config.get("eos_token_id")
+    expected = generation_config(bos, eos)
+    for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
+        if generation.get(key) != expected[key]:
+            raise UserError(f"{source}: {key} is {generation.get(key)!r}, config.json's "
+                            f"tokens give {expected[key]!r}; rebuild the release")
+    checks = {"do_sample": lambda v: isinstance(v, bool),
+              "temperature": lambda v: _number(v) and math.isfinite(v) and v > 0,
+              "top_k": lambda v: _number(v) and isinstance(v, int) and v >= 0,
+              "max_new_tokens": lambda v: _number(v) and isinstance(v, int) and v > 0}
+    for key, ok in checks.items():
+        if key in generation and not ok(generation[key]):
+            raise UserError(f"{source}: {key} is {generation[key]!r}, not a value "
+                            "transformers' GenerationConfig takes")
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)

@@ -7,7 +7,8 @@ pickle) and holds exactly the tensors and shapes ``config.json`` implies, finite
 tokenizer loads and fits the vocabulary, and ``tokenizer.json``/``tokenizer_config.json``
 are its conversion (with sentencepiece's ids on probe texts when the ``tokenizers`` library
 is installed); ``eval.json`` describes these weights; README.md starts with YAML front
-matter that has a ``model-index``.
+matter that has a ``model-index``; ``generation_config.json`` carries config.json's token ids
+and sampling settings transformers takes; nothing in it is a link, pipe, socket or device.
 """
 
 from __future__ import annotations
@@ -43,11 +44,13 @@ def check_card(path: Path) -> dict[str, Any]:
 
 
 def check_no_links(root: Path) -> None:
-    """Refuse symbolic links anywhere in a release: a link to a file outside it would pass
-    every checksum here yet be a dangling absolute link in the tarball or an upload.
+    """Refuse anything in a release but files and folders: a symbolic link to a file outside
+    it would pass every checksum here yet be a dangling absolute link in the tarball or an
+    upload; a pipe, socket or device is no file to checksum (it would go into the tarball as
+    itself).
 
     Raises:
-        UserError: names the first link and where it points.
+        UserError: names the first link (and where it points) or special file.
     """
     for folder, dirs, files in os.walk(root):  # links to folders are listed, not followed
         for name in sorted(dirs + files):
@@ -55,6 +58,9 @@ def check_no_links(root: Path) -> None:
             if path.is_symlink():
                 raise UserError(f"{path}: a symbolic link (to {os.readlink(path)}); a release "
                                 "holds its files themselves: copy the file in and rebuild")
+            if not (path.is_file() or path.is_dir()):
+                raise UserError(f"{path}: a pipe, socket or device, not a file of a release; "
+                                "remove it")
 
 
 def verify_release(directory: str | Path) -> dict[str, Any]:
@@ -66,6 +72,7 @@ def verify_release(directory: str | Path) -> dict[str, Any]:
     from fugaku_sim.evaluate.runner import weights_digest
     from fugaku_sim.evaluate.tokenizer import Tokenizer
     from fugaku_sim.release.checksums import verify_checksums
+    from fugaku_sim.release.hf_config import check_generation_config
     from fugaku_sim.release.load import release_spec
     from fugaku_sim.release.tokenizer_files import check_tokenizer_files
     from fugaku_sim.tensors.consolidated import check_params, read_safetensors
@@ -93,6 +100,12 @@ def verify_release(directory: str | Path) -> dict[str, Any]:
         raise UserError(f"{root / 'tokenizer.model'}: {tokenizer.vocab_size} pieces exceed "
                         f"config.json's vocab_size {spec.vocab}")
     check_tokenizer_files(root, spec.seq_len)
+    hint = "rebuild the release with `fugaku-sim release build`"
+    check_generation_config(
+        read_json_object(root / "generation_config.json", str(root / "generation_config.json"),
+                         hint),
+        read_json_object(root / "config.json", str(root / "config.json"), hint),
+        str(root / "generation_config.json"))
     ev = read_json_object(root / "eval.json", str(root / "eval.json"),
                           "rebuild the release with `fugaku-sim release build`")
     if eval_weights_digest(ev) != weights_digest(tensors):

@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from fugaku_sim.errors import SpecError
 from fugaku_sim.sim.distributions import Quantiles
 from fugaku_sim.sim.perturb import step_with_gradient
 from fugaku_sim.sim.predict import Prediction, Setup, checkpoint_bytes, prepare, run_engine
@@ -104,7 +105,17 @@ def stack_inputs(job: Job) -> list[Uncertain]:
 
 
 def _with_profile(job: Job, path: str, value: float) -> Job:
-    return replace(job, cluster=with_numbers(job.cluster, {path: value}))
+    """``job`` with the profile's figure at ``path`` set to ``value`` (an end of its range).
+
+    Raises:
+        SpecError: the value breaks a rule of the profile across fields (a reserved memory
+            range reaching the node's memory): named as the range.
+    """
+    try:
+        return replace(job, cluster=with_numbers(job.cluster, {path: value}, "cluster"))
+    except SpecError as exc:
+        raise SpecError(f"cluster {job.cluster.name}: assumed.{path}: {value:g}, an end of its "
+                        f"range, breaks the profile ({exc})") from None
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,15 @@ def admits_bool(annotation: Any) -> bool:
     return any(admits_bool(a) for a in typing.get_args(annotation))
 
 
+def constrained(annotation: Any, metadata: list[Any]) -> Any:
+    """``annotation`` with a field's constraints and validators (``FieldInfo.metadata``):
+    the type a value of that field must have (``Annotated`` needs at least one)."""
+    if not metadata:
+        return annotation
+    params = (annotation, *metadata)
+    return typing.Annotated[params]  # a tuple subscript: Annotated[annotation, *metadata]
+
+
 def nests_model(annotation: Any) -> bool:
     """Whether a field of type ``annotation`` holds a spec model (which checks its own fields,
     naming them)."""

@@ -24,6 +24,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from fugaku_sim.spec.base import SpecModel
+from fugaku_sim.spec.limits import FILESYSTEM_BW_GBPS, at_most
 
 #: checkpoint interval policies other than a fixed number of steps
 INTERVAL_RULES = ("young", "daly")
@@ -50,7 +51,7 @@ class QueueWait(SpecModel):
 class CampaignProfile(SpecModel):
     """What a chain of jobs pays on this machine outside the training step."""
 
-    checkpoint_read_GBps: float = Field(
+    checkpoint_read_GBps: Annotated[float, at_most(FILESYSTEM_BW_GBPS)] = Field(
         default=100.0, gt=0,
         description="aggregate rate at which a restarting job reads its checkpoint, 1e9 B/s",
     )

@@ -10,23 +10,45 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, model_validator
 
+from fugaku_sim.errors import SpecError
 from fugaku_sim.spec.base import SpecModel
 from fugaku_sim.spec.campaign import CampaignProfile
-from fugaku_sim.spec.limits import MAX_MACHINE_NODES
-from fugaku_sim.spec.ranges import AssumedRange, check_ranges, with_numbers
+from fugaku_sim.spec.limits import (
+    CLOCK_GHZ,
+    FILESYSTEM_BW_GBPS,
+    LATENCY_US,
+    LINK_BW_GBPS,
+    MAX_MACHINE_NODES,
+    NODE_CORES,
+    NODE_ELEMENT_RATE_GELEM,
+    NODE_INJECTION_BW_GBPS,
+    NODE_MEM_BW_GBPS,
+    NODE_MEM_GIB,
+    NODE_PEAK_TFLOPS,
+    NODE_POWER_W,
+    at_most,
+)
+from fugaku_sim.spec.ranges import AssumedRange, check_endpoints, check_ranges, with_numbers
 
 Precision = Literal["fp64", "fp32", "fp16", "bf16"]
+
+# Figures bounded by the fastest real hardware (spec/limits.py names it and the margin).
+PeakRate = Annotated[float, at_most(NODE_PEAK_TFLOPS)]
+LinkRate = Annotated[float, at_most(LINK_BW_GBPS)]
+Latency = Annotated[float, at_most(LATENCY_US)]
+NodeCount = Annotated[int, at_most(NODE_CORES)]
+FileSystemRate = Annotated[float, at_most(FILESYSTEM_BW_GBPS)]
 
 
 class PeakTFLOPs(SpecModel):
     """Peak arithmetic rate of one node, TFLOP/s, per precision."""
 
-    fp64: float = Field(gt=0)
-    fp32: float = Field(gt=0)
-    fp16: float = Field(gt=0)
-    bf16: float = Field(gt=0)
+    fp64: PeakRate = Field(gt=0)
+    fp32: PeakRate = Field(gt=0)
+    fp16: PeakRate = Field(gt=0)
+    bf16: PeakRate = Field(gt=0)
 
 
 class GemmPoint(SpecModel):
@@ -56,20 +78,24 @@ def efficiency_on_curve(points: list[GemmPoint], min_dim: float) -> float:
 class NodeSpec(SpecModel):
     """One compute node. Rates and capacities are per node; a process gets its share."""
 
-    cores: int = Field(gt=0)
-    clock_GHz: float = Field(gt=0)
+    cores: NodeCount = Field(gt=0)
+    clock_GHz: Annotated[float, at_most(CLOCK_GHZ)] = Field(gt=0)
     peak_TFLOPs: PeakTFLOPs
-    mem_GiB: float = Field(gt=0, description="memory capacity of the node (all devices)")
-    mem_bw_GBps: float = Field(gt=0, description="memory bandwidth of the node, 1e9 B/s")
+    mem_GiB: Annotated[float, at_most(NODE_MEM_GIB)] = Field(
+        gt=0, description="memory capacity of the node (all devices)")
+    mem_bw_GBps: Annotated[float, at_most(NODE_MEM_BW_GBPS)] = Field(
+        gt=0, description="memory bandwidth of the node, 1e9 B/s")
     gemm_efficiency: list[GemmPoint] = Field(min_length=1)
-    op_overhead_us: float = Field(ge=0, description="fixed cost of launching one operation")
-    processes_per_node: int = Field(default=1, gt=0)
-    devices_per_node: int = Field(default=1, gt=0, description="accelerators (1 for a CPU node)")
-    power_W: float = Field(gt=0, description="average power of a node under load")
+    op_overhead_us: Latency = Field(ge=0, description="fixed cost of launching one operation")
+    processes_per_node: NodeCount = Field(default=1, gt=0)
+    devices_per_node: NodeCount = Field(default=1, gt=0,
+                                        description="accelerators (1 for a CPU node)")
+    power_W: Annotated[float, at_most(NODE_POWER_W)] = Field(
+        gt=0, description="average power of a node under load")
     mem_reserved_GiB: float = Field(
         default=0.0, ge=0, description="memory the OS and runtime keep from the job"
     )
-    elementwise_Gelem_per_s: dict[str, float] = Field(
+    elementwise_Gelem_per_s: dict[str, Annotated[float, at_most(NODE_ELEMENT_RATE_GELEM)]] = Field(
         default_factory=dict,
         description="optional measured rates of non-GEMM operations, 1e9 elements/s per node, "
         "by kind and direction, <kind>_fwd or <kind>_bwd for the kinds layernorm, rmsnorm, "
@@ -127,12 +153,13 @@ class TorusInterconnect(SpecModel):
 
     kind: Literal["torus"]
     dims: list[TorusDim] = Field(min_length=1)
-    link_bw_GBps: float = Field(gt=0, description="per link, per direction")
-    hop_latency_us: float = Field(ge=0, description="added by each router hop")
-    injection_latency_us: float = Field(ge=0, description="end-to-end latency of a short put")
-    injection_engines: int = Field(gt=0, description="network interfaces (TNIs) per node")
-    injection_bw_GBps: float = Field(gt=0, description="total a node can inject at once")
-    intra_node_bw_GBps: float = Field(
+    link_bw_GBps: LinkRate = Field(gt=0, description="per link, per direction")
+    hop_latency_us: Latency = Field(ge=0, description="added by each router hop")
+    injection_latency_us: Latency = Field(ge=0, description="end-to-end latency of a short put")
+    injection_engines: NodeCount = Field(gt=0, description="network interfaces (TNIs) per node")
+    injection_bw_GBps: Annotated[float, at_most(NODE_INJECTION_BW_GBPS)] = Field(
+        gt=0, description="total a node can inject at once")
+    intra_node_bw_GBps: LinkRate = Field(
         default=50.0,
         gt=0,
         description="between processes on one node (shared memory), per process, per direction",
@@ -163,9 +190,9 @@ class TorusInterconnect(SpecModel):
 class SwitchLevel(SpecModel):
     """One level of a switched network: bandwidth per endpoint and latency."""
 
-    bw_GBps: float = Field(gt=0, description="per endpoint, per direction")
-    latency_us: float = Field(ge=0)
-    links_per_node: int = Field(default=1, gt=0, description="rails or ports per node")
+    bw_GBps: LinkRate = Field(gt=0, description="per endpoint, per direction")
+    latency_us: Latency = Field(ge=0)
+    links_per_node: NodeCount = Field(default=1, gt=0, description="rails or ports per node")
 
 
 class SwitchedInterconnect(SpecModel):
@@ -312,7 +339,7 @@ class ClusterSpec(SpecModel):
     mtbf_node_h: float = Field(
         default=1.0e6, gt=0, description="mean time between failures of one node, hours"
     )
-    checkpoint_write_GBps: float = Field(
+    checkpoint_write_GBps: FileSystemRate = Field(
         default=100.0, gt=0, description="aggregate file-system write rate for checkpoints"
     )
     campaign: CampaignProfile = Field(
@@ -328,6 +355,7 @@ class ClusterSpec(SpecModel):
     @model_validator(mode="after")
     def _allocation_fits(self) -> ClusterSpec:
         check_ranges(self, self.assumed, "assumed")
+        check_endpoints(self, self.assumed, "assumed")
         ic = self.interconnect
         total = ic.nodes
         if self.allocation.max_nodes > total:
@@ -350,11 +378,11 @@ class ClusterSpec(SpecModel):
         given now, so the ranges ``assumed`` for them (and for anything under them) go.
 
         Raises:
-            pydantic.ValidationError: a value breaks a rule of the profile.
+            SpecError: a value breaks a rule of the profile (``cluster.<path>: ...``).
         """
         assumed = {p: r for p, r in self.assumed.items()
                    if not any(p == v or p.startswith(v + ".") for v in values)}
-        return with_numbers(self.model_copy(update={"assumed": assumed}), values)
+        return with_numbers(self.model_copy(update={"assumed": assumed}), values, "cluster")
 
     def virtual_axis_limits(self) -> list[int]:
         """Largest extent of each virtual job axis (product of the physical sizes it folds)."""
@@ -370,12 +398,20 @@ def at_clock(cluster: ClusterSpec, clock_GHz: float | None) -> ClusterSpec:
 
     Peak arithmetic rates scale with the core clock (A64FX: 3.072 TFLOP/s FP64 per node at
     2.0 GHz, 3.379 at 2.2, the datasheet's ratio of 1.1); memory and network rates do not.
+
+    Raises:
+        SpecError: the scaled peak is above the limit of a node's peak.
     """
     node = cluster.node
     if clock_GHz is None or clock_GHz == node.clock_GHz:
         return cluster
     ratio = clock_GHz / node.clock_GHz
     peak = {k: v * ratio for k, v in node.peak_TFLOPs.model_dump().items()}
-    node = node.model_copy(update={"clock_GHz": clock_GHz,
-                                   "peak_TFLOPs": PeakTFLOPs.model_validate(peak)})
+    try:
+        scaled = PeakTFLOPs.model_validate(peak)
+    except ValidationError:  # a clock far from the profile's scales a peak past its limit
+        raise SpecError(f"clock_GHz: {clock_GHz:g} GHz on {cluster.name} (profiled at "
+                        f"{node.clock_GHz:g} GHz) puts a peak above "
+                        f"{NODE_PEAK_TFLOPS.high:g} {NODE_PEAK_TFLOPS.unit}") from None
+    node = node.model_copy(update={"clock_GHz": clock_GHz, "peak_TFLOPs": scaled})
     return cluster.model_copy(update={"node": node})

@@ -28,17 +28,21 @@ from fugaku_sim.tensors.table import tensor_table
 SPEC_METADATA_KEY = "model_spec"
 
 
-def read_safetensors(path: str | Path) -> tuple[dict[str, str], dict[str, np.ndarray]]:
-    """Metadata and tensors of a safetensors file (numpy; nothing executed).
+def read_safetensors(path: str | Path, kind: str = "consolidated checkpoint"
+                     ) -> tuple[dict[str, str], dict[str, np.ndarray]]:
+    """Metadata and tensors of a safetensors file (numpy; nothing executed); ``kind`` names
+    what the file is in messages (``checkpoint rank file``).
 
     Raises:
-        UserError: the file is missing or not a valid safetensors file.
+        UserError: the file is missing, not a regular file (a folder, pipe or device), or not
+            a valid safetensors file.
     """
     from safetensors import SafetensorError, safe_open
 
+    from fugaku_sim.io import check_regular_file
+
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: checkpoint not found")
+    check_regular_file(path, str(path), kind=f"{kind} (a .safetensors file)")
     try:
         with safe_open(str(path), framework="numpy") as f:
             metadata = dict(f.metadata() or {})
@@ -46,7 +50,7 @@ def read_safetensors(path: str | Path) -> tuple[dict[str, str], dict[str, np.nda
     except (SafetensorError, OSError, ValueError, TypeError, MemoryError, OverflowError) as exc:
         # TypeError: a dtype numpy lacks (F8_E4M3); MemoryError: a header claiming terabytes
         first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
-        raise UserError(f"{path}: cannot read consolidated checkpoint ({first})") from None
+        raise UserError(f"{path}: cannot read {kind} ({first})") from None
     return metadata, tensors
 
 
@@ -93,9 +97,11 @@ def spec_from_metadata(metadata: dict[str, str], source: str) -> ModelSpec:
         raise UserError(f"{source}: no {SPEC_METADATA_KEY} in the safetensors metadata")
     try:
         return ModelSpec.model_validate_json(metadata[SPEC_METADATA_KEY])
-    except (ValidationError, ValueError) as exc:
-        first = str(exc).splitlines()[0]
-        raise UserError(f"{source}: invalid {SPEC_METADATA_KEY!r} metadata ({first})") from None
+    except ValidationError as exc:  # named by the field (not JSON: the top level)
+        from fugaku_sim.spec.load import validation_message
+
+        raise UserError(f"{source}: invalid {SPEC_METADATA_KEY!r} metadata "
+                        f"({validation_message(exc, '', 'model')})") from None
 
 
 def read_consolidated(path: str | Path) -> tuple[ModelSpec, dict[str, np.ndarray]]:

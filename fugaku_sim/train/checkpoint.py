@@ -234,20 +234,20 @@ class GlobalState:
     exp_avg_sq: dict[str, np.ndarray]
 
 
-def _read_rank_files(directory: Path, index: dict[str, Any]) -> list[tuple[dict, dict]]:
-    from safetensors import safe_open
-
-    out = []
-    for name in sorted(index["files"]):
-        with safe_open(str(directory / name), framework="np") as f:
-            meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
-        out.append((meta, tensors))
-    return out
-
-
 #: flat shards a rank file may hold, and the state each belongs to
 FLAT_SHARDS = ("param_shard", "exp_avg", "exp_avg_sq")
+
+
+@dataclass(frozen=True)
+class RankFile:
+    """What one rank file holds: its coordinates, flat layout, owned ranges and tensors."""
+
+    tp: int
+    pp: int
+    flat: list[tuple[str, int, int, tuple[int, ...]]]
+    padded: int
+    owned: list[tuple[int, int]]
+    tensors: dict[str, np.ndarray]
 
 
 def owned_ranges(meta: dict[str, str]) -> list[tuple[int, int]]:
@@ -258,33 +258,73 @@ def owned_ranges(meta: dict[str, str]) -> list[tuple[int, int]]:
     return [(int(a), int(b)) for a, b in owned]
 
 
+def _whole(value: Any) -> int:
+    """``value`` if it is a whole number >= 0 (not a boolean); ValueError otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{value!r} is not a whole number >= 0")
+    return value
+
+
+def _read_rank_file(path: Path) -> RankFile:
+    """One rank file, its metadata checked against its tensors.
+
+    Raises:
+        UserError: unreadable, or metadata missing, malformed or disagreeing with the
+            tensors (``<path>: corrupt rank file (...)``).
+    """
+    from fugaku_sim.tensors.consolidated import read_safetensors
+
+    meta, tensors = read_safetensors(path, "checkpoint rank file")
+    try:
+        tp, pp, _ = (_whole(c) for c in json.loads(meta["coords"]))
+        padded = _whole(json.loads(meta["padded"]))
+        flat = [(str(n), _whole(s), _whole(e), tuple(_whole(d) for d in shape))
+                for n, s, e, shape in json.loads(meta["flat"])]
+        owned = [(_whole(a), _whole(b)) for a, b in owned_ranges(meta)]
+    except KeyError as exc:
+        raise UserError(f"{path}: corrupt rank file (no {exc} in its metadata)") from None
+    except (ValueError, TypeError, RecursionError) as exc:  # json, unpacking, _whole
+        raise UserError(f"{path}: corrupt rank file (metadata: {str(exc)[:120]})") from None
+    bad_flat = [n for n, s, e, shape in flat if not s <= e <= padded or e - s != _size(shape)]
+    bad_owned = [r for r in owned if not r[0] <= r[1] <= padded]
+    held = sum(b - a for a, b in owned)
+    bad_shard = [k for k in FLAT_SHARDS if k in tensors and tensors[k].shape != (held,)]
+    if bad_flat or bad_owned or bad_shard:
+        what = (f"flat entry {bad_flat[0]!r} outside the buffer" if bad_flat else
+                f"owned range {bad_owned[0]} outside the buffer" if bad_owned else
+                f"{bad_shard[0]} holds {tensors[bad_shard[0]].size} values, its ranges {held}")
+        raise UserError(f"{path}: corrupt rank file ({what})")
+    return RankFile(tp, pp, flat, padded, owned, tensors)
+
+
+def _size(shape: tuple[int, ...]) -> int:
+    return int(np.prod(shape, dtype=np.int64))
+
+
 def _unshard(table: TensorTable, parts: dict[str, dict[int, np.ndarray]]
              ) -> dict[str, np.ndarray]:
     return {n: table.unshard(n, [p[t] for t in sorted(p)]) for n, p in parts.items()}
 
 
-def read_global_state(directory: Path, model: ModelSpec, optimizer: bool = True) -> GlobalState:
-    """Reassemble the full tensors (and optimizer states) of a checkpoint of ``model``.
+def _assemble(files: list[RankFile], table: TensorTable, wanted: tuple[str, ...]
+              ) -> dict[str, dict[str, np.ndarray]]:
+    """Full tensors of each state (``param`` and ``wanted``) from the rank files' parts.
 
     Raises:
-        UserError: an unreadable index or a shard missing from it.
+        KeyError, ValueError, IndexError: parts that do not fit together.
     """
-    index = read_index(directory)
-    table = tensor_table(model)
-    wanted = FLAT_SHARDS if optimizer else FLAT_SHARDS[:1]
     parts: dict[str, dict[str, dict[int, np.ndarray]]] = {k: {} for k in ("param", *wanted)}
     flats: dict[tuple[int, int], dict[str, Any]] = {}
-    for meta, tensors in _read_rank_files(directory, index):
-        tp, pp, _ = json.loads(meta["coords"])
-        for key, value in tensors.items():
+    for rank in files:
+        for key, value in rank.tensors.items():
             if key.startswith("param/"):
-                parts["param"].setdefault(key[6:], {})[tp] = value
-        for key in (k for k in wanted if k in tensors):
-            group = flats.setdefault((tp, pp), {"flat": json.loads(meta["flat"])})
-            full = group.setdefault(key, np.zeros(int(meta["padded"]), np.float32))
+                parts["param"].setdefault(key[6:], {})[rank.tp] = value
+        for key in (k for k in wanted if k in rank.tensors):
+            group = flats.setdefault((rank.tp, rank.pp), {"flat": rank.flat})
+            full = group.setdefault(key, np.zeros(rank.padded, np.float32))
             at = 0
-            for a, b in owned_ranges(meta):
-                full[a:b] = tensors[key][at:at + b - a]
+            for a, b in rank.owned:
+                full[a:b] = rank.tensors[key][at:at + b - a]
                 at += b - a
     for (tp, _), group in flats.items():
         for name, start, end, shape in group["flat"]:
@@ -293,9 +333,39 @@ def read_global_state(directory: Path, model: ModelSpec, optimizer: bool = True)
             for key in (k for k in wanted if k in group):
                 key_parts = parts["param" if key == "param_shard" else key]
                 key_parts.setdefault(name, {})[tp] = group[key][start:end].reshape(shape)
-    return GlobalState(int(index["step"]), _unshard(table, parts["param"]),
-                       _unshard(table, parts.get("exp_avg", {})),
-                       _unshard(table, parts.get("exp_avg_sq", {})))
+    return {key: _unshard(table, p) for key, p in parts.items()}
+
+
+def read_global_state(directory: Path, model: ModelSpec, optimizer: bool = True) -> GlobalState:
+    """Reassemble the full tensors (and optimizer states) of a checkpoint of ``model``, each
+    checked: every tensor of the model with its shape, finite, second moments >= 0.
+
+    Raises:
+        UserError: an unreadable index or rank file, parts that do not fit together, a
+            tensor missing, misshapen or non-finite (one line naming the checkpoint).
+    """
+    from fugaku_sim.tensors.consolidated import check_params
+
+    index = read_index(directory)
+    table = tensor_table(model)
+    wanted = FLAT_SHARDS if optimizer else FLAT_SHARDS[:1]
+    files = [_read_rank_file(directory / name) for name in sorted(index["files"])]
+    try:
+        states = _assemble(files, table, wanted)
+    except (KeyError, ValueError, IndexError) as exc:  # a part of another layout or model
+        first = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+        raise UserError(f"{directory}: corrupt checkpoint (its parts do not fit together: "
+                        f"{type(exc).__name__}: {first})") from None
+    check_params(model, states["param"], f"{directory}: weights")
+    for key in ("exp_avg", "exp_avg_sq"):
+        if states.get(key):
+            check_params(model, states[key], f"{directory}: optimizer state {key}")
+    negative = [n for n, v in states.get("exp_avg_sq", {}).items() if (v < 0).any()]
+    if negative:  # Adam's second moment is a mean of squares
+        raise UserError(f"{directory}: optimizer state exp_avg_sq: {negative[0]} holds "
+                        "negative values")
+    return GlobalState(int(index["step"]), states["param"], states.get("exp_avg", {}),
+                       states.get("exp_avg_sq", {}))
 
 
 def local_part(table: TensorTable, name: str, full: dict[str, np.ndarray], tp: int,

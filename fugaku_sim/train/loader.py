@@ -140,23 +140,14 @@ def open_split(shards: Sequence[Shard], split: str, seq_len: int, seed: int, siz
         UserError: a shard is missing or corrupt, holds non-integer values, or (with
             ``check_ids``) a token id outside the vocabulary.
     """
-    from fugaku_sim.data.indexed import IndexedDataset
+    from fugaku_sim.data.indexed import IndexedDataset, check_token_ids
 
     if not shards or size <= 0:
         return None
     samples = []
     for i, shard in enumerate(shards):
         ds = IndexedDataset(shard.prefix)  # raises UserError naming a missing file
-        if np.issubdtype(ds.dtype, np.floating):
-            raise UserError(f"--data: shard {shard.prefix} holds {ds.dtype} values, not token "
-                            "ids")
-        if check_ids and ds.num_tokens:
-            low, high = ds.token_range()
-            if low < 0 or high >= vocab:
-                bad = high if high >= vocab else low
-                raise UserError(f"--data: shard {shard.prefix} holds token id {bad}, outside "
-                                f"model.vocab ({vocab}); retokenize with the model's "
-                                "tokenizer or use a model with a larger vocabulary")
+        check_token_ids(ds, vocab if check_ids else None)
         key = zlib.crc32(f"{split}/{i}/{shard.domain}".encode())
         samples.append(ShardSamples(ds, seq_len, seed, key, str(shard.prefix)))
     return BlendedSamples(samples, [s.weight for s in shards], size)

@@ -131,11 +131,9 @@ class Trainer:
                 for n in self.flat.names}
         self._set_weights(self._local_flat(full))
 
-    def load(self, directory: Path) -> None:
-        """Resume from a checkpoint of any layout and ZeRO stage (re-sharding its full
-        tensors)."""
-        state = ckpt.read_global_state(directory, self.plan.model,
-                                       optimizer=self.optimizer.exp_avg.size > 0)
+    def load(self, state: ckpt.GlobalState) -> None:
+        """Resume from the full tensors of a checkpoint of any layout and ZeRO stage
+        (re-sharding them; read and checked by :func:`ckpt.read_global_state`)."""
         self._set_weights(self._local_flat(state.params))
         for full, target in ((state.exp_avg, self.optimizer.exp_avg),
                              (state.exp_avg_sq, self.optimizer.exp_avg_sq)):
@@ -320,12 +318,13 @@ class Trainer:
                 os._exit(17)  # a rank that dies without a word
             raise InjectedFault(f"injected fault at step {o.fail_at_step} (--fail-at-step)")
 
-    def run(self) -> dict[str, Any]:
-        """Train to the plan's step count (or --steps-per-job steps of it); returns the summary
+    def run(self, state: ckpt.GlobalState | None = None) -> dict[str, Any]:
+        """Train to the plan's step count (or --steps-per-job steps of it), from ``state``
+        (the checkpoint of ``plan.resume``, read on this rank) or afresh; returns the summary
         (rank 0; others get {}), or where a chain job stopped."""
         p, rank0 = self.plan, self.world.rank == 0
-        if p.resume.directory is not None:
-            self.load(p.resume.directory)
+        if state is not None:
+            self.load(state)
         else:
             self.init_params()
         start = self.step

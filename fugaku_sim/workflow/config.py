@@ -2,38 +2,42 @@
 
 ``workflows/config/schema.json`` is generated from :class:`WorkflowConfig`
 (``python -m fugaku_sim.workflow.config --write-schema``); a test fails when the two drift.
-The Snakefile validates the config against the schema before any job runs, then against the
-model itself (cross-field rules such as "the layout uses as many ranks as the run has").
+The Snakefile validates the config before any job runs (:func:`check_workflow_config`):
+each config file through the spec's strict YAML loader, the config against the schema, then
+against the model itself (cross-field rules such as "the layout uses as many ranks as the run
+has"), the training job's own rules, and every preset or file the config names.
+
+What the workflow cannot guard: Snakemake reads ``--configfile`` and ``--config`` itself,
+before the Snakefile runs, and merges mappings by copying them
+(``snakemake/settings/types.py``, ``ConfigSettings._get_overwrite_config`` calling
+``snakemake/utils.py``'s ``update_config``): a YAML alias bomb of mappings there is expanded
+in full before any of this code runs. A bomb of lists is not copied, so it reaches
+:func:`check_against_schema`, which refuses it before walking it.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError, create_model, model_validator
 
 from fugaku_sim.data.config import DataConfig
 from fugaku_sim.errors import SpecError, UserError
 from fugaku_sim.io import load_json
-from fugaku_sim.spec.base import SpecModel
+from fugaku_sim.spec.base import SpecModel, constrained
 from fugaku_sim.spec.layout import Layout
+from fugaku_sim.spec.limits import MAX_GLOBAL_BATCH, MAX_MACHINE_NODES, MAX_TOKENS
 from fugaku_sim.spec.load import validation_message
 from fugaku_sim.spec.stack import FITTABLE
 from fugaku_sim.spec.train import TrainSpec
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflows" / "config" / "schema.json"
-
-
-def _constrained(annotation: Any, metadata: list[Any]) -> Any:
-    """``annotation`` with a field's constraints (``Annotated`` needs at least one)."""
-    if not metadata:
-        return annotation
-    params = (annotation, *metadata)
-    return Annotated[params]  # a tuple subscript: Annotated[annotation, *metadata]
 
 
 # Every TrainSpec field, optional: the workflow overrides only what it names, the rest comes
@@ -44,7 +48,7 @@ TrainOverrides = create_model(  # type: ignore[call-overload]
     **{
         # the field's constraints (gt=0, ...) kept on the value, None allowed beside it
         name: (
-            _constrained(field.annotation, field.metadata) | None,
+            constrained(field.annotation, field.metadata) | None,
             Field(default=None, description=field.description),
         )
         for name, field in TrainSpec.model_fields.items()
@@ -67,7 +71,8 @@ class TrainSection(SpecModel):
     checkpoint_every: int = Field(default=50, gt=0, description="steps between checkpoints")
     eval_every: int = Field(default=50, gt=0, description="steps between validation losses")
     mpi_launcher: str = Field(
-        default="mpiexec", description="'mpiexec' (the environment's), 'srun', or a command"
+        default="mpiexec", pattern=r"\S",
+        description="'mpiexec' (the environment's), 'srun', or a command"
     )
 
     @model_validator(mode="after")
@@ -98,9 +103,9 @@ class PlanSection(SpecModel):
         "parameters (default: the May 2024 announcement, dense matrix multiplication 6x and "
         "communication 3x faster)")
     model: str = "fugaku-llm-13b"
-    nodes: int = Field(default=13_824, gt=0)
-    global_batch: int = Field(default=2016, gt=0)
-    tokens: float = Field(default=380e9, gt=0)
+    nodes: int = Field(default=13_824, gt=0, le=MAX_MACHINE_NODES)
+    global_batch: int = Field(default=2016, gt=0, le=MAX_GLOBAL_BATCH)
+    tokens: float = Field(default=380e9, gt=0, le=MAX_TOKENS)
     top: int = Field(default=20, gt=0)
 
     @model_validator(mode="after")
@@ -144,7 +149,10 @@ class CompareSection(SpecModel):
 class WorkflowConfig(SpecModel):
     """Everything the Snakefile needs; defaults give the built-in build."""
 
-    run_name: str = Field(default="fugaku-sim-tiny", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    # a folder and a file name (results/release/<run_name>.tar.gz and the temporary names
+    # beside it): within the 255 bytes of a file name
+    run_name: str = Field(default="fugaku-sim-tiny", max_length=200,
+                          pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     data: DataConfig = Field(default_factory=DataConfig)
     train: TrainSection = Field(default_factory=TrainSection)
     evaluate: EvaluateSection = Field(default_factory=EvaluateSection)
@@ -224,6 +232,9 @@ def check_run(cfg: WorkflowConfig) -> None:
     try:
         if isinstance(cfg.train.layout, Layout):
             check_layout(preset.model, spec, cfg.train.layout, cfg.train.ranks)
+        elif any(s >= preset.model.layers for s in spec.recompute_stages):
+            raise UserError(f"train.recompute_stages: stage {max(spec.recompute_stages)} "
+                            f"exists in no layout of {preset.model.layers} layers")
         check_trainable(preset.model, spec)
         total_steps(preset.model, spec)
         check_tokenizer_fits(cfg.data.tokenizer.vocab_size, preset.model,
@@ -255,7 +266,11 @@ def check_against_schema(data: dict[str, Any], source: str = "config") -> None:
     if error is None:
         return
     parts = [str(p) for p in error.absolute_path]
-    message = error.message if len(error.message) < 200 else error.message[:197] + "..."
+    message = error.message
+    shown = repr(error.instance)
+    if len(shown) > 60 and message.startswith(shown):  # keep what is wrong, not all of the value
+        message = f"{shown[:40]}...{shown[-1]}{message[len(shown):]}"
+    message = message if len(message) < 200 else message[:197] + "..."
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
         # name the misspelt key itself, as the pydantic check does
         allowed = set(error.schema.get("properties", {}))
@@ -266,6 +281,74 @@ def check_against_schema(data: dict[str, Any], source: str = "config") -> None:
     path = ".".join(parts) or "(top level)"
     head = f"{source}: " if source else ""
     raise SpecError(f"{head}{path}: {message}")
+
+
+def check_references(cfg: WorkflowConfig) -> None:
+    """Every preset or file the config names loads (cluster, model and stack of the run and
+    of the plan, the compare run set), and the run's ranks fit its cluster: what a job would
+    find only when it runs, hours into the build.
+
+    Raises:
+        SpecError: ``train.cluster: no cluster preset 'x'; known: ...`` and the like.
+    """
+    from fugaku_sim.calibrate.runs import load_runs
+    from fugaku_sim.spec import load_cluster, load_model
+    from fugaku_sim.spec.stack import load_stack
+    from fugaku_sim.workflow.allocation import run_allocation
+
+    refs = [("train.cluster", load_cluster, cfg.train.cluster, "--cluster"),
+            ("train.model", load_model, cfg.train.model, "--model"),
+            ("train.stack", load_stack, cfg.train.stack, "--stack"),
+            ("plan.cluster", load_cluster, cfg.plan.cluster, "--cluster"),
+            ("plan.model", load_model, cfg.plan.model, "--model"),
+            ("plan.stack", load_stack, cfg.plan.stack, "--stack"),
+            ("compare.runs", load_runs, cfg.compare.runs, "--runs")]
+    for key, load, ref, option in refs:
+        try:
+            load(ref)
+        except UserError as exc:  # the loaders name their command-line option: name the key
+            raise SpecError(f"{key}: {str(exc).removeprefix(f'{option}: ')}") from None
+    plan_cluster = load_cluster(cfg.plan.cluster)
+    if cfg.plan.nodes > plan_cluster.allocation.max_nodes:
+        raise SpecError(f"plan.nodes: {cfg.plan.nodes} nodes, but {plan_cluster.name} runs "
+                        f"jobs of at most {plan_cluster.allocation.max_nodes}")
+    cluster = load_cluster(cfg.train.cluster)
+    layout = cfg.train.layout
+    per_node = layout.processes_per_node if isinstance(layout, Layout) else None
+    nodes = run_allocation(cluster, cfg.train.ranks, per_node).nodes
+    if nodes > cluster.allocation.max_nodes:
+        raise SpecError(f"train.ranks: {cfg.train.ranks} ranks take {nodes} nodes of "
+                        f"{cluster.name}, which runs jobs of at most "
+                        f"{cluster.allocation.max_nodes}")
+
+
+def check_workflow_config(config: dict[str, Any], configfiles: list[str]) -> WorkflowConfig:
+    """What the Snakefile checks before any job runs: each config file through the spec's
+    strict YAML loader (Snakemake's own keeps the last of two equal keys), the config against
+    the schema and the model, the training job's cross-field rules (:func:`check_run`) and
+    every preset or file it names (:func:`check_references`).
+
+    Raises:
+        SpecError: one line naming the file or the dotted key.
+    """
+    check_config_files(configfiles)
+    check_against_schema(config, "")
+    cfg = load_workflow_config(config, "")
+    check_run(cfg)
+    check_references(cfg)
+    return cfg
+
+
+@contextlib.contextmanager
+def stop_on_config_error() -> Iterator[None]:
+    """Inside the Snakefile: a config error stops Snakemake before any job runs, with one
+    line naming what to fix and no traceback (exit status 1, Snakemake's for a bad
+    workflow)."""
+    try:
+        yield
+    except UserError as exc:
+        print(f"fugaku-sim workflow: config error: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 def workflow_schema() -> dict[str, Any]:

@@ -6,6 +6,22 @@ working folder holds only what the case itself prepared). The classes: non-finit
 out-of-range numbers, booleans for numbers, duplicate YAML keys, YAML that is too deep, too
 large or not text, paths of the wrong kind, options out of range, outputs that cannot be
 written, and cross-field rules of the specs.
+
+This module is one table of the hostile-input suite. The others: tests/spec/test_bad_input.py
+(layouts and specs through ``check``), tests/workflows/test_hostile_config.py (workflow
+configs; real ``snakemake`` runs under memory and time limits for alias bombs),
+tests/train/test_hostile_files.py (every kind of file the trainer reads, spoiled, under
+``mpiexec -n 2``: exit 2 on every rank within 30 s), tests/data/test_hostile_data.py (source
+files and each data stage's input), tests/evaluate/test_hostile_eval.py and
+tests/release/test_hostile_release.py, plus single cases in the modules of what they test;
+tests/spec/test_fuzz.py is the seeded fuzzer (600 mutants of every shipped YAML).
+
+How the cases are counted: every hand-written case is a test item marked ``hostile`` that
+feeds one bad input (a parametrized test is one case per parameter; a test that tries
+several inputs in one item counts once), so
+``pytest -m hostile --collect-only -q | grep -c ::`` is the count and
+``pytest -m "hostile or fuzz"`` runs the whole suite. Each case must end within 10 s
+(tests/conftest.py fails a ``hostile`` item that takes longer).
 """
 
 from __future__ import annotations
@@ -222,6 +238,7 @@ def _snapshot(root: Path) -> dict[str, bytes]:
             for p in sorted(root.rglob("*"))}
 
 
+@pytest.mark.hostile
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_hostile_input_is_one_line_exit_2_and_nothing_written(
         name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run_cli) -> None:

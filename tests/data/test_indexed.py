@@ -68,6 +68,7 @@ def test_best_fitting_dtype_matches_megatron() -> None:
     assert best_fitting_dtype(None) is np.int32
 
 
+@pytest.mark.hostile
 def test_truncated_idx_is_a_user_error(tmp_path: Path) -> None:
     write_docs(tmp_path / "x", [[1, 2, 3], [4, 5]])
     idx = tmp_path / "x.idx"
@@ -79,6 +80,7 @@ def test_truncated_idx_is_a_user_error(tmp_path: Path) -> None:
         IndexedDataset(tmp_path / "x")
 
 
+@pytest.mark.hostile
 def test_truncated_bin_is_a_user_error(tmp_path: Path) -> None:
     write_docs(tmp_path / "x", [[1, 2, 3], [4, 5]])
     b = tmp_path / "x.bin"
@@ -87,6 +89,7 @@ def test_truncated_bin_is_a_user_error(tmp_path: Path) -> None:
         IndexedDataset(tmp_path / "x")
 
 
+@pytest.mark.hostile
 def test_missing_files_are_user_errors(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="not found"):
         IndexedDataset(tmp_path / "nothing")
@@ -110,6 +113,7 @@ def test_add_dataset_concatenates(tmp_path: Path) -> None:
     assert ds[-1].tolist() == [4, 5, 6]
 
 
+@pytest.mark.hostile
 def test_an_index_that_is_a_folder_or_a_pipe_is_a_user_error(tmp_path: Path) -> None:
     import os
 
@@ -121,6 +125,7 @@ def test_an_index_that_is_a_folder_or_a_pipe_is_a_user_error(tmp_path: Path) -> 
         IndexedDataset(tmp_path / "p")
 
 
+@pytest.mark.hostile
 def test_document_indices_beyond_the_sequences_are_a_user_error(tmp_path: Path) -> None:
     write_docs(tmp_path / "x", [[1, 2, 3], [4, 5]])
     idx = tmp_path / "x.idx"

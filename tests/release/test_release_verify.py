@@ -24,12 +24,14 @@ def test_verify_accepts_the_built_release(run_cli, built_release):
     assert "OK (8 files checked" in out
 
 
+@pytest.mark.hostile
 def test_tampered_file_fails(run_cli, release_copy):
     cfg = release_copy / "generation_config.json"
     cfg.write_text(cfg.read_text().replace("0.8", "0.9"))
     _fails(run_cli, release_copy, "generation_config.json: checksum mismatch")
 
 
+@pytest.mark.hostile
 def test_tampered_weights_fail(run_cli, release_copy):
     data = bytearray((release_copy / "model.safetensors").read_bytes())
     data[-1] ^= 0x01
@@ -37,6 +39,7 @@ def test_tampered_weights_fail(run_cli, release_copy):
     _fails(run_cli, release_copy, "model.safetensors: checksum mismatch")
 
 
+@pytest.mark.hostile
 @pytest.mark.parametrize("name", ["README.md", "tokenizer.model", "tokenizer.json",
                                   "tokenizer_config.json", "SHA256SUMS"])
 def test_missing_file_fails(run_cli, release_copy, name):
@@ -44,11 +47,13 @@ def test_missing_file_fails(run_cli, release_copy, name):
     _fails(run_cli, release_copy, f"{name}: required release file missing")
 
 
+@pytest.mark.hostile
 def test_extra_unlisted_file_fails(run_cli, release_copy):
     (release_copy / "notes.txt").write_text("hello")
     _fails(run_cli, release_copy, "notes.txt: not listed in SHA256SUMS")
 
 
+@pytest.mark.hostile
 def test_listed_pickle_file_fails(run_cli, release_copy):
     (release_copy / "pytorch_model.bin").write_bytes(b"\x80\x04N.")
     names = [p.name for p in release_copy.iterdir() if p.name != "SHA256SUMS"]
@@ -56,6 +61,7 @@ def test_listed_pickle_file_fails(run_cli, release_copy):
     _fails(run_cli, release_copy, "pickle-capable format")
 
 
+@pytest.mark.hostile
 def test_weights_of_another_shape_than_config_fail(run_cli, release_copy):
     cfg = json.loads((release_copy / "config.json").read_text())
     cfg["n_embd"] = 64  # the weights are hidden 32
@@ -65,6 +71,7 @@ def test_weights_of_another_shape_than_config_fail(run_cli, release_copy):
     _fails(run_cli, release_copy, "does not match model")
 
 
+@pytest.mark.hostile
 def test_tokenizer_json_of_another_model_fails(run_cli, release_copy):
     body = json.loads((release_copy / "tokenizer.json").read_text(encoding="utf-8"))
     body["model"]["vocab"][300][1] -= 1.0  # one piece's score
@@ -74,11 +81,13 @@ def test_tokenizer_json_of_another_model_fails(run_cli, release_copy):
     _fails(run_cli, release_copy, "tokenizer.json: differs from what tokenizer.model converts to")
 
 
+@pytest.mark.hostile
 def test_malformed_checksum_line_fails(run_cli, release_copy):
     (release_copy / "SHA256SUMS").write_text("not a checksum line\n")
     _fails(run_cli, release_copy, "SHA256SUMS:1: not a sha256sum line")
 
 
+@pytest.mark.hostile
 def test_verify_missing_directory(run_cli, tmp_path):
     _fails(run_cli, tmp_path / "nope", "release directory not found")
 
@@ -92,6 +101,7 @@ def test_weights_are_read_without_pickle(built_release):
     assert header["transformer.wte.weight"]["dtype"] == "F32"
 
 
+@pytest.mark.hostile
 @pytest.mark.parametrize("target", ["outside", "inside"])
 def test_a_file_that_is_a_symbolic_link_fails(run_cli, release_copy, tmp_path, target):
     """A link passes every checksum (it is read through) but is no file of the release: the
@@ -107,6 +117,7 @@ def test_a_file_that_is_a_symbolic_link_fails(run_cli, release_copy, tmp_path, t
     _fails(run_cli, release_copy, "generation_config.json: a symbolic link")
 
 
+@pytest.mark.hostile
 @pytest.mark.parametrize("model", ["a string", ["list"], None])
 def test_eval_json_of_the_wrong_shape_fails(run_cli, release_copy, model):
     ev = json.loads((release_copy / "eval.json").read_text())
@@ -116,6 +127,7 @@ def test_eval_json_of_the_wrong_shape_fails(run_cli, release_copy, model):
     _fails(run_cli, release_copy, "eval.json: describes other weights")
 
 
+@pytest.mark.hostile
 @pytest.mark.parametrize("card", [b"\xff\xfe---\n", b"---\na: 1\na: 2\n---\n",
                                   b"---\n" + b"[" * 100 + b"\n---\n"])
 def test_model_card_that_cannot_be_read_fails(run_cli, release_copy, card):
@@ -131,6 +143,7 @@ def test_verify_accepts_a_llama_release(run_cli, llama_release):
     assert "OK (8 files checked" in out
 
 
+@pytest.mark.hostile
 @pytest.mark.parametrize(("field", "value", "message"), [
     ("num_key_value_heads", 1, "does not match model"),  # the weights hold 2 kv heads
     ("hidden_act", "gelu", "hidden_act 'gelu' is not supported"),

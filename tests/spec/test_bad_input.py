@@ -145,6 +145,7 @@ CASES = {
 }
 
 
+@pytest.mark.hostile
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_bad_input_exits_2_with_one_line(name: str, tmp_path: Path, run_cli) -> None:
     make_args, expected = CASES[name]

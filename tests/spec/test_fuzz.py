@@ -135,6 +135,7 @@ def _api(source: Path, path: Path) -> None:
     check_run(load_workflow_config(data, "config"))
 
 
+@pytest.mark.fuzz
 @pytest.mark.parametrize("chunk", range(CHUNKS))
 def test_mutants_of_shipped_yaml_are_accepted_or_refused_in_one_line(
         chunk: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run_cli) -> None:

@@ -65,5 +65,41 @@ def test_with_numbers_validates() -> None:
                              "interconnect.hop_latency_us": 0.2})
     assert moved.node.gemm_efficiency[0].efficiency == 0.3
     assert moved.interconnect.hop_latency_us == 0.2  # type: ignore[union-attr]
-    with pytest.raises(ValueError):
-        with_numbers(c, {"node.gemm_efficiency.0.efficiency": 1.5})
+    with pytest.raises(SpecError, match=r"^cluster\.node\.gemm_efficiency\.0\.efficiency: "):
+        with_numbers(c, {"node.gemm_efficiency.0.efficiency": 1.5}, "cluster")
+
+
+@pytest.mark.hostile
+@pytest.mark.parametrize(("path", "low", "high", "message"), [
+    ("interconnect.hop_latency_us", 0.05, 2e4, "assumed.interconnect.hop_latency_us.high: "
+     "above the limit of 10000 us"),
+    ("node.gemm_efficiency.0.efficiency", 0.1, 1.2,
+     "assumed.node.gemm_efficiency.0.efficiency.high: Input should be less than or equal to 1"),
+    ("node.mem_reserved_GiB", -1, 5, "assumed.node.mem_reserved_GiB.low: Input should be "
+     "greater than or equal to 0"),
+])
+def test_a_range_end_its_field_refuses_is_named(path: str, low: float, high: float,
+                                                message: str) -> None:
+    """A prediction samples between the ends and sets each in the profile: an end the field
+    refuses is named when the profile loads, not met mid-prediction."""
+    from pydantic import ValidationError
+
+    data = load_cluster("fugaku").model_dump(mode="json")
+    data["assumed"][path] = {"low": low, "high": high}
+    with pytest.raises(ValidationError) as info:
+        type(load_cluster("fugaku")).model_validate(data)
+    assert message in str(info.value)
+
+
+@pytest.mark.hostile
+def test_range_ends_of_a_mapping_value_are_checked() -> None:
+    """``node.elementwise_Gelem_per_s.<kind>``: a mapping's value, checked as the mapping's
+    value type (with its limit)."""
+    from pydantic import ValidationError
+
+    data = load_cluster("local-calibrated").model_dump(mode="json")
+    data["assumed"] = {"node.elementwise_Gelem_per_s.gelu_fwd": {"low": 1, "high": 1e12}}
+    with pytest.raises(ValidationError, match="gelu_fwd.high: above the limit of 1e"):
+        type(load_cluster("fugaku")).model_validate(data)
+    data["assumed"] = {"node.elementwise_Gelem_per_s.gelu_fwd": {"low": 1, "high": 9}}
+    type(load_cluster("fugaku")).model_validate(data)

@@ -76,7 +76,7 @@ def test_bad_files_are_one_line_errors(tmp_path: Path, change, metadata, message
 
 
 def test_missing_or_junk_file(tmp_path: Path) -> None:
-    with pytest.raises(UserError, match="checkpoint not found"):
+    with pytest.raises(UserError, match="no such file"):
         read_consolidated(tmp_path / "none.safetensors")
     (tmp_path / "junk.safetensors").write_bytes(b"\x80\x04junk")
     with pytest.raises(UserError, match="cannot read consolidated checkpoint"):

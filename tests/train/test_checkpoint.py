@@ -72,8 +72,8 @@ def test_zero3_shards_reassemble(tmp_path: Path) -> None:
     for d in range(2):
         pieces = flat.owned(d, 2)
         shard = flat.shard_of(flat.data, pieces)
-        state = ckpt.RankState(0, 0, d, meta, flat.padded, {},
-                               [(p.start, p.end) for p in pieces], shard * 2, shard * 3, shard)
+        state = ckpt.RankState(0, 0, d, meta, flat.padded, {},  # second moments: squares
+                               [(p.start, p.end) for p in pieces], shard * 2, shard ** 2, shard)
         info = ckpt.write_rank_file(directory, state)
         assert info is not None
         files[info[0]] = info[1]
@@ -82,7 +82,7 @@ def test_zero3_shards_reassemble(tmp_path: Path) -> None:
     assert set(state.params) == set(names) == set(state.exp_avg_sq)
     for n in names:
         np.testing.assert_array_equal(state.params[n], params[n])
-        np.testing.assert_array_equal(state.exp_avg_sq[n], params[n] * 3)
+        np.testing.assert_array_equal(state.exp_avg_sq[n], params[n] ** 2)
 
 
 def test_corruption_falls_back_to_the_previous(tmp_path: Path) -> None:

@@ -389,12 +389,14 @@ def assert_bad_input(r: subprocess.CompletedProcess[str], out: Path, *words: str
     assert not out.exists()
 
 
+@pytest.mark.hostile
 def test_layout_must_match_the_rank_count(job: dict[str, Any]) -> None:
     out = job["root"] / "bad_world"
     r = mpirun(2, [[*job["base"], "--tp", "2", "--dp", "2", "--out", str(out)]])
     assert_bad_input(r, out, "4 ranks", "has 2")
 
 
+@pytest.mark.hostile
 @pytest.mark.parametrize(("args", "words"), [
     (["--tp", "3"], ["layout.tp", "heads"]),
     (["--pp", "3"], ["layout.pp", "layers"]),
@@ -406,6 +408,7 @@ def test_model_must_split(job: dict[str, Any], args: list[str], words: list[str]
     assert_bad_input(cli([*job["base"], *args, "--out", str(out)]), out, *words)
 
 
+@pytest.mark.hostile
 def test_missing_shard(job: dict[str, Any]) -> None:
     data = job["root"] / "data_missing"
     shutil.copytree(job["data"], data)
@@ -415,6 +418,7 @@ def test_missing_shard(job: dict[str, Any]) -> None:
     assert_bad_input(cli([*base, "--out", str(out)]), out, "en_train.bin")
 
 
+@pytest.mark.hostile
 def test_checkpoint_of_another_model(job: dict[str, Any]) -> None:
     out = job["root"] / "other_model"
     shutil.copytree(job["ref"], out)
@@ -427,6 +431,7 @@ def test_checkpoint_of_another_model(job: dict[str, Any]) -> None:
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
 
 
+@pytest.mark.hostile
 def test_out_that_is_a_file(job: dict[str, Any]) -> None:
     out = job["root"] / "out_is_a_file"
     out.write_text("keep me\n")
@@ -436,6 +441,7 @@ def test_out_that_is_a_file(job: dict[str, Any]) -> None:
     assert out.read_text() == "keep me\n"
 
 
+@pytest.mark.hostile
 def test_token_ids_outside_the_vocabulary(job: dict[str, Any]) -> None:
     """A shard of another tokenizer is refused on every rank before training (exit 2, not
     an MPI_Abort mid-run with an empty metrics log)."""
@@ -450,6 +456,7 @@ def test_token_ids_outside_the_vocabulary(job: dict[str, Any]) -> None:
     assert_bad_input(r, out, "token id 64", "model.vocab (64)")
 
 
+@pytest.mark.hostile
 @pytest.mark.parametrize("index", [
     {"files": []},
     {"files": {"rank_tp0_pp0_dp0.safetensors": "x"}},

@@ -68,6 +68,12 @@ MAIN = REPO / "Snakefile"
 CONFIGS = REPO / "workflows" / "config"
 
 
+#: for runs that use no Slurm: the Slurm executor plugin asks ``scontrol show config`` when
+#: Snakemake imports it, with a 10-s timeout, which a machine with the Slurm client installed
+#: but no controller running waits out on every start
+NO_SLURM = {"SLURM_CONF": "/dev/null"}
+
+
 def workflow_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """This process's environment without the venv on PATH or Snakemake's own variables."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SNAKEMAKE", "VIRTUAL_ENV"))}

@@ -28,6 +28,7 @@ def test_shipped_configs_validate(name: str) -> None:
     load_workflow_config(data, str(path))
 
 
+@pytest.mark.hostile
 @pytest.mark.parametrize(
     ("data", "expected"),
     [
@@ -47,6 +48,7 @@ def test_bad_configs_name_the_field(data: dict, expected: str) -> None:
         load_workflow_config(data)
 
 
+@pytest.mark.hostile
 @pytest.mark.parametrize(("data", "expected"), [
     ({"train": {"settings": {"global_batch": 7, "micro_batch": 2}}},
      "train.settings.global_batch: 7 is not a multiple of micro_batch (2)"),
@@ -77,6 +79,7 @@ def test_shipped_configs_pass_the_cross_field_rules() -> None:
                                        or {}))
 
 
+@pytest.mark.hostile
 def test_an_alias_bomb_is_refused_before_the_schema_walks_it() -> None:
     from fugaku_sim.workflow.config import check_against_schema
 

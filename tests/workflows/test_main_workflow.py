@@ -22,7 +22,16 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import CONFIGS, MAIN, STANDINS, Run, main_command, run_main, workflow_env
+from conftest import (
+    CONFIGS,
+    MAIN,
+    NO_SLURM,
+    STANDINS,
+    Run,
+    main_command,
+    run_main,
+    workflow_env,
+)
 from test_fugaku_profile import FAST_POLLING, options, pjm_env, recorded_jobs
 from test_slurm_profile import slurm_answers
 
@@ -141,6 +150,7 @@ def test_lint_is_clean_on_the_command_line(tmp_path: Path) -> None:
 # --- config errors --------------------------------------------------------------------------
 
 
+@pytest.mark.hostile
 @pytest.mark.parametrize(
     ("config", "message"),
     [
@@ -170,7 +180,7 @@ def test_config_error_stops_before_any_job_in_one_line(tmp_path: Path, config: s
     work.mkdir()
     done = subprocess.run(
         main_command(work, "--cores", "2", "--configfile", str(CI), str(bad), timeout_s=90),
-        cwd=work, env=workflow_env(), capture_output=True, text=True)
+        cwd=work, env=workflow_env(NO_SLURM), capture_output=True, text=True)
     assert done.returncode == 1, done.stdout + done.stderr
     # Snakemake's own note that the command line extends default.yaml comes first
     lines = [line for line in done.stderr.splitlines()
