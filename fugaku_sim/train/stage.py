@@ -170,7 +170,7 @@ class StageModel:
             _notify(ready, [r.name for r in self.table.block(layer)])
         if chunk.first:
             with mem.region():
-                M.embed_backward(dout, emb, g, self.model)
+                M.embed_backward(dout, emb, g, self.model, region)
             _notify(ready, self._held(self.table.part("embedding")))
         mem.drop((mb, chunk.index, "ends"))
         mem.drop(FLOWING)
