@@ -129,8 +129,9 @@ def quick_runs() -> list[RunSpec]:
 
 def _shape(name: str, layers: int, hidden: int, heads: int, seq_len: int,
            vocab: int) -> ModelSpec:
+    """A GPT-2 shape as the trainer trains it (without dropout)."""
     return ModelSpec(name=name, layers=layers, hidden=hidden, heads=heads, seq_len=seq_len,
-                     vocab=vocab)
+                     vocab=vocab, dropout=0.0)
 
 
 def shape_runs() -> list[RunSpec]:
