@@ -293,7 +293,10 @@ def op_time_s(op: OpCost, job: Job) -> float:
 def embedding_forward_ops(job: Job) -> list[OpCost]:
     """The input embedding (first stage): GPT-2's token + position lookup and sum (1 FLOP, two
     reads and a write per element) and its dropout; Llama's token lookup alone (a gather: one
-    read, one write)."""
+    read, one write). GPT-2's embedding dropout is priced whatever ``model.dropout`` says:
+    the calibration fits the trainer's embedding (which has none) over these two ops, so they
+    stay as they are until it describes its kernels without dropout
+    (:mod:`fugaku_sim.calibrate.kernels`)."""
     e = element_bytes(job.train.precision)
     n = _tokens(job) * job.model.hidden
     if job.model.positions == "rotary":
