@@ -41,6 +41,15 @@ pytestmark = [pytest.mark.mpi, pytest.mark.skipif(MPIEXEC is None, reason="no mp
 REL = 1e-5
 MEMORY_REL = 0.10  # predicted vs measured per-rank peak
 
+TRAIN_YAML = """\
+train:
+  global_batch: 8
+  micro_batch: 2
+  steps: 5
+  lr: 2.0e-3
+  min_lr: 2.0e-4
+  warmup_steps: 2
+"""
 MODEL_YAML = """\
 model:
   name: test-zero
@@ -51,14 +60,7 @@ model:
   vocab: 256
   tied_embeddings: true
   dropout: 0.0                   # as the trainer trains it: the simulator charges no dropout
-train:
-  global_batch: 8
-  micro_batch: 2
-  steps: 5
-  lr: 2.0e-3
-  min_lr: 2.0e-4
-  warmup_steps: 2
-"""
+""" + TRAIN_YAML
 LLAMA_YAML = """\
 model:
   name: test-llama
@@ -74,14 +76,7 @@ model:
   positions: rotary
   bias: false
   tied_embeddings: false
-train:
-  global_batch: 8
-  micro_batch: 2
-  steps: 5
-  lr: 2.0e-3
-  min_lr: 2.0e-4
-  warmup_steps: 2
-"""
+""" + TRAIN_YAML
 
 SMALL_BUCKETS = ["--grad-bucket-mb", "0.05"]  # several buckets per stage (~13k parameters)
 SP = ["--sequence-parallel"]
