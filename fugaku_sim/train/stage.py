@@ -57,7 +57,8 @@ class StageModel:
     buffer; :mod:`fugaku_sim.train.weights`); ``grads`` is what the backward adds into
     (default: the flat gradients); ``memory`` is told what the caches hold and measures
     every layer's transient memory. ``region`` is where the tensor-parallel regions begin
-    and end (Megatron-LM's f and g over the tensor group).
+    and end (Megatron-LM's f and g over the tensor group, or the sequence-parallel all-gather
+    and reduce-scatter: :mod:`fugaku_sim.train.sequence`).
     """
 
     def __init__(self, model: ModelSpec, layout: Layout, stage: int, tp_rank: int,
