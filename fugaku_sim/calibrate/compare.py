@@ -228,7 +228,8 @@ def run_label(m: Measured) -> str:
     labels the run it started)."""
     lay, t = m.layout, m.train
     return layout_label(m.model.name, lay.tp, lay.pp, lay.dp, t.micro_batch, t.zero_stage,
-                        t.recompute, t.recompute_stages, t.overlap_grad_reduce)
+                        t.recompute, t.recompute_stages, t.overlap_grad_reduce,
+                        lay.sequence_parallel)
 
 
 def compare_run(cluster: ClusterSpec, measured: Measured, mode: str = "fast",

@@ -98,6 +98,9 @@ class MeasuredRun(SpecModel):
     seq_len: int | None = Field(default=None, gt=0)
     vocab: int | None = Field(default=None, gt=0, description="padded vocabulary of the network")
     tied_embeddings: bool | None = None
+    dropout: float | None = Field(
+        default=None, ge=0, lt=1,
+        description="dropout probability trained with (empty: the preset's or the family's)")
     tp: int = Field(gt=0)
     pp: int = Field(gt=0)
     dp: int = Field(gt=0)
@@ -216,13 +219,15 @@ def run_model(run: MeasuredRun) -> ModelSpec:
     Raises:
         SpecError: unknown preset, or a shape the model spec rejects.
     """
+    dropout = {} if run.dropout is None else {"dropout": run.dropout}
     if not run.has_shape:
         try:
-            return load_model_preset(run.model).model
+            preset = load_model_preset(run.model).model
         except SpecError as exc:  # its message names the --model option; here it is a column
             raise SpecError(f"model: {str(exc).removeprefix('--model: ')}") from None
+        return preset.model_copy(update=dropout)
     fields = {"name": run.model, "ffn_hidden": run.ffn_hidden,
-              **{c: getattr(run, c) for c in SHAPE_COLUMNS}}
+              **{c: getattr(run, c) for c in SHAPE_COLUMNS}, **dropout}
     if run.tied_embeddings is not None:
         fields["tied_embeddings"] = run.tied_embeddings
     return _validated(ModelSpec, fields)

@@ -2,7 +2,8 @@
 
 A run is a model (a preset, a model YAML path, or the model's shape written inline), a
 layout, batch settings and the memory savers (ZeRO stage, recomputation). ``--runs`` takes a
-set name (``default``, ``shapes``, ``quick``, ``zero``) or a YAML file holding a list of runs::
+set name (``default``, ``shapes``, ``quick``, ``zero``, ``sp``) or a YAML file holding a list
+of runs::
 
     runs:
       - {model: gpt-tiny, tp: 2, pp: 2, dp: 1, micro_batch: 4, global_batch: 16, steps: 8}
@@ -17,7 +18,8 @@ the same global batch, so their step times compare layouts at equal work. The ``
 holds out what the presets do not vary: other hidden sizes and head widths, micro-batches of
 1 to 8, pipelines of 2 and 4 stages, and full recomputation. The ``zero`` set is the
 trainer's ZeRO-1/2/3 and selective-recomputation layouts, up to tp 2 x pp 2 x dp 2 on 8
-ranks.
+ranks; the ``sp`` set the same with sequence parallelism (Korthikanti et al. 2022), in both
+model families.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ class RunSpec(SpecModel):
     recompute_stages: list[int] = Field(default_factory=list)
     overlap_grad_reduce: bool = False
     grad_bucket_MB: float | None = Field(default=None, gt=0, description="default: preset's")
+    sequence_parallel: bool = False
     name: str | None = None
 
     @property
@@ -67,11 +70,12 @@ class RunSpec(SpecModel):
         """:func:`layout_label` of the run unless a name is given."""
         return self.name or layout_label(
             self.model_name, self.tp, self.pp, self.dp, self.micro_batch, self.zero_stage,
-            self.recompute, self.recompute_stages, self.overlap_grad_reduce)
+            self.recompute, self.recompute_stages, self.overlap_grad_reduce,
+            self.sequence_parallel)
 
     def train_options(self) -> list[str]:
         """The ``fugaku-sim train`` options of the memory savers (none for defaults)."""
-        out = []
+        out = ["--sequence-parallel"] if self.sequence_parallel else []
         if self.zero_stage:
             out += ["--zero", str(self.zero_stage)]
         if self.recompute != "none":
@@ -92,11 +96,11 @@ class RunSpec(SpecModel):
 
 def layout_label(model: str, tp: int, pp: int, dp: int, micro_batch: int, zero_stage: int = 0,
                  recompute: str = "none", recompute_stages: Sequence[int] = (),
-                 overlap_grad_reduce: bool = False) -> str:
-    """``gpt-tiny tp2 pp1 dp2 mb4``, then ``zero2``, the recomputation mode (``selective``,
-    ``all``), ``recompute0,1`` and ``overlap`` where set: a run's label, and its row's in
-    the comparison."""
-    savers = [f"zero{zero_stage}" if zero_stage else "",
+                 overlap_grad_reduce: bool = False, sequence_parallel: bool = False) -> str:
+    """``gpt-tiny tp2 pp1 dp2 mb4``, then ``sp`` (sequence parallelism), ``zero2``, the
+    recomputation mode (``selective``, ``all``), ``recompute0,1`` and ``overlap`` where set: a
+    run's label, and its row's in the comparison."""
+    savers = ["sp" if sequence_parallel else "", f"zero{zero_stage}" if zero_stage else "",
               recompute if recompute != "none" else "",
               "recompute" + ",".join(map(str, recompute_stages)) if recompute_stages else "",
               "overlap" if overlap_grad_reduce else ""]
@@ -129,8 +133,9 @@ def quick_runs() -> list[RunSpec]:
 
 def _shape(name: str, layers: int, hidden: int, heads: int, seq_len: int,
            vocab: int) -> ModelSpec:
+    """A GPT-2 shape as the trainer trains it (without dropout)."""
     return ModelSpec(name=name, layers=layers, hidden=hidden, heads=heads, seq_len=seq_len,
-                     vocab=vocab)
+                     vocab=vocab, dropout=0.0)
 
 
 def shape_runs() -> list[RunSpec]:
@@ -179,8 +184,30 @@ def zero_runs() -> list[RunSpec]:
                     steps=8, **savers) for tp, pp, dp, savers in layouts]
 
 
+def sp_runs() -> list[RunSpec]:
+    """Seven sequence-parallel runs of 2 to 8 ranks: gpt-tiny alone and with selective
+    recomputation, full recomputation of a pipeline's first half, ZeRO-3 and ZeRO-2 (the
+    latter at tp 2 x pp 2 x dp 2), tp 4; llama-tiny at tp 2. The layouts the trainer's
+    sequence-parallel equivalence tests cover."""
+    small = 0.5  # MB: several gradient buckets per stage of gpt-tiny
+    layouts: list[tuple[str, int, int, int, dict[str, Any]]] = [
+        ("gpt-tiny", 2, 1, 1, {}),
+        ("gpt-tiny", 2, 1, 1, {"recompute": "selective"}),
+        ("gpt-tiny", 4, 1, 1, {}),
+        ("gpt-tiny", 2, 2, 1, {"recompute": "first-half"}),
+        ("gpt-tiny", 2, 1, 2, {"zero_stage": 3, "recompute": "selective",
+                               "overlap_grad_reduce": True}),
+        ("gpt-tiny", 2, 2, 2, {"zero_stage": 2, "recompute": "selective",
+                               "overlap_grad_reduce": True, "grad_bucket_MB": small}),
+        ("llama-tiny", 2, 1, 1, {"recompute": "selective"}),
+    ]
+    return [RunSpec(model=model, tp=tp, pp=pp, dp=dp, micro_batch=4, global_batch=16, steps=8,
+                    sequence_parallel=True, **savers)
+            for model, tp, pp, dp, savers in layouts]
+
+
 RUN_SETS = {"default": default_runs, "shapes": shape_runs, "quick": quick_runs,
-            "zero": zero_runs}
+            "zero": zero_runs, "sp": sp_runs}
 
 
 def load_runs(ref: str) -> list[RunSpec]:

@@ -120,6 +120,8 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(error)
         return 2
     assert plan is not None
+    for note in plan.notes if world.rank == 0 else ():
+        print(f"fugaku-sim: note: {note}", file=sys.stderr, flush=True)
     if plan.resume.skipped and world.rank == 0:
         print(f"fugaku-sim: warning: skipped corrupt checkpoint(s) {'; '.join(plan.resume.skipped)}"
               f"; resuming from {plan.resume.directory.name if plan.resume.directory else '-'}",

@@ -3,7 +3,7 @@ simulator on a cluster profile, and show predicted vs measured step time side by
 
 Two ways to use it:
 
-- ``fugaku-sim validate --cluster clusters/local-calibrated.yaml [--runs default|quick|FILE]
+- ``fugaku-sim validate --cluster clusters/local-calibrated.yaml [--runs SET|FILE]
   [--out results/compare]`` trains every run of the set with ``--launcher`` (one after
   another, synthetic tokens, fresh directories under ``<out>/runs``), then compares.
 - ``fugaku-sim validate --cluster C --from-metrics DIR [DIR ...] --out results/compare``
@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import get_args
 
 from fugaku_sim.calibrate.compare import STATISTICS
+from fugaku_sim.calibrate.runs import RUN_SETS
 from fugaku_sim.commands.common import (
     add_launch_arguments,
     add_stack_argument,
@@ -39,7 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="calibrated profile (preset name or YAML path)")
     add_stack_argument(parser)
     parser.add_argument("--runs", default="default",
-                        help="run set: default, quick, zero, or a YAML file with a 'runs:' list")
+                        help=f"run set: {', '.join(RUN_SETS)}, or a YAML file with a 'runs:' "
+                             "list")
     parser.add_argument("--from-metrics", nargs="+", type=Path, metavar="DIR",
                         help="compare these finished runs instead of training")
     parser.add_argument("--out", type=Path, default=Path("results/compare"),

@@ -10,7 +10,8 @@ the same code prices GPT-2's fused QKV projection and Llama's separate q, k and 
 with ``kv_heads`` key/value heads (fewer columns; copied when fewer than t).
 
 The ops of a block, by family (the attention core is materialized or flash, see
-:func:`attention_core_ops`; GPT-2 keeps the dropouts Megatron-LM's GPT has, Llama has none):
+:func:`attention_core_ops`; a model that trains with dropout, GPT-2 unless its ``dropout``
+is 0, has the dropouts Megatron-LM's GPT has, Llama none):
 
 - GPT-2: layernorm1, qkv, [core], projection | dropout_residual1, layernorm2, fc1, gelu, fc2 |
   dropout_residual2;
@@ -100,11 +101,10 @@ def _tokens(job: Job) -> int:
 
 
 def _dropout(job: Job) -> bool:
-    """Whether the model trains with dropout: GPT-2 (Radford et al. 2019) drops out the
-    embeddings, the attention probabilities and both residual branches, as Megatron-LM's GPT
-    does; the Llama family trains without (Hugging Face ``LlamaConfig``: no hidden dropout,
-    ``attention_dropout`` 0)."""
-    return job.model.family == "gpt2"
+    """Whether the model trains with dropout (``model.dropout``, or its family's: GPT-2,
+    Radford et al. 2019, drops out the embeddings, the attention probabilities and both
+    residual branches, as Megatron-LM's GPT does; the Llama family trains without)."""
+    return job.model.dropout_rate > 0
 
 
 def _features(job: Job, role: str, layer: int | None) -> tuple[int, int]:
@@ -293,7 +293,10 @@ def op_time_s(op: OpCost, job: Job) -> float:
 def embedding_forward_ops(job: Job) -> list[OpCost]:
     """The input embedding (first stage): GPT-2's token + position lookup and sum (1 FLOP, two
     reads and a write per element) and its dropout; Llama's token lookup alone (a gather: one
-    read, one write)."""
+    read, one write). GPT-2's embedding dropout is priced whatever ``model.dropout`` says:
+    the calibration fits the trainer's embedding (which has none) over these two ops, so they
+    stay as they are until it describes its kernels without dropout
+    (:mod:`fugaku_sim.calibrate.kernels`)."""
     e = element_bytes(job.train.precision)
     n = _tokens(job) * job.model.hidden
     if job.model.positions == "rotary":

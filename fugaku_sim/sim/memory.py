@@ -8,9 +8,17 @@ Sources:
 - Rajbhandari et al., "ZeRO", SC20: mixed-precision Adam keeps 2 + 2 + 12 bytes per
   parameter (fp16 weights and gradients; fp32 master weights, momentum and variance); ZeRO
   stage 1 shards the optimizer states over the data-parallel group, stage 2 also the
-  gradients, stage 3 also the weights. A ZeRO-2/3 rank also holds the gradient bucket being
-  reduced (``train.grad_bucket_MB``); a ZeRO-3 rank holds, beside its shard, the weights of
-  the unit it computes and of the one prefetched (the largest unit, twice).
+  gradients, stage 3 also the weights. A ZeRO-2 rank also holds the gradient bucket being
+  filled (``train.grad_bucket_MB``) and, with ``overlap_grad_reduce``, those being reduced
+  (:data:`~fugaku_sim.spec.train.ZERO_BUCKETS_IN_FLIGHT`). ZeRO-3 gathers and reduces
+  whole units, as PyTorch FSDP does (Zhao et al. 2023; ``torch.distributed.fsdp``: each
+  wrapped module's flat parameter is all-gathered before its forward and backward, and its
+  gradient reduce-scattered after its backward): the *root* (embeddings, final norm, head),
+  gathered from a micro-batch's forward to the end of its backward (FSDP2's ``fully_shard``
+  does not reshard the root after the forward, since the backward starts with it), and each
+  transformer block, gathered for its pass with the next one prefetched. Beside its shard a
+  ZeRO-3 rank so holds the root and two blocks of weights, and the gradients of the largest
+  unit (more with overlap, as above): the units are its gradient buckets.
 - Korthikanti et al., "Reducing Activation Recomputation in Large Transformer Models", 2022,
   section 4 and table 2: with tensor parallelism and 16-bit activations one GPT layer stores
   s b h (10 + 24/t + 5 a s/(h t)) bytes; with full recomputation only its 2 s b h byte input.
@@ -41,7 +49,7 @@ from fugaku_sim.sim.segments import unit_parameters
 from fugaku_sim.spec.breakdown import MEMORY_KEYS
 from fugaku_sim.spec.figures import element_bytes
 from fugaku_sim.spec.job import Job
-from fugaku_sim.spec.train import TrainSpec
+from fugaku_sim.spec.train import ZERO_BUCKETS_IN_FLIGHT, TrainSpec
 from fugaku_sim.tensors import layout_chunks, stage_parameters
 
 GiB = 2**30
@@ -131,14 +139,16 @@ def kept_activations(job: Job) -> dict[str, float]:
     - the output projection's input 2 s b q;
     - the MLP: GELU's input and output (2 x 2 s b f / t); SwiGLU's gate and up projections and
       their product (3 x 2 s b f / t; Megatron-LM's fused SwiGLU recomputes the SiLU);
-    - with dropout (GPT-2), the 1-byte masks of the two residual branches.
+    - with dropout (``model.dropout``, or GPT-2's 0.1 when unset), the 1-byte masks of the
+      two residual branches.
 
-    A GPT-2 layer (f = 4 h, no grouped heads, materialized) sums to eq. 2, s b h (10 + 24/t +
-    5 a s/(h t)). Elements are scaled to the training precision (x2 for fp32).
+    A GPT-2 layer with dropout (f = 4 h, no grouped heads, materialized) sums to eq. 2,
+    s b h (10 + 24/t + 5 a s/(h t)); without, the masks and the softmax's dropout (3 a s^2 b /
+    t) go. Elements are scaled to the training precision (x2 for fp32).
     """
     m, t, e = job.model, job.layout.tp, element_bytes(job.train.precision)
     s, b, h = m.seq_len, job.train.micro_batch, m.hidden
-    n, scale, dropout = s * b, e / 2, m.family == "gpt2"
+    n, scale, dropout = s * b, e / 2, m.dropout_rate > 0
     heads, kv_heads = local_heads(job)
     flash = job.train.attention == "flash"
     q_width, kv_width = heads * m.head_dim, (kv_heads if flash else heads) * m.head_dim
@@ -161,8 +171,8 @@ def kept_activations(job: Job) -> dict[str, float]:
 def activation_bytes_per_layer(job: Job, mode: Recomputation) -> float:
     """Activation bytes one transformer layer keeps for one micro-batch: its input under full
     recomputation (split over t with sequence parallelism); Korthikanti eq. 2 for a GPT layer
-    with materialized multi-head attention and nothing else (as it always was, f = 4 h
-    assumed); otherwise the sum of :func:`kept_activations`, the sequence-parallel region
+    with dropout, materialized multi-head attention and nothing else (as it always was, f =
+    4 h assumed); otherwise the sum of :func:`kept_activations`, the sequence-parallel region
     split over t and, under selective recomputation, without the attention core."""
     m, lay = job.model, job.layout
     s, b, h, a, t = m.seq_len, job.train.micro_batch, m.hidden, m.heads, lay.tp
@@ -170,7 +180,8 @@ def activation_bytes_per_layer(job: Job, mode: Recomputation) -> float:
     shard = t if lay.sequence_parallel else 1
     if mode == "full":
         return 2.0 * s * b * h * scale / shard
-    plain = m.family == "gpt2" and m.kv == m.heads and job.train.attention == "materialized"
+    plain = (m.family == "gpt2" and m.dropout_rate > 0 and m.kv == m.heads
+             and job.train.attention == "materialized")
     if mode == "none" and shard == 1 and plain:
         return s * b * h * (10 + 24 / t + 5 * a * s / (h * t)) * scale
     return sum(v / (shard if k in SEQUENCE_REGION else 1)
@@ -211,16 +222,20 @@ def parameter_memory(job: Job, stage: int) -> tuple[float, float, float]:
     train, lay = job.train, job.layout
     params = stage_parameters(job.model, lay, stage)
     w, g, o = parameter_bytes(train)
-    zero, dp = train.zero_stage, lay.dp
+    dp = lay.dp
+    zero = train.zero_stage if dp > 1 else 0  # nothing to shard over one rank (the trainer's)
     weights, gradients, optimizer = float(params * w), float(params * g), float(params * o)
     if zero >= 1:
         optimizer /= dp
-    if zero >= 2:
-        gradients = gradients / dp + min(train.grad_bucket_MB * 2**20, gradients)
+    buckets = 1 + (ZERO_BUCKETS_IN_FLIGHT if train.overlap_grad_reduce else 0)
+    if zero == 2:
+        gradients = gradients / dp + min(buckets * train.grad_bucket_MB * 2**20, gradients)
     if zero >= 3:
-        largest = max(max(unit_parameters(job, stage, c))
-                      for c in layout_chunks(job.model, lay, stage))
-        weights = weights / dp + 2.0 * largest * w
+        units = [unit_parameters(job, stage, c) for c in layout_chunks(job.model, lay, stage)]
+        root = float(sum(emb + head for emb, _, head in units))
+        block = float(units[0][1])
+        weights = weights / dp + (root + 2.0 * block) * w
+        gradients = gradients / dp + buckets * max(root, block) * g
     return weights, gradients, optimizer
 
 

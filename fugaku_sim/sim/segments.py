@@ -68,7 +68,7 @@ from fugaku_sim.sim.compute import (
     op_time_s,
     residual_op,
 )
-from fugaku_sim.spec.figures import element_bytes
+from fugaku_sim.spec.figures import element_bytes, sequence_shard_tokens
 from fugaku_sim.spec.job import Job
 from fugaku_sim.tensors import chunk_parameters, tensor_table
 
@@ -151,8 +151,8 @@ def p2p_message_bytes(job: Job) -> float:
     """Bytes one tensor rank sends to its pipeline neighbour per micro-batch: the hidden
     states [B, T, C] whole (DeepSpeed's pipeline engine, which Fugaku-LLM used, sends whole
     tensors), or its T / t slice under sequence parallelism (Megatron-LM)."""
-    msg = activation_message_bytes(job)
-    return msg / job.layout.tp if job.layout.sequence_parallel else msg
+    return activation_message_bytes(job) / (
+        job.model.seq_len // sequence_shard_tokens(job.model, job.layout))
 
 
 def sequence_shard(op: OpCost, tp: int) -> OpCost:

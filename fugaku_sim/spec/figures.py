@@ -9,7 +9,10 @@ the same step:
 - optimizer steps of a run: ``train.steps``, or enough whole steps to see ``train.tokens``
   (a spec gives one or the other, never both: :class:`~fugaku_sim.spec.train.TrainSpec`);
 - bytes per element of weights, gradients, activations and messages at the training precision
-  (IEEE 754 binary32 is 4 bytes; binary16 and bfloat16 are 2).
+  (IEEE 754 binary32 is 4 bytes; binary16 and bfloat16 are 2);
+- tokens of a sequence one tensor rank holds outside the tensor-parallel regions (its
+  norms, residuals and pipeline messages): T, or T / tp under sequence parallelism
+  (Korthikanti et al. 2022, section 4.2.2).
 
 Worked example (Fugaku-LLM: global batch 2016, micro-batch 1, dp 288, sequence 2048, 380e9
 tokens): 7 micro-batches per replica, 4,128,768 tokens per step, 92,038 steps.
@@ -59,3 +62,10 @@ def run_steps(train: TrainSpec, model: ModelSpec) -> int | None:
     if train.tokens is not None:
         return math.ceil(train.tokens / tokens_per_step(train, model))
     return None
+
+
+def sequence_shard_tokens(model: ModelSpec, layout: Layout) -> int:
+    """Tokens of each sequence a tensor rank holds between tensor-parallel regions: the
+    sequence length, split over tp under sequence parallelism (the spec requires tp to
+    divide it)."""
+    return model.seq_len // layout.tp if layout.sequence_parallel else model.seq_len

@@ -79,8 +79,6 @@ def make_job(cluster: ClusterSpec, model: ModelSpec, train: TrainSpec, layout: L
 _NOT_MODELLED: list[tuple[str, frozenset[str], Callable[[ModelSpec, TrainSpec, Layout], bool]]] = [
     ("train.attention: flash", frozenset({"train"}),
      lambda m, t, lay: t.attention == "flash"),
-    ("layout.sequence_parallel", frozenset({"train"}),
-     lambda m, t, lay: lay.sequence_parallel),
 ]
 
 

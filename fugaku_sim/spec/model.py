@@ -19,6 +19,14 @@ FAMILIES: dict[Family, tuple[NormKind, MlpKind, PositionKind]] = {
     "gpt2": ("layernorm", "gelu", "learned"),  # Radford et al. 2019
     "llama": ("rmsnorm", "swiglu", "rotary"),  # Touvron et al. 2023, section 2.2
 }
+#: the dropout probability a family trains with when the model does not give ``dropout``
+FAMILY_DROPOUT: dict[Family, float] = {
+    # Hugging Face GPT2Config: resid_pdrop = embd_pdrop = attn_pdrop = 0.1; Megatron-LM's
+    # --hidden-dropout and --attention-dropout default to 0.1 (megatron/training/arguments.py)
+    "gpt2": 0.1,
+    # Hugging Face LlamaConfig: no hidden dropout, attention_dropout 0.0
+    "llama": 0.0,
+}
 
 
 class ModelSpec(SpecModel):
@@ -32,7 +40,15 @@ class ModelSpec(SpecModel):
 
     Either family may use grouped-query attention (Ainslie et al. 2023): ``kv_heads`` key and
     value heads shared by ``heads`` query heads (default ``heads``: multi-head attention;
-    1: multi-query attention). Shapes use the nanoGPT key: B batch, T sequence (``seq_len``),
+    1: multi-query attention).
+
+    ``dropout`` is the probability of the dropouts in training (of the embeddings, the
+    attention probabilities and both residual branches: Hugging Face's ``embd_pdrop``,
+    ``attn_pdrop`` and ``resid_pdrop``, Megatron-LM's ``--hidden-dropout`` and
+    ``--attention-dropout``); unset, the family's (:data:`FAMILY_DROPOUT`: GPT-2 0.1, Llama
+    none). The simulator charges the dropouts' work and their masks' memory only when it is
+    above 0; the numpy trainer has no dropout, so it trains a model whose ``dropout`` is 0
+    (a GPT-2 model must say so). Shapes use the nanoGPT key: B batch, T sequence (``seq_len``),
     C channels (``hidden``), V vocabulary (``vocab``).
     """
 
@@ -51,6 +67,9 @@ class ModelSpec(SpecModel):
     rope_theta: float = Field(default=10000.0, gt=0)
     kv_heads: int | None = Field(default=None, gt=0, description="key/value heads (GQA)")
     bias: bool = True
+    dropout: float | None = Field(default=None, ge=0, lt=1,
+                                  description="dropout probability in training (unset: the "
+                                              "family's, GPT-2 0.1, Llama 0)")
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelSpec:
@@ -77,6 +96,11 @@ class ModelSpec(SpecModel):
     def family(self) -> Family:
         """``gpt2`` or ``llama`` (see :data:`FAMILIES`)."""
         return "llama" if self.mlp == "swiglu" else "gpt2"
+
+    @property
+    def dropout_rate(self) -> float:
+        """The dropout probability in training: ``dropout``, or the family's."""
+        return FAMILY_DROPOUT[self.family] if self.dropout is None else self.dropout
 
     @property
     def kv(self) -> int:

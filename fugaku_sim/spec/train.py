@@ -21,6 +21,12 @@ OptimizerKind = Literal["adam", "adamw", "sgd"]
 ZeroStage = Literal[0, 1, 2, 3]
 AttentionKind = Literal["materialized", "flash"]
 
+#: ZeRO-2/3 gradient-bucket reductions outstanding at once with ``overlap_grad_reduce``
+#: (launching one more first completes the oldest; DeepSpeed double-buffers its
+#: ``overlap_comm`` reduction buckets the same way): the trainer's bound on the bucket
+#: buffers alive beside the one being filled, and the simulator's count of them
+ZERO_BUCKETS_IN_FLIGHT = 2
+
 
 class TrainSpec(SpecModel):
     """Training settings shared by the simulator and the trainer.

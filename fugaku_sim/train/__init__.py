@@ -1,5 +1,5 @@
-"""The real engine: a GPT-2 or a Llama in numpy trained over MPI with tensor, pipeline and
-data parallelism, driven by the same spec, rank groups and pipeline schedule as the
+"""The real engine: a GPT-2 or a Llama in numpy trained over MPI with tensor (optionally
+sequence), pipeline and data parallelism, driven by the same spec, rank groups and pipeline schedule as the
 simulator.
 
 Modules, one concept each:
@@ -16,7 +16,9 @@ Modules, one concept each:
   splits from :mod:`fugaku_sim.tensors`), full and selective recomputation;
 - ``buffers``: flat parameter and gradient buffers in segments sharded over dp;
 - ``copies``: key/value heads held in copies (their gradients summed, counted once in the
-  gradient norm);
+  gradient norm), and the sum of chosen gradient elements over a group;
+- ``sequence``: sequence parallelism's all-gather and reduce-scatter along T over the tensor
+  group, and the sum of the replicated tensors' gradients over it;
 - ``sharding``: the segments for a ZeRO stage (gradient buckets, or ZeRO-3 units);
 - ``weights``: where a layer finds its weights (the buffer, or a gathered ZeRO-3 unit);
 - ``caches``: bytes a cache keeps, weights taken out of and put back into caches;

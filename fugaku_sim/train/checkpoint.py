@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 
 from fugaku_sim.checksum import sha256_file
 from fugaku_sim.errors import UserError
@@ -181,12 +182,31 @@ def verify(directory: Path) -> str | None:
     return None
 
 
+def trained_model(model: ModelSpec) -> ModelSpec:
+    """``model`` as this trainer trains and records it: an unset ``dropout`` (the family's
+    rate, 0.1 for GPT-2, to the simulator) is 0, since the numpy trainer has no dropout (an
+    explicit rate above 0 is refused by :func:`~fugaku_sim.train.run_plan.check_trainable`).
+    The summary, the checkpoints and the release then say ``dropout: 0``, so a prediction
+    made from them prices no dropout."""
+    return model if model.dropout is not None else model.model_copy(update={"dropout": 0.0})
+
+
+def _saved_model(saved: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's model record with the fields added since it was written at their
+    defaults, as the trainer trains it (:func:`trained_model`); unchanged if it is not a
+    valid model."""
+    try:
+        return trained_model(ModelSpec.model_validate(saved)).model_dump(mode="json")
+    except ValidationError:
+        return saved
+
+
 def check_model(index: dict[str, Any], model: ModelSpec, directory: Path) -> None:
     """Raises UserError unless the checkpoint holds ``model``."""
-    saved = index.get("model", {})
-    if saved != model.model_dump(mode="json"):
-        differs = sorted(k for k in set(saved) | set(model.model_dump(mode="json"))
-                         if saved.get(k) != model.model_dump(mode="json").get(k))
+    saved = _saved_model(index.get("model", {}))
+    mine = trained_model(model).model_dump(mode="json")
+    if saved != mine:
+        differs = sorted(k for k in set(saved) | set(mine) if saved.get(k) != mine.get(k))
         raise UserError(
             f"{directory}: checkpoint is of model {saved.get('name')!r}, not {model.name!r} "
             f"(differs in {', '.join(differs)}); use another --out or --resume never")

@@ -120,13 +120,13 @@ class PipelineLinks:
         self._pending: list[tuple[Any, np.ndarray]] = []
 
     def send(self, x: np.ndarray, dest: int, tag: int) -> None:
-        """Post the send of ``x``; its buffer is workspace until the send completes."""
+        """Post the send of ``x``; its buffer is workspace until the send completes (sends
+        that have completed are let go first, so only those in flight hold memory)."""
         with self.timers.region("pp_comm"):
+            self._reap()
             buf = np.ascontiguousarray(x)
             self._pending.append((self.comm.Isend(buf, dest=dest, tag=tag), buf))
             self.memory.hold("workspace", ("message out", id(buf)), buf.nbytes)
-            if len(self._pending) > 8:
-                self._reap()
 
     def recv(self, shape: tuple[int, ...], dtype: Any, source: int, tag: int) -> np.ndarray:
         with self.timers.region("bubble"):
@@ -134,6 +134,7 @@ class PipelineLinks:
         with self.timers.region("pp_comm"):
             buf = np.empty(shape, dtype=dtype)
             self.comm.Recv(buf, source=source, tag=tag)
+            self._reap()
         return buf
 
     def _reap(self) -> None:

@@ -90,24 +90,20 @@ def counted_ranges(model: ModelSpec, flat: FlatParams, tp: int, tp_rank: int,
     return out
 
 
-class CopiedGrads:
-    """Sums the gradients of copied key/value heads over the ranks holding the copies.
+class GroupSum:
+    """Sums chosen elements of the flat gradients over a communicator, in place: the
+    elements at ``index`` (sorted flat offsets), over ``comm`` (None: nothing to sum)."""
 
-    Collective at construction over the tensor group ``tp_comm`` (a sub-communicator of the
-    ranks sharing heads), and in :meth:`sum` over that sub-group.
-    """
-
-    def __init__(self, model: ModelSpec, tp: int, tp_rank: int, flat: FlatParams,
-                 tp_comm: Any, timers: Timers) -> None:
-        copies = copies_per_head(model, tp)
-        self.index = np.flatnonzero(copied_mask(model, flat, tp, tp_rank))
-        self.comm = tp_comm.Split(tp_rank // copies, tp_rank) if copies > 1 else None
+    def __init__(self, index: np.ndarray, comm: Any | None, timers: Timers) -> None:
+        self.index = index
+        self.comm = comm
         self.timers = timers
 
     def sum(self, grads: list[tuple[np.ndarray, int]]) -> None:
-        """Sum, over the copies and in place, the copied elements of each ``(grad, start)``:
-        ``grad`` the gradients of the flat range [start, start + grad.size) (the ranges this
-        rank updates). One all-reduce; nothing without copies."""
+        """Sum, over the communicator and in place, the chosen elements of each
+        ``(grad, start)``: ``grad`` the gradients of the flat range [start, start +
+        grad.size) (the ranges this rank updates; equal on every rank of the communicator,
+        whose flat layouts are the same). One all-reduce (timed as ``tp_comm``)."""
         if self.comm is None:
             return
         from mpi4py import MPI
@@ -123,3 +119,18 @@ class CopiedGrads:
             for grad, local in picked:
                 grad[local] = buf[at:at + local.size]
                 at += local.size
+
+
+class CopiedGrads(GroupSum):
+    """Sums the gradients of copied key/value heads over the ranks holding the copies.
+
+    Collective at construction over the tensor group ``tp_comm`` (a sub-communicator of the
+    ranks sharing heads), and in :meth:`sum` over that sub-group.
+    """
+
+    def __init__(self, model: ModelSpec, tp: int, tp_rank: int, flat: FlatParams,
+                 tp_comm: Any, timers: Timers) -> None:
+        copies = copies_per_head(model, tp)
+        super().__init__(np.flatnonzero(copied_mask(model, flat, tp, tp_rank)),
+                         tp_comm.Split(tp_rank // copies, tp_rank) if copies > 1 else None,
+                         timers)

@@ -18,7 +18,7 @@ owns (Rajbhandari et al. 2020).
 ZeRO 2 and 3 (:class:`ShardedGradReducer`): no full gradient buffer. Each micro-batch's
 backward writes into a bucket buffer taken when its first gradient arrives; once the
 bucket is complete it is reduce-scattered (nonblocking with overlap, at most
-:data:`MAX_BUCKETS_IN_FLIGHT` at a time) and the rank adds its share into its gradient
+:data:`~fugaku_sim.spec.train.ZERO_BUCKETS_IN_FLIGHT` at a time) and the rank adds its share into its gradient
 shard, then the buffer is freed. This reduces every micro-batch, as DeepSpeed's ZeRO
 stage 2 does (``deepspeed/runtime/zero/stage_1_and_2.py``: the gradient hooks reduce each
 bucket into the partitioned gradients at every backward, with gradient accumulation
@@ -40,13 +40,10 @@ from typing import Any
 
 import numpy as np
 
+from fugaku_sim.spec.train import ZERO_BUCKETS_IN_FLIGHT
 from fugaku_sim.train.buffers import FlatParams, Piece
 from fugaku_sim.train.memory import MemoryTracker
 from fugaku_sim.train.timers import Timers
-
-#: ZeRO-2/3 bucket reductions outstanding at once; launching one more first completes the
-#: oldest (bounds the bucket buffers alive, like DeepSpeed's double-buffered ``overlap_comm``)
-MAX_BUCKETS_IN_FLIGHT = 2
 
 
 def bucket_groups(entries: list[tuple[str, int]], bucket_bytes: float, tied: frozenset[str],
@@ -271,7 +268,7 @@ class ShardedGradReducer(GradReducer):
                 self.dp.Reduce_scatter_block(MPI.IN_PLACE, buf, op=MPI.SUM)
                 self._accumulate(b, buf)
                 return
-            if len(self._flight) >= MAX_BUCKETS_IN_FLIGHT:
+            if len(self._flight) >= ZERO_BUCKETS_IN_FLIGHT:
                 self._complete(self._flight[0])
             req = self.dp.Ireduce_scatter_block(MPI.IN_PLACE, buf, op=MPI.SUM)
             self._flight.append((b, req, buf))

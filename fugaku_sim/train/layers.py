@@ -64,10 +64,18 @@ class Region(NamedTuple):
     twice; the embedding ``leave``-s (its vocabulary shards are summed) and the head
     ``enter``-s. In Megatron-LM's tensor parallelism ``enter`` (f) is the identity and its
     backward all-reduces the input gradient; ``leave`` (g) all-reduces the partial outputs
-    and its backward is the identity. Sequence parallelism (Korthikanti et al. 2022,
-    section 4.2.2) swaps them for all-gather / reduce-scatter pairs along T and shards what
-    lies outside (norms, residuals) over the tensor ranks. ``allreduce`` serves the
-    reductions inside a region that are neither (the vocabulary-parallel cross-entropy's).
+    and its backward is the identity (:func:`megatron_region`). Sequence parallelism
+    (Korthikanti et al. 2022, section 4.2.2) swaps them for all-gather / reduce-scatter pairs
+    along T and shards what lies outside (norms, residuals) over the tensor ranks
+    (:func:`sequence_region`); ``sequence_rank`` is then this rank's place along T: its
+    T' = T / tp tokens outside the region are positions [rank T', (rank + 1) T').
+    ``allreduce`` serves the reductions inside a region that are neither (the
+    vocabulary-parallel cross-entropy's).
+
+    A column-parallel layer keeps the input it had *before* ``enter`` and calls ``enter``
+    again in its backward: the identity without sequence parallelism, and under it the
+    all-gather Megatron-LM repeats in the backward rather than keep the gathered input
+    (Korthikanti et al. 2022, section 4.2.2: every activation of a layer is then T / tp).
     """
 
     enter: Collective  # f forward: [.., T', C] -> [.., T, C]
@@ -75,6 +83,7 @@ class Region(NamedTuple):
     leave: Collective  # g forward: partial [.., T, C] -> [.., T', C]
     leave_backward: Collective  # g backward: [.., T', C] -> [.., T, C]
     allreduce: AllReduce
+    sequence_rank: int = 0
 
 
 def megatron_region(allreduce: AllReduce = no_allreduce) -> Region:
@@ -87,7 +96,17 @@ def megatron_region(allreduce: AllReduce = no_allreduce) -> Region:
     return Region(identity, reduce, reduce, identity, allreduce)
 
 
+def sequence_region(gather: Collective, reduce_scatter: Collective, allreduce: AllReduce,
+                    sequence_rank: int) -> Region:
+    """The sequence-parallel region (Korthikanti et al. 2022, section 4.2.2, figure 5): f is
+    ``gather`` (all-gather along T) with ``reduce_scatter`` (reduce-scatter along T) as its
+    backward, g the other way round; each is the other's adjoint, so the pair differentiates
+    correctly. ``sequence_rank``: this rank's shard of T (see :class:`Region`)."""
+    return Region(gather, reduce_scatter, reduce_scatter, gather, allreduce, sequence_rank)
+
+
 SINGLE_RANK = megatron_region()  # one tensor rank: every operator the identity
+
 
 
 # --------------------------------------------------------------------------- layer norm
@@ -164,26 +183,43 @@ def linear_backward(
     return dx, dweight, dbias
 
 
+def reentered(caches: list[LinearCache], region: Region) -> list[LinearCache]:
+    """The caches of column-parallel layers sharing one input kept as it was before
+    ``region.enter``, with that input entered again for their backward (gathered once under
+    sequence parallelism; see :class:`Region`)."""
+    x = region.enter(caches[0].x)
+    return [c._replace(x=x) for c in caches]
+
+
 # --------------------------------------------------------------------------- GELU
 
 
 class GeluCache(NamedTuple):
-    x: np.ndarray
-    tanh: np.ndarray  # tanh(sqrt(2/pi) (x + 0.044715 x^3))
+    x: np.ndarray  # the input only: the backward recomputes the tanh
 
 
-def gelu_forward(x: np.ndarray) -> tuple[np.ndarray, GeluCache]:
-    """GELU, tanh approximation (Hendrycks & Gimpel 2016; Hugging Face ``gelu_new``)."""
+def _gelu_tanh(x: np.ndarray) -> np.ndarray:
+    """tanh(sqrt(2/pi) (x + 0.044715 x^3)), a new array."""
     inner = x * x
     inner *= 0.044715
     inner += 1.0
     inner *= x
     inner *= GELU_C  # sqrt(2/pi) (x + 0.044715 x^3)
-    t = np.tanh(inner, out=inner)
-    out = t + 1.0
+    return np.tanh(inner, out=inner)
+
+
+def gelu_forward(x: np.ndarray) -> tuple[np.ndarray, GeluCache]:
+    """GELU, tanh approximation (Hendrycks & Gimpel 2016; Hugging Face ``gelu_new``).
+
+    Only the input is kept: the backward recomputes the tanh from it, as Megatron-LM's
+    fused ``bias_gelu_back`` does (``megatron/core/fusions/fused_bias_gelu.py``), so the
+    layer keeps what Korthikanti et al. (2022, section 4.1) count for it: its input.
+    """
+    out = _gelu_tanh(x)
+    out += 1.0
     out *= x
     out *= 0.5
-    return out, GeluCache(x, t)
+    return out, GeluCache(x)
 
 
 def gelu_backward(dout: np.ndarray, cache: GeluCache) -> tuple[np.ndarray]:
@@ -191,13 +227,16 @@ def gelu_backward(dout: np.ndarray, cache: GeluCache) -> tuple[np.ndarray]:
 
     d/dx = 0.5 (1 + t) + 0.5 x (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 x^2), t = tanh(...).
     """
-    x, t = cache
-    sech2 = 1.0 - t * t
+    (x,) = cache
+    t = _gelu_tanh(x)
+    sech2 = t * t
+    np.subtract(1.0, sech2, out=sech2)
     dinner = x * x
     dinner *= 3.0 * 0.044715
     dinner += 1.0
     dinner *= GELU_C
     dinner *= sech2
+    del sech2
     dinner *= x
     dinner += t
     dinner += 1.0
@@ -346,18 +385,19 @@ def embedding_backward(
     return None, dwte
 
 
-def position_forward(x: np.ndarray, wpe: np.ndarray) -> tuple[np.ndarray, int]:
-    """x + wpe[:T] (learned absolute positions). x [B, T, C], wpe [T', C], T' >= T.
+def position_forward(x: np.ndarray, wpe: np.ndarray, start: int = 0) -> tuple[np.ndarray, int]:
+    """x + wpe[start:start + T] (learned absolute positions). x [B, T, C], wpe [T', C],
+    T' >= start + T; ``start`` is the position of x's first token (a sequence shard's).
 
     The cache is T. In place on ``x``.
     """
     t = x.shape[1]
-    x += wpe[:t]
+    x += wpe[start:start + t]
     return x, t
 
 
 def position_backward(dout: np.ndarray, cache: int) -> tuple[np.ndarray, np.ndarray]:
-    """Gradients (dx, dwpe [T, C]) of :func:`position_forward`."""
+    """Gradients (dx, dwpe [T, C] of the rows the forward read) of :func:`position_forward`."""
     return dout, dout.sum(axis=0)
 
 

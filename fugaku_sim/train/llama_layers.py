@@ -90,20 +90,29 @@ def dense_backward(
 
 class SwiGLUCache(NamedTuple):
     gate: np.ndarray  # [..., Fl]
-    up: np.ndarray  # [..., Fl]
-    sig: np.ndarray  # [..., Fl] sigmoid(gate)
+    up: np.ndarray  # [..., Fl]; the backward recomputes sigmoid(gate)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    """sigmoid(x) as (1 + tanh(x / 2)) / 2, which cannot overflow; a new array."""
+    sig = np.tanh(x * 0.5)
+    sig += 1.0
+    sig *= 0.5
+    return sig
 
 
 def swiglu_forward(gate: np.ndarray, up: np.ndarray) -> tuple[np.ndarray, SwiGLUCache]:
     """silu(gate) * up, silu(x) = x sigmoid(x) (Shazeer 2020; Hugging Face ``LlamaMLP`` with
-    ``hidden_act: silu``). gate, up [..., Fl]. The sigmoid is computed as
-    (1 + tanh(x / 2)) / 2, which cannot overflow."""
-    sig = np.tanh(gate * 0.5)
-    sig += 1.0
-    sig *= 0.5
-    out = gate * sig
+    ``hidden_act: silu``). gate, up [..., Fl].
+
+    Only the inputs are kept: the backward recomputes the sigmoid, as Megatron-LM's fused
+    SwiGLU does (``megatron/core/fusions/fused_bias_swiglu.py``, which saves the input
+    alone), so the layer keeps what Korthikanti et al.'s count gives it (its two inputs).
+    """
+    out = _sigmoid(gate)
+    out *= gate
     out *= up
-    return out, SwiGLUCache(gate, up, sig)
+    return out, SwiGLUCache(gate, up)
 
 
 def swiglu_backward(dout: np.ndarray, cache: SwiGLUCache) -> tuple[np.ndarray, np.ndarray]:
@@ -111,13 +120,15 @@ def swiglu_backward(dout: np.ndarray, cache: SwiGLUCache) -> tuple[np.ndarray, n
 
     d silu / dx = sigmoid(x) (1 + x (1 - sigmoid(x))).
     """
-    gate, up, sig = cache
+    gate, up = cache
+    sig = _sigmoid(gate)
     dup = gate * sig
     dup *= dout
     dgate = 1.0 - sig
     dgate *= gate
     dgate += 1.0
     dgate *= sig
+    del sig
     dgate *= up
     dgate *= dout
     return dgate, dup

@@ -10,6 +10,10 @@ passed from layer to layer, a recomputed layer's cache and pipeline messages bei
 consumed (``workspace``) — with :meth:`MemoryTracker.hold` and :meth:`MemoryTracker.drop`,
 keyed by what they are.
 
+What a cache keeps is counted from its arrays, so under sequence parallelism a rank's
+activations are what it holds: the norms', residuals' and column-parallel inputs' T / tp
+tokens, the full sequence only inside the tensor-parallel regions.
+
 What an op allocates while it runs (numpy temporaries, the output it is building) is
 measured, not declared: every op runs inside :meth:`MemoryTracker.region`, which reads
 :mod:`tracemalloc`'s peak (numpy reports its array allocations to it) above the traced

@@ -13,10 +13,16 @@ Tensor parallelism follows Megatron-LM (Shoeybi et al. 2019, figure 3): a block 
 ``norm -> enter -> column-parallel layers -> row-parallel layer -> leave -> + residual``,
 twice, where ``enter`` and ``leave`` are the operators f and g of a :class:`~fugaku_sim.train.
 layers.Region` (all-reduce of the input gradient; all-reduce of the partial outputs). The
-norms and residual adds between regions touch the last axis only, so a sequence-parallel
-region (the same operators as all-gather / reduce-scatter pairs, T/tp tokens outside) needs
-no change here. With tp = 1 every operator is the identity and the functions are the
-single-rank model. The GPT-2 block is here, the Llama block in
+norms and residual adds between regions touch the last axis only, so under sequence
+parallelism (the same operators as all-gather / reduce-scatter pairs, T' = T/tp tokens
+outside; Korthikanti et al. 2022, section 4.2.2) they run on this rank's T' tokens
+unchanged. What changes: a column-parallel layer keeps its input as it was before ``enter``
+(T' tokens) and gathers it again in the backward; the embedding's sum over the vocabulary
+shards is a reduce-scatter, after which each rank adds the positions of its own tokens; the
+head gathers. The gradients of the tensors used on T' tokens (norms, row-parallel biases,
+positions) are then partial sums over this rank's tokens: the trainer sums them over the
+tensor group (:mod:`fugaku_sim.train.sequence`). With tp = 1 every operator is the identity
+and the functions are the single-rank model. The GPT-2 block is here, the Llama block in
 :mod:`fugaku_sim.train.llama_block`.
 
 ``forward_logits`` is the pure single-rank forward the tests compare with transformers.
@@ -142,18 +148,20 @@ def gpt2_block_forward(
     (:func:`fugaku_sim.train.layers.attention_core_forward`)."""
     eps = model.norm_eps
     h, c_ln1 = L.layernorm_forward(x, p[n["attn_norm"]], p[n["attn_norm_bias"]], eps)
-    h = region.enter(h)  # f
-    qkv, c_qkv = L.linear_forward(h, p[n["qkv"]], optional(p, n, "qkv_bias"))
+    qkv, c_qkv = column_forward(h, p[n["qkv"]], optional(p, n, "qkv_bias"), region)  # f
+    del h
     a, c_att = _fused_attention(qkv, share, keep_probs)  # [B, T, Cl]
+    del qkv
     o, c_proj = L.linear_forward(a, p[n["attn_out"]], None)  # [B, T, C] partial
     o = region.leave(o)  # g: row-parallel output
     if "attn_out_bias" in n:
         o += p[n["attn_out_bias"]]
     x2 = x + o  # residual
+    del o
     h2, c_ln2 = L.layernorm_forward(x2, p[n["mlp_norm"]], p[n["mlp_norm_bias"]], eps)
-    h2 = region.enter(h2)  # f
-    f, c_fc = L.linear_forward(h2, p[n["mlp_in"]], optional(p, n, "mlp_in_bias"))  # [B, T, Fl]
-    g, c_gelu = L.gelu_forward(f)
+    f, c_fc = column_forward(h2, p[n["mlp_in"]], optional(p, n, "mlp_in_bias"), region)  # f
+    del h2
+    g, c_gelu = L.gelu_forward(f)  # [B, T, Fl]
     m, c_mp = L.linear_forward(g, p[n["mlp_out"]], None)  # [B, T, C] partial
     m = region.leave(m)  # g
     if "mlp_out_bias" in n:
@@ -166,17 +174,18 @@ def gpt2_block_backward(
     dout: np.ndarray, cache: BlockCache, grads: Params, region: L.Region = L.SINGLE_RANK,
 ) -> np.ndarray:
     """Backward of :func:`gpt2_block_forward`: adds the parameter gradients into ``grads``
-    and returns dx [B, T, C]. ``dout`` is not modified."""
+    and returns dx [B, T, C]. ``dout`` is not modified. Each intermediate gradient is let go
+    as soon as it is used, as an autograd engine frees them."""
     n = cache.names
     add_grad(grads, n, "mlp_out_bias", dout.sum(axis=(0, 1)))
     dg, dw, _ = L.linear_backward(region.leave_backward(dout), cache.mlp_proj)
     grads[n["mlp_out"]] += dw
     (df,) = L.gelu_backward(dg, cache.gelu)
-    dh2, dw, db = L.linear_backward(df, cache.c_fc)
-    grads[n["mlp_in"]] += dw
-    add_grad(grads, n, "mlp_in_bias", db)
-    dh2 = region.enter_backward(dh2)  # f: column-parallel input
+    del dg
+    dh2 = column_backward(df, cache.c_fc, grads, n, "mlp_in", region)  # f
+    del df
     dx2, dw, db = L.layernorm_backward(dh2, cache.ln_2)
+    del dh2
     grads[n["mlp_norm"]] += dw
     grads[n["mlp_norm_bias"]] += db
     dx2 += dout  # [B, T, C] gradient of the first residual sum
@@ -187,15 +196,37 @@ def gpt2_block_backward(
         dqkv = np.concatenate(LL.grouped_attention_backward(da, cache.attn), axis=-1)
     else:
         (dqkv,) = L.attention_backward(da, cache.attn)
-    dh, dw, db = L.linear_backward(dqkv, cache.c_attn)
-    grads[n["qkv"]] += dw
-    add_grad(grads, n, "qkv_bias", db)
-    dh = region.enter_backward(dh)  # f
+    del da
+    dh = column_backward(dqkv, cache.c_attn, grads, n, "qkv", region)  # f
+    del dqkv
     dx, dw, db = L.layernorm_backward(dh, cache.ln_1)
     grads[n["attn_norm"]] += dw
     grads[n["attn_norm_bias"]] += db
     dx += dx2
     return dx
+
+
+def column_forward(h: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,
+                   region: L.Region) -> tuple[np.ndarray, L.LinearCache]:
+    """A column-parallel layer entered through ``region``'s f: ``enter(h) @ weight (+ bias)``.
+    Its cache keeps ``h`` as it was before f (under sequence parallelism the T' tokens of
+    this rank; see :class:`~fugaku_sim.train.layers.Region`), which :func:`column_backward`
+    enters again."""
+    y, cache = L.linear_forward(region.enter(h), weight, bias)
+    return y, cache._replace(x=h)
+
+
+def column_backward(dy: np.ndarray, cache: L.LinearCache, grads: Params, n: Names, role: str,
+                    region: L.Region) -> np.ndarray:
+    """Backward of :func:`column_forward` for the tensor of ``role`` (and its bias, if any):
+    adds the weight and bias gradients into ``grads`` and returns the gradient of ``h``
+    (f's backward of the input gradient)."""
+    (full,) = L.reentered([cache], region)
+    dh, dw, db = L.linear_backward(dy, full)
+    del full
+    grads[n[role]] += dw
+    add_grad(grads, n, f"{role}_bias", db)
+    return region.enter_backward(dh)
 
 
 # --------------------------------------------------------------------------- either family
@@ -235,26 +266,29 @@ def embed_forward(
     of a model with learned positions. tokens [B, T]."""
     n = block_names(model, None)
     x, cache = L.embedding_forward(tokens, p[n["tok_embed"]], vocab_start)  # [B, T, C] partial
-    x = region.leave(x)
+    x = region.leave(x)  # [B, T', C]: all-reduced, or reduce-scattered along T
     if "pos_embed" in n:
-        x, _ = L.position_forward(x, p[n["pos_embed"]])
+        x, _ = L.position_forward(x, p[n["pos_embed"]], region.sequence_rank * x.shape[1])
     return x, cache
 
 
 def embed_backward(dx: np.ndarray, cache: L.EmbeddingCache, grads: Params,
-                   model: ModelSpec) -> None:
-    """Adds dwte (local rows) and, with learned positions, dwpe into ``grads``."""
+                   model: ModelSpec, region: L.Region = L.SINGLE_RANK) -> None:
+    """Adds dwte (local rows) and, with learned positions, dwpe (the rows of this rank's
+    tokens) into ``grads``. dx [B, T', C]."""
     n = block_names(model, None)
     if "pos_embed" in n:
-        _, dwpe = L.position_backward(dx, dx.shape[1])
-        grads[n["pos_embed"]][: dx.shape[1]] += dwpe
-    _, dwte = L.embedding_backward(dx, cache)
+        t = dx.shape[1]
+        start = region.sequence_rank * t
+        _, dwpe = L.position_backward(dx, t)
+        grads[n["pos_embed"]][start:start + t] += dwpe
+    _, dwte = L.embedding_backward(region.leave_backward(dx), cache)
     grads[n["tok_embed"]] += dwte
 
 
 class HeadCache(NamedTuple):
     norm: Any  # the final norm's cache
-    h2: np.ndarray  # [N, C] final norm output
+    h: np.ndarray  # [B, T', C] final norm output, before f (gathered again in the backward)
     loss: L.CrossEntropyCache
     head: str  # name of the output embedding
     names: Names
@@ -282,12 +316,12 @@ def head_forward(
     n = block_names(model, None)
     head = head or head_name(model)
     h, c_norm = norm_forward(model, x, p[n["final_norm"]], optional(p, n, "final_norm_bias"))
-    h = region.enter(h)  # f: the head is column-parallel over the vocabulary
-    h2 = h.reshape(-1, h.shape[-1])  # [N, C]
-    logits = (h2 @ p[head].T).reshape(*h.shape[:-1], -1)  # [B, T, Vl]
+    hg = region.enter(h)  # f: the head is column-parallel over the vocabulary; [B, T, C]
+    logits = (hg.reshape(-1, hg.shape[-1]) @ p[head].T).reshape(*hg.shape[:-1], -1)  # [B,T,Vl]
+    del hg
     loss, c_ce = L.cross_entropy_forward(logits, targets, vocab_start, region.allreduce,
                                          overwrite=True)
-    return loss, HeadCache(c_norm, h2, c_ce, head, n)
+    return loss, HeadCache(c_norm, h, c_ce, head, n)
 
 
 def head_backward(
@@ -297,7 +331,9 @@ def head_backward(
     """Backward of :func:`head_forward`; returns dx [B, T, C]."""
     (dlogits,) = L.cross_entropy_backward(dloss, cache.loss)  # [B, T, Vl]
     d2 = dlogits.reshape(-1, dlogits.shape[-1])  # [N, Vl]
-    grads[cache.head] += d2.T @ cache.h2  # [Vl, C]
+    hg = region.enter(cache.h)  # [B, T, C], gathered again under sequence parallelism
+    grads[cache.head] += d2.T @ hg.reshape(-1, hg.shape[-1])  # [Vl, C]
+    del hg
     dh = (d2 @ p[cache.head]).reshape(*dlogits.shape[:-1], -1)  # [B, T, C] partial
     dh = region.enter_backward(dh)  # f
     dx, dw, db = norm_backward(dh, cache.norm)

@@ -5,7 +5,7 @@ interleaved 1F1B), the same function the simulator times. A forward of virtual s
 receives its input from virtual stage v - 1 (the previous rank of the pipeline group, or the
 last rank for the next chunk under interleaving) and sends its output to v + 1; a backward
 receives from v + 1 and sends to v - 1. The first virtual stage reads tokens, the last one
-computes the loss.
+computes the loss. Under sequence parallelism a message is this tensor rank's T / tp tokens.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import numpy as np
 
 from fugaku_sim.parallel import ModelChunk, PipelineOp, pipeline_schedule, stage_of_virtual
 from fugaku_sim.spec import Layout, ModelSpec
+from fugaku_sim.spec.figures import sequence_shard_tokens
 from fugaku_sim.train.comm import PipelineLinks
 from fugaku_sim.train.grad_reduce import GradReducer
 from fugaku_sim.train.stage import StageModel
@@ -41,6 +42,8 @@ class PipelineRunner:
         self.ops = pipeline_schedule(layout.schedule, layout.pp, stage, micro_batches, chunks)
         self.last_backward = {op.chunk: i for i, op in enumerate(self.ops) if op.kind == "B"}
         self.total_virtual = layout.pp * chunks
+        # a message is [b, T', C]: T' = T / tp under sequence parallelism (Megatron-LM)
+        self.tokens = sequence_shard_tokens(model, layout)
 
     @contextlib.contextmanager
     def _message(self, x: np.ndarray | None) -> Iterator[None]:
@@ -60,7 +63,7 @@ class PipelineRunner:
             assert batches is not None
             return batches[mb][0]
         assert self.links is not None
-        shape = (size, self.model.seq_len, self.model.hidden)
+        shape = (size, self.tokens, self.model.hidden)
         return self.links.recv(shape, np.float32, self._rank_of(chunk.virtual - 1),
                                2 * (chunk.virtual - 1))
 
@@ -102,7 +105,7 @@ class PipelineRunner:
         dout = None
         if not chunk.last:
             assert self.links is not None
-            shape = (size, self.model.seq_len, self.model.hidden)
+            shape = (size, self.tokens, self.model.hidden)
             dout = self.links.recv(shape, np.float32, self._rank_of(chunk.virtual + 1),
                                    2 * (chunk.virtual + 1) + 1)
         with self.timers.region("compute"), self._message(dout):

@@ -18,7 +18,7 @@ from fugaku_sim.io import check_output_path
 from fugaku_sim.spec import Layout, ModelSpec, TrainSpec
 from fugaku_sim.spec.figures import run_steps
 from fugaku_sim.spec.job import check_batch, check_model_split, check_modelled
-from fugaku_sim.train.checkpoint import Selection, select_checkpoint
+from fugaku_sim.train.checkpoint import Selection, select_checkpoint, trained_model
 
 
 @dataclass(frozen=True)
@@ -62,12 +62,16 @@ def check_layout(model: ModelSpec, train: TrainSpec, layout: Layout, world: int)
 
 def check_trainable(model: ModelSpec, train: TrainSpec) -> None:
     """The trainer's rules that hold whatever the layout (checked by the workflow before
-    its plan chooses one): features it computes, fp32.
+    its plan chooses one): features it computes (no dropout: an unset ``model.dropout`` is
+    trained as 0, see :func:`~fugaku_sim.train.checkpoint.trained_model`), fp32.
 
     Raises:
         UserError: naming the field.
     """
     check_modelled(model, train, Layout(), "train")
+    if model.dropout:
+        raise UserError(f"model.dropout: {model.dropout:g}: the numpy trainer computes "
+                        "without dropout; set model.dropout: 0")
     if train.precision != "fp32":
         raise UserError(f"train.precision: the numpy trainer computes in fp32, not "
                         f"{train.precision}")
@@ -125,6 +129,7 @@ class Plan:
     steps: int
     blend: Blend
     resume: Selection
+    notes: tuple[str, ...] = ()  # what the run does otherwise than the specs may suggest
 
 
 def plan_run(model: ModelSpec, train: TrainSpec, layout: Layout, opts: RunOptions,
@@ -150,7 +155,11 @@ def plan_run(model: ModelSpec, train: TrainSpec, layout: Layout, opts: RunOption
         for split in ("train", "valid"):  # rank 0 (``select``) alone scans the token ids
             open_split(blend.shards(split, opts.data), split, model.seq_len, train.seed, 1,
                        model.vocab, check_ids=select)
+    notes = (f"model.dropout is unset (the {model.family} family trains with "
+             f"{model.dropout_rate:g}); the numpy trainer has no dropout and records "
+             "dropout: 0",) if model.dropout is None and model.dropout_rate else ()
+    model = trained_model(model)  # what the checkpoints, summary and release then record
     selection = Selection(None)
     if opts.resume == "auto" and select:
         selection = select_checkpoint(opts.out, model)
-    return Plan(model, train, layout, opts, steps, blend, selection)
+    return Plan(model, train, layout, opts, steps, blend, selection, notes)

@@ -57,7 +57,8 @@ class StageModel:
     buffer; :mod:`fugaku_sim.train.weights`); ``grads`` is what the backward adds into
     (default: the flat gradients); ``memory`` is told what the caches hold and measures
     every layer's transient memory. ``region`` is where the tensor-parallel regions begin
-    and end (Megatron-LM's f and g over the tensor group).
+    and end (Megatron-LM's f and g over the tensor group, or the sequence-parallel all-gather
+    and reduce-scatter: :mod:`fugaku_sim.train.sequence`).
     """
 
     def __init__(self, model: ModelSpec, layout: Layout, stage: int, tp_rank: int,
@@ -170,7 +171,7 @@ class StageModel:
             _notify(ready, [r.name for r in self.table.block(layer)])
         if chunk.first:
             with mem.region():
-                M.embed_backward(dout, emb, g, self.model)
+                M.embed_backward(dout, emb, g, self.model, region)
             _notify(ready, self._held(self.table.part("embedding")))
         mem.drop((mb, chunk.index, "ends"))
         mem.drop(FLOWING)

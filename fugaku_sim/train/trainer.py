@@ -12,7 +12,9 @@ Per step (every rank, collective where it says so):
    completes them (:mod:`fugaku_sim.train.grad_reduce`);
 3. finish the gradient reduction (tied embedding between stages, buckets over dp), then sum
    the gradients of key/value heads held in copies over the tensor ranks holding them
-   (:mod:`fugaku_sim.train.copies`);
+   (:mod:`fugaku_sim.train.copies`) and, under sequence parallelism, those of the tensors
+   used on each rank's share of the sequence over the tensor group
+   (:mod:`fugaku_sim.train.sequence`);
 4. global gradient norm (every parameter counted once, all-reduce over the world), clip,
    optimizer update of what this rank owns (everything, or its ZeRO shard), then under
    ZeRO-1/2 the all-gather of the updated weights (ZeRO-3 keeps only its shard);
@@ -49,6 +51,7 @@ from fugaku_sim.train.model import init_param
 from fugaku_sim.train.optimizer import Optimizer
 from fugaku_sim.train.pipeline import MicroBatch, PipelineRunner
 from fugaku_sim.train.run_plan import Plan
+from fugaku_sim.train.sequence import SequenceParallelGrads, sequence_parallel_region
 from fugaku_sim.train.sharding import flat_buffer
 from fugaku_sim.train.stage import StageModel, decay_names, stage_tensor_names
 from fugaku_sim.train.timers import Timers
@@ -90,7 +93,10 @@ class Trainer:
         self.norm_ranges = [counted_ranges(model, self.flat, layout.tp, self.tp_rank, p)
                             for p in self.reducer.counted]
         self.copies = CopiedGrads(model, layout.tp, self.tp_rank, self.flat, c.tp, self.timers)
-        region = megatron_region(TensorAllReduce(c.tp, self.timers))
+        self.sequence_grads = SequenceParallelGrads(model, layout, self.flat, c.tp, self.timers)
+        allreduce = TensorAllReduce(c.tp, self.timers)
+        region = (sequence_parallel_region(c.tp, self.timers, allreduce)
+                  if layout.sequence_parallel else megatron_region(allreduce))
         self.sm = StageModel(model, layout, self.stage, self.tp_rank, self.flat,
                              self.stage in train.recompute_stage_set(layout.pp), self.timers,
                              region, selective=self.stage in train.selective_stage_set(
@@ -220,7 +226,9 @@ class Trainer:
         dloss = 1.0 / (self.m * p.layout.dp)
         loss_sum = self.runner.train_step(batches, p.train.micro_batch, dloss, self.reducer)
         self.reducer.finish()
-        self.copies.sum([(self.reducer.grad(p), p.start) for p in self.reducer.update])
+        owned = [(self.reducer.grad(p), p.start) for p in self.reducer.update]
+        self.copies.sum(owned)
+        self.sequence_grads.sum(owned)
         lr = learning_rate(self.step, p.train, p.steps)
         with self.timers.region("optimizer"), self.memory.region():
             norm = self.clip_and_update(lr)

@@ -151,6 +151,36 @@ def test_zero_run_set_trains_what_it_says() -> None:
     check_predictable(default_runs())  # the simulator models these
 
 
+def test_sp_run_set_trains_what_it_says(tmp_path: Path) -> None:
+    """The ``sp`` set: sequence parallelism up to tp 2 x pp 2 x dp 2, both families, ZeRO and
+    recomputation; each run's options parsed by the trainer's command line, labelled ``sp``
+    as the comparison labels the measured run."""
+    from fugaku_sim.calibrate.compare import run_label
+    from fugaku_sim.calibrate.execute import check_predictable, train_args
+    from fugaku_sim.calibrate.runs import RunSpec
+    from fugaku_sim.cli import build_parser
+    from fugaku_sim.commands.common import resolve_specs
+
+    runs = load_runs("sp")
+    assert all(r.sequence_parallel for r in runs) and max(r.ranks for r in runs) == 8
+    assert {r.model_name for r in runs} == {"gpt-tiny", "llama-tiny"}
+    assert {0, 2, 3} <= {r.zero_stage for r in runs} and len({r.slug for r in runs}) == len(runs)
+    for run in runs:
+        args = build_parser().parse_args(train_args(run, run.model_name, Path("d"), Path("o")))
+        _, train, layout = resolve_specs(args)
+        assert layout.sequence_parallel and (layout.tp, layout.pp, layout.dp) == (
+            run.tp, run.pp, run.dp)
+        assert (train.zero_stage, train.recompute) == (run.zero_stage, run.recompute)
+    check_predictable(runs)
+    _write_run(tmp_path, [1.0, 1.0])
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    summary["layout"].update(tp=2, dp=1, sequence_parallel=True)
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    run = RunSpec(model="gpt-micro", tp=2, micro_batch=2, global_batch=8,
+                  sequence_parallel=True)
+    assert run_label(read_measured(tmp_path)) == run.label == "gpt-micro tp2 pp1 dp1 mb2 sp"
+
+
 def test_runs_the_simulator_cannot_predict_are_refused_before_training(
         monkeypatch: pytest.MonkeyPatch) -> None:
     from fugaku_sim.calibrate import execute

@@ -145,6 +145,21 @@ def test_llama_block_ops() -> None:
     assert names(mlp_ops(gpt)) == ["dropout_residual1", "layernorm2", "fc1", "gelu", "fc2"]
 
 
+def test_a_gpt_without_dropout_has_no_dropout_ops() -> None:
+    """``model.dropout`` 0 (the numpy trainer's GPT-2): no dropout ops in the blocks, and the
+    softmax without its dropout (4 FLOPs, 2 passes per element instead of 5, 3)."""
+    gpt = fugaku_llm()
+    none = make_job(gpt.cluster, gpt.model.model_copy(update={"dropout": 0.0}), gpt.train,
+                    gpt.layout)
+    everything = [*attention_ops(none), *mlp_ops(none), residual_op(none)]
+    assert not any("dropout" in op.name for op in everything)
+    assert names(mlp_ops(none))[0] == "residual1"
+    soft, soft_none = (next(op for op in attention_ops(j) if op.name == "softmax")
+                       for j in (gpt, none))
+    assert soft_none.flops / soft.flops == pytest.approx(4 / 5)
+    assert soft_none.bytes / soft.bytes == pytest.approx(2 / 3)
+
+
 @pytest.mark.parametrize("tp", [1, 2, 4, 8])
 def test_llama_gemm_flops_sum_to_layer_flops(tp: int) -> None:
     """Where the 8 key/value heads split over tp, the ranks' GEMMs add up to the block."""

@@ -163,6 +163,53 @@ def test_zero_stages_shard_states_then_gradients_then_weights() -> None:
                                                          reverse=True)
 
 
+def test_zero3_holds_the_root_two_blocks_and_a_unit_of_gradients() -> None:
+    """ZeRO-3 as PyTorch FSDP (and the trainer) runs it: beside its shard a rank holds the
+    root (embeddings, final norm, head) gathered for the micro-batch, the block it computes
+    and the one prefetched; a unit's gradients are the bucket being reduce-scattered, with
+    two more in flight under overlap (``ZERO_BUCKETS_IN_FLIGHT``)."""
+    from fugaku_sim.spec.train import ZERO_BUCKETS_IN_FLIGHT
+    from fugaku_sim.tensors import tensor_table
+
+    job = zero_job(3)
+    table = tensor_table(job.model)
+    block = sum(r.local_size(2) for r in table.block(0))
+    root = stage_parameters(job.model, job.layout, 0) - job.model.layers * block
+    params = stage_parameters(job.model, job.layout, 0)
+    w, g, _ = parameter_bytes(job.train)
+    m = stage_memory(job, 0)
+    assert m.weights == pytest.approx(params * w / 4 + (root + 2 * block) * w)
+    assert m.gradients == pytest.approx(params * g / 4 + max(root, block) * g)
+    overlap = stage_memory(zero_job(3, overlap_grad_reduce=True), 0)
+    assert overlap.gradients == pytest.approx(
+        params * g / 4 + (1 + ZERO_BUCKETS_IN_FLIGHT) * max(root, block) * g)
+    assert overlap.weights == m.weights
+
+
+def test_zero_shards_nothing_over_one_data_parallel_rank() -> None:
+    """As the trainer: with dp = 1 there is nothing to shard, and no bucket is held apart."""
+    one = small_job(small_torus((2, 2, 2)), 2, 1, 1, zero_stage=3)
+    plain = small_job(small_torus((2, 2, 2)), 2, 1, 1)
+    assert stage_memory(one, 0) == stage_memory(plain, 0)
+
+
+def test_a_model_without_dropout_keeps_no_masks() -> None:
+    """``model.dropout`` 0 (what the numpy trainer trains): no residual masks and only the
+    softmax output of the attention core (2 a s^2 b / t instead of 5); unset is GPT-2's 0.1,
+    Korthikanti's eq. 2."""
+    job = job_of(GPT, 2)
+    none = job_of(GPT.model_copy(update={"dropout": 0.0}), 2)
+    m, t = GPT, 2
+    s, b, h, a = m.seq_len, 2, m.hidden, m.heads
+    assert GPT.dropout is None and activation_bytes_per_layer(job, "none") == pytest.approx(
+        korthikanti_eq2(job))
+    assert activation_bytes_per_layer(none, "none") == pytest.approx(
+        korthikanti_eq2(job) - 2 * s * b * h - 3 * a * s * s * b / t)
+    assert "residual dropout masks" not in kept_activations(none)
+    explicit = job_of(GPT.model_copy(update={"dropout": 0.1}), 2)
+    assert kept_activations(explicit) == kept_activations(job)
+
+
 def test_parts_are_the_shared_memory_keys_and_sum_to_the_total() -> None:
     job = zero_job(1)
     m = stage_memory(replace(job, stack=with_values(job.stack, {"framework_memory_GiB": 3.0})), 0)

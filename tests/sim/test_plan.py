@@ -53,22 +53,22 @@ def test_a_dominated_recomputation_is_never_faster() -> None:
 
 
 def test_a_plan_for_the_trainer_holds_only_what_it_runs() -> None:
-    """The job script's layout is the first row the trainer runs; every row above it names a
-    feature the trainer lacks (sequence parallelism, today)."""
+    """The job script's layout is the first row the trainer runs. The trainer runs every
+    dimension the plan searches (sequence parallelism too), so that is the best row; with a
+    feature it lacks (flash attention) no row is runnable, and the reason is named."""
     everything = plan_layouts(TIGHT, MODEL, TRAIN, 8)
-    rank, chosen, why = trainer_runnable(everything.predictions)
-    assert rank >= 1
-    for above in everything.predictions[: rank - 1]:
-        with pytest.raises(SpecError, match="not modelled by the trainer"):
-            check_modelled(above.job.model, above.job.train, above.job.layout, "train")
-    assert (why == "") == (rank == 1)
     assert any(p.job.layout.sequence_parallel for p in everything.predictions)
+    rank, chosen, why = trainer_runnable(everything.predictions)
+    assert (rank, why) == (1, "") and chosen is everything.predictions[0]
     trainer = plan_layouts(TIGHT, MODEL, TRAIN, 8, engine="train")
-    assert trainer.predictions
-    assert chosen is not None
     assert trainer.predictions[0].step_time_s == pytest.approx(chosen.step_time_s)
-    assert trainer_runnable(trainer.predictions)[0] == 1
-    assert not any(p.job.layout.sequence_parallel for p in trainer.predictions)
+    assert any(p.job.layout.sequence_parallel for p in trainer.predictions)
+    flash = plan_layouts(TIGHT, MODEL, TRAIN.model_copy(update={"attention": "flash"}), 8)
+    rank, chosen, why = trainer_runnable(flash.predictions)
+    assert (rank, chosen) == (0, None) and why.startswith("train.attention: flash")
+    with pytest.raises(SpecError, match="not modelled by the trainer"):
+        check_modelled(MODEL, flash.predictions[0].job.train, flash.predictions[0].job.layout,
+                       "train")
 
 
 def test_tp_must_split_or_copy_the_key_value_heads() -> None:

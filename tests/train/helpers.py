@@ -1,4 +1,5 @@
-"""Test helpers: tensor-parallel ranks simulated by threads, tiny models, tiny shards."""
+"""Test helpers: tensor-parallel ranks simulated by threads (with or without sequence
+parallelism), tiny models, tiny shards."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from fugaku_sim.train.layers import AllReduce
+from fugaku_sim.train.layers import AllReduce, Collective, Region, megatron_region, sequence_region
 
 R = TypeVar("R")
 
@@ -32,10 +33,44 @@ class ThreadCollective:
             return out.astype(x.dtype)
         return allreduce
 
+    def _exchange(self, index: int, x: np.ndarray) -> list[np.ndarray]:
+        """Every thread's ``x``, by index (all threads call it together)."""
+        self.slots[index] = np.array(x, copy=True)
+        self.barrier.wait()
+        out = list(self.slots)
+        self.barrier.wait()
+        return out
 
-def run_ranks(n: int, fn: Callable[[int, AllReduce], R]) -> list[R]:
-    """Run fn(index, allreduce) in ``n`` threads that share an all-reduce; results by index."""
-    coll = ThreadCollective(n)
+    def gather_for(self, index: int) -> Collective:
+        """All-gather along T (axis 1) of [B, T', C]: the threads' tokens in index order."""
+        def gather(x: np.ndarray) -> np.ndarray:
+            return np.concatenate(self._exchange(index, x), axis=1)
+        return gather
+
+    def reduce_scatter_for(self, index: int) -> Collective:
+        """Reduce-scatter along T of [B, T, C]: thread ``index``'s T / n tokens of the sum."""
+        def reduce_scatter(x: np.ndarray) -> np.ndarray:
+            total = np.sum(self._exchange(index, x), axis=0)
+            t = x.shape[1] // self.n
+            return np.ascontiguousarray(total[:, index * t:(index + 1) * t]).astype(x.dtype)
+        return reduce_scatter
+
+
+def thread_region(coll: ThreadCollective, index: int, sequence_parallel: bool) -> Region:
+    """Thread ``index``'s tensor-parallel region: Megatron-LM's, or the sequence-parallel one
+    (all-gather / reduce-scatter along T among the threads)."""
+    allreduce = coll.allreduce_for(index)
+    if not sequence_parallel:
+        return megatron_region(allreduce)
+    return sequence_region(coll.gather_for(index), coll.reduce_scatter_for(index), allreduce,
+                           index)
+
+
+def run_ranks(n: int, fn: Callable[[int, AllReduce], R],
+              coll: ThreadCollective | None = None) -> list[R]:
+    """Run fn(index, allreduce) in ``n`` threads that share an all-reduce (of ``coll``, a
+    new one by default); results by index."""
+    coll = coll or ThreadCollective(n)
     results: list[Any] = [None] * n
     errors: list[BaseException] = []
 

@@ -57,6 +57,17 @@ def test_tensor_parallel_llama_equals_single_rank(spec: ModelSpec, tp: int) -> N
     check_tensor_parallel(spec, tp)
 
 
+@pytest.mark.parametrize(("spec", "tp"), [
+    (llama(), 2),  # two key/value heads split over two ranks
+    (llama(seq_len=8), 4),  # each key/value head copied on two ranks
+    (llama(kv_heads=1, bias=True, tied_embeddings=True), 2),  # biases on the shards' sums
+], ids=["kv-split", "kv-copied", "mqa-bias-tied"])
+def test_sequence_parallel_llama_equals_single_rank(spec: ModelSpec, tp: int) -> None:
+    """Sequence-parallel Llama blocks (RMSNorm on T / tp tokens, rotary positions inside the
+    region): the single-rank loss and gradients, replicated ones summed over the ranks."""
+    check_tensor_parallel(spec, tp, sequence_parallel=True)
+
+
 def test_initialisation_follows_llama() -> None:
     spec = llama(layers=4, hidden=64, heads=4, kv_heads=2, ffn_hidden=128, vocab=256,
                  seq_len=32)

@@ -14,7 +14,7 @@ from fugaku_sim.train import model as M
 from fugaku_sim.train.copies import copied_elements, copies_per_head
 from fugaku_sim.train.params import rank_share
 
-from .helpers import run_ranks
+from .helpers import ThreadCollective, run_ranks, thread_region
 from .test_layers import assert_close, numeric_grad
 
 TINY = ModelSpec(name="t", layers=2, hidden=8, heads=2, seq_len=6, vocab=12)
@@ -81,42 +81,59 @@ def test_initialisation_follows_gpt2() -> None:
 
 
 def tensor_parallel_run(spec: ModelSpec, params: M.Params, tokens: np.ndarray,
-                        targets: np.ndarray, tp: int) -> list[tuple[float, M.Params]]:
-    """Loss and local gradients of every tensor rank (threads sharing an all-reduce)."""
-    table = tensor_table(spec)
+                        targets: np.ndarray, tp: int, sequence_parallel: bool = False
+                        ) -> list[tuple[float, M.Params]]:
+    """Loss and local gradients of every tensor rank (threads sharing their collectives;
+    ``sequence_parallel``: the regions gather and reduce-scatter along T)."""
+    coll = ThreadCollective(tp)
 
     def rank(i: int, allreduce: M.L.AllReduce) -> tuple[float, M.Params]:
-        p = {k: table.shard(k, v, tp, i) for k, v in params.items()}
-        g = {k: np.zeros_like(v) for k, v in p.items()}
-        share, region = rank_share(spec, tp, i), M.L.megatron_region(allreduce)
-        x, c_emb = M.embed_forward(p, spec, tokens, share.vocab_start, region)
-        caches = []
-        for layer in range(spec.layers):
-            x, c = M.block_forward(p, spec, layer, x, share, region)
-            caches.append(c)
-        loss, c_head = M.head_forward(p, spec, x, targets, share.vocab_start, region)
-        dx = M.head_backward(1.0, c_head, g, p, region)
-        for layer in reversed(range(spec.layers)):
-            dx = M.block_backward(dx, caches[layer], g, region)
-        M.embed_backward(dx, c_emb, g, spec)
-        return loss, g
+        return rank_loss_and_grads(spec, params, tokens, targets, tp, i,
+                                   thread_region(coll, i, sequence_parallel))
 
-    return run_ranks(tp, rank)
+    return run_ranks(tp, rank, coll)
+
+
+def rank_loss_and_grads(spec: ModelSpec, params: M.Params, tokens: np.ndarray,
+                        targets: np.ndarray, tp: int, i: int, region: M.L.Region
+                        ) -> tuple[float, M.Params]:
+    """Loss and local gradients of tensor rank ``i`` of ``tp`` over ``region`` (whose
+    collectives join the other ranks)."""
+    table = tensor_table(spec)
+    p = {k: table.shard(k, v, tp, i) for k, v in params.items()}
+    g = {k: np.zeros_like(v) for k, v in p.items()}
+    share = rank_share(spec, tp, i)
+    x, c_emb = M.embed_forward(p, spec, tokens, share.vocab_start, region)
+    caches = []
+    for layer in range(spec.layers):
+        x, c = M.block_forward(p, spec, layer, x, share, region)
+        caches.append(c)
+    loss, c_head = M.head_forward(p, spec, x, targets, share.vocab_start, region)
+    dx = M.head_backward(1.0, c_head, g, p, region)
+    for layer in reversed(range(spec.layers)):
+        dx = M.block_backward(dx, caches[layer], g, region)
+    M.embed_backward(dx, c_emb, g, spec, region)
+    return loss, g
 
 
 def assert_tensor_parallel_grads(spec: ModelSpec, results: list[tuple[float, M.Params]],
-                                 grads: M.Params, tp: int) -> None:
+                                 grads: M.Params, tp: int, sequence_parallel: bool = False
+                                 ) -> None:
     """Every rank's gradient is its shard of the single-rank one; a key/value head held in
-    copies gets its gradient as the sum over its copies (what the trainer's sum does)."""
+    copies gets its gradient as the sum over its copies, and under sequence parallelism a
+    replicated tensor as the sum over the tensor ranks (what the trainer's sums do)."""
     table = tensor_table(spec)
     copies = copies_per_head(spec, tp)
     for name, full in grads.items():
+        summed = sum(results[j][1][name] for j in range(tp))
         for i in range(tp):
             got = results[i][1][name]
             copied = copied_elements(spec, name, tp, i)
             if copied is not None:
                 group = range(i // copies * copies, (i // copies + 1) * copies)
                 got = np.where(copied, sum(results[j][1][name] for j in group), got)
+            if sequence_parallel and table[name].split.kind == "rep":
+                got = summed
             np.testing.assert_allclose(got, table.shard(name, full, tp, i), rtol=1e-9,
                                        atol=1e-12, err_msg=f"{name} rank {i}")
 
@@ -134,16 +151,32 @@ def test_tensor_parallel_model_equals_single_rank(spec: ModelSpec, tp: int) -> N
     check_tensor_parallel(ModelSpec.model_validate(spec.model_dump()), tp)
 
 
-def check_tensor_parallel(spec: ModelSpec, tp: int) -> None:
+@pytest.mark.parametrize(("spec", "tp"), [
+    (GPT2_TP, 2),
+    (GPT2_TP.model_copy(update={"heads": 4, "kv_heads": 1, "vocab": 16, "seq_len": 8}), 4),
+    (GPT2_TP.model_copy(update={"tied_embeddings": False, "hidden": 12, "heads": 3,
+                                "ffn_hidden": 24}), 3),
+], ids=["mha", "gqa-copied", "untied-tp3"])
+def test_sequence_parallel_model_equals_single_rank(spec: ModelSpec, tp: int) -> None:
+    """Sequence parallelism (Korthikanti et al. 2022, section 4.2.2): the regions all-gather
+    and reduce-scatter along T, norms and residuals see T / tp tokens, the embedding adds
+    each rank's own positions. Each rank's loss is the single-rank one, its split tensors'
+    gradients are their shards, and the replicated tensors' gradients summed over the ranks
+    are the single-rank ones (float64, to 1e-9)."""
+    check_tensor_parallel(ModelSpec.model_validate(spec.model_dump()), tp,
+                          sequence_parallel=True)
+
+
+def check_tensor_parallel(spec: ModelSpec, tp: int, sequence_parallel: bool = False) -> None:
     """Every rank's loss is the single-rank one and its gradients are the shards of the
     single-rank ones (:func:`assert_tensor_parallel_grads`)."""
     params = params64(spec)
     tokens, targets = tiny_batch(spec)
     loss, grads = M.loss_and_grads(params, spec, tokens, targets)
-    results = tensor_parallel_run(spec, params, tokens, targets, tp)
+    results = tensor_parallel_run(spec, params, tokens, targets, tp, sequence_parallel)
     for rank_loss, _ in results:
         assert rank_loss == pytest.approx(loss, rel=1e-12)
-    assert_tensor_parallel_grads(spec, results, grads, tp)
+    assert_tensor_parallel_grads(spec, results, grads, tp, sequence_parallel)
 
 
 # --------------------------------------------------------------------------- golden reference

@@ -402,6 +402,7 @@ def test_layout_must_match_the_rank_count(job: dict[str, Any]) -> None:
     (["--pp", "3"], ["layout.pp", "layers"]),
     (["--global-batch", "6", "--micro-batch", "4"], ["train.global_batch"]),
     (["--precision", "bf16"], ["train.precision"]),
+    (["--sequence-parallel"], ["layout.sequence_parallel", "layout.tp > 1"]),
 ])
 def test_model_must_split(job: dict[str, Any], args: list[str], words: list[str]) -> None:
     out = job["root"] / "bad_split"
