@@ -70,8 +70,8 @@ def test_a_busy_process_that_is_not_ours_is_foreign() -> None:
                         "import time\nt=time.process_time()\n"
                         "while time.process_time()-t<0.8: pass"], check=True)
     figures = mine.figures()
-    assert figures["own_cores"] >= 0.5
-    assert figures["foreign_cpu_share"] < share
+    assert figures["own_cores"] >= 0.5  # the child's CPU time, once waited for, is ours
+    # (its foreign share is whatever else the machine ran meanwhile: not asserted)
 
 
 def test_figures_before_the_block_ends() -> None:
