@@ -70,7 +70,8 @@ def test_a_busy_process_that_is_not_ours_is_foreign() -> None:
                         "import time\nt=time.process_time()\n"
                         "while time.process_time()-t<0.8: pass"], check=True)
     figures = mine.figures()
-    assert figures["own_cores"] >= 0.5  # the child's CPU time, once waited for, is ours
+    # the child's 0.8 CPU-s, once waited for, are ours (however long a busy machine took)
+    assert figures["own_cores"] * figures["wall_s"] >= 0.7
     # (its foreign share is whatever else the machine ran meanwhile: not asserted)
 
 
