@@ -20,8 +20,9 @@ How the cases are counted: every hand-written case is a test item marked ``hosti
 feeds one bad input (a parametrized test is one case per parameter; a test that tries
 several inputs in one item counts once), so
 ``pytest -m hostile --collect-only -q | grep -c ::`` is the count and
-``pytest -m "hostile or fuzz"`` runs the whole suite. Each case must end within 10 s
-(tests/conftest.py fails a ``hostile`` item that takes longer).
+``pytest -m "hostile or fuzz"`` runs the whole suite. Each case must end within 10 s of CPU
+time, its own and its child processes', and 60 s of wall time (tests/conftest.py fails a
+``hostile`` item that takes longer, and lists the ten slowest with the load).
 """
 
 from __future__ import annotations
