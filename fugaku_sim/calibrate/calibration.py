@@ -169,10 +169,18 @@ def _between_compute_link(comm: list[dict[str, Any]], at: Callable[[int], bool]
                           ) -> AlphaBeta | None:
     """The all-reduce a pair pays between compute phases (the wait for a slower or
     descheduled peer included) on the rank counts ``at`` accepts: the ring fitted to the
-    median cost of each message size over the compute lengths; None if not measured."""
+    median cost of each message size over the compute lengths; None if not measured, or if
+    the measured costs do not grow with the message size."""
     typical = median_by_bytes([r for c in comm if at(int(c["ranks"]))
                                for r in c.get("sync_after_compute", []) if r["seconds"] > 0])
-    return fit_alpha_beta(typical, ring_allreduce_factors) if len(typical) >= 2 else None
+    if len(typical) < 2:
+        return None
+    try:
+        return fit_alpha_beta(typical, ring_allreduce_factors)
+    except ValueError:
+        # the waits did not grow with the message (noise above the per-byte cost): no link
+        # to fit, and the caller falls back to the hot-loop all-reduce
+        return None
 
 
 def _link_factors(row: Mapping[str, Any]) -> tuple[float, float]:
