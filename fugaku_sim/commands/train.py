@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -25,6 +26,9 @@ if TYPE_CHECKING:
     from fugaku_sim.train.run_plan import Plan
 
 T = TypeVar("T")
+
+
+ABORT_GRACE_S = 1.0  # seconds between a failing rank's last line and MPI_Abort
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -133,6 +137,9 @@ def run(args: argparse.Namespace) -> int:
     except BaseException as exc:  # any failure on any rank ends the whole job
         print(f"fugaku-sim: error: rank {world.rank}: {type(exc).__name__}: {exc}",
               file=sys.stderr, flush=True)
+        # give the launcher a moment to forward that line: MPICH's Hydra tears the job down
+        # on Abort without draining the ranks' output (a fresh-clone CI run lost it once)
+        time.sleep(ABORT_GRACE_S)
         world.Abort(1)
         return 1
     if world.rank == 0 and "stopped_at_step" in summary:
