@@ -142,13 +142,13 @@ def measure_quietly(
     (42, 1)
     """
     shares: list[float | None] = []
-    for attempt in range(1, max(1, attempts) + 1):
-        if attempt > 1:
-            wait_for_quiet(settle_s)
+    attempt = 0
+    while True:
+        attempt += 1
         with CpuWatch() as watch:
             result = measure()
         figures = watch.figures()
         shares.append(figures["foreign_cpu_share"])
         if is_quiet(shares[-1]) or attempt >= attempts:
             return result, {**figures, "attempts": attempt, "foreign_cpu_shares": shares}
-    raise AssertionError("unreachable")  # pragma: no cover
+        wait_for_quiet(settle_s)

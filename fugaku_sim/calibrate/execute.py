@@ -9,7 +9,6 @@ trained (:mod:`fugaku_sim.calibrate.contention`).
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -21,7 +20,7 @@ from fugaku_sim.calibrate.launch import Launcher, python_module, run_mpi
 from fugaku_sim.calibrate.runs import RunSpec, file_slug
 from fugaku_sim.calibrate.synthetic import write_synthetic_data
 from fugaku_sim.errors import UserError
-from fugaku_sim.io import read_json_object, write_text
+from fugaku_sim.io import read_json_object, write_json, write_text
 from fugaku_sim.spec import ModelSpec, load_model
 from fugaku_sim.spec.base import SpecModel
 from fugaku_sim.spec.load import dump_yaml
@@ -134,7 +133,7 @@ def execute_runs(
                         f"validate: training run {run.label}", log=out / "launch.log",
                         allocator=allocator)
         _, machine = measure_quietly(train, attempts)
-        write_text(out / MACHINE_FILE, json.dumps(machine, indent=1) + "\n")
+        write_json(out / MACHINE_FILE, machine)
         dirs.append(out)
     return dirs
 
