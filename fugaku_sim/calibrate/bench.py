@@ -4,8 +4,11 @@ Suites (each prints nothing but writes one JSON file from rank 0):
 
 ``compute``  float32 GEMMs over the transformer's shapes, one float64 GEMM, STREAM-like
              bandwidth over array sizes (in place and allocating a new result, as numpy
-             expressions do), and the cost of tiny operations. Every rank runs the same
-             work at the same time, so a rate is what one process gets with all ranks busy.
+             expressions do), the cost of tiny operations and the trainer's own kernels.
+             Every rank runs the same work at the same time, so a rate is what one process
+             gets with all ranks busy; each round of trials also times every case on rank 0
+             alone while the others sleep (``lone_seconds``: a lone process, measured in
+             the same seconds as the busy one).
 ``share``    one GEMM with every rank busy, then with half the ranks computing while the
              other half wait in ``Recv`` (do waiting MPI ranks give their core away?).
 ``comm``     ping-pong between ranks 0 and 1 and ``Allreduce`` over message sizes.
@@ -131,27 +134,66 @@ def _case_loop_s(comm: Any, case: Case, reps: int, clock: Clock) -> dict[str, fl
     return {part: seconds / reps for part, seconds in case.phases().items()}
 
 
+LONE_POLL_S = 0.002  # how often a resting rank looks for the lone round's end
+
+
+def _lone_round(comm: Any, cases: list[Case], reps: list[int], clock: Clock,
+                samples: list[dict[str, list[float]]]) -> None:
+    """One timed loop of every case on rank 0 alone while the other ranks rest: they sleep
+    (not in an MPI wait, which polls and keeps its core busy) until rank 0 says it is done.
+    Rank 0 appends its loops to ``samples``."""
+    from mpi4py import MPI
+
+    comm.Barrier()
+    if comm.Get_rank() == 0:
+        for i, c in enumerate(cases):
+            for part, seconds in _case_loop_s(MPI.COMM_SELF, c, reps[i], clock).items():
+                samples[i].setdefault(part, []).append(seconds)
+        for peer in range(1, comm.Get_size()):
+            comm.send(None, dest=peer, tag=11)
+    else:
+        done = comm.irecv(source=0, tag=11)
+        while not done.Test():
+            time.sleep(LONE_POLL_S)
+        done.wait()
+
+
 def time_cases(comm: Any, cases: list[Case], budget_s: float,
-               trials: int = TRIALS, clock: Clock = COMPUTE_CLOCK) -> list[dict[str, Any]]:
+               trials: int = TRIALS, clock: Clock = COMPUTE_CLOCK,
+               lone: bool = False) -> list[dict[str, Any]]:
     """Time every case, interleaved: ``trials`` rounds, each running one timed loop of every
     case in turn, then each case's median loop. A slow drift of the machine's speed (a
     neighbour's job starting) then touches every case alike instead of the few measured
     while it lasted, so the shapes a fit compares keep their ratios. A case's loop is sized
     to ``share x budget_s / trials``. Returns each row (one per part of a case with
     ``phases``) with ``seconds`` (the median over ranks of each rank's median loop) and
-    ``seconds_per_rank``."""
+    ``seconds_per_rank``.
+
+    With ``lone`` (and more than one rank), every round also times each case on rank 0
+    alone, the other ranks resting, and the rows carry ``lone_seconds`` (rank 0's median
+    loop): how a lone process compares with one of several busy ones, measured in the same
+    seconds as the busy loops, so a drift of the machine's speed (measured at +-15% over
+    10-s windows on a shared 2-core VM) does not enter the ratio."""
     reps = [_reps_for(comm, c.op, c.share * budget_s / trials) for c in cases]
     samples: list[dict[str, list[float]]] = [{} for _ in cases]
+    alone: list[dict[str, list[float]]] = [{} for _ in cases]
+    lone = lone and comm.Get_size() > 1
     for _ in range(trials):
         for i, c in enumerate(cases):
             for part, seconds in _case_loop_s(comm, c, reps[i], clock).items():
                 samples[i].setdefault(part, []).append(seconds)
+        if lone:
+            _lone_round(comm, cases, reps, clock, alone)
     rows = []
-    for c, mine in zip(cases, samples):
+    for c, mine, solo in zip(cases, samples, alone):
         for part, values in mine.items():  # the same parts in the same order on every rank
             per_rank = [float(x) for x in comm.allgather(statistics.median(values))]
-            rows.append({**c.row, **({"kernel": part} if part else {}),
-                         "seconds": statistics.median(per_rank), "seconds_per_rank": per_rank})
+            row = {**c.row, **({"kernel": part} if part else {}),
+                   "seconds": statistics.median(per_rank), "seconds_per_rank": per_rank}
+            if lone:
+                row["lone_seconds"] = float(comm.bcast(
+                    statistics.median(solo[part]) if comm.Get_rank() == 0 else None, root=0))
+            rows.append(row)
     return rows
 
 
@@ -571,9 +613,10 @@ def run_suite(suite: str, quick: bool) -> dict[str, Any]:
                  + kernel_cases(quick))
         for section in COMPUTE_SECTIONS:
             out[section] = []
-        for row in time_cases(comm, cases, budget):
+        for row in time_cases(comm, cases, budget, lone=True):
             out[row.pop("section")].append(row)
         out["clock"] = "process CPU time"
+        out["lone"] = "interleaved" if comm.Get_size() > 1 else "not measured (one rank)"
     elif suite == "share":
         out["share"] = bench_share(comm, budget * 2)
     elif suite == "comm":

@@ -9,6 +9,7 @@ a job of fewer or more ranks than cores sees of the node. Pure: no files, no MPI
 from __future__ import annotations
 
 import functools
+import statistics
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -118,7 +119,7 @@ def fit_calibration(
         per_element.update(optimizer_costs(compute.get("optimizer") or []))
         p2p, link, over_link = _fit_links(measurements["comm"], ranks)
         busy_link = _between_compute_link(measurements["comm"], lambda n: n == ranks)
-        lone = _lone_process(measurements.get("compute_lone"), gemm, bw)
+        lone = _lone_process(lone_rows(measurements), compute, gemm, bw, gemm_call)
         shares = {s["ranks"]: s["share"] for s in measurements["share"]}
         base, over = shares[ranks], shares[2 * ranks]
     except (KeyError, ValueError, IndexError) as exc:
@@ -190,17 +191,55 @@ def _link_factors(row: Mapping[str, Any]) -> tuple[float, float]:
     return p2p_factors(n) if row.get("kind") == "p2p" else ring_allreduce_factors(n)
 
 
+def lone_rows(measurements: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The compute rows of a lone process: the compute suite's own lone loops (rows with
+    ``lone_seconds``, interleaved with the busy ones), else an older sidecar's separate
+    one-rank ``compute_lone`` suite, else None."""
+    compute = measurements.get("compute") or {}
+    if any("lone_seconds" in r for r in compute.get("gemm") or []):
+        return {section: [{**r, "seconds": r["lone_seconds"]} for r in rows
+                          if "lone_seconds" in r]
+                for section, rows in compute.items() if isinstance(rows, list)}
+    lone = measurements.get("compute_lone")
+    return dict(lone) if lone else None
+
+
+def _gemm_key(row: Mapping[str, Any]) -> tuple[Any, ...]:
+    return (row["m"], row["k"], row["n"], row.get("dtype", "float32"))
+
+
+def lone_gemm_ratio(busy: list[Mapping[str, Any]], lone: list[Mapping[str, Any]],
+                    call_s: float) -> float:
+    """A lone process's float32 GEMM rate over a busy one's: the median, over the shapes
+    timed both ways whose busy time is at least twice the call cost, of busy / lone seconds
+    (a ratio of curve peaks, the best of a few noisy rates each, swung by 20% between
+    calibrations of one machine).
+
+    Raises:
+        ValueError: no shape was timed both ways.
+    """
+    lone_s = {_gemm_key(r): float(r["seconds"]) for r in lone}
+    pairs = [(float(r["seconds"]), lone_s[_gemm_key(r)]) for r in busy
+             if _gemm_key(r) in lone_s and r.get("dtype", "float32") == "float32"]
+    if not pairs:
+        raise ValueError("no GEMM shape timed both alone and with every rank busy")
+    solid = [p for p in pairs if p[0] >= 2 * call_s] or pairs
+    return statistics.median(b / a for b, a in solid if a > 0)
+
+
 def _lone_process(
-    compute: dict[str, Any] | None, gemm: GemmCurve, bw: float
+    compute: dict[str, Any] | None, busy: dict[str, Any], gemm: GemmCurve, bw: float,
+    call_s: float,
 ) -> dict[str, float] | None:
     """How a process alone on the node compares with one of ``ranks`` busy ones: ratios of
-    the best GEMM rate and of the effective bandwidth, and its own per-op overhead."""
+    the GEMM rate (:func:`lone_gemm_ratio`) and of the effective bandwidth, and its own
+    per-op overhead."""
     if not compute:
         return None
     call = {r["op"]: float(r["seconds"]) for r in compute["tiny_ops"]}
     lone_gemm = fit_gemm_curve(compute["gemm"], call.get("matmul_8", 0.0))
     overhead, _, lone_bw, _, _ = _elementwise_model(compute, bw, lone_gemm)
-    return {"peak_ratio": lone_gemm.peak_flops / gemm.peak_flops,
+    return {"peak_ratio": lone_gemm_ratio(busy["gemm"], compute["gemm"], call_s),
             "mem_bw_ratio": lone_bw / bw, "op_overhead_s": overhead}
 
 
