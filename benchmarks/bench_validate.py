@@ -67,6 +67,9 @@ def validate_set(profile: Path, runs: str, out: Path) -> dict[str, Any]:
         "worst_abs_error_quiet": s.get("worst_abs_error_quiet"),
         "foreign_cpu_share": {r["label"]: r["extra"].get("foreign_cpu_share")
                               for r in data["runs"]},
+        # how far a run's passes (validate --repeats) disagree: the measurement's own noise
+        "median_pass_spread": s.get("median_pass_spread"),
+        "worst_pass_spread": s.get("worst_pass_spread"),
     }
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from fugaku_sim.calibrate.contention import MACHINE_FILE, QUIET_SHARE, is_quiet
+from fugaku_sim.calibrate.execute import repeat_dirs
 from fugaku_sim.calibrate.runs import layout_label
 from fugaku_sim.errors import UserError
 from fugaku_sim.io import read_json_object
@@ -49,7 +50,7 @@ class Measured:
     step_time_spread: float  # (max - min) / mean over the timed steps
     steps_timed: int
     breakdown_s: dict[str, float]
-    step_time_stats: dict[str, float] = field(default_factory=dict)  # mean, median, min
+    step_time_stats: dict[str, Any] = field(default_factory=dict)  # mean, median, min; passes
     machine: dict[str, Any] = field(default_factory=dict)  # contention.CpuWatch figures
 
 
@@ -61,6 +62,37 @@ def _timed_records(metrics: Path, warmup: int) -> list[dict[str, Any]]:
 
 
 STATISTICS = ("median", "mean", "min")
+
+
+def _pooled(run_dir: Path, model: ModelSpec, train: TrainSpec, layout: Layout,
+            passes: list[list[dict[str, Any]]], statistic: str) -> Measured:
+    """A run measured in one or more passes (``validate --repeats``): each statistic is the
+    mean over the passes of that pass's statistic (a pass is one stretch of the machine's
+    speed; the mean weighs each alike), the breakdown the mean over every timed step, and
+    ``pass_values`` / ``pass_spread`` (max - min over mean) say how far the passes disagree.
+    ``machine`` is pass 1's, with the largest foreign share of any pass."""
+    per_pass = []
+    for timed in passes:
+        times = [float(r["step_time_s"]) for r in timed]
+        per_pass.append({"mean": statistics.fmean(times), "median": statistics.median(times),
+                         "min": min(times)})
+    stats: dict[str, Any] = {k: statistics.fmean(p[k] for p in per_pass) for k in STATISTICS}
+    every = [r for timed in passes for r in timed]
+    times = [float(r["step_time_s"]) for r in every]
+    breakdown = {k: statistics.fmean(float(r["breakdown_s"].get(k, 0.0)) for r in every)
+                 for k in BREAKDOWN_KEYS}
+    spread = (max(times) - min(times)) / stats["mean"] if stats["mean"] > 0 else 0.0
+    values = [p[statistic] for p in per_pass]
+    if len(passes) > 1:
+        stats["pass_values"] = values
+        stats["pass_spread"] = (max(values) - min(values)) / stats[statistic]
+    machine = _machine_figures(run_dir)
+    shares = [float(x) for d in repeat_dirs(run_dir)
+              if isinstance(x := _machine_figures(d).get("foreign_cpu_share"), (int, float))]
+    if len(shares) > 1:
+        machine = {**machine, "foreign_cpu_share": max(shares), "passes": len(shares)}
+    return Measured(str(run_dir), model, train, layout, stats[statistic], spread, len(times),
+                    breakdown, stats, machine)
 
 
 def _machine_figures(run_dir: Path) -> dict[str, Any]:
@@ -95,16 +127,11 @@ def read_measured(path: Path, warmup: int = 2, statistic: str = "median") -> Mea
     train, layout = record.train, record.layout
     if train is None:  # the check above found a train section; None only if it was null
         raise UserError(f"--from-metrics: {summary_path}: no 'train' section")
-    metrics = run_dir / "metrics.jsonl"
-    if metrics.is_file() and (timed := _timed_records(metrics, warmup)):
-        times = [float(r["step_time_s"]) for r in timed]
-        stats = {"mean": statistics.fmean(times), "median": statistics.median(times),
-                 "min": min(times)}
-        breakdown = {k: statistics.fmean(float(r["breakdown_s"].get(k, 0.0)) for r in timed)
-                     for k in BREAKDOWN_KEYS}
-        spread = (max(times) - min(times)) / stats["mean"] if stats["mean"] > 0 else 0.0
-        return Measured(str(run_dir), model, train, layout, stats[statistic], spread,
-                        len(times), breakdown, stats, _machine_figures(run_dir))
+    passes = [t for d in repeat_dirs(run_dir)
+              if (d / "metrics.jsonl").is_file() and (t := _timed_records(d / "metrics.jsonl",
+                                                                          warmup))]
+    if passes:
+        return _pooled(run_dir, model, train, layout, passes, statistic)
     if "step_time_s_mean" not in summary:
         raise UserError(f"--from-metrics: {run_dir}: neither metrics.jsonl nor step_time_s_mean")
     bd = summary.get("breakdown_s_mean") or {}
@@ -286,6 +313,9 @@ def summarize_rows(rows: list[Row]) -> dict[str, Any]:
     by_model = fastest_agreement(rows, "model")
     by_ranks = fastest_agreement(rows, "model+ranks")
     quiet = [abs(r.error) for r in rows if is_quiet(r.extra.get("foreign_cpu_share"))]
+    pass_spreads = [s for r in rows
+                    if (s := r.extra.get("measured_step_time_stats", {}).get("pass_spread"))
+                    is not None]
     return {
         "runs": len(rows),
         "median_abs_error": statistics.median(errs),
@@ -301,4 +331,7 @@ def summarize_rows(rows: list[Row]) -> dict[str, Any]:
         "contended_runs": len(rows) - len(quiet),
         "median_abs_error_quiet": statistics.median(quiet) if quiet else None,
         "worst_abs_error_quiet": max(quiet) if quiet else None,
+        # how far one run's passes (validate --repeats) disagree: the measurement's own noise
+        "median_pass_spread": statistics.median(pass_spreads) if pass_spreads else None,
+        "worst_pass_spread": max(pass_spreads) if pass_spreads else None,
     }

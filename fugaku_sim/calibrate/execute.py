@@ -104,12 +104,29 @@ def prepare_data(runs: list[RunSpec], data_dir: Path) -> dict[str, Path]:
     return out
 
 
+REPEAT_DIR = "repeat-{}"  # pass k > 1 of a run trains into <run dir>/repeat-k
+
+
+def repeat_dirs(run_dir: Path) -> list[Path]:
+    """The directories of a run's passes: the run's own, then its ``repeat-k`` folders that
+    hold a finished pass, in pass order."""
+    extra = [d for d in run_dir.glob("repeat-*")
+             if d.is_dir() and d.name.removeprefix("repeat-").isdigit()
+             and (d / "summary.json").is_file()]
+    return [run_dir, *sorted(extra, key=lambda d: int(d.name.removeprefix("repeat-")))]
+
+
 def execute_runs(
     runs: list[RunSpec], launcher: Launcher, runs_dir: Path, data_dir: Path,
     timeout_s: float, progress: Callable[[str], None] | None = None, allocator: str = "kept",
-    attempts: int = 1,
+    attempts: int = 1, repeats: int = 1,
 ) -> list[Path]:
-    """Train every run; returns their directories.
+    """Train every run ``repeats`` times, in passes over the whole set (every other pass in
+    reverse order), so that a run's passes are minutes apart: a shared machine's speed holds
+    one level for seconds to minutes (the same 5-s run measured 322 ms and 436 ms a step in
+    two rounds, each steady throughout), and the passes sample more than one. Pass 1 trains
+    into ``<runs_dir>/<run slug>``, pass k into its ``repeat-k`` folder. Returns the run
+    directories (of pass 1).
 
     Raises:
         UserError: a run the simulator cannot predict, or a run that fails (the message
@@ -117,24 +134,26 @@ def execute_runs(
     """
     check_predictable(runs)
     data = prepare_data(runs, data_dir)
-    dirs = []
-    for run in runs:
-        out = runs_dir / run.slug
-        if out.exists():
-            shutil.rmtree(out)
-        out.mkdir(parents=True)
-        write_text(out / "run.json", run.model_dump_json(indent=1) + "\n")
-        if progress:
-            progress(f"{run.label} on {run.ranks} ranks, {run.steps} steps")
-        argv = train_argv(run, model_ref(run, out), data[run.model_name], out)
-        # trained again while other work took the machine (--resume never: an attempt
-        # starts afresh over the last one, which is the one kept)
-        train = partial(run_mpi, launcher, run.ranks, argv, timeout_s,
-                        f"validate: training run {run.label}", log=out / "launch.log",
-                        allocator=allocator)
-        _, machine = measure_quietly(train, attempts)
-        write_json(out / MACHINE_FILE, machine)
-        dirs.append(out)
+    dirs = [runs_dir / run.slug for run in runs]
+    for k in range(1, repeats + 1):
+        order = list(zip(runs, dirs)) if k % 2 else list(zip(runs, dirs))[::-1]
+        for run, run_dir in order:
+            out = run_dir if k == 1 else run_dir / REPEAT_DIR.format(k)
+            if out.exists():
+                shutil.rmtree(out)
+            out.mkdir(parents=True)
+            write_text(out / "run.json", run.model_dump_json(indent=1) + "\n")
+            if progress:
+                progress(f"{run.label} on {run.ranks} ranks, {run.steps} steps"
+                         + (f" (pass {k} of {repeats})" if repeats > 1 else ""))
+            argv = train_argv(run, model_ref(run, out), data[run.model_name], out)
+            # trained again while other work took the machine (--resume never: an attempt
+            # starts afresh over the last one, which is the one kept)
+            train = partial(run_mpi, launcher, run.ranks, argv, timeout_s,
+                            f"validate: training run {run.label}", log=out / "launch.log",
+                            allocator=allocator)
+            _, machine = measure_quietly(train, attempts)
+            write_json(out / MACHINE_FILE, machine)
     return dirs
 
 

@@ -24,6 +24,15 @@ def _pct(x: float) -> str:
     return f"{x:+.1%}"
 
 
+def _measured(r: Row) -> str:
+    """The measured ms, with the range of the passes' values when the run was trained more
+    than once (``validate --repeats``): how far the measurement itself moves."""
+    values = r.extra.get("measured_step_time_stats", {}).get("pass_values")
+    if not values:
+        return _ms(r.measured_step_s)
+    return f"{_ms(r.measured_step_s)} ({_ms(min(values))}-{_ms(max(values))})"
+
+
 def _foreign(r: Row) -> str:
     """The share of the machine other work took during the run (``?`` when unknown)."""
     share = r.extra.get("foreign_cpu_share")
@@ -50,7 +59,7 @@ def rich_table(rows: list[Row], summary: dict[str, Any], title: str) -> Any:
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for r in rows:
         style = "red" if abs(r.error) > TARGETS["worst_abs_error"] else None
-        table.add_row(r.label, str(r.ranks), _ms(r.measured_step_s), _ms(r.predicted_step_s),
+        table.add_row(r.label, str(r.ranks), _measured(r), _ms(r.predicted_step_s),
                       _pct(r.error), _foreign(r), breakdown_text(r.measured_breakdown_s,
                                                     r.predicted_breakdown_s), style=style)
     return table
@@ -61,6 +70,9 @@ def caption(summary: dict[str, Any]) -> str:
     text = (f"median |error| {summary['median_abs_error']:.1%} (target <= 10%), worst "
             f"{summary['worst_abs_error']:.1%} ({summary['worst_run']}; target <= 25%), "
             f"fastest layout agreed: {'n/a' if agreed is None else 'yes' if agreed else 'no'}")
+    if summary.get("median_pass_spread") is not None:
+        text += (f"; a run's passes differ by a median {summary['median_pass_spread']:.1%} "
+                 "(measured ms: mean of the passes, their range in brackets)")
     contended = summary.get("contended_runs", 0)
     if contended:
         limit = summary.get("quiet_share_limit", 0.1)
@@ -97,7 +109,7 @@ def markdown_text(rows: list[Row], summary: dict[str, Any], header: str) -> str:
              "breakdown ms (measured/predicted) |",
              "|---|---:|---:|---:|---:|---:|---|"]
     for r in rows:
-        lines.append(f"| {r.label} | {r.ranks} | {_ms(r.measured_step_s)} | "
+        lines.append(f"| {r.label} | {r.ranks} | {_measured(r)} | "
                      f"{_ms(r.predicted_step_s)} | {_pct(r.error)} | {_foreign(r)} | "
                      f"{breakdown_text(r.measured_breakdown_s, r.predicted_breakdown_s)} |")
     lines += ["", caption(summary) + ".", "",

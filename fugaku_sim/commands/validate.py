@@ -29,6 +29,7 @@ from fugaku_sim.commands.common import (
     add_stack_argument,
     command_meta,
     count,
+    positive_int,
     print_json,
     stack_from_args,
 )
@@ -54,6 +55,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="measured step time: this statistic of the timed steps")
     parser.add_argument("--mode", choices=get_args(Mode), default="fast",
                         help="simulator mode")
+    parser.add_argument("--repeats", type=positive_int, default=2,
+                        help="train every run this many times, in passes over the whole set "
+                             "(default 2): the measured step is the mean of the passes, and "
+                             "their range is shown (a shared machine's speed holds one level "
+                             "for seconds to minutes)")
     add_launch_arguments(parser, 900.0, "per run")
     parser.add_argument("--json", action="store_true",
                         help="print the summary and 'meta' as JSON (the table goes to stderr)")
@@ -95,13 +101,15 @@ def run(args: argparse.Namespace) -> int:
         meta["launcher"] = launcher.describe()
         meta["runs"] = args.runs
         meta["allocator"] = args.allocator
+        meta["repeats"] = args.repeats
+        total = len(runs) * args.repeats
         with Progress("validate") as progress:
-            done = iter(range(len(runs)))
+            done = iter(range(total))
             dirs = execute_runs(runs, launcher, args.out / "runs", args.data or args.out / "data",
                                 args.timeout,
-                                lambda text: progress.update(next(done), len(runs), "runs", text),
-                                args.allocator, args.attempts)
-            progress.update(len(runs), len(runs), "runs", "trained")
+                                lambda text: progress.update(next(done), total, "runs", text),
+                                args.allocator, args.attempts, args.repeats)
+            progress.update(total, total, "runs", "trained")
         warm = {d: r.warmup_steps for d, r in zip(dirs, runs)}
     meta["load_average_end"] = load_average()
     meta["statistic"] = args.statistic

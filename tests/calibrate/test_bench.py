@@ -98,3 +98,21 @@ def test_kernel_cases_time_whole_model_passes_by_part() -> None:
             for c in passes] == list(MODEL_SHAPES_QUICK)
     assert all("kernel" not in c.row for c in passes)
     assert all("kernel" in c.row for c in cases if c.phases is None)
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("n", [1, 2, 4])
+def test_lone_rounds_run_on_rank_0_while_the_others_rest(n: int) -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.train.mpi_job import MPIEXEC, REPO, env
+
+    if MPIEXEC is None:
+        pytest.skip("no mpiexec")
+    cmd = [str(MPIEXEC), "-n", str(n), sys.executable,
+           str(Path(__file__).with_name("mpi_lone.py"))]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env(), cwd=REPO)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert f"passed on {n} ranks" in r.stdout

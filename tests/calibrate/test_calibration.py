@@ -74,3 +74,47 @@ def test_overhead_method_names_what_it_was_fitted_to() -> None:
                                  if not r["kernel"].startswith("block_")]
     cal = fit_calibration(raw)
     assert cal.op_overhead_method.startswith("median per simulated op")
+
+
+def _with_lone_loops(raw: dict, ratio: float) -> dict:
+    """Every compute row also timed alone, ``ratio`` x faster (interleaved lone rounds)."""
+    for rows in raw["compute"].values():
+        if isinstance(rows, list):
+            for r in rows:
+                r["lone_seconds"] = r["seconds"] / ratio
+    return raw
+
+
+def test_a_lone_process_from_the_interleaved_lone_loops() -> None:
+    cal = fit_calibration(_with_lone_loops(synthetic_measurements(), 1.25))
+    assert cal.lone is not None
+    assert cal.lone["peak_ratio"] == pytest.approx(1.25, rel=1e-9)
+    assert cal.lone["mem_bw_ratio"] == pytest.approx(1.25, rel=1e-6)
+    assert cal.lone["op_overhead_s"] == pytest.approx(OVERHEAD_S / 1.25, rel=1e-6)
+
+
+def test_no_lone_figures_without_lone_loops() -> None:
+    assert fit_calibration(synthetic_measurements()).lone is None
+
+
+def test_an_older_sidecars_separate_lone_suite_still_reads() -> None:
+    raw = synthetic_measurements()
+    lone = _with_lone_loops(synthetic_measurements(), 0.8)["compute"]
+    raw["compute_lone"] = {k: ([{**r, "seconds": r["lone_seconds"]} for r in v]
+                               if isinstance(v, list) else v) for k, v in lone.items()}
+    cal = fit_calibration(raw)
+    assert cal.lone is not None and cal.lone["peak_ratio"] == pytest.approx(0.8, rel=1e-9)
+
+
+def test_the_lone_gemm_ratio_is_a_median_over_solid_shapes() -> None:
+    from fugaku_sim.calibrate.calibration import lone_gemm_ratio
+
+    def row(m: int, seconds: float) -> dict:
+        return {"m": m, "k": m, "n": m, "seconds": seconds}
+
+    busy = [row(8, 1e-6), row(64, 1e-4), row(128, 1e-3), row(256, 1e-2)]
+    # the tiny GEMM (under twice the call cost) and one disturbed shape do not decide it
+    lone = [row(8, 1e-7), row(64, 0.5e-4), row(128, 1e-3 / 1.1), row(256, 1e-2 / 1.1)]
+    assert lone_gemm_ratio(busy, lone, call_s=1e-6) == pytest.approx(1.1)
+    with pytest.raises(ValueError, match="both"):
+        lone_gemm_ratio(busy, [row(512, 1.0)], call_s=1e-6)

@@ -11,6 +11,7 @@ import pytest
 from fugaku_sim.calibrate.compare import (
     BREAKDOWN_KEYS,
     Row,
+    compare_run,
     fastest_agreement,
     job_on_one_node,
     occupied_cluster,
@@ -60,6 +61,54 @@ def test_read_measured_skips_warmup(tmp_path: Path) -> None:
     assert m.breakdown_s["compute"] == pytest.approx(1.35)
     assert m.breakdown_s["bubble"] == 0.0
     assert m.layout.dp == 2
+
+
+def test_a_run_trained_in_passes_is_the_mean_of_its_passes(tmp_path: Path) -> None:
+    """validate --repeats: pass k in <run>/repeat-k; each pass's median, their mean, their
+    range; the breakdown over every timed step; the largest foreign share of any pass."""
+    run = _write_run(tmp_path, [9.0, 1.0, 2.0, 3.0])  # timed median 2.0
+    (tmp_path / "machine.json").write_text('{"foreign_cpu_share": 0.01}')
+    for k, times, share in ((2, [9.0, 4.0, 4.0, 4.0], 0.2), (3, [9.0, 3.0, 3.0, 3.0], 0.0)):
+        (d := tmp_path / f"repeat-{k}").mkdir()
+        _write_run(d, times)
+        (d / "machine.json").write_text(f'{{"foreign_cpu_share": {share}}}')
+    (tmp_path / "repeat-x").mkdir()  # not a pass
+    (tmp_path / "repeat-4").mkdir()  # no summary: an unfinished pass, left out
+    m = read_measured(run, warmup=1)
+    assert m.step_time_s == pytest.approx(3.0)  # mean of 2, 4 and 3
+    assert m.step_time_stats["pass_values"] == [2.0, 4.0, 3.0]
+    assert m.step_time_stats["pass_spread"] == pytest.approx(2.0 / 3.0)
+    assert m.steps_timed == 9
+    assert m.breakdown_s["compute"] == pytest.approx(0.9 * 27.0 / 9)
+    assert m.machine["foreign_cpu_share"] == 0.2 and m.machine["passes"] == 3
+    local = load_cluster("local")
+    summary = summarize_rows([compare_run(local, m)])
+    assert summary["median_pass_spread"] == pytest.approx(2.0 / 3.0)
+    assert summary["contended_runs"] == 1  # one pass shared the machine
+
+
+def test_passes_run_through_the_set_forward_then_backward(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fugaku_sim.calibrate import execute
+    from fugaku_sim.calibrate.runs import RunSpec
+
+    runs = [RunSpec(model="gpt-micro", dp=dp, micro_batch=2, global_batch=8, steps=3)
+            for dp in (1, 2)]
+    trained: list[str] = []
+
+    def train(launcher: object, ranks: int, argv: list[str], *a: object, **k: object) -> None:
+        out = Path(argv[argv.index("--out") + 1])
+        trained.append(str(out.relative_to(tmp_path / "runs")))
+
+    monkeypatch.setattr(execute, "run_mpi", train)
+    monkeypatch.setattr(execute, "prepare_data",
+                        lambda runs, data: {"gpt-micro": tmp_path / "data"})
+    dirs = execute.execute_runs(runs, None, tmp_path / "runs", tmp_path / "data", 1.0,  # type: ignore[arg-type]
+                                repeats=3)
+    a, b = (d.name for d in dirs)
+    assert trained == [a, b, f"{b}/repeat-2", f"{a}/repeat-2", f"{a}/repeat-3",
+                       f"{b}/repeat-3"]
+    assert all((tmp_path / "runs" / t / "machine.json").is_file() for t in trained)
 
 
 def test_a_measured_run_is_labelled_as_the_run_validate_started(tmp_path: Path) -> None:
