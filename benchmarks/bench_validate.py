@@ -13,7 +13,10 @@ Prints one JSON object: per round the calibration wall time, the load average be
 after, and per run set the error figures (median and worst |predicted / measured - 1| of
 the step time) and fastest-layout agreement; over the rounds, the spread of each set's
 median error; and whether each target is met (median <= 10%, worst <= 25% in every round,
-medians within 3 points of each other over the rounds, calibration <= 2 minutes). Exit
+medians within 3 points of each other over the rounds, calibration <= 2 minutes). With more
+than one round, each set's cross table: every round's profile (kept in
+``<out>/round-k/profile``) against every round's runs, nothing trained again, which splits a
+run's round-to-round movement into the calibration's part and the measurement's. Exit
 status 0 when all are met, else 1.
 
     python benchmarks/bench_validate.py [--profile clusters/local-calibrated.yaml]
@@ -27,7 +30,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
+import shutil
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -73,6 +79,43 @@ def validate_set(profile: Path, runs: str, out: Path) -> dict[str, Any]:
     }
 
 
+def cross_table(args: argparse.Namespace, runs: str) -> dict[str, Any]:
+    """Every round's profile against every round's runs (``validate --from-metrics``, nothing
+    trained): how much of a run's error moves with the calibration (the spread of its log
+    error over profiles, the runs fixed) and how much with the measurement (over rounds of
+    runs, the profile fixed); each the root mean square over the runs of the standard
+    deviation of the per-profile (per-round) mean log error."""
+    rounds = range(1, args.rounds + 1)
+    err: dict[tuple[int, int], dict[str, float]] = {}
+    for p in rounds:
+        profile = args.out / f"round-{p}" / "profile" / args.profile.name
+        for m in rounds:
+            set_dir = args.out / f"round-{m}" / (runs if len(args.runs) > 1 else "")
+            run_dirs = sorted(str(d) for d in (set_dir / "runs").iterdir() if d.is_dir())
+            out = args.out / "cross" / runs / f"profile-{p}-runs-{m}"
+            with contextlib.redirect_stdout(sys.stderr):
+                cli(["validate", "--cluster", str(profile), "--from-metrics", *run_dirs,
+                     "--out", str(out)])
+            data = json.loads((out / "compare.json").read_text(encoding="utf-8"))
+            err[p, m] = {r["label"]: math.log1p(r["error"]) for r in data["runs"]}
+    labels = list(err[1, 1])
+    prof_var, meas_var = [], []
+    for label in labels:
+        by_profile = [statistics.fmean(err[p, m][label] for m in rounds) for p in rounds]
+        by_round = [statistics.fmean(err[p, m][label] for p in rounds) for m in rounds]
+        prof_var.append(statistics.pvariance(by_profile))
+        meas_var.append(statistics.pvariance(by_round))
+    return {
+        "median_abs_error": {f"profile {p} runs {m}": round(statistics.median(
+            abs(math.expm1(x)) for x in err[p, m].values()), 4) for p in rounds for m in rounds},
+        "calibration_log_sd": round(math.sqrt(statistics.fmean(prof_var)), 4),
+        "measurement_log_sd": round(math.sqrt(statistics.fmean(meas_var)), 4),
+        "mean_log_error": {label: round(statistics.fmean(err[p, m][label] for p in rounds
+                                                         for m in rounds), 4)
+                           for label in labels},
+    }
+
+
 def one_round(args: argparse.Namespace, k: int) -> dict[str, Any]:
     """Calibrate (unless skipped), then validate every run set."""
     out: dict[str, Any] = {"load_average_start": load()}
@@ -86,6 +129,11 @@ def one_round(args: argparse.Namespace, k: int) -> dict[str, Any]:
             return {**out, "error": f"calibrate exited {status}"}
         out["load_average_calibrated"] = load()
     base = args.out if args.rounds == 1 else args.out / f"round-{k}"
+    kept = base / "profile"  # this round's profile and sidecar, for the cross table
+    kept.mkdir(parents=True, exist_ok=True)
+    for f in (args.profile, args.profile.with_suffix(".measurements.json")):
+        if f.is_file():
+            shutil.copy2(f, kept / f.name)
     out["sets"] = {runs: validate_set(args.profile, runs, base / runs
                                       if len(args.runs) > 1 else base) for runs in args.runs}
     return out
@@ -116,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.rounds > 1:
                 targets[f"{runs}_medians_within_3_points"] = (
                     max(medians) - min(medians) <= SPREAD_TARGET)
+                if not args.skip_calibrate:
+                    report[f"{runs}_cross"] = cross_table(args, runs)
         if not args.skip_calibrate:
             targets["calibrate_le_120s"] = all(r["calibrate_s"] <= CALIBRATE_LIMIT_S
                                                for r in rounds)

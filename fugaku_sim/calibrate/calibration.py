@@ -119,7 +119,7 @@ def fit_calibration(
         per_element.update(optimizer_costs(compute.get("optimizer") or []))
         p2p, link, over_link = _fit_links(measurements["comm"], ranks)
         busy_link = _between_compute_link(measurements["comm"], lambda n: n == ranks)
-        lone = _lone_process(lone_rows(measurements), compute, gemm, bw, gemm_call)
+        lone = _lone_process(lone_rows(measurements), compute, overhead, gemm_call)
         shares = {s["ranks"]: s["share"] for s in measurements["share"]}
         base, over = shares[ranks], shares[2 * ranks]
     except (KeyError, ValueError, IndexError) as exc:
@@ -204,8 +204,28 @@ def lone_rows(measurements: Mapping[str, Any]) -> dict[str, Any] | None:
     return dict(lone) if lone else None
 
 
-def _gemm_key(row: Mapping[str, Any]) -> tuple[Any, ...]:
-    return (row["m"], row["k"], row["n"], row.get("dtype", "float32"))
+_TIMES = ("seconds", "seconds_per_rank", "lone_seconds")
+
+
+def _row_key(row: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What a compute row measured (everything but its times), to pair busy and lone rows."""
+    return tuple(sorted((k, str(v)) for k, v in row.items() if k not in _TIMES))
+
+
+def _median_ratio(busy: list[Mapping[str, Any]], lone: list[Mapping[str, Any]],
+                  keep: Callable[[Mapping[str, Any]], bool], what: str) -> float:
+    """The median, over the rows timed both ways that ``keep`` accepts, of busy / lone
+    seconds.
+
+    Raises:
+        ValueError: no such row.
+    """
+    lone_s = {_row_key(r): float(r["seconds"]) for r in lone}
+    ratios = [float(r["seconds"]) / lone_s[key] for r in busy
+              if keep(r) and (key := _row_key(r)) in lone_s and lone_s[key] > 0]
+    if not ratios:
+        raise ValueError(f"no {what} timed both alone and with every rank busy")
+    return float(statistics.median(ratios))
 
 
 def lone_gemm_ratio(busy: list[Mapping[str, Any]], lone: list[Mapping[str, Any]],
@@ -218,29 +238,36 @@ def lone_gemm_ratio(busy: list[Mapping[str, Any]], lone: list[Mapping[str, Any]]
     Raises:
         ValueError: no shape was timed both ways.
     """
-    lone_s = {_gemm_key(r): float(r["seconds"]) for r in lone}
-    pairs = [(float(r["seconds"]), lone_s[_gemm_key(r)]) for r in busy
-             if _gemm_key(r) in lone_s and r.get("dtype", "float32") == "float32"]
-    if not pairs:
-        raise ValueError("no GEMM shape timed both alone and with every rank busy")
-    solid = [p for p in pairs if p[0] >= 2 * call_s] or pairs
-    return statistics.median(b / a for b, a in solid if a > 0)
+    f32 = [r for r in busy if r.get("dtype", "float32") == "float32"]
+    solid = [r for r in f32 if float(r["seconds"]) >= 2 * call_s] or f32
+    return _median_ratio(solid, lone, lambda r: True, "GEMM shape")
 
 
 def _lone_process(
-    compute: dict[str, Any] | None, busy: dict[str, Any], gemm: GemmCurve, bw: float,
-    call_s: float,
+    compute: dict[str, Any] | None, busy: dict[str, Any], overhead_s: float, call_s: float,
 ) -> dict[str, float] | None:
-    """How a process alone on the node compares with one of ``ranks`` busy ones: ratios of
-    the GEMM rate (:func:`lone_gemm_ratio`) and of the effective bandwidth, and its own
-    per-op overhead."""
+    """How a process alone on the node compares with one of ``ranks`` busy ones, each a
+    median of per-row ratios of busy / lone seconds (the rows paired by what they measured):
+    the GEMM rate (:func:`lone_gemm_ratio`); the effective bandwidth, from the trainer's
+    kernels and model passes at working shapes; the per-op overhead, from the tiny numpy
+    calls and the trainer's kernels at the tiny shape. A ratio of two separately fitted
+    figures (each a fit of net-of-GEMM times) swung from 0.85 to 1.38 between calibrations
+    of one quiet machine while the rows' own ratios stayed within 0.94-1.09."""
     if not compute:
         return None
-    call = {r["op"]: float(r["seconds"]) for r in compute["tiny_ops"]}
-    lone_gemm = fit_gemm_curve(compute["gemm"], call.get("matmul_8", 0.0))
-    overhead, _, lone_bw, _, _ = _elementwise_model(compute, bw, lone_gemm)
+    kernels = busy.get("kernels") or []
+    lone_kernels = compute.get("kernels") or []
+
+    def working(r: Mapping[str, Any]) -> bool:
+        return int(r.get("tokens", 0)) > 8
+
+    bw_ratio = (_median_ratio(kernels, lone_kernels, working, "trainer kernel")
+                if kernels else _median_ratio(busy["stream"], compute["stream"],
+                                              lambda r: True, "STREAM row"))
+    tiny = _median_ratio(busy["tiny_ops"] + [r for r in kernels if not working(r)],
+                         compute["tiny_ops"] + lone_kernels, lambda r: True, "tiny call")
     return {"peak_ratio": lone_gemm_ratio(busy["gemm"], compute["gemm"], call_s),
-            "mem_bw_ratio": lone_bw / bw, "op_overhead_s": overhead}
+            "mem_bw_ratio": bw_ratio, "op_overhead_s": overhead_s / tiny}
 
 
 def _elementwise_model(
