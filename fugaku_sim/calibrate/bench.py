@@ -459,12 +459,46 @@ def bench_share(comm: Any, budget_s: float) -> dict[str, Any]:
         comm.recv(source=rank - half, tag=7)
     sub.Free()
     half_busy = [s for s in comm.allgather(waiting_s) if s == s]
-    return {
+    result: dict[str, Any] = {
         "m": m, "k": k, "n": n, "flops": 2.0 * m * k * n, "ranks": size,
         # the slowest rank: synchronous work finishes when the last rank does
         "all_busy_seconds": max(all_busy),
         "half_busy_seconds": max(half_busy),
     }
+    if half:
+        result.update(_busy_vs_half_asleep(comm, op, budget_s))
+    return result
+
+
+def _busy_vs_half_asleep(comm: Any, op: Callable[[], object], budget_s: float,
+                         trials: int = TRIALS) -> dict[str, float]:
+    """The same GEMM loop with every rank busy, then with the upper half of the ranks asleep
+    (not in an MPI wait, which polls), in alternating trials: the ratio of the two is the
+    core share of an oversubscribed rank measured in the same seconds, so the machine's
+    drift between two jobs (which moved the share measured across them from 0.30 to 0.59
+    on one quiet 2-core machine) stays out of it. Returns the slowest rank's median loop of
+    each, ``interleaved_all_busy_seconds`` and ``half_asleep_seconds``."""
+    from mpi4py import MPI
+
+    rank, size = comm.Get_rank(), comm.Get_size()
+    half = size // 2
+    reps = _reps_for(comm, op, budget_s / trials)
+    busy, asleep = [], []
+    for _ in range(trials):
+        busy.append(_loop_s(comm, op, reps))
+        comm.Barrier()
+        if rank < half:
+            asleep.append(_loop_s(MPI.COMM_SELF, op, reps))
+            if rank + half < size:
+                comm.send(None, dest=rank + half, tag=12)
+        else:
+            done = comm.irecv(source=rank - half, tag=12)
+            while not done.Test():
+                time.sleep(LONE_POLL_S)
+            done.wait()
+    mine = statistics.median(asleep) if asleep else float("nan")
+    return {"interleaved_all_busy_seconds": max(gather_rates(comm, statistics.median(busy))),
+            "half_asleep_seconds": max(s for s in gather_rates(comm, mine) if s == s)}
 
 
 def bench_pingpong(comm: Any, quick: bool, budget_s: float) -> list[dict[str, Any]]:

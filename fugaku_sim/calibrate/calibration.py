@@ -138,7 +138,7 @@ def fit_calibration(
         mem_array_bytes=array_bytes,
         p2p=p2p,
         allreduce=link,
-        oversubscribed_share=compute_share(base["all_busy_seconds"], over["all_busy_seconds"]),
+        oversubscribed_share=oversubscribed_share(base, over),
         waiting_rank_share=compute_share(base["all_busy_seconds"], over["half_busy_seconds"]),
         oversubscribed_link=over_link,
         between_compute_link=busy_link,
@@ -189,6 +189,16 @@ def _link_factors(row: Mapping[str, Any]) -> tuple[float, float]:
     for an all-reduce (``fugaku_sim.sim.collectives``; checked against it in the tests)."""
     n = int(row.get("ranks", 2))
     return p2p_factors(n) if row.get("kind") == "p2p" else ring_allreduce_factors(n)
+
+
+def oversubscribed_share(base: Mapping[str, Any], over: Mapping[str, Any]) -> float:
+    """The core share of a process at twice as many ranks as cores: from the oversubscribed
+    job's own trials that alternate every rank busy with the upper half asleep (the same
+    seconds), else (an older sidecar) its all-busy time against the job at one rank per
+    core."""
+    if "half_asleep_seconds" in over:
+        return compute_share(over["half_asleep_seconds"], over["interleaved_all_busy_seconds"])
+    return compute_share(base["all_busy_seconds"], over["all_busy_seconds"])
 
 
 def lone_rows(measurements: Mapping[str, Any]) -> dict[str, Any] | None:

@@ -6,7 +6,9 @@ Usage: ``mpiexec -n N python tests/calibrate/mpi_lone.py`` (N = 1, 2, 4; run by
 - on one rank there is no lone round (a lone process is every process): no ``lone_seconds``;
 - on more, every rank returns the same ``lone_seconds`` (rank 0's), and only rank 0 calls the
   op in the lone rounds: it makes ``trials x reps`` more calls than every other rank, which
-  make the same number as each other (they rest, not compute, while rank 0 is alone).
+  make the same number as each other (they rest, not compute, while rank 0 is alone);
+- the share suite's interleaved trials (every rank busy, then the upper half asleep) give
+  every rank the same positive times on two or more ranks, and none on one.
 
 Exits non-zero (an uncaught assertion on some rank aborts the job) on any mismatch.
 """
@@ -21,7 +23,7 @@ import numpy as np
 def main() -> int:
     from mpi4py import MPI
 
-    from fugaku_sim.calibrate.bench import Case, time_cases
+    from fugaku_sim.calibrate.bench import Case, bench_share, time_cases
 
     comm = MPI.COMM_WORLD
     rank, size = comm.Get_rank(), comm.Get_size()
@@ -45,6 +47,13 @@ def main() -> int:
         assert len(set(rest)) == 1, every  # the resting ranks made the same calls
         extra = every[0] - rest[0]
         assert extra > 0 and extra % trials == 0, every  # trials lone loops of equal reps
+    share = bench_share(comm, 0.03)
+    keys = ("interleaved_all_busy_seconds", "half_asleep_seconds")
+    if size == 1:
+        assert not any(k in share for k in keys), share
+    else:
+        got = comm.allgather(tuple(share[k] for k in keys))
+        assert len(set(got)) == 1 and min(got[0]) > 0, got
     if rank == 0:
         print(f"passed on {size} ranks")
     return 0

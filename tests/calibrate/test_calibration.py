@@ -133,3 +133,12 @@ def test_lone_ratios_are_medians_of_the_rows_own_ratios() -> None:
     assert cal.lone is not None
     assert cal.lone["mem_bw_ratio"] == pytest.approx(1.1)
     assert cal.lone["op_overhead_s"] == pytest.approx(cal.op_overhead_s / 1.1)
+
+
+def test_the_oversubscribed_share_from_the_interleaved_trials() -> None:
+    raw = synthetic_measurements()
+    over = raw["share"][-1]["share"]
+    over.update(interleaved_all_busy_seconds=3e-3, half_asleep_seconds=1.2e-3)
+    assert fit_calibration(raw).oversubscribed_share == pytest.approx(0.4)
+    del over["half_asleep_seconds"]  # an older sidecar: the two jobs' all-busy times
+    assert fit_calibration(raw).oversubscribed_share == pytest.approx(0.5)
