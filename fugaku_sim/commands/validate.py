@@ -5,7 +5,8 @@ Two ways to use it:
 
 - ``fugaku-sim validate --cluster clusters/local-calibrated.yaml [--runs SET|FILE]
   [--out results/compare]`` trains every run of the set with ``--launcher`` (one after
-  another, synthetic tokens, fresh directories under ``<out>/runs``), then compares.
+  another, synthetic tokens, fresh directories under ``<out>/runs``; ``--repeats`` passes over
+  the set, each run's step the mean of its passes), then compares.
 - ``fugaku-sim validate --cluster C --from-metrics DIR [DIR ...] --out results/compare``
   trains nothing: it reads finished runs (each a trainer ``--out`` directory, or its
   ``summary.json``, which names the model, train settings and layout) and compares them.
