@@ -179,6 +179,8 @@ CASES: dict[str, tuple[Prepared, str]] = {
                             "argument --clock-ghz: must be a finite number"),
     "validate with a negative warm-up": (_argv("validate", "--warmup", "-1"),
                                          "argument --warmup: must be at least 0"),
+    "validate with no passes": (_argv("validate", "--repeats", "0"),
+                                "argument --repeats"),
     "data config with a NaN share": (
         ({"d.yaml": b"mixture: {ja: .nan, en: 0.5, code: 0.25, maths: 0.25}\n"},
          ["data", "all", "--config", "d.yaml", "--out", "data"]),
