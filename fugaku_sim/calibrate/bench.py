@@ -136,7 +136,16 @@ def _case_loop_s(comm: Any, case: Case, reps: int, clock: Clock) -> dict[str, fl
     return {part: seconds / reps for part, seconds in case.phases().items()}
 
 
-LONE_POLL_S = 0.002  # how often a resting rank looks for the lone round's end
+LONE_POLL_S = 0.002  # how often a resting rank looks for its peer's word
+
+
+def _rest_until_told(comm: Any, source: int, tag: int) -> None:
+    """Sleep until ``source`` sends ``tag``: a resting rank, not one in an MPI wait (which
+    polls and keeps its core busy)."""
+    done = comm.irecv(source=source, tag=tag)
+    while not done.Test():
+        time.sleep(LONE_POLL_S)
+    done.wait()
 
 
 def _lone_round(comm: Any, cases: list[Case], reps: list[int], clock: Clock,
@@ -154,10 +163,7 @@ def _lone_round(comm: Any, cases: list[Case], reps: list[int], clock: Clock,
         for peer in range(1, comm.Get_size()):
             comm.send(None, dest=peer, tag=11)
     else:
-        done = comm.irecv(source=0, tag=11)
-        while not done.Test():
-            time.sleep(LONE_POLL_S)
-        done.wait()
+        _rest_until_told(comm, 0, 11)
 
 
 def time_cases(comm: Any, cases: list[Case], budget_s: float,
@@ -513,10 +519,7 @@ def _busy_vs_half_asleep(comm: Any, op: Callable[[], object], budget_s: float,
             if rank + half < size:
                 comm.send(None, dest=rank + half, tag=12)
         else:
-            done = comm.irecv(source=rank - half, tag=12)
-            while not done.Test():
-                time.sleep(LONE_POLL_S)
-            done.wait()
+            _rest_until_told(comm, rank - half, 12)
     mine = statistics.median(asleep) if asleep else float("nan")
     return {"interleaved_all_busy_seconds": max(gather_rates(comm, statistics.median(busy))),
             "half_asleep_seconds": max(s for s in gather_rates(comm, mine) if s == s)}

@@ -65,12 +65,14 @@ STATISTICS = ("median", "mean", "min")
 
 
 def _pooled(run_dir: Path, model: ModelSpec, train: TrainSpec, layout: Layout,
-            passes: list[list[dict[str, Any]]], statistic: str) -> Measured:
+            pass_dirs: list[Path], passes: list[list[dict[str, Any]]],
+            statistic: str) -> Measured:
     """A run measured in one or more passes (``validate --repeats``): each statistic is the
     mean over the passes of that pass's statistic (a pass is one stretch of the machine's
     speed; the mean weighs each alike), the breakdown the mean over every timed step, and
     ``pass_values`` / ``pass_spread`` (max - min over mean) say how far the passes disagree.
-    ``machine`` is pass 1's, with the largest foreign share of any pass."""
+    ``machine`` is pass 1's (``run_dir``'s), with the largest foreign share of any pass
+    (each directory's ``machine.json`` read once)."""
     per_pass = []
     for timed in passes:
         times = [float(r["step_time_s"]) for r in timed]
@@ -86,9 +88,10 @@ def _pooled(run_dir: Path, model: ModelSpec, train: TrainSpec, layout: Layout,
     if len(passes) > 1:
         stats["pass_values"] = values
         stats["pass_spread"] = (max(values) - min(values)) / stats[statistic]
-    machine = _machine_figures(run_dir)
-    shares = [float(x) for d in repeat_dirs(run_dir)
-              if isinstance(x := _machine_figures(d).get("foreign_cpu_share"), (int, float))]
+    figures = {d: _machine_figures(d) for d in (run_dir, *pass_dirs)}
+    machine = figures[run_dir]
+    shares = [float(x) for f in figures.values()
+              if isinstance(x := f.get("foreign_cpu_share"), (int, float))]
     if len(shares) > 1:
         machine = {**machine, "foreign_cpu_share": max(shares), "passes": len(shares)}
     return Measured(str(run_dir), model, train, layout, stats[statistic], spread, len(times),
@@ -127,11 +130,12 @@ def read_measured(path: Path, warmup: int = 2, statistic: str = "median") -> Mea
     train, layout = record.train, record.layout
     if train is None:  # the check above found a train section; None only if it was null
         raise UserError(f"--from-metrics: {summary_path}: no 'train' section")
-    passes = [t for d in repeat_dirs(run_dir)
-              if (d / "metrics.jsonl").is_file() and (t := _timed_records(d / "metrics.jsonl",
-                                                                          warmup))]
-    if passes:
-        return _pooled(run_dir, model, train, layout, passes, statistic)
+    timed = [(d, t) for d in repeat_dirs(run_dir)
+             if (d / "metrics.jsonl").is_file() and (t := _timed_records(d / "metrics.jsonl",
+                                                                         warmup))]
+    if timed:
+        return _pooled(run_dir, model, train, layout, [d for d, _ in timed],
+                       [t for _, t in timed], statistic)
     if "step_time_s_mean" not in summary:
         raise UserError(f"--from-metrics: {run_dir}: neither metrics.jsonl nor step_time_s_mean")
     bd = summary.get("breakdown_s_mean") or {}
