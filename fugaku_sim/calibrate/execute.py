@@ -104,16 +104,16 @@ def prepare_data(runs: list[RunSpec], data_dir: Path) -> dict[str, Path]:
     return out
 
 
-REPEAT_DIR = "repeat-{}"  # pass k > 1 of a run trains into <run dir>/repeat-k
+REPEAT_PREFIX = "repeat-"  # pass k > 1 of a run trains into <run dir>/repeat-k
 
 
 def repeat_dirs(run_dir: Path) -> list[Path]:
     """The directories of a run's passes: the run's own, then its ``repeat-k`` folders that
     hold a finished pass, in pass order."""
-    extra = [d for d in run_dir.glob("repeat-*")
-             if d.is_dir() and d.name.removeprefix("repeat-").isdigit()
-             and (d / "summary.json").is_file()]
-    return [run_dir, *sorted(extra, key=lambda d: int(d.name.removeprefix("repeat-")))]
+    passes = {int(k): d for d in run_dir.glob(REPEAT_PREFIX + "*")
+              if (k := d.name.removeprefix(REPEAT_PREFIX)).isdigit() and d.is_dir()
+              and (d / "summary.json").is_file()}
+    return [run_dir, *(passes[k] for k in sorted(passes))]
 
 
 def execute_runs(
@@ -138,7 +138,7 @@ def execute_runs(
     for k in range(1, repeats + 1):
         order = list(zip(runs, dirs)) if k % 2 else list(zip(runs, dirs))[::-1]
         for run, run_dir in order:
-            out = run_dir if k == 1 else run_dir / REPEAT_DIR.format(k)
+            out = run_dir if k == 1 else run_dir / f"{REPEAT_PREFIX}{k}"
             if out.exists():
                 shutil.rmtree(out)
             out.mkdir(parents=True)
