@@ -165,10 +165,11 @@ def occupied_cluster(
       speed relative to one of P busy ones (shared caches, SMT, boost clock; the
       effective-bandwidth ratio also scales the per-element rates of non-GEMM ops).
     - More ranks than cores: the simulator already gives each process 1/ranks of the node
-      (``layout.processes_per_node`` = ranks); with calibrated ``occupancy`` the node's
-      rates are scaled by 2 x the measured compute share of a process at twice the ranks
-      (1 when the cores are shared fairly: 2 x 0.5; more when other work on the machine
-      loses CPU time to the extra processes), and every message step between ranks pays the
+      (``layout.processes_per_node`` = ranks) and stretches its per-operation costs by
+      ranks / cores; with calibrated ``occupancy`` the node's rates are scaled by 2 x the
+      measured compute share of a process at twice the ranks, its per-operation cost by
+      the inverse (1 when the cores are shared fairly: 2 x 0.5; more when other work on the
+      machine loses CPU time to the extra processes), and every message step between ranks pays the
       measured intra-node latency and bandwidth of pairs of ranks all-reducing while every
       core is oversubscribed (a peer that is not running has to be scheduled first).
     - Otherwise the profile unchanged.
@@ -190,8 +191,12 @@ def occupied_cluster(
         intra = ic.intra_node.model_copy(update={
             "latency_us": over["intra_node_latency_us"], "bw_GBps": over["intra_node_bw_GBps"]})
         share = 2.0 * over.get("compute_share", 0.5)
+        # a process's fixed costs stretch with its share of a core as its rates do (the
+        # simulator stretches them by processes / cores, the fair share)
+        update = _scaled_node(node, share, share) | {"op_overhead_us":
+                                                      node.op_overhead_us / share}
         return cluster.model_copy(update={
-            "node": node.model_copy(update=_scaled_node(node, share, share)),
+            "node": node.model_copy(update=update),
             "interconnect": ic.model_copy(update={"intra_node": intra})})
     return cluster
 

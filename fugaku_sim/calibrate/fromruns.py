@@ -279,7 +279,8 @@ def fitted_stack(result: FromRuns, base: StackSpec, name: str, description: str,
     intervals = {p: Interval(low=iv[p][1], high=iv[p][2]) for p in problem.free}
     factors = {f.label: {"value": iv[f.label][0], "low": iv[f.label][1],
                          "high": iv[f.label][2]} for f in problem.factors}
-    stats = result.summary() | {"condition_factors": factors, "arguments": command}
+    stats = result.summary() | {"condition_factors": factors, "arguments": command,
+                                "one_sided": list(fit.capped)}
     prov = StackProvenance(
         method="calibrate --from-runs: robust least squares (soft-L1, 10%) on ln(step time) "
                "of the fast-mode simulation; 90% intervals from the robust-weighted covariance",

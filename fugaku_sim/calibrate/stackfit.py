@@ -218,6 +218,8 @@ class FitResult:
     residual_scale: float  # weighted standard deviation of the in-sample log residuals
     iterations: int
     lin: list[Linearised] = field(repr=False)
+    #: free efficiencies at their cap at the fit, bounded from below only (:func:`capped_labels`)
+    capped: list[str] = field(default_factory=list)
 
 
 def _robust_cost(residuals: np.ndarray) -> float:
@@ -303,9 +305,81 @@ def fit_rows(problem: Problem, rows: Sequence[int] | None = None,
     # whose exact times fit best
     assert best is not None
     _, theta, lin = best
+    dead = flat_labels(problem, lin, theta, rows)
+    for label in dead:
+        theta = _edge_of_flat(problem, theta, rows, problem.labels.index(label))
+    if dead:
+        lin = problem.linearise(theta)
     cov, scale = covariance(problem, lin, theta, rows, measured)
     every = np.array([L.t0 for L in lin])  # every row's exact time at the fit
-    return FitResult(theta, cov, every, scale, outer, lin)
+    return FitResult(theta, cov, every, scale, outer, lin,
+                     capped_labels(problem, theta, rows, every[rows]))
+
+
+FLAT_SENSITIVITY = 1e-9  # |d ln(step) / d ln(parameter)| below this on every run: flat
+CAP_PROBE = math.log(1.01)  # an efficiency 1% higher that changes no run: at its cap
+
+
+def flat_labels(problem: Problem, lin: list[Linearised], theta: np.ndarray,
+                rows: Sequence[int]) -> list[str]:
+    """The free parameters that no fitted run depends on at ``theta``: the fit pushed them
+    past a bound of the model (a GEMM efficiency scale beyond the point where every GEMM
+    of the runs reaches the peak, capped at 1)."""
+    _, jac = problem.model(lin, theta, rows)
+    return [lab for lab, col in zip(problem.labels, np.abs(jac).max(axis=0))
+            if col < FLAT_SENSITIVITY]
+
+
+def _times(problem: Problem, theta: np.ndarray, rows: Sequence[int]) -> np.ndarray:
+    return np.array([L.t0 for L in problem.linearise(theta, rows)])
+
+
+def capped_labels(problem: Problem, theta: np.ndarray, rows: Sequence[int],
+                  base: np.ndarray) -> list[str]:
+    """The free efficiencies at their cap: 1% more changes none of the fitted runs (each
+    run simulated again). The runs bound such a value from below only: every GEMM they
+    time reaches the peak there, so their interval is one-sided (:func:`intervals90`).
+    ``base``: the rows' times at ``theta``."""
+    out = []
+    for j, path in enumerate(problem.free):
+        if path not in EFFICIENCIES:
+            continue
+        up = theta.copy()
+        up[j] += CAP_PROBE
+        if np.all(np.abs(_times(problem, up, rows) / base - 1.0) < FLAT_SENSITIVITY):
+            out.append(problem.labels[j])
+    return out
+
+
+def _edge_of_flat(problem: Problem, theta: np.ndarray, rows: Sequence[int], j: int,
+                  steps: int = 12) -> np.ndarray:
+    """``theta`` with free efficiency ``j``, past its cap, moved down to where the runs start
+    to depend on it (bisection in its log between the start, or the lower bound, and the
+    fit, simulating the runs at each point): the least the runs say of it, the value a
+    stack should carry. Other parameters (condition factors, overheads) are left where the
+    fit put them."""
+    if j >= len(problem.free) or problem.free[j] not in EFFICIENCIES:
+        return theta
+    at_fit = _times(problem, theta, rows)
+
+    def flat_at(x: float) -> bool:
+        trial = theta.copy()
+        trial[j] = x
+        return bool(np.all(np.abs(_times(problem, trial, rows) / at_fit - 1.0)
+                           < FLAT_SENSITIVITY))
+
+    hi = float(theta[j])
+    lo = min(float(problem.start()[j]), hi)
+    if flat_at(lo):
+        lo = math.log(BOUNDS[0])
+        if flat_at(lo):
+            return theta
+    for _ in range(steps):  # the same times at hi, not at lo
+        mid = 0.5 * (lo + hi)
+        lo, hi = (lo, mid) if flat_at(mid) else (mid, hi)
+    out = theta.copy()
+    out[j] = hi
+    return out
 
 
 @dataclass(frozen=True)
@@ -381,11 +455,18 @@ def prepare_rows(runs: Sequence[MeasuredRun], base: StackSpec,
 
 
 def intervals90(problem: Problem, fit: FitResult) -> dict[str, tuple[float, float, float]]:
-    """(value, low, high) of each free parameter and condition factor: exp(theta +- z sd)."""
+    """(value, low, high) of each free parameter and condition factor: exp(theta +- z sd).
+
+    An efficiency at its cap (``fit.capped``) is bounded from below only: its interval runs
+    from the covariance's low end to the fit's upper bound."""
     sd = np.sqrt(np.maximum(np.diag(fit.covariance), 0.0))
     half = np.minimum(Z90 * sd, 700.0 - np.abs(fit.theta))  # exp stays finite
-    return {lab: (math.exp(t), math.exp(t - h), math.exp(t + h))
-            for lab, t, h in zip(problem.labels, fit.theta, half)}
+    out = {lab: (math.exp(t), math.exp(t - h), math.exp(t + h))
+           for lab, t, h in zip(problem.labels, fit.theta, half)}
+    for lab in fit.capped:
+        value, low, _ = out[lab]
+        out[lab] = (value, low, BOUNDS[1])
+    return out
 
 
 PINNED_FACTOR = 1e3  # a 90% interval wider than this factor either way: not pinned down

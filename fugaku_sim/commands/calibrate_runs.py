@@ -100,7 +100,8 @@ def fit_json(result: FromRuns, stack: Any) -> dict[str, Any]:
             "p10_s": float(c.p10_s[i]), "p90_s": float(c.p90_s[i]),
             "inside_p10_p90": bool(c.p10_s[i] <= m[i] <= c.p90_s[i]),
         })
-    params = {k: {"value": v, "low90": lo, "high90": hi}
+    capped = set(result.fit.capped)
+    params = {k: {"value": v, "low90": lo, "high90": hi, "one_sided": k in capped}
               for k, (v, lo, hi) in intervals90(result.problem, result.fit).items()}
     return {"stack": stack.name, "summary": result.summary(), "parameters": params,
             "runs": rows, "left_out": result.left_out}
@@ -130,8 +131,13 @@ def print_fit(doc: dict[str, Any]) -> None:
     for col in ("parameter", "value", "low", "high"):
         p.add_column(col, justify="left" if col == "parameter" else "right")
     for k, v in doc["parameters"].items():
-        p.add_row(k, f"{v['value']:.4g}", f"{v['low90']:.4g}", f"{v['high90']:.4g}")
+        p.add_row(k + (" (one-sided)" if v["one_sided"] else ""), f"{v['value']:.4g}",
+                  f"{v['low90']:.4g}", f"{v['high90']:.4g}")
     console.print(p)
+    if any(v["one_sided"] for v in doc["parameters"].values()):
+        console.print("one-sided: an efficiency at its cap (every GEMM of the runs reaches "
+                      "the peak there, and 1% more changes none of them): the runs say only "
+                      "that it is at least its low end")
     what = "leave-one-out" if loo else "held-out runs"
     console.print(
         f"{what} ({s['runs_checked']} runs, {s['parameters']} parameters): median |error| "

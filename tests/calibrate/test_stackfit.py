@@ -14,7 +14,9 @@ import pytest
 
 from fugaku_sim.calibrate.measured import MeasuredRun, job_of, write_runs
 from fugaku_sim.calibrate.stackfit import (
+    BOUNDS,
     Problem,
+    _edge_of_flat,
     fit_rows,
     intervals90,
     leave_one_out,
@@ -83,6 +85,31 @@ def test_a_condition_factor_is_recovered() -> None:
     iv = intervals90(problem, fit)
     assert iv["nongemm_efficiency@allocator=fast"][0] == pytest.approx(2.0, rel=1e-3)
     assert iv["nongemm_efficiency"][0] == pytest.approx(TRUE.nongemm_efficiency, rel=1e-3)
+
+
+def test_an_efficiency_at_its_cap_gets_a_one_sided_interval() -> None:
+    """Runs whose GEMMs all ran at the peak: any GEMM scale past the point where the last one
+    reaches it fits them as well, so the interval is open above, not the zero width of a
+    direction nothing depends on; a fit that overshoots the cap is brought back to it."""
+    fast = with_values(TRUE, {"gemm_efficiency_scale": 50.0})
+    base = with_values(TRUE, {"gemm_efficiency_scale": 1.0})
+    runs = [_measured(r, fast) for r in _runs()]
+    problem = Problem(prepare_rows(runs, base), base, ["gemm_efficiency_scale"])
+    fit = fit_rows(problem)
+    assert fit.capped == ["gemm_efficiency_scale"]
+    value, low, high = intervals90(problem, fit)["gemm_efficiency_scale"]
+    assert low <= value and high == BOUNDS[1]
+    for i, run in enumerate(runs):  # the fitted runs are met
+        assert fit.predicted_s[i] == pytest.approx(run.step_time_s, rel=1e-6)
+    # at the value, 3% less slows some run: it is the edge of the cap, not a point past it
+    slower = [_measured(r, with_values(fast, {"gemm_efficiency_scale": 0.97 * value}))
+              .step_time_s / r.step_time_s for r in runs]
+    assert max(slower) > 1.0 + 1e-6
+    rows = list(range(len(runs)))
+    edge = _edge_of_flat(problem, np.log([40.0]), rows, 0)
+    assert math.exp(edge[0]) == pytest.approx(value, rel=1e-3)
+    free = Problem(prepare_rows(_runs(), IDEAL), IDEAL, FREE)  # runs below the cap
+    assert fit_rows(free).capped == []
 
 
 def test_unidentifiable_fits_name_the_parameters() -> None:

@@ -14,7 +14,9 @@ group, the gradient of its table in the backward, and full recomputation rerunni
 without the embedding and the head (step times moved by -1.6% to +0.8%). And once more for the
 two presets the numpy trainer trains, which now say ``dropout: 0`` (the trainer has none; an
 unset dropout is GPT-2's 0.1): gpt-tiny and gpt-micro lose the dropouts' work and masks (steps
--0.6%, memory per node -4.0% and -7.7%); every other case is unchanged.
+-0.6%, memory per node -4.0% and -7.7%); every other case is unchanged. And once for the
+per-operation cost of a process with less than a core (gpt-micro, 4 processes on the local
+profile's 2 cores: each launch cost takes twice the wall time, step +2.4%).
 """
 
 from __future__ import annotations
