@@ -588,29 +588,57 @@ def bench_pair_allreduce(comm: Any, quick: bool, budget_s: float) -> list[dict[s
     return rows
 
 
-SYNC_GEMM = (256, 256, 256)  # one call ~0.25 ms of a core
-SYNC_CHUNKS = (1, 4, 16)  # GEMM calls of compute between two synchronisations
-SYNC_CHUNKS_QUICK = (1, 4)
+#: the compute between two synchronisations: forward passes of the trainer's own transformer
+#: blocks at this shape (layers, hidden, heads, seq_len, vocab; micro-batch SYNC_BATCH), so a
+#: rank that gives up its core mid-step leaves the working set a step has
+SYNC_BLOCKS = (4, 64, 4, 64, 2048)
+SYNC_BATCH = 2
+SYNC_CHUNKS = (1, 2, 4)  # block passes between two synchronisations
+SYNC_CHUNKS_QUICK = (1, 2)
 SYNC_BYTES = (8, 32768, 262144, 1048576)  # all-reduced message sizes
 SYNC_BYTES_QUICK = (8, 262144)
 SYNC_TRIALS = 3
 
 
+def _block_passes() -> Callable[[int], None]:
+    """``passes(n)``: ``n`` forward passes of the trainer's transformer blocks (cycling over
+    the layers of a :data:`SYNC_BLOCKS` model), as a step runs them between two tensor-
+    parallel all-reduces."""
+    from fugaku_sim.spec import ModelSpec
+    from fugaku_sim.train import model as M
+    from fugaku_sim.train.params import rank_share
+
+    layers, c, heads, t, v = SYNC_BLOCKS
+    spec = ModelSpec(name="sync", layers=layers, hidden=c, heads=heads, seq_len=t, vocab=v)
+    params = M.init_params(spec, 0)
+    share = rank_share(spec)
+    x0 = np.random.default_rng(0).standard_normal((SYNC_BATCH, t, c)).astype(np.float32)
+
+    def passes(n: int) -> None:
+        x = x0
+        for i in range(n):
+            x, _ = M.block_forward(params, spec, i % layers, x, share)
+
+    return passes
+
+
 def bench_sync_after_compute(comm: Any, quick: bool, budget_s: float) -> list[dict[str, Any]]:
     """What an all-reduce between pairs of ranks costs when each rank computes between
-    them, as tensor parallelism does: per iteration, ``calls`` GEMMs then an ``Allreduce``
-    of ``bytes`` in the pair, against the same GEMMs without it (the slowest rank's time per
-    iteration). With more ranks than cores a rank reaching the all-reduce may find its
-    partner descheduled in mid-compute, and a message larger than MPICH's shared-memory
-    cells needs both ranks running for every hand-over: the cost is set by the scheduler's
-    time slices more than by the link."""
+    them, as tensor parallelism does: per iteration, ``calls`` forward passes of the
+    trainer's transformer blocks then an ``Allreduce`` of ``bytes`` in the pair, against the
+    same passes without it (the slowest rank's time per iteration). With more ranks than
+    cores a rank reaching the all-reduce may find its partner descheduled in mid-compute,
+    and a message larger than MPICH's shared-memory cells needs both ranks running for
+    every hand-over: the cost is set by the scheduler's time slices more than by the link,
+    and by what a switch of process costs the one that resumes. That depends on the work
+    around it: between loops of one 256-cube GEMM the all-reduce of 32 KiB cost 0.10 ms,
+    between the trainer's blocks 0.20-0.25 ms (4 ranks on 2 cores, the same minute), as
+    the trainer's own all-reduces at gpt-micro tp 2 x dp 2 (0.44 ms median wait, 0.33 ms
+    of it the peer's compute)."""
     from mpi4py import MPI
 
     pair = comm.Split(comm.Get_rank() // 2, comm.Get_rank())
-    m, k, n = SYNC_GEMM
-    a = np.ones((m, k), np.float32)
-    b = np.ones((k, n), np.float32)
-    out = np.empty((m, n), np.float32)
+    passes = _block_passes()
     rows = []
     for nbytes in SYNC_BYTES_QUICK if quick else SYNC_BYTES:
         one = np.ones(max(nbytes // 4, 1), np.float32)
@@ -618,8 +646,7 @@ def bench_sync_after_compute(comm: Any, quick: bool, budget_s: float) -> list[di
         for calls in SYNC_CHUNKS_QUICK if quick else SYNC_CHUNKS:
             def work(sync: bool, calls: int = calls, one: np.ndarray = one,
                      red: np.ndarray = red) -> None:
-                for _ in range(calls):
-                    np.matmul(a, b, out=out)
+                passes(calls)
                 if sync:
                     pair.Allreduce(one, red)
 
@@ -643,7 +670,7 @@ def bench_sync_after_compute(comm: Any, quick: bool, budget_s: float) -> list[di
                     samples[sync].append(comm.allreduce((MPI.Wtime() - t0) / reps,
                                                         op=MPI.MAX))
             times = {k: statistics.median(v) for k, v in samples.items()}
-            rows.append({"bytes": float(one.nbytes), "gemm_calls": calls, "ranks": 2,
+            rows.append({"bytes": float(one.nbytes), "block_passes": calls, "ranks": 2,
                          "concurrent_groups": comm.Get_size() // 2,
                          "compute_seconds": times[False], "with_sync_seconds": times[True],
                          "seconds": max(times[True] - times[False], 0.0),

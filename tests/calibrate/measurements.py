@@ -76,7 +76,7 @@ def synthetic_measurements(ranks: int = 2) -> dict[str, Any]:
                                    for m in MESSAGE_BYTES]})
     for entry, lat, bw in ((comm[0], BUSY_LAT_S, BUSY_BW), (comm[-1], OVER_LAT_S, OVER_BW)):
         entry["sync_after_compute"] = [  # pairs between compute phases
-            {"bytes": m, "ranks": 2, "gemm_calls": c, "seconds": 2 * lat + m / bw}
+            {"bytes": m, "ranks": 2, "block_passes": c, "seconds": 2 * lat + m / bw}
             for m in (8.0, 32768.0, 262144.0) for c in (1, 4)]
     optimizer = [{"optimizer": kind, "params": n, "seconds": 20 * OVERHEAD_S + n * cost}
                  for kind, cost in OPTIMIZER_S.items() for n in (64, 2**17, 2**20)]

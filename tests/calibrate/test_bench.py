@@ -116,3 +116,23 @@ def test_lone_rounds_run_on_rank_0_while_the_others_rest(n: int) -> None:
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env(), cwd=REPO)
     assert r.returncode == 0, r.stderr[-3000:]
     assert f"passed on {n} ranks" in r.stdout
+
+
+def test_sync_compute_is_the_trainers_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The compute between the sync benchmark's all-reduces is the trainer's own block
+    forward, cycling over the layers of the SYNC_BLOCKS model, once per pass."""
+    from fugaku_sim.calibrate import bench
+    from fugaku_sim.train import model as M
+
+    seen: list[int] = []
+    real = M.block_forward
+
+    def counted(p, spec, layer, x, share, *a, **k):  # type: ignore[no-untyped-def]
+        seen.append(layer)
+        out = real(p, spec, layer, x, share, *a, **k)
+        assert out[0].shape == x.shape == (bench.SYNC_BATCH, spec.seq_len, spec.hidden)
+        return out
+
+    monkeypatch.setattr(M, "block_forward", counted)
+    bench._block_passes()(6)
+    assert seen == [0, 1, 2, 3, 0, 1]
