@@ -312,8 +312,16 @@ def fit_rows(problem: Problem, rows: Sequence[int] | None = None,
         lin = problem.linearise(theta)
     cov, scale = covariance(problem, lin, theta, rows, measured)
     every = np.array([L.t0 for L in lin])  # every row's exact time at the fit
-    return FitResult(theta, cov, every, scale, outer, lin,
-                     capped_labels(problem, theta, rows, every[rows]))
+    capped = capped_labels(problem, theta, rows, every[rows])
+    if capped:
+        # at the cap the runs' derivatives vanish (every GEMM at the peak) and the covariance
+        # says nothing of how far below it the value may lie: take it 1% below, where they
+        # depend on it again (intervals90 keeps its low side)
+        below = theta.copy()
+        for label in capped:
+            below[problem.labels.index(label)] -= CAP_PROBE
+        cov, _ = covariance(problem, problem.linearise(below), below, rows, measured)
+    return FitResult(theta, cov, every, scale, outer, lin, capped)
 
 
 FLAT_SENSITIVITY = 1e-9  # |d ln(step) / d ln(parameter)| below this on every run: flat
