@@ -312,7 +312,7 @@ def fit_rows(problem: Problem, rows: Sequence[int] | None = None,
         lin = problem.linearise(theta)
     cov, scale = covariance(problem, lin, theta, rows, measured)
     every = np.array([L.t0 for L in lin])  # every row's exact time at the fit
-    capped = capped_labels(problem, theta, rows, every[rows])
+    capped = capped_labels(problem, theta, rows)
     if capped:
         # at the cap the runs' derivatives vanish (every GEMM at the peak) and the covariance
         # says nothing of how far below it the value may lie: take it 1% below, where they
@@ -326,6 +326,8 @@ def fit_rows(problem: Problem, rows: Sequence[int] | None = None,
 
 FLAT_SENSITIVITY = 1e-9  # |d ln(step) / d ln(parameter)| below this on every run: flat
 CAP_PROBE = math.log(1.01)  # an efficiency 1% higher that changes no run: at its cap
+#: the parameters the stack caps (StackSpec.gemm_efficiency_at: no GEMM beats the peak)
+CAPPED = ("gemm_efficiency_scale",)
 
 
 def flat_labels(problem: Problem, lin: list[Linearised], theta: np.ndarray,
@@ -339,24 +341,41 @@ def flat_labels(problem: Problem, lin: list[Linearised], theta: np.ndarray,
 
 
 def _times(problem: Problem, theta: np.ndarray, rows: Sequence[int]) -> np.ndarray:
-    return np.array([L.t0 for L in problem.linearise(theta, rows)])
+    """The rows' simulated step times at ``theta`` (as :meth:`Problem.linearise` simulates
+    them, without derivatives)."""
+    return np.array([step_with_gradient(replace(problem.rows[i].job,
+                                                stack=problem.row_stack(i, theta)),
+                                        problem.rows[i].setup, []).step_time_s for i in rows])
 
 
-def capped_labels(problem: Problem, theta: np.ndarray, rows: Sequence[int],
-                  base: np.ndarray) -> list[str]:
-    """The free efficiencies at their cap: 1% more changes none of the fitted runs (each
+def capped_labels(problem: Problem, theta: np.ndarray, rows: Sequence[int]) -> list[str]:
+    """The free parameters at their cap (:data:`CAPPED`): 1% more changes none of the fitted runs (each
     run simulated again). The runs bound such a value from below only: every GEMM they
-    time reaches the peak there, so their interval is one-sided (:func:`intervals90`).
-    ``base``: the rows' times at ``theta``."""
-    out = []
-    for j, path in enumerate(problem.free):
-        if path not in EFFICIENCIES:
-            continue
+    time reaches the peak there, so their interval is one-sided (:func:`intervals90`)."""
+    out: list[str] = []
+    probe = [j for j, path in enumerate(problem.free)
+             if path in CAPPED and _may_reach_peak(problem, theta, rows)]
+    if not probe:
+        return out
+    base = _times(problem, theta, rows)
+    for j in probe:
         up = theta.copy()
         up[j] += CAP_PROBE
         if np.all(np.abs(_times(problem, up, rows) / base - 1.0) < FLAT_SENSITIVITY):
             out.append(problem.labels[j])
     return out
+
+
+def _may_reach_peak(problem: Problem, theta: np.ndarray, rows: Sequence[int]) -> bool:
+    """Whether every row's best GEMM could be at the peak: its efficiency curve's highest
+    point times the row's GEMM scale reaches 1 (else no simulation is needed to know that
+    the scale is not at its cap)."""
+    for i in rows:
+        stack = problem.row_stack(i, theta)
+        curve = stack.gemm_efficiency or problem.rows[i].job.cluster.node.gemm_efficiency
+        if stack.gemm_efficiency_scale * max(p.efficiency for p in curve) < 1.0:
+            return False
+    return True
 
 
 def _edge_of_flat(problem: Problem, theta: np.ndarray, rows: Sequence[int], j: int,
@@ -366,7 +385,7 @@ def _edge_of_flat(problem: Problem, theta: np.ndarray, rows: Sequence[int], j: i
     fit, simulating the runs at each point): the least the runs say of it, the value a
     stack should carry. Other parameters (condition factors, overheads) are left where the
     fit put them."""
-    if j >= len(problem.free) or problem.free[j] not in EFFICIENCIES:
+    if j >= len(problem.free) or problem.free[j] not in CAPPED:
         return theta
     at_fit = _times(problem, theta, rows)
 
