@@ -169,9 +169,10 @@ def occupied_cluster(
       ranks / cores; with calibrated ``occupancy`` the node's rates are scaled by 2 x the
       measured compute share of a process at twice the ranks, its per-operation cost by
       the inverse (1 when the cores are shared fairly: 2 x 0.5; more when other work on the
-      machine loses CPU time to the extra processes), and every message step between ranks pays the
-      measured intra-node latency and bandwidth of pairs of ranks all-reducing while every
-      core is oversubscribed (a peer that is not running has to be scheduled first).
+      machine loses CPU time to the extra processes), and every message step between ranks
+      pays the measured intra-node latency and bandwidth of pairs of ranks all-reducing
+      while every core is oversubscribed (a peer that is not running has to be scheduled
+      first).
     - Otherwise the profile unchanged.
     """
     node = cluster.node

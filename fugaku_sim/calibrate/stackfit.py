@@ -305,10 +305,10 @@ def fit_rows(problem: Problem, rows: Sequence[int] | None = None,
     # whose exact times fit best
     assert best is not None
     _, theta, lin = best
-    dead = flat_labels(problem, lin, theta, rows)
-    for label in dead:
+    past_cap = [label for label in flat_labels(problem, lin, theta, rows) if label in CAPPED]
+    for label in past_cap:
         theta = _edge_of_flat(problem, theta, rows, problem.labels.index(label))
-    if dead:
+    if past_cap:
         lin = problem.linearise(theta)
     cov, scale = covariance(problem, lin, theta, rows, measured)
     every = np.array([L.t0 for L in lin])  # every row's exact time at the fit
@@ -349,13 +349,12 @@ def _times(problem: Problem, theta: np.ndarray, rows: Sequence[int]) -> np.ndarr
 
 
 def capped_labels(problem: Problem, theta: np.ndarray, rows: Sequence[int]) -> list[str]:
-    """The free parameters at their cap (:data:`CAPPED`): 1% more changes none of the fitted runs (each
-    run simulated again). The runs bound such a value from below only: every GEMM they
+    """The free parameters at their cap (:data:`CAPPED`): 1% more changes none of the fitted
+    runs (each run simulated again). The runs bound such a value from below only: every GEMM they
     time reaches the peak there, so their interval is one-sided (:func:`intervals90`)."""
     out: list[str] = []
-    probe = [j for j, path in enumerate(problem.free)
-             if path in CAPPED and _may_reach_peak(problem, theta, rows)]
-    if not probe:
+    probe = [j for j, path in enumerate(problem.free) if path in CAPPED]
+    if not probe or not _may_reach_peak(problem, theta, rows):
         return out
     base = _times(problem, theta, rows)
     for j in probe:
@@ -380,13 +379,10 @@ def _may_reach_peak(problem: Problem, theta: np.ndarray, rows: Sequence[int]) ->
 
 def _edge_of_flat(problem: Problem, theta: np.ndarray, rows: Sequence[int], j: int,
                   steps: int = 12) -> np.ndarray:
-    """``theta`` with free efficiency ``j``, past its cap, moved down to where the runs start
-    to depend on it (bisection in its log between the start, or the lower bound, and the
-    fit, simulating the runs at each point): the least the runs say of it, the value a
-    stack should carry. Other parameters (condition factors, overheads) are left where the
-    fit put them."""
-    if j >= len(problem.free) or problem.free[j] not in CAPPED:
-        return theta
+    """``theta`` with free parameter ``j`` (one of :data:`CAPPED`), past its cap, moved down
+    to where the runs start to depend on it (bisection in its log between the start, or the
+    lower bound, and the fit, simulating the runs at each point): the least the runs say of
+    it, the value a stack should carry. The other parameters stay where the fit put them."""
     at_fit = _times(problem, theta, rows)
 
     def flat_at(x: float) -> bool:
