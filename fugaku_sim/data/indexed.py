@@ -219,11 +219,6 @@ class IndexedDataset:
             raise UserError(f"{bin_path}: truncated or corrupt data file ({bin_bytes} bytes, "
                             f"index implies {self.num_tokens * item})")
 
-    @property
-    def tokens(self) -> np.ndarray:
-        """Every document's tokens one after another (a read-only view of the data file)."""
-        return self._bin
-
     def token_range(self) -> tuple[int, int]:
         """The smallest and largest token id of the data file (reads all of it, in blocks).
 

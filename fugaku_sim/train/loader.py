@@ -36,31 +36,21 @@ def _rng(*key: int) -> np.random.Generator:
 class ShardSamples:
     """Samples of ``seq_len + 1`` tokens from one indexed shard (Megatron ``GPTDataset``).
 
-    ``dataset`` is anything with ``sizes`` (tokens per document) and ``tokens`` (every
-    document's tokens one after another, in document order), as
-    :class:`fugaku_sim.data.indexed.IndexedDataset` has.
-
-    A batch of samples is one gather (:meth:`take`): the sample's positions in the epoch's
-    stream, the document each falls in (a search of the stream's document ends) and its
-    offset there, read from the shard in one indexing operation. Like Megatron's C++
-    ``build_sample_idx``, this keeps the loader out of the step's time: sample by sample, a
-    batch of 16 took 0.8 ms a step inside the trainer (gpt-micro steps are 25-45 ms).
+    ``dataset`` is anything with ``sizes`` (tokens per document) and ``__getitem__``
+    returning a document's tokens (:class:`fugaku_sim.data.indexed.IndexedDataset`).
 
     Raises:
         UserError: the shard holds fewer than seq_len + 1 tokens.
     """
 
     def __init__(self, dataset: Any, seq_len: int, seed: int, key: int, name: str) -> None:
-        self.seq_len, self.seed, self.key = seq_len, seed, key
-        self.tokens = dataset.tokens
+        self.dataset, self.seq_len, self.seed, self.key = dataset, seq_len, seed, key
         self.sizes = np.asarray(dataset.sizes, dtype=np.int64)
-        self.starts = np.concatenate(([0], np.cumsum(self.sizes)[:-1])).astype(np.int64)
         tokens = int(self.sizes.sum())
         self.per_epoch = (tokens - 1) // seq_len
         if self.per_epoch < 1:
             raise UserError(f"--data: shard {name} holds {tokens} tokens, fewer than one "
                             f"sample of {seq_len + 1}")
-        self._span = np.arange(seq_len + 1, dtype=np.int64)
         self._epochs: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     def _epoch(self, epoch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -74,26 +64,24 @@ class ShardSamples:
             self._epochs[epoch] = (docs, ends, samples)
         return self._epochs[epoch]
 
-    def take(self, indices: np.ndarray) -> np.ndarray:
-        """Samples ``indices`` (non-negative integers; epochs repeat): int64
-        [len(indices), seq_len + 1]."""
-        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
-        out = np.empty((idx.size, self.seq_len + 1), dtype=np.int64)
-        epochs, within = np.divmod(idx, self.per_epoch)
-        for epoch in np.unique(epochs):
-            rows = epochs == epoch
-            docs, ends, order = self._epoch(int(epoch))
-            # positions in the epoch's stream: sample i starts at i x seq_len
-            pos = (order[within[rows]] * self.seq_len)[:, None] + self._span
-            slot = np.searchsorted(ends, pos, side="right")  # document slot in the order
-            doc = docs[slot]
-            offset = pos - (ends[slot] - self.sizes[doc])  # within that document
-            out[rows] = self.tokens[self.starts[doc] + offset]
-        return out
-
     def __getitem__(self, index: int) -> np.ndarray:
         """Sample ``index`` (any non-negative integer; epochs repeat): int64 [seq_len + 1]."""
-        return self.take(np.array([index]))[0]
+        epoch, within = divmod(index, self.per_epoch)
+        docs, ends, samples = self._epoch(epoch)
+        start = int(samples[within]) * self.seq_len
+        stop = start + self.seq_len + 1
+        out = np.empty(self.seq_len + 1, dtype=np.int64)
+        d = int(np.searchsorted(ends, start, side="right"))
+        pos = 0
+        while pos < out.size:
+            doc_start = int(ends[d - 1]) if d else 0
+            tokens = self.dataset[int(docs[d])]
+            lo = start + pos - doc_start
+            take = min(len(tokens) - lo, stop - start - pos)
+            out[pos:pos + take] = tokens[lo:lo + take]
+            pos += take
+            d += 1
+        return out
 
 
 def blending_indices(weights: list[float], size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -128,24 +116,6 @@ class BlendedSamples:
     def __getitem__(self, j: int) -> np.ndarray:
         return self.shards[int(self.which[j])][int(self.within[j])]
 
-    def take(self, indices: np.ndarray) -> np.ndarray:
-        """Samples ``indices`` (of this split) as int64 [len(indices), seq_len + 1]: one
-        gather per shard.
-
-        Raises:
-            IndexError: past the samples the split was built for.
-        """
-        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
-        if idx.size and (idx.min() < 0 or idx.max() >= len(self)):
-            raise IndexError(f"sample {int(idx.max()) if idx.min() >= 0 else int(idx.min())}"
-                             f" asked, {len(self)} built")
-        which, within = self.which[idx], self.within[idx]
-        out = np.empty((idx.size, self.shards[0].seq_len + 1), dtype=np.int64)
-        for k in np.unique(which):
-            rows = which == k
-            out[rows] = self.shards[int(k)].take(within[rows])
-        return out
-
     def batch(self, start: int, count: int) -> np.ndarray:
         """Samples start .. start + count - 1 as int64 [count, seq_len + 1].
 
@@ -154,63 +124,7 @@ class BlendedSamples:
         """
         if start + count > len(self):
             raise IndexError(f"samples up to {start + count} asked, {len(self)} built")
-        return self.take(np.arange(start, start + count))
-
-
-class RankBatches:
-    """One data-parallel rank's slice of each global batch, read a window of steps at a time.
-
-    Step s's global batch is samples [s B, (s + 1) B) of ``samples``; rank r of dp takes
-    [s B + r B / dp, s B + (r + 1) B / dp). Reading them for ``window`` steps in one
-    :meth:`BlendedSamples.take` does in one gather what step-by-step reading does in one per
-    step: measured in the trainer (gpt-micro, one rank), reading a 16-sample batch between
-    steps took 0.6-0.8 ms a step with cold caches against 0.05 ms in a warm loop, 2-3% of a
-    gpt-micro step. Megatron hides the same work in its data-loader workers; here it is paid
-    once a window (``MAX_WINDOW_BYTES`` of samples, at most ``MAX_WINDOW_STEPS`` steps), by
-    :meth:`ready` between steps (the trainer calls it before a step's clock and memory
-    tracking start: the window is the loader's, not the step's), and a step takes its rows
-    as a view.
-    """
-
-    MAX_WINDOW_STEPS = 32
-    MAX_WINDOW_BYTES = 16 << 20
-
-    def __init__(self, samples: BlendedSamples, global_batch: int, dp: int,
-                 dp_rank: int) -> None:
-        self.samples, self.global_batch = samples, global_batch
-        self.share = global_batch // dp
-        self.first = dp_rank * self.share
-        row_bytes = 8 * (samples.shards[0].seq_len + 1)
-        self.window = max(1, min(self.MAX_WINDOW_STEPS,
-                                 self.MAX_WINDOW_BYTES // (row_bytes * self.share)))
-        self._start, self._rows = -1, np.empty((0, 0, 0), dtype=np.int64)
-
-    def ready(self, step: int) -> None:
-        """Read the window that starts at ``step`` unless the one held covers it.
-
-        Raises:
-            IndexError: a step past the samples the split was built for.
-        """
-        if self._start <= step < self._start + len(self._rows):
-            return
-        steps = len(self.samples) // self.global_batch
-        if not 0 <= step < steps:
-            raise IndexError(f"step {step} asked, samples for {steps} built")
-        count = min(self.window, steps - step)
-        starts = (step + np.arange(count)) * self.global_batch + self.first
-        idx = (starts[:, None] + np.arange(self.share)).reshape(-1)
-        self._rows = self.samples.take(idx).reshape(count, self.share, -1)
-        self._start = step
-
-    def __call__(self, step: int) -> np.ndarray:
-        """This rank's samples of step ``step``: int64 [B / dp, seq_len + 1] (a view into the
-        window, read first if it does not cover the step).
-
-        Raises:
-            IndexError: a step past the samples the split was built for.
-        """
-        self.ready(step)
-        return self._rows[step - self._start]
+        return np.stack([self[j] for j in range(start, start + count)])
 
 
 def open_split(shards: Sequence[Shard], split: str, seq_len: int, seed: int, size: int,

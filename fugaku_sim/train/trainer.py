@@ -3,9 +3,7 @@
 Per step (every rank, collective where it says so):
 
 1. zero the gradients (the full buffer, or the ZeRO-2/3 shard); the first and last stage
-   take their micro-batches from the loader's window of steps
-   (:class:`fugaku_sim.train.loader.RankBatches`, read between steps, before the step's
-   clock starts, once every few dozen steps);
+   read their micro-batches;
 2. run the stage's ops in schedule order (:class:`PipelineRunner`); the loss of each
    micro-batch is weighted 1 / (micro-batches x dp), so that summing over data-parallel ranks
    gives the gradient of the global batch's mean loss. Under ZeRO-3 each layer's weights are
@@ -45,7 +43,7 @@ from fugaku_sim.train.comm import PipelineLinks, TensorAllReduce, build_comms
 from fugaku_sim.train.copies import CopiedGrads, counted_ranges
 from fugaku_sim.train.grad_reduce import GradReducer, ShardedGradReducer
 from fugaku_sim.train.layers import megatron_region
-from fugaku_sim.train.loader import RankBatches, open_split, rank_micro_batches
+from fugaku_sim.train.loader import BlendedSamples, open_split, rank_micro_batches
 from fugaku_sim.train.lr_schedule import learning_rate
 from fugaku_sim.train.memory import MemoryTracker
 from fugaku_sim.train.metrics import MetricsLog, TrainProgress, summarize
@@ -110,8 +108,8 @@ class Trainer:
         self.is_last = any(ch.last for ch in self.sm.chunks)
         self.step = 0
         self.memory_report: dict[str, Any] | None = None
-        self.train_set: RankBatches | None = None
-        self.valid_set: RankBatches | None = None
+        self.train_set: BlendedSamples | None = None
+        self.valid_set: BlendedSamples | None = None
 
     # ------------------------------------------------------------------ state
 
@@ -191,29 +189,26 @@ class Trainer:
 
     def open_data(self) -> None:
         p = self.plan
+        model, train = p.model, p.train
         if self.is_first or self.is_last:
-            self.train_set = self._rank_batches("train", p.steps)
-            self.valid_set = self._rank_batches("valid", p.opts.eval_iters)
+            self.train_set = open_split(p.blend.shards("train", p.opts.data), "train",
+                                        model.seq_len, train.seed,
+                                        p.steps * train.global_batch, model.vocab)
+            self.valid_set = open_split(p.blend.shards("valid", p.opts.data), "valid",
+                                        model.seq_len, train.seed,
+                                        p.opts.eval_iters * train.global_batch, model.vocab)
         flag = np.array([1 if self.valid_set is not None else 0], dtype=np.int64)
         from mpi4py import MPI
 
         self.world.Allreduce(MPI.IN_PLACE, flag, op=MPI.MAX)
         self.has_valid = bool(flag[0])
 
-    def _rank_batches(self, split: str, steps: int) -> RankBatches | None:
-        """This rank's batches of ``steps`` global batches of ``split`` (None: no shards)."""
-        p = self.plan
-        gb = p.train.global_batch
-        samples = open_split(p.blend.shards(split, p.opts.data), split, p.model.seq_len,
-                             p.train.seed, steps * gb, p.model.vocab)
-        return None if samples is None else RankBatches(samples, gb, p.layout.dp, self.dp_rank)
-
-    def _batches(self, samples: RankBatches | None, step: int) -> list[MicroBatch] | None:
-        """This rank's micro-batches of global batch ``step`` of ``samples`` (None on a
-        stage that reads none)."""
+    def _batches(self, samples: BlendedSamples | None, start: int) -> list[MicroBatch] | None:
         if samples is None:
             return None
-        rows = samples(step)
+        gb, dp = self.plan.train.global_batch, self.plan.layout.dp
+        share = gb // dp
+        rows = samples.batch(start + self.dp_rank * share, share)
         if rows.max() >= self.plan.model.vocab:
             raise ValueError(f"token id {rows.max()} is outside model.vocab")
         return rank_micro_batches(rows, 1, 0, self.plan.train.micro_batch)
@@ -224,13 +219,10 @@ class Trainer:
         """One optimizer step (collective); returns its metrics record."""
         from mpi4py import MPI
 
-        p = self.plan
-        if self.train_set is not None:  # the loader's window, read between steps
-            self.train_set.ready(self.step)
-        t0 = MPI.Wtime()
+        p, t0 = self.plan, MPI.Wtime()
         self.timers.reset()
         self.memory.start_step()
-        batches = self._batches(self.train_set, self.step)
+        batches = self._batches(self.train_set, self.step * p.train.global_batch)
         dloss = 1.0 / (self.m * p.layout.dp)
         loss_sum = self.runner.train_step(batches, p.train.micro_batch, dloss, self.reducer)
         self.reducer.finish()
@@ -314,7 +306,7 @@ class Trainer:
         p = self.plan
         total, count = 0.0, 0
         for i in range(p.opts.eval_iters):
-            batches = self._batches(self.valid_set, i)
+            batches = self._batches(self.valid_set, i * p.train.global_batch)
             total += self.runner.evaluate(batches, p.train.micro_batch, self.m)
             count += self.m * p.layout.dp
         counts = self.is_last and self.tp_rank == 0
