@@ -20,6 +20,9 @@ Per step (every rank, collective where it says so):
    ZeRO-1/2 the all-gather of the updated weights (ZeRO-3 keeps only its shard);
 5. loss, slowest step time and mean breakdown over ranks; rank 0 writes the metrics line.
 
+A step's time runs from a barrier at its start (every rank's clock starts together, after
+rank 0 has logged the step before) to the end of its optimizer update on the slowest rank.
+
 The first step is also measured for memory (:mod:`fugaku_sim.train.memory`): every rank's
 peak by kind goes into that step's metrics line and into ``summary.json``.
 """
@@ -219,7 +222,13 @@ class Trainer:
         """One optimizer step (collective); returns its metrics record."""
         from mpi4py import MPI
 
-        p, t0 = self.plan, MPI.Wtime()
+        p = self.plan
+        # every rank's clock starts together, as Megatron-LM starts its iteration timer
+        # (``timers("interval-time").start(barrier=True)``): else the ranks that do not log
+        # start the step while rank 0 still writes the last one's metrics, and wait for it
+        # in their first collective, inside the step's time
+        self.world.Barrier()
+        t0 = MPI.Wtime()
         self.timers.reset()
         self.memory.start_step()
         batches = self._batches(self.train_set, self.step * p.train.global_batch)
