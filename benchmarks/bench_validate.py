@@ -76,6 +76,9 @@ def validate_set(profile: Path, runs: str, out: Path) -> dict[str, Any]:
         # how far a run's passes (validate --repeats) disagree: the measurement's own noise
         "median_pass_spread": s.get("median_pass_spread"),
         "worst_pass_spread": s.get("worst_pass_spread"),
+        # the machine's speed at each run over its speed at the calibration (probe.py)
+        "machine_speed_median": s.get("machine_speed_median"),
+        "machine_speed_range": s.get("machine_speed_range"),
     }
 
 
@@ -87,6 +90,7 @@ def cross_table(args: argparse.Namespace, runs: str) -> dict[str, Any]:
     deviation of the per-profile (per-round) mean log error."""
     rounds = range(1, args.rounds + 1)
     err: dict[tuple[int, int], dict[str, float]] = {}
+    speed: dict[tuple[int, int], float | None] = {}
     for p in rounds:
         profile = args.out / f"round-{p}" / "profile" / args.profile.name
         for m in rounds:
@@ -98,6 +102,7 @@ def cross_table(args: argparse.Namespace, runs: str) -> dict[str, Any]:
                      "--out", str(out)])
             data = json.loads((out / "compare.json").read_text(encoding="utf-8"))
             err[p, m] = {r["label"]: math.log1p(r["error"]) for r in data["runs"]}
+            speed[p, m] = data["summary"].get("machine_speed_median")
     labels = list(err[1, 1])
     prof_var, meas_var = [], []
     for label in labels:
@@ -108,6 +113,10 @@ def cross_table(args: argparse.Namespace, runs: str) -> dict[str, Any]:
     return {
         "median_abs_error": {f"profile {p} runs {m}": round(statistics.median(
             abs(math.expm1(x)) for x in err[p, m].values()), 4) for p in rounds for m in rounds},
+        # the machine's speed at the runs over its speed at the profile's calibration (the
+        # probes': probe.py); an error moves with it when the machine, not the model, moved
+        "machine_speed_median": {f"profile {p} runs {m}": speed[p, m] for p in rounds
+                                 for m in rounds},
         "calibration_log_sd": round(math.sqrt(statistics.fmean(prof_var)), 4),
         "measurement_log_sd": round(math.sqrt(statistics.fmean(meas_var)), 4),
         "mean_log_error": {label: round(statistics.fmean(err[p, m][label] for p in rounds

@@ -26,6 +26,7 @@ from typing import Any
 
 from fugaku_sim.calibrate.contention import MACHINE_FILE, QUIET_SHARE, is_quiet
 from fugaku_sim.calibrate.execute import repeat_dirs
+from fugaku_sim.calibrate.probe import machine_speed
 from fugaku_sim.calibrate.runs import layout_label
 from fugaku_sim.errors import UserError
 from fugaku_sim.io import read_json_object
@@ -94,6 +95,10 @@ def _pooled(run_dir: Path, model: ModelSpec, train: TrainSpec, layout: Layout,
               if isinstance(x := f.get("foreign_cpu_share"), (int, float))]
     if len(shares) > 1:
         machine = {**machine, "foreign_cpu_share": max(shares), "passes": len(shares)}
+    probes = [float(x) for f in figures.values()
+              if isinstance(x := f.get("speed_probe_s"), (int, float)) and x > 0]
+    if probes:  # the machine's speed as each pass started (probe.py): their mean
+        machine = {**machine, "speed_probe_s": statistics.fmean(probes)}
     return Measured(str(run_dir), model, train, layout, stats[statistic], spread, len(times),
                     breakdown, stats, machine)
 
@@ -289,7 +294,10 @@ def compare_run(cluster: ClusterSpec, measured: Measured, mode: str = "fast",
         source=measured.source,
         extra={"mfu_predicted": data.get("mfu"), "critical_stage": data.get("critical_stage"),
                "measured_step_time_stats": measured.step_time_stats,
-               "foreign_cpu_share": measured.machine.get("foreign_cpu_share")},
+               "foreign_cpu_share": measured.machine.get("foreign_cpu_share"),
+               # the machine's speed at the run over its speed at the calibration (probe.py)
+               "machine_speed": machine_speed((occupancy or {}).get("speed_probe_s"),
+                                              measured.machine.get("speed_probe_s"))},
     )
 
 
@@ -326,6 +334,7 @@ def summarize_rows(rows: list[Row]) -> dict[str, Any]:
     pass_spreads = [s for r in rows
                     if (s := r.extra.get("measured_step_time_stats", {}).get("pass_spread"))
                     is not None]
+    speeds = [s for r in rows if (s := r.extra.get("machine_speed")) is not None]
     return {
         "runs": len(rows),
         "median_abs_error": statistics.median(errs),
@@ -344,4 +353,7 @@ def summarize_rows(rows: list[Row]) -> dict[str, Any]:
         # how far one run's passes (validate --repeats) disagree: the measurement's own noise
         "median_pass_spread": statistics.median(pass_spreads) if pass_spreads else None,
         "worst_pass_spread": max(pass_spreads) if pass_spreads else None,
+        # the machine's speed at the runs over its speed at the calibration (probe.py)
+        "machine_speed_median": statistics.median(speeds) if speeds else None,
+        "machine_speed_range": [min(speeds), max(speeds)] if speeds else None,
     }

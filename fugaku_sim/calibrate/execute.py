@@ -4,7 +4,8 @@ Each run trains on synthetic tokens (:mod:`fugaku_sim.calibrate.synthetic`) into
 fresh directory ``<runs_dir>/<run slug>`` (``--resume never``), so an older run never
 leaks into a new measurement. Runs go one after another: they would disturb each other.
 Beside each run, ``machine.json`` records how much of the machine other work took while it
-trained (:mod:`fugaku_sim.calibrate.contention`).
+trained (:mod:`fugaku_sim.calibrate.contention`) and the machine's speed as it started
+(``speed_probe_s``, :mod:`fugaku_sim.calibrate.probe`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from fugaku_sim.calibrate.contention import MACHINE_FILE, measure_quietly
 from fugaku_sim.calibrate.launch import Launcher, python_module, run_mpi
+from fugaku_sim.calibrate.probe import run_probe
 from fugaku_sim.calibrate.runs import RunSpec, file_slug
 from fugaku_sim.calibrate.synthetic import write_synthetic_data
 from fugaku_sim.errors import UserError
@@ -152,8 +154,9 @@ def execute_runs(
             train = partial(run_mpi, launcher, run.ranks, argv, timeout_s,
                             f"validate: training run {run.label}", log=out / "launch.log",
                             allocator=allocator)
+            probe = run_probe()  # the machine's speed as the run starts (probe.py)
             _, machine = measure_quietly(train, attempts)
-            write_json(out / MACHINE_FILE, machine)
+            write_json(out / MACHINE_FILE, {**machine, "speed_probe_s": probe})
     return dirs
 
 

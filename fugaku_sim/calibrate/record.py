@@ -133,7 +133,11 @@ def write_profile(
 ) -> Path:
     """Write the sidecar JSON, then the YAML (each atomically); returns the sidecar path."""
     sidecar = sidecar_path(out)
-    payload = {"provenance": prov, "occupancy": occupancy(cal), "fit": cal.as_dict(),
+    occ = occupancy(cal)
+    probe = (measurements.get("speed_probe") or {}).get("seconds")
+    if isinstance(probe, (int, float)):  # validate reads the machine's speed against it
+        occ["speed_probe_s"] = probe
+    payload = {"provenance": prov, "occupancy": occ, "fit": cal.as_dict(),
                "measurements": measurements}
     write_json(sidecar, payload)
     header = "\n".join(f"# {line}" for line in header_lines(spec, cal, prov, base, sidecar))

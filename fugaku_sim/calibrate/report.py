@@ -73,6 +73,12 @@ def caption(summary: dict[str, Any]) -> str:
     if summary.get("median_pass_spread") is not None:
         text += (f"; a run's passes differ by a median {summary['median_pass_spread']:.1%} "
                  "(measured ms: mean of the passes, their range in brackets)")
+    speed = summary.get("machine_speed_median")
+    if speed is not None:
+        lo, hi = summary["machine_speed_range"]
+        text += (f"; the machine ran at {speed:.2f} x its speed at calibration (runs "
+                 f"{lo:.2f}-{hi:.2f}; a probe of the trainer's block before each run): above "
+                 "1 the runs had a faster machine than the prediction's")
     contended = summary.get("contended_runs", 0)
     if contended:
         limit = summary.get("quiet_share_limit", 0.1)
@@ -90,7 +96,7 @@ def csv_text(rows: list[Row]) -> str:
     cols = ["label", "model", "ranks", "tp", "pp", "dp", "micro_batch", "global_batch",
             "measured_step_s", "predicted_step_s", "error", "steps_timed"]
     cols += [f"measured_{k}_s" for k in BREAKDOWN_KEYS] + [f"predicted_{k}_s" for k in BREAKDOWN_KEYS]
-    cols += [f"error_{k}_s" for k in BREAKDOWN_KEYS] + ["foreign_cpu_share"]
+    cols += [f"error_{k}_s" for k in BREAKDOWN_KEYS] + ["foreign_cpu_share", "machine_speed"]
     w = csv.writer(buf)
     w.writerow(cols)
     for r in rows:
@@ -99,7 +105,7 @@ def csv_text(rows: list[Row]) -> str:
                    + [r.measured_breakdown_s[k] for k in BREAKDOWN_KEYS]
                    + [r.predicted_breakdown_s[k] for k in BREAKDOWN_KEYS]
                    + [r.breakdown_error_s[k] for k in BREAKDOWN_KEYS]
-                   + [r.extra.get("foreign_cpu_share")])
+                   + [r.extra.get("foreign_cpu_share"), r.extra.get("machine_speed")])
     return buf.getvalue()
 
 

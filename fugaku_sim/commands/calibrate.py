@@ -92,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
     ranks = args.ranks or usable_cores()
     if ranks < 2:
         raise UserError(f"--ranks: need at least 2 (point-to-point needs a pair), got {ranks}")
+    from fugaku_sim.calibrate.probe import PROBE_NOTE, run_probe
     from fugaku_sim.io import check_output_path
 
     base = load_cluster(args.base)
@@ -109,6 +110,8 @@ def run(args: argparse.Namespace) -> int:
                               lambda text: progress.update(next(done), suites, "suites", text),
                               args.timeout, args.allocator, args.attempts)
         progress.update(suites, suites, "suites", "measured")
+        # the machine's speed now, as validate will probe it before each run
+        raw["speed_probe"] = {"seconds": run_probe(), "what": PROBE_NOTE}
     prov["load_average_end"] = load_average()
     prov["machine_while_measuring"] = watch.figures()
     share = prov["machine_while_measuring"]["foreign_cpu_share"]

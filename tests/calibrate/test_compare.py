@@ -100,7 +100,9 @@ def test_passes_run_through_the_set_forward_then_backward(
         out = Path(argv[argv.index("--out") + 1])
         trained.append(str(out.relative_to(tmp_path / "runs")))
 
+    probes = iter(range(1, 7))
     monkeypatch.setattr(execute, "run_mpi", train)
+    monkeypatch.setattr(execute, "run_probe", lambda: 0.01 * next(probes))
     monkeypatch.setattr(execute, "prepare_data",
                         lambda runs, data: {"gpt-micro": tmp_path / "data"})
     dirs = execute.execute_runs(runs, None, tmp_path / "runs", tmp_path / "data", 1.0,  # type: ignore[arg-type]
@@ -108,7 +110,9 @@ def test_passes_run_through_the_set_forward_then_backward(
     a, b = (d.name for d in dirs)
     assert trained == [a, b, f"{b}/repeat-2", f"{a}/repeat-2", f"{a}/repeat-3",
                        f"{b}/repeat-3"]
-    assert all((tmp_path / "runs" / t / "machine.json").is_file() for t in trained)
+    # each run's machine.json: the probe taken as it started (the k-th probe for the k-th)
+    assert [json.loads((tmp_path / "runs" / t / "machine.json").read_text())["speed_probe_s"]
+            for t in trained] == pytest.approx([0.01 * k for k in range(1, 7)])
 
 
 def test_a_measured_run_is_labelled_as_the_run_validate_started(tmp_path: Path) -> None:
@@ -306,6 +310,32 @@ def test_occupied_cluster_scales_elementwise_rates() -> None:
     cluster = local.model_copy(update={"node": node})
     one = occupied_cluster(cluster, 1, {"lone_process": {"mem_bw_ratio": 1.5}})
     assert one.node.elementwise_Gelem_per_s["gelu_fwd"] == pytest.approx(4.0 / 2 * 1.5)
+
+
+def test_the_machine_speed_is_the_calibration_probe_over_the_runs(tmp_path: Path) -> None:
+    """A run's probe is the mean of its passes'; its machine speed the calibration's probe
+    time over it; the summary gives the median and range, the caption and CSV show them; a
+    profile or run without probes gives none (older sidecars and runs still compare)."""
+    from fugaku_sim.calibrate.report import caption, csv_text
+
+    run = _write_run(tmp_path, [1.0, 1.0, 1.0])
+    (tmp_path / "machine.json").write_text(json.dumps({"speed_probe_s": 0.010}))
+    (d := tmp_path / "repeat-2").mkdir()
+    _write_run(d, [1.0, 1.0, 1.0])
+    (d / "machine.json").write_text(json.dumps({"speed_probe_s": 0.014}))
+    m = read_measured(run)
+    assert m.machine["speed_probe_s"] == pytest.approx(0.012)
+    local = load_cluster("local")
+    row = compare_run(local, m, occupancy={"speed_probe_s": 0.015})
+    assert row.extra["machine_speed"] == pytest.approx(1.25)  # the runs' machine 25% faster
+    other = compare_run(local, m, occupancy={"speed_probe_s": 0.009})
+    s = summarize_rows([row, other])
+    assert s["machine_speed_median"] == pytest.approx((1.25 + 0.75) / 2)
+    assert s["machine_speed_range"] == pytest.approx([0.75, 1.25])
+    assert "the machine ran at 1.00 x its speed at calibration (runs 0.75-1.25" in caption(s)
+    assert csv_text([row]).splitlines()[1].endswith(",1.25")
+    plain = summarize_rows([compare_run(local, m)])  # a profile calibrated without a probe
+    assert plain["machine_speed_median"] is None and "speed at calibration" not in caption(plain)
 
 
 def test_contended_runs_are_counted_and_left_out_of_the_quiet_figures(tmp_path: Path) -> None:

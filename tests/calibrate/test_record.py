@@ -42,6 +42,17 @@ def test_written_yaml_is_a_valid_profile_that_round_trips(tmp_path: Path) -> Non
     occ = payload["occupancy"]["oversubscribed"]
     assert occ["intra_node_latency_us"] == pytest.approx(OVER_LAT_S * 1e6, rel=1e-6)
     assert occ["intra_node_bw_GBps"] == pytest.approx(OVER_BW / 1e9, rel=1e-6)
+    assert "speed_probe_s" not in payload["occupancy"]  # measured without a probe
+
+
+def test_the_calibrations_speed_probe_is_kept_for_validate(tmp_path: Path) -> None:
+    raw = {**synthetic_measurements(), "speed_probe": {"seconds": 0.0123}}
+    cal = fit_calibration(raw)
+    out = tmp_path / "t-cal.yaml"
+    write_profile(calibrated_cluster(load_cluster("local"), "t-cal", cal, None, None), cal,
+                  provenance(["fugaku-sim", "calibrate"]), raw, out, "local")
+    occupancy = load_occupancy(out)
+    assert occupancy is not None and occupancy["speed_probe_s"] == 0.0123
 
 
 def test_occupancy_of_a_profile_without_sidecar_and_a_corrupt_one(tmp_path: Path) -> None:
