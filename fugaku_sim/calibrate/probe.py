@@ -7,11 +7,11 @@ single-threaded process: forward passes of one trainer transformer block (the sh
 :data:`PROBE_BLOCK`, 7-15 ms a pass on a 2-core machine of this kind) for about
 :data:`PROBE_BUDGET_S`, the median pass kept. ``validate`` runs it before every run and
 reports the machine's speed at each run relative to the calibration
-(:func:`machine_speed`): above 1 the machine ran faster than when it was calibrated, and
-every prediction of that run reads slow by about as much. Measured on one machine, ten
-probes around ten gpt-micro runs moved with the runs' step times (correlation 0.87), the
-probe by about twice the runs' relative change: a figure to read the errors against, not
-a correction applied to them.
+(:func:`machine_speed`): above 1 the machine ran faster than when it was calibrated. It
+is a figure to read the errors against, not a correction: over 110 runs of five rounds of
+``benchmarks/bench_validate.py`` a run's log error followed its log speed only loosely
+(correlation 0.20, slope 0.52); it flags a machine that slowed as a whole (a round whose
+runs had 0.92 of the calibration's speed read a median error of 21%).
 
 ``python -m fugaku_sim.calibrate.probe`` prints ``{"seconds": ...}``; :func:`run_probe`
 starts that process and returns its figure, or None when it cannot (a probe never stops a
