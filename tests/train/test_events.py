@@ -47,6 +47,22 @@ def test_a_resumed_run_hides_the_steps_after_its_checkpoint(tmp_path: Path) -> N
     assert read_scalars(tmp_path)["loss/train"] == [(1, 9.0), (2, 8.0), (3, 7.0), (4, 6.0)]
 
 
+def test_a_step_is_on_disk_when_write_returns_and_no_thread_writes(tmp_path: Path) -> None:
+    """Events are written in the caller's thread: what a killed run logged is in the file,
+    and nothing runs beside the next step (tensorboardX's SummaryWriter queued events to
+    worker threads, which wrote them during the next step)."""
+    import threading
+
+    before = threading.active_count()
+    log = EventLog.open(tmp_path, resume_step=0)
+    log.write(record(1, 7.5))
+    assert threading.active_count() == before
+    path = next(tmp_path.glob(EVENTS_GLOB))
+    assert len(read_records(path)) == 2  # the file-version event and step 1, before close
+    assert read_scalars(tmp_path)["loss/train"] == [(1, 7.5)]
+    log.close()
+
+
 def test_a_damaged_event_file_is_refused(tmp_path: Path) -> None:
     log = EventLog.open(tmp_path, resume_step=0)
     log.write(record(1, 1.0))
