@@ -604,22 +604,9 @@ def _block_passes() -> Callable[[int], None]:
     """``passes(n)``: ``n`` forward passes of the trainer's transformer blocks (cycling over
     the layers of a :data:`SYNC_BLOCKS` model), as a step runs them between two tensor-
     parallel all-reduces."""
-    from fugaku_sim.spec import ModelSpec
-    from fugaku_sim.train import model as M
-    from fugaku_sim.train.params import rank_share
+    from fugaku_sim.calibrate.probe import block_passes
 
-    layers, c, heads, t, v = SYNC_BLOCKS
-    spec = ModelSpec(name="sync", layers=layers, hidden=c, heads=heads, seq_len=t, vocab=v)
-    params = M.init_params(spec, 0)
-    share = rank_share(spec)
-    x0 = np.random.default_rng(0).standard_normal((SYNC_BATCH, t, c)).astype(np.float32)
-
-    def passes(n: int) -> None:
-        x = x0
-        for i in range(n):
-            x, _ = M.block_forward(params, spec, i % layers, x, share)
-
-    return passes
+    return block_passes(SYNC_BLOCKS, SYNC_BATCH)
 
 
 def bench_sync_after_compute(comm: Any, quick: bool, budget_s: float) -> list[dict[str, Any]]:

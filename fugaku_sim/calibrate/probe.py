@@ -20,12 +20,14 @@ calibration or a validation).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 #: (layers, hidden, heads, seq_len, vocab, batch) of the probed block: large enough that a
 #: pass is mostly GEMM and memory traffic, not per-call cost
@@ -35,26 +37,41 @@ PROBE_NOTE = ("median forward pass of one trainer block (layers, hidden, heads, 
               f"vocab, batch = {PROBE_BLOCK}), one process, one BLAS thread")
 
 
-def probe_seconds(budget_s: float = PROBE_BUDGET_S) -> float:
-    """The median time of one forward pass of the probed block, over ``budget_s`` of
-    passes after one untimed pass (this process, as it is threaded)."""
+def block_passes(shape: tuple[int, int, int, int, int], batch: int) -> Callable[[int], None]:
+    """``passes(n)``: ``n`` forward passes of the trainer's own transformer blocks (cycling
+    over the layers) of a model of ``shape`` = (layers, hidden, heads, seq_len, vocab) on
+    ``batch`` random sequences, each pass fed the last one's output."""
     import numpy as np
 
     from fugaku_sim.spec import ModelSpec
     from fugaku_sim.train import model as M
     from fugaku_sim.train.params import rank_share
 
-    layers, c, heads, t, v, b = PROBE_BLOCK
-    spec = ModelSpec(name="probe", layers=layers, hidden=c, heads=heads, seq_len=t, vocab=v)
+    layers, c, heads, t, v = shape
+    spec = ModelSpec(name="blocks", layers=layers, hidden=c, heads=heads, seq_len=t, vocab=v)
     params = M.init_params(spec, 0)
     share = rank_share(spec)
-    x = np.random.default_rng(0).standard_normal((b, t, c)).astype(np.float32)
-    M.block_forward(params, spec, 0, x, share)
+    x0 = np.random.default_rng(0).standard_normal((batch, t, c)).astype(np.float32)
+
+    def passes(n: int) -> None:
+        x = x0
+        for i in range(n):
+            x, _ = M.block_forward(params, spec, i % layers, x, share)
+
+    return passes
+
+
+def probe_seconds(budget_s: float = PROBE_BUDGET_S) -> float:
+    """The median time of one forward pass of the probed block, over ``budget_s`` of
+    passes after one untimed pass (this process, as it is threaded)."""
+    layers, hidden, heads, seq_len, vocab, batch = PROBE_BLOCK
+    one_pass = functools.partial(block_passes((layers, hidden, heads, seq_len, vocab), batch), 1)
+    one_pass()
     times: list[float] = []
     end = time.perf_counter() + budget_s
     while time.perf_counter() < end or len(times) < 3:
         start = time.perf_counter()
-        M.block_forward(params, spec, len(times) % layers, x, share)
+        one_pass()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 

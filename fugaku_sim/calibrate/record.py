@@ -28,10 +28,14 @@ def sidecar_path(profile: Path) -> Path:
     return profile.with_name(f"{profile.stem}.measurements.json")
 
 
-def occupancy(cal: Calibration) -> dict[str, Any]:
+def occupancy(cal: Calibration, measurements: dict[str, Any] | None = None) -> dict[str, Any]:
     """What a job sees of the node when it runs fewer or more ranks than
-    ``processes_per_node`` (the sidecar's ``occupancy`` section, read by validate)."""
+    ``processes_per_node``, and the machine's speed probe at calibration (``speed_probe_s``,
+    when ``measurements`` hold one): the sidecar's ``occupancy`` section, read by validate."""
     out: dict[str, Any] = {"processes_per_node": cal.ranks, "cores": cal.ranks}
+    probe = ((measurements or {}).get("speed_probe") or {}).get("seconds")
+    if isinstance(probe, (int, float)):  # validate reads the machine's speed against it
+        out["speed_probe_s"] = probe
     if cal.lone:
         out["lone_process"] = {"peak_ratio": cal.lone["peak_ratio"],
                                "mem_bw_ratio": cal.lone["mem_bw_ratio"],
@@ -133,11 +137,8 @@ def write_profile(
 ) -> Path:
     """Write the sidecar JSON, then the YAML (each atomically); returns the sidecar path."""
     sidecar = sidecar_path(out)
-    occ = occupancy(cal)
-    probe = (measurements.get("speed_probe") or {}).get("seconds")
-    if isinstance(probe, (int, float)):  # validate reads the machine's speed against it
-        occ["speed_probe_s"] = probe
-    payload = {"provenance": prov, "occupancy": occ, "fit": cal.as_dict(),
+    payload = {"provenance": prov, "occupancy": occupancy(cal, measurements),
+               "fit": cal.as_dict(),
                "measurements": measurements}
     write_json(sidecar, payload)
     header = "\n".join(f"# {line}" for line in header_lines(spec, cal, prov, base, sidecar))
