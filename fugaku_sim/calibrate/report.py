@@ -79,6 +79,11 @@ def caption(summary: dict[str, Any]) -> str:
         text += (f"; the machine ran at {speed:.2f} x its speed at calibration (runs "
                  f"{lo:.2f}-{hi:.2f}; a probe of the trainer's block before each run): above "
                  "1 the runs had a faster machine than the prediction's")
+    floor = summary.get("median_abs_error_p10")
+    if floor is not None and summary.get("statistic", "median") != "p10":
+        text += (f"; against each run's 10th-percentile step (its undisturbed steps: other "
+                 f"work only slows a step) median {floor:.1%}, worst "
+                 f"{summary['worst_abs_error_p10']:.1%}")
     contended = summary.get("contended_runs", 0)
     if contended:
         limit = summary.get("quiet_share_limit", 0.1)

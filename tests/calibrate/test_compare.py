@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from fugaku_sim.calibrate.compare import (
     BREAKDOWN_KEYS,
@@ -17,6 +21,7 @@ from fugaku_sim.calibrate.compare import (
     occupied_cluster,
     read_measured,
     summarize_rows,
+    tenth_percentile,
 )
 from fugaku_sim.calibrate.runs import default_runs, load_runs, quick_runs
 from fugaku_sim.errors import UserError
@@ -352,3 +357,33 @@ def test_contended_runs_are_counted_and_left_out_of_the_quiet_figures(tmp_path: 
     assert s["worst_abs_error_quiet"] == pytest.approx(0.05)
     busy_only = summarize_rows([busy])
     assert busy_only["median_abs_error_quiet"] is None
+
+
+@given(st.lists(st.floats(0.001, 10.0), min_size=1, max_size=200))
+def test_the_tenth_percentile_is_numpys_linear_one(times: list[float]) -> None:
+    p10 = tenth_percentile(times)
+    assert p10 == pytest.approx(float(np.percentile(times, 10)), rel=1e-9)
+    assert min(times) * (1 - 1e-12) <= p10 <= statistics.median(times) * (1 + 1e-12)
+
+
+def test_errors_against_the_undisturbed_steps(tmp_path: Path) -> None:
+    """Each pass's 10th-percentile step, their mean; the summary's errors against it beside
+    the median's; the caption shows them unless the measured step is already the p10."""
+    from fugaku_sim.calibrate.report import caption
+
+    # pass 1: after the warm-up step, 5 undisturbed steps and 6 in a burst
+    run = _write_run(tmp_path, [9.0] + [1.0] * 5 + [3.0] * 6)  # p10 1.0, median 3.0
+    (d := tmp_path / "repeat-2").mkdir()
+    _write_run(d, [9.0] + [2.0] * 11)  # p10 2.0
+    m = read_measured(run, warmup=1)
+    assert m.step_time_stats["p10"] == pytest.approx(1.5)
+    assert m.step_time_s == pytest.approx(2.5)  # the medians' mean
+    assert read_measured(run, warmup=1, statistic="p10").step_time_s == pytest.approx(1.5)
+    row = compare_run(load_cluster("local"), m)
+    s = summarize_rows([row])
+    assert s["median_abs_error_p10"] == pytest.approx(abs(row.predicted_step_s / 1.5 - 1.0))
+    assert s["worst_abs_error_p10"] == s["median_abs_error_p10"]
+    assert "10th-percentile step" in caption(s)
+    assert "10th-percentile step" not in caption({**s, "statistic": "p10"})
+    plain = summarize_rows([_row("a", "m", 1, 1.0, 1.1)])  # a row read without stats
+    assert plain["median_abs_error_p10"] is None and "10th-percentile" not in caption(plain)
