@@ -666,13 +666,16 @@ def bench_sync_after_compute(comm: Any, quick: bool, budget_s: float) -> list[di
     return rows
 
 
-def run_suite(suite: str, quick: bool) -> dict[str, Any]:
-    """Run one suite on ``COMM_WORLD``; every rank returns the same mapping."""
+def run_suite(suite: str, quick: bool, budget_fraction: float = 1.0) -> dict[str, Any]:
+    """Run one suite on ``COMM_WORLD``; every rank returns the same mapping. With
+    ``budget_fraction`` < 1 its timed loops are that fraction of their usual length (the
+    compute suite runs in two halves of a calibration: measure.py)."""
     import mpi4py
     from mpi4py import MPI
 
     comm = MPI.COMM_WORLD
-    budget = 0.04 if quick else 0.25  # seconds of timed work per measurement
+    # seconds of timed work per measurement
+    budget = (0.04 if quick else 0.25) * budget_fraction
     started = time.time()
     out: dict[str, Any] = {
         "suite": suite, "ranks": comm.Get_size(), "quick": quick,
@@ -710,10 +713,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("suite", choices=["compute", "share", "comm"])
     parser.add_argument("--out", type=Path, required=True, help="JSON file rank 0 writes")
     parser.add_argument("--quick", action="store_true", help="few sizes, short timings (CI)")
+    parser.add_argument("--budget-fraction", type=float, default=1.0,
+                        help="timed loops this fraction of their usual length")
     args = parser.parse_args(argv)
     from mpi4py import MPI
 
-    result = run_suite(args.suite, args.quick)
+    result = run_suite(args.suite, args.quick, args.budget_fraction)
     if MPI.COMM_WORLD.Get_rank() == 0:
         write_json(args.out, result)
     return 0

@@ -25,6 +25,8 @@ from pathlib import Path
 
 from fugaku_sim.commands.common import add_launch_arguments, positive_int, positive_number
 
+COMPUTE_MOVED = 1.15  # the two compute launches' speeds differ by more: say so
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", default="local-calibrated", help="name of the new profile")
@@ -113,6 +115,13 @@ def run(args: argparse.Namespace) -> int:
         # the machine's speed now, as validate will probe it before each run
         raw["speed_probe"] = {"seconds": run_probe(), "what": PROBE_NOTE}
     prov["load_average_end"] = load_average()
+    choice = raw["compute_choice"]
+    moved = max(choice["time_vs_first"]) / min(choice["time_vs_first"])
+    if moved > COMPUTE_MOVED:
+        console.print(f"[yellow]calibrate: the compute suite ran {moved:.2f}x slower in one "
+                      "of its two launches than in the other (the host's other tenants, "
+                      "which /proc/stat does not see); the profile keeps the faster "
+                      "launch[/yellow]")
     prov["machine_while_measuring"] = watch.figures()
     share = prov["machine_while_measuring"]["foreign_cpu_share"]
     if not is_quiet(share):
