@@ -13,12 +13,14 @@ One call of :func:`measure_machine` launches, each as its own MPI job:
 3. ``comm`` on ``ranks`` and ``2 x ranks`` ranks (ping-pong and all-reduce over sizes and
    two rank counts);
 4. ``compute`` again. The compute suite runs twice, first and last, each with loops half
-   their length (the same time in all), and the profile keeps the quieter of the two
-   (:func:`quieter_compute`): on a shared host the other tenants come in bursts that
-   ``/proc/stat`` does not see, and one calibration in five on such a host ran its whole
-   35-s compute suite in one (its kernels 1.39x and its tiny numpy calls 1.49x the other
-   four's, GEMMs 1.08x: every run predicted 20-30% slow). Two halves half a minute apart
-   both land in a burst far less often than one whole.
+   their length, and the profile takes each figure from both (:func:`pooled_compute`): on a
+   shared host the other tenants come in bursts that ``/proc/stat`` does not see, and one
+   calibration in five on such a host ran its whole 35-s compute suite in one (its kernels
+   1.39x and its tiny numpy calls 1.49x the other four's, GEMMs 1.08x: every run predicted
+   20-30% slow). Two launches half a minute apart sample two states of the host. Keeping
+   the faster one instead was tried and measured: the second launch was the faster in five
+   calibrations of five (0.82-0.97 of the first's time), and the profile kept the host's
+   best moments while the runs it predicts do not (every run predicted about 10% faster).
 """
 
 from __future__ import annotations
@@ -101,22 +103,40 @@ def compute_speed_ratio(first: dict[str, Any], last: dict[str, Any]) -> float:
     return statistics.median(ratios)
 
 
-def quieter_compute(runs: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The compute suite a profile keeps out of its launches (:data:`COMPUTE_RUNS`, in
-    order): the fastest, by :func:`compute_speed_ratio` against the first, so that one
-    launch run whole in a burst of the host's other tenants is left out. Returns it and a
-    record of the choice (each launch's speed relative to the first, its wall time, which
-    was kept).
+def pooled_compute(runs: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One compute suite from its launches (:data:`COMPUTE_RUNS`, in order): each row's
+    seconds (per rank, and alone) the geometric mean of its launches', so a launch run
+    whole in a burst counts for its share and no more. Returns the pooled suite (the first
+    launch's other fields) and a record: each launch's time against the first
+    (:func:`compute_speed_ratio`), its wall time and its rows.
 
     >>> row = lambda s: {"op": "x", "seconds": s}
-    >>> kept, how = quieter_compute([{"tiny_ops": [row(2.0)]}, {"tiny_ops": [row(1.5)]}])
-    >>> kept["tiny_ops"][0]["seconds"], how["kept"], how["time_vs_first"]
-    (1.5, 2, [1.0, 0.75])
+    >>> pooled, how = pooled_compute([{"tiny_ops": [row(2.0)]}, {"tiny_ops": [row(0.5)]}])
+    >>> pooled["tiny_ops"][0]["seconds"], how["time_vs_first"]
+    (1.0, [1.0, 0.25])
     """
     ratios = [1.0] + [compute_speed_ratio(runs[0], r) for r in runs[1:]]
-    best = min(range(len(runs)), key=lambda i: ratios[i])
-    return runs[best], {"launches": len(runs), "kept": best + 1, "time_vs_first": ratios,
-                        "wall_s": [r.get("wall_s") for r in runs]}
+    pooled = {k: v for k, v in runs[0].items() if k not in _COMPUTE_SECTIONS}
+    for section in _COMPUTE_SECTIONS:
+        if section not in runs[0]:
+            continue
+        rows = []
+        for launch_rows in zip(*(r[section] for r in runs)):
+            row = dict(launch_rows[0])
+            for key in _TIMING_KEYS & row.keys():
+                values = [x[key] for x in launch_rows]
+                row[key] = ([_geomean(v) for v in zip(*values)] if isinstance(values[0], list)
+                            else _geomean(values))
+            rows.append(row)
+        pooled[section] = rows
+    return pooled, {"launches": len(runs), "pooled": "geometric mean of each row",
+                    "time_vs_first": ratios, "wall_s": [r.get("wall_s") for r in runs],
+                    "rows": [{k: r[k] for k in _COMPUTE_SECTIONS if k in r} for r in runs]}
+
+
+def _geomean(values: Any) -> float:
+    return float(statistics.geometric_mean(values)) if all(v > 0 for v in values) else float(
+        statistics.fmean(values))
 
 
 def measure_machine(
@@ -128,9 +148,9 @@ def measure_machine(
     allocator: str = "kept",
     attempts: int = 1,
 ) -> dict[str, Any]:
-    """All suites; returns ``{"compute": {...}, "compute_choice": {...}, "share": [..],
-    "comm": [..], "machine": [..]}`` (``compute`` the quieter launch, :func:`quieter_compute`,
-    ``compute_choice`` its record); a suite measured while other work took more than
+    """All suites; returns ``{"compute": {...}, "compute_launches": {...}, "share": [..],
+    "comm": [..], "machine": [..]}`` (``compute`` pooled from its launches,
+    :func:`pooled_compute`, ``compute_launches`` their record); a suite measured while other work took more than
     a tenth of the machine is measured again, ``attempts`` times at most
     (:func:`~fugaku_sim.calibrate.contention.measure_quietly`; ``machine`` holds each
     suite's figures).
@@ -157,5 +177,5 @@ def measure_machine(
                 computes.append(rows)
             else:
                 result[suite].append(rows)
-    result["compute"], result["compute_choice"] = quieter_compute(computes)
+    result["compute"], result["compute_launches"] = pooled_compute(computes)
     return result

@@ -63,20 +63,20 @@ def load_occupancy(cluster_file: Path) -> dict[str, Any] | None:
     return occ if isinstance(occ, dict) else None
 
 
-def _choice_text(choice: dict[str, Any] | None) -> str:
-    """How the compute suite's launches went (measure.quieter_compute), for the header."""
-    if not choice or choice.get("launches", 1) < 2:
+def _launches_text(launches: dict[str, Any] | None) -> str:
+    """How the compute suite's launches went (measure.pooled_compute), for the header."""
+    if not launches or launches.get("launches", 1) < 2:
         return "."
-    times = ", ".join(f"{t:.2f}" for t in choice["time_vs_first"])
-    return (f"; the compute suite ran {choice['launches']} times (first and last, loops half "
-            f"as long) and launch {choice['kept']} is kept, the fastest (times against the "
-            f"first: {times}).")
+    times = ", ".join(f"{t:.2f}" for t in launches["time_vs_first"])
+    return (f"; the compute suite ran {launches['launches']} times (first and last, loops half "
+            f"as long), each figure the geometric mean of the launches' (their times against "
+            f"the first: {times}).")
 
 
 def header_lines(spec: ClusterSpec, cal: Calibration, prov: dict[str, Any], base: str,
-                 sidecar: Path, compute_choice: dict[str, Any] | None = None) -> list[str]:
+                 sidecar: Path, compute_launches: dict[str, Any] | None = None) -> list[str]:
     """The YAML's comment header: provenance and each fitted figure with its residual
-    (``compute_choice``: which compute launch the profile kept, measure.quieter_compute)."""
+    (``compute_launches``: the compute suite's launches, measure.pooled_compute)."""
     g = cal.gemm
     curve = ", ".join(f"{d}:{e:.2f}" for d, e in g.points)
     return [
@@ -91,7 +91,7 @@ def header_lines(spec: ClusterSpec, cal: Calibration, prov: dict[str, Any], base
         f"Measured with {cal.ranks} single-threaded ranks running at once; node figures = "
         f"{cal.ranks} x the per-process figure. Each compute figure is the median of 5 timed "
         "loops, all shapes interleaved (as validate takes the median step)"
-        + _choice_text(compute_choice),
+        + _launches_text(compute_launches),
         f"- peak_TFLOPs.fp32: best float32 GEMM rate {g.peak_flops / 1e9:.1f} GFLOP/s per "
         "process (numpy/OpenBLAS, not the datasheet); fp16/bf16 not measured (= fp32);",
         f"  fp64 best float64 GEMM {cal.fp64_flops / 1e9:.1f} GFLOP/s per process.",
@@ -154,7 +154,7 @@ def write_profile(
                "measurements": measurements}
     write_json(sidecar, payload)
     header = "\n".join(f"# {line}" for line in header_lines(
-        spec, cal, prov, base, sidecar, measurements.get("compute_choice")))
+        spec, cal, prov, base, sidecar, measurements.get("compute_launches")))
     text = f"{header}\n{dump_yaml(spec)}"
     yaml.safe_load(text)  # never write a file that does not parse
     write_text(out, text)

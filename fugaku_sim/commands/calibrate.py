@@ -115,13 +115,13 @@ def run(args: argparse.Namespace) -> int:
         # the machine's speed now, as validate will probe it before each run
         raw["speed_probe"] = {"seconds": run_probe(), "what": PROBE_NOTE}
     prov["load_average_end"] = load_average()
-    choice = raw["compute_choice"]
-    moved = max(choice["time_vs_first"]) / min(choice["time_vs_first"])
+    times = raw["compute_launches"]["time_vs_first"]
+    moved = max(times) / min(times)
     if moved > COMPUTE_MOVED:
         console.print(f"[yellow]calibrate: the compute suite ran {moved:.2f}x slower in one "
                       "of its two launches than in the other (the host's other tenants, "
-                      "which /proc/stat does not see); the profile keeps the faster "
-                      "launch[/yellow]")
+                      "which /proc/stat does not see); the profile takes the geometric mean "
+                      "of both: re-run it when the host is quieter[/yellow]")
     prov["machine_while_measuring"] = watch.figures()
     share = prov["machine_while_measuring"]["foreign_cpu_share"]
     if not is_quiet(share):

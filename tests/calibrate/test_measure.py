@@ -1,5 +1,5 @@
 """Launching the suites: the compute suite runs twice, first and last, at half length each,
-and the profile keeps the faster launch."""
+and the profile takes each figure from both (their geometric mean)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from fugaku_sim.calibrate.measure import (
     compute_speed_ratio,
     measure_machine,
     planned_runs,
-    quieter_compute,
+    pooled_compute,
 )
 from fugaku_sim.calibrate.record import header_lines
 from fugaku_sim.errors import UserError
@@ -46,21 +46,33 @@ def test_the_speed_ratio_is_the_median_over_the_rows_both_timed() -> None:
         compute_speed_ratio({}, {})
 
 
-@pytest.mark.parametrize("factor, kept", [(1.4, 1), (0.7, 2), (1.0, 1)])
-def test_the_faster_launch_is_kept(factor: float, kept: int) -> None:
+@pytest.mark.parametrize("factor", [1.44, 0.64, 1.0])
+def test_each_figure_is_the_geometric_mean_of_the_launches(factor: float) -> None:
     first = synthetic_measurements()["compute"]
+    for row in first["gemm"]:  # two ranks, the second 10% slower
+        row["seconds_per_rank"] = [row["seconds"], 1.1 * row["seconds"]]
     last = _slowed(first, factor)
-    chosen, how = quieter_compute([first, last])
-    assert chosen is (first, last)[kept - 1]
-    assert how["kept"] == kept and how["launches"] == 2
-    assert how["time_vs_first"] == pytest.approx([1.0, factor])
+    for row in last["gemm"]:
+        row["seconds_per_rank"] = [s * factor for s in row["seconds_per_rank"]]
+    pooled, how = pooled_compute([first, last])
+    root = factor ** 0.5
+    for section in ("gemm", "kernels", "tiny_ops", "stream", "optimizer"):
+        for a, p in zip(first[section], pooled[section]):
+            assert p["seconds"] == pytest.approx(a["seconds"] * root)
+            assert {k: v for k, v in p.items() if k not in ("seconds", "seconds_per_rank")} \
+                == {k: v for k, v in a.items() if k not in ("seconds", "seconds_per_rank")}
+    assert pooled["gemm"][0]["seconds_per_rank"] == pytest.approx(
+        [s * root for s in first["gemm"][0]["seconds_per_rank"]])
+    assert how["launches"] == 2 and how["time_vs_first"] == pytest.approx([1.0, factor])
+    assert how["rows"][1]["gemm"] == last["gemm"]  # every launch's rows kept
+    assert first["gemm"][0]["seconds"] != pooled["gemm"][0]["seconds"] or factor == 1.0
 
 
 def test_the_compute_suite_runs_first_and_last_at_half_length(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    """Each launch gets half the budget and a file of its own; the profile gets the faster
-    launch's rows and the record of the choice (the suites themselves faked)."""
+    """Each launch gets half the budget and a file of its own; the profile gets the launches'
+    rows pooled and the record of them (the suites themselves faked)."""
     raw = synthetic_measurements()
     calls: list[tuple[str, int, float, str]] = []
     slow = _slowed(raw["compute"], 1.5)
@@ -78,13 +90,13 @@ def test_the_compute_suite_runs_first_and_last_at_half_length(
     assert [(s, n) for s, n, _, _ in calls] == planned_runs(2)
     assert [(f, t) for s, _, f, t in calls if s == "compute"] == [(0.5, "-1"), (0.5, "-2")]
     assert all(f == 1.0 and t == "" for s, _, f, t in calls if s != "compute")
-    assert result["compute"] is raw["compute"]
-    assert result["compute_choice"]["kept"] == 2
-    assert result["compute_choice"]["time_vs_first"] == pytest.approx([1.0, 1 / 1.5])
+    assert result["compute"]["tiny_ops"][0]["seconds"] == pytest.approx(
+        raw["compute"]["tiny_ops"][0]["seconds"] * 1.5 ** 0.5)
+    assert result["compute_launches"]["time_vs_first"] == pytest.approx([1.0, 1 / 1.5])
     assert len(result["machine"]) == len(planned_runs(2))
 
 
-def test_the_profile_header_says_which_launch_it_kept() -> None:
+def test_the_profile_header_says_how_the_launches_went() -> None:
     from fugaku_sim.calibrate.calibration import fit_calibration
     from fugaku_sim.calibrate.profile import calibrated_cluster
     from fugaku_sim.calibrate.provenance import provenance
@@ -93,21 +105,22 @@ def test_the_profile_header_says_which_launch_it_kept() -> None:
     cal = fit_calibration(synthetic_measurements())
     spec = calibrated_cluster(load_cluster("local"), "t", cal, None, None)
     prov = provenance(["fugaku-sim", "calibrate"])
-    choice = {"launches": 2, "kept": 2, "time_vs_first": [1.0, 0.74], "wall_s": [30, 20]}
+    launches = {"launches": 2, "time_vs_first": [1.0, 0.74], "wall_s": [30, 20]}
     text = "\n".join(header_lines(spec, cal, prov, "local", Path("t.measurements.json"),
-                                  choice))
-    assert "launch 2 is kept, the fastest (times against the first: 1.00, 0.74)" in text
+                                  launches))
+    assert "each figure the geometric mean of the launches' (their times against the first: " \
+        "1.00, 0.74)" in text
     plain = "\n".join(header_lines(spec, cal, prov, "local", Path("t.measurements.json")))
     assert "launch" not in plain and "(as validate takes the median step)." in plain
 
 
 @pytest.mark.parametrize("moved, warned", [(1.3, True), (1.05, False)])
-def test_calibrate_keeps_the_faster_launch_and_says_when_the_host_moved(
+def test_calibrate_pools_the_launches_and_says_when_the_host_moved(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str],
     moved: float, warned: bool,
 ) -> None:
-    """The command end to end with the suites faked: the profile's header names the launch
-    kept, and a launch that ran much slower than the other is reported."""
+    """The command end to end with the suites faked: the profile's header says how the
+    launches went, and a launch that ran much slower than the other is reported."""
     import json
 
     from fugaku_sim.calibrate import probe
@@ -117,8 +130,8 @@ def test_calibrate_keeps_the_faster_launch_and_says_when_the_host_moved(
 
     def fake_measure(*args: Any, **kwargs: Any) -> dict[str, Any]:
         first = _slowed(raw["compute"], moved)
-        kept, choice = quieter_compute([first, raw["compute"]])
-        return {**copy.deepcopy(raw), "compute": kept, "compute_choice": choice}
+        pooled, launches = pooled_compute([first, raw["compute"]])
+        return {**copy.deepcopy(raw), "compute": pooled, "compute_launches": launches}
 
     monkeypatch.setattr(measure, "measure_machine", fake_measure)
     monkeypatch.setattr(probe, "run_probe", lambda: 0.02)
@@ -126,6 +139,7 @@ def test_calibrate_keeps_the_faster_launch_and_says_when_the_host_moved(
     assert main(["calibrate", "--name", "c", "--out", str(out)]) == 0
     err = " ".join(capsys.readouterr().err.split())
     assert ("slower in one of its two launches" in err) is warned
-    assert "launch 2 is kept, the fastest" in out.read_text(encoding="utf-8")
+    assert "the geometric mean of the launches'" in out.read_text(encoding="utf-8")
     sidecar = json.loads((tmp_path / "c.measurements.json").read_text(encoding="utf-8"))
-    assert sidecar["measurements"]["compute_choice"]["kept"] == 2
+    assert sidecar["measurements"]["compute_launches"]["time_vs_first"] == pytest.approx(
+        [1.0, 1 / moved])
