@@ -19,8 +19,8 @@ One call of :func:`measure_machine` launches, each as its own MPI job:
    1.39x and its tiny numpy calls 1.49x the other four's, GEMMs 1.08x: every run predicted
    20-30% slow). Two launches half a minute apart sample two states of the host. Keeping
    the faster one instead was tried and measured: the second launch was the faster in five
-   calibrations of five (0.82-0.97 of the first's time), and the profile kept the host's
-   best moments while the runs it predicts do not (every run predicted about 10% faster).
+   calibrations of five (0.82-0.97 of the first's time), so the profile kept the host's
+   better moments, which the runs it predicts do not get.
 """
 
 from __future__ import annotations
