@@ -38,7 +38,6 @@ from fugaku_sim.errors import UserError
 from fugaku_sim.io import read_json_object
 
 BENCH_MODULE = "fugaku_sim.calibrate.bench"
-COMPUTE_RUNS = 2  # launches of the compute suite, spread over the calibration
 # what a compute row holds besides its timing (the case it times)
 _TIMING_KEYS = {"seconds", "seconds_per_rank", "lone_seconds"}
 _COMPUTE_SECTIONS = ("gemm", "stream", "tiny_ops", "kernels", "optimizer")
@@ -104,7 +103,7 @@ def compute_speed_ratio(first: dict[str, Any], last: dict[str, Any]) -> float:
 
 
 def pooled_compute(runs: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """One compute suite from its launches (:data:`COMPUTE_RUNS`, in order): each row's
+    """One compute suite from its launches (in order, :func:`planned_runs`): each row's
     seconds (per rank, and alone) the geometric mean of its launches', so a launch run
     whole in a burst counts for its share and no more. Returns the pooled suite (the first
     launch's other fields) and a record: each launch's time against the first
@@ -161,15 +160,17 @@ def measure_machine(
     result: dict[str, Any] = {"ranks": ranks, "quick": quick, "allocator": allocator,
                               "share": [], "comm": [], "machine": []}
     computes: list[dict[str, Any]] = []
+    plan = planned_runs(ranks)
+    launches = sum(suite == "compute" for suite, _ in plan)  # each this share of the time
     with tempfile.TemporaryDirectory(prefix="fugaku-calibrate-") as tmp:
-        for suite, n in planned_runs(ranks):
+        for suite, n in plan:
             compute = suite == "compute"
             if progress:
                 progress(f"{suite} on {n} ranks"
-                         + (f" ({len(computes) + 1} of {COMPUTE_RUNS})" if compute else ""))
+                         + (f" ({len(computes) + 1} of {launches})" if compute else ""))
             rows, machine = measure_quietly(
                 partial(run_suite, launcher, suite, n, quick, Path(tmp), timeout_s, allocator,
-                        1.0 / COMPUTE_RUNS if compute else 1.0,
+                        1.0 / launches if compute else 1.0,
                         f"-{len(computes) + 1}" if compute else ""),
                 attempts)
             result["machine"].append({"suite": suite, "ranks": n, **machine})
