@@ -160,6 +160,7 @@ class PipelineEngine:
         self.recompute = job.recompute_stages
         self.msg = p2p_message_bytes(job)
         self._segments: dict[tuple[int, int, str], list[Segment]] = {}
+        self._layers: dict[tuple[object, ...], tuple[list[Segment], int]] = {}
         self._timings: dict[tuple[int, int, str, str], PassTiming] = {}
         self._arrivals: dict[tuple[int, str, int, int], simpy.Event] = {}
         self._streams: dict[tuple[int, int, str], simpy.Process] = {}
@@ -179,10 +180,10 @@ class PipelineEngine:
         key = (stage, chunk, kind)
         if key not in self._segments:
             c = self.stage_chunks[stage][chunk]
-            c = self.stage_chunks[stage][chunk]
             if kind == "R":  # a recomputation reruns the layers, not the embedding or head
                 c = replace(c, first=False, last=False)
-            self._segments[key] = stage_segments(self.job, stage, "B" if kind == "B" else "F", c)
+            self._segments[key] = stage_segments(self.job, stage, "B" if kind == "B" else "F", c,
+                                                 self._layers)
         return self._segments[key]
 
     def _arrival(self, r: int, kind: str, v: int, mb: int) -> simpy.Event:
@@ -267,8 +268,10 @@ class PipelineEngine:
             return
         t0 = self.env.now
         yield from self.transport.p2p(r, s, stage_of_virtual(target, self.pp), self.msg)
-        self.ledgers[(r, s)].add("pp_comm", self.env.now - t0)
-        self._trace(r, s, "comm", f"send {op}", "pp_comm", t0, self.env.now - t0)
+        seconds = self.env.now - t0
+        self.ledgers[(r, s)].add("pp_comm", seconds)
+        if self.tracing:
+            self._trace(r, s, "comm", f"send {op}", "pp_comm", t0, seconds)
         self._arrival(r, kind, v, op.micro_batch).succeed()
 
     def _price(self, s: int, g: Segment) -> float:

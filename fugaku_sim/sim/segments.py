@@ -334,6 +334,8 @@ class Unit:
     name: str
     parameters: int
     body: Callable[[PassBuilder], None]
+    #: units of one pass with equal keys build equal segments (the layers): built once
+    key: tuple[object, ...] | None = None
 
 
 def unit_parameters(job: Job, stage: int, chunk: ModelChunk) -> tuple[int, int, int]:
@@ -360,16 +362,40 @@ def chunk_units(job: Job, stage: int, chunk: ModelChunk, kind: Literal["F", "B"]
         layer_forward(b) if forward else layer_backward(b, selective)
 
     units = [Unit("embedding", emb, embedding)] if chunk.first else []
-    units += [Unit(f"layer {i}", layer, block) for i in chunk.layers]
+    units += [Unit(f"layer {i}", layer, block, ("layer", kind, selective)) for i in chunk.layers]
     if chunk.last:
         units.append(Unit("head", head, head_forward if forward else head_backward))
     return units if forward else units[::-1]
 
 
-def stage_segments(job: Job, stage: int, kind: Literal["F", "B"], chunk: ModelChunk
+def _emit(b: PassBuilder, unit: Unit,
+          memo: dict[tuple[object, ...], tuple[list[Segment], int]]) -> None:
+    """Append ``unit``'s segments to ``b``: its body run once per key (every layer of a pass
+    builds the same segments), the copies' started collectives numbered on from ``b``'s."""
+    b.flush()
+    if unit.key is None:
+        unit.body(b)
+        b.flush()
+        return
+    if unit.key not in memo:
+        own = PassBuilder(b.job)
+        unit.body(own)
+        own.flush()
+        memo[unit.key] = (own.out, own.handles)
+    segments, handles = memo[unit.key]
+    base = b.handles
+    b.out += [replace(g, handle=g.handle + base) if g.handle >= 0 else g for g in segments]
+    b.handles += handles
+
+
+def stage_segments(job: Job, stage: int, kind: Literal["F", "B"], chunk: ModelChunk,
+                   memo: dict[tuple[object, ...], tuple[list[Segment], int]] | None = None
                    ) -> list[Segment]:
     """Segments of one forward or backward pass of ``chunk`` on ``stage``, with the ZeRO-2
-    and ZeRO-3 collectives of the data-parallel group woven in (see the module docstring)."""
+    and ZeRO-3 collectives of the data-parallel group woven in (see the module docstring).
+    ``memo`` keeps the layers' segments between calls for one ``job`` (a layer's segments
+    do not depend on its stage but through selective recomputation, which its key holds)."""
+    memo = {} if memo is None else memo
     b = PassBuilder(job)
     units = chunk_units(job, stage, chunk, kind)
     zero = job.train.zero_stage if job.layout.dp > 1 else 0
@@ -382,8 +408,7 @@ def stage_segments(job: Job, stage: int, kind: Literal["F", "B"], chunk: ModelCh
     for i, unit in enumerate(units):
         ahead = (b.start("dp", units[i + 1].parameters * w, "all_gather", "dp")
                  if gather and i + 1 < len(units) else None)
-        unit.body(b)
-        b.flush()
+        _emit(b, unit, memo)
         if reduce:
             filled += unit.parameters * w
             if filled >= bucket_bytes or i == len(units) - 1:

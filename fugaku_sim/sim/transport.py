@@ -155,6 +155,7 @@ class AnalyticTransport:
                  contention: Contention | None = None):
         self.env, self.job, self.comm = env, job, comm
         self._embedding: simpy.Event | None = None
+        self._p2p: dict[tuple[int, int, float], float] = {}
         contention = contention or Contention(comm)  # shared by jobs of one placement
         passes, ends = contention_in(job, contention)
         self.share = LinkShare(env, contention) if passes or ends else None
@@ -169,7 +170,14 @@ class AnalyticTransport:
         return self.comm.dp_plan(stage).time_s(stack_bytes(self.job, op, nbytes), op)
 
     def p2p_time_s(self, src: int, dst: int, nbytes: float) -> float:
-        return self.comm.p2p_plan(src, dst).time_s(stack_bytes(self.job, "p2p", nbytes))
+        """Seconds of a pipeline message (priced once per pair and size: every micro-batch
+        sends the same)."""
+        key = (src, dst, nbytes)
+        seconds = self._p2p.get(key)
+        if seconds is None:
+            seconds = self.comm.p2p_plan(src, dst).time_s(stack_bytes(self.job, "p2p", nbytes))
+            self._p2p[key] = seconds
+        return seconds
 
     def grad_sync_time_s(self, stage: int, op: Collective = "allreduce") -> float:
         return self.dp_time_s(stage, grad_bytes(self.job, stage), op)

@@ -3,6 +3,7 @@ recomputation, ZeRO's data-parallel stream, and the fast mode's price of a pass.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from fugaku_sim.sim.compute import (
     op_time_s,
     residual_op,
 )
+from fugaku_sim.sim import segments as segments_module
 from fugaku_sim.sim.predict import prepare
 from fugaku_sim.sim.segments import (
     PassBuilder,
@@ -150,6 +152,36 @@ def test_zero3_gathers_every_unit_before_its_forward_and_backward() -> None:
         assert segs[0].kind == "dp"  # the first unit's gather blocks
     backward = stage_segments(job, 0, "B", chunk0(job))
     assert sum(g.nbytes for g in backward if g.op == "reduce_scatter") == pytest.approx(params)
+
+
+LAYOUTS = [dict(tp=2, pp=2, dp=2), dict(tp=2, pp=2, dp=2, sequence_parallel=True),
+           dict(tp=2, pp=1, dp=4, zero_stage=3, sequence_parallel=True),
+           dict(tp=2, pp=2, dp=2, zero_stage=2),
+           dict(tp=2, pp=2, dp=2, sequence_parallel=True, recompute="selective",
+                recompute_stages=[0])]
+
+
+@pytest.mark.parametrize("kw", LAYOUTS)
+def test_layers_built_once_give_the_segments_of_layers_built_one_by_one(
+        kw: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A memo shared over every stage and pass of a job (as the engine keeps it) builds each
+    kind of layer once and gives exactly the segments of every layer built on its own,
+    started collectives numbered on (sequence parallelism's overlapped backward, ZeRO)."""
+    job = job_of(**kw)
+    passes = [(stage, kind) for stage in range(job.layout.pp) for kind in ("F", "B")]
+    shared: dict[tuple[object, ...], tuple[list[Segment], int]] = {}
+    memoised = [stage_segments(job, s, k, chunk0(job, s), shared)  # type: ignore[arg-type]
+                for s, k in passes]
+    units = segments_module.chunk_units
+    monkeypatch.setattr(segments_module, "chunk_units",
+                        lambda *a: [replace(u, key=None) for u in units(*a)])
+    one_by_one = [stage_segments(job, s, k, chunk0(job, s))  # type: ignore[arg-type]
+                  for s, k in passes]
+    assert memoised == one_by_one
+    assert len(shared) == len({(k, s in job.train.selective_stage_set(job.layout.pp))
+                               for s, k in passes})
+    handles = [g.handle for g in memoised[-1] if g.stream]
+    assert handles == sorted(set(handles))  # distinct, in the order started
 
 
 #: Korthikanti et al. 2022, Table 4: forward and backward of one layer of the 22B model
