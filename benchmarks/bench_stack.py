@@ -11,13 +11,20 @@
 - plan with intervals on 13,824 nodes <= 60 s: every layout, intervals for the best three.
 Wall-clock seconds and the CPU seconds of this process (the machine may be shared: report the
 load average, printed too).
+
+``cli`` times the same three as a user types them, each a fresh ``fugaku-sim`` process
+(imports included) whose ``--json`` output is parsed: ``calibrate --from-runs`` with the
+arguments the shipped Fugaku stack records (written to a temporary file), ``predict`` and
+``plan --nodes 13824`` of the Fugaku-LLM job on that stack.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -85,6 +92,33 @@ def plan_with_intervals() -> Any:
     return result, [predict_intervals(p, result.setup_of(p)) for p in best]
 
 
+def cli(args: list[str]) -> tuple[float, dict[str, Any]]:
+    """(wall seconds, parsed JSON) of ``fugaku-sim ARGS`` in a fresh process."""
+    env = {**os.environ, "PYTHONPATH": str(REPO_CLUSTER_DIR.parent), "OPENBLAS_NUM_THREADS": "1"}
+    t0 = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "fugaku_sim.cli", *args], env=env,
+                          capture_output=True, text=True, check=True, cwd=REPO_CLUSTER_DIR.parent)
+    return time.perf_counter() - t0, json.loads(done.stdout)
+
+
+def cli_timings() -> dict[str, Any]:
+    stack = load_stack("deepspeedfugaku-2023")
+    argv = list(stack.provenance.statistics["arguments"])  # type: ignore[union-attr]
+    job = ["--model", "fugaku-llm-13b", "--cluster", "fugaku", "--stack", "deepspeedfugaku-2023",
+           "--json"]
+    with tempfile.TemporaryDirectory() as tmp:
+        argv[argv.index("--out") + 1] = str(Path(tmp) / "refit.yaml")
+        w_fit, fit = cli(argv)
+    w_pred, pred = cli(["predict", *job])
+    w_plan, plan = cli(["plan", *job, "--nodes", "13824"])
+    return {"calibrate_from_runs": {"wall_s": w_fit, "runs": len(fit["runs"])},
+            "predict_with_intervals": {"wall_s": w_pred,
+                                       "p50_s": pred["intervals"]["step_time_s"]["p50"]},
+            "plan_with_intervals": {"wall_s": w_plan, "layouts": len(plan["plans"]),
+                                    "with_intervals": sum(1 for p in plan["plans"]
+                                                          if p.get("intervals"))}}
+
+
 def main() -> int:
     out: dict[str, Any] = {"load_average_start": os.getloadavg()}
     w1, c1, fug = clock(fit_fugaku)
@@ -101,6 +135,7 @@ def main() -> int:
     w, c, (result, ivs) = clock(plan_with_intervals)
     out["plan_with_intervals"] = {"wall_s": w, "cpu_s": c, "target_s": 60,
                                   "layouts": len(result.predictions), "with_intervals": len(ivs)}
+    out["cli"] = cli_timings()
     out["load_average_end"] = os.getloadavg()
     print(json.dumps(out, indent=2))
     return 0

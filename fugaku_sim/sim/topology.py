@@ -31,6 +31,7 @@ Links are integers; capacities are bytes per second; latencies seconds.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from dataclasses import dataclass
@@ -190,14 +191,19 @@ class Torus:
         assert best is not None and best[1].shape[0] == extent
         return best[1]
 
-    def physical(self, nodes: np.ndarray) -> np.ndarray:
-        """Physical coordinates (n, D) of job node indices (virtual, axis 0 fastest)."""
-        rest = np.asarray(nodes, dtype=np.int64)
+    @functools.cached_property
+    def _coords(self) -> np.ndarray:
+        """Physical coordinates (job nodes, D) of every job node, from the fold tables."""
+        rest = np.arange(math.prod(self.shape), dtype=np.int64)
         out = np.zeros((rest.shape[0], len(self.extents)), dtype=np.int64)
         for extent, table in zip(self.shape, self.tables):
             out += table[rest % extent]
             rest = rest // extent
         return out
+
+    def physical(self, nodes: np.ndarray) -> np.ndarray:
+        """Physical coordinates (n, D) of job node indices (virtual, axis 0 fastest)."""
+        return self._coords[np.asarray(nodes, dtype=np.int64)]
 
     def flat(self, phys: np.ndarray) -> np.ndarray:
         """Flat index of physical coordinates within the block (dimension 0 fastest)."""
@@ -354,10 +360,10 @@ def max_link_load(src: np.ndarray, dst: np.ndarray, extents: list[int], wraps: l
                 continue
             start = np.where(direction, a, a - k + 1 + size)[sel]
             end = start + k[sel]
-            diff = np.zeros(lines * (2 * size + 1), dtype=np.int64)
+            cells = lines * (2 * size + 1)
             row = line[sel] * (2 * size + 1)
-            np.add.at(diff, row + start, 1)
-            np.add.at(diff, row + end, -1)
+            diff = (np.bincount(row + start, minlength=cells)
+                    - np.bincount(row + end, minlength=cells))
             cum = np.cumsum(diff.reshape(lines, 2 * size + 1), axis=1)
             load = cum[:, :size] + cum[:, size : 2 * size]
             worst = max(worst, int(load.max()))
