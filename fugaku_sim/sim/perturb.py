@@ -36,7 +36,6 @@ from fugaku_sim.sim.predict import Setup, run_engine
 from fugaku_sim.spec.job import Job
 from fugaku_sim.spec.stack import stack_value, with_values
 
-
 _new_float, _add, _sub = float.__new__, float.__add__, float.__sub__
 
 

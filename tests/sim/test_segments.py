@@ -10,6 +10,7 @@ import pytest
 import simpy
 
 from fugaku_sim.parallel import stage_chunks
+from fugaku_sim.sim import segments as segments_module
 from fugaku_sim.sim.compute import (
     attention_core_ops,
     attention_ops,
@@ -17,7 +18,6 @@ from fugaku_sim.sim.compute import (
     op_time_s,
     residual_op,
 )
-from fugaku_sim.sim import segments as segments_module
 from fugaku_sim.sim.predict import prepare
 from fugaku_sim.sim.segments import (
     PassBuilder,
