@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -129,26 +129,6 @@ def pair_flows(src: np.ndarray, dst: np.ndarray, placement: Placement) -> Flows:
     return Flows(placement.node[src], placement.slot[src], placement.node[dst], placement.slot[dst])
 
 
-def price_rings(
-    ring_sets: list[RingSet], placement: Placement, network: Network
-) -> tuple[RingPhase, ...]:
-    """Price each ring phase with all its concurrent flows."""
-    return tuple(price_phase(rs.rings, rs.share, placement, network) for rs in ring_sets)
-
-
-def price_phase(rings: np.ndarray, share: float, placement: Placement, network: Network,
-                ranks: int | None = None) -> RingPhase:
-    """One ring phase of ``ranks``-rank rings carrying ``share``, priced with all the flows
-    of ``rings`` (which may hold the rings of other groups running at once)."""
-    flows = ring_flows(rings, placement)
-    return RingPhase(
-        ranks=ranks or rings.shape[1],
-        share=share,
-        seconds_per_byte=network.seconds_per_byte(flows),
-        latency_s=network.step_latency_s(flows),
-    )
-
-
 class CommModel:
     """Collective plans of one placed job, per pipeline stage, priced on its network."""
 
@@ -156,6 +136,23 @@ class CommModel:
         self.grid, self.placement, self.network = grid, placement, network
         self._cache: dict[tuple[str, int, int], object] = {}
         self._rings: dict[tuple[GroupKind, int], dict[str, list[RingSet]]] = {}
+        # each plan's routed flows, rates aside: (algorithm names, per algorithm per phase
+        # (ranks, share, loads)), or a point-to-point plan's loads; kept by repriced copies
+        self._loads: dict[tuple[str, int, int], Any] = {}
+
+    def repriced(self, network: Network) -> CommModel:
+        """These placed groups on ``network``, which routes every flow as this model's
+        network does and has other rates or latencies: its plans priced from the flows'
+        loads already found (the same figures as a model built on ``network`` anew).
+
+        Raises:
+            ValueError: ``network`` routes flows differently.
+        """
+        if network.routes_key != self.network.routes_key:
+            raise ValueError("repriced: the network routes flows differently; place anew")
+        out = CommModel(self.grid, self.placement, network)
+        out._rings, out._loads = self._rings, self._loads
+        return out
 
     @cached_property
     def ranks(self) -> np.ndarray:
@@ -178,9 +175,16 @@ class CommModel:
     def _plan(self, key: tuple[str, int, int], members: np.ndarray,
               algos: dict[str, list[RingSet]] | None = None) -> CollectivePlan:
         if key not in self._cache:
-            algos = algos if algos is not None else ring_algorithms(members, self.placement)
-            priced = tuple(price_rings(v, self.placement, self.network) for v in algos.values())
-            self._cache[key] = CollectivePlan(priced, tuple(algos))
+            if key not in self._loads:
+                algos = algos if algos is not None else ring_algorithms(members, self.placement)
+                self._loads[key] = (tuple(algos), tuple(
+                    tuple((rs.rings.shape[1], rs.share,
+                           self.network.loads(ring_flows(rs.rings, self.placement)))
+                          for rs in sets) for sets in algos.values()))
+            names, phases = self._loads[key]
+            priced = tuple(tuple(RingPhase(ranks, share, *self.network.price(loads))
+                                 for ranks, share, loads in algo) for algo in phases)
+            self._cache[key] = CollectivePlan(priced, names)
         return self._cache[key]  # type: ignore[return-value]
 
     def tp_plan(self, stage: int) -> CollectivePlan:
@@ -196,12 +200,11 @@ class CommModel:
         """All tensor ranks of all replicas send from ``src_stage`` to ``dst_stage`` at once."""
         key = ("p2p", src_stage, dst_stage)
         if key not in self._cache:
-            src = self.ranks[:, src_stage, :].reshape(-1)
-            dst = self.ranks[:, dst_stage, :].reshape(-1)
-            flows = pair_flows(src, dst, self.placement)
-            self._cache[key] = P2PPlan(
-                self.network.seconds_per_byte(flows), self.network.step_latency_s(flows)
-            )
+            if key not in self._loads:
+                src = self.ranks[:, src_stage, :].reshape(-1)
+                dst = self.ranks[:, dst_stage, :].reshape(-1)
+                self._loads[key] = self.network.loads(pair_flows(src, dst, self.placement))
+            self._cache[key] = P2PPlan(*self.network.price(self._loads[key]))
         return self._cache[key]  # type: ignore[return-value]
 
     def rings(self, kind: GroupKind, stage: int) -> dict[str, list[RingSet]]:

@@ -38,7 +38,14 @@ import numpy as np
 from fugaku_sim.errors import SpecError
 from fugaku_sim.sim.distributions import Quantiles
 from fugaku_sim.sim.perturb import step_with_gradient
-from fugaku_sim.sim.predict import Prediction, Setup, checkpoint_bytes, prepare, run_engine
+from fugaku_sim.sim.predict import (
+    Prediction,
+    Setup,
+    checkpoint_bytes,
+    prepare,
+    reprice,
+    run_engine,
+)
 from fugaku_sim.sim.reliability import plan_failures
 from fugaku_sim.spec.job import Job
 from fugaku_sim.spec.ranges import numeric_at, with_numbers
@@ -148,7 +155,10 @@ def profile_response(pred: Prediction, setup: Setup, item: Uncertain) -> Respons
     steps, days = [], []
     for end in (item.low, item.high):
         job = _with_profile(pred.job, item.path, end)
-        own = None if item.path.startswith(NETWORK) else setup  # a new network: re-place
+        if item.path.startswith("interconnect."):  # the same routes at other rates
+            own: Setup | None = reprice(setup, job)
+        else:  # an allocation figure places the job anew
+            own = None if item.path.startswith(NETWORK) else setup
         step = _step_s(job, own)
         steps.append(step)
         days.append(_train_days(job, step))

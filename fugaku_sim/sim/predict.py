@@ -31,7 +31,7 @@ also counts recomputed FLOPs (the figure Narayanan et al., SC21, report).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import simpy
@@ -95,6 +95,21 @@ def prepare(job: Job) -> Setup:
     network = allocation_network(job.cluster, alloc, job.processes_per_node)
     comm = CommModel(grid, placement, network)
     return Setup(alloc.shape, placement, network, comm, alloc, Contention(comm))
+
+
+def reprice(setup: Setup, job: Job) -> Setup:
+    """``setup`` for ``job``, whose cluster differs from the one ``setup`` was placed on in
+    interconnect rates or latencies only: the same allocation, placement and routed flows,
+    the network and its plans' prices anew (what :func:`prepare` gives, without routing
+    every flow again); a job allocated or routed otherwise is placed anew."""
+    alloc = resolve_allocation(job)
+    if alloc != setup.allocation:
+        return prepare(job)
+    network = allocation_network(job.cluster, alloc, job.processes_per_node)
+    if network.routes_key != setup.network.routes_key:
+        return prepare(job)
+    comm = setup.comm.repriced(network)
+    return replace(setup, network=network, comm=comm, contention=Contention(comm))
 
 
 def run_engine(job: Job, setup: Setup, mode: Mode, trace: bool = False) -> EngineResult:

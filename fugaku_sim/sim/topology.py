@@ -56,6 +56,21 @@ class Flows:
         return int(self.src_node.shape[0])
 
 
+@dataclass(frozen=True)
+class Loads:
+    """What a set of concurrent flows puts on a network, its rates aside: none at all
+    (``empty``), whether a flow leaves its node, how many flows share the busiest resource
+    of each kind (in the network's own order) and the longest route's hops. The network's
+    figures price them (``price``), so a placed job whose network changes only its rates
+    or latencies is priced again without routing its flows again
+    (:meth:`fugaku_sim.sim.comm.CommModel.repriced`)."""
+
+    empty: bool
+    inter: bool
+    counts: tuple[int, ...]
+    hops: int = 0
+
+
 def largest_divisor_at_most(n: int, limit: int) -> int:
     """Largest divisor of ``n`` not above ``limit``."""
     return max(d for d in range(1, min(n, limit) + 1) if n % d == 0)
@@ -223,7 +238,9 @@ class Torus:
         """Latency of one message step: injection latency plus the longest route's hops."""
         if flows.count == 0:
             return 0.0
-        hops = int(self.hops(flows).max())
+        return self._latency_s(int(self.hops(flows).max()))
+
+    def _latency_s(self, hops: int) -> float:
         return self.ic.injection_latency_us * 1e-6 + hops * self.ic.hop_latency_us * 1e-6
 
     def seconds_per_byte(self, flows: Flows) -> float:
@@ -231,20 +248,54 @@ class Torus:
         the most loaded link, injection port or node memory decides (fair sharing)."""
         if flows.count == 0:
             return 0.0
+        return self._seconds_per_byte(*self._counts(flows))
+
+    def _counts(self, flows: Flows) -> tuple[bool, tuple[int, ...]]:
+        """(whether a flow leaves its node, (flows on the busiest link, on the busiest
+        injection port, on the busiest shared-memory port))."""
         inter = flows.src_node != flows.dst_node
-        worst = 1.0 / self.flow_cap_Bps if inter.any() else 0.0
+        link = injection = intra = 0
         if inter.any():
             src = self.physical(flows.src_node[inter])
             dst = self.physical(flows.dst_node[inter])
-            worst = max(worst, max_link_load(src, dst, self.extents, self.wraps) / self.link_bw_Bps)
-            per_node = np.bincount(flows.src_node[inter]).max()
-            worst = max(worst, per_node / self.injection_Bps)
+            link = max_link_load(src, dst, self.extents, self.wraps)
+            injection = int(np.bincount(flows.src_node[inter]).max())
         if (~inter).any():
             ppn, local = self.ppn, ~inter
             sends = np.bincount(flows.src_node[local] * ppn + flows.src_slot[local]).max()
             receives = np.bincount(flows.dst_node[local] * ppn + flows.dst_slot[local]).max()
-            worst = max(worst, max(sends, receives) / self.intra_Bps)
+            intra = int(max(sends, receives))
+        return bool(inter.any()), (link, injection, intra)
+
+    def _seconds_per_byte(self, inter: bool, counts: tuple[int, ...]) -> float:
+        link, injection, intra = counts
+        worst = 1.0 / self.flow_cap_Bps if inter else 0.0
+        if inter:
+            worst = max(worst, link / self.link_bw_Bps)
+            worst = max(worst, injection / self.injection_Bps)
+        if intra:
+            worst = max(worst, intra / self.intra_Bps)
         return float(worst)
+
+    def loads(self, flows: Flows) -> Loads:
+        """What ``flows`` put on this network apart from its rates (see :class:`Loads`)."""
+        if flows.count == 0:
+            return Loads(True, False, ())
+        inter, counts = self._counts(flows)
+        return Loads(False, inter, counts, int(self.hops(flows).max()))
+
+    def price(self, loads: Loads) -> tuple[float, float]:
+        """(seconds per byte, step latency) of flows with ``loads``: the same figures as
+        :meth:`seconds_per_byte` and :meth:`step_latency_s` of the flows themselves."""
+        if loads.empty:
+            return 0.0, 0.0
+        return self._seconds_per_byte(loads.inter, loads.counts), self._latency_s(loads.hops)
+
+    @property
+    def routes_key(self) -> tuple[object, ...]:
+        """Equal for two networks that route every flow alike (their rates may differ)."""
+        where = self.physical(np.arange(self.job_nodes, dtype=np.int64))
+        return ("torus", tuple(self.extents), tuple(self.wraps), self.ppn, where.tobytes())
 
     def route(self, src_node: int, src_slot: int, dst_node: int, dst_slot: int) -> list[int]:
         """Link ids of the dimension-order route after the injection port, or the sender's
@@ -397,15 +448,46 @@ class Switched:
     def seconds_per_byte(self, flows: Flows) -> float:
         if flows.count == 0:
             return 0.0
+        return self._seconds_per_byte(self._counts(flows))
+
+    def _counts(self, flows: Flows) -> tuple[int, ...]:
+        """(flows on the busiest rail port, on the busiest switch port)."""
         inter = flows.src_node != flows.dst_node
-        worst = 0.0
-        for mask, bw in ((inter, self.rail_Bps), (~inter, self.intra_Bps)):
+        counts = []
+        for mask in (inter, ~inter):
+            load = 0
             if mask.any():
                 out = flows.src_node[mask] * self.ppn + flows.src_slot[mask]
                 inn = flows.dst_node[mask] * self.ppn + flows.dst_slot[mask]
-                load = max(np.bincount(out).max(), np.bincount(inn).max())
+                load = int(max(np.bincount(out).max(), np.bincount(inn).max()))
+            counts.append(load)
+        return tuple(counts)
+
+    def _seconds_per_byte(self, counts: tuple[int, ...]) -> float:
+        worst = 0.0
+        for load, bw in zip(counts, (self.rail_Bps, self.intra_Bps)):
+            if load:
                 worst = max(worst, load / bw)
         return float(worst)
+
+    def loads(self, flows: Flows) -> Loads:
+        """What ``flows`` put on this network apart from its rates (see :class:`Loads`)."""
+        if flows.count == 0:
+            return Loads(True, False, ())
+        inter = bool((flows.src_node != flows.dst_node).any())
+        return Loads(False, inter, self._counts(flows))
+
+    def price(self, loads: Loads) -> tuple[float, float]:
+        """(seconds per byte, step latency) of flows with ``loads``."""
+        if loads.empty:
+            return 0.0, 0.0
+        latency = self.inter_latency_s if loads.inter else self.intra_latency_s
+        return self._seconds_per_byte(loads.counts), latency
+
+    @property
+    def routes_key(self) -> tuple[object, ...]:
+        """Equal for two networks that route every flow alike (their rates may differ)."""
+        return ("switched", self.nodes, self.ppn)
 
     def route(self, src_node: int, src_slot: int, dst_node: int, dst_slot: int) -> list[int]:
         """Link ids: the sender's and receiver's switch ports, or their rails."""

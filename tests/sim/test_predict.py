@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -9,10 +10,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fugaku_sim.errors import SpecError
-from fugaku_sim.sim.predict import predict
+from fugaku_sim.sim.predict import predict, prepare, reprice
 from fugaku_sim.spec import Layout, TrainSpec, load_cluster, load_model_preset, make_job
 from fugaku_sim.spec.breakdown import BREAKDOWN_KEYS
 from fugaku_sim.spec.job import Job
+from fugaku_sim.spec.ranges import with_numbers
 from tests.sim.small import small_job, small_torus
 
 CONTRACT = (
@@ -189,3 +191,68 @@ def test_more_micro_batches_never_raise_the_bubble_fraction(job: Job, extra: int
 def test_fast_equals_detailed_on_random_small_tori(job: Job) -> None:
     fast, detailed = predict(job, "fast"), predict(job, "detailed")
     assert detailed.step_time_s == pytest.approx(fast.step_time_s, rel=0.02)
+
+
+def _rate_paths(job: Job) -> list[tuple[str, float]]:
+    """Every number of the job's interconnect but its shape: ("interconnect.PATH", value)."""
+    out: list[tuple[str, float]] = []
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                walk(f"{prefix}.{key}", inner)
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            out.append((prefix, float(value)))
+
+    walk("interconnect", job.cluster.interconnect.model_dump())
+    return [(p, v) for p, v in out if v > 0]
+
+
+def _jobs_on_three_networks() -> dict[str, Job]:
+    model = load_model_preset("gpt-tiny").model
+    return {
+        "torus": small_job(small_torus((2, 2, 2)), 2, 2, 2),
+        "noncont": make_job(load_cluster("fugaku"), model,
+                            TrainSpec(global_batch=40, micro_batch=2),
+                            Layout(tp=1, pp=2, dp=10, allocation="noncont")),
+        "switched": make_job(load_cluster("dgx-a100"), model,
+                             TrainSpec(global_batch=32, micro_batch=2), Layout(tp=2, pp=2, dp=4)),
+    }
+
+
+@pytest.mark.parametrize("name", ["torus", "noncont", "switched"])
+def test_a_repriced_setup_predicts_as_one_placed_anew(name: str) -> None:
+    """Every interconnect rate or latency moved (halved, tripled): the flows' loads kept
+    from the first pricing give exactly the step of a job placed and priced anew."""
+    job = _jobs_on_three_networks()[name]
+    setup = prepare(job)
+    predict(job, setup=setup)  # every plan priced, its loads kept
+    paths = _rate_paths(job)
+    assert len(paths) >= 4
+    for path, value in paths:
+        for factor in (0.5, 3.0):
+            moved_value = float(max(1, round(value * factor))) if value.is_integer() else value * factor
+            try:
+                moved = replace(job, cluster=with_numbers(job.cluster, {path: moved_value}, "c"))
+            except SpecError:
+                continue  # a value the profile's rules refuse
+            again = predict(moved, setup=reprice(setup, moved))
+            anew = predict(moved, setup=prepare(moved))
+            assert again.step_time_s == anew.step_time_s, (path, factor)
+            assert again.breakdown_s == anew.breakdown_s, (path, factor)
+
+
+def test_a_network_that_routes_otherwise_is_placed_anew() -> None:
+    job = _jobs_on_three_networks()["torus"]
+    setup = prepare(job)
+    bigger = make_job(small_torus((4, 2, 1)), job.model, job.train, job.layout)
+    with pytest.raises(ValueError, match="routes flows differently"):
+        setup.comm.repriced(prepare(bigger).network)
+    again = reprice(setup, bigger)
+    assert again.network.routes_key == prepare(bigger).network.routes_key
+    assert predict(bigger, setup=again).step_time_s == predict(bigger).step_time_s
+    noncont = _jobs_on_three_networks()["noncont"]  # another allocation: placed anew too
+    moved = make_job(load_cluster("fugaku"), noncont.model,
+                     noncont.train.model_copy(update={"global_batch": 36}),
+                     noncont.layout.model_copy(update={"allocation": "torus", "dp": 6}))
+    assert reprice(prepare(noncont), moved).allocation == prepare(moved).allocation
