@@ -22,14 +22,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 
 from fugaku_sim.parallel.groups import RankGrid
 from fugaku_sim.parallel.placement import Placement, grid_indices
 from fugaku_sim.sim.collectives import CollectivePlan, P2PPlan, RingPhase
-from fugaku_sim.sim.topology import Flows, Network, snake
+from fugaku_sim.sim.topology import Flows, Loads, Network, snake
 
 #: the groups whose collectives of different stages may meet on a link
 GroupKind = Literal["tp", "dp"]
@@ -129,6 +129,11 @@ def pair_flows(src: np.ndarray, dst: np.ndarray, placement: Placement) -> Flows:
     return Flows(placement.node[src], placement.slot[src], placement.node[dst], placement.slot[dst])
 
 
+#: a collective plan's routed flows: its algorithms' names and, per algorithm per phase,
+#: (ranks in a ring, share of the message, the phase's loads)
+RingLoads = tuple[tuple[str, ...], tuple[tuple[tuple[int, float, Loads], ...], ...]]
+
+
 class CommModel:
     """Collective plans of one placed job, per pipeline stage, priced on its network."""
 
@@ -136,9 +141,11 @@ class CommModel:
         self.grid, self.placement, self.network = grid, placement, network
         self._cache: dict[tuple[str, int, int], object] = {}
         self._rings: dict[tuple[GroupKind, int], dict[str, list[RingSet]]] = {}
-        # each plan's routed flows, rates aside: (algorithm names, per algorithm per phase
-        # (ranks, share, loads)), or a point-to-point plan's loads; kept by repriced copies
-        self._loads: dict[tuple[str, int, int], Any] = {}
+        # the plans' routed flows, rates aside (kept by repriced copies): a collective's
+        # algorithm names and, per algorithm per phase, (ranks, share, loads); a
+        # point-to-point plan's loads
+        self._ring_loads: dict[tuple[str, int, int], RingLoads] = {}
+        self._p2p_loads: dict[tuple[str, int, int], Loads] = {}
 
     def repriced(self, network: Network) -> CommModel:
         """These placed groups on ``network``, which routes every flow as this model's
@@ -151,7 +158,8 @@ class CommModel:
         if network.routes_key != self.network.routes_key:
             raise ValueError("repriced: the network routes flows differently; place anew")
         out = CommModel(self.grid, self.placement, network)
-        out._rings, out._loads = self._rings, self._loads
+        out._rings = self._rings
+        out._ring_loads, out._p2p_loads = self._ring_loads, self._p2p_loads
         return out
 
     @cached_property
@@ -175,13 +183,13 @@ class CommModel:
     def _plan(self, key: tuple[str, int, int], members: np.ndarray,
               algos: dict[str, list[RingSet]] | None = None) -> CollectivePlan:
         if key not in self._cache:
-            if key not in self._loads:
+            if key not in self._ring_loads:
                 algos = algos if algos is not None else ring_algorithms(members, self.placement)
-                self._loads[key] = (tuple(algos), tuple(
+                self._ring_loads[key] = (tuple(algos), tuple(
                     tuple((rs.rings.shape[1], rs.share,
                            self.network.loads(ring_flows(rs.rings, self.placement)))
                           for rs in sets) for sets in algos.values()))
-            names, phases = self._loads[key]
+            names, phases = self._ring_loads[key]
             priced = tuple(tuple(RingPhase(ranks, share, *self.network.price(loads))
                                  for ranks, share, loads in algo) for algo in phases)
             self._cache[key] = CollectivePlan(priced, names)
@@ -200,11 +208,11 @@ class CommModel:
         """All tensor ranks of all replicas send from ``src_stage`` to ``dst_stage`` at once."""
         key = ("p2p", src_stage, dst_stage)
         if key not in self._cache:
-            if key not in self._loads:
+            if key not in self._p2p_loads:
                 src = self.ranks[:, src_stage, :].reshape(-1)
                 dst = self.ranks[:, dst_stage, :].reshape(-1)
-                self._loads[key] = self.network.loads(pair_flows(src, dst, self.placement))
-            self._cache[key] = P2PPlan(*self.network.price(self._loads[key]))
+                self._p2p_loads[key] = self.network.loads(pair_flows(src, dst, self.placement))
+            self._cache[key] = P2PPlan(*self.network.price(self._p2p_loads[key]))
         return self._cache[key]  # type: ignore[return-value]
 
     def rings(self, kind: GroupKind, stage: int) -> dict[str, list[RingSet]]:

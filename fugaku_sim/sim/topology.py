@@ -294,7 +294,7 @@ class Torus:
     @property
     def routes_key(self) -> tuple[object, ...]:
         """Equal for two networks that route every flow alike (their rates may differ)."""
-        where = self.physical(np.arange(self.job_nodes, dtype=np.int64))
+        where = self.physical(np.arange(math.prod(self.shape), dtype=np.int64))
         return ("torus", tuple(self.extents), tuple(self.wraps), self.ppn, where.tobytes())
 
     def route(self, src_node: int, src_slot: int, dst_node: int, dst_slot: int) -> list[int]:
