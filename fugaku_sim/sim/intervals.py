@@ -155,10 +155,8 @@ def profile_response(pred: Prediction, setup: Setup, item: Uncertain) -> Respons
     steps, days = [], []
     for end in (item.low, item.high):
         job = _with_profile(pred.job, item.path, end)
-        if item.path.startswith("interconnect."):  # the same routes at other rates
-            own: Setup | None = reprice(setup, job)
-        else:  # an allocation figure places the job anew
-            own = None if item.path.startswith(NETWORK) else setup
+        # a network figure: the same routes at other rates (placed anew if it moves them)
+        own = reprice(setup, job) if item.path.startswith(NETWORK) else setup
         step = _step_s(job, own)
         steps.append(step)
         days.append(_train_days(job, step))

@@ -54,23 +54,15 @@ class Dual(float):
     # addition and subtraction build the result without a call to __new__: the simulator's
     # clock and ledgers add durations a few million times in a fit
     def __add__(self, other: Any) -> Dual:
-        if isinstance(other, Dual):
-            out = _new_float(Dual, _add(self, other))
-            out.grad = self.grad + other.grad
-        else:
-            out = _new_float(Dual, _add(self, other))
-            out.grad = self.grad
+        out = _new_float(Dual, _add(self, other))
+        out.grad = self.grad + other.grad if isinstance(other, Dual) else self.grad
         return out
 
     __radd__ = __add__
 
     def __sub__(self, other: Any) -> Dual:
-        if isinstance(other, Dual):
-            out = _new_float(Dual, _sub(self, other))
-            out.grad = self.grad - other.grad
-        else:
-            out = _new_float(Dual, _sub(self, other))
-            out.grad = self.grad
+        out = _new_float(Dual, _sub(self, other))
+        out.grad = self.grad - other.grad if isinstance(other, Dual) else self.grad
         return out
 
     def __rsub__(self, other: Any) -> Dual:
